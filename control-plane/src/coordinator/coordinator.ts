@@ -1,0 +1,429 @@
+import { DurableObject } from "cloudflare:workers";
+import {
+  AgentToCoordinator,
+  CoordinatorToAgent,
+  decode,
+  encode,
+  ErrorCode,
+  HEARTBEAT_ACK_FRAME,
+  HEARTBEAT_FRAME,
+  type AttemptRef,
+  type JobSpec,
+  type MessageOf,
+} from "../../../protocol/index.ts";
+import { createDb, type Db } from "../db/client.ts";
+import {
+  cancelQueued,
+  getAttempt,
+  hasUnfinishedJobs,
+  holdingAttempts,
+  markStarted,
+  pastDeadline,
+  queuedJobs,
+  settleAttempt,
+  storeAssignments,
+  type AttemptWithJob,
+} from "../db/attempts.ts";
+import { getJob, type JobRow } from "../db/jobs.ts";
+import { chunkRows } from "../db/logs.ts";
+import { logChunks } from "../db/schema.ts";
+import { markOfflineExcept, setDrain, setOffline, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
+import type { Bindings } from "../env.ts";
+import { policyFor, settingsOf, type Settings } from "../settings.ts";
+import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
+import { judgeSocket } from "./liveness.ts";
+import { initialSchedulerState, planDispatch, type WorkerView } from "./scheduler.ts";
+import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
+
+type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
+
+/** Jobs read per scheduling round; more wait for the next round. */
+const DISPATCH_BATCH = 500;
+
+/**
+ * One per pool. Holds the pool's agent sockets (hibernatable), schedules its queued jobs and
+ * is the only writer of its jobs' states, so each change is a read-decide-write with no
+ * other writer in between. D1 is the record: everything here can be rebuilt from it.
+ */
+export class Coordinator extends DurableObject<Bindings> {
+  private readonly db: Db;
+  private readonly settings: Settings;
+  private pool: string | null = null;
+  private scheduler = initialSchedulerState();
+  private serial: Promise<unknown> = Promise.resolve();
+  private dispatching = false;
+  private dispatchAgain = false;
+
+  constructor(ctx: DurableObjectState, env: Bindings) {
+    super(ctx, env);
+    this.db = createDb(env.DB);
+    this.settings = settingsOf(env);
+    // Heartbeats are answered by the runtime, so an idle pool's object can stay hibernated.
+    ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_FRAME, HEARTBEAT_ACK_FRAME));
+    void ctx.blockConcurrencyWhile(async () => {
+      this.pool = (await ctx.storage.get<string>("pool")) ?? null;
+    });
+  }
+
+  // ---- entry points: the API worker calls these ------------------------------------------
+
+  /** An agent's WebSocket, already authenticated by the API worker. */
+  override async fetch(request: Request): Promise<Response> {
+    const pool = request.headers.get("x-gridx-pool");
+    const tokenId = request.headers.get("x-gridx-token-id");
+    if (!pool || !tokenId || request.headers.get("upgrade") !== "websocket") {
+      return new Response("expected an agent WebSocket upgrade", { status: 400 });
+    }
+    await this.bindPool(pool);
+    const { 0: client, 1: server } = new WebSocketPair();
+    this.ctx.acceptWebSocket(server);
+    setSession(server, { tokenId, workerId: null, connectedAt: Date.now() });
+    await this.ensureAlarm();
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A job was queued in this pool. */
+  async jobQueued(pool: string): Promise<void> {
+    await this.bindPool(pool);
+    await this.ensureAlarm();
+    this.dispatch();
+  }
+
+  /** Cancels a job; a running container is killed by its agent. Returns the job after. */
+  async cancelJob(pool: string, jobId: string): Promise<JobRow | null> {
+    await this.bindPool(pool);
+    return this.exclusive(async () => {
+      const job = await getJob(this.db, jobId);
+      if (!job || isTerminal(job.status)) return job ?? null;
+      const now = Date.now();
+      if (job.status === "queued") {
+        await cancelQueued(this.db, jobId, now);
+      } else {
+        const attempt = await getAttempt(this.db, jobId, job.attempt);
+        if (attempt) await this.endAttempt(attempt, { type: "cancel" }, "canceling", "canceled by user", now);
+        if (job.workerId) this.send(job.workerId, { type: "cancel_job", payload: { job_id: jobId, attempt: job.attempt, reason: "user" } });
+      }
+      return (await getJob(this.db, jobId)) ?? null;
+    });
+  }
+
+  /** Stops (or resumes) giving a worker new jobs; its running jobs go on. */
+  async setWorkerDrain(pool: string, workerId: string, drain: boolean): Promise<void> {
+    await this.bindPool(pool);
+    await this.exclusive(() => setDrain(this.db, workerId, drain ? "operator" : null));
+    if (drain) this.send(workerId, { type: "drain", payload: {} });
+    else this.dispatch();
+  }
+
+  // ---- agent sockets ------------------------------------------------------------------------
+
+  override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    try {
+      if (typeof raw !== "string") return this.reply(ws, ErrorCode.badMessage, "frames are JSON text");
+      const decoded = decode(raw, AgentToCoordinator);
+      if (!decoded.ok) {
+        this.reply(ws, decoded.code, decoded.message);
+        if (decoded.code === ErrorCode.protocolVersion) ws.close(CloseCode.protocolVersion, "protocol version unsupported");
+        return;
+      }
+      const session = sessionOf(ws);
+      if (!session) return;
+      const msg = decoded.message;
+      if (msg.type === "hello") return await this.exclusive(() => this.onHello(ws, session, msg.payload));
+      if (msg.type === "heartbeat") return void ws.send(HEARTBEAT_ACK_FRAME);
+      const workerId = session.workerId;
+      if (!workerId) return this.reply(ws, ErrorCode.badMessage, "send hello first");
+      switch (msg.type) {
+        case "job_log":
+          return await this.onLog(msg.payload);
+        case "job_started":
+          return await this.exclusive(() => this.onStarted(workerId, msg.payload));
+        case "job_result":
+          await this.exclusive(() => this.onResult(workerId, msg.payload));
+          ws.send(encode({ type: "result_ack", payload: { job_id: msg.payload.job_id, attempt: msg.payload.attempt } }));
+          return this.dispatch();
+        case "draining":
+          await this.exclusive(() => setDrain(this.db, workerId, "agent"));
+          return;
+      }
+    } catch (err) {
+      console.error(`coordinator(${this.pool}): message handling failed`, err);
+      this.reply(ws, ErrorCode.internal, "the coordinator could not handle that message; it will be retried on reconnect");
+    }
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    try {
+      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+    } catch {
+      // already closed
+    }
+    await this.forget(ws);
+  }
+
+  override async webSocketError(ws: WebSocket, err: unknown): Promise<void> {
+    console.error(`coordinator(${this.pool}): socket error`, err);
+    await this.forget(ws);
+  }
+
+  // ---- the sweep ----------------------------------------------------------------------------
+
+  /**
+   * Runs every few seconds while the pool has sockets or unfinished jobs: drops silent
+   * sockets, records liveness, requeues the jobs of workers gone too long, enforces job
+   * deadlines, and schedules.
+   */
+  override async alarm(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    const now = Date.now();
+    const limits = { helloTimeoutMs: this.settings.HELLO_TIMEOUT_S * 1000, workerTimeoutMs: this.settings.WORKER_TIMEOUT_S * 1000 };
+    const seen: { id: string; at: number }[] = [];
+    for (const ws of this.ctx.getWebSockets()) {
+      const session = sessionOf(ws);
+      if (!session) continue;
+      const verdict = judgeSocket({ session, lastHeartbeat: this.ctx.getWebSocketAutoResponseTimestamp(ws)?.getTime() ?? null }, now, limits);
+      if (verdict.kind === "hello_timeout") ws.close(CloseCode.helloTimeout, "no hello in time");
+      else if (verdict.kind === "silent") {
+        ws.close(CloseCode.heartbeatTimeout, "no heartbeat in time");
+        await this.forget(ws);
+      } else if (session.workerId) seen.push({ id: session.workerId, at: verdict.lastSeen });
+    }
+    await this.exclusive(async () => {
+      await touchWorkers(this.db, seen);
+      await markOfflineExcept(this.db, pool, this.connectedWorkerIds());
+      await this.requeueLostWorkers(pool, now - limits.workerTimeoutMs);
+      await this.enforceDeadlines(pool, now);
+    });
+    this.dispatch();
+    await this.ensureAlarm(true);
+  }
+
+  // ---- handlers -----------------------------------------------------------------------------
+
+  private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
+    const pool = this.pool!;
+    const now = Date.now();
+    const worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, now });
+    for (const other of this.ctx.getWebSockets()) {
+      if (other !== ws && sessionOf(other)?.workerId === worker.id) {
+        setSession(other, { ...sessionOf(other)!, workerId: null });
+        other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
+      }
+    }
+    setSession(ws, { ...session, workerId: worker.id });
+    ws.send(encode({ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null } }));
+    await this.reconcile(worker.id, hello.running, now);
+    this.dispatch();
+  }
+
+  /**
+   * Brings the record and a reconnected agent into agreement: an assignment the agent never
+   * got is sent again, a job it lost is requeued, and a job it runs that is no longer its
+   * to run is canceled.
+   */
+  private async reconcile(workerId: string, reported: AttemptRef[], now: number): Promise<void> {
+    const held = await holdingAttempts(this.db, [workerId]);
+    const key = (r: { job_id: string; attempt: number } | { jobId: string; attempt: number }) => ("job_id" in r ? r.job_id : r.jobId) + "#" + r.attempt;
+    const reportedKeys = new Set(reported.map(key));
+    const heldKeys = new Set(held.map(key));
+    for (const a of held) {
+      if (reportedKeys.has(key(a))) continue;
+      if (a.status === "assigned") await this.sendAssignment(a);
+      else if (a.status === "canceling") await settleAttempt(this.db, a, { status: "finished", exitCode: null, failureReason: null }, null, now);
+      else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: its agent restarted without it`, now);
+    }
+    for (const r of reported) {
+      if (!heldKeys.has(key(r))) this.send(workerId, { type: "cancel_job", payload: { ...r, reason: "stale" } });
+    }
+  }
+
+  private async onStarted(workerId: string, ref: AttemptRef): Promise<void> {
+    const a = await getAttempt(this.db, ref.job_id, ref.attempt);
+    if (!a || a.workerId !== workerId || a.status !== "assigned") return;
+    const now = Date.now();
+    const job = await getJob(this.db, ref.job_id);
+    const timeoutS = (job?.spec as JobSpec | undefined)?.limits.timeout_s ?? 0;
+    await markStarted(this.db, a, now, now + (timeoutS + this.settings.DEADLINE_GRACE_S) * 1000);
+  }
+
+  private async onResult(workerId: string, r: AgentMessage<"job_result">): Promise<void> {
+    const a = await getAttempt(this.db, r.job_id, r.attempt);
+    if (!a || a.workerId !== workerId) return;
+    const now = Date.now();
+    if (a.status === "canceling") {
+      await settleAttempt(this.db, a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now);
+      return;
+    }
+    if (a.status !== "assigned" && a.status !== "running") return;
+    await this.endAttempt(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code);
+  }
+
+  private async onLog(log: AgentMessage<"job_log">): Promise<void> {
+    const rows = chunkRows(log.job_id, log.attempt, log.seq, log.lines);
+    // A resent batch (after a reconnect) lands on the same key and is dropped.
+    await this.db.batch(rows.map((row) => this.db.insert(logChunks).values(row).onConflictDoNothing()) as [never, ...never[]]);
+  }
+
+  /** Ends one attempt and moves its job as the state machine says. */
+  private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number, exitCode: number | null = null) {
+    const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
+    const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
+    await settleAttempt(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message }, now);
+  }
+
+  private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
+    const connected = new Set(this.connectedWorkerIds());
+    const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
+    for (const a of await holdingAttempts(this.db, silent)) {
+      const now = Date.now();
+      if (a.status === "canceling") await settleAttempt(this.db, a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now);
+      else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, now);
+    }
+  }
+
+  /** The coordinator's backstop for an agent that did not enforce a job's timeout. */
+  private async enforceDeadlines(pool: string, now: number): Promise<void> {
+    for (const a of await pastDeadline(this.db, pool, now)) {
+      await this.endAttempt(a, { type: "timeout" }, "canceling", "the job ran past its timeout and the agent did not stop it", now);
+      this.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "timeout" } });
+    }
+  }
+
+  // ---- scheduling ---------------------------------------------------------------------------
+
+  /** Schedules until nothing more fits; calls made meanwhile fold into one more round. */
+  private dispatch(): void {
+    if (this.dispatching) {
+      this.dispatchAgain = true;
+      return;
+    }
+    this.dispatching = true;
+    const run = async () => {
+      try {
+        do {
+          this.dispatchAgain = false;
+          await this.exclusive(() => this.dispatchRound());
+        } while (this.dispatchAgain);
+      } catch (err) {
+        console.error(`coordinator(${this.pool}): dispatch failed`, err);
+      } finally {
+        this.dispatching = false;
+      }
+    };
+    this.ctx.waitUntil(run());
+  }
+
+  private async dispatchRound(): Promise<void> {
+    const pool = this.pool;
+    const connected = this.connectedWorkerIds();
+    if (!pool || connected.length === 0) return;
+    const [rows, held] = await Promise.all([workersByIds(this.db, connected), holdingAttempts(this.db, connected)]);
+    const views: WorkerView[] = rows.map((w) => {
+      const mine = held.filter((a) => a.workerId === w.id);
+      return {
+        id: w.id,
+        caps: w.caps as WorkerView["caps"],
+        slots: w.slots,
+        draining: w.drain !== null,
+        used: {
+          slots: mine.length,
+          cpusMilli: mine.reduce((n, a) => n + a.cpusMilli, 0),
+          memoryMb: mine.reduce((n, a) => n + a.memoryMb, 0),
+          gpuIndices: mine.flatMap((a) => a.gpuIndices),
+        },
+      };
+    });
+    if (!views.some((w) => !w.draining && w.used.slots < w.slots)) return;
+    const queued = await queuedJobs(this.db, pool, DISPATCH_BATCH);
+    if (queued.length === 0) return;
+    const byId = new Map(queued.map((j) => [j.id, j]));
+    const plan = planDispatch(
+      queued.map((j) => ({ id: j.id, requirements: (j.spec as JobSpec).requirements })),
+      views,
+      policyFor(this.settings, pool),
+      this.scheduler,
+    );
+    this.scheduler = plan.state;
+    const stored = await storeAssignments(this.db, plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })), Date.now());
+    for (const s of stored) {
+      this.send(s.assignment.workerId, {
+        type: "assign_job",
+        payload: { job_id: s.job.id, attempt: s.attempt, spec: byId.get(s.job.id)!.spec as JobSpec, gpu_indices: s.assignment.gpuIndices },
+      });
+    }
+    if (stored.length === DISPATCH_BATCH) this.dispatchAgain = true;
+  }
+
+  private async sendAssignment(a: AttemptWithJob): Promise<void> {
+    const job = await getJob(this.db, a.jobId);
+    if (!job) return;
+    this.send(a.workerId, { type: "assign_job", payload: { job_id: a.jobId, attempt: a.attempt, spec: job.spec as JobSpec, gpu_indices: a.gpuIndices } });
+  }
+
+  // ---- plumbing -----------------------------------------------------------------------------
+
+  /** Runs state changes one at a time, so a decision never acts on a record that moved. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.serial.then(fn, fn);
+    this.serial = run.catch(() => undefined);
+    return run;
+  }
+
+  private async bindPool(pool: string): Promise<void> {
+    if (this.pool === pool) return;
+    this.pool = pool;
+    await this.ctx.storage.put("pool", pool);
+  }
+
+  private async ensureAlarm(reschedule = false): Promise<void> {
+    const sweepMs = Math.min(15, this.settings.HEARTBEAT_INTERVAL_S, this.settings.WORKER_TIMEOUT_S / 3) * 1000;
+    if (!reschedule && (await this.ctx.storage.getAlarm()) !== null) return;
+    const busy = this.ctx.getWebSockets().length > 0 || (this.pool !== null && (await hasUnfinishedJobs(this.db, this.pool)));
+    if (busy || !reschedule) await this.ctx.storage.setAlarm(Date.now() + sweepMs);
+  }
+
+  private connectedWorkerIds(): string[] {
+    const ids: string[] = [];
+    for (const ws of this.ctx.getWebSockets()) {
+      const id = sessionOf(ws)?.workerId;
+      if (id) ids.push(id);
+    }
+    return ids;
+  }
+
+  private send(workerId: string, message: CoordinatorToAgent): boolean {
+    for (const ws of this.ctx.getWebSockets()) {
+      if (sessionOf(ws)?.workerId !== workerId) continue;
+      try {
+        ws.send(encode(message));
+        return true;
+      } catch (err) {
+        console.error(`coordinator(${this.pool}): send to ${workerId} failed`, err);
+      }
+    }
+    return false;
+  }
+
+  private reply(ws: WebSocket, code: string, message: string): void {
+    try {
+      ws.send(encode({ type: "error", payload: { code, message } }));
+    } catch {
+      // the socket is gone; nothing to tell
+    }
+  }
+
+  /** A socket went away: its worker is offline until it reconnects; its jobs wait out the timeout. */
+  private async forget(ws: WebSocket): Promise<void> {
+    const session = sessionOf(ws);
+    const workerId = session?.workerId;
+    if (!session || !workerId) return;
+    try {
+      setSession(ws, { ...session, workerId: null });
+    } catch {
+      // a closed socket may refuse a new attachment; it is gone from getWebSockets() anyway
+    }
+    const stillConnected = this.connectedWorkerIds().includes(workerId);
+    if (!stillConnected) await this.exclusive(() => setOffline(this.db, workerId, Date.now()));
+  }
+}

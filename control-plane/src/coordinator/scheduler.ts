@@ -1,0 +1,117 @@
+import type { JobRequirements, WorkerCaps } from "../../../protocol/index.ts";
+
+export const POLICIES = ["first-idle", "least-loaded", "round-robin", "weighted", "random"] as const;
+export type Policy = (typeof POLICIES)[number];
+
+/** A connected worker as the scheduler sees it: what it has, and what its jobs hold. */
+export interface WorkerView {
+  id: string;
+  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels">;
+  slots: number;
+  draining: boolean;
+  used: { slots: number; cpusMilli: number; memoryMb: number; gpuIndices: readonly number[] };
+}
+
+export interface QueuedJob {
+  id: string;
+  requirements: JobRequirements;
+}
+
+export interface Assignment {
+  jobId: string;
+  workerId: string;
+  gpuIndices: number[];
+  cpusMilli: number;
+  memoryMb: number;
+}
+
+/** Policy memory carried from one round to the next (round-robin position, weighted credits). */
+export interface SchedulerState {
+  lastWorkerId: string | null;
+  credits: Record<string, number>;
+}
+
+export const initialSchedulerState = (): SchedulerState => ({ lastWorkerId: null, credits: {} });
+
+export const toMilli = (cpus: number) => Math.round(cpus * 1000);
+
+function freeGpuIndices(w: WorkerView): number[] {
+  const used = new Set(w.used.gpuIndices);
+  return w.caps.gpus.map((g) => g.index).filter((i) => !used.has(i));
+}
+
+/** Whether a worker can take a job now: capabilities, labels and a free slot. */
+export function fits(w: WorkerView, req: JobRequirements): boolean {
+  if (w.draining || w.used.slots >= w.slots) return false;
+  if (w.used.cpusMilli + toMilli(req.cpus) > toMilli(w.caps.cpu_cores)) return false;
+  if (w.used.memoryMb + req.memory_mb > w.caps.memory_mb) return false;
+  if (freeGpuIndices(w).length < req.gpus) return false;
+  return Object.entries(req.labels).every(([k, v]) => w.caps.labels[k] === v);
+}
+
+/** A worker's share under the weighted policy: its `weight` label, else its CPU cores. */
+function weightOf(w: WorkerView): number {
+  const label = Number(w.caps.labels["weight"]);
+  return Number.isFinite(label) && label > 0 ? label : w.caps.cpu_cores;
+}
+
+function choose(policy: Policy, fitting: WorkerView[], all: WorkerView[], state: SchedulerState, random: () => number): WorkerView {
+  const first = fitting[0]!;
+  switch (policy) {
+    case "first-idle":
+      return fitting.find((w) => w.used.slots === 0) ?? first;
+    case "least-loaded":
+      return fitting.reduce((best, w) => (w.used.slots / w.slots < best.used.slots / best.slots ? w : best));
+    case "round-robin": {
+      const last = state.lastWorkerId;
+      return (last !== null && fitting.find((w) => w.id > last)) || first;
+    }
+    case "weighted": {
+      // Smooth weighted round-robin (as nginx does it): every fitting worker earns its weight,
+      // the richest is picked and pays back the total, so shares follow weights without bursts.
+      const total = fitting.reduce((sum, w) => sum + weightOf(w), 0);
+      for (const w of fitting) state.credits[w.id] = (state.credits[w.id] ?? 0) + weightOf(w);
+      const pick = fitting.reduce((best, w) => ((state.credits[w.id] ?? 0) > (state.credits[best.id] ?? 0) ? w : best));
+      state.credits[pick.id] = (state.credits[pick.id] ?? 0) - total;
+      for (const id of Object.keys(state.credits)) if (!all.some((w) => w.id === id)) delete state.credits[id];
+      return pick;
+    }
+    case "random":
+      return fitting[Math.floor(random() * fitting.length)] ?? first;
+  }
+}
+
+/**
+ * Plans one scheduling round: takes queued jobs in the order given (priority, then FIFO),
+ * places each on a fitting worker chosen by the pool's policy, and skips jobs that fit
+ * nowhere now so they do not block smaller jobs behind them. Pure: the returned state and
+ * assignments are all it does.
+ */
+export function planDispatch(
+  jobs: readonly QueuedJob[],
+  workers: readonly WorkerView[],
+  policy: Policy,
+  state: SchedulerState,
+  random: () => number = Math.random,
+): { assignments: Assignment[]; state: SchedulerState } {
+  const next: SchedulerState = { lastWorkerId: state.lastWorkerId, credits: { ...state.credits } };
+  const pool = [...workers]
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+    .map((w) => ({ ...w, used: { ...w.used, gpuIndices: [...w.used.gpuIndices] } }));
+  const assignments: Assignment[] = [];
+  for (const job of jobs) {
+    if (!pool.some((w) => w.used.slots < w.slots && !w.draining)) break;
+    const fitting = pool.filter((w) => fits(w, job.requirements));
+    if (fitting.length === 0) continue;
+    const worker = choose(policy, fitting, pool, next, random);
+    const gpuIndices = freeGpuIndices(worker).slice(0, job.requirements.gpus);
+    const cpusMilli = toMilli(job.requirements.cpus);
+    worker.used.slots += 1;
+    worker.used.cpusMilli += cpusMilli;
+    worker.used.memoryMb += job.requirements.memory_mb;
+    worker.used.gpuIndices = [...worker.used.gpuIndices, ...gpuIndices];
+    next.lastWorkerId = worker.id;
+    assignments.push({ jobId: job.id, workerId: worker.id, gpuIndices, cpusMilli, memoryMb: job.requirements.memory_mb });
+  }
+  return { assignments, state: next };
+}

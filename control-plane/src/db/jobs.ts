@@ -1,0 +1,82 @@
+import { and, desc, eq, lt, type SQL } from "drizzle-orm";
+import type { JobSpec, JobStatus } from "../../../protocol/index.ts";
+import type { Db } from "./client.ts";
+import { jobs } from "./schema.ts";
+
+export type JobRow = typeof jobs.$inferSelect;
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+/** The public shape of a job, as every API route returns it. */
+export function jobView(row: JobRow) {
+  const spec = row.spec as JobSpec;
+  return {
+    id: row.id,
+    kind: row.kind,
+    pool: row.pool,
+    status: row.status,
+    priority: row.priority,
+    max_retries: row.maxRetries,
+    attempt: row.attempt,
+    worker_id: row.workerId,
+    exit_code: row.exitCode,
+    failure_reason: row.failureReason,
+    failure_message: row.failureMessage,
+    limits: spec.limits,
+    requirements: spec.requirements,
+    created_at: iso(row.createdAt),
+    assigned_at: iso(row.assignedAt),
+    started_at: iso(row.startedAt),
+    finished_at: iso(row.finishedAt),
+  };
+}
+
+export async function insertJob(
+  db: Db,
+  row: { id: string; spec: JobSpec; createdBy: string; idempotencyKey: string | null; requestHash: string | null; now: number },
+): Promise<JobRow> {
+  const [inserted] = await db
+    .insert(jobs)
+    .values({
+      id: row.id,
+      pool: row.spec.pool,
+      kind: row.spec.task.kind,
+      spec: row.spec,
+      status: "queued",
+      priority: row.spec.priority,
+      maxRetries: row.spec.max_retries,
+      idempotencyKey: row.idempotencyKey,
+      requestHash: row.requestHash,
+      createdBy: row.createdBy,
+      createdAt: row.now,
+      queuedAt: row.now,
+    })
+    .onConflictDoNothing()
+    .returning();
+  // A conflict means a concurrent request with the same idempotency key won the race.
+  return inserted ?? (await findByIdempotencyKey(db, row.createdBy, row.idempotencyKey!))!;
+}
+
+export function getJob(db: Db, id: string): Promise<JobRow | undefined> {
+  return db.query.jobs.findFirst({ where: eq(jobs.id, id) });
+}
+
+export function findByIdempotencyKey(db: Db, createdBy: string, key: string): Promise<JobRow | undefined> {
+  return db.query.jobs.findFirst({ where: and(eq(jobs.createdBy, createdBy), eq(jobs.idempotencyKey, key)) });
+}
+
+/** Newest first; the cursor is the last id of the previous page. */
+export async function listJobs(db: Db, opts: { status?: JobStatus; pool?: string; limit: number; cursor?: string }) {
+  const where: SQL[] = [];
+  if (opts.status) where.push(eq(jobs.status, opts.status));
+  if (opts.pool) where.push(eq(jobs.pool, opts.pool));
+  if (opts.cursor) where.push(lt(jobs.id, opts.cursor));
+  const rows = await db
+    .select()
+    .from(jobs)
+    .where(and(...where))
+    .orderBy(desc(jobs.id))
+    .limit(opts.limit + 1);
+  const page = rows.slice(0, opts.limit);
+  return { jobs: page, nextCursor: rows.length > opts.limit ? (page.at(-1)?.id ?? null) : null };
+}

@@ -1,0 +1,110 @@
+import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+
+/** API and agent tokens. Only a SHA-256 of the token is stored. */
+export const tokens = sqliteTable(
+  "tokens",
+  {
+    id: text("id").primaryKey(),
+    kind: text("kind", { enum: ["agent", "user"] }).notNull(),
+    /** Agent tokens are bound to one pool. */
+    pool: text("pool"),
+    name: text("name").notNull(),
+    hash: text("hash").notNull(),
+    createdAt: integer("created_at").notNull(),
+    lastUsedAt: integer("last_used_at"),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [uniqueIndex("tokens_hash").on(t.hash)],
+);
+
+/** A compute machine, identified by pool and name so a restarted agent is the same worker. */
+export const workers = sqliteTable(
+  "workers",
+  {
+    id: text("id").primaryKey(),
+    pool: text("pool").notNull(),
+    name: text("name").notNull(),
+    online: integer("online", { mode: "boolean" }).notNull(),
+    /** Who asked the worker to stop taking jobs: an operator (until undrained) or the agent itself (until it reconnects). */
+    drain: text("drain", { enum: ["operator", "agent"] }),
+    caps: text("caps", { mode: "json" }).notNull(),
+    slots: integer("slots").notNull(),
+    agentVersion: text("agent_version").notNull(),
+    tokenId: text("token_id").notNull(),
+    connectedAt: integer("connected_at").notNull(),
+    lastSeen: integer("last_seen").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("workers_pool_name").on(t.pool, t.name)],
+);
+
+export const jobs = sqliteTable(
+  "jobs",
+  {
+    id: text("id").primaryKey(),
+    pool: text("pool").notNull(),
+    kind: text("kind").notNull(),
+    spec: text("spec", { mode: "json" }).notNull(),
+    status: text("status", { enum: ["queued", "assigned", "running", "completed", "failed", "canceled"] }).notNull(),
+    priority: integer("priority").notNull(),
+    maxRetries: integer("max_retries").notNull(),
+    /** The number of the latest attempt; 0 while the job has never been assigned. */
+    attempt: integer("attempt").notNull().default(0),
+    workerId: text("worker_id"),
+    exitCode: integer("exit_code"),
+    failureReason: text("failure_reason"),
+    failureMessage: text("failure_message"),
+    idempotencyKey: text("idempotency_key"),
+    requestHash: text("request_hash"),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    /** When the job last entered the queue: at creation, or when a lost attempt requeued it. */
+    queuedAt: integer("queued_at").notNull(),
+    assignedAt: integer("assigned_at"),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [
+    index("jobs_queue").on(t.pool, t.status, t.priority, t.id),
+    index("jobs_status_id").on(t.status, t.id),
+    uniqueIndex("jobs_idempotency").on(t.createdBy, t.idempotencyKey),
+  ],
+);
+
+/** One try of a job on one worker. Only the job's latest attempt may change the job. */
+export const attempts = sqliteTable(
+  "attempts",
+  {
+    jobId: text("job_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    workerId: text("worker_id").notNull(),
+    /** `canceling`: the job ended but the agent has not yet confirmed the container is gone. */
+    status: text("status", { enum: ["assigned", "running", "canceling", "finished", "lost"] }).notNull(),
+    cpusMilli: integer("cpus_milli").notNull(),
+    memoryMb: integer("memory_mb").notNull(),
+    gpuIndices: text("gpu_indices", { mode: "json" }).$type<number[]>().notNull(),
+    queuedAt: integer("queued_at").notNull(),
+    assignedAt: integer("assigned_at").notNull(),
+    startedAt: integer("started_at"),
+    finishedAt: integer("finished_at"),
+    deadlineAt: integer("deadline_at"),
+    exitCode: integer("exit_code"),
+    failureReason: text("failure_reason"),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.attempt] }), index("attempts_worker_status").on(t.workerId, t.status), index("attempts_status_deadline").on(t.status, t.deadlineAt)],
+);
+
+/** Log lines of one stream, in the batches the agent sent them. */
+export const logChunks = sqliteTable(
+  "log_chunks",
+  {
+    jobId: text("job_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    seq: integer("seq").notNull(),
+    stream: text("stream", { enum: ["stdout", "stderr", "system"] }).notNull(),
+    /** `[place in batch, ts, text][]` */
+    lines: text("lines", { mode: "json" }).$type<[number, number, string][]>().notNull(),
+    bytes: integer("bytes").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.attempt, t.seq, t.stream] })],
+);

@@ -1,0 +1,117 @@
+import { and, eq, inArray, lt, sql } from "drizzle-orm";
+import type { WorkerCaps } from "../../../protocol/index.ts";
+import type { Db } from "./client.ts";
+import { workers } from "./schema.ts";
+import { newId } from "../ids.ts";
+
+export type WorkerRow = typeof workers.$inferSelect;
+
+/** Records a hello: the same pool and name is the same worker, whatever process it is now. */
+export async function upsertWorker(
+  db: Db,
+  w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; now: number },
+): Promise<WorkerRow> {
+  const [row] = await db
+    .insert(workers)
+    .values({
+      id: newId("w", w.now),
+      pool: w.pool,
+      name: w.name,
+      online: true,
+      caps: w.caps,
+      slots: w.slots,
+      agentVersion: w.agentVersion,
+      tokenId: w.tokenId,
+      connectedAt: w.now,
+      lastSeen: w.now,
+      createdAt: w.now,
+    })
+    .onConflictDoUpdate({
+      target: [workers.pool, workers.name],
+      set: {
+        online: true,
+        caps: w.caps,
+        slots: w.slots,
+        agentVersion: w.agentVersion,
+        tokenId: w.tokenId,
+        connectedAt: w.now,
+        lastSeen: w.now,
+        // An agent's own drain ends with the process that asked for it; an operator's stays.
+        drain: sql`CASE WHEN ${workers.drain} = 'agent' THEN NULL ELSE ${workers.drain} END`,
+      },
+    })
+    .returning();
+  return row!;
+}
+
+export function workersByIds(db: Db, ids: string[]): Promise<WorkerRow[]> {
+  return ids.length ? db.select().from(workers).where(inArray(workers.id, ids)) : Promise.resolve([]);
+}
+
+export function getWorker(db: Db, id: string) {
+  return db.query.workers.findFirst({ where: eq(workers.id, id) });
+}
+
+export function listWorkers(db: Db, pool?: string) {
+  return db
+    .select()
+    .from(workers)
+    .where(pool ? eq(workers.pool, pool) : undefined)
+    .orderBy(workers.pool, workers.name);
+}
+
+export async function touchWorkers(db: Db, seen: { id: string; at: number }[]) {
+  if (seen.length === 0) return;
+  const [first, ...rest] = seen.map((s) => db.update(workers).set({ lastSeen: s.at }).where(eq(workers.id, s.id)));
+  await db.batch([first!, ...rest]);
+}
+
+export function setOffline(db: Db, id: string, at: number) {
+  return db.update(workers).set({ online: false, lastSeen: at }).where(eq(workers.id, id));
+}
+
+/** Workers the database still calls online although no socket of theirs is held here. */
+export function markOfflineExcept(db: Db, pool: string, connected: string[]) {
+  return db
+    .update(workers)
+    .set({ online: false })
+    .where(and(eq(workers.pool, pool), eq(workers.online, true), connected.length ? sql`${workers.id} NOT IN ${connected}` : undefined));
+}
+
+export function setDrain(db: Db, id: string, drain: "operator" | "agent" | null) {
+  return db.update(workers).set({ drain }).where(eq(workers.id, id));
+}
+
+export function silentSince(db: Db, pool: string, cutoff: number) {
+  return db
+    .select({ id: workers.id })
+    .from(workers)
+    .where(and(eq(workers.pool, pool), lt(workers.lastSeen, cutoff)));
+}
+
+/** What the API shows of a worker. */
+export function workerView(row: WorkerRow, running: number) {
+  const caps = row.caps as WorkerCaps;
+  return {
+    id: row.id,
+    name: row.name,
+    pool: row.pool,
+    status: !row.online ? "offline" : row.drain ? "draining" : "online",
+    caps: {
+      cpu_cores: caps.cpu_cores,
+      memory_mb: caps.memory_mb,
+      gpus: caps.gpus.length,
+      gpu_devices: caps.gpus,
+      nvidia_runtime: caps.nvidia_runtime,
+      labels: caps.labels,
+      os: caps.os,
+      arch: caps.arch,
+      wsl: caps.wsl,
+    },
+    agent_version: row.agentVersion,
+    slots: row.slots,
+    running,
+    connected_at: new Date(row.connectedAt).toISOString(),
+    last_seen: new Date(row.lastSeen).toISOString(),
+  };
+}

@@ -1,0 +1,46 @@
+import { Hono } from "hono";
+import { sql } from "drizzle-orm";
+import { PROTOCOL_VERSION } from "../../../protocol/index.ts";
+import { createDb } from "../db/client.ts";
+import type { AppEnv } from "../env.ts";
+import { requireAuth } from "../middleware/auth.ts";
+
+/** Upper bounds of the dispatch-latency histogram, in seconds. */
+export const DISPATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+const label = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
+
+/** Prometheus text exposition of what D1 records; nothing here is kept in memory. */
+async function renderMetrics(d1: D1Database): Promise<string> {
+  const db = createDb(d1);
+  const bucketCols = DISPATCH_BUCKETS.map((b, i) => `SUM(CASE WHEN assigned_at - queued_at <= ${b * 1000} THEN 1 ELSE 0 END) AS b${i}`).join(", ");
+  const [byState, workers, latency] = await Promise.all([
+    db.all<{ pool: string; status: string; n: number }>(sql`SELECT pool, status, COUNT(*) AS n FROM jobs GROUP BY pool, status`),
+    db.all<{ pool: string; n: number }>(sql`SELECT pool, COUNT(*) AS n FROM workers WHERE online = 1 GROUP BY pool`),
+    db.all<Record<string, number | string>>(
+      sql.raw(`SELECT j.pool AS pool, COUNT(*) AS n, COALESCE(SUM(a.assigned_at - a.queued_at), 0) AS total, ${bucketCols} FROM attempts a JOIN jobs j ON j.id = a.job_id GROUP BY j.pool`),
+    ),
+  ]);
+  const out: string[] = [];
+  out.push("# HELP gridx_jobs Jobs by pool and state.", "# TYPE gridx_jobs gauge");
+  for (const r of byState) out.push(`gridx_jobs{pool="${label(r.pool)}",state="${r.status}"} ${r.n}`);
+  out.push("# HELP gridx_queue_depth Jobs waiting for a worker.", "# TYPE gridx_queue_depth gauge");
+  for (const r of byState.filter((r) => r.status === "queued")) out.push(`gridx_queue_depth{pool="${label(r.pool)}"} ${r.n}`);
+  out.push("# HELP gridx_workers_online Connected workers.", "# TYPE gridx_workers_online gauge");
+  for (const r of workers) out.push(`gridx_workers_online{pool="${label(r.pool)}"} ${r.n}`);
+  out.push("# HELP gridx_dispatch_latency_seconds Time from entering the queue to assignment.", "# TYPE gridx_dispatch_latency_seconds histogram");
+  for (const r of latency) {
+    const pool = label(String(r.pool));
+    DISPATCH_BUCKETS.forEach((b, i) => out.push(`gridx_dispatch_latency_seconds_bucket{pool="${pool}",le="${b}"} ${r[`b${i}`] ?? 0}`));
+    out.push(`gridx_dispatch_latency_seconds_bucket{pool="${pool}",le="+Inf"} ${r.n}`);
+    out.push(`gridx_dispatch_latency_seconds_sum{pool="${pool}"} ${Number(r.total) / 1000}`);
+    out.push(`gridx_dispatch_latency_seconds_count{pool="${pool}"} ${r.n}`);
+  }
+  return out.join("\n") + "\n";
+}
+
+export const opsRoutes = new Hono<AppEnv>()
+  .get("/health", (c) => c.json({ ok: true, protocol_version: PROTOCOL_VERSION }))
+  .get("/metrics", requireAuth("admin", "user"), async (c) =>
+    c.body(await renderMetrics(c.env.DB), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+  );

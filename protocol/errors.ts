@@ -1,0 +1,13 @@
+/** Error codes shared by the HTTP API and the wire protocol. */
+export const ErrorCode = {
+  validationFailed: "validation_failed",
+  unauthorized: "unauthorized",
+  forbidden: "forbidden",
+  notFound: "not_found",
+  conflict: "conflict",
+  payloadTooLarge: "payload_too_large",
+  protocolVersion: "protocol_version_unsupported",
+  badMessage: "bad_message",
+  internal: "internal",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];

@@ -1,0 +1,20 @@
+export { PROTOCOL_VERSION } from "./version.ts";
+export { ErrorCode } from "./errors.ts";
+export { decode, encode, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME } from "./codec.ts";
+export type { DecodeResult } from "./codec.ts";
+export {
+  FailureReason,
+  JOB_LIMITS,
+  JobLimits,
+  JobRequest,
+  JobRequirements,
+  JobSpec,
+  JobStatus,
+  Labels,
+  PoolName,
+  TERMINAL_STATUSES,
+  utf8Length,
+} from "./job.ts";
+export type { JobKind, JobTask } from "./job.ts";
+export { AgentToCoordinator, AttemptRef, CoordinatorToAgent, GpuDevice, LogLine, LogStream, MAX_LOG_BATCH_BYTES, WorkerCaps } from "./messages.ts";
+export type { MessageOf } from "./messages.ts";

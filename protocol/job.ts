@@ -1,0 +1,150 @@
+import { z } from "zod";
+
+/** Lifecycle states of a job; the terminal ones never change again. */
+export const JobStatus = z.enum(["queued", "assigned", "running", "completed", "failed", "canceled"]);
+export type JobStatus = z.infer<typeof JobStatus>;
+export const TERMINAL_STATUSES: readonly JobStatus[] = ["completed", "failed", "canceled"];
+
+/** Why a job failed; `completed` always means exit code 0. */
+export const FailureReason = z.enum([
+  "exit_code",
+  "timeout",
+  "oom",
+  "worker_lost",
+  "canceled_by_worker",
+  "image_error",
+  "input_error",
+  "output_too_large",
+  "internal",
+]);
+export type FailureReason = z.infer<typeof FailureReason>;
+
+/** Every bound a job can set, with the default a user gets when it says nothing. */
+export const JOB_LIMITS = {
+  timeout_s: { min: 1, max: 7 * 24 * 3600, default: 3600 },
+  memory_mb: { min: 16, max: 1024 * 1024, default: 512 },
+  cpus: { min: 0.05, max: 512, default: 1 },
+  pids: { min: 16, max: 65536, default: 256 },
+  gpus: { min: 0, max: 64, default: 0 },
+  priority: { min: -1000, max: 1000, default: 0 },
+  max_retries: { min: 0, max: 20, default: 2 },
+  script_bytes: { max: 256 * 1024 },
+  args: { max: 256 },
+  arg_chars: { max: 8192 },
+  env_vars: { max: 64 },
+  env_value_chars: { max: 8192 },
+  labels: { max: 32 },
+} as const;
+
+const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "lowercase letters, digits, '.', '_' or '-', 1 to 63 characters");
+export const PoolName = Name;
+export const LabelKey = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$/, "letters, digits, '.', '_', '/' or '-', 1 to 63 characters");
+export const LabelValue = z.string().max(128);
+export const Labels = z
+  .record(LabelKey, LabelValue)
+  .refine((l) => Object.keys(l).length <= JOB_LIMITS.labels.max, `at most ${JOB_LIMITS.labels.max} labels`);
+export type Labels = z.infer<typeof Labels>;
+
+const Arg = z.string().max(JOB_LIMITS.arg_chars.max, `each argument is at most ${JOB_LIMITS.arg_chars.max} characters`);
+const Args = z.array(Arg).max(JOB_LIMITS.args.max, `at most ${JOB_LIMITS.args.max} arguments`);
+/** Bytes of a string as UTF-8, without TextEncoder (this module is runtime-neutral). */
+export function utf8Length(s: string): number {
+  let bytes = 0;
+  for (const ch of s) {
+    const cp = ch.codePointAt(0) ?? 0;
+    bytes += cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+  }
+  return bytes;
+}
+
+export const PythonTask = z.object({
+  script: z
+    .string()
+    .min(1, "the script is empty")
+    .refine((s) => utf8Length(s) <= JOB_LIMITS.script_bytes.max, `the script is larger than ${JOB_LIMITS.script_bytes.max} bytes`),
+  args: Args.default([]),
+});
+export type PythonTask = z.infer<typeof PythonTask>;
+
+export const ImageRef = z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]{0,254}$/, "an image reference such as gridx/python:latest");
+export const CommandTask = z.object({
+  image: ImageRef,
+  argv: z.array(Arg).min(1, "argv needs at least the program").max(JOB_LIMITS.args.max),
+});
+export type CommandTask = z.infer<typeof CommandTask>;
+
+const bounded = (key: "timeout_s" | "memory_mb" | "pids" | "gpus" | "priority" | "max_retries") =>
+  z.number().int(`${key} must be a whole number`).min(JOB_LIMITS[key].min).max(JOB_LIMITS[key].max);
+const Cpus = z.number().min(JOB_LIMITS.cpus.min).max(JOB_LIMITS.cpus.max);
+
+export const JobLimits = z.object({
+  timeout_s: bounded("timeout_s").default(JOB_LIMITS.timeout_s.default),
+  memory_mb: bounded("memory_mb").default(JOB_LIMITS.memory_mb.default),
+  cpus: Cpus.default(JOB_LIMITS.cpus.default),
+  pids: bounded("pids").default(JOB_LIMITS.pids.default),
+});
+export type JobLimits = z.infer<typeof JobLimits>;
+
+export const JobRequirements = z.object({
+  gpus: bounded("gpus"),
+  cpus: Cpus,
+  memory_mb: bounded("memory_mb"),
+  labels: Labels,
+});
+export type JobRequirements = z.infer<typeof JobRequirements>;
+
+const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name");
+const JobEnv = z
+  .record(EnvName, z.string().max(JOB_LIMITS.env_value_chars.max))
+  .refine((e) => Object.keys(e).length <= JOB_LIMITS.env_vars.max, `at most ${JOB_LIMITS.env_vars.max} variables`);
+
+const JobTask = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("python"), python: PythonTask }),
+  z.object({ kind: z.literal("command"), command: CommandTask }),
+]);
+export type JobTask = z.infer<typeof JobTask>;
+export type JobKind = JobTask["kind"];
+
+const JobCommon = z.object({
+  limits: JobLimits.strict().default(JobLimits.parse({})),
+  requirements: JobRequirements.partial().strict().default({}),
+  priority: bounded("priority").default(JOB_LIMITS.priority.default),
+  max_retries: bounded("max_retries").default(JOB_LIMITS.max_retries.default),
+  pool: PoolName.default("default"),
+  env: JobEnv.default({}),
+});
+
+/** The body of `POST /v1/jobs` as a user writes it; parsing applies every default. */
+export const JobRequest = z
+  .discriminatedUnion("kind", [
+    JobCommon.extend({ kind: z.literal("python"), python: PythonTask }).strict(),
+    JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
+  ])
+  .transform(({ limits, requirements, priority, max_retries, pool, env, ...task }): JobSpec => ({
+    task,
+    limits,
+    // A job that states no reservation reserves what its limits allow it to use.
+    requirements: {
+      gpus: requirements.gpus ?? JOB_LIMITS.gpus.default,
+      cpus: requirements.cpus ?? limits.cpus,
+      memory_mb: requirements.memory_mb ?? limits.memory_mb,
+      labels: requirements.labels ?? {},
+    },
+    priority,
+    max_retries,
+    pool,
+    env,
+  }));
+export type JobRequest = z.input<typeof JobRequest>;
+
+/** A job as stored and as sent to agents: every default applied. */
+export const JobSpec = z.object({
+  task: JobTask,
+  limits: JobLimits,
+  requirements: JobRequirements,
+  priority: z.number().int(),
+  max_retries: z.number().int(),
+  pool: PoolName,
+  env: z.record(z.string(), z.string()),
+});
+export type JobSpec = z.infer<typeof JobSpec>;

@@ -1,0 +1,93 @@
+import { z } from "zod";
+import { FailureReason, JobSpec, Labels } from "./job.ts";
+
+const JobId = z.string().min(1).max(64);
+const Attempt = z.number().int().min(1);
+/** Names one try of one job; messages about an older try are stale and ignored. */
+export const AttemptRef = z.object({ job_id: JobId, attempt: Attempt });
+export type AttemptRef = z.infer<typeof AttemptRef>;
+
+export const GpuDevice = z.object({
+  index: z.number().int().min(0),
+  model: z.string().max(200),
+  memory_mb: z.number().int().min(0),
+});
+export type GpuDevice = z.infer<typeof GpuDevice>;
+
+/** What an agent's machine offers, as it advertises it in `hello`. */
+export const WorkerCaps = z.object({
+  cpu_cores: z.number().positive(),
+  memory_mb: z.number().int().positive(),
+  gpus: z.array(GpuDevice).max(64),
+  nvidia_runtime: z.boolean(),
+  labels: Labels,
+  os: z.string().max(100),
+  arch: z.string().max(50),
+  wsl: z.boolean(),
+});
+export type WorkerCaps = z.infer<typeof WorkerCaps>;
+
+export const LogStream = z.enum(["stdout", "stderr", "system"]);
+export type LogStream = z.infer<typeof LogStream>;
+export const LogLine = z.object({
+  stream: LogStream,
+  text: z.string(),
+  ts: z.number().int(),
+});
+export type LogLine = z.infer<typeof LogLine>;
+
+/** The largest log batch an agent may send in one frame (bytes of text). */
+export const MAX_LOG_BATCH_BYTES = 256 * 1024;
+
+export const AgentToCoordinator = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("hello"),
+    payload: z.object({
+      agent_version: z.string().max(50),
+      name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
+      slots: z.number().int().min(1).max(256),
+      caps: WorkerCaps,
+      /** Jobs the agent still holds: running, or finished with a result not yet acknowledged. */
+      running: z.array(AttemptRef).max(256),
+    }),
+  }),
+  z.object({ type: z.literal("heartbeat"), payload: z.object({}) }),
+  z.object({ type: z.literal("job_started"), payload: AttemptRef }),
+  z.object({
+    type: z.literal("job_log"),
+    payload: AttemptRef.extend({ seq: z.number().int().min(0), lines: z.array(LogLine).min(1).max(10_000) }),
+  }),
+  z.object({
+    type: z.literal("job_result"),
+    payload: AttemptRef.extend({
+      exit_code: z.number().int().nullable(),
+      failure_reason: FailureReason.nullable(),
+      message: z.string().max(4000).nullable(),
+    }),
+  }),
+  /** The agent is shutting down: it takes no new jobs and finishes those it has. */
+  z.object({ type: z.literal("draining"), payload: z.object({}) }),
+]);
+export type AgentToCoordinator = z.infer<typeof AgentToCoordinator>;
+
+export const CoordinatorToAgent = z.discriminatedUnion("type", [
+  z.object({
+    type: z.literal("hello_ack"),
+    payload: z.object({ worker_id: z.string(), heartbeat_interval_s: z.number().positive(), draining: z.boolean() }),
+  }),
+  z.object({ type: z.literal("heartbeat_ack"), payload: z.object({}) }),
+  z.object({
+    type: z.literal("assign_job"),
+    payload: AttemptRef.extend({ spec: JobSpec, gpu_indices: z.array(z.number().int().min(0)) }),
+  }),
+  z.object({
+    type: z.literal("cancel_job"),
+    payload: AttemptRef.extend({ reason: z.enum(["user", "timeout", "stale"]) }),
+  }),
+  z.object({ type: z.literal("result_ack"), payload: AttemptRef }),
+  z.object({ type: z.literal("drain"), payload: z.object({}) }),
+  z.object({ type: z.literal("error"), payload: z.object({ code: z.string(), message: z.string() }) }),
+]);
+export type CoordinatorToAgent = z.infer<typeof CoordinatorToAgent>;
+
+export type MessageOf<U extends { type: string }, T extends U["type"]> = Extract<U, { type: T }>;
