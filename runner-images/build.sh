@@ -22,7 +22,7 @@ ensure_base() {
   command -v debootstrap >/dev/null || { echo "gridx: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
   local dir
   dir=$(mktemp -d /tmp/gridx-rootfs.XXXXXX)
-  debootstrap --variant=minbase --include=python3-minimal bookworm "$dir" "$(mirror)" >/tmp/gridx-debootstrap.log 2>&1 \
+  debootstrap --variant=minbase --include=python3 bookworm "$dir" "$(mirror)" >/tmp/gridx-debootstrap.log 2>&1 \
     || { echo "gridx: debootstrap failed, see /tmp/gridx-debootstrap.log" >&2; rm -rf "$dir"; exit 1; }
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
   tar -C "$dir" -c . | docker import -c 'CMD ["python3"]' - "$base" >/dev/null

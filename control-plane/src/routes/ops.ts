@@ -13,7 +13,7 @@ const label = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').repla
 /** Prometheus text exposition of what D1 records; nothing here is kept in memory. */
 async function renderMetrics(d1: D1Database): Promise<string> {
   const db = createDb(d1);
-  const bucketCols = DISPATCH_BUCKETS.map((b, i) => `SUM(CASE WHEN assigned_at - queued_at <= ${b * 1000} THEN 1 ELSE 0 END) AS b${i}`).join(", ");
+  const bucketCols = DISPATCH_BUCKETS.map((b, i) => `SUM(CASE WHEN a.assigned_at - a.queued_at <= ${b * 1000} THEN 1 ELSE 0 END) AS b${i}`).join(", ");
   const [byState, workers, latency] = await Promise.all([
     db.all<{ pool: string; status: string; n: number }>(sql`SELECT pool, status, COUNT(*) AS n FROM jobs GROUP BY pool, status`),
     db.all<{ pool: string; n: number }>(sql`SELECT pool, COUNT(*) AS n FROM workers WHERE online = 1 GROUP BY pool`),

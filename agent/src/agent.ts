@@ -1,0 +1,172 @@
+import type { AgentToCoordinator, AttemptRef, CoordinatorToAgent, JobSpec, LogStream, MessageOf, WorkerCaps } from "../../protocol/index.ts";
+import { Connection, type ConnectionOptions } from "./connection.ts";
+import type { Logger } from "./logger.ts";
+import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
+import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
+
+export interface AgentOptions {
+  url: string;
+  token: string;
+  name: string;
+  slots: number;
+  version: string;
+  caps: WorkerCaps;
+  logLimits?: LogLimits;
+  connection?: Partial<Pick<ConnectionOptions, "backoff" | "wsOptions">>;
+}
+
+interface ActiveJob {
+  ref: AttemptRef;
+  stop: AbortController;
+  done: Promise<void>;
+}
+
+const keyOf = (r: AttemptRef) => `${r.job_id}#${r.attempt}`;
+
+/**
+ * A compute node: keeps one connection to its pool's coordinator, runs the jobs it is given
+ * through a JobRunner, streams their logs, and reports each result until it is acknowledged.
+ */
+export class Agent {
+  private readonly connection: Connection;
+  private readonly active = new Map<string, ActiveJob>();
+  /** Results sent but not yet acknowledged; re-sent after every reconnect. */
+  private readonly unacked = new Map<string, MessageOf<AgentToCoordinator, "job_result">["payload"]>();
+  private draining = false;
+  private closing: Promise<void> | null = null;
+  private fatal: ((reason: string) => void) | null = null;
+
+  constructor(
+    private readonly opts: AgentOptions,
+    private readonly runner: JobRunner,
+    private readonly log: Logger,
+  ) {
+    this.connection = new Connection({
+      url: opts.url,
+      token: opts.token,
+      log,
+      ...opts.connection,
+      hello: () => ({
+        type: "hello",
+        payload: {
+          agent_version: opts.version,
+          name: opts.name,
+          slots: opts.slots,
+          caps: opts.caps,
+          running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ job_id, attempt }) => ({ job_id, attempt }))),
+        },
+      }),
+      onMessage: (msg) => this.onMessage(msg),
+      onFatal: (reason) => this.fatal?.(reason),
+    });
+  }
+
+  /** Cleans up after a crashed predecessor, then dials. Resolves with a reason if refused for good. */
+  async start(): Promise<{ fatal: Promise<string> }> {
+    const removed = await this.runner.cleanupLeftovers();
+    if (removed) this.log.warn("removed containers left by an earlier run", { count: removed });
+    const missing = await this.runner.missingImages();
+    if (missing.length) this.log.warn("runner images are missing; jobs that need them fail with image_error. Build them with `npm run images`", { missing });
+    const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
+    this.connection.start();
+    this.log.info("agent started", { name: this.opts.name, slots: this.opts.slots, url: this.opts.url });
+    return { fatal };
+  }
+
+  get runningCount(): number {
+    return this.active.size;
+  }
+
+  /**
+   * Stops taking jobs, lets running ones finish for up to `graceMs`, stops the rest, reports
+   * every result it can, and disconnects. Safe to call more than once.
+   */
+  close(graceMs = 0): Promise<void> {
+    this.closing ??= (async () => {
+      this.draining = true;
+      this.connection.send({ type: "draining", payload: {} });
+      const all = () => Promise.all([...this.active.values()].map((j) => j.done));
+      if (this.active.size) {
+        this.log.info("draining: waiting for running jobs", { running: this.active.size, grace_ms: graceMs });
+        const timer = new Promise((r) => setTimeout(r, graceMs).unref());
+        await Promise.race([all(), timer]);
+        for (const job of this.active.values()) job.stop.abort("drain" satisfies StopReason);
+        await all();
+      }
+      const deadline = Date.now() + 5000;
+      while (this.unacked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await this.connection.close();
+    })();
+    return this.closing;
+  }
+
+  private onMessage(msg: CoordinatorToAgent): void {
+    switch (msg.type) {
+      case "hello_ack":
+        this.log.info("connected", { worker_id: msg.payload.worker_id, draining: msg.payload.draining });
+        for (const result of this.unacked.values()) this.connection.sendIfReady({ type: "job_result", payload: result });
+        return;
+      case "assign_job":
+        return this.accept(msg.payload, msg.payload.spec, msg.payload.gpu_indices);
+      case "cancel_job":
+        this.active.get(keyOf(msg.payload))?.stop.abort(msg.payload.reason satisfies StopReason);
+        return;
+      case "result_ack":
+        this.unacked.delete(keyOf(msg.payload));
+        return;
+      case "drain":
+        this.log.info("an operator drained this worker: it takes no new jobs");
+        return;
+      case "heartbeat_ack":
+      case "error":
+        return;
+    }
+  }
+
+  private accept(ref: AttemptRef, spec: JobSpec, gpuIndices: number[]): void {
+    const key = keyOf({ job_id: ref.job_id, attempt: ref.attempt });
+    if (this.active.has(key) || this.unacked.has(key)) return; // a re-sent assignment we already hold
+    const attemptRef = { job_id: ref.job_id, attempt: ref.attempt };
+    if (this.draining || this.active.size >= this.opts.slots) {
+      this.report(attemptRef, { exit_code: null, failure_reason: "canceled_by_worker", message: this.draining ? "the worker is shutting down" : "the worker had no free slot" });
+      return;
+    }
+    const stop = new AbortController();
+    const job: ActiveJob = { ref: attemptRef, stop, done: Promise.resolve() };
+    this.active.set(key, job);
+    job.done = this.execute(attemptRef, spec, gpuIndices, stop.signal).finally(() => this.active.delete(key));
+  }
+
+  private async execute(ref: AttemptRef, spec: JobSpec, gpuIndices: number[], stop: AbortSignal): Promise<void> {
+    const log = this.log.child({ job_id: ref.job_id, attempt: ref.attempt });
+    const limits = this.opts.logLimits ?? DEFAULT_LOG_LIMITS;
+    let seq = 0;
+    const batcher = new LogBatcher(limits, (lines) => this.connection.send({ type: "job_log", payload: { ...ref, seq: seq++, lines } }));
+    const splitters: Record<Exclude<LogStream, "system">, LineSplitter> = {
+      stdout: new LineSplitter("stdout", limits.lineBytes, (s, t) => batcher.add(s, t)),
+      stderr: new LineSplitter("stderr", limits.lineBytes, (s, t) => batcher.add(s, t)),
+    };
+    log.info("job assigned", { kind: spec.task.kind });
+    const result = await this.runner.run(
+      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices },
+      {
+        started: () => this.connection.send({ type: "job_started", payload: ref }),
+        output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
+        system: (text) => batcher.system(text),
+      },
+      stop,
+    );
+    splitters.stdout.end();
+    splitters.stderr.end();
+    if (result.message && result.failure_reason) batcher.system(`[gridx: ${result.failure_reason}: ${result.message}]`);
+    batcher.flush();
+    log.info("job finished", { exit_code: result.exit_code, failure_reason: result.failure_reason });
+    this.report(ref, result);
+  }
+
+  private report(ref: AttemptRef, result: RunOutcome): void {
+    const payload = { ...ref, ...result };
+    this.unacked.set(keyOf(ref), payload);
+    this.connection.sendIfReady({ type: "job_result", payload });
+  }
+}

@@ -1,0 +1,61 @@
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import os from "node:os";
+import { promisify } from "node:util";
+import type Docker from "dockerode";
+import type { GpuDevice, Labels, WorkerCaps } from "../../protocol/index.ts";
+
+const run = promisify(execFile);
+
+/** Parses `nvidia-smi --query-gpu=index,name,memory.total --format=csv,noheader,nounits`. */
+export function parseNvidiaSmi(csv: string): GpuDevice[] {
+  return csv
+    .split("\n")
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .map((line) => {
+      const [index, model, memory] = line.split(",").map((s) => s.trim());
+      return { index: Number(index), model: model ?? "unknown", memory_mb: Math.round(Number(memory)) || 0 };
+    })
+    .filter((g) => Number.isInteger(g.index));
+}
+
+async function detectGpus(): Promise<GpuDevice[]> {
+  try {
+    const { stdout } = await run("nvidia-smi", ["--query-gpu=index,name,memory.total", "--format=csv,noheader,nounits"], { timeout: 10_000 });
+    return parseNvidiaSmi(stdout);
+  } catch {
+    return [];
+  }
+}
+
+async function isWsl(): Promise<boolean> {
+  try {
+    return /microsoft/i.test(await readFile("/proc/version", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+export interface CapsOverrides {
+  cpus?: number;
+  memoryMb?: number;
+  labels: Labels;
+}
+
+/** What this machine offers, capped by what the operator chose to give the grid. */
+export async function detectCaps(docker: Docker, overrides: CapsOverrides): Promise<WorkerCaps> {
+  const [gpus, wsl, info] = await Promise.all([detectGpus(), isWsl(), docker.info().catch(() => null) as Promise<{ Runtimes?: Record<string, unknown> } | null>]);
+  const cores = os.availableParallelism?.() ?? os.cpus().length;
+  const memoryMb = Math.floor(os.totalmem() / (1024 * 1024));
+  return {
+    cpu_cores: overrides.cpus ? Math.min(overrides.cpus, cores) : cores,
+    memory_mb: overrides.memoryMb ? Math.min(overrides.memoryMb, memoryMb) : memoryMb,
+    gpus,
+    nvidia_runtime: Boolean(info?.Runtimes && "nvidia" in info.Runtimes),
+    labels: overrides.labels,
+    os: `${os.type()} ${os.release()}`,
+    arch: os.arch(),
+    wsl,
+  };
+}

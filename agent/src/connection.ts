@@ -1,0 +1,177 @@
+import WebSocket from "ws";
+import {
+  CoordinatorToAgent,
+  decode,
+  encode,
+  HEARTBEAT_FRAME,
+  PROTOCOL_VERSION,
+  type AgentToCoordinator,
+} from "../../protocol/index.ts";
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.ts";
+import type { Logger } from "./logger.ts";
+
+export interface ConnectionOptions {
+  /** The control plane's base URL, http(s)://host[:port]. */
+  url: string;
+  token: string;
+  backoff?: BackoffOptions;
+  /** Messages kept while disconnected; the oldest are dropped past this. */
+  maxQueued?: number;
+  log: Logger;
+  /** The hello to send on every (re)connect. */
+  hello(): AgentToCoordinator;
+  onMessage(msg: CoordinatorToAgent): void;
+  /** The coordinator refused this agent for good (for example, a protocol it does not speak). */
+  onFatal(reason: string): void;
+  /** Options passed to `ws` (a proxy agent, CA certificates). */
+  wsOptions?: WebSocket.ClientOptions;
+}
+
+export function connectUrl(base: string): string {
+  const url = new URL("/v1/agent/connect", base);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("protocol", String(PROTOCOL_VERSION));
+  return url.toString();
+}
+
+/**
+ * The agent's one socket to its coordinator: dials out, says hello, keeps a heartbeat, and
+ * redials with exponential backoff and full jitter whenever the line drops.
+ */
+export class Connection {
+  private ws: WebSocket | null = null;
+  private ready = false;
+  private failures = 0;
+  private queue: string[] = [];
+  private heartbeat: NodeJS.Timeout | null = null;
+  private reconnectTimer: NodeJS.Timeout | null = null;
+  private lastHeard = 0;
+  private closed = false;
+
+  constructor(private readonly opts: ConnectionOptions) {}
+
+  start(): void {
+    this.dial();
+  }
+
+  get isReady(): boolean {
+    return this.ready;
+  }
+
+  /** Bytes the socket has not yet written; the caller slows down when this grows. */
+  get backlog(): number {
+    return (this.ws?.bufferedAmount ?? 0) + this.queue.reduce((n, m) => n + m.length, 0);
+  }
+
+  /** Sends now if connected and greeted, else keeps the message for the next connection. */
+  send(msg: AgentToCoordinator): void {
+    const frame = encode(msg);
+    if (this.ready && this.ws?.readyState === WebSocket.OPEN) {
+      this.ws.send(frame);
+      return;
+    }
+    this.queue.push(frame);
+    const max = this.opts.maxQueued ?? 10_000;
+    if (this.queue.length > max) {
+      this.queue.splice(0, this.queue.length - max);
+      this.opts.log.warn("send queue full; dropped the oldest messages", { max });
+    }
+  }
+
+  /** Sends only when connected; used for messages that are re-sent after each hello anyway. */
+  sendIfReady(msg: AgentToCoordinator): void {
+    if (this.ready && this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
+  }
+
+  close(): Promise<void> {
+    this.closed = true;
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+    this.stopHeartbeat();
+    const ws = this.ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    return new Promise((resolve) => {
+      ws.once("close", () => resolve());
+      ws.close(1000, "agent stopping");
+      setTimeout(() => {
+        ws.terminate();
+        resolve();
+      }, 2000).unref();
+    });
+  }
+
+  private dial(): void {
+    if (this.closed) return;
+    const url = connectUrl(this.opts.url);
+    const ws = new WebSocket(url, { ...this.opts.wsOptions, headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: 15_000 });
+    this.ws = ws;
+    ws.on("open", () => {
+      this.lastHeard = Date.now();
+      ws.send(encode(this.opts.hello()));
+    });
+    ws.on("unexpected-response", (_req, res) => {
+      let body = "";
+      res.on("data", (c: Buffer) => (body += c.toString()));
+      res.on("end", () => {
+        this.opts.log.error("the control plane refused the connection", { status: res.statusCode, body: body.slice(0, 500) });
+        if (res.statusCode === 426) this.opts.onFatal(`the control plane refused this agent's protocol: ${body.slice(0, 500)}`);
+        ws.terminate();
+      });
+    });
+    ws.on("message", (data: WebSocket.RawData) => this.onFrame(data.toString()));
+    ws.on("close", (code: number, reason: Buffer) => this.onClose(ws, code, reason.toString()));
+    ws.on("error", (err: Error) => this.opts.log.warn("connection error", { err: err.message }));
+  }
+
+  private onFrame(raw: string): void {
+    this.lastHeard = Date.now();
+    const decoded = decode(raw, CoordinatorToAgent);
+    if (!decoded.ok) {
+      this.opts.log.warn("ignored a frame from the coordinator", { code: decoded.code, reason: decoded.message });
+      if (decoded.code === "protocol_version_unsupported") this.opts.onFatal(decoded.message);
+      return;
+    }
+    const msg = decoded.message;
+    if (msg.type === "heartbeat_ack") return;
+    if (msg.type === "hello_ack") {
+      this.ready = true;
+      this.failures = 0;
+      this.startHeartbeat(msg.payload.heartbeat_interval_s * 1000);
+      const queued = this.queue;
+      this.queue = [];
+      for (const frame of queued) this.ws?.send(frame);
+    }
+    if (msg.type === "error") this.opts.log.warn("the coordinator reported an error", msg.payload);
+    this.opts.onMessage(msg);
+  }
+
+  private onClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== this.ws) return;
+    this.ready = false;
+    this.stopHeartbeat();
+    if (code === 4001) this.opts.onFatal(`the coordinator refused this agent: ${reason}`);
+    if (this.closed) return;
+    const delay = backoffDelay(this.failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
+    this.opts.log.warn("disconnected; reconnecting", { code, reason, in_ms: delay });
+    this.reconnectTimer = setTimeout(() => this.dial(), delay);
+  }
+
+  private startHeartbeat(intervalMs: number): void {
+    this.stopHeartbeat();
+    this.heartbeat = setInterval(() => {
+      const ws = this.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return;
+      // Three missed answers: the line is dead even if TCP has not noticed.
+      if (Date.now() - this.lastHeard > intervalMs * 3) {
+        this.opts.log.warn("no answer from the coordinator; redialing");
+        ws.terminate();
+        return;
+      }
+      ws.send(HEARTBEAT_FRAME);
+    }, intervalMs);
+  }
+
+  private stopHeartbeat(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    this.heartbeat = null;
+  }
+}

@@ -1,0 +1,152 @@
+import { chown, chmod, mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import type Docker from "dockerode";
+import type { Logger } from "../logger.ts";
+import { handlerFor, type RunnerImages } from "./kinds.ts";
+import type { JobRunner, RunHooks, RunOutcome, RunRequest, StopReason } from "./runner.ts";
+import { containerOptions, LABELS } from "./sandbox.ts";
+
+export interface DockerRunnerOptions {
+  stateDir: string;
+  agentName: string;
+  images: RunnerImages;
+  /** Seconds between SIGTERM and SIGKILL when a job is stopped. */
+  stopGraceS: number;
+  tmpfsMb: number;
+}
+
+const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message });
+
+async function tryCatch<T>(p: Promise<T>): Promise<[unknown, undefined] | [null, T]> {
+  try {
+    return [null, await p];
+  } catch (err) {
+    return [err, undefined];
+  }
+}
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+export class DockerRunner implements JobRunner {
+  constructor(
+    private readonly docker: Docker,
+    private readonly opts: DockerRunnerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  private jobsDir() {
+    return join(this.opts.stateDir, "jobs");
+  }
+
+  async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
+    const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
+    const handler = handlerFor(req.spec.task);
+    const image = handler.image(req.spec.task, this.opts.images);
+    const dir = join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
+    const inputDir = join(dir, "input");
+    const outputDir = join(dir, "output");
+    let container: Docker.Container | undefined;
+    try {
+      const [imageErr] = await tryCatch(this.docker.getImage(image).inspect());
+      if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
+
+      await mkdir(inputDir, { recursive: true, mode: 0o755 });
+      await mkdir(outputDir, { recursive: true, mode: 0o755 });
+      await this.giveToJobUser(outputDir);
+      const [prepErr] = await tryCatch(handler.prepare(req.spec.task, inputDir));
+      if (prepErr) return outcome(null, "input_error", `could not prepare the job's input: ${errorText(prepErr)}`);
+
+      const options = containerOptions({
+        name: `gridx-${req.jobId}-${req.attempt}`,
+        image,
+        argv: handler.argv(req.spec.task),
+        env: { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) },
+        limits: req.spec.limits,
+        gpuIndices: req.gpuIndices,
+        inputDir,
+        outputDir,
+        tmpfsMb: this.opts.tmpfsMb,
+        labels: { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
+      });
+      const [createErr, created] = await tryCatch(this.docker.createContainer(options));
+      if (createErr || !created) return outcome(null, "image_error", `could not create the container: ${errorText(createErr)}`);
+      container = created;
+
+      // Attach before start so no early output is lost.
+      const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
+      const stdout = new PassThrough();
+      const stderr = new PassThrough();
+      stdout.on("data", (c: Buffer) => hooks.output("stdout", c));
+      stderr.on("data", (c: Buffer) => hooks.output("stderr", c));
+      container.modem.demuxStream(stream, stdout, stderr);
+      const drained = new Promise<void>((resolve) => {
+        stream.on("end", resolve);
+        stream.on("close", resolve);
+        stream.on("error", () => resolve());
+      });
+
+      if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
+      const [startErr] = await tryCatch(container.start());
+      if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
+      hooks.started();
+      log.info("container started", { image });
+
+      const timeoutMs = req.spec.limits.timeout_s * 1000;
+      let stopReason: StopReason | null = null;
+      const c = container;
+      const halt = (reason: StopReason) => {
+        if (stopReason) return;
+        stopReason = reason;
+        hooks.system(`[gridx: stopping the job (${reason}); SIGTERM, then SIGKILL after ${this.opts.stopGraceS}s]`);
+        c.stop({ t: this.opts.stopGraceS }).catch((err: unknown) => log.warn("stop failed", { err }));
+      };
+      const timer = setTimeout(() => halt("timeout"), timeoutMs);
+      const onAbort = () => halt((stop.reason as StopReason) ?? "user");
+      stop.addEventListener("abort", onAbort, { once: true });
+      if (stop.aborted) onAbort();
+      const [waitErr, waited] = await tryCatch(container.wait() as Promise<{ StatusCode: number }>);
+      clearTimeout(timer);
+      stop.removeEventListener("abort", onAbort);
+      await Promise.race([drained, new Promise((r) => setTimeout(r, 2000))]);
+      if (waitErr || !waited) return outcome(null, "internal", `lost track of the container: ${errorText(waitErr)}`);
+
+      const info = await container.inspect();
+      const exitCode = waited.StatusCode;
+      const reason = stopReason as StopReason | null;
+      if (reason === "timeout") return outcome(exitCode, "timeout", `the job ran longer than its timeout of ${req.spec.limits.timeout_s}s`);
+      if (reason) return outcome(exitCode, "canceled_by_worker", `stopped: ${reason}`);
+      if (info.State.OOMKilled) return outcome(exitCode, "oom", `the job used more than its memory limit of ${req.spec.limits.memory_mb} MiB`);
+      return exitCode === 0 ? outcome(0, null, null) : outcome(exitCode, "exit_code", `the job exited with code ${exitCode}`);
+    } catch (err) {
+      log.error("run failed", { err });
+      return outcome(null, "internal", `the agent failed to run the job: ${errorText(err)}`);
+    } finally {
+      if (container) await container.remove({ force: true, v: true }).catch((err: unknown) => log.warn("container removal failed", { err }));
+      await rm(dir, { recursive: true, force: true }).catch((err: unknown) => log.warn("job folder removal failed", { err }));
+    }
+  }
+
+  async cleanupLeftovers(): Promise<number> {
+    const leftovers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, `${LABELS.agent}=${this.opts.agentName}`] } });
+    await Promise.all(leftovers.map((c) => this.docker.getContainer(c.Id).remove({ force: true, v: true })));
+    await rm(this.jobsDir(), { recursive: true, force: true });
+    await mkdir(this.jobsDir(), { recursive: true });
+    return leftovers.length;
+  }
+
+  async missingImages(): Promise<string[]> {
+    const missing: string[] = [];
+    for (const image of Object.values(this.opts.images)) {
+      const [err] = await tryCatch(this.docker.getImage(image).inspect());
+      if (err) missing.push(image);
+    }
+    return missing;
+  }
+
+  /** The job runs as uid 1000, so its output folder must be that user's to write. */
+  private async giveToJobUser(path: string) {
+    if (process.getuid?.() === 0) await chown(path, 1000, 1000);
+    else await chmod(path, 0o777);
+  }
+}

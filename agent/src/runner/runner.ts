@@ -1,0 +1,34 @@
+import type { FailureReason, JobSpec, LogStream } from "../../../protocol/index.ts";
+
+export interface RunRequest {
+  jobId: string;
+  attempt: number;
+  spec: JobSpec;
+  gpuIndices: number[];
+}
+
+/** How a run ended, as the agent reports it in `job_result`. */
+export interface RunOutcome {
+  exit_code: number | null;
+  failure_reason: FailureReason | null;
+  message: string | null;
+}
+
+export interface RunHooks {
+  /** The container is running. */
+  started(): void;
+  output(stream: LogStream, chunk: Buffer): void;
+  system(text: string): void;
+}
+
+/** Why a run was stopped before it ended by itself. */
+export type StopReason = "timeout" | "user" | "stale" | "drain";
+
+/** Runs jobs somewhere (Docker here); the agent only sees this. */
+export interface JobRunner {
+  run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome>;
+  /** Removes containers and job folders left by an earlier, crashed agent. */
+  cleanupLeftovers(): Promise<number>;
+  /** Names the runner images missing on this machine. */
+  missingImages(): Promise<string[]>;
+}

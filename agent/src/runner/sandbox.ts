@@ -1,0 +1,68 @@
+import type Docker from "dockerode";
+import type { JobLimits } from "../../../protocol/index.ts";
+
+/** The uid:gid every job runs as; never root. */
+export const JOB_USER = "1000:1000";
+
+export const LABELS = {
+  managed: "gridx.managed",
+  agent: "gridx.agent",
+  jobId: "gridx.job_id",
+  attempt: "gridx.attempt",
+} as const;
+
+export interface SandboxInput {
+  name: string;
+  image: string;
+  /** argv replacing the image's entrypoint; null keeps the image's own. */
+  argv: string[] | null;
+  env: Record<string, string>;
+  limits: JobLimits;
+  gpuIndices: number[];
+  inputDir: string;
+  outputDir: string;
+  tmpfsMb: number;
+  labels: Record<string, string>;
+}
+
+/**
+ * The container a job runs in, locked down as PRODUCT.md's container contract says: read-only
+ * root, no capabilities, no privilege gain, bounded pids, CPU and memory, no network, a
+ * non-root user, a small tmpfs for /tmp, and no host path but the job's own two folders.
+ * Pure, so every flag is checked by a unit test.
+ */
+export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions {
+  const memory = s.limits.memory_mb * 1024 * 1024;
+  return {
+    name: s.name,
+    Image: s.image,
+    ...(s.argv ? { Entrypoint: s.argv.slice(0, 1), Cmd: s.argv.slice(1) } : {}),
+    Env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
+    User: JOB_USER,
+    WorkingDir: "/work/output",
+    Labels: s.labels,
+    NetworkDisabled: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    Tty: false,
+    OpenStdin: false,
+    HostConfig: {
+      Binds: [`${s.inputDir}:/work/input:ro`, `${s.outputDir}:/work/output:rw`],
+      NetworkMode: "none",
+      ReadonlyRootfs: true,
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges:true"],
+      PidsLimit: s.limits.pids,
+      NanoCpus: Math.round(s.limits.cpus * 1e9),
+      Memory: memory,
+      MemorySwap: memory,
+      Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
+      Ulimits: [{ Name: "nofile", Soft: 4096, Hard: 4096 }],
+      IpcMode: "private",
+      Privileged: false,
+      AutoRemove: false,
+      LogConfig: { Type: "none", Config: {} },
+      DeviceRequests: s.gpuIndices.length ? [{ Driver: "nvidia", DeviceIDs: s.gpuIndices.map(String), Capabilities: [["gpu"]] }] : [],
+    },
+  };
+}
