@@ -1,0 +1,142 @@
+import { SELF } from "cloudflare:test";
+import { expect } from "vitest";
+import { CoordinatorToAgent, decode, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
+
+export const ADMIN = "test-admin-token";
+const BASE = "http://gridx.test";
+
+export async function api(path: string, init: RequestInit & { token?: string | null; json?: unknown } = {}) {
+  const headers = new Headers(init.headers);
+  const token = init.token === undefined ? ADMIN : init.token;
+  if (token) headers.set("authorization", `Bearer ${token}`);
+  let body = init.body;
+  if (init.json !== undefined) {
+    headers.set("content-type", "application/json");
+    body = JSON.stringify(init.json);
+  }
+  const res = await SELF.fetch(BASE + path, { ...init, headers, body });
+  const text = await res.text();
+  let json: any = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: res.status, json, text, headers: res.headers };
+}
+
+/** A unique pool per test, so each test talks to a fresh coordinator. */
+export const uniquePool = () => `p-${crypto.randomUUID().slice(0, 8)}`;
+
+export async function submit(body: Record<string, unknown>, headers: Record<string, string> = {}) {
+  return api("/v1/jobs", { method: "POST", json: { kind: "python", python: { script: "print(1)" }, ...body }, headers });
+}
+
+export async function agentToken(pool: string, name = "t") {
+  const res = await api("/v1/agent-tokens", { method: "POST", json: { pool, name } });
+  expect(res.status).toBe(201);
+  return res.json.token as string;
+}
+
+export const caps = (over: Partial<WorkerCaps> = {}): WorkerCaps => ({
+  cpu_cores: 4,
+  memory_mb: 8192,
+  gpus: [],
+  nvidia_runtime: false,
+  labels: {},
+  os: "Linux test",
+  arch: "x64",
+  wsl: false,
+  ...over,
+});
+
+type Received = CoordinatorToAgent;
+
+/** A protocol-level agent: a real WebSocket into the coordinator, with no Docker behind it. */
+export class FakeAgent {
+  private inbox: Received[] = [];
+  private waiters: { type: string; resolve: (m: Received) => void }[] = [];
+  closed: { code: number; reason: string } | null = null;
+
+  private constructor(readonly ws: WebSocket) {
+    ws.addEventListener("message", (ev) => {
+      const decoded = decode(String(ev.data), CoordinatorToAgent);
+      if (!decoded.ok) throw new Error(`coordinator sent a bad frame: ${decoded.message}`);
+      const waiter = this.waiters.findIndex((w) => w.type === decoded.message.type);
+      if (waiter >= 0) this.waiters.splice(waiter, 1)[0]!.resolve(decoded.message);
+      else this.inbox.push(decoded.message);
+    });
+    ws.addEventListener("close", (ev) => {
+      this.closed = { code: ev.code, reason: ev.reason };
+    });
+  }
+
+  static async connect(token: string): Promise<FakeAgent> {
+    const res = await SELF.fetch(`${BASE}/v1/agent/connect?protocol=1`, { headers: { upgrade: "websocket", authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(101);
+    const ws = res.webSocket!;
+    ws.accept();
+    return new FakeAgent(ws);
+  }
+
+  /** Connects and says hello; resolves with the hello_ack. */
+  static async join(token: string, hello: Partial<Extract<AgentToCoordinator, { type: "hello" }>["payload"]> = {}) {
+    const agent = await FakeAgent.connect(token);
+    agent.send({ type: "hello", payload: { agent_version: "test", name: "a1", slots: 1, caps: caps(), running: [], ...hello } });
+    const ack = await agent.next("hello_ack");
+    return { agent, workerId: ack.payload.worker_id };
+  }
+
+  send(msg: AgentToCoordinator) {
+    this.ws.send(encode(msg));
+  }
+
+  sendRaw(raw: string) {
+    this.ws.send(raw);
+  }
+
+  /** The next message of a type (already received or still to come), or a timeout error. */
+  next<T extends Received["type"]>(type: T, timeoutMs = 3000): Promise<Extract<Received, { type: T }>> {
+    const i = this.inbox.findIndex((m) => m.type === type);
+    if (i >= 0) return Promise.resolve(this.inbox.splice(i, 1)[0] as Extract<Received, { type: T }>);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`no ${type} within ${timeoutMs} ms; inbox: ${JSON.stringify(this.inbox.map((m) => m.type))}`));
+      }, timeoutMs);
+      const done = (m: Received) => {
+        clearTimeout(timer);
+        resolve(m as Extract<Received, { type: T }>);
+      };
+      this.waiters.push({ type, resolve: done });
+    });
+  }
+
+  /** Whether a message of this type arrives within the window (for "must not happen" checks). */
+  async receives(type: Received["type"], windowMs = 300): Promise<boolean> {
+    try {
+      await this.next(type, windowMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  close() {
+    this.ws.close(1000, "test done");
+  }
+}
+
+/** Polls a job until a predicate holds. */
+export async function waitForJob(id: string, pred: (job: any) => boolean, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: any;
+  while (Date.now() < deadline) {
+    last = (await api(`/v1/jobs/${id}`)).json;
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`job ${id} did not reach the expected state; last: ${JSON.stringify(last)}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

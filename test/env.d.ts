@@ -1,0 +1,6 @@
+declare namespace Cloudflare {
+  interface Env {
+    MIGRATIONS: import("cloudflare:test").D1Migration[];
+    GRIDX_ADMIN_TOKEN: string;
+  }
+}

@@ -1,0 +1,57 @@
+import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vitest/config";
+
+const migrations = await readD1Migrations(fileURLToPath(new URL("./migrations", import.meta.url)));
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        // Inside workerd: the API, the coordinator Durable Object, D1 — the real runtime.
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            miniflare: {
+              bindings: {
+                MIGRATIONS: migrations,
+                GRIDX_ADMIN_TOKEN: "test-admin-token",
+                // Short enough that heartbeat expiry tests run in seconds.
+                WORKER_TIMEOUT_S: "2",
+                HELLO_TIMEOUT_S: "1",
+                HEARTBEAT_INTERVAL_S: "1",
+                DEADLINE_GRACE_S: "1",
+                ALLOWED_IMAGES: "gridx/python:latest,busybox:1",
+                POOL_POLICIES: "rr=round-robin",
+              },
+            },
+          }),
+        ],
+        test: {
+          name: "workers",
+          include: ["test/control-plane/**/*.test.ts"],
+          setupFiles: ["./test/setup/apply-migrations.ts"],
+        },
+      },
+      {
+        test: {
+          name: "node",
+          include: ["test/agent/**/*.test.ts", "test/protocol/**/*.test.ts", "test/scripts/**/*.test.ts"],
+          environment: "node",
+        },
+      },
+      {
+        // The real pieces: wrangler dev, agents as processes, the Docker engine.
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          environment: "node",
+          globalSetup: ["./test/e2e/global-setup.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
