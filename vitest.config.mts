@@ -31,6 +31,7 @@ export default defineConfig({
           name: "workers",
           include: ["test/control-plane/**/*.test.ts"],
           setupFiles: ["./test/setup/apply-migrations.ts"],
+          testTimeout: 20_000,
         },
       },
       {

@@ -25,7 +25,11 @@ async function renderMetrics(d1: D1Database): Promise<string> {
   out.push("# HELP gridx_jobs Jobs by pool and state.", "# TYPE gridx_jobs gauge");
   for (const r of byState) out.push(`gridx_jobs{pool="${label(r.pool)}",state="${r.status}"} ${r.n}`);
   out.push("# HELP gridx_queue_depth Jobs waiting for a worker.", "# TYPE gridx_queue_depth gauge");
-  for (const r of byState.filter((r) => r.status === "queued")) out.push(`gridx_queue_depth{pool="${label(r.pool)}"} ${r.n}`);
+  const pools = [...new Set(byState.map((r) => r.pool))];
+  for (const pool of pools) {
+    const queued = byState.find((r) => r.pool === pool && r.status === "queued")?.n ?? 0;
+    out.push(`gridx_queue_depth{pool="${label(pool)}"} ${queued}`);
+  }
   out.push("# HELP gridx_workers_online Connected workers.", "# TYPE gridx_workers_online gauge");
   for (const r of workers) out.push(`gridx_workers_online{pool="${label(r.pool)}"} ${r.n}`);
   out.push("# HELP gridx_dispatch_latency_seconds Time from entering the queue to assignment.", "# TYPE gridx_dispatch_latency_seconds histogram");
