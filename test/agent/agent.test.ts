@@ -1,0 +1,189 @@
+import { once } from "node:events";
+import type { AddressInfo } from "node:net";
+import { afterEach, describe, expect, it } from "vitest";
+import { WebSocketServer, type WebSocket } from "ws";
+import { Agent } from "../../agent/src/agent.ts";
+import { silentLogger } from "../../agent/src/logger.ts";
+import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
+import { AgentToCoordinator, decode, encode, JobRequest, type CoordinatorToAgent } from "../../protocol/index.ts";
+
+/** A coordinator stand-in: a real WebSocket server speaking the protocol. */
+class FakeCoordinator {
+  readonly wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+  readonly received: AgentToCoordinator[] = [];
+  readonly headers: string[] = [];
+  socket: WebSocket | null = null;
+  connections = 0;
+  autoAckResults = true;
+
+  constructor() {
+    this.wss.on("connection", (ws, req) => {
+      this.connections++;
+      this.socket = ws;
+      this.headers.push(req.headers.authorization ?? "");
+      ws.on("message", (raw) => {
+        const d = decode(raw.toString(), AgentToCoordinator);
+        if (!d.ok) throw new Error(d.message);
+        this.received.push(d.message);
+        if (d.message.type === "hello") this.send({ type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 60, draining: false } });
+        if (d.message.type === "job_result" && this.autoAckResults) this.send({ type: "result_ack", payload: { job_id: d.message.payload.job_id, attempt: d.message.payload.attempt } });
+      });
+    });
+  }
+
+  get url() {
+    return `http://127.0.0.1:${(this.wss.address() as AddressInfo).port}`;
+  }
+
+  send(msg: CoordinatorToAgent) {
+    this.socket!.send(encode(msg));
+  }
+
+  async waitFor<T extends AgentToCoordinator["type"]>(type: T, pred: (m: Extract<AgentToCoordinator, { type: T }>) => boolean = () => true, timeoutMs = 3000) {
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      const hit = this.received.find((m) => m.type === type && pred(m as Extract<AgentToCoordinator, { type: T }>));
+      if (hit) return hit as Extract<AgentToCoordinator, { type: T }>;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`no ${type}; got ${this.received.map((m) => m.type).join(",")}`);
+  }
+
+  close() {
+    for (const c of this.wss.clients) c.terminate();
+    this.wss.close();
+  }
+}
+
+/** A runner that does what the test says, when it says. */
+class ScriptedRunner implements JobRunner {
+  readonly runs: { req: RunRequest; hooks: RunHooks; stop: AbortSignal; finish: (o: RunOutcome) => void }[] = [];
+  async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
+    return new Promise((finish) => {
+      this.runs.push({ req, hooks, stop, finish });
+      stop.addEventListener("abort", () => finish({ exit_code: 143, failure_reason: "canceled_by_worker", message: `stopped: ${String(stop.reason)}` }));
+    });
+  }
+  cleanupLeftovers = async () => 0;
+  missingImages = async () => [];
+}
+
+const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
+const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false };
+
+let cleanup: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+async function setup(slots = 1) {
+  const coord = new FakeCoordinator();
+  await once(coord.wss, "listening");
+  const runner = new ScriptedRunner();
+  const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots, version: "9.9.9", caps, connection: { backoff: { baseMs: 20, maxMs: 100 } } }, runner, silentLogger);
+  await agent.start();
+  await coord.waitFor("hello");
+  cleanup.push(() => coord.close(), () => agent.close(0));
+  return { coord, runner, agent };
+}
+
+const until = async (pred: () => boolean, timeoutMs = 3000) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+describe("Agent", () => {
+  it("says hello with its name, slots, caps and version, sending the token as a header", async () => {
+    const { coord } = await setup(3);
+    const hello = await coord.waitFor("hello");
+    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [] });
+    expect(coord.headers[0]).toBe("Bearer gxa_secret-token");
+  });
+
+  it("runs an assignment: started, logs in sequence, result", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    const run = runner.runs[0]!;
+    run.hooks.started();
+    run.hooks.output("stdout", Buffer.from("line one\nline "));
+    run.hooks.output("stdout", Buffer.from("two\n"));
+    run.finish({ exit_code: 0, failure_reason: null, message: null });
+    const result = await coord.waitFor("job_result");
+    expect(result.payload).toEqual({ job_id: "j_1", attempt: 1, exit_code: 0, failure_reason: null, message: null });
+    const logs = coord.received.filter((m) => m.type === "job_log");
+    expect(logs.flatMap((l) => (l.type === "job_log" ? l.payload.lines.map((x) => x.text) : []))).toEqual(["line one", "line two"]);
+    expect(coord.received.map((m) => m.type).indexOf("job_started")).toBeLessThan(coord.received.map((m) => m.type).indexOf("job_result"));
+  });
+
+  it("stops a job on cancel_job", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_2", attempt: 1, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    coord.send({ type: "cancel_job", payload: { job_id: "j_2", attempt: 1, reason: "user" } });
+    await until(() => runner.runs[0]!.stop.aborted);
+    expect(runner.runs[0]!.stop.reason).toBe("user");
+    expect((await coord.waitFor("job_result")).payload.message).toMatch(/user/);
+  });
+
+  it("ignores a re-sent assignment it already runs, and refuses one beyond its slots", async () => {
+    const { coord, runner } = await setup(1);
+    const assign = { type: "assign_job" as const, payload: { job_id: "j_3", attempt: 1, spec, gpu_indices: [] } };
+    coord.send(assign);
+    coord.send(assign);
+    coord.send({ type: "assign_job", payload: { job_id: "j_4", attempt: 1, spec, gpu_indices: [] } });
+    const refused = await coord.waitFor("job_result", (m) => m.payload.job_id === "j_4");
+    expect(refused.payload).toMatchObject({ failure_reason: "canceled_by_worker", message: expect.stringMatching(/slot/) });
+    expect(runner.runs).toHaveLength(1);
+  });
+
+  it("reconnects after the line drops, reports what it runs, and re-sends an unacknowledged result", async () => {
+    const { coord, runner } = await setup();
+    coord.autoAckResults = false;
+    coord.send({ type: "assign_job", payload: { job_id: "j_5", attempt: 2, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    runner.runs[0]!.finish({ exit_code: 1, failure_reason: "exit_code", message: "exited 1" });
+    await coord.waitFor("job_result");
+    coord.received.length = 0;
+    coord.socket!.terminate();
+    const hello = await coord.waitFor("hello");
+    expect(hello.payload.running).toEqual([{ job_id: "j_5", attempt: 2 }]);
+    const again = await coord.waitFor("job_result");
+    expect(again.payload).toMatchObject({ job_id: "j_5", attempt: 2, exit_code: 1 });
+    expect(coord.connections).toBe(2);
+    coord.send({ type: "result_ack", payload: { job_id: "j_5", attempt: 2 } });
+    await new Promise((r) => setTimeout(r, 50));
+    coord.received.length = 0;
+    coord.socket!.terminate();
+    expect((await coord.waitFor("hello")).payload.running).toEqual([]);
+  });
+
+  it("keeps log batches produced while disconnected and sends them after the next hello", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_6", attempt: 1, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    coord.socket!.terminate();
+    await until(() => coord.socket!.readyState !== 1);
+    const before = coord.received.length;
+    runner.runs[0]!.hooks.output("stdout", Buffer.from("while away\n"));
+    const log = await coord.waitFor("job_log", (m) => m.payload.lines[0]?.text === "while away");
+    const types = coord.received.slice(before).map((m) => m.type);
+    expect(types.indexOf("hello")).toBeGreaterThanOrEqual(0);
+    expect(types.indexOf("hello")).toBeLessThan(coord.received.slice(before).indexOf(log));
+  });
+
+  it("drains on close: tells the coordinator, waits for jobs, then stops them past the grace", async () => {
+    const { coord, runner, agent } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_7", attempt: 1, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    const closing = agent.close(100);
+    await coord.waitFor("draining");
+    await closing;
+    expect(runner.runs[0]!.stop.reason).toBe("drain");
+    expect((await coord.waitFor("job_result")).payload.job_id).toBe("j_7");
+  });
+});

@@ -1,0 +1,132 @@
+import { describe, expect, it } from "vitest";
+import { backoffDelay } from "../../agent/src/backoff.ts";
+import { parseNvidiaSmi } from "../../agent/src/caps.ts";
+import { loadConfig } from "../../agent/src/config.ts";
+import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
+import { containerOptions, JOB_USER } from "../../agent/src/runner/sandbox.ts";
+import type { LogLine } from "../../protocol/index.ts";
+
+describe("backoffDelay", () => {
+  it("draws from [0, min(max, base·2^n)] (full jitter)", () => {
+    const opts = { baseMs: 100, maxMs: 1000 };
+    expect(backoffDelay(0, opts, () => 0.999)).toBe(99);
+    expect(backoffDelay(3, opts, () => 0.5)).toBe(400);
+    expect(backoffDelay(10, opts, () => 0.999)).toBe(999);
+    expect(backoffDelay(10, opts, () => 0)).toBe(0);
+    expect(backoffDelay(1e6, opts, () => 0.5)).toBe(500);
+  });
+});
+
+describe("loadConfig", () => {
+  const env = { GRIDX_URL: "http://127.0.0.1:8787", GRIDX_AGENT_TOKEN: "gxa_0123456789abcdef" };
+
+  it("reads the environment and applies defaults", () => {
+    const r = loadConfig([], { ...env, GRIDX_AGENT_NAME: "box" });
+    expect(r).toMatchObject({ ok: true, config: { url: env.GRIDX_URL, token: env.GRIDX_AGENT_TOKEN, name: "box", slots: 1, stateDir: "/var/lib/gridx", labels: {} } });
+  });
+
+  it("lets flags win over the environment", () => {
+    const r = loadConfig(["--name", "flag", "--slots", "4", "--label", "zone=lab", "--label", "gpu=t4"], { ...env, GRIDX_AGENT_NAME: "env", GRIDX_SLOTS: "2" });
+    expect(r).toMatchObject({ ok: true, config: { name: "flag", slots: 4, labels: { zone: "lab", gpu: "t4" } } });
+  });
+
+  it("says what is wrong", () => {
+    expect(loadConfig([], {})).toMatchObject({ ok: false, error: expect.stringMatching(/^url:/) });
+    expect(loadConfig([], { GRIDX_URL: env.GRIDX_URL })).toMatchObject({ ok: false, error: expect.stringMatching(/token/) });
+    expect(loadConfig(["--slots", "0"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/^slots/) });
+    expect(loadConfig(["--label", "novalue"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/key=value/) });
+    expect(loadConfig(["--bogus"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/bogus/) });
+  });
+});
+
+describe("parseNvidiaSmi", () => {
+  it("reads index, model and memory", () => {
+    expect(parseNvidiaSmi("0, NVIDIA H100 80GB HBM3, 81559\n1, NVIDIA H100 80GB HBM3, 81559\n")).toEqual([
+      { index: 0, model: "NVIDIA H100 80GB HBM3", memory_mb: 81559 },
+      { index: 1, model: "NVIDIA H100 80GB HBM3", memory_mb: 81559 },
+    ]);
+    expect(parseNvidiaSmi("")).toEqual([]);
+  });
+});
+
+describe("LineSplitter", () => {
+  const collect = (max = 10) => {
+    const out: string[] = [];
+    return { out, s: new LineSplitter("stdout", max, (_s, t) => out.push(t)) };
+  };
+
+  it("joins lines across chunks and keeps multi-byte characters whole", () => {
+    const { out, s } = collect(100);
+    const euro = Buffer.from("€");
+    s.write(Buffer.concat([Buffer.from("ab"), euro.subarray(0, 1)]));
+    s.write(Buffer.concat([euro.subarray(1), Buffer.from("c\r\nnext\n")]));
+    s.write(Buffer.from("tail"));
+    s.end();
+    expect(out).toEqual(["ab€c", "next", "tail"]);
+  });
+
+  it("cuts an over-long line with a marker and skips the rest of it", () => {
+    const { out, s } = collect(10);
+    s.write(Buffer.from("0123456789abcdef"));
+    s.write(Buffer.from("more of the same line\nshort\n"));
+    expect(out).toEqual([`0123456789${LINE_CUT_MARKER}`, "short"]);
+  });
+});
+
+describe("LogBatcher", () => {
+  it("flushes by size, then by time, and caps a job's output with one marker", async () => {
+    const batches: LogLine[][] = [];
+    const b = new LogBatcher({ lineBytes: 100, jobBytes: 30, batchBytes: 12, flushMs: 20 }, (l) => batches.push(l), () => 7);
+    b.add("stdout", "aaaaa"); // 6 bytes
+    b.add("stdout", "bbbbb"); // 12: flush by size
+    expect(batches).toHaveLength(1);
+    b.add("stderr", "cc");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(batches).toHaveLength(2);
+    b.add("stdout", "x".repeat(20)); // over the 30-byte job cap
+    b.add("stdout", "dropped");
+    expect(batches.flat().map((l) => l.text)).toEqual(["aaaaa", "bbbbb", "cc", "[gridx: output exceeded 30 bytes; further output is dropped]"]);
+    expect(batches.flat().at(-1)!.stream).toBe("system");
+  });
+});
+
+describe("containerOptions", () => {
+  const opts = containerOptions({
+    name: "gridx-j-1",
+    image: "gridx/python:latest",
+    argv: null,
+    env: { A: "1" },
+    limits: { timeout_s: 10, memory_mb: 256, cpus: 1.5, pids: 64 },
+    gpuIndices: [],
+    inputDir: "/s/jobs/j.1/input",
+    outputDir: "/s/jobs/j.1/output",
+    tmpfsMb: 64,
+    labels: { "gridx.job_id": "j" },
+  });
+
+  it("locks the container down as the contract says", () => {
+    const h = opts.HostConfig!;
+    expect(opts.User).toBe(JOB_USER);
+    expect(JOB_USER.startsWith("0")).toBe(false);
+    expect(h.ReadonlyRootfs).toBe(true);
+    expect(h.CapDrop).toEqual(["ALL"]);
+    expect(h.SecurityOpt).toContain("no-new-privileges:true");
+    expect(h.NetworkMode).toBe("none");
+    expect(h.PidsLimit).toBe(64);
+    expect(h.NanoCpus).toBe(1.5e9);
+    expect(h.Memory).toBe(256 * 1024 * 1024);
+    expect(h.MemorySwap).toBe(h.Memory);
+    expect(h.Privileged).toBe(false);
+    expect(h.Tmpfs).toEqual({ "/tmp": "rw,noexec,nosuid,nodev,size=64m" });
+    expect(h.Binds).toEqual(["/s/jobs/j.1/input:/work/input:ro", "/s/jobs/j.1/output:/work/output:rw"]);
+    expect(JSON.stringify(opts)).not.toContain("docker.sock");
+    expect(h.DeviceRequests).toEqual([]);
+  });
+
+  it("requests only the assigned GPUs", () => {
+    const gpu = containerOptions({ ...{ name: "n", image: "i", argv: ["nvidia-smi"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, inputDir: "/i", outputDir: "/o", tmpfsMb: 1, labels: {} }, gpuIndices: [2, 3] });
+    expect(gpu.HostConfig!.DeviceRequests).toEqual([{ Driver: "nvidia", DeviceIDs: ["2", "3"], Capabilities: [["gpu"]] }]);
+    expect(gpu.Entrypoint).toEqual(["nvidia-smi"]);
+    expect(gpu.Cmd).toEqual([]);
+  });
+});

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { fits, initialSchedulerState, planDispatch, type Policy, type QueuedJob, type WorkerView } from "../../control-plane/src/coordinator/scheduler.ts";
+
+const worker = (id: string, over: Partial<WorkerView> = {}): WorkerView => ({
+  id,
+  caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: {} },
+  slots: 2,
+  draining: false,
+  used: { slots: 0, cpusMilli: 0, memoryMb: 0, gpuIndices: [] },
+  ...over,
+});
+const job = (id: string, req: Partial<QueuedJob["requirements"]> = {}): QueuedJob => ({ id, requirements: { gpus: 0, cpus: 1, memory_mb: 512, labels: {}, ...req } });
+const place = (jobs: QueuedJob[], workers: WorkerView[], policy: Policy, random?: () => number) =>
+  planDispatch(jobs, workers, policy, initialSchedulerState(), random).assignments.map((a) => `${a.jobId}->${a.workerId}`);
+
+describe("fits", () => {
+  it("checks slots, CPUs, memory, GPUs, labels and draining", () => {
+    expect(fits(worker("a"), job("j").requirements)).toBe(true);
+    expect(fits(worker("a", { used: { slots: 2, cpusMilli: 0, memoryMb: 0, gpuIndices: [] } }), job("j").requirements)).toBe(false);
+    expect(fits(worker("a"), job("j", { cpus: 4.5 }).requirements)).toBe(false);
+    expect(fits(worker("a", { used: { slots: 1, cpusMilli: 3500, memoryMb: 0, gpuIndices: [] } }), job("j", { cpus: 0.5 }).requirements)).toBe(true);
+    expect(fits(worker("a", { used: { slots: 1, cpusMilli: 3600, memoryMb: 0, gpuIndices: [] } }), job("j", { cpus: 0.5 }).requirements)).toBe(false);
+    expect(fits(worker("a"), job("j", { memory_mb: 9000 }).requirements)).toBe(false);
+    expect(fits(worker("a"), job("j", { gpus: 1 }).requirements)).toBe(false);
+    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [{ index: 0, model: "x", memory_mb: 1 }], labels: {} } }), job("j", { gpus: 1 }).requirements)).toBe(true);
+    expect(fits(worker("a"), job("j", { labels: { zone: "lab" } }).requirements)).toBe(false);
+    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: { zone: "lab" } } }), job("j", { labels: { zone: "lab" } }).requirements)).toBe(true);
+    expect(fits(worker("a", { draining: true }), job("j").requirements)).toBe(false);
+  });
+});
+
+describe("planDispatch", () => {
+  it("first-idle prefers an idle worker, then the first that fits", () => {
+    const busy = worker("a", { used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [] } });
+    expect(place([job("1"), job("2"), job("3")], [busy, worker("b")], "first-idle")).toEqual(["1->b", "2->a", "3->b"]);
+  });
+
+  it("least-loaded evens out slot use", () => {
+    const a = worker("a", { slots: 4, used: { slots: 2, cpusMilli: 0, memoryMb: 0, gpuIndices: [] } });
+    const b = worker("b", { slots: 4 });
+    expect(place([job("1"), job("2"), job("3")], [a, b], "least-loaded")).toEqual(["1->b", "2->b", "3->a"]);
+  });
+
+  it("round-robin cycles through workers and carries its position to the next round", () => {
+    const ws = [worker("a", { slots: 9 }), worker("b", { slots: 9 }), worker("c", { slots: 9 })];
+    const first = planDispatch([job("1"), job("2")], ws, "round-robin", initialSchedulerState());
+    expect(first.assignments.map((a) => a.workerId)).toEqual(["a", "b"]);
+    const second = planDispatch([job("3"), job("4")], ws, "round-robin", first.state);
+    expect(second.assignments.map((a) => a.workerId)).toEqual(["c", "a"]);
+  });
+
+  it("weighted shares jobs in proportion to weights", () => {
+    const big = worker("big", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "3" } } });
+    const small = worker("small", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "1" } } });
+    const jobs = Array.from({ length: 40 }, (_, i) => job(String(i)));
+    const out = planDispatch(jobs, [big, small], "weighted", initialSchedulerState()).assignments;
+    expect(out.filter((a) => a.workerId === "big")).toHaveLength(30);
+    expect(out.filter((a) => a.workerId === "small")).toHaveLength(10);
+  });
+
+  it("random picks among fitting workers with the given source", () => {
+    const ws = [worker("a"), worker("b"), worker("c")];
+    expect(place([job("1")], ws, "random", () => 0.99)).toEqual(["1->c"]);
+    expect(place([job("1")], ws, "random", () => 0)).toEqual(["1->a"]);
+  });
+
+  it("skips a job that fits nowhere without blocking the ones behind it", () => {
+    expect(place([job("gpu", { gpus: 1 }), job("cpu")], [worker("a")], "first-idle")).toEqual(["cpu->a"]);
+  });
+
+  it("hands out distinct free GPU indices", () => {
+    const gpus = [0, 1, 2, 3].map((index) => ({ index, model: "A100", memory_mb: 40000 }));
+    const w = worker("g", { slots: 4, caps: { cpu_cores: 16, memory_mb: 65536, gpus, labels: {} }, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [1] } });
+    const out = planDispatch([job("x", { gpus: 2 }), job("y", { gpus: 1 }), job("z", { gpus: 1 })], [w], "first-idle", initialSchedulerState()).assignments;
+    expect(out.map((a) => [a.jobId, a.gpuIndices])).toEqual([
+      ["x", [0, 2]],
+      ["y", [3]],
+    ]);
+  });
+
+  it("never over-commits memory across a round", () => {
+    const out = place([job("1", { memory_mb: 5000 }), job("2", { memory_mb: 5000 })], [worker("a", { slots: 8 })], "first-idle");
+    expect(out).toEqual(["1->a"]);
+  });
+
+  it("does not change its inputs", () => {
+    const w = worker("a");
+    const state = initialSchedulerState();
+    planDispatch([job("1")], [w], "weighted", state);
+    expect(w.used.slots).toBe(0);
+    expect(state).toEqual(initialSchedulerState());
+  });
+});

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "vitest";
+import {
+  AgentToCoordinator,
+  CoordinatorToAgent,
+  decode,
+  encode,
+  HEARTBEAT_ACK_FRAME,
+  HEARTBEAT_FRAME,
+  JobRequest,
+  PROTOCOL_VERSION,
+  utf8Length,
+} from "../../protocol/index.ts";
+
+const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
+const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }], nvidia_runtime: true, labels: { a: "b" }, os: "Linux", arch: "x64", wsl: false };
+
+const agentMessages: AgentToCoordinator[] = [
+  { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }] } },
+  { type: "heartbeat", payload: {} },
+  { type: "job_started", payload: { job_id: "j_1", attempt: 1 } },
+  { type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "hi", ts: 5 }] } },
+  { type: "job_result", payload: { job_id: "j_1", attempt: 1, exit_code: 0, failure_reason: null, message: null } },
+  { type: "draining", payload: {} },
+];
+const coordinatorMessages: CoordinatorToAgent[] = [
+  { type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 15, draining: false } },
+  { type: "heartbeat_ack", payload: {} },
+  { type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [0] } },
+  { type: "cancel_job", payload: { job_id: "j_1", attempt: 1, reason: "user" } },
+  { type: "result_ack", payload: { job_id: "j_1", attempt: 1 } },
+  { type: "drain", payload: {} },
+  { type: "error", payload: { code: "bad_message", message: "x" } },
+];
+
+describe("codec", () => {
+  it.each(agentMessages)("round-trips agent message $type", (msg) => {
+    expect(decode(encode(msg), AgentToCoordinator)).toEqual({ ok: true, message: msg });
+  });
+
+  it.each(coordinatorMessages)("round-trips coordinator message $type", (msg) => {
+    expect(decode(encode(msg), CoordinatorToAgent)).toEqual({ ok: true, message: msg });
+  });
+
+  it("puts the version in every envelope", () => {
+    expect(JSON.parse(encode(agentMessages[1]!))).toEqual({ v: PROTOCOL_VERSION, type: "heartbeat", payload: {} });
+  });
+
+  it("refuses another version", () => {
+    const r = decode(JSON.stringify({ v: PROTOCOL_VERSION + 1, type: "heartbeat", payload: {} }), AgentToCoordinator);
+    expect(r).toMatchObject({ ok: false, code: "protocol_version_unsupported" });
+  });
+
+  it("refuses an unknown type, a bad payload, a non-envelope and non-JSON without throwing", () => {
+    expect(decode(JSON.stringify({ v: 1, type: "teleport", payload: {} }), AgentToCoordinator)).toMatchObject({ ok: false, code: "bad_message" });
+    const bad = decode(JSON.stringify({ v: 1, type: "job_started", payload: { job_id: "j", attempt: 0 } }), AgentToCoordinator);
+    expect(bad).toMatchObject({ ok: false, code: "bad_message" });
+    expect(!bad.ok && bad.message).toMatch(/payload\.attempt/);
+    expect(decode(JSON.stringify([1, 2]), AgentToCoordinator)).toMatchObject({ ok: false, code: "bad_message" });
+    expect(decode("{", AgentToCoordinator)).toMatchObject({ ok: false, message: "frame is not JSON" });
+  });
+
+  it("does not accept a coordinator message from an agent", () => {
+    expect(decode(encode(coordinatorMessages[2]!), AgentToCoordinator).ok).toBe(false);
+  });
+
+  it("has fixed heartbeat frames that decode as heartbeats", () => {
+    expect(decode(HEARTBEAT_FRAME, AgentToCoordinator)).toMatchObject({ ok: true, message: { type: "heartbeat" } });
+    expect(decode(HEARTBEAT_ACK_FRAME, CoordinatorToAgent)).toMatchObject({ ok: true, message: { type: "heartbeat_ack" } });
+  });
+});
+
+describe("JobRequest", () => {
+  it("reserves what the limits allow when no requirements are given", () => {
+    const s = JobRequest.parse({ kind: "python", python: { script: "x" }, limits: { cpus: 2, memory_mb: 2048 } });
+    expect(s.requirements).toEqual({ gpus: 0, cpus: 2, memory_mb: 2048, labels: {} });
+    expect(s.task).toEqual({ kind: "python", python: { script: "x", args: [] } });
+  });
+
+  it("rejects fields of the other kind", () => {
+    expect(JobRequest.safeParse({ kind: "python", python: { script: "x" }, command: { image: "a", argv: ["b"] } }).success).toBe(false);
+  });
+
+  it("counts UTF-8 bytes", () => {
+    expect(utf8Length("aé€😀")).toBe(1 + 2 + 3 + 4);
+  });
+});
