@@ -66,7 +66,7 @@ export const PythonTask = z.object({
 });
 export type PythonTask = z.infer<typeof PythonTask>;
 
-export const ImageRef = z.string().regex(/^[a-z0-9][a-z0-9._\/:@-]{0,254}$/, "an image reference such as gridx/python:latest");
+export const ImageRef = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "an image reference such as gridx/python:latest");
 export const CommandTask = z.object({
   image: ImageRef,
   argv: z.array(Arg).min(1, "argv needs at least the program").max(JOB_LIMITS.args.max),

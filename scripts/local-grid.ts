@@ -124,7 +124,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await waitForHealth(url, 60_000, proc);
   } catch (err) {
     await stopProcess(proc);
-    throw new Error(`${(err as Error).message}\n${output}`);
+    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
   }
   return { url, adminToken: opts.adminToken, process: proc, output: () => output, stop: () => stopProcess(proc) };
 }

@@ -1,4 +1,4 @@
-import WebSocket from "ws";
+import { WebSocket, type ClientOptions, type RawData } from "ws";
 import {
   CoordinatorToAgent,
   decode,
@@ -24,7 +24,7 @@ export interface ConnectionOptions {
   /** The coordinator refused this agent for good (for example, a protocol it does not speak). */
   onFatal(reason: string): void;
   /** Options passed to `ws` (a proxy agent, CA certificates). */
-  wsOptions?: WebSocket.ClientOptions;
+  wsOptions?: ClientOptions;
 }
 
 export function connectUrl(base: string): string {
@@ -117,7 +117,7 @@ export class Connection {
         ws.terminate();
       });
     });
-    ws.on("message", (data: WebSocket.RawData) => this.onFrame(data.toString()));
+    ws.on("message", (data: RawData) => this.onFrame(data.toString()));
     ws.on("close", (code: number, reason: Buffer) => this.onClose(ws, code, reason.toString()));
     ws.on("error", (err: Error) => this.opts.log.warn("connection error", { err: err.message }));
   }

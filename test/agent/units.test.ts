@@ -117,6 +117,7 @@ describe("containerOptions", () => {
     expect(h.Memory).toBe(256 * 1024 * 1024);
     expect(h.MemorySwap).toBe(h.Memory);
     expect(h.Privileged).toBe(false);
+    expect(h.Init).toBe(true);
     expect(h.Tmpfs).toEqual({ "/tmp": "rw,noexec,nosuid,nodev,size=64m" });
     expect(h.Binds).toEqual(["/s/jobs/j.1/input:/work/input:ro", "/s/jobs/j.1/output:/work/output:rw"]);
     expect(JSON.stringify(opts)).not.toContain("docker.sock");

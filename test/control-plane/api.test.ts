@@ -35,7 +35,7 @@ describe("POST /v1/jobs validation", () => {
     const res = await api("/v1/jobs", { method: "POST", json: body });
     expect(res.status).toBe(400);
     expect(res.json.error.code).toBe("validation_failed");
-    if (field) expect(res.json.error.field).toBe(field);
+    expect(res.json.error.field).toBe(field || undefined);
     expect(res.json.error.message).toMatch(message);
   });
 

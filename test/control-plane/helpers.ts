@@ -1,5 +1,4 @@
 import { SELF } from "cloudflare:test";
-import { expect } from "vitest";
 import { CoordinatorToAgent, decode, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
 
 export const ADMIN = "test-admin-token";
@@ -34,7 +33,7 @@ export async function submit(body: Record<string, unknown>, headers: Record<stri
 
 export async function agentToken(pool: string, name = "t") {
   const res = await api("/v1/agent-tokens", { method: "POST", json: { pool, name } });
-  expect(res.status).toBe(201);
+  if (res.status !== 201) throw new Error(`agent token: ${res.status} ${res.text}`);
   return res.json.token as string;
 }
 
@@ -73,8 +72,8 @@ export class FakeAgent {
 
   static async connect(token: string): Promise<FakeAgent> {
     const res = await SELF.fetch(`${BASE}/v1/agent/connect?protocol=1`, { headers: { upgrade: "websocket", authorization: `Bearer ${token}` } });
-    expect(res.status).toBe(101);
-    const ws = res.webSocket!;
+    if (res.status !== 101 || !res.webSocket) throw new Error(`agent connect answered ${res.status}: ${await res.text()}`);
+    const ws = res.webSocket;
     ws.accept();
     return new FakeAgent(ws);
   }

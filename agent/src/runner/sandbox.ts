@@ -59,6 +59,8 @@ export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions
       Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
       Ulimits: [{ Name: "nofile", Soft: 4096, Hard: 4096 }],
       IpcMode: "private",
+      // A tiny init as PID 1 forwards SIGTERM to the job, so a stop is graceful, not a SIGKILL after the grace.
+      Init: true,
       Privileged: false,
       AutoRemove: false,
       LogConfig: { Type: "none", Config: {} },

@@ -108,11 +108,11 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     return streamSSE(c, async (stream) => {
       let cursor = start;
-      let aborted = false;
+      const abort = { requested: false };
       stream.onAbort(() => {
-        aborted = true;
+        abort.requested = true;
       });
-      while (!aborted) {
+      while (!abort.requested) {
         // Read the status before the lines, so lines written just before the end are not missed.
         const current = (await getJob(db, job.id)) ?? job;
         const page = await readLog(db, job.id, cursor, LOG_PAGE_CHUNKS);

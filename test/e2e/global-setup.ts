@@ -1,0 +1,35 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TestProject } from "vitest/node";
+import { ensureRunnerImages, runCommand, startControlPlane, writeSecretsFile, type ControlPlane } from "../../scripts/local-grid.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    controlPlane: { url: string; adminToken: string; stateDir: string };
+  }
+}
+
+/** Timings shortened so that lost-worker tests take seconds, not minutes. */
+export const E2E_VARS = { WORKER_TIMEOUT_S: "6", HEARTBEAT_INTERVAL_S: "2", DEADLINE_GRACE_S: "5" };
+
+let cp: ControlPlane | undefined;
+let dir: string | undefined;
+
+export async function setup(project: TestProject) {
+  try {
+    await runCommand("docker", ["info"]);
+  } catch (err) {
+    throw new Error(`the end-to-end tests need a running Docker engine (start dockerd): ${(err as Error).message}`, { cause: err });
+  }
+  await ensureRunnerImages();
+  dir = mkdtempSync(join(tmpdir(), "gridx-e2e-"));
+  const adminToken = "e2e-admin-" + Math.random().toString(36).slice(2);
+  cp = await startControlPlane({ adminToken, secretsFile: writeSecretsFile(join(dir, "secrets.env"), adminToken), persistTo: join(dir, "state"), vars: E2E_VARS });
+  project.provide("controlPlane", { url: cp.url, adminToken, stateDir: dir });
+}
+
+export async function teardown() {
+  await cp?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,75 @@
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { inject } from "vitest";
+import { issueAgentToken, runCommand, startAgent, type AgentProcess } from "../../scripts/local-grid.ts";
+
+export const cp = () => inject("controlPlane");
+
+export async function api(path: string, init: RequestInit & { json?: unknown } = {}) {
+  const { url, adminToken } = cp();
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${adminToken}`);
+  if (init.json !== undefined) headers.set("content-type", "application/json");
+  const res = await fetch(url + path, { ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body });
+  const text = await res.text();
+  let json: any = null;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = null;
+  }
+  return { status: res.status, json, text };
+}
+
+export const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** Starts a real agent process in its own pool and state folder. */
+export async function launchAgent(opts: { pool: string; name: string; slots?: number; stateDir?: string }): Promise<AgentProcess & { stateDir: string; token: string }> {
+  const token = await issueAgentToken(cp(), opts.name, opts.pool);
+  const stateDir = opts.stateDir ?? mkdtempSync(join(cp().stateDir, `agent-${opts.name}-`));
+  const agent = startAgent({ url: cp().url, token, name: opts.name, stateDir, slots: opts.slots ?? 1 });
+  return Object.assign(agent, { stateDir, token });
+}
+
+export async function relaunchAgent(prev: { token: string; stateDir: string }, name: string, slots = 1) {
+  return Object.assign(startAgent({ url: cp().url, token: prev.token, name, stateDir: prev.stateDir, slots }), { stateDir: prev.stateDir, token: prev.token });
+}
+
+export async function waitForWorker(pool: string, name: string, status = "online", timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const w = (await api(`/v1/workers?pool=${pool}`)).json.workers.find((x: any) => x.name === name);
+    if (w?.status === status) return w;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`worker ${name} in ${pool} did not become ${status}`);
+}
+
+export async function submit(body: Record<string, unknown>) {
+  const res = await api("/v1/jobs", { method: "POST", json: body });
+  if (res.status !== 201) throw new Error(`submit failed: ${res.status} ${res.text}`);
+  return res.json;
+}
+
+export async function waitForJob(id: string, pred: (j: any) => boolean, timeoutMs = 60_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last: any;
+  while (Date.now() < deadline) {
+    last = (await api(`/v1/jobs/${id}`)).json;
+    if (pred(last)) return last;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`job ${id} did not get there; last: ${JSON.stringify({ ...last, spec: undefined })}`);
+}
+
+export const isDone = (j: any) => ["completed", "failed", "canceled"].includes(j.status);
+
+/** Containers (running or not) that carry a job's label. */
+export async function containersOf(jobId: string): Promise<string[]> {
+  const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=gridx.job_id=${jobId}`]);
+  return out.split("\n").filter(Boolean);
+}
+
+export async function removeContainersOf(jobId: string) {
+  for (const id of await containersOf(jobId)) await runCommand("docker", ["rm", "-f", id]).catch(() => undefined);
+}
