@@ -13,6 +13,8 @@ export interface AgentOptions {
   caps: WorkerCaps;
   logLimits?: LogLimits;
   connection?: Partial<Pick<ConnectionOptions, "backoff" | "wsOptions">>;
+  /** Take one job, run it, and finish (for throwaway machines). */
+  once?: boolean;
 }
 
 interface ActiveJob {
@@ -35,6 +37,8 @@ export class Agent {
   private draining = false;
   private closing: Promise<void> | null = null;
   private fatal: ((reason: string) => void) | null = null;
+  private onceDone: (() => void) | null = null;
+  private tookOnce = false;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -62,15 +66,17 @@ export class Agent {
   }
 
   /** Cleans up after a crashed predecessor, then dials. Resolves with a reason if refused for good. */
-  async start(): Promise<{ fatal: Promise<string> }> {
+  async start(): Promise<{ fatal: Promise<string>; finished: Promise<void> }> {
     const removed = await this.runner.cleanupLeftovers();
     if (removed) this.log.warn("removed containers left by an earlier run", { count: removed });
     const missing = await this.runner.missingImages();
     if (missing.length) this.log.warn("runner images are missing; jobs that need them fail with image_error. Build them with `npm run images`", { missing });
     const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
+    // Resolves only in --once mode, after the one job's result is acknowledged.
+    const finished = new Promise<void>((resolve) => (this.onceDone = resolve));
     this.connection.start();
-    this.log.info("agent started", { name: this.opts.name, slots: this.opts.slots, url: this.opts.url });
-    return { fatal };
+    this.log.info("agent started", { name: this.opts.name, slots: this.opts.slots, url: this.opts.url, once: Boolean(this.opts.once) });
+    return { fatal, finished };
   }
 
   get runningCount(): number {
@@ -113,6 +119,7 @@ export class Agent {
         return;
       case "result_ack":
         this.unacked.delete(keyOf(msg.payload));
+        if (this.tookOnce && this.active.size === 0 && this.unacked.size === 0) this.onceDone?.();
         return;
       case "drain":
         this.log.info("an operator drained this worker: it takes no new jobs");
@@ -130,6 +137,12 @@ export class Agent {
     if (this.draining || this.active.size >= this.opts.slots) {
       this.report(attemptRef, { exit_code: null, failure_reason: "canceled_by_worker", message: this.draining ? "the worker is shutting down" : "the worker had no free slot" });
       return;
+    }
+    if (this.opts.once) {
+      // One job only: from now on the coordinator sees this worker draining.
+      this.tookOnce = true;
+      this.draining = true;
+      this.connection.send({ type: "draining", payload: {} });
     }
     const stop = new AbortController();
     const job: ActiveJob = { ref: attemptRef, stop, done: Promise.resolve() };

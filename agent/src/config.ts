@@ -1,34 +1,68 @@
+import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { Labels } from "../../protocol/index.ts";
 
-/** Everything the agent can be told, with its default. Flags win over environment variables. */
+/** Where the agent looks for a config file when neither --config nor GRIDX_CONFIG names one. */
+export const DEFAULT_CONFIG_FILE = "/etc/gridx/agent.json";
+
+const Mib = (fallback: number) => z.coerce.number().int().min(1).max(1024 * 1024).default(fallback);
+
+/** Everything the agent can be told, with its default. */
 export const AgentConfig = z.object({
-  url: z.string().url("GRIDX_URL / --url must be the control plane's URL, e.g. https://gridx.example.com"),
-  token: z.string().min(10, "GRIDX_AGENT_TOKEN / --token is required: issue one with POST /v1/agent-tokens"),
-  name: z
-    .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "--name: letters, digits, '.', '_' or '-', at most 63 characters"),
+  url: z.string().url("url (--url / GRIDX_URL) must be the control plane's URL, e.g. https://gridx.example.com"),
+  token: z.string().min(10, "token (GRIDX_AGENT_TOKEN / --token) is required: issue one with POST /v1/agent-tokens"),
+  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "letters, digits, '.', '_' or '-', at most 63 characters"),
   slots: z.coerce.number().int().min(1).max(256).default(1),
   labels: Labels.default({}),
   stateDir: z.string().min(1).default("/var/lib/gridx"),
   cpus: z.coerce.number().positive().optional(),
   memoryMb: z.coerce.number().int().positive().optional(),
   pythonImage: z.string().min(1).default("gridx/python:latest"),
+  /** Images `command` jobs may use here; empty trusts the control plane's ALLOWED_IMAGES. */
+  allowImages: z.array(z.string().min(1)).default([]),
   /** Seconds between SIGTERM and SIGKILL when a job is stopped. */
   stopGraceS: z.coerce.number().min(0).max(3600).default(10),
   /** Seconds running jobs get to finish when the agent is asked to stop. */
   drainGraceS: z.coerce.number().min(0).max(86_400).default(300),
-  tmpfsMb: z.coerce.number().int().min(1).max(65_536).default(64),
+  tmpfsMb: Mib(64),
+  outputCapMb: Mib(1024),
+  logCapMb: Mib(100),
+  /** Take one job, run it, exit: for throwaway machines. */
+  once: z.coerce.boolean().default(false),
+  /** PEM file of extra CA certificates to trust (corporate TLS inspection). */
+  caFile: z.string().optional(),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
+type Key = keyof AgentConfig;
+
+/** Each setting's flag and environment variable; the config file uses the key itself. */
+const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boolean }[] = [
+  { key: "url", flag: "url", env: "GRIDX_URL" },
+  { key: "token", flag: "token", env: "GRIDX_AGENT_TOKEN" },
+  { key: "name", flag: "name", env: "GRIDX_AGENT_NAME" },
+  { key: "slots", flag: "slots", env: "GRIDX_SLOTS" },
+  { key: "labels", flag: "label", env: "GRIDX_LABELS", list: true },
+  { key: "stateDir", flag: "state-dir", env: "GRIDX_STATE_DIR" },
+  { key: "cpus", flag: "cpus", env: "GRIDX_CPUS" },
+  { key: "memoryMb", flag: "memory-mb", env: "GRIDX_MEMORY_MB" },
+  { key: "pythonImage", flag: "python-image", env: "GRIDX_PYTHON_IMAGE" },
+  { key: "allowImages", flag: "allow-image", env: "GRIDX_ALLOW_IMAGES", list: true },
+  { key: "stopGraceS", flag: "stop-grace", env: "GRIDX_STOP_GRACE_S" },
+  { key: "drainGraceS", flag: "drain-grace", env: "GRIDX_DRAIN_GRACE_S" },
+  { key: "tmpfsMb", flag: "tmpfs-mb", env: "GRIDX_TMPFS_MB" },
+  { key: "outputCapMb", flag: "output-cap-mb", env: "GRIDX_OUTPUT_CAP_MB" },
+  { key: "logCapMb", flag: "log-cap-mb", env: "GRIDX_LOG_CAP_MB" },
+  { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
+  { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },
+];
 
 function parseLabels(pairs: string[]): Record<string, string> | string {
   const labels: Record<string, string> = {};
   for (const pair of pairs) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) return `--label ${pair}: expected key=value`;
+    if (eq <= 0) return `label ${pair}: expected key=value`;
     labels[pair.slice(0, eq)] = pair.slice(eq + 1);
   }
   return labels;
@@ -36,51 +70,58 @@ function parseLabels(pairs: string[]): Record<string, string> | string {
 
 const defaultName = () => os.hostname().replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[^A-Za-z0-9]+/, "").slice(0, 63) || "agent";
 
-/** Reads flags and environment into a validated config, or the message saying what is wrong. */
-export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): { ok: true; config: AgentConfig } | { ok: false; error: string } {
-  let flags;
+type Loaded = { ok: true; config: AgentConfig; configFile: string | null } | { ok: false; error: string };
+
+/**
+ * Reads the agent's settings with flags over environment over config file (JSON, keyed as
+ * AgentConfig), and validates them; the error names the setting and the problem.
+ */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Loaded {
+  let flags: Record<string, string | boolean | string[] | undefined>;
   try {
     flags = parseArgs({
       args: argv,
       options: {
-        url: { type: "string" },
-        token: { type: "string" },
-        name: { type: "string" },
-        slots: { type: "string" },
-        label: { type: "string", multiple: true },
-        "state-dir": { type: "string" },
-        cpus: { type: "string" },
-        "memory-mb": { type: "string" },
-        "python-image": { type: "string" },
-        "stop-grace": { type: "string" },
-        "drain-grace": { type: "string" },
-        "tmpfs-mb": { type: "string" },
+        config: { type: "string" },
+        ...Object.fromEntries(SOURCES.map((s) => [s.flag, s.bool ? { type: "boolean" as const } : { type: "string" as const, multiple: Boolean(s.list) }])),
       },
       strict: true,
     }).values;
   } catch (err) {
     return { ok: false, error: (err as Error).message };
   }
-  const labelPairs = flags.label ?? (env.GRIDX_LABELS ? env.GRIDX_LABELS.split(",").filter(Boolean) : []);
-  const labels = parseLabels(labelPairs);
-  if (typeof labels === "string") return { ok: false, error: labels };
-  const parsed = AgentConfig.safeParse({
-    url: flags.url ?? env.GRIDX_URL,
-    token: flags.token ?? env.GRIDX_AGENT_TOKEN,
-    name: flags.name ?? env.GRIDX_AGENT_NAME ?? defaultName(),
-    slots: flags.slots ?? env.GRIDX_SLOTS,
-    labels,
-    stateDir: flags["state-dir"] ?? env.GRIDX_STATE_DIR,
-    cpus: flags.cpus ?? env.GRIDX_CPUS,
-    memoryMb: flags["memory-mb"] ?? env.GRIDX_MEMORY_MB,
-    pythonImage: flags["python-image"] ?? env.GRIDX_PYTHON_IMAGE,
-    stopGraceS: flags["stop-grace"] ?? env.GRIDX_STOP_GRACE_S,
-    drainGraceS: flags["drain-grace"] ?? env.GRIDX_DRAIN_GRACE_S,
-    tmpfsMb: flags["tmpfs-mb"] ?? env.GRIDX_TMPFS_MB,
-  });
+
+  const explicitFile = (flags.config as string | undefined) ?? env.GRIDX_CONFIG;
+  const configFile = explicitFile ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : null);
+  let file: Record<string, unknown> = {};
+  if (configFile) {
+    try {
+      file = JSON.parse(readFileSync(configFile, "utf8")) as Record<string, unknown>;
+    } catch (err) {
+      return { ok: false, error: `config file ${configFile}: ${(err as Error).message}` };
+    }
+  }
+
+  const merged: Record<string, unknown> = { ...file };
+  for (const s of SOURCES) {
+    const fromEnv = env[s.env];
+    const fromFlag = flags[s.flag];
+    let value: unknown = fromFlag ?? (fromEnv === undefined || fromEnv === "" ? undefined : s.list ? fromEnv.split(",").filter(Boolean) : fromEnv);
+    if (value === undefined) continue;
+    if (s.key === "labels") {
+      const labels = parseLabels(value as string[]);
+      if (typeof labels === "string") return { ok: false, error: labels };
+      value = labels;
+    }
+    if (s.bool && typeof value === "string") value = value === "1" || value === "true";
+    merged[s.key] = value;
+  }
+  merged.name ??= defaultName();
+
+  const parsed = AgentConfig.safeParse(merged);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     return { ok: false, error: `${issue.path.join(".") || "config"}: ${issue.message}` };
   }
-  return { ok: true, config: parsed.data };
+  return { ok: true, config: parsed.data, configFile };
 }

@@ -3,12 +3,19 @@ import { Agent } from "./agent.ts";
 import { detectCaps } from "./caps.ts";
 import { loadConfig } from "./config.ts";
 import { createLogger } from "./logger.ts";
+import { connectUrl } from "./connection.ts";
+import { networkOptions } from "./network.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
+import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
 import { AGENT_VERSION } from "./version.ts";
 
-const USAGE = `usage: gridx-agent --url URL --token TOKEN [--name NAME] [--slots N] [--label k=v]...
-       [--state-dir DIR] [--cpus N] [--memory-mb N] [--stop-grace S] [--drain-grace S]
-environment: GRIDX_URL, GRIDX_AGENT_TOKEN, GRIDX_AGENT_NAME, GRIDX_SLOTS, GRIDX_LABELS (k=v,k=v), GRIDX_STATE_DIR`;
+const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--label k=v]... [--once]
+       [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
+       [--drain-grace S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--ca-file PEM] [--config FILE]
+       gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
+The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
+GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
+the environment over the file. See the README for the full table.`;
 
 async function main(): Promise<number> {
   const loaded = loadConfig(process.argv.slice(2), process.env);
@@ -28,11 +35,34 @@ async function main(): Promise<number> {
   const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels });
   const runner = new DockerRunner(
     docker,
-    { stateDir: config.stateDir, agentName: config.name, images: { python: config.pythonImage }, stopGraceS: config.stopGraceS, tmpfsMb: config.tmpfsMb },
+    {
+      stateDir: config.stateDir,
+      agentName: config.name,
+      images: { python: config.pythonImage },
+      stopGraceS: config.stopGraceS,
+      tmpfsMb: config.tmpfsMb,
+      outputCapBytes: config.outputCapMb * 1024 * 1024,
+      allowedImages: config.allowImages,
+    },
     log,
   );
-  const agent = new Agent({ url: config.url, token: config.token, name: config.name, slots: config.slots, version: AGENT_VERSION, caps }, runner, log);
-  const { fatal } = await agent.start();
+  const mib = 1024 * 1024;
+  const agent = new Agent(
+    {
+      url: config.url,
+      token: config.token,
+      name: config.name,
+      slots: config.once ? 1 : config.slots,
+      version: AGENT_VERSION,
+      caps,
+      once: config.once,
+      logLimits: { ...DEFAULT_LOG_LIMITS, jobBytes: config.logCapMb * mib },
+      connection: { wsOptions: networkOptions(connectUrl(config.url), process.env, config.caFile) },
+    },
+    runner,
+    log,
+  );
+  const { fatal, finished } = await agent.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -48,6 +78,10 @@ async function main(): Promise<number> {
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
+    void finished.then(() => {
+      log.info("--once: the job is done and reported; exiting");
+      void agent.close(0).then(() => resolve(0));
+    });
     void fatal.then((reason) => {
       log.error(reason);
       void agent.close(0).then(() => resolve(3));

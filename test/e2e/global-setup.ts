@@ -11,7 +11,13 @@ declare module "vitest" {
 }
 
 /** Timings shortened so that lost-worker tests take seconds, not minutes. */
-export const E2E_VARS = { WORKER_TIMEOUT_S: "6", HEARTBEAT_INTERVAL_S: "2", DEADLINE_GRACE_S: "5" };
+export const E2E_VARS = {
+  WORKER_TIMEOUT_S: "6",
+  HEARTBEAT_INTERVAL_S: "2",
+  DEADLINE_GRACE_S: "5",
+  // The runner image's base is on the machine too; an agent may still refuse it (its --allow-image).
+  ALLOWED_IMAGES: "gridx/python:latest,python:3.11-slim-bookworm",
+};
 
 let cp: ControlPlane | undefined;
 let dir: string | undefined;

@@ -1,4 +1,4 @@
-import { chown, chmod, mkdir, rm } from "node:fs/promises";
+import { chown, chmod, lstat, mkdir, readdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
@@ -14,6 +14,25 @@ export interface DockerRunnerOptions {
   /** Seconds between SIGTERM and SIGKILL when a job is stopped. */
   stopGraceS: number;
   tmpfsMb: number;
+  /** A job whose /work/output grows past this is stopped and fails output_too_large. */
+  outputCapBytes: number;
+  /** Images `command` jobs may use on this machine; empty trusts the control plane's list. */
+  allowedImages: string[];
+}
+
+/** How often a running job's output folder is measured against its cap. */
+const OUTPUT_CHECK_MS = 1000;
+
+/** Bytes under a folder (files only; links are not followed). */
+export async function folderBytes(path: string): Promise<number> {
+  let total = 0;
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) {
+    const full = join(path, e.name);
+    if (e.isDirectory()) total += await folderBytes(full);
+    else if (e.isFile()) total += (await lstat(full).catch(() => ({ size: 0 }))).size;
+  }
+  return total;
 }
 
 const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message });
@@ -48,6 +67,9 @@ export class DockerRunner implements JobRunner {
     const outputDir = join(dir, "output");
     let container: Docker.Container | undefined;
     try {
+      if (req.spec.task.kind === "command" && this.opts.allowedImages.length && !this.opts.allowedImages.includes(image)) {
+        return outcome(null, "input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowedImages.join(", ")})`);
+      }
       const [imageErr] = await tryCatch(this.docker.getImage(image).inspect());
       if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
 
@@ -102,11 +124,16 @@ export class DockerRunner implements JobRunner {
         c.stop({ t: this.opts.stopGraceS }).catch((err: unknown) => log.warn("stop failed", { err }));
       };
       const timer = setTimeout(() => halt("timeout"), timeoutMs);
+      const overCap = async () => (await folderBytes(outputDir)) > this.opts.outputCapBytes;
+      const outputWatch = setInterval(() => {
+        void overCap().then((over) => over && halt("output_too_large"));
+      }, OUTPUT_CHECK_MS);
       const onAbort = () => halt((stop.reason as StopReason) ?? "user");
       stop.addEventListener("abort", onAbort, { once: true });
       if (stop.aborted) onAbort();
       const [waitErr, waited] = await tryCatch(container.wait() as Promise<{ StatusCode: number }>);
       clearTimeout(timer);
+      clearInterval(outputWatch);
       stop.removeEventListener("abort", onAbort);
       await Promise.race([drained, new Promise((r) => setTimeout(r, 2000))]);
       if (waitErr || !waited) return outcome(null, "internal", `lost track of the container: ${errorText(waitErr)}`);
@@ -114,6 +141,9 @@ export class DockerRunner implements JobRunner {
       const info = await container.inspect();
       const exitCode = waited.StatusCode;
       const reason = stopReason as StopReason | null;
+      if (reason === "output_too_large" || (!reason && (await overCap()))) {
+        return outcome(exitCode, "output_too_large", `the job wrote more than ${this.opts.outputCapBytes} bytes to /work/output`);
+      }
       if (reason === "timeout") return outcome(exitCode, "timeout", `the job ran longer than its timeout of ${req.spec.limits.timeout_s}s`);
       if (reason) return outcome(exitCode, "canceled_by_worker", `stopped: ${reason}`);
       if (info.State.OOMKilled) return outcome(exitCode, "oom", `the job used more than its memory limit of ${req.spec.limits.memory_mb} MiB`);

@@ -22,7 +22,7 @@ export interface RunHooks {
 }
 
 /** Why a run was stopped before it ended by itself. */
-export type StopReason = "timeout" | "user" | "stale" | "drain";
+export type StopReason = "timeout" | "user" | "stale" | "drain" | "output_too_large";
 
 /** Runs jobs somewhere (Docker here); the agent only sees this. */
 export interface JobRunner {
