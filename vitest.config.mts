@@ -39,6 +39,7 @@ export default defineConfig({
           name: "node",
           include: ["test/agent/**/*.test.ts", "test/protocol/**/*.test.ts", "test/scripts/**/*.test.ts"],
           environment: "node",
+          testTimeout: 30_000,
         },
       },
       {

@@ -125,3 +125,29 @@ export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): Loaded {
   }
   return { ok: true, config: parsed.data, configFile };
 }
+
+/** The settings as GRIDX_* environment variables, every one written out (the service's env file). */
+export function configToEnv(config: AgentConfig): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const s of SOURCES) {
+    const value = config[s.key];
+    if (value === undefined) continue;
+    if (s.key === "labels") env[s.env] = Object.entries(value as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(",");
+    else env[s.env] = Array.isArray(value) ? value.join(",") : String(value);
+  }
+  return env;
+}
+
+/** Pulls `--name value` / `--flag` options out of argv, returning what is left. */
+export function takeFlags(argv: string[], valued: string[], bare: string[]): { taken: Record<string, string | true>; rest: string[] } {
+  const taken: Record<string, string | true> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const name = arg.replace(/^--/, "").split("=")[0]!;
+    if (arg.startsWith("--") && bare.includes(name)) taken[name] = true;
+    else if (arg.startsWith("--") && valued.includes(name)) taken[name] = arg.includes("=") ? arg.slice(arg.indexOf("=") + 1) : (argv[++i] ?? "");
+    else rest.push(arg);
+  }
+  return { taken, rest };
+}

@@ -1,7 +1,8 @@
 import Docker from "dockerode";
 import { Agent } from "./agent.ts";
 import { detectCaps } from "./caps.ts";
-import { loadConfig } from "./config.ts";
+import { configToEnv, loadConfig, takeFlags } from "./config.ts";
+import { DEFAULT_PATHS, install, SERVICE_NAME, status, uninstall } from "./service.ts";
 import { createLogger } from "./logger.ts";
 import { connectUrl } from "./connection.ts";
 import { networkOptions } from "./network.ts";
@@ -17,8 +18,42 @@ The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment var
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
 the environment over the file. See the README for the full table.`;
 
+async function service(command: "install" | "uninstall" | "status", argv: string[]): Promise<number> {
+  const { taken, rest } = takeFlags(argv, ["unit-dir", "config-dir", "user"], ["no-start"]);
+  const paths = { unitDir: (taken["unit-dir"] as string) || DEFAULT_PATHS.unitDir, configDir: (taken["config-dir"] as string) || DEFAULT_PATHS.configDir };
+  if (command === "status") {
+    process.stdout.write((await status(paths)) + "\n");
+    return 0;
+  }
+  if (command === "uninstall") {
+    await uninstall(paths, Boolean(taken["no-start"]));
+    process.stdout.write(`${SERVICE_NAME}: uninstalled\n`);
+    return 0;
+  }
+  const loaded = loadConfig(rest, process.env);
+  if (!loaded.ok) {
+    process.stderr.write(`gridx-agent install: ${loaded.error}\n${USAGE}\n`);
+    return 2;
+  }
+  const done = await install({
+    paths,
+    env: configToEnv(loaded.config),
+    drainGraceS: loaded.config.drainGraceS,
+    user: taken.user as string | undefined,
+    noStart: Boolean(taken["no-start"]),
+  });
+  process.stdout.write(`${SERVICE_NAME}: wrote ${done.unitFile} and ${done.envFile} (mode 0600)${taken["no-start"] ? "" : "; enabled and started"}\n`);
+  return 0;
+}
+
 async function main(): Promise<number> {
-  const loaded = loadConfig(process.argv.slice(2), process.env);
+  const [first, ...rest] = process.argv.slice(2);
+  if (first === "install" || first === "uninstall" || first === "status") return service(first, rest);
+  if (first === "--help" || first === "help") {
+    process.stdout.write(USAGE + "\n");
+    return 0;
+  }
+  const loaded = loadConfig(first === "run" ? rest : process.argv.slice(2), process.env);
   if (!loaded.ok) {
     process.stderr.write(`gridx-agent: ${loaded.error}\n${USAGE}\n`);
     return 2;
