@@ -16,5 +16,16 @@ export {
   utf8Length,
 } from "./job.ts";
 export type { JobKind, JobTask } from "./job.ts";
-export { AgentToCoordinator, AttemptRef, CoordinatorToAgent, GpuDevice, LogLine, LogStream, MAX_LOG_BATCH_BYTES, WorkerCaps } from "./messages.ts";
+export {
+  AgentToCoordinator,
+  AttemptRef,
+  CoordinatorToAgent,
+  GpuDevice,
+  LogLine,
+  LogStream,
+  MAX_LOG_BATCH_BYTES,
+  PROBE_LIMITS,
+  ProbeRequest,
+  WorkerCaps,
+} from "./messages.ts";
 export type { MessageOf } from "./messages.ts";

@@ -36,6 +36,22 @@ export const LogLine = z.object({
 });
 export type LogLine = z.infer<typeof LogLine>;
 
+/** Bounds on maintenance probes; the agent's own config may be stricter. */
+export const PROBE_LIMITS = {
+  command_chars: 1000,
+  timeout_s: { min: 1, max: 300, default: 30 },
+  output_bytes: 64 * 1024,
+} as const;
+
+/** The body of `POST /v1/workers/:id/probes`. */
+export const ProbeRequest = z
+  .object({
+    command: z.string().min(1, "command is empty").max(PROBE_LIMITS.command_chars),
+    timeout_s: z.number().int().min(PROBE_LIMITS.timeout_s.min).max(PROBE_LIMITS.timeout_s.max).default(PROBE_LIMITS.timeout_s.default),
+  })
+  .strict();
+export type ProbeRequest = z.infer<typeof ProbeRequest>;
+
 /** The largest log batch an agent may send in one frame (bytes of text). */
 export const MAX_LOG_BATCH_BYTES = 256 * 1024;
 
@@ -67,6 +83,17 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
   }),
   /** The agent is shutting down: it takes no new jobs and finishes those it has. */
   z.object({ type: z.literal("draining"), payload: z.object({}) }),
+  z.object({
+    type: z.literal("probe_result"),
+    payload: z.object({
+      probe_id: z.string().max(64),
+      status: z.enum(["completed", "failed", "refused", "timeout"]),
+      exit_code: z.number().int().nullable(),
+      output: z.string().max(PROBE_LIMITS.output_bytes * 2),
+      truncated: z.boolean(),
+      error: z.string().max(2000).nullable(),
+    }),
+  }),
 ]);
 export type AgentToCoordinator = z.infer<typeof AgentToCoordinator>;
 
@@ -86,6 +113,8 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
   }),
   z.object({ type: z.literal("result_ack"), payload: AttemptRef }),
   z.object({ type: z.literal("drain"), payload: z.object({}) }),
+  /** An operator's maintenance command, run over SSH on the agent's configured host if its allowlist permits. */
+  z.object({ type: z.literal("probe"), payload: ProbeRequest.extend({ probe_id: z.string().max(64) }) }),
   z.object({ type: z.literal("error"), payload: z.object({ code: z.string(), message: z.string() }) }),
 ]);
 export type CoordinatorToAgent = z.infer<typeof CoordinatorToAgent>;

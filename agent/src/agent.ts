@@ -3,6 +3,7 @@ import { Connection, type ConnectionOptions } from "./connection.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
+import { runProbe, type ProbeConfig } from "./probe.ts";
 
 export interface AgentOptions {
   url: string;
@@ -15,6 +16,7 @@ export interface AgentOptions {
   connection?: Partial<Pick<ConnectionOptions, "backoff" | "wsOptions">>;
   /** Take one job, run it, and finish (for throwaway machines). */
   once?: boolean;
+  probes?: ProbeConfig | null;
 }
 
 interface ActiveJob {
@@ -124,6 +126,15 @@ export class Agent {
       case "drain":
         this.log.info("an operator drained this worker: it takes no new jobs");
         return;
+      case "probe": {
+        const { probe_id, command, timeout_s } = msg.payload;
+        void runProbe(this.opts.probes ?? null, command, timeout_s).then((result) => {
+          // The audit trail on this machine; the control plane keeps its own record.
+          this.log.info("probe", { probe_id, command, status: result.status, exit_code: result.exit_code });
+          this.connection.send({ type: "probe_result", payload: { probe_id, ...result } });
+        });
+        return;
+      }
       case "heartbeat_ack":
       case "error":
         return;

@@ -33,6 +33,12 @@ export const AgentConfig = z.object({
   once: z.coerce.boolean().default(false),
   /** PEM file of extra CA certificates to trust (corporate TLS inspection). */
   caFile: z.string().optional(),
+  /** Operator probes: user@host[:port] to SSH into; probes are off without it. */
+  probeSshTarget: z.string().regex(/^(?:[^@\s]+@)?[^:@\s]+(?::\d+)?$/, "user@host[:port]").optional(),
+  probeSshKey: z.string().optional(),
+  /** Allowed probe commands: exact, or `prefix *`. */
+  probeAllow: z.array(z.string().min(1)).default([]),
+  probeTimeoutS: z.coerce.number().int().min(1).max(300).default(30),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 type Key = keyof AgentConfig;
@@ -56,6 +62,10 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "logCapMb", flag: "log-cap-mb", env: "GRIDX_LOG_CAP_MB" },
   { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
   { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },
+  { key: "probeSshTarget", flag: "probe-ssh-target", env: "GRIDX_PROBE_SSH_TARGET" },
+  { key: "probeSshKey", flag: "probe-ssh-key", env: "GRIDX_PROBE_SSH_KEY" },
+  { key: "probeAllow", flag: "probe-allow", env: "GRIDX_PROBE_ALLOW", list: true },
+  { key: "probeTimeoutS", flag: "probe-timeout", env: "GRIDX_PROBE_TIMEOUT_S" },
 ];
 
 function parseLabels(pairs: string[]): Record<string, string> | string {

@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import Docker from "dockerode";
 import { Agent } from "./agent.ts";
 import { detectCaps } from "./caps.ts";
@@ -91,6 +92,9 @@ async function main(): Promise<number> {
       version: AGENT_VERSION,
       caps,
       once: config.once,
+      probes: config.probeSshTarget
+        ? { target: config.probeSshTarget, keyFile: config.probeSshKey, allow: config.probeAllow, maxTimeoutS: config.probeTimeoutS, knownHostsFile: join(config.stateDir, "probe_known_hosts") }
+        : null,
       logLimits: { ...DEFAULT_LOG_LIMITS, jobBytes: config.logCapMb * mib },
       connection: { wsOptions: networkOptions(connectUrl(config.url), process.env, config.caFile) },
     },

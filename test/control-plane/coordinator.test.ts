@@ -412,3 +412,45 @@ describe("metrics", () => {
     expect((await api("/metrics", { token: null })).status).toBe(401);
   });
 });
+
+describe("operator probes", () => {
+  it("runs a probe on a connected worker through its agent and keeps an audit record", async () => {
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool));
+    const pending = api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "uptime", timeout_s: 5 } });
+    const probe = await agent.next("probe");
+    expect(probe.payload).toMatchObject({ command: "uptime", timeout_s: 5 });
+    agent.send({ type: "probe_result", payload: { probe_id: probe.payload.probe_id, status: "completed", exit_code: 0, output: " 10:00 up 1 day", truncated: false, error: null } });
+    const res = await pending;
+    expect(res.status).toBe(201);
+    expect(res.json).toMatchObject({ id: probe.payload.probe_id, worker_id: workerId, command: "uptime", status: "completed", exit_code: 0, output: " 10:00 up 1 day", requested_by: "admin" });
+    const audit = await api(`/v1/workers/${workerId}/probes`);
+    expect(audit.json.probes.map((p: any) => [p.command, p.status])).toEqual([["uptime", "completed"]]);
+  });
+
+  it("records a refusal from the agent's allowlist", async () => {
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool));
+    const pending = api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "rm -rf /" } });
+    const probe = await agent.next("probe");
+    agent.send({ type: "probe_result", payload: { probe_id: probe.payload.probe_id, status: "refused", exit_code: null, output: "", truncated: false, error: "not on this worker's probe allowlist" } });
+    expect((await pending).json).toMatchObject({ status: "refused", error: expect.stringMatching(/allowlist/) });
+  });
+
+  it("is for operators only, validates the command, and needs a connected worker", async () => {
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool));
+    const user = (await api("/v1/api-tokens", { method: "POST", json: { name: "u" } })).json.token;
+    expect((await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "uptime" }, token: user })).status).toBe(403);
+    const empty = await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "" } });
+    expect(empty.status).toBe(400);
+    expect(empty.json.error.field).toBe("command");
+    expect((await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "x", timeout_s: 9999 } })).json.error.field).toBe("timeout_s");
+    expect((await api(`/v1/workers/w_nope/probes`, { method: "POST", json: { command: "uptime" } })).status).toBe(404);
+    agent.close();
+    await sleep(200);
+    const offline = await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "uptime" } });
+    expect(offline.status).toBe(409);
+    expect(offline.json.error.message).toMatch(/offline/);
+  });
+});

@@ -26,6 +26,7 @@ import {
 } from "../db/attempts.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
 import { chunkRows } from "../db/logs.ts";
+import { finishProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
 import { markOfflineExcept, setDrain, setOffline, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
@@ -36,6 +37,9 @@ import { initialSchedulerState, planDispatch, type WorkerView } from "./schedule
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
+
+/** How long past a probe's own timeout the coordinator waits for the agent's answer. */
+const PROBE_ANSWER_SLACK_S = 10;
 
 /** Jobs read per scheduling round; more wait for the next round. */
 const DISPATCH_BATCH = 500;
@@ -53,6 +57,8 @@ export class Coordinator extends DurableObject<Bindings> {
   private serial: Promise<unknown> = Promise.resolve();
   private dispatching = false;
   private dispatchAgain = false;
+  /** Probes waiting for their agent's answer. */
+  private readonly probeWaiters = new Map<string, () => void>();
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -115,6 +121,31 @@ export class Coordinator extends DurableObject<Bindings> {
     else this.dispatch();
   }
 
+  /**
+   * Sends an operator's probe to a worker and waits for the answer (or the timeout). The
+   * outcome is written to the probe's audit record either way.
+   */
+  async runProbe(pool: string, probe: { id: string; workerId: string; command: string; timeoutS: number }): Promise<void> {
+    await this.bindPool(pool);
+    const answered = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), (probe.timeoutS + PROBE_ANSWER_SLACK_S) * 1000);
+      this.probeWaiters.set(probe.id, () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    const sent = this.send(probe.workerId, { type: "probe", payload: { probe_id: probe.id, command: probe.command, timeout_s: probe.timeoutS } });
+    if (!sent) {
+      this.probeWaiters.delete(probe.id);
+      await finishProbe(this.db, probe.id, { status: "failed", exitCode: null, output: null, truncated: false, error: "the worker is not connected" }, Date.now());
+      return;
+    }
+    if (!(await answered)) {
+      await finishProbe(this.db, probe.id, { status: "timeout", exitCode: null, output: null, truncated: false, error: "no answer from the agent in time" }, Date.now());
+    }
+    this.probeWaiters.delete(probe.id);
+  }
+
   // ---- agent sockets ------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
@@ -145,6 +176,12 @@ export class Coordinator extends DurableObject<Bindings> {
         case "draining":
           await this.exclusive(() => setDrain(this.db, workerId, "agent"));
           return;
+        case "probe_result": {
+          const r = msg.payload;
+          await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now());
+          this.probeWaiters.get(r.probe_id)?.();
+          return;
+        }
       }
     } catch (err) {
       console.error(`coordinator(${this.pool}): message handling failed`, err);

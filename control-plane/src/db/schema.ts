@@ -108,3 +108,23 @@ export const logChunks = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.jobId, t.attempt, t.seq, t.stream] })],
 );
+
+/** Operator maintenance probes (seed 001 `host.ssh`): every request is kept as an audit record. */
+export const probes = sqliteTable(
+  "probes",
+  {
+    id: text("id").primaryKey(),
+    workerId: text("worker_id").notNull(),
+    pool: text("pool").notNull(),
+    command: text("command").notNull(),
+    requestedBy: text("requested_by").notNull(),
+    status: text("status", { enum: ["pending", "completed", "failed", "refused", "timeout"] }).notNull(),
+    exitCode: integer("exit_code"),
+    output: text("output"),
+    truncated: integer("truncated", { mode: "boolean" }).notNull().default(false),
+    error: text("error"),
+    createdAt: integer("created_at").notNull(),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [index("probes_worker").on(t.workerId, t.createdAt)],
+);
