@@ -23,7 +23,7 @@ export {
   GpuDevice,
   LogLine,
   LogStream,
-  MAX_LOG_BATCH_BYTES,
+  MAX_LOG_BATCH_LINES,
   PROBE_LIMITS,
   ProbeRequest,
   WorkerCaps,

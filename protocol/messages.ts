@@ -52,8 +52,8 @@ export const ProbeRequest = z
   .strict();
 export type ProbeRequest = z.infer<typeof ProbeRequest>;
 
-/** The largest log batch an agent may send in one frame (bytes of text). */
-export const MAX_LOG_BATCH_BYTES = 256 * 1024;
+/** The most lines one `job_log` frame may carry. */
+export const MAX_LOG_BATCH_LINES = 5000;
 
 export const AgentToCoordinator = z.discriminatedUnion("type", [
   z.object({
@@ -71,7 +71,7 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
   z.object({ type: z.literal("job_started"), payload: AttemptRef }),
   z.object({
     type: z.literal("job_log"),
-    payload: AttemptRef.extend({ seq: z.number().int().min(0), lines: z.array(LogLine).min(1).max(10_000) }),
+    payload: AttemptRef.extend({ seq: z.number().int().min(0), lines: z.array(LogLine).min(1).max(MAX_LOG_BATCH_LINES) }),
   }),
   z.object({
     type: z.literal("job_result"),

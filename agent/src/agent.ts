@@ -14,6 +14,8 @@ export interface AgentOptions {
   caps: WorkerCaps;
   logLimits?: LogLimits;
   connection?: Partial<Pick<ConnectionOptions, "backoff" | "wsOptions">>;
+  /** Job output pauses while this many bytes wait to be sent (default 8 MiB). */
+  backlogLimitBytes?: number;
   /** Take one job, run it, and finish (for throwaway machines). */
   once?: boolean;
   probes?: ProbeConfig | null;
@@ -26,6 +28,8 @@ interface ActiveJob {
 }
 
 const keyOf = (r: AttemptRef) => `${r.job_id}#${r.attempt}`;
+
+const DEFAULT_BACKLOG_LIMIT = 8 * 1024 * 1024;
 
 /**
  * A compute node: keeps one connection to its pool's coordinator, runs the jobs it is given
@@ -177,6 +181,7 @@ export class Agent {
         started: () => this.connection.send({ type: "job_started", payload: ref }),
         output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
         system: (text) => batcher.system(text),
+        congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
       },
       stop,
     );

@@ -15,8 +15,6 @@ export interface ConnectionOptions {
   url: string;
   token: string;
   backoff?: BackoffOptions;
-  /** Messages kept while disconnected; the oldest are dropped past this. */
-  maxQueued?: number;
   log: Logger;
   /** The hello to send on every (re)connect. */
   hello(): AgentToCoordinator;
@@ -43,6 +41,7 @@ export class Connection {
   private ready = false;
   private failures = 0;
   private queue: string[] = [];
+  private queuedBytes = 0;
   private heartbeat: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastHeard = 0;
@@ -58,9 +57,12 @@ export class Connection {
     return this.ready;
   }
 
-  /** Bytes the socket has not yet written; the caller slows down when this grows. */
+  /**
+   * Bytes accepted but not yet written to the network. Nothing is ever dropped: producers
+   * (job output) pause while this is high, so it stays bounded.
+   */
   get backlog(): number {
-    return (this.ws?.bufferedAmount ?? 0) + this.queue.reduce((n, m) => n + m.length, 0);
+    return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes;
   }
 
   /** Sends now if connected and greeted, else keeps the message for the next connection. */
@@ -71,11 +73,7 @@ export class Connection {
       return;
     }
     this.queue.push(frame);
-    const max = this.opts.maxQueued ?? 10_000;
-    if (this.queue.length > max) {
-      this.queue.splice(0, this.queue.length - max);
-      this.opts.log.warn("send queue full; dropped the oldest messages", { max });
-    }
+    this.queuedBytes += frame.length;
   }
 
   /** Sends only when connected; used for messages that are re-sent after each hello anyway. */
@@ -138,6 +136,7 @@ export class Connection {
       this.startHeartbeat(msg.payload.heartbeat_interval_s * 1000);
       const queued = this.queue;
       this.queue = [];
+      this.queuedBytes = 0;
       for (const frame of queued) this.ws?.send(frame);
     }
     if (msg.type === "error") this.opts.log.warn("the coordinator reported an error", msg.payload);

@@ -77,11 +77,11 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(slots = 1) {
+async function setup(slots = 1, backlogLimitBytes?: number) {
   const coord = new FakeCoordinator();
   await once(coord.wss, "listening");
   const runner = new ScriptedRunner();
-  const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots, version: "9.9.9", caps, connection: { backoff: { baseMs: 20, maxMs: 100 } } }, runner, silentLogger);
+  const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots, version: "9.9.9", caps, backlogLimitBytes, connection: { backoff: { baseMs: 20, maxMs: 100 } } }, runner, silentLogger);
   await agent.start();
   await coord.waitFor("hello");
   cleanup.push(() => coord.close(), () => agent.close(0));
@@ -185,5 +185,30 @@ describe("Agent", () => {
     await closing;
     expect(runner.runs[0]!.stop.reason).toBe("drain");
     expect((await coord.waitFor("job_result")).payload.job_id).toBe("j_7");
+  });
+
+  it("signals congestion while output cannot get out, and loses none of it", async () => {
+    const { coord, runner } = await setup(1, 4096);
+    coord.send({ type: "assign_job", payload: { job_id: "j_8", attempt: 1, spec, gpu_indices: [] } });
+    await until(() => runner.runs.length === 1);
+    const hooks = runner.runs[0]!.hooks;
+    expect(hooks.congested()).toBe(false);
+    // Refuse reconnects for a while: the agent keeps what it cannot send.
+    coord.wss.removeAllListeners("connection");
+    coord.wss.on("connection", (ws) => ws.terminate());
+    coord.socket!.terminate();
+    await until(() => coord.socket!.readyState !== 1);
+    for (let i = 0; i < 200; i++) hooks.output("stdout", Buffer.from(`line ${i} ${"z".repeat(50)}\n`));
+    await until(() => hooks.congested());
+    // Let it back in: the backlog drains and every line arrives, in order.
+    const fresh = new FakeCoordinator();
+    await once(fresh.wss, "listening");
+    cleanup.push(() => fresh.close());
+    coord.wss.removeAllListeners("connection");
+    coord.wss.on("connection", (ws, req) => fresh.wss.emit("connection", ws, req));
+    await until(() => !hooks.congested(), 5000);
+    await until(() => fresh.received.filter((m) => m.type === "job_log").flatMap((m) => (m.type === "job_log" ? m.payload.lines : [])).length === 200, 5000);
+    const texts = fresh.received.flatMap((m) => (m.type === "job_log" ? m.payload.lines.map((l) => l.text) : []));
+    expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `line ${i} ${"z".repeat(50)}`));
   });
 });

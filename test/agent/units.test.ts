@@ -4,7 +4,7 @@ import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
 import { containerOptions, JOB_USER } from "../../agent/src/runner/sandbox.ts";
-import type { LogLine } from "../../protocol/index.ts";
+import { MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
   it("draws from [0, min(max, base·2^n)] (full jitter)", () => {
@@ -76,7 +76,7 @@ describe("LineSplitter", () => {
 describe("LogBatcher", () => {
   it("flushes by size, then by time, and caps a job's output with one marker", async () => {
     const batches: LogLine[][] = [];
-    const b = new LogBatcher({ lineBytes: 100, jobBytes: 30, batchBytes: 12, flushMs: 20 }, (l) => batches.push(l), () => 7);
+    const b = new LogBatcher({ lineBytes: 100, jobBytes: 30, batchBytes: 12, batchLines: 100, flushMs: 20 }, (l) => batches.push(l), () => 7);
     b.add("stdout", "aaaaa"); // 6 bytes
     b.add("stdout", "bbbbb"); // 12: flush by size
     expect(batches).toHaveLength(1);
@@ -87,6 +87,16 @@ describe("LogBatcher", () => {
     b.add("stdout", "dropped");
     expect(batches.flat().map((l) => l.text)).toEqual(["aaaaa", "bbbbb", "cc", "[gridx: output exceeded 30 bytes; further output is dropped]"]);
     expect(batches.flat().at(-1)!.stream).toBe("system");
+  });
+});
+
+describe("LogBatcher line bound", () => {
+  it("never puts more lines in a batch than the protocol accepts", () => {
+    const batches: LogLine[][] = [];
+    const b = new LogBatcher({ lineBytes: 100, jobBytes: 1e9, batchBytes: 1e9, batchLines: 1e9, flushMs: 1e6 }, (l) => batches.push(l));
+    for (let i = 0; i < MAX_LOG_BATCH_LINES * 2 + 1; i++) b.add("stdout", "x");
+    b.flush();
+    expect(batches.map((x) => x.length)).toEqual([MAX_LOG_BATCH_LINES, MAX_LOG_BATCH_LINES, 1]);
   });
 });
 

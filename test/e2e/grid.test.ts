@@ -34,6 +34,22 @@ describe("a local grid: wrangler dev + a real agent + Docker", () => {
     expect(text).toMatch(/event: end\ndata: \{"status":"completed","exit_code":0/);
   });
 
+  it("delivers output at any rate whole and in order", async () => {
+    const job = await submit(python("import sys\nfor i in range(100000):\n    sys.stdout.write('%d\\n' % i)", { pool }));
+    const done = await waitForJob(job.id, isDone);
+    expect(done.status).toBe("completed");
+    const texts: string[] = [];
+    let after = "";
+    for (;;) {
+      const page = (await api(`/v1/jobs/${job.id}/logs${after ? `?after=${after}` : ""}`)).json;
+      texts.push(...page.lines.filter((l: any) => l.stream === "stdout").map((l: any) => l.text));
+      if (!page.next_cursor || page.next_cursor === after) break;
+      after = page.next_cursor;
+    }
+    expect(texts.length).toBe(100000);
+    expect(texts.every((t, i) => t === String(i))).toBe(true);
+  });
+
   it("ends a failing script failed/exit_code with its exit code", async () => {
     const job = await submit(python("import sys\nprint('about to fail')\nsys.exit(3)", { pool }));
     const done = await waitForJob(job.id, isDone);

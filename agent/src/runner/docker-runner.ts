@@ -20,6 +20,9 @@ export interface DockerRunnerOptions {
   allowedImages: string[];
 }
 
+/** How often a paused output stream checks whether the congestion has cleared. */
+const CONGESTION_POLL_MS = 50;
+
 /** How often a running job's output folder is measured against its cap. */
 const OUTPUT_CHECK_MS = 1000;
 
@@ -99,8 +102,21 @@ export class DockerRunner implements JobRunner {
       const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
       const stdout = new PassThrough();
       const stderr = new PassThrough();
-      stdout.on("data", (c: Buffer) => hooks.output("stdout", c));
-      stderr.on("data", (c: Buffer) => hooks.output("stderr", c));
+      // Back-pressure: while the line to the coordinator is congested, stop reading. Docker's
+      // pipe then fills and the job's own writes block, as they would on a slow terminal.
+      const relieve = () => {
+        if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
+        else stream.resume();
+      };
+      const forward = (name: "stdout" | "stderr") => (c: Buffer) => {
+        hooks.output(name, c);
+        if (hooks.congested() && !stream.isPaused()) {
+          stream.pause();
+          setTimeout(relieve, CONGESTION_POLL_MS);
+        }
+      };
+      stdout.on("data", forward("stdout"));
+      stderr.on("data", forward("stderr"));
       container.modem.demuxStream(stream, stdout, stderr);
       const drained = new Promise<void>((resolve) => {
         stream.on("end", resolve);

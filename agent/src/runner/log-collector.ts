@@ -1,4 +1,4 @@
-import type { LogLine, LogStream } from "../../../protocol/index.ts";
+import { MAX_LOG_BATCH_LINES, type LogLine, type LogStream } from "../../../protocol/index.ts";
 
 /** Bounds on what a job's output may cost; past them output is cut with a visible marker. */
 export interface LogLimits {
@@ -6,13 +6,14 @@ export interface LogLimits {
   lineBytes: number;
   /** Past this much output in one job, further lines are dropped after one marker line. */
   jobBytes: number;
-  /** A batch is sent once it holds this many bytes... */
+  /** A batch is sent once it holds this many bytes or lines... */
   batchBytes: number;
+  batchLines: number;
   /** ...or this long after its first line. */
   flushMs: number;
 }
 
-export const DEFAULT_LOG_LIMITS: LogLimits = { lineBytes: 64 * 1024, jobBytes: 100 * 1024 * 1024, batchBytes: 64 * 1024, flushMs: 200 };
+export const DEFAULT_LOG_LIMITS: LogLimits = { lineBytes: 64 * 1024, jobBytes: 100 * 1024 * 1024, batchBytes: 64 * 1024, batchLines: MAX_LOG_BATCH_LINES, flushMs: 200 };
 
 export const LINE_CUT_MARKER = " [gridx: line cut]";
 
@@ -118,7 +119,7 @@ export class LogBatcher {
   private push(line: LogLine, size: number): void {
     this.lines.push(line);
     this.bytes += size;
-    if (this.bytes >= this.limits.batchBytes) this.flush();
+    if (this.bytes >= this.limits.batchBytes || this.lines.length >= Math.min(this.limits.batchLines, MAX_LOG_BATCH_LINES)) this.flush();
     else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.limits.flushMs);
   }
 }

@@ -19,6 +19,8 @@ export interface RunHooks {
   started(): void;
   output(stream: LogStream, chunk: Buffer): void;
   system(text: string): void;
+  /** True while logs are not getting through fast enough; the runner stops reading output until it is false. */
+  congested(): boolean;
 }
 
 /** Why a run was stopped before it ended by itself. */

@@ -57,6 +57,8 @@ export class Coordinator extends DurableObject<Bindings> {
   private serial: Promise<unknown> = Promise.resolve();
   private dispatching = false;
   private dispatchAgain = false;
+  /** Per-socket message order (see webSocketMessage). */
+  private readonly socketQueues = new Map<WebSocket, Promise<void>>();
   /** Probes waiting for their agent's answer. */
   private readonly probeWaiters = new Map<string, () => void>();
 
@@ -149,6 +151,16 @@ export class Coordinator extends DurableObject<Bindings> {
   // ---- agent sockets ------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    // One socket's messages are handled in the order they came: a result must never overtake
+    // the log lines sent before it while a D1 write is in flight.
+    const previous = this.socketQueues.get(ws) ?? Promise.resolve();
+    const handled = previous.then(() => this.handleMessage(ws, raw));
+    this.socketQueues.set(ws, handled);
+    await handled;
+    if (this.socketQueues.get(ws) === handled) this.socketQueues.delete(ws);
+  }
+
+  private async handleMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
     try {
       if (typeof raw !== "string") return this.reply(ws, ErrorCode.badMessage, "frames are JSON text");
       const decoded = decode(raw, AgentToCoordinator);
