@@ -1,4 +1,4 @@
-import { env, runDurableObjectAlarm } from "cloudflare:test";
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { encode, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { agentToken, api, caps, FakeAgent, sleep, submit, uniquePool, waitForJob } from "./helpers.ts";
@@ -301,6 +301,27 @@ describe("coordinator: lost workers, reconciliation, deadlines", () => {
     expect(a2.payload).toMatchObject({ job_id: job.id, attempt: 2 });
     other.agent.send({ type: "job_started", payload: { job_id: job.id, attempt: 2 } });
     await waitForJob(job.id, (j) => j.status === "running" && j.attempt === 2);
+  });
+
+  it("does not blame workers for the coordinator's own outage", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool));
+    const job = (await submit({ pool })).json;
+    await agent.next("assign_job");
+    agent.send({ type: "job_started", payload: { job_id: job.id, attempt: 1 } });
+    await waitForJob(job.id, (j) => j.status === "running");
+    agent.close();
+    await sleep(2300);
+    // As if the last sweep ran a minute ago: the coordinator, not the worker, was away.
+    await runInDurableObject(coordinator(pool), async (_obj, state) => {
+      await state.storage.put("sweep", { lastSweepAt: Date.now() - 60_000, graceUntil: null });
+    });
+    await runAlarm(pool);
+    expect((await api(`/v1/jobs/${job.id}`)).json).toMatchObject({ status: "running", attempt: 1 });
+    // Once the grace (one WORKER_TIMEOUT_S) has passed without the worker, its job is requeued.
+    await sleep(2200);
+    await runAlarm(pool);
+    expect((await waitForJob(job.id, (j) => j.status !== "running")).status).toBe("queued");
   });
 
   it("fails a lost job as worker_lost once retries are spent", async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { judgeSocket } from "../../control-plane/src/coordinator/liveness.ts";
+import { judgement, judgeSocket } from "../../control-plane/src/coordinator/liveness.ts";
 
 const limits = { helloTimeoutMs: 10_000, workerTimeoutMs: 90_000 };
 
@@ -20,5 +20,21 @@ describe("judgeSocket", () => {
     const s = { session: { tokenId: "t", workerId: "w", connectedAt: 1000 }, lastHeartbeat: null };
     expect(judgeSocket(s, 91_000, limits).kind).toBe("alive");
     expect(judgeSocket(s, 91_001, limits).kind).toBe("silent");
+  });
+});
+
+describe("judgement", () => {
+  const base = { sweepMs: 15_000, workerTimeoutMs: 90_000 };
+
+  it("judges on a steady clock", () => {
+    expect(judgement({ ...base, now: 100_000, lastSweepAt: 85_000, graceUntil: null })).toEqual({ judge: true, graceUntil: null });
+    expect(judgement({ ...base, now: 100_000, lastSweepAt: null, graceUntil: null })).toEqual({ judge: true, graceUntil: null });
+  });
+
+  it("gives workers a full timeout after the coordinator's own outage", () => {
+    const after = judgement({ ...base, now: 1_000_000, lastSweepAt: 500_000, graceUntil: null });
+    expect(after).toEqual({ judge: false, graceUntil: 1_090_000 });
+    expect(judgement({ ...base, now: 1_050_000, lastSweepAt: 1_035_000, graceUntil: 1_090_000 }).judge).toBe(false);
+    expect(judgement({ ...base, now: 1_090_000, lastSweepAt: 1_075_000, graceUntil: 1_090_000 }).judge).toBe(true);
   });
 });

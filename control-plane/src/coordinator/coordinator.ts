@@ -32,7 +32,7 @@ import { markOfflineExcept, setDrain, setOffline, silentSince, touchWorkers, ups
 import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
-import { judgeSocket } from "./liveness.ts";
+import { judgement, judgeSocket } from "./liveness.ts";
 import { initialSchedulerState, planDispatch, type WorkerView } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 
@@ -238,9 +238,13 @@ export class Coordinator extends DurableObject<Bindings> {
         await this.forget(ws);
       } else if (session.workerId) seen.push({ id: session.workerId, at: verdict.lastSeen });
     }
+    const clock = await this.ctx.storage.get<{ lastSweepAt: number; graceUntil: number | null }>("sweep");
+    const { judge, graceUntil } = judgement({ now, lastSweepAt: clock?.lastSweepAt ?? null, graceUntil: clock?.graceUntil ?? null, sweepMs: this.sweepMs(), workerTimeoutMs: limits.workerTimeoutMs });
+    await this.ctx.storage.put("sweep", { lastSweepAt: now, graceUntil });
     await this.exclusive(async () => {
       await touchWorkers(this.db, seen);
       await markOfflineExcept(this.db, pool, this.connectedWorkerIds());
+      if (!judge) return;
       await this.requeueLostWorkers(pool, now - limits.workerTimeoutMs);
       await this.enforceDeadlines(pool, now);
     });
@@ -425,8 +429,12 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.ctx.storage.put("pool", pool);
   }
 
+  private sweepMs(): number {
+    return Math.min(15, this.settings.HEARTBEAT_INTERVAL_S, this.settings.WORKER_TIMEOUT_S / 3) * 1000;
+  }
+
   private async ensureAlarm(reschedule = false): Promise<void> {
-    const sweepMs = Math.min(15, this.settings.HEARTBEAT_INTERVAL_S, this.settings.WORKER_TIMEOUT_S / 3) * 1000;
+    const sweepMs = this.sweepMs();
     if (!reschedule && (await this.ctx.storage.getAlarm()) !== null) return;
     const busy = this.ctx.getWebSockets().length > 0 || (this.pool !== null && (await hasUnfinishedJobs(this.db, this.pool)));
     if (busy || !reschedule) await this.ctx.storage.setAlarm(Date.now() + sweepMs);
