@@ -36,7 +36,7 @@ describe("DockerRunner on the real engine", () => {
     mkdirSync(join(stateDir, "jobs", "j_old.1", "output"), { recursive: true });
     try {
       expect(await runner(name, stateDir).cleanupLeftovers()).toBe(1);
-      await expect(mine.inspect()).rejects.toThrow();
+      await expect(mine.inspect()).rejects.toThrow(/no such container/i);
       expect((await other.inspect()).Id).toBe(other.id);
       expect(existsSync(join(stateDir, "jobs", "j_old.1"))).toBe(false);
     } finally {
