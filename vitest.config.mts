@@ -23,6 +23,12 @@ export default defineConfig({
                 DEADLINE_GRACE_S: "1",
                 ALLOWED_IMAGES: "gridx/python:latest,busybox:1",
                 POOL_POLICIES: "rr=round-robin",
+                // Presigning needs only an endpoint and keys; the bytes tests run end to end.
+                S3_ENDPOINT: "http://127.0.0.1:9/cdn-cgi/local/r2/s3",
+                S3_ACCESS_KEY_ID: "test-key",
+                S3_SECRET_ACCESS_KEY: "test-secret",
+                MULTIPART_THRESHOLD_MB: "10",
+                PART_SIZE_MB: "5",
               },
             },
           }),

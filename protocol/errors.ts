@@ -7,6 +7,7 @@ export const ErrorCode = {
   conflict: "conflict",
   payloadTooLarge: "payload_too_large",
   protocolVersion: "protocol_version_unsupported",
+  unavailable: "unavailable",
   badMessage: "bad_message",
   internal: "internal",
 } as const;

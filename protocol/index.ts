@@ -16,11 +16,25 @@ export {
   utf8Length,
 } from "./job.ts";
 export type { JobKind, JobTask } from "./job.ts";
+export { JobInput } from "./job.ts";
+export {
+  ArtifactComplete,
+  ArtifactPrepare,
+  ArtifactUpload,
+  CompletedPart,
+  DatasetCreate,
+  ObjectName,
+  PartUrlsRequest,
+  TRANSFER_LIMITS,
+  Upload,
+  UploadComplete,
+} from "./transfer.ts";
 export {
   AgentToCoordinator,
   AttemptRef,
   CoordinatorToAgent,
   GpuDevice,
+  InputDownload,
   LogLine,
   LogStream,
   MAX_LOG_BATCH_LINES,

@@ -34,6 +34,7 @@ export const JOB_LIMITS = {
   env_vars: { max: 64 },
   env_value_chars: { max: 8192 },
   labels: { max: 32 },
+  inputs: { max: 32 },
 } as const;
 
 const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "lowercase letters, digits, '.', '_' or '-', 1 to 63 characters");
@@ -105,6 +106,17 @@ const JobTask = z.discriminatedUnion("kind", [
 export type JobTask = z.infer<typeof JobTask>;
 export type JobKind = JobTask["kind"];
 
+/** A path under /work/input: relative, no `..`, no empty parts. */
+export const InputPath = z
+  .string()
+  .min(1)
+  .max(255)
+  .regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+$/, "a relative path of letters, digits, '.', '_', '-' and '/', without '..'")
+  .refine((p) => !p.split("/").includes("") && p !== "task.json" && p !== "main.py", "an empty path part, or a name gridx uses (task.json, main.py)");
+
+export const JobInput = z.object({ dataset: z.string().min(1).max(64), path: InputPath }).strict();
+export type JobInput = z.infer<typeof JobInput>;
+
 const JobCommon = z.object({
   limits: JobLimits.strict().default(JobLimits.parse({})),
   requirements: JobRequirements.partial().strict().default({}),
@@ -112,6 +124,11 @@ const JobCommon = z.object({
   max_retries: bounded("max_retries").default(JOB_LIMITS.max_retries.default),
   pool: PoolName.default("default"),
   env: JobEnv.default({}),
+  inputs: z
+    .array(JobInput)
+    .max(JOB_LIMITS.inputs.max, `at most ${JOB_LIMITS.inputs.max} inputs`)
+    .refine((list) => new Set(list.map((i) => i.path)).size === list.length, "two inputs share a path")
+    .default([]),
 });
 
 /** The body of `POST /v1/jobs` as a user writes it; parsing applies every default. */
@@ -120,7 +137,7 @@ export const JobRequest = z
     JobCommon.extend({ kind: z.literal("python"), python: PythonTask }).strict(),
     JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
   ])
-  .transform(({ limits, requirements, priority, max_retries, pool, env, ...task }): JobSpec => ({
+  .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, ...task }): JobSpec => ({
     task,
     limits,
     // A job that states no reservation reserves what its limits allow it to use.
@@ -134,6 +151,7 @@ export const JobRequest = z
     max_retries,
     pool,
     env,
+    inputs,
   }));
 export type JobRequest = z.input<typeof JobRequest>;
 
@@ -146,5 +164,6 @@ export const JobSpec = z.object({
   max_retries: z.number().int(),
   pool: PoolName,
   env: z.record(z.string(), z.string()),
+  inputs: z.array(JobInput).default([]),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

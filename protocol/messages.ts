@@ -36,6 +36,17 @@ export const LogLine = z.object({
 });
 export type LogLine = z.infer<typeof LogLine>;
 
+/** One job input as the agent fetches it: a presigned GET issued for this attempt. */
+export const InputDownload = z.object({
+  dataset: z.string(),
+  path: z.string(),
+  url: z.string().url(),
+  size: z.number().int().min(0),
+  /** Hex SHA-256 when the dataset declared one: the agent verifies it and caches by it. */
+  sha256: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+});
+export type InputDownload = z.infer<typeof InputDownload>;
+
 /** Bounds on maintenance probes; the agent's own config may be stricter. */
 export const PROBE_LIMITS = {
   command_chars: 1000,
@@ -105,7 +116,7 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("heartbeat_ack"), payload: z.object({}) }),
   z.object({
     type: z.literal("assign_job"),
-    payload: AttemptRef.extend({ spec: JobSpec, gpu_indices: z.array(z.number().int().min(0)) }),
+    payload: AttemptRef.extend({ spec: JobSpec, gpu_indices: z.array(z.number().int().min(0)), inputs: z.array(InputDownload).default([]) }),
   }),
   z.object({
     type: z.literal("cancel_job"),

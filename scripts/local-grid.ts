@@ -97,7 +97,8 @@ async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   await applyMigrations(opts.persistTo);
   const port = opts.port ?? (await freePort());
-  const vars = opts.vars ?? {};
+  // Presigned URLs point at wrangler dev's own S3 endpoint for the local bucket.
+  const vars = { S3_ENDPOINT: `http://127.0.0.1:${port}/cdn-cgi/local/r2/s3`, ...opts.vars };
   const args = [
     "dev",
     "--ip",
@@ -129,9 +130,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   return { url, adminToken: opts.adminToken, process: proc, output: () => output, stop: () => stopProcess(proc) };
 }
 
+/**
+ * The keys wrangler dev's local R2 S3 endpoint accepts (wrangler.toml `local_dev`); local only,
+ * production keys are the Worker's secrets.
+ */
+export const LOCAL_S3_SECRETS = { S3_ACCESS_KEY_ID: "gridx-local-key", S3_SECRET_ACCESS_KEY: "gridx-local-secret" };
+
 /** Writes a secrets file for `startControlPlane`, readable by this user only. */
 export function writeSecretsFile(path: string, adminToken: string): string {
-  writeFileSync(path, `GRIDX_ADMIN_TOKEN="${adminToken}"\n`, { mode: 0o600 });
+  const lines = Object.entries({ GRIDX_ADMIN_TOKEN: adminToken, ...LOCAL_S3_SECRETS }).map(([k, v]) => `${k}="${v}"`);
+  writeFileSync(path, lines.join("\n") + "\n", { mode: 0o600 });
   return path;
 }
 

@@ -5,17 +5,21 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureRunnerImages, issueAgentToken, ROOT, runCommand, startAgent, startControlPlane } from "./local-grid.ts";
+import { ensureRunnerImages, issueAgentToken, LOCAL_S3_SECRETS, ROOT, runCommand, startAgent, startControlPlane } from "./local-grid.ts";
 
 const DEV_VARS = join(ROOT, ".dev.vars");
 
-/** The admin token lives in .dev.vars (git-ignored); a fresh clone gets a random one. */
-function adminToken(): string {
-  const existing = existsSync(DEV_VARS) ? /^GRIDX_ADMIN_TOKEN\s*=\s*"?([^"\n]+)"?/m.exec(readFileSync(DEV_VARS, "utf8"))?.[1] : undefined;
-  if (existing) return existing;
-  const token = "gxadmin_" + randomBytes(24).toString("base64url");
-  writeFileSync(DEV_VARS, (existsSync(DEV_VARS) ? readFileSync(DEV_VARS, "utf8") : "") + `GRIDX_ADMIN_TOKEN="${token}"\n`, { mode: 0o600 });
-  return token;
+/**
+ * Local secrets live in .dev.vars (git-ignored): a random admin token on a fresh clone, and
+ * the local R2 keys. Returns the admin token.
+ */
+function ensureDevVars(): string {
+  let text = existsSync(DEV_VARS) ? readFileSync(DEV_VARS, "utf8") : "";
+  const read = (key: string) => new RegExp(`^${key}\\s*=\\s*"?([^"\\n]+)"?`, "m").exec(text)?.[1];
+  const wanted: Record<string, string> = { GRIDX_ADMIN_TOKEN: "gxadmin_" + randomBytes(24).toString("base64url"), ...LOCAL_S3_SECRETS };
+  for (const [key, value] of Object.entries(wanted)) if (!read(key)) text += `${key}="${value}"\n`;
+  writeFileSync(DEV_VARS, text, { mode: 0o600 });
+  return read("GRIDX_ADMIN_TOKEN")!;
 }
 
 async function main() {
@@ -27,7 +31,7 @@ async function main() {
   }
   console.log("gridx: checking runner images (the first build takes a minute or two)…");
   await ensureRunnerImages();
-  const token = adminToken();
+  const token = ensureDevVars();
   const port = Number(process.env.PORT ?? 8787);
   console.log("gridx: starting the control plane on wrangler dev…");
   const cp = await startControlPlane({ port, adminToken: token, secretsFile: DEV_VARS });

@@ -1,4 +1,4 @@
-import type { AgentToCoordinator, AttemptRef, CoordinatorToAgent, JobSpec, LogStream, MessageOf, WorkerCaps } from "../../protocol/index.ts";
+import type { AgentToCoordinator, AttemptRef, CoordinatorToAgent, LogStream, MessageOf, WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
@@ -26,6 +26,8 @@ interface ActiveJob {
   stop: AbortController;
   done: Promise<void>;
 }
+
+type Assignment = MessageOf<CoordinatorToAgent, "assign_job">["payload"];
 
 const keyOf = (r: AttemptRef) => `${r.job_id}#${r.attempt}`;
 
@@ -119,7 +121,7 @@ export class Agent {
         for (const result of this.unacked.values()) this.connection.sendIfReady({ type: "job_result", payload: result });
         return;
       case "assign_job":
-        return this.accept(msg.payload, msg.payload.spec, msg.payload.gpu_indices);
+        return this.accept(msg.payload);
       case "cancel_job":
         this.active.get(keyOf(msg.payload))?.stop.abort(msg.payload.reason satisfies StopReason);
         return;
@@ -145,7 +147,8 @@ export class Agent {
     }
   }
 
-  private accept(ref: AttemptRef, spec: JobSpec, gpuIndices: number[]): void {
+  private accept(assignment: Assignment): void {
+    const ref = assignment;
     const key = keyOf({ job_id: ref.job_id, attempt: ref.attempt });
     if (this.active.has(key) || this.unacked.has(key)) return; // a re-sent assignment we already hold
     const attemptRef = { job_id: ref.job_id, attempt: ref.attempt };
@@ -162,10 +165,11 @@ export class Agent {
     const stop = new AbortController();
     const job: ActiveJob = { ref: attemptRef, stop, done: Promise.resolve() };
     this.active.set(key, job);
-    job.done = this.execute(attemptRef, spec, gpuIndices, stop.signal).finally(() => this.active.delete(key));
+    job.done = this.execute(attemptRef, assignment, stop.signal).finally(() => this.active.delete(key));
   }
 
-  private async execute(ref: AttemptRef, spec: JobSpec, gpuIndices: number[], stop: AbortSignal): Promise<void> {
+  private async execute(ref: AttemptRef, assignment: Assignment, stop: AbortSignal): Promise<void> {
+    const spec = assignment.spec;
     const log = this.log.child({ job_id: ref.job_id, attempt: ref.attempt });
     const limits = this.opts.logLimits ?? DEFAULT_LOG_LIMITS;
     let seq = 0;
@@ -176,7 +180,7 @@ export class Agent {
     };
     log.info("job assigned", { kind: spec.task.kind });
     const result = await this.runner.run(
-      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices },
+      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs },
       {
         started: () => this.connection.send({ type: "job_started", payload: ref }),
         output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),

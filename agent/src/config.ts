@@ -29,6 +29,8 @@ export const AgentConfig = z.object({
   tmpfsMb: Mib(64),
   outputCapMb: Mib(1024),
   logCapMb: Mib(100),
+  /** Downloaded inputs kept on this machine, least recently used out first. */
+  cacheMb: Mib(20 * 1024),
   /** Take one job, run it, exit: for throwaway machines. */
   once: z.coerce.boolean().default(false),
   /** PEM file of extra CA certificates to trust (corporate TLS inspection). */
@@ -60,6 +62,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "tmpfsMb", flag: "tmpfs-mb", env: "GRIDX_TMPFS_MB" },
   { key: "outputCapMb", flag: "output-cap-mb", env: "GRIDX_OUTPUT_CAP_MB" },
   { key: "logCapMb", flag: "log-cap-mb", env: "GRIDX_LOG_CAP_MB" },
+  { key: "cacheMb", flag: "cache-mb", env: "GRIDX_CACHE_MB" },
   { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
   { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },
   { key: "probeSshTarget", flag: "probe-ssh-target", env: "GRIDX_PROBE_SSH_TARGET" },

@@ -9,6 +9,8 @@ import { connectUrl } from "./connection.ts";
 import { networkOptions } from "./network.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
 import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
+import { InputCache } from "./transfer/input-cache.ts";
+import { artifactApi } from "./transfer/uploader.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--label k=v]... [--once]
@@ -68,6 +70,10 @@ async function main(): Promise<number> {
     log.error("cannot reach the Docker engine; is dockerd running and is this user allowed to use it?", { err });
     return 1;
   }
+  const http = {
+    agent: (url: string) => networkOptions(url, process.env, config.caFile).agent,
+    ca: networkOptions(config.url, {}, config.caFile).ca,
+  };
   const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels });
   const runner = new DockerRunner(
     docker,
@@ -79,6 +85,12 @@ async function main(): Promise<number> {
       tmpfsMb: config.tmpfsMb,
       outputCapBytes: config.outputCapMb * 1024 * 1024,
       allowedImages: config.allowImages,
+      transfers: {
+        cache: new InputCache(join(config.stateDir, "cache"), config.cacheMb * 1024 * 1024, http),
+        artifacts: (jobId, attempt) => artifactApi(config.url, config.token, jobId, attempt, http),
+        http,
+        logCapBytes: config.logCapMb * 1024 * 1024,
+      },
     },
     log,
   );

@@ -3,6 +3,7 @@ import { HTTPException } from "hono/http-exception";
 import type { AppEnv } from "./env.ts";
 import { AppError } from "./errors.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { datasetRoutes } from "./routes/datasets.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -12,6 +13,7 @@ export const app = new Hono<AppEnv>()
   .route("/", opsRoutes)
   .route("/v1/jobs", jobRoutes)
   .route("/v1/workers", workerRoutes)
+  .route("/v1/datasets", datasetRoutes)
   .route("/v1/agent", agentRoutes)
   .route("/v1", tokenRoutes)
   .notFound((c) => c.json(new AppError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).toJSON(), 404))

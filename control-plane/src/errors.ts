@@ -9,6 +9,7 @@ const ERROR_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   conflict: 409,
   payload_too_large: 413,
   protocol_version_unsupported: 426,
+  unavailable: 503,
   bad_message: 400,
   internal: 500,
 };

@@ -31,6 +31,20 @@ const SettingsSchema = z.object({
     .transform((s) => s.split(",").map((i) => i.trim()).filter(Boolean)),
   POOL_POLICIES: PolicyMap,
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
+  /** R2's S3 API, path-style: https://<account>.r2.cloudflarestorage.com, or wrangler dev's /cdn-cgi/local/r2/s3. */
+  S3_ENDPOINT: z.string().default(""),
+  S3_BUCKET: z.string().default("gridx"),
+  S3_ACCESS_KEY_ID: z.string().default(""),
+  S3_SECRET_ACCESS_KEY: z.string().default(""),
+  /** Presigned URLs live this long by default, and never longer than an hour. */
+  URL_TTL_S: z.coerce.number().int().min(1).max(3600).default(900),
+  /** Uploads above this size are multipart. */
+  MULTIPART_THRESHOLD_MB: z.coerce.number().positive().default(64),
+  PART_SIZE_MB: z.coerce.number().min(5).max(5120).default(16),
+  MAX_DATASET_MB: z.coerce.number().positive().default(50 * 1024),
+  MAX_JOB_OUTPUT_MB: z.coerce.number().positive().default(10 * 1024),
+  /** An upload not completed within this many hours is aborted and its dataset deleted. */
+  ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

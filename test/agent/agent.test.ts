@@ -106,7 +106,7 @@ describe("Agent", () => {
 
   it("runs an assignment: started, logs in sequence, result", async () => {
     const { coord, runner } = await setup();
-    coord.send({ type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const run = runner.runs[0]!;
     run.hooks.started();
@@ -122,7 +122,7 @@ describe("Agent", () => {
 
   it("stops a job on cancel_job", async () => {
     const { coord, runner } = await setup();
-    coord.send({ type: "assign_job", payload: { job_id: "j_2", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_2", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     coord.send({ type: "cancel_job", payload: { job_id: "j_2", attempt: 1, reason: "user" } });
     await until(() => runner.runs[0]!.stop.aborted);
@@ -132,10 +132,10 @@ describe("Agent", () => {
 
   it("ignores a re-sent assignment it already runs, and refuses one beyond its slots", async () => {
     const { coord, runner } = await setup(1);
-    const assign = { type: "assign_job" as const, payload: { job_id: "j_3", attempt: 1, spec, gpu_indices: [] } };
+    const assign = { type: "assign_job" as const, payload: { job_id: "j_3", attempt: 1, spec, gpu_indices: [], inputs: [] } };
     coord.send(assign);
     coord.send(assign);
-    coord.send({ type: "assign_job", payload: { job_id: "j_4", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_4", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     const refused = await coord.waitFor("job_result", (m) => m.payload.job_id === "j_4");
     expect(refused.payload).toMatchObject({ failure_reason: "canceled_by_worker", message: expect.stringMatching(/slot/) });
     expect(runner.runs).toHaveLength(1);
@@ -144,7 +144,7 @@ describe("Agent", () => {
   it("reconnects after the line drops, reports what it runs, and re-sends an unacknowledged result", async () => {
     const { coord, runner } = await setup();
     coord.autoAckResults = false;
-    coord.send({ type: "assign_job", payload: { job_id: "j_5", attempt: 2, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_5", attempt: 2, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     runner.runs[0]!.finish({ exit_code: 1, failure_reason: "exit_code", message: "exited 1" });
     await coord.waitFor("job_result");
@@ -164,7 +164,7 @@ describe("Agent", () => {
 
   it("keeps log batches produced while disconnected and sends them after the next hello", async () => {
     const { coord, runner } = await setup();
-    coord.send({ type: "assign_job", payload: { job_id: "j_6", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_6", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     coord.socket!.terminate();
     await until(() => coord.socket!.readyState !== 1);
@@ -178,7 +178,7 @@ describe("Agent", () => {
 
   it("drains on close: tells the coordinator, waits for jobs, then stops them past the grace", async () => {
     const { coord, runner, agent } = await setup();
-    coord.send({ type: "assign_job", payload: { job_id: "j_7", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_7", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const closing = agent.close(100);
     await coord.waitFor("draining");
@@ -189,7 +189,7 @@ describe("Agent", () => {
 
   it("signals congestion while output cannot get out, and loses none of it", async () => {
     const { coord, runner } = await setup(1, 4096);
-    coord.send({ type: "assign_job", payload: { job_id: "j_8", attempt: 1, spec, gpu_indices: [] } });
+    coord.send({ type: "assign_job", payload: { job_id: "j_8", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const hooks = runner.runs[0]!.hooks;
     expect(hooks.congested()).toBe(false);

@@ -24,7 +24,7 @@ describe("DockerRunner on the real engine", () => {
 
   it("fails a job whose image is missing image_error, saying which", async () => {
     const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
-    const out = await runner("r2", undefined, "gridx/not-built:never").run({ jobId: "j_img", attempt: 1, spec, gpuIndices: [] }, noHooks, new AbortController().signal);
+    const out = await runner("r2", undefined, "gridx/not-built:never").run({ jobId: "j_img", attempt: 1, spec, gpuIndices: [], inputs: [] }, noHooks, new AbortController().signal);
     expect(out).toMatchObject({ failure_reason: "image_error", message: expect.stringContaining("gridx/not-built:never") });
   });
 

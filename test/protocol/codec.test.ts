@@ -25,7 +25,7 @@ const agentMessages: AgentToCoordinator[] = [
 const coordinatorMessages: CoordinatorToAgent[] = [
   { type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 15, draining: false } },
   { type: "heartbeat_ack", payload: {} },
-  { type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [0] } },
+  { type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [0], inputs: [] } },
   { type: "cancel_job", payload: { job_id: "j_1", attempt: 1, reason: "user" } },
   { type: "result_ack", payload: { job_id: "j_1", attempt: 1 } },
   { type: "drain", payload: {} },

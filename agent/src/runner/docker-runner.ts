@@ -1,8 +1,12 @@
-import { chown, chmod, lstat, mkdir, readdir, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { createWriteStream, type WriteStream } from "node:fs";
+import { chown, chmod, copyFile, link, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
 import type { Logger } from "../logger.ts";
+import type { InputCache } from "../transfer/input-cache.ts";
+import { listFiles, uploadFiles, type ArtifactApi } from "../transfer/uploader.ts";
+import type { HttpOptions } from "../transfer/http.ts";
 import { handlerFor, type RunnerImages } from "./kinds.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest, StopReason } from "./runner.ts";
 import { containerOptions, LABELS } from "./sandbox.ts";
@@ -18,7 +22,20 @@ export interface DockerRunnerOptions {
   outputCapBytes: number;
   /** Images `command` jobs may use on this machine; empty trusts the control plane's list. */
   allowedImages: string[];
+  /** Inputs in, outputs out; without it a job with inputs fails and outputs stay local. */
+  transfers?: Transfers;
 }
+
+export interface Transfers {
+  cache: InputCache;
+  artifacts(jobId: string, attempt: number): ArtifactApi;
+  http: HttpOptions;
+  /** The job's log, kept as an artifact, is cut here. */
+  logCapBytes: number;
+}
+
+/** The full job log is stored as an artifact under this name. */
+export const JOB_LOG_ARTIFACT = ".gridx/job.log";
 
 /** How often a paused output stream checks whether the congestion has cleared. */
 const CONGESTION_POLL_MS = 50;
@@ -69,6 +86,14 @@ export class DockerRunner implements JobRunner {
     const inputDir = join(dir, "input");
     const outputDir = join(dir, "output");
     let container: Docker.Container | undefined;
+    let logFile: WriteStream | undefined;
+    let logBytes = 0;
+    const logCap = this.opts.transfers?.logCapBytes ?? 0;
+    const tee = (chunk: Buffer) => {
+      if (!logFile || logBytes >= logCap) return;
+      logFile.write(chunk.subarray(0, logCap - logBytes));
+      logBytes += chunk.length;
+    };
     try {
       if (req.spec.task.kind === "command" && this.opts.allowedImages.length && !this.opts.allowedImages.includes(image)) {
         return outcome(null, "input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowedImages.join(", ")})`);
@@ -81,6 +106,9 @@ export class DockerRunner implements JobRunner {
       await this.giveToJobUser(outputDir);
       const [prepErr] = await tryCatch(handler.prepare(req.spec.task, inputDir));
       if (prepErr) return outcome(null, "input_error", `could not prepare the job's input: ${errorText(prepErr)}`);
+      const [inputErr] = await tryCatch(this.fetchInputs(req, inputDir, hooks));
+      if (inputErr) return outcome(null, "input_error", errorText(inputErr));
+      logFile = createWriteStream(join(dir, "job.log"));
 
       const options = containerOptions({
         name: `gridx-${req.jobId}-${req.attempt}`,
@@ -109,6 +137,7 @@ export class DockerRunner implements JobRunner {
         else stream.resume();
       };
       const forward = (name: "stdout" | "stderr") => (c: Buffer) => {
+        tee(c);
         hooks.output(name, c);
         if (hooks.congested() && !stream.isPaused()) {
           stream.pause();
@@ -157,6 +186,11 @@ export class DockerRunner implements JobRunner {
       const info = await container.inspect();
       const exitCode = waited.StatusCode;
       const reason = stopReason as StopReason | null;
+      if (logFile) await new Promise<void>((r) => logFile!.end(r));
+      if (reason !== "output_too_large" && !(await overCap())) {
+        const [uploadErr] = await tryCatch(this.uploadOutputs(req, outputDir, join(dir, "job.log"), hooks));
+        if (uploadErr) return outcome(exitCode, "internal", `the job ran, but its outputs could not be uploaded: ${errorText(uploadErr)}`);
+      }
       if (reason === "output_too_large" || (!reason && (await overCap()))) {
         return outcome(exitCode, "output_too_large", `the job wrote more than ${this.opts.outputCapBytes} bytes to /work/output`);
       }
@@ -168,9 +202,38 @@ export class DockerRunner implements JobRunner {
       log.error("run failed", { err });
       return outcome(null, "internal", `the agent failed to run the job: ${errorText(err)}`);
     } finally {
+      logFile?.destroy();
       if (container) await container.remove({ force: true, v: true }).catch((err: unknown) => log.warn("container removal failed", { err }));
       await rm(dir, { recursive: true, force: true }).catch((err: unknown) => log.warn("job folder removal failed", { err }));
     }
+  }
+
+  /** Downloads (or finds cached) each input and links it into the job's input folder. */
+  private async fetchInputs(req: RunRequest, inputDir: string, hooks: RunHooks): Promise<void> {
+    if (req.inputs.length !== req.spec.inputs.length) {
+      const missing = req.spec.inputs.filter((i) => !req.inputs.some((d) => d.path === i.path)).map((i) => i.dataset);
+      throw new Error(`input dataset ${missing.join(", ")} does not exist`);
+    }
+    if (req.inputs.length && !this.opts.transfers) throw new Error("this agent cannot fetch inputs (no transfer settings)");
+    for (const input of req.inputs) {
+      const { path, hit } = await this.opts.transfers!.cache.get(input);
+      const target = join(inputDir, input.path);
+      await mkdir(dirname(target), { recursive: true, mode: 0o755 });
+      // A hard link costs nothing and survives the cache evicting its own name.
+      await link(path, target).catch(() => copyFile(path, target));
+      hooks.system(`[gridx: input ${input.path} (dataset ${input.dataset}, ${input.size} bytes) ${hit ? "from the local cache" : "downloaded"}]`);
+    }
+  }
+
+  /** Uploads every file the job left in /work/output, and its log, as the attempt's artifacts. */
+  private async uploadOutputs(req: RunRequest, outputDir: string, logPath: string, hooks: RunHooks): Promise<void> {
+    const t = this.opts.transfers;
+    if (!t) return;
+    const files = (await listFiles(outputDir)).filter((f) => !f.name.startsWith(".gridx/"));
+    const logSize = (await lstat(logPath).catch(() => null))?.size ?? 0;
+    files.push({ name: JOB_LOG_ARTIFACT, path: logPath, size: logSize });
+    const done = await uploadFiles(files, t.artifacts(req.jobId, req.attempt), t.http);
+    hooks.system(`[gridx: uploaded ${done.length - 1} output file(s) and the job log]`);
   }
 
   async cleanupLeftovers(): Promise<number> {

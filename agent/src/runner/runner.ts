@@ -1,10 +1,12 @@
-import type { FailureReason, JobSpec, LogStream } from "../../../protocol/index.ts";
+import type { FailureReason, InputDownload, JobSpec, LogStream } from "../../../protocol/index.ts";
 
 export interface RunRequest {
   jobId: string;
   attempt: number;
   spec: JobSpec;
   gpuIndices: number[];
+  /** Presigned downloads of the job's datasets, mounted read-only under /work/input. */
+  inputs: InputDownload[];
 }
 
 /** How a run ended, as the agent reports it in `job_result`. */

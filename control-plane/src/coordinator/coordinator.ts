@@ -14,6 +14,7 @@ import {
 import { createDb, type Db } from "../db/client.ts";
 import {
   cancelQueued,
+  failQueued,
   getAttempt,
   hasUnfinishedJobs,
   holdingAttempts,
@@ -24,7 +25,9 @@ import {
   storeAssignments,
   type AttemptWithJob,
 } from "../db/attempts.ts";
+import { datasetsByIds } from "../db/datasets.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
+import { ObjectStore } from "../storage/object-store.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
@@ -388,7 +391,7 @@ export class Coordinator extends DurableObject<Bindings> {
       };
     });
     if (!views.some((w) => !w.draining && w.used.slots < w.slots)) return;
-    const queued = await queuedJobs(this.db, pool, DISPATCH_BATCH);
+    const queued = await this.withoutUnreadyInputs(await queuedJobs(this.db, pool, DISPATCH_BATCH));
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const plan = planDispatch(
@@ -400,10 +403,7 @@ export class Coordinator extends DurableObject<Bindings> {
     this.scheduler = plan.state;
     const stored = await storeAssignments(this.db, plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })), Date.now());
     for (const s of stored) {
-      this.send(s.assignment.workerId, {
-        type: "assign_job",
-        payload: { job_id: s.job.id, attempt: s.attempt, spec: byId.get(s.job.id)!.spec as JobSpec, gpu_indices: s.assignment.gpuIndices },
-      });
+      this.send(s.assignment.workerId, await this.assignment(s.job.id, s.attempt, byId.get(s.job.id)!.spec as JobSpec, s.assignment.gpuIndices));
     }
     if (stored.length === DISPATCH_BATCH) this.dispatchAgain = true;
   }
@@ -411,7 +411,41 @@ export class Coordinator extends DurableObject<Bindings> {
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
-    this.send(a.workerId, { type: "assign_job", payload: { job_id: a.jobId, attempt: a.attempt, spec: job.spec as JobSpec, gpu_indices: a.gpuIndices } });
+    this.send(a.workerId, await this.assignment(a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
+  }
+
+  /** An assignment, with presigned downloads of the job's inputs issued for this attempt. */
+  private async assignment(jobId: string, attempt: number, spec: JobSpec, gpuIndices: number[]): Promise<CoordinatorToAgent> {
+    const inputs = [];
+    if (spec.inputs.length) {
+      const store = new ObjectStore(this.env.BUCKET, this.settings);
+      const rows = new Map((await datasetsByIds(this.db, spec.inputs.map((i) => i.dataset))).map((d) => [d.id, d]));
+      for (const input of spec.inputs) {
+        const d = rows.get(input.dataset);
+        if (!d) continue; // deleted since dispatch: the agent reports the input missing
+        inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
+      }
+    }
+    return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs } };
+  }
+
+  /**
+   * Fails, instead of scheduling, queued jobs whose datasets do not exist or are still
+   * uploading: they could never start, and the user learns why at once.
+   */
+  private async withoutUnreadyInputs<J extends { id: string; attempt: number; spec: unknown }>(jobs: J[]): Promise<J[]> {
+    const wanted = [...new Set(jobs.flatMap((j) => (j.spec as JobSpec).inputs.map((i) => i.dataset)))];
+    if (wanted.length === 0) return jobs;
+    const ready = new Map((await datasetsByIds(this.db, wanted)).map((d) => [d.id, d.status]));
+    const kept: J[] = [];
+    for (const job of jobs) {
+      const problem = (job.spec as JobSpec).inputs
+        .map((i) => (!ready.has(i.dataset) ? `dataset ${i.dataset} does not exist` : ready.get(i.dataset) !== "ready" ? `dataset ${i.dataset} is still uploading` : null))
+        .find(Boolean);
+      if (problem) await failQueued(this.db, job.id, "input_error", `input ${problem}`, Date.now());
+      else kept.push(job);
+    }
+    return kept;
   }
 
   // ---- plumbing -----------------------------------------------------------------------------

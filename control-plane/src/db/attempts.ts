@@ -169,6 +169,14 @@ export function settleAttempt(
   return db.batch([end, jobUpdate]);
 }
 
+/** Fails a job that never started (its inputs cannot be had). */
+export function failQueued(db: Db, jobId: string, reason: "input_error", message: string, now: number) {
+  return db
+    .update(jobs)
+    .set({ status: "failed", failureReason: reason, failureMessage: message, finishedAt: now })
+    .where(and(eq(jobs.id, jobId), eq(jobs.status, "queued")));
+}
+
 /** Cancels a job that holds no attempt. */
 export function cancelQueued(db: Db, jobId: string, now: number) {
   return db

@@ -128,3 +128,38 @@ export const probes = sqliteTable(
   },
   (t) => [index("probes_worker").on(t.workerId, t.createdAt)],
 );
+
+/** A file uploaded once and mounted read-only into any number of jobs. */
+export const datasets = sqliteTable(
+  "datasets",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    size: integer("size").notNull(),
+    sha256: text("sha256"),
+    status: text("status", { enum: ["uploading", "ready"] }).notNull(),
+    key: text("key").notNull(),
+    /** The multipart upload, while one is open. */
+    uploadId: text("upload_id"),
+    partSize: integer("part_size"),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    completedAt: integer("completed_at"),
+  },
+  (t) => [index("datasets_status_created").on(t.status, t.createdAt)],
+);
+
+/** A file a job left in /work/output, stored in R2. */
+export const artifacts = sqliteTable(
+  "artifacts",
+  {
+    jobId: text("job_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    name: text("name").notNull(),
+    size: integer("size").notNull(),
+    sha256: text("sha256").notNull(),
+    key: text("key").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.attempt, t.name] })],
+);

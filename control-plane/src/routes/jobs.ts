@@ -6,6 +6,8 @@ import { sha256Hex } from "../auth/tokens.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
 import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
+import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
+import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
@@ -38,8 +40,11 @@ async function mustGetJob(db: Db, id: string): Promise<JobRow> {
 }
 
 async function fullJobView(db: Db, job: JobRow) {
-  const [stdout, stderr] = job.attempt > 0 ? await Promise.all([tailStream(db, job.id, job.attempt, "stdout"), tailStream(db, job.id, job.attempt, "stderr")]) : ["", ""];
-  return { ...jobView(job), spec: job.spec, stdout, stderr, artifacts: [] };
+  const [stdout, stderr, artifacts] =
+    job.attempt > 0
+      ? await Promise.all([tailStream(db, job.id, job.attempt, "stdout"), tailStream(db, job.id, job.attempt, "stderr"), listArtifacts(db, job.id, job.attempt)])
+      : ["", "", []];
+  return { ...jobView(job), spec: job.spec, stdout, stderr, artifacts: artifacts.map(artifactView) };
 }
 
 function cursorFrom(raw: string | undefined): LogCursor | null {
@@ -96,6 +101,21 @@ export const jobRoutes = new Hono<AppEnv>()
     }
     const after = job.status === "canceled" ? job : await coordinatorFor(c.env, job.pool).cancelJob(job.pool, job.id);
     return c.json(await fullJobView(db, after ?? job));
+  })
+  .get("/:id/artifacts", async (c) => {
+    const db = createDb(c.env.DB);
+    const job = await mustGetJob(db, c.req.param("id"));
+    return c.json({ artifacts: job.attempt > 0 ? (await listArtifacts(db, job.id, job.attempt)).map(artifactView) : [] });
+  })
+  .get("/:id/artifacts/:name{.+}", async (c) => {
+    const db = createDb(c.env.DB);
+    const job = await mustGetJob(db, c.req.param("id"));
+    const name = c.req.param("name");
+    const q = parseWith(z.object({ ttl_s: z.coerce.number().int().min(1).max(3600).optional() }), c.req.query());
+    const artifact = job.attempt > 0 ? await getArtifact(db, job.id, job.attempt, name) : undefined;
+    if (!artifact) throw new AppError("not_found", `job ${job.id} has no artifact ${name}`);
+    const { url } = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).presign("GET", artifact.key, { ttlS: q.ttl_s });
+    return c.redirect(url, 302);
   })
   .get("/:id/logs", async (c) => {
     const q = parseWith(LogsQuery, c.req.query());

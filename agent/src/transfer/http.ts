@@ -1,0 +1,47 @@
+import { createReadStream } from "node:fs";
+import type { Agent as HttpAgent, IncomingMessage } from "node:http";
+import { request as httpRequest } from "node:http";
+import { request as httpsRequest } from "node:https";
+import type { Readable } from "node:stream";
+
+export interface HttpOptions {
+  /** A proxy tunnel (see network.ts), when one applies to this URL. */
+  agent?: (url: string) => HttpAgent | undefined;
+  ca?: string[];
+}
+
+export type Body = { file: string; start: number; end: number } | string | null;
+
+/**
+ * One HTTP request with node:http(s), so presigned transfers go through the same proxy and
+ * CA settings as the WebSocket. A file range is streamed, never read into memory.
+ */
+export function send(url: string, method: string, body: Body, headers: Record<string, string>, opts: HttpOptions): Promise<IncomingMessage> {
+  const u = new URL(url);
+  const request = u.protocol === "https:" ? httpsRequest : httpRequest;
+  const length = body === null ? 0 : typeof body === "string" ? Buffer.byteLength(body) : body.end - body.start;
+  return new Promise((resolve, reject) => {
+    const req = request(u, { method, headers: { ...headers, "content-length": String(length) }, agent: opts.agent?.(url), ca: opts.ca }, resolve);
+    req.on("error", reject);
+    if (body === null) req.end();
+    else if (typeof body === "string") req.end(body);
+    else if (length === 0) req.end();
+    else {
+      const stream: Readable = createReadStream(body.file, { start: body.start, end: body.end - 1 });
+      stream.on("error", (err) => req.destroy(err));
+      stream.pipe(req);
+    }
+  });
+}
+
+export async function readBody(res: IncomingMessage): Promise<string> {
+  let text = "";
+  for await (const chunk of res) text += (chunk as Buffer).toString();
+  return text;
+}
+
+export async function expectOk(res: IncomingMessage, what: string): Promise<IncomingMessage> {
+  if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) return res;
+  const body = (await readBody(res)).slice(0, 500);
+  throw new Error(`${what}: HTTP ${res.statusCode} ${body}`);
+}

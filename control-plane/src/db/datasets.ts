@@ -1,0 +1,54 @@
+import { and, desc, eq, inArray, lt } from "drizzle-orm";
+import type { Db } from "./client.ts";
+import { datasets } from "./schema.ts";
+
+export type DatasetRow = typeof datasets.$inferSelect;
+
+export function insertDataset(db: Db, row: typeof datasets.$inferInsert) {
+  return db.insert(datasets).values(row);
+}
+
+export function getDataset(db: Db, id: string) {
+  return db.query.datasets.findFirst({ where: eq(datasets.id, id) });
+}
+
+export function datasetsByIds(db: Db, ids: string[]) {
+  return ids.length ? db.select().from(datasets).where(inArray(datasets.id, ids)) : Promise.resolve([]);
+}
+
+export function markReady(db: Db, id: string, now: number) {
+  return db.update(datasets).set({ status: "ready", uploadId: null, completedAt: now }).where(eq(datasets.id, id));
+}
+
+export function deleteDataset(db: Db, id: string) {
+  return db.delete(datasets).where(eq(datasets.id, id));
+}
+
+export async function listDatasets(db: Db, limit: number, cursor?: string) {
+  const rows = await db
+    .select()
+    .from(datasets)
+    .where(cursor ? lt(datasets.id, cursor) : undefined)
+    .orderBy(desc(datasets.id))
+    .limit(limit + 1);
+  const page = rows.slice(0, limit);
+  return { datasets: page, nextCursor: rows.length > limit ? (page.at(-1)?.id ?? null) : null };
+}
+
+export function abandonedUploads(db: Db, createdBefore: number) {
+  return db.select().from(datasets).where(and(eq(datasets.status, "uploading"), lt(datasets.createdAt, createdBefore)));
+}
+
+export function datasetView(d: DatasetRow) {
+  return {
+    id: d.id,
+    name: d.name,
+    size: d.size,
+    sha256: d.sha256,
+    status: d.status,
+    multipart: d.partSize !== null,
+    part_size: d.partSize,
+    created_at: new Date(d.createdAt).toISOString(),
+    completed_at: d.completedAt === null ? null : new Date(d.completedAt).toISOString(),
+  };
+}
