@@ -24,6 +24,7 @@ export {
   CompletedPart,
   DatasetCreate,
   ObjectName,
+  PartUrl,
   PartUrlsRequest,
   TRANSFER_LIMITS,
   Upload,

@@ -1,0 +1,150 @@
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { rename, rm, stat } from "node:fs/promises";
+import { basename } from "node:path";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import type { CompletedPart, PartUrl, Upload } from "../../protocol/index.ts";
+import { expectOk, send } from "../../agent/src/transfer/http.ts";
+import { sha256File } from "../../agent/src/transfer/uploader.ts";
+import { CliError, type ApiClient } from "./api.ts";
+import { Progress } from "./progress.ts";
+
+/** Parts of one upload sent at once. */
+const PARALLEL_PARTS = 4;
+
+interface Dataset {
+  id: string;
+  name: string;
+  size: number;
+  sha256: string | null;
+  status: string;
+  part_size: number | null;
+}
+
+/** What survives an interrupted upload, beside the file: enough to send only the missing parts. */
+interface ResumeState {
+  dataset_id: string;
+  size: number;
+  mtime_ms: number;
+  sha256: string;
+  part_size: number;
+  part_count: number;
+  done: Record<string, string>;
+}
+
+const stateFile = (file: string) => `${file}.gridx-upload`;
+
+function loadState(file: string): ResumeState | null {
+  if (!existsSync(stateFile(file))) return null;
+  try {
+    const s = JSON.parse(readFileSync(stateFile(file), "utf8")) as ResumeState;
+    const st = statSync(file);
+    return s.size === st.size && s.mtime_ms === st.mtimeMs ? s : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Uploads a file as a dataset: its SHA-256 first (the agents verify it), then one PUT or
+ * parallel multipart parts, each part recorded as it lands so a rerun after an interruption
+ * sends only what is missing. Returns the ready dataset.
+ */
+export async function uploadDataset(api: ApiClient, file: string, name = basename(file), log: (line: string) => void = (l) => process.stderr.write(l + "\n")): Promise<Dataset> {
+  const st = await stat(file).catch(() => null);
+  if (!st?.isFile()) throw new CliError(`${file} is not a file`, 2);
+  let state = loadState(file);
+  let urls: PartUrl[] = [];
+  if (state) {
+    log(`resuming dataset ${state.dataset_id}: ${Object.keys(state.done).length} of ${state.part_count} parts already uploaded`);
+  } else {
+    log(`hashing ${file}…`);
+    const sha256 = await sha256File(file);
+    const created = await api.call<Dataset & { upload: Upload }>("POST", "/v1/datasets", { name, size: st.size, sha256 });
+    if ("method" in created.upload) {
+      const progress = new Progress(`uploading ${name}`, st.size);
+      await putWhole(created.upload.url, file, st.size, progress);
+      progress.done();
+      return api.call<Dataset>("POST", `/v1/datasets/${created.id}/complete`, {});
+    }
+    const mp = created.upload.multipart;
+    state = { dataset_id: created.id, size: st.size, mtime_ms: st.mtimeMs, sha256, part_size: mp.part_size, part_count: mp.part_count, done: {} };
+    writeFileSync(stateFile(file), JSON.stringify(state));
+    urls = mp.parts;
+  }
+  const s = state;
+  const missing = Array.from({ length: s.part_count }, (_, i) => i + 1).filter((n) => !s.done[n]);
+  // URLs expire and are handed out in batches: ask for those still needed.
+  const have = new Set(urls.map((u) => u.part_number));
+  for (let i = 0; i < missing.length; i += 1000) {
+    const want = missing.slice(i, i + 1000).filter((n) => !have.has(n));
+    if (want.length) urls.push(...(await api.call<{ parts: PartUrl[] }>("POST", `/v1/datasets/${s.dataset_id}/upload-urls`, { part_numbers: want })).parts);
+  }
+  const byNumber = new Map(urls.map((u) => [u.part_number, u.url]));
+  const progress = new Progress(`uploading ${name}`, s.size);
+  let sent = Object.keys(s.done).length * s.part_size;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(PARALLEL_PARTS, missing.length) }, async () => {
+      while (next < missing.length) {
+        const n = missing[next++]!;
+        const start = (n - 1) * s.part_size;
+        const end = Math.min(start + s.part_size, s.size);
+        const res = await expectOk(await send(byNumber.get(n)!, "PUT", { file, start, end }, {}, {}), `part ${n}`);
+        res.resume();
+        s.done[n] = String(res.headers.etag ?? "");
+        writeFileSync(stateFile(file), JSON.stringify(s));
+        sent += end - start;
+        progress.update(Math.min(sent, s.size), `part ${Object.keys(s.done).length}/${s.part_count}`);
+      }
+    }),
+  );
+  progress.done();
+  const parts: CompletedPart[] = Object.entries(s.done).map(([n, etag]) => ({ part_number: Number(n), etag }));
+  const ready = await api.call<Dataset>("POST", `/v1/datasets/${s.dataset_id}/complete`, { parts });
+  await rm(stateFile(file), { force: true });
+  return ready;
+}
+
+async function putWhole(url: string, file: string, size: number, progress: Progress) {
+  const res = await expectOk(await send(url, "PUT", { file, start: 0, end: size }, {}, {}), "upload");
+  res.resume();
+  progress.update(size);
+}
+
+/** Downloads a dataset, resuming a partial file, and checks its SHA-256. */
+export async function downloadDataset(api: ApiClient, id: string, out?: string): Promise<{ path: string; sha256: string }> {
+  const d = await api.call<Dataset>("GET", `/v1/datasets/${id}`);
+  if (d.status !== "ready") throw new CliError(`dataset ${id} is still uploading`, 1);
+  const path = out ?? d.name.split("/").pop()!;
+  const part = `${path}.part`;
+  const have = (await stat(part).catch(() => null))?.size ?? 0;
+  const { location } = await api.call<{ location: string }>("GET", `/v1/datasets/${id}/download`);
+  const headers: Record<string, string> = have > 0 && have < d.size ? { range: `bytes=${have}-` } : {};
+  const res = await expectOk(await send(location, "GET", null, headers, {}), "download");
+  const resumed = res.statusCode === 206;
+  const progress = new Progress(`downloading ${d.name}`, d.size);
+  let bytes = resumed ? have : 0;
+  await pipeline(
+    res,
+    new Transform({
+      transform(chunk: Buffer, _e, done) {
+        bytes += chunk.length;
+        progress.update(bytes);
+        done(null, chunk);
+      },
+    }),
+    createWriteStream(part, { flags: resumed ? "a" : "w" }),
+  );
+  progress.done();
+  const hash = createHash("sha256");
+  await pipeline(createReadStream(part), hash);
+  const digest = hash.digest("hex");
+  if (d.sha256 && digest !== d.sha256) {
+    await rm(part, { force: true });
+    throw new CliError(`the download's sha256 ${digest} does not match the dataset's ${d.sha256}; removed it, try again`, 1);
+  }
+  await rename(part, path);
+  return { path, sha256: digest };
+}
