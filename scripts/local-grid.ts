@@ -84,6 +84,18 @@ export async function waitForHealth(url: string, timeoutMs: number, proc?: Child
   throw new Error(`the control plane at ${url} was not healthy within ${timeoutMs} ms`);
 }
 
+/** Keeps the last 200 kB a process printed (and echoes it, if asked). */
+function collectOutput(proc: ChildProcess, echo = false): () => string {
+  let output = "";
+  const collect = (c: Buffer) => {
+    output = (output + c.toString()).slice(-200_000);
+    if (echo) process.stderr.write(c);
+  };
+  proc.stdout!.on("data", collect);
+  proc.stderr!.on("data", collect);
+  return () => output;
+}
+
 async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM", graceMs = 10_000): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
   const exited = once(proc, "exit");
@@ -113,21 +125,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...Object.entries(vars).flatMap(([k, v]) => ["--var", `${k}:${v}`]),
   ];
   const proc = spawn(join(BIN, "wrangler"), args, { cwd: ROOT, env: { ...process.env, ...wranglerEnv() }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const collect = (c: Buffer) => {
-    output = (output + c.toString()).slice(-200_000);
-    if (opts.inheritOutput) process.stderr.write(c);
-  };
-  proc.stdout!.on("data", collect);
-  proc.stderr!.on("data", collect);
+  const output = collectOutput(proc, opts.inheritOutput);
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitForHealth(url, 60_000, proc);
   } catch (err) {
     await stopProcess(proc);
-    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
+    throw new Error(`${(err as Error).message}\n${output()}`, { cause: err });
   }
-  return { url, adminToken: opts.adminToken, process: proc, output: () => output, stop: () => stopProcess(proc) };
+  return { url, adminToken: opts.adminToken, process: proc, output, stop: () => stopProcess(proc) };
 }
 
 /**
@@ -189,14 +195,8 @@ export function startAgent(opts: AgentProcessOptions): AgentProcess {
     ...(opts.extraArgs ?? []),
   ];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, GRIDX_AGENT_TOKEN: opts.token }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const collect = (c: Buffer) => {
-    output = (output + c.toString()).slice(-200_000);
-    if (opts.inheritOutput) process.stderr.write(c);
-  };
-  proc.stdout!.on("data", collect);
-  proc.stderr!.on("data", collect);
-  return { process: proc, output: () => output, stop: (signal = "SIGTERM") => stopProcess(proc, signal, 60_000) };
+  const output = collectOutput(proc, opts.inheritOutput);
+  return { process: proc, output, stop: (signal = "SIGTERM") => stopProcess(proc, signal, 60_000) };
 }
 
 /** Builds the runner images unless they are there already. */

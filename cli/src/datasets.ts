@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { Transform } from "node:stream";
@@ -34,6 +34,13 @@ interface ResumeState {
 }
 
 const stateFile = (file: string) => `${file}.gridx-upload`;
+
+/** Written whole or not at all: a kill mid-write must not spoil the record of finished parts. */
+function saveState(file: string, state: ResumeState): void {
+  const tmp = `${stateFile(file)}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(state));
+  renameSync(tmp, stateFile(file));
+}
 
 function loadState(file: string): ResumeState | null {
   if (!existsSync(stateFile(file))) return null;
@@ -70,7 +77,7 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
     }
     const mp = created.upload.multipart;
     state = { dataset_id: created.id, size: st.size, mtime_ms: st.mtimeMs, sha256, part_size: mp.part_size, part_count: mp.part_count, done: {} };
-    writeFileSync(stateFile(file), JSON.stringify(state));
+    saveState(file, state);
     urls = mp.parts;
   }
   const s = state;
@@ -94,7 +101,7 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
         const res = await expectOk(await send(byNumber.get(n)!, "PUT", { file, start, end }, {}, {}), `part ${n}`);
         res.resume();
         s.done[n] = String(res.headers.etag ?? "");
-        writeFileSync(stateFile(file), JSON.stringify(s));
+        saveState(file, s);
         sent += end - start;
         progress.update(Math.min(sent, s.size), `part ${Object.keys(s.done).length}/${s.part_count}`);
       }

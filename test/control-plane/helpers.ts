@@ -1,4 +1,5 @@
 import { SELF } from "cloudflare:test";
+import { pollUntil } from "../helpers/poll.ts";
 import { CoordinatorToAgent, decode, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
 
 export const ADMIN = "test-admin-token";
@@ -127,15 +128,8 @@ export class FakeAgent {
 }
 
 /** Polls a job until a predicate holds. */
-export async function waitForJob(id: string, pred: (job: any) => boolean, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: any;
-  while (Date.now() < deadline) {
-    last = (await api(`/v1/jobs/${id}`)).json;
-    if (pred(last)) return last;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`job ${id} did not reach the expected state; last: ${JSON.stringify(last)}`);
+export function waitForJob(id: string, pred: (job: any) => boolean, timeoutMs = 5000): Promise<any> {
+  return pollUntil(async () => (await api(`/v1/jobs/${id}`)).json, pred, { timeoutMs, intervalMs: 50, what: `job ${id}` });
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,6 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { inject } from "vitest";
+import { pollUntil } from "../helpers/poll.ts";
 import { issueAgentToken, runCommand, startAgent, type AgentProcess } from "../../scripts/local-grid.ts";
 
 export const cp = () => inject("controlPlane");
@@ -51,15 +52,8 @@ export async function submit(body: Record<string, unknown>) {
   return res.json;
 }
 
-export async function waitForJob(id: string, pred: (j: any) => boolean, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  let last: any;
-  while (Date.now() < deadline) {
-    last = (await api(`/v1/jobs/${id}`)).json;
-    if (pred(last)) return last;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`job ${id} did not get there; last: ${JSON.stringify({ ...last, spec: undefined })}`);
+export function waitForJob(id: string, pred: (j: any) => boolean, timeoutMs = 60_000): Promise<any> {
+  return pollUntil(async () => ({ ...(await api(`/v1/jobs/${id}`)).json, spec: undefined }), pred, { timeoutMs, intervalMs: 100, what: `job ${id}` });
 }
 
 export const isDone = (j: any) => ["completed", "failed", "canceled"].includes(j.status);

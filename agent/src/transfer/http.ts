@@ -3,6 +3,7 @@ import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
+import { backoffDelay } from "../backoff.ts";
 
 export interface HttpOptions {
   /** A proxy tunnel (see network.ts), when one applies to this URL. */
@@ -41,7 +42,33 @@ export async function readBody(res: IncomingMessage): Promise<string> {
 }
 
 export async function expectOk(res: IncomingMessage, what: string): Promise<IncomingMessage> {
-  if (res.statusCode && res.statusCode >= 200 && res.statusCode < 300) return res;
+  const status = res.statusCode ?? 0;
+  if (status >= 200 && status < 300) return res;
   const body = (await readBody(res)).slice(0, 500);
-  throw new Error(`${what}: HTTP ${res.statusCode} ${body}`);
+  const message = `${what}: HTTP ${status} ${body}`;
+  throw status >= 500 || status === 429 ? new RetryableError(message) : new Error(message);
+}
+
+const NETWORK_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH", "ECONNABORTED"]);
+
+/** An HTTP failure worth retrying: the network, or the server's own trouble (5xx, 429). */
+export class RetryableError extends Error {}
+
+/**
+ * Runs an idempotent transfer step, retrying network errors and retryable statuses with
+ * backoff (full jitter) until `deadlineMs` passes, so a control-plane restart or a blip in
+ * the network does not lose a job's outputs.
+ */
+export async function withRetry<T>(fn: () => Promise<T>, opts: { deadlineMs: number; baseMs?: number; maxMs?: number }): Promise<T> {
+  const deadline = Date.now() + opts.deadlineMs;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const retryable = err instanceof RetryableError || NETWORK_ERRORS.has((err as NodeJS.ErrnoException).code ?? "");
+      const delay = backoffDelay(attempt, { baseMs: opts.baseMs ?? 500, maxMs: opts.maxMs ?? 10_000 });
+      if (!retryable || Date.now() + delay > deadline) throw err;
+      await new Promise((r) => setTimeout(r, delay));
+    }
+  }
 }

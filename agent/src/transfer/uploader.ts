@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { lstat, readdir } from "node:fs/promises";
 import { join, relative, sep } from "node:path";
 import type { ArtifactUpload, CompletedPart } from "../../../protocol/index.ts";
-import { expectOk, readBody, send, type HttpOptions } from "./http.ts";
+import { expectOk, readBody, send, withRetry, type HttpOptions } from "./http.ts";
 
 /** Parts of one multipart upload sent at once. */
 const PART_CONCURRENCY = 4;
@@ -37,11 +37,15 @@ export interface ArtifactApi {
   complete(artifacts: { name: string; size: number; sha256: string; upload_id: string | null; parts?: CompletedPart[] }[]): Promise<void>;
 }
 
+/** How long an output upload keeps retrying through network trouble or a control-plane restart. */
+export const UPLOAD_RETRY_MS = 5 * 60 * 1000;
+
 export function artifactApi(base: string, token: string, jobId: string, attempt: number, http: HttpOptions): ArtifactApi {
-  const call = async (path: string, body: unknown) => {
-    const res = await expectOk(await send(new URL(path, base).toString(), "POST", JSON.stringify(body), { authorization: `Bearer ${token}`, "content-type": "application/json" }, http), path);
-    return JSON.parse(await readBody(res)) as unknown;
-  };
+  const call = (path: string, body: unknown) =>
+    withRetry(async () => {
+      const res = await expectOk(await send(new URL(path, base).toString(), "POST", JSON.stringify(body), { authorization: `Bearer ${token}`, "content-type": "application/json" }, http), path);
+      return JSON.parse(await readBody(res)) as unknown;
+    }, { deadlineMs: UPLOAD_RETRY_MS });
   return {
     prepare: async (files) => ((await call("/v1/agent/artifacts/prepare", { job_id: jobId, attempt, files })) as { uploads: (ArtifactUpload & { upload_id: string | null })[] }).uploads,
     complete: async (artifacts) => void (await call("/v1/agent/artifacts/complete", { job_id: jobId, attempt, artifacts })),
@@ -75,17 +79,20 @@ export async function uploadFiles(files: OutputFile[], api: ArtifactApi, http: H
     const u = byName.get(file.name);
     if (!u) throw new Error(`no upload was prepared for ${file.name}`);
     const sha256 = await sha256File(file.path);
-    if ("method" in u.upload) {
-      (await expectOk(await send(u.upload.url, "PUT", { file: file.path, start: 0, end: file.size }, {}, http), `uploading ${file.name}`)).resume();
+    const upload = u.upload;
+    if ("method" in upload) {
+      await withRetry(async () => (await expectOk(await send(upload.url, "PUT", { file: file.path, start: 0, end: file.size }, {}, http), `uploading ${file.name}`)).resume(), { deadlineMs: UPLOAD_RETRY_MS });
       done.push({ name: file.name, size: file.size, sha256, upload_id: null });
     } else {
-      const { part_size, parts } = u.upload.multipart;
-      const etags = await inParallel(parts, PART_CONCURRENCY, async (p) => {
-        const start = (p.part_number - 1) * part_size;
-        const res = await expectOk(await send(p.url, "PUT", { file: file.path, start, end: Math.min(start + part_size, file.size) }, {}, http), `uploading ${file.name} part ${p.part_number}`);
-        res.resume();
-        return { part_number: p.part_number, etag: String(res.headers.etag ?? "") };
-      });
+      const { part_size, parts } = upload.multipart;
+      const etags = await inParallel(parts, PART_CONCURRENCY, (p) =>
+        withRetry(async () => {
+          const start = (p.part_number - 1) * part_size;
+          const res = await expectOk(await send(p.url, "PUT", { file: file.path, start, end: Math.min(start + part_size, file.size) }, {}, http), `uploading ${file.name} part ${p.part_number}`);
+          res.resume();
+          return { part_number: p.part_number, etag: String(res.headers.etag ?? "") };
+        }, { deadlineMs: UPLOAD_RETRY_MS }),
+      );
       done.push({ name: file.name, size: file.size, sha256, upload_id: u.upload_id, parts: etags });
     }
   }

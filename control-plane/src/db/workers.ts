@@ -11,31 +11,14 @@ export async function upsertWorker(
   db: Db,
   w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; now: number },
 ): Promise<WorkerRow> {
+  const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
   const [row] = await db
     .insert(workers)
-    .values({
-      id: newId("w", w.now),
-      pool: w.pool,
-      name: w.name,
-      online: true,
-      caps: w.caps,
-      slots: w.slots,
-      agentVersion: w.agentVersion,
-      tokenId: w.tokenId,
-      connectedAt: w.now,
-      lastSeen: w.now,
-      createdAt: w.now,
-    })
+    .values({ id: newId("w", w.now), pool: w.pool, name: w.name, createdAt: w.now, ...live })
     .onConflictDoUpdate({
       target: [workers.pool, workers.name],
       set: {
-        online: true,
-        caps: w.caps,
-        slots: w.slots,
-        agentVersion: w.agentVersion,
-        tokenId: w.tokenId,
-        connectedAt: w.now,
-        lastSeen: w.now,
+        ...live,
         // An agent's own drain ends with the process that asked for it; an operator's stays.
         drain: sql`CASE WHEN ${workers.drain} = 'agent' THEN NULL ELSE ${workers.drain} END`,
       },
