@@ -133,11 +133,15 @@ export async function downloadDataset(api: ApiClient, id: string, out?: string):
   const resumed = res.statusCode === 206;
   const progress = new Progress(`downloading ${d.name}`, d.size);
   let bytes = resumed ? have : 0;
+  // Hash as the bytes arrive; a resumed download first hashes what it already has.
+  const hash = createHash("sha256");
+  if (resumed) for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
   await pipeline(
     res,
     new Transform({
       transform(chunk: Buffer, _e, done) {
         bytes += chunk.length;
+        hash.update(chunk);
         progress.update(bytes);
         done(null, chunk);
       },
@@ -145,8 +149,6 @@ export async function downloadDataset(api: ApiClient, id: string, out?: string):
     createWriteStream(part, { flags: resumed ? "a" : "w" }),
   );
   progress.done();
-  const hash = createHash("sha256");
-  await pipeline(createReadStream(part), hash);
   const digest = hash.digest("hex");
   if (d.sha256 && digest !== d.sha256) {
     await rm(part, { force: true });

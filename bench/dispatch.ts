@@ -1,0 +1,80 @@
+import { issueAgentToken } from "../scripts/local-grid.ts";
+import { call, sleep } from "./grid.ts";
+import type { BenchPlane } from "./grid.ts";
+import { SimAgent } from "./sim-agent.ts";
+import { median, p99, round, type Figure } from "./stats.ts";
+
+async function completedIn(cp: BenchPlane, pool: string): Promise<number> {
+  const res = await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
+  const m = new RegExp(`gridx_jobs\\{pool="${pool}",state="completed"\\} (\\d+)`).exec(await res.text());
+  return Number(m?.[1] ?? 0);
+}
+
+async function submitMany(cp: BenchPlane, pool: string, count: number, concurrency: number) {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: "pass" } });
+      }
+    }),
+  );
+}
+
+/** Submit-to-assign of every job in a pool, from the jobs' own timestamps. */
+async function assignLatencies(cp: BenchPlane, pool: string): Promise<number[]> {
+  const out: number[] = [];
+  let cursor = "";
+  for (;;) {
+    const page = await call(cp, "GET", `/v1/jobs?pool=${pool}&limit=200${cursor ? `&cursor=${cursor}` : ""}`);
+    for (const j of page.jobs) if (j.assigned_at) out.push(Date.parse(j.assigned_at) - Date.parse(j.created_at));
+    if (!page.next_cursor) return out;
+    cursor = page.next_cursor;
+  }
+}
+
+/**
+ * 2. Dispatch throughput: simulated agents (no Docker) take a burst of no-op jobs through the
+ * whole lifecycle; then, with capacity free, a paced stream measures submit-to-assign.
+ */
+export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slots: number; jobs: number; pacedJobs: number; limitMs: number }): Promise<Figure[]> {
+  const pool = "bench-dispatch";
+  const token = await issueAgentToken(cp, "sim", pool);
+  const agents = Array.from({ length: opts.agents }, (_, i) => new SimAgent(cp.url, token, `sim-${i}`, opts.slots));
+  await Promise.all(agents.map((a) => new Promise<void>((resolve) => ((a.onReady = resolve), a.start()))));
+  try {
+    const t0 = performance.now();
+    await submitMany(cp, pool, opts.jobs, 32);
+    const submitted = performance.now();
+    let done = 0;
+    while (done < opts.jobs && performance.now() - t0 < opts.limitMs) {
+      await sleep(250);
+      done = await completedIn(cp, pool);
+    }
+    const elapsed = performance.now() - t0;
+    const burst = await assignLatencies(cp, pool);
+
+    const pacedPool = "bench-paced";
+    const pacedToken = await issueAgentToken(cp, "sim-paced", pacedPool);
+    const paced = Array.from({ length: 10 }, (_, i) => new SimAgent(cp.url, pacedToken, `paced-${i}`, opts.slots));
+    await Promise.all(paced.map((a) => new Promise<void>((resolve) => ((a.onReady = resolve), a.start()))));
+    for (let i = 0; i < opts.pacedJobs; i++) {
+      await call(cp, "POST", "/v1/jobs", { kind: "python", pool: pacedPool, python: { script: "pass" } });
+      await sleep(40);
+    }
+    await sleep(2000);
+    const free = await assignLatencies(cp, pacedPool);
+    paced.forEach((a) => a.stop());
+    return [
+      { section: "2 dispatch", name: `jobs completed of ${opts.jobs}`, value: done, unit: "jobs" },
+      { section: "2 dispatch", name: "submit rate (32 clients)", value: round(opts.jobs / ((submitted - t0) / 1000)), unit: "jobs/s" },
+      { section: "2 dispatch", name: "lifecycle throughput", value: round(done / (elapsed / 1000)), unit: "jobs/s", target: ">= 500" },
+      { section: "2 dispatch", name: "submit→assign p50 (burst, queued)", value: round(median(burst)), unit: "ms" },
+      { section: "2 dispatch", name: "submit→assign p50 (capacity free)", value: round(median(free)), unit: "ms" },
+      { section: "2 dispatch", name: "submit→assign p99 (capacity free)", value: round(p99(free)), unit: "ms", target: "<= 100" },
+    ];
+  } finally {
+    agents.forEach((a) => a.stop());
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * `npm run bench`: what users feel, measured on this machine. Prints a table, writes the same
+ * figures as JSON and an SVG chart under bench/results/. Never fails on a timing.
+ * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256).
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
+import { benchDispatch } from "./dispatch.ts";
+import { benchFleet } from "./fleet.ts";
+import { benchFootprint } from "./footprint.ts";
+import { benchControlPlane } from "./grid.ts";
+import { benchOverhead } from "./overhead.ts";
+import { machine, svg, table } from "./report.ts";
+import type { Figure } from "./stats.ts";
+import { benchTransfers } from "./transfers.ts";
+
+const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint").split(",");
+
+async function main() {
+  await ensureRunnerImages();
+  const figures: Figure[] = [];
+  const section = async (name: string, fn: () => Promise<Figure[]>) => {
+    if (!only.includes(name)) return;
+    process.stderr.write(`bench: ${name}…\n`);
+    try {
+      figures.push(...(await fn()));
+    } catch (err) {
+      process.stderr.write(`bench: ${name} failed: ${(err as Error).message}\n`);
+    }
+  };
+  const cp = await benchControlPlane();
+  try {
+    await section("overhead", () => benchOverhead(cp, num("BENCH_RUNS", 15)));
+    await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
+    await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
+    await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
+  } finally {
+    await cp.stop();
+  }
+  await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
+
+  const when = new Date().toISOString();
+  const host = machine();
+  const out = join(ROOT, "bench", "results");
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "latest.json"), JSON.stringify({ when, machine: host, figures }, null, 2) + "\n");
+  writeFileSync(join(out, "latest.svg"), svg(figures, `gridx bench — ${when.slice(0, 10)} — ${host}`));
+  process.stdout.write(`gridx bench, ${when}\nmachine: ${host}\n\n${table(figures)}\n\nwrote bench/results/latest.json and bench/results/latest.svg\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
