@@ -14,8 +14,8 @@ export async function benchFootprint(cp: BenchPlane, settleMs: number, windowMs:
     await sleep(settleMs);
     const idle = await idleUsage(agent.process.pid!, windowMs);
     return [
-      { section: "5 agent", name: "agent RSS, idle", value: round(idle.rssMb), unit: "MiB", target: "<= 80" },
-      { section: "5 agent", name: "agent CPU, idle", value: round(idle.cpuPercent, 2), unit: "% of a core" },
+      { section: "5 footprint", name: "agent RSS, idle", value: round(idle.rssMb), unit: "MiB", target: "<= 80" },
+      { section: "5 footprint", name: "agent CPU, idle", value: round(idle.cpuPercent, 2), unit: "% of a core" },
     ];
   } finally {
     await agent.stop("SIGTERM");

@@ -3,7 +3,7 @@
  * figures as JSON and an SVG chart under bench/results/. Never fails on a timing.
  * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256).
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
 import { benchDispatch } from "./dispatch.ts";
@@ -41,6 +41,12 @@ async function main() {
   }
   await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
 
+  // A partial run (BENCH_ONLY) keeps the other sections' last figures.
+  const previous = join(ROOT, "bench", "results", "latest.json");
+  if (process.env.BENCH_ONLY && existsSync(previous)) {
+    const kept = (JSON.parse(readFileSync(previous, "utf8")) as { figures: Figure[] }).figures.filter((f) => !only.some((o) => f.section.endsWith(o)));
+    figures.unshift(...kept);
+  }
   const when = new Date().toISOString();
   const host = machine();
   const out = join(ROOT, "bench", "results");

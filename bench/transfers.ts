@@ -28,7 +28,7 @@ export async function benchTransfers(cp: BenchPlane, sizeMib: number, runs: numb
   closeSync(fd);
   const api = new ApiClient(cp.url, cp.adminToken);
   const s3 = new AwsClient({ accessKeyId: LOCAL_S3_SECRETS.S3_ACCESS_KEY_ID, secretAccessKey: LOCAL_S3_SECRETS.S3_SECRET_ACCESS_KEY, service: "s3", region: "auto" });
-  const raw = (method: string) => s3.sign(new Request(`${cp.url}/cdn-cgi/local/r2/s3/gridx/bench/raw.bin?X-Amz-Expires=900`, { method }), { aws: { signQuery: true } });
+  const raw = (method: "PUT") => s3.sign(new Request(`${cp.url}/cdn-cgi/local/r2/s3/gridx/bench/raw.bin?X-Amz-Expires=900`, { method }), { aws: { signQuery: true } });
   const quiet = () => undefined;
   const up: number[] = [];
   const down: number[] = [];
@@ -42,8 +42,9 @@ export async function benchTransfers(cp: BenchPlane, sizeMib: number, runs: numb
     t0 = performance.now();
     await downloadDataset(api, d.id, join(dir, "copy.bin"));
     down.push(performance.now() - t0);
-    // Both downloads write the file to disk; gridx also hashes it.
-    rawDown.push(await curl(["-o", join(dir, "raw-copy.bin"), (await raw("GET")).url]));
+    // The same object through the same presigned GET, and both write the file to disk; gridx also hashes it.
+    const { location } = await api.call<{ location: string }>("GET", `/v1/datasets/${d.id}/download`);
+    rawDown.push(await curl(["-o", join(dir, "raw-copy.bin"), location]));
   }
   const mibps = (ms: number[]) => round(sizeMib / (median(ms) / 1000));
   return [
