@@ -76,12 +76,13 @@ export const jobRoutes = new Hono<AppEnv>()
     const now = Date.now();
     const id = newId("j", now);
     const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, idempotencyKey: key, requestHash, now });
-    try {
-      await coordinatorFor(c.env, spec.pool).jobQueued(spec.pool);
-    } catch (err) {
-      // The job is stored; the pool's coordinator finds it on its next sweep or agent hello.
-      console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err);
-    }
+    // The job is stored, so the answer need not wait for the coordinator; if the nudge is
+    // lost, the pool's coordinator finds the job on its next sweep or agent hello.
+    c.executionCtx.waitUntil(
+      coordinatorFor(c.env, spec.pool)
+        .jobQueued(spec.pool)
+        .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err)),
+    );
     return c.json(await fullJobView(db, job), job.id === id ? 201 : 200);
   })
   .get("/", async (c) => {
