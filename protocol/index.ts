@@ -23,7 +23,6 @@ export {
   ArtifactUpload,
   CompletedPart,
   DatasetCreate,
-  ObjectName,
   PartUrl,
   PartUrlsRequest,
   TRANSFER_LIMITS,

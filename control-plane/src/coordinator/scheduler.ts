@@ -33,7 +33,7 @@ export interface SchedulerState {
 
 export const initialSchedulerState = (): SchedulerState => ({ lastWorkerId: null, credits: {} });
 
-export const toMilli = (cpus: number) => Math.round(cpus * 1000);
+const toMilli = (cpus: number) => Math.round(cpus * 1000);
 
 function freeGpuIndices(w: WorkerView): number[] {
   const used = new Set(w.used.gpuIndices);

@@ -5,7 +5,7 @@ import { AppError } from "../errors.ts";
 import { settingsOf } from "../settings.ts";
 
 /** Turns the first zod issue into a 400 that names the field and the problem. */
-export function validationError(error: z.ZodError, prefix = ""): AppError {
+function validationError(error: z.ZodError, prefix = ""): AppError {
   const issue = error.issues[0];
   const path = issue?.path.map(String) ?? [];
   const field = [prefix, ...path].filter(Boolean).join(".");

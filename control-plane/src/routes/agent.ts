@@ -35,7 +35,7 @@ async function mustOwnAttempt(c: Context<AppEnv>, jobId: string, attempt: number
   return { db, attempt: a };
 }
 
-export const artifactKey = async (jobId: string, attempt: number, name: string) => `artifacts/${jobId}/${attempt}/${await sha256Hex(name)}`;
+const artifactKey = async (jobId: string, attempt: number, name: string) => `artifacts/${jobId}/${attempt}/${await sha256Hex(name)}`;
 
 /** Agents dial in here; the socket is handed to the coordinator of the token's pool. */
 export const agentRoutes = new Hono<AppEnv>()

@@ -15,7 +15,7 @@ const MIB = 1024 * 1024;
 const ListQuery = z.object({ limit: z.coerce.number().int().min(1).max(200).default(50), cursor: z.string().max(64).optional() });
 const DownloadQuery = z.object({ ttl_s: z.coerce.number().int().min(1).max(3600).optional() });
 
-export const datasetKey = (id: string) => `datasets/${id}`;
+const datasetKey = (id: string) => `datasets/${id}`;
 
 async function mustGetDataset(db: ReturnType<typeof createDb>, id: string) {
   const d = await getDataset(db, id);
