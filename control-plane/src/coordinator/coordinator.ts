@@ -437,10 +437,20 @@ export class Coordinator extends DurableObject<Bindings> {
     const wanted = [...new Set(jobs.flatMap((j) => (j.spec as JobSpec).inputs.map((i) => i.dataset)))];
     if (wanted.length === 0) return jobs;
     const ready = new Map((await datasetsByIds(this.db, wanted)).map((d) => [d.id, d.status]));
+    // Without storage no input can be fetched; failing those jobs keeps them from wedging the queue.
+    const storage = this.settings.S3_ENDPOINT && this.settings.S3_ACCESS_KEY_ID && this.settings.S3_SECRET_ACCESS_KEY;
     const kept: J[] = [];
     for (const job of jobs) {
       const problem = (job.spec as JobSpec).inputs
-        .map((i) => (!ready.has(i.dataset) ? `dataset ${i.dataset} does not exist` : ready.get(i.dataset) !== "ready" ? `dataset ${i.dataset} is still uploading` : null))
+        .map((i) =>
+          !storage
+            ? "cannot be fetched: object storage is not configured on this control plane"
+            : !ready.has(i.dataset)
+              ? `dataset ${i.dataset} does not exist`
+              : ready.get(i.dataset) !== "ready"
+                ? `dataset ${i.dataset} is still uploading`
+                : null,
+        )
         .find(Boolean);
       if (problem) await failQueued(this.db, job.id, "input_error", `input ${problem}`, Date.now());
       else kept.push(job);
