@@ -1,4 +1,5 @@
 import { SELF } from "cloudflare:test";
+import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { CoordinatorToAgent, decode, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
 
@@ -14,15 +15,7 @@ export async function api(path: string, init: RequestInit & { token?: string | n
     headers.set("content-type", "application/json");
     body = JSON.stringify(init.json);
   }
-  const res = await SELF.fetch(BASE + path, { ...init, headers, body });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text, headers: res.headers };
+  return readResponse(await SELF.fetch(BASE + path, { ...init, headers, body }));
 }
 
 /** A unique pool per test, so each test talks to a fresh coordinator. */

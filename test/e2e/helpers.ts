@@ -1,6 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { inject } from "vitest";
+import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { issueAgentToken, runCommand, startAgent, type AgentProcess } from "../../scripts/local-grid.ts";
 
@@ -11,15 +12,7 @@ export async function api(path: string, init: RequestInit & { json?: unknown } =
   const headers = new Headers(init.headers);
   headers.set("authorization", `Bearer ${adminToken}`);
   if (init.json !== undefined) headers.set("content-type", "application/json");
-  const res = await fetch(url + path, { ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body });
-  const text = await res.text();
-  let json: any = null;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = null;
-  }
-  return { status: res.status, json, text };
+  return readResponse(await fetch(url + path, { ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body }));
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
