@@ -87,10 +87,6 @@ export class Agent {
     return { fatal, finished };
   }
 
-  get runningCount(): number {
-    return this.active.size;
-  }
-
   /**
    * Stops taking jobs, lets running ones finish for up to `graceMs`, stops the rest, reports
    * every result it can, and disconnects. Safe to call more than once.

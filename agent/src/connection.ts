@@ -53,10 +53,6 @@ export class Connection {
     this.dial();
   }
 
-  get isReady(): boolean {
-    return this.ready;
-  }
-
   /**
    * Bytes accepted but not yet written to the network. Nothing is ever dropped: producers
    * (job output) pause while this is high, so it stays bounded.

@@ -1,7 +1,7 @@
 import { once } from "node:events";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, containersOf, isDone, launchAgent, submit, uniqueName, waitForJob, waitForWorker } from "./helpers.ts";
+import { api, containersOf, isDone, launchAgent, launchOnlineAgent, submit, uniqueName, waitForJob, waitForWorker } from "./helpers.ts";
 
 const python = (script: string, extra: Record<string, unknown> = {}) => ({ kind: "python", python: { script }, ...extra });
 const logLines = async (id: string) => (await api(`/v1/jobs/${id}/logs`)).json.lines as { stream: string; text: string }[];
@@ -12,8 +12,7 @@ describe("agent limits on a real engine", () => {
 
   beforeAll(async () => {
     const name = uniqueName("lim");
-    agent = await launchAgent({ pool, name, slots: 2, extraArgs: ["--log-cap-mb", "1", "--output-cap-mb", "5", "--allow-image", "gridx/python:latest"] });
-    await waitForWorker(pool, name);
+    agent = await launchOnlineAgent({ pool, name, slots: 2, extraArgs: ["--log-cap-mb", "1", "--output-cap-mb", "5", "--allow-image", "gridx/python:latest"] });
   });
   afterAll(async () => {
     await agent?.stop("SIGTERM");
@@ -90,8 +89,7 @@ describe("agent lifecycle", () => {
   it("SIGTERM drains: the worker shows draining, its job finishes, then the agent exits", async () => {
     const pool = uniqueName("drain");
     const name = uniqueName("drainer");
-    const agent = await launchAgent({ pool, name });
-    await waitForWorker(pool, name);
+    const agent = await launchOnlineAgent({ pool, name });
     const job = await submit(python("import time\nprint('working', flush=True)\ntime.sleep(3)\nprint('finished')", { pool }));
     await waitForJob(job.id, (j) => j.status === "running" && j.stdout.includes("working"));
     const exited = once(agent.process, "exit");

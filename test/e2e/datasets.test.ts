@@ -4,7 +4,7 @@ import { createReadStream, existsSync, openSync, writeSync, closeSync, mkdtempSy
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, isDone, launchAgent, submit, uniqueName, waitForJob, waitForWorker } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const MIB = 1024 * 1024;
 
@@ -48,8 +48,7 @@ describe("large files through R2 presigned URLs", () => {
     closeSync(fd);
     fileSha = await sha256Of(file);
     const name = uniqueName("data-node");
-    agent = await launchAgent({ pool, name, slots: 1 });
-    await waitForWorker(pool, name);
+    agent = await launchOnlineAgent({ pool, name, slots: 1 });
   });
 
   afterAll(async () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, containersOf, cp, isDone, launchAgent, relaunchAgent, removeContainersOf, submit, uniqueName, waitForJob, waitForWorker } from "./helpers.ts";
+import { api, containersOf, cp, isDone, launchAgent, launchOnlineAgent, relaunchAgent, removeContainersOf, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const python = (script: string, extra: Record<string, unknown> = {}) => ({ kind: "python", python: { script }, ...extra });
 
@@ -10,8 +10,7 @@ describe("a local grid: wrangler dev + a real agent + Docker", () => {
 
   beforeAll(async () => {
     const name = uniqueName("node");
-    agent = await launchAgent({ pool, name, slots: 2 });
-    await waitForWorker(pool, name);
+    agent = await launchOnlineAgent({ pool, name, slots: 2 });
   });
 
   afterAll(async () => {
@@ -116,8 +115,7 @@ describe("agents that die mid-job", () => {
   it("a restarted agent removes its leftover container and the job completes on attempt 2", async () => {
     const pool = uniqueName("crash");
     const name = uniqueName("crashy");
-    const first = await launchAgent({ pool, name });
-    await waitForWorker(pool, name);
+    const first = await launchOnlineAgent({ pool, name });
     const job = await submit(python("import time\nprint('working', flush=True)\ntime.sleep(4)\nprint('done')", { pool }));
     await waitForJob(job.id, (j) => j.status === "running" && j.stdout.includes("working"));
     await first.stop("SIGKILL");

@@ -25,6 +25,12 @@ export async function launchAgent(opts: { pool: string; name: string; slots?: nu
   return Object.assign(agent, { stateDir, token });
 }
 
+/** Starts an agent and waits until its worker is online; resolves with both. */
+export async function launchOnlineAgent(opts: Parameters<typeof launchAgent>[0]) {
+  const agent = await launchAgent(opts);
+  return Object.assign(agent, { worker: await waitForWorker(opts.pool, opts.name) });
+}
+
 export async function relaunchAgent(prev: { token: string; stateDir: string }, name: string, slots = 1) {
   return Object.assign(startAgent({ url: cp().url, token: prev.token, name, stateDir: prev.stateDir, slots }), { stateDir: prev.stateDir, token: prev.token });
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, launchAgent, submit, uniqueName, waitForWorker } from "./helpers.ts";
+import { api, cp, launchOnlineAgent, submit, uniqueName } from "./helpers.ts";
 import { startSshd, type TestSshd } from "./sshd.ts";
 
 describe("operator probes over a real sshd", () => {
@@ -12,7 +12,7 @@ describe("operator probes over a real sshd", () => {
 
   beforeAll(async () => {
     sshd = await startSshd(cp().stateDir);
-    agent = await launchAgent({
+    const launched = await launchOnlineAgent({
       pool,
       name,
       extraArgs: [
@@ -24,7 +24,8 @@ describe("operator probes over a real sshd", () => {
         "--probe-timeout", "2",
       ],
     });
-    workerId = (await waitForWorker(pool, name)).id;
+    agent = launched;
+    workerId = launched.worker.id;
   });
 
   afterAll(async () => {

@@ -5,7 +5,7 @@ import type { Settings } from "../settings.ts";
 
 const MIB = 1024 * 1024;
 /** Part URLs handed out at once; a long upload asks for more as it goes. */
-export const PART_URL_BATCH = 1000;
+const PART_URL_BATCH = 1000;
 
 export interface UploadPlan {
   upload: Upload;
