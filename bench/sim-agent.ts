@@ -1,5 +1,5 @@
 import { WebSocket } from "ws";
-import { AgentToCoordinator, CoordinatorToAgent, decode, encode, HEARTBEAT_FRAME, PROTOCOL_VERSION } from "../protocol/index.ts";
+import { CoordinatorToAgent, decode, encode, HEARTBEAT_FRAME, PROTOCOL_VERSION } from "../protocol/index.ts";
 import { backoffDelay } from "../agent/src/backoff.ts";
 
 /**
@@ -30,11 +30,12 @@ export class SimAgent {
     const ws = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${this.token}` } });
     this.ws = ws;
     ws.on("open", () => {
-      const hello: AgentToCoordinator = {
-        type: "hello",
-        payload: { agent_version: "bench", name: this.name, slots: this.slots, caps: { cpu_cores: 64, memory_mb: 1 << 20, gpus: [], nvidia_runtime: false, labels: {}, os: "sim", arch: "x64", wsl: false }, running: [] },
-      };
-      ws.send(encode(hello));
+      ws.send(
+        encode({
+          type: "hello",
+          payload: { agent_version: "bench", name: this.name, slots: this.slots, caps: { cpu_cores: 64, memory_mb: 1 << 20, gpus: [], nvidia_runtime: false, labels: {}, os: "sim", arch: "x64", wsl: false }, running: [] },
+        }),
+      );
     });
     ws.on("message", (raw) => {
       const d = decode(raw.toString(), CoordinatorToAgent);

@@ -8,8 +8,8 @@ export type DecodeResult<T> =
   | { ok: true; message: T }
   | { ok: false; code: ErrorCode; message: string };
 
-/** Serialises a message into the `{v, type, payload}` envelope. */
-export function encode(message: AgentToCoordinator | CoordinatorToAgent): string {
+/** Serialises a message into the `{v, type, payload}` envelope; fields with defaults may be left out. */
+export function encode(message: z.input<typeof AgentToCoordinator> | z.input<typeof CoordinatorToAgent>): string {
   return JSON.stringify({ v: PROTOCOL_VERSION, type: message.type, payload: message.payload });
 }
 

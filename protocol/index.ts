@@ -43,3 +43,18 @@ export {
   WorkerCaps,
 } from "./messages.ts";
 export type { MessageOf } from "./messages.ts";
+export {
+  COMMIT_ID,
+  DockerfilePath,
+  envKey,
+  GitRef,
+  ProjectName,
+  REPO_LIMITS,
+  RepoCredentials,
+  RepoSource,
+  repoKey,
+  RepoUrl,
+  ResolvedCommits,
+  SecretName,
+  WarmCache,
+} from "./repo.ts";

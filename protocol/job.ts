@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { RepoSource } from "./repo.ts";
 
 /** Lifecycle states of a job; the terminal ones never change again. */
 export const JobStatus = z.enum(["queued", "assigned", "running", "completed", "failed", "canceled"]);
@@ -74,6 +75,9 @@ export const CommandTask = z.object({
 });
 export type CommandTask = z.infer<typeof CommandTask>;
 
+/** argv run in the environment image, with the code at /work/code as the working directory. */
+const RepoCommand = z.array(Arg).min(1, "command needs at least the program").max(JOB_LIMITS.args.max);
+
 const bounded = (key: "timeout_s" | "memory_mb" | "pids" | "gpus" | "priority" | "max_retries") =>
   z.number().int(`${key} must be a whole number`).min(JOB_LIMITS[key].min).max(JOB_LIMITS[key].max);
 const Cpus = z.number().min(JOB_LIMITS.cpus.min).max(JOB_LIMITS.cpus.max);
@@ -102,6 +106,7 @@ const JobEnv = z
 const JobTask = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("python"), python: PythonTask }),
   z.object({ kind: z.literal("command"), command: CommandTask }),
+  z.object({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }),
 ]);
 export type JobTask = z.infer<typeof JobTask>;
 export type JobKind = JobTask["kind"];
@@ -136,6 +141,7 @@ export const JobRequest = z
   .discriminatedUnion("kind", [
     JobCommon.extend({ kind: z.literal("python"), python: PythonTask }).strict(),
     JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
+    JobCommon.extend({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }).strict(),
   ])
   .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, ...task }): JobSpec => ({
     task,

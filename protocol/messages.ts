@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { FailureReason, JobSpec, Labels } from "./job.ts";
+import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
 
 const JobId = z.string().min(1).max(64);
 const Attempt = z.number().int().min(1);
@@ -27,7 +28,8 @@ export const WorkerCaps = z.object({
 });
 export type WorkerCaps = z.infer<typeof WorkerCaps>;
 
-export const LogStream = z.enum(["stdout", "stderr", "system"]);
+/** `build`: output of building a repo job's environment image, before the job itself runs. */
+export const LogStream = z.enum(["stdout", "stderr", "system", "build"]);
 export type LogStream = z.infer<typeof LogStream>;
 export const LogLine = z.object({
   stream: LogStream,
@@ -76,10 +78,14 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       caps: WorkerCaps,
       /** Jobs the agent still holds: running, or finished with a result not yet acknowledged. */
       running: z.array(AttemptRef).max(256),
+      warm: WarmCache.default({ envs: [], repos: [] }),
     }),
   }),
+  /** The agent's warm environments and repositories changed (sent when they do, not on a timer). */
+  z.object({ type: z.literal("warm_cache"), payload: WarmCache }),
   z.object({ type: z.literal("heartbeat"), payload: z.object({}) }),
-  z.object({ type: z.literal("job_started"), payload: AttemptRef }),
+  /** `resolved`: for repo jobs, the commits and image the attempt runs. */
+  z.object({ type: z.literal("job_started"), payload: AttemptRef.extend({ resolved: ResolvedCommits.optional() }) }),
   z.object({
     type: z.literal("job_log"),
     payload: AttemptRef.extend({ seq: z.number().int().min(0), lines: z.array(LogLine).min(1).max(MAX_LOG_BATCH_LINES) }),
@@ -90,6 +96,7 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       exit_code: z.number().int().nullable(),
       failure_reason: FailureReason.nullable(),
       message: z.string().max(4000).nullable(),
+      resolved: ResolvedCommits.optional(),
     }),
   }),
   /** The agent is shutting down: it takes no new jobs and finishes those it has. */
@@ -116,7 +123,13 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("heartbeat_ack"), payload: z.object({}) }),
   z.object({
     type: z.literal("assign_job"),
-    payload: AttemptRef.extend({ spec: JobSpec, gpu_indices: z.array(z.number().int().min(0)), inputs: z.array(InputDownload).default([]) }),
+    payload: AttemptRef.extend({
+      spec: JobSpec,
+      gpu_indices: z.array(z.number().int().min(0)),
+      inputs: z.array(InputDownload).default([]),
+      /** Decrypted project secrets for a repo job's fetches: for this attempt only, never logged. */
+      credentials: RepoCredentials.optional(),
+    }),
   }),
   z.object({
     type: z.literal("cancel_job"),

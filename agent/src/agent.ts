@@ -1,4 +1,4 @@
-import type { AgentToCoordinator, AttemptRef, CoordinatorToAgent, LogStream, MessageOf, WorkerCaps } from "../../protocol/index.ts";
+import { envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
@@ -47,6 +47,8 @@ export class Agent {
   private fatal: ((reason: string) => void) | null = null;
   private onceDone: (() => void) | null = null;
   private tookOnce = false;
+  /** What was last reported as warm; hello carries it, `warm_cache` updates it. */
+  private warm: WarmCache = { envs: [], repos: [] };
 
   constructor(
     private readonly opts: AgentOptions,
@@ -66,6 +68,7 @@ export class Agent {
           slots: opts.slots,
           caps: opts.caps,
           running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ job_id, attempt }) => ({ job_id, attempt }))),
+          warm: this.warm,
         },
       }),
       onMessage: (msg) => this.onMessage(msg),
@@ -77,6 +80,7 @@ export class Agent {
   async start(): Promise<{ fatal: Promise<string>; finished: Promise<void> }> {
     const removed = await this.runner.cleanupLeftovers();
     if (removed) this.log.warn("removed containers left by an earlier run", { count: removed });
+    this.warm = await this.runner.warm();
     const missing = await this.runner.missingImages();
     if (missing.length) this.log.warn("runner images are missing; jobs that need them fail with image_error. Build them with `npm run images`", { missing });
     const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
@@ -161,7 +165,22 @@ export class Agent {
     const stop = new AbortController();
     const job: ActiveJob = { ref: attemptRef, stop, done: Promise.resolve() };
     this.active.set(key, job);
-    job.done = this.execute(attemptRef, assignment, stop.signal).finally(() => this.active.delete(key));
+    const task = assignment.spec.task;
+    // Say at once that this environment is coming here, so its next job follows it rather than building elsewhere.
+    if (task.kind === "repo") this.reportWarm({ envs: [envKey(task.repo), ...this.warm.envs], repos: [repoKey(task.repo.code_repo_url), ...this.warm.repos] });
+    job.done = this.execute(attemptRef, assignment, stop.signal).finally(() => {
+      this.active.delete(key);
+      if (task.kind === "repo") void this.runner.warm().then((w) => this.reportWarm(w), (err: unknown) => this.log.warn("could not list warm caches", { err }));
+    });
+  }
+
+  /** Sends the warm set when it changed (deduplicated, most recent first, bounded). */
+  private reportWarm(next: WarmCache): void {
+    const bounded = (keys: string[]) => [...new Set(keys)].slice(0, REPO_LIMITS.warm_entries);
+    const warm = { envs: bounded(next.envs), repos: bounded(next.repos) };
+    if (JSON.stringify(warm) === JSON.stringify(this.warm)) return;
+    this.warm = warm;
+    this.connection.sendIfReady({ type: "warm_cache", payload: warm });
   }
 
   private async execute(ref: AttemptRef, assignment: Assignment, stop: AbortSignal): Promise<void> {
@@ -170,23 +189,20 @@ export class Agent {
     const limits = this.opts.logLimits ?? DEFAULT_LOG_LIMITS;
     let seq = 0;
     const batcher = new LogBatcher(limits, (lines) => this.connection.send({ type: "job_log", payload: { ...ref, seq: seq++, lines } }));
-    const splitters: Record<Exclude<LogStream, "system">, LineSplitter> = {
-      stdout: new LineSplitter("stdout", limits.lineBytes, (s, t) => batcher.add(s, t)),
-      stderr: new LineSplitter("stderr", limits.lineBytes, (s, t) => batcher.add(s, t)),
-    };
+    const splitter = (stream: Exclude<LogStream, "system">) => new LineSplitter(stream, limits.lineBytes, (s, t) => batcher.add(s, t));
+    const splitters: Record<Exclude<LogStream, "system">, LineSplitter> = { stdout: splitter("stdout"), stderr: splitter("stderr"), build: splitter("build") };
     log.info("job assigned", { kind: spec.task.kind });
     const result = await this.runner.run(
-      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs },
+      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials },
       {
-        started: () => this.connection.send({ type: "job_started", payload: ref }),
+        started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
         output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
         system: (text) => batcher.system(text),
         congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
       },
       stop,
     );
-    splitters.stdout.end();
-    splitters.stderr.end();
+    Object.values(splitters).forEach((s) => s.end());
     if (result.message && result.failure_reason) batcher.system(`[gridx: ${result.failure_reason}: ${result.message}]`);
     batcher.flush();
     log.info("job finished", { exit_code: result.exit_code, failure_reason: result.failure_reason });

@@ -31,6 +31,14 @@ export const AgentConfig = z.object({
   logCapMb: Mib(100),
   /** Downloaded inputs kept on this machine, least recently used out first. */
   cacheMb: Mib(20 * 1024),
+  /** Bare mirrors of repo jobs' repositories, least recently used out first. */
+  gitCacheMb: Mib(10 * 1024),
+  /** One git fetch may take this long. */
+  gitTimeoutS: z.coerce.number().int().min(1).max(86_400).default(900),
+  /** One environment image build may take this long. */
+  buildTimeoutS: z.coerce.number().int().min(1).max(86_400).default(1800),
+  /** Let repo jobs name local paths (`/srv/repo`, `file://`) as repositories; off, since a job could read any repository on the machine. */
+  allowLocalRepos: z.coerce.boolean().default(false),
   /** Take one job, run it, exit: for throwaway machines. */
   once: z.coerce.boolean().default(false),
   /** PEM file of extra CA certificates to trust (corporate TLS inspection). */
@@ -63,6 +71,10 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "outputCapMb", flag: "output-cap-mb", env: "GRIDX_OUTPUT_CAP_MB" },
   { key: "logCapMb", flag: "log-cap-mb", env: "GRIDX_LOG_CAP_MB" },
   { key: "cacheMb", flag: "cache-mb", env: "GRIDX_CACHE_MB" },
+  { key: "gitCacheMb", flag: "git-cache-mb", env: "GRIDX_GIT_CACHE_MB" },
+  { key: "gitTimeoutS", flag: "git-timeout", env: "GRIDX_GIT_TIMEOUT_S" },
+  { key: "buildTimeoutS", flag: "build-timeout", env: "GRIDX_BUILD_TIMEOUT_S" },
+  { key: "allowLocalRepos", flag: "allow-local-repos", env: "GRIDX_ALLOW_LOCAL_REPOS", bool: true },
   { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
   { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },
   { key: "probeSshTarget", flag: "probe-ssh-target", env: "GRIDX_PROBE_SSH_TARGET" },

@@ -7,6 +7,9 @@ import { DEFAULT_PATHS, install, SERVICE_NAME, status, uninstall } from "./servi
 import { createLogger } from "./logger.ts";
 import { connectUrl } from "./connection.ts";
 import { networkOptions } from "./network.ts";
+import { EnvImages } from "./repos/env-images.ts";
+import { GitCache } from "./repos/git-cache.ts";
+import { RepoWorkspace } from "./repos/workspace.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
 import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
 import { InputCache } from "./transfer/input-cache.ts";
@@ -15,7 +18,8 @@ import { AGENT_VERSION } from "./version.ts";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
-       [--drain-grace S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--ca-file PEM] [--config FILE]
+       [--drain-grace S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
+       [--git-timeout S] [--build-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
@@ -91,6 +95,10 @@ async function main(): Promise<number> {
         http,
         logCapBytes: config.logCapMb * 1024 * 1024,
       },
+      repos: new RepoWorkspace(
+        new GitCache({ root: join(config.stateDir, "git"), capBytes: config.gitCacheMb * 1024 * 1024, timeoutMs: config.gitTimeoutS * 1000, allowLocal: config.allowLocalRepos, log }),
+        new EnvImages(docker, { buildTimeoutMs: config.buildTimeoutS * 1000, log }),
+      ),
     },
     log,
   );

@@ -6,6 +6,7 @@ import { agentRoutes } from "./routes/agent.ts";
 import { datasetRoutes } from "./routes/datasets.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { opsRoutes } from "./routes/ops.ts";
+import { secretRoutes } from "./routes/secrets.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -15,6 +16,7 @@ export const app = new Hono<AppEnv>()
   .route("/v1/workers", workerRoutes)
   .route("/v1/datasets", datasetRoutes)
   .route("/v1/agent", agentRoutes)
+  .route("/v1/projects", secretRoutes)
   .route("/v1", tokenRoutes)
   .notFound((c) => c.json(new AppError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).toJSON(), 404))
   .onError((err, c) => {

@@ -66,6 +66,7 @@ class ScriptedRunner implements JobRunner {
   }
   cleanupLeftovers = async () => 0;
   missingImages = async () => [];
+  warm = async () => ({ envs: [], repos: [] });
 }
 
 const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import Docker from "dockerode";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../agent/src/logger.ts";
-import { DockerRunner, folderBytes } from "../../agent/src/runner/docker-runner.ts";
+import { folderBytes } from "../../agent/src/folder-bytes.ts";
+import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { LABELS } from "../../agent/src/runner/sandbox.ts";
 import { JobRequest } from "../../protocol/index.ts";
 

@@ -110,6 +110,7 @@ describe("containerOptions", () => {
     gpuIndices: [],
     inputDir: "/s/jobs/j.1/input",
     outputDir: "/s/jobs/j.1/output",
+    codeDir: null,
     tmpfsMb: 64,
     labels: { "gridx.job_id": "j" },
   });
@@ -135,9 +136,17 @@ describe("containerOptions", () => {
   });
 
   it("requests only the assigned GPUs", () => {
-    const gpu = containerOptions({ ...{ name: "n", image: "i", argv: ["nvidia-smi"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, inputDir: "/i", outputDir: "/o", tmpfsMb: 1, labels: {} }, gpuIndices: [2, 3] });
+    const gpu = containerOptions({ ...{ name: "n", image: "i", argv: ["nvidia-smi"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }, gpuIndices: [2, 3] });
     expect(gpu.HostConfig!.DeviceRequests).toEqual([{ Driver: "nvidia", DeviceIDs: ["2", "3"], Capabilities: [["gpu"]] }]);
     expect(gpu.Entrypoint).toEqual(["nvidia-smi"]);
     expect(gpu.Cmd).toEqual([]);
+  });
+
+  it("mounts a repo job's code read-only and runs there", () => {
+    const repo = containerOptions({ name: "n", image: "gridx-env:abc", argv: ["python3", "main.py"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: "/c", tmpfsMb: 1, labels: {} });
+    expect(repo.HostConfig!.Binds).toEqual(["/i:/work/input:ro", "/o:/work/output:rw", "/c:/work/code:ro"]);
+    expect(repo.WorkingDir).toBe("/work/code");
+    expect(opts.WorkingDir).toBe("/work/output");
+    expect(repo.HostConfig!.NetworkMode).toBe("none");
   });
 });

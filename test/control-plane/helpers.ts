@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import { SELF } from "cloudflare:test";
 import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
@@ -80,7 +81,7 @@ export class FakeAgent {
     return { agent, workerId: ack.payload.worker_id };
   }
 
-  send(msg: AgentToCoordinator) {
+  send(msg: z.input<typeof AgentToCoordinator>) {
     this.ws.send(encode(msg));
   }
 

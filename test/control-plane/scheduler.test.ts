@@ -7,6 +7,7 @@ const worker = (id: string, over: Partial<WorkerView> = {}): WorkerView => ({
   slots: 2,
   draining: false,
   used: { slots: 0, cpusMilli: 0, memoryMb: 0, gpuIndices: [] },
+  warm: { envs: [], repos: [] },
   ...over,
 });
 const job = (id: string, req: Partial<QueuedJob["requirements"]> = {}): QueuedJob => ({ id, requirements: { gpus: 0, cpus: 1, memory_mb: 512, labels: {}, ...req } });

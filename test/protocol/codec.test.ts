@@ -15,7 +15,8 @@ const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } }
 const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }], nvidia_runtime: true, labels: { a: "b" }, os: "Linux", arch: "x64", wsl: false };
 
 const agentMessages: AgentToCoordinator[] = [
-  { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }] } },
+  { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }], warm: { envs: ["0123456789abcdef"], repos: [] } } },
+  { type: "warm_cache", payload: { envs: [], repos: ["fedcba9876543210"] } },
   { type: "heartbeat", payload: {} },
   { type: "job_started", payload: { job_id: "j_1", attempt: 1 } },
   { type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "hi", ts: 5 }] } },

@@ -1,5 +1,6 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import { chown, chmod, copyFile, link, lstat, mkdir, readdir, rm } from "node:fs/promises";
+import { chown, chmod, copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
+import { folderBytes } from "../folder-bytes.ts";
 import { dirname, join } from "node:path";
 import { PassThrough } from "node:stream";
 import type Docker from "dockerode";
@@ -7,8 +8,10 @@ import type { Logger } from "../logger.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
 import { listFiles, uploadFiles, type ArtifactApi } from "../transfer/uploader.ts";
 import type { HttpOptions } from "../transfer/http.ts";
+import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { RepoWorkspace } from "../repos/workspace.ts";
 import { handlerFor, type RunnerImages } from "./kinds.ts";
-import type { JobRunner, RunHooks, RunOutcome, RunRequest, StopReason } from "./runner.ts";
+import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest, type StopReason } from "./runner.ts";
 import { containerOptions, LABELS } from "./sandbox.ts";
 
 export interface DockerRunnerOptions {
@@ -24,6 +27,8 @@ export interface DockerRunnerOptions {
   allowedImages: string[];
   /** Inputs in, outputs out; without it a job with inputs fails and outputs stay local. */
   transfers?: Transfers;
+  /** Git cache and environment builds; without it repo jobs fail input_error. */
+  repos?: RepoWorkspace;
 }
 
 export interface Transfers {
@@ -42,20 +47,6 @@ const CONGESTION_POLL_MS = 50;
 
 /** How often a running job's output folder is measured against its cap. */
 const OUTPUT_CHECK_MS = 1000;
-
-/** Bytes under a folder (files only; links are not followed). */
-export async function folderBytes(path: string): Promise<number> {
-  let total = 0;
-  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
-  for (const e of entries) {
-    const full = join(path, e.name);
-    if (e.isDirectory()) total += await folderBytes(full);
-    else if (e.isFile()) total += (await lstat(full).catch(() => ({ size: 0 }))).size;
-  }
-  return total;
-}
-
-const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message });
 
 async function tryCatch<T>(p: Promise<T>): Promise<[unknown, undefined] | [null, T]> {
   try {
@@ -80,11 +71,10 @@ export class DockerRunner implements JobRunner {
 
   async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
-    const handler = handlerFor(req.spec.task);
-    const image = handler.image(req.spec.task, this.opts.images);
     const dir = join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
     const inputDir = join(dir, "input");
     const outputDir = join(dir, "output");
+    const codeDir = join(dir, "code");
     let container: Docker.Container | undefined;
     let logFile: WriteStream | undefined;
     let logBytes = 0;
@@ -94,18 +84,36 @@ export class DockerRunner implements JobRunner {
       logFile.write(chunk.subarray(0, logCap - logBytes));
       logBytes += chunk.length;
     };
+    let resolved: ResolvedCommits | undefined;
+    const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message, resolved });
     try {
+      await mkdir(inputDir, { recursive: true, mode: 0o755 });
+      await mkdir(outputDir, { recursive: true, mode: 0o755 });
+      await this.giveToJobUser(outputDir);
+      const [prepErr, prepared] = await tryCatch(
+        handlerFor(req.spec.task).prepare(req.spec.task, {
+          images: this.opts.images,
+          inputDir,
+          codeDir,
+          repos: this.opts.repos ?? null,
+          credentials: req.credentials,
+          system: hooks.system,
+          build: (text) => hooks.output("build", Buffer.from(text + "\n")),
+          stop,
+        }),
+      );
+      if (prepErr || !prepared) {
+        if (stop.aborted) return outcome(null, "canceled_by_worker", `stopped while preparing (${String(stop.reason)})`);
+        if (prepErr instanceof TaskError) return outcome(null, prepErr.reason, prepErr.message);
+        return outcome(null, "input_error", `could not prepare the job's input: ${errorText(prepErr)}`);
+      }
+      const image = prepared.image;
+      resolved = prepared.resolved;
       if (req.spec.task.kind === "command" && this.opts.allowedImages.length && !this.opts.allowedImages.includes(image)) {
         return outcome(null, "input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowedImages.join(", ")})`);
       }
       const [imageErr] = await tryCatch(this.docker.getImage(image).inspect());
       if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
-
-      await mkdir(inputDir, { recursive: true, mode: 0o755 });
-      await mkdir(outputDir, { recursive: true, mode: 0o755 });
-      await this.giveToJobUser(outputDir);
-      const [prepErr] = await tryCatch(handler.prepare(req.spec.task, inputDir));
-      if (prepErr) return outcome(null, "input_error", `could not prepare the job's input: ${errorText(prepErr)}`);
       const [inputErr] = await tryCatch(this.fetchInputs(req, inputDir, hooks));
       if (inputErr) return outcome(null, "input_error", errorText(inputErr));
       logFile = createWriteStream(join(dir, "job.log"));
@@ -113,12 +121,13 @@ export class DockerRunner implements JobRunner {
       const options = containerOptions({
         name: `gridx-${req.jobId}-${req.attempt}`,
         image,
-        argv: handler.argv(req.spec.task),
+        argv: prepared.argv,
         env: { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) },
         limits: req.spec.limits,
         gpuIndices: req.gpuIndices,
         inputDir,
         outputDir,
+        codeDir: prepared.code ? codeDir : null,
         tmpfsMb: this.opts.tmpfsMb,
         labels: { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
       });
@@ -156,7 +165,7 @@ export class DockerRunner implements JobRunner {
       if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
       const [startErr] = await tryCatch(container.start());
       if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
-      hooks.started();
+      hooks.started(resolved);
       log.info("container started", { image });
 
       const timeoutMs = req.spec.limits.timeout_s * 1000;
@@ -242,6 +251,10 @@ export class DockerRunner implements JobRunner {
     await rm(this.jobsDir(), { recursive: true, force: true });
     await mkdir(this.jobsDir(), { recursive: true });
     return leftovers.length;
+  }
+
+  async warm(): Promise<WarmCache> {
+    return this.opts.repos ? this.opts.repos.warm() : { envs: [], repos: [] };
   }
 
   async missingImages(): Promise<string[]> {

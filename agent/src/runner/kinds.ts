@@ -1,14 +1,37 @@
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { JobTask } from "../../../protocol/index.ts";
+import type { JobTask, RepoCredentials, ResolvedCommits } from "../../../protocol/index.ts";
+import type { RepoWorkspace } from "../repos/workspace.ts";
+import { TaskError } from "./runner.ts";
+
+/** What a kind may use to get its job ready. */
+export interface PrepareContext {
+  images: RunnerImages;
+  /** Host side of /work/input. */
+  inputDir: string;
+  /** Host side of /work/code (mounted read-only, the working directory) for kinds that fill it. */
+  codeDir: string;
+  repos: RepoWorkspace | null;
+  credentials: RepoCredentials | undefined;
+  system(text: string): void;
+  build(text: string): void;
+  stop: AbortSignal;
+}
+
+/** How a job's container is made: its image, its argv, and whether it gets the code folder. */
+export interface Prepared {
+  image: string;
+  /** argv replacing the image's entrypoint, or null to run the image as built. */
+  argv: string[] | null;
+  /** Mount `codeDir` read-only at /work/code and run there. */
+  code: boolean;
+  resolved?: ResolvedCommits;
+}
 
 /** What the agent needs to know to run one kind of job. */
 export interface KindHandler<T extends JobTask> {
-  image(task: T, images: RunnerImages): string;
-  /** Writes the job's inputs into its (host-side) input folder. */
-  prepare(task: T, inputDir: string): Promise<void>;
-  /** argv replacing the image's entrypoint, or null to run the image as built. */
-  argv(task: T): string[] | null;
+  /** Writes the job's files and finds its image; a TaskError says which failure it is. */
+  prepare(task: T, ctx: PrepareContext): Promise<Prepared>;
 }
 
 export interface RunnerImages {
@@ -25,17 +48,21 @@ async function writeReadable(path: string, content: string) {
 /** Every job kind the agent runs. A new kind is one entry here plus its schema in protocol/. */
 export const KINDS: Registry = {
   python: {
-    image: (_task, images) => images.python,
-    async prepare(task, inputDir) {
-      await writeReadable(join(inputDir, "main.py"), task.python.script);
-      await writeReadable(join(inputDir, "task.json"), JSON.stringify({ script: "main.py", args: task.python.args }));
+    async prepare(task, ctx) {
+      await writeReadable(join(ctx.inputDir, "main.py"), task.python.script);
+      await writeReadable(join(ctx.inputDir, "task.json"), JSON.stringify({ script: "main.py", args: task.python.args }));
+      return { image: ctx.images.python, argv: null, code: false };
     },
-    argv: () => null,
   },
   command: {
-    image: (task) => task.command.image,
-    prepare: async () => {},
-    argv: (task) => task.command.argv,
+    prepare: async (task) => ({ image: task.command.image, argv: task.command.argv, code: false }),
+  },
+  repo: {
+    async prepare(task, ctx) {
+      if (!ctx.repos) throw new TaskError("input_error", "this worker does not run repo jobs");
+      const { image, resolved } = await ctx.repos.prepare(task, ctx.credentials, ctx.codeDir, ctx, ctx.stop);
+      return { image, argv: task.command, code: true, resolved };
+    },
   },
 };
 

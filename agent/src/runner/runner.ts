@@ -1,4 +1,4 @@
-import type { FailureReason, InputDownload, JobSpec, LogStream } from "../../../protocol/index.ts";
+import type { FailureReason, InputDownload, JobSpec, LogStream, RepoCredentials, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 export interface RunRequest {
   jobId: string;
@@ -7,6 +7,8 @@ export interface RunRequest {
   gpuIndices: number[];
   /** Presigned downloads of the job's datasets, mounted read-only under /work/input. */
   inputs: InputDownload[];
+  /** A repo job's git credentials, for this attempt only; never logged. */
+  credentials?: RepoCredentials;
 }
 
 /** How a run ended, as the agent reports it in `job_result`. */
@@ -14,11 +16,23 @@ export interface RunOutcome {
   exit_code: number | null;
   failure_reason: FailureReason | null;
   message: string | null;
+  /** Repo jobs: the commits and image that ran. */
+  resolved?: ResolvedCommits;
+}
+
+/** A job that cannot run as asked, and the failure reason that says why. */
+export class TaskError extends Error {
+  constructor(
+    readonly reason: "input_error" | "image_error",
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export interface RunHooks {
-  /** The container is running. */
-  started(): void;
+  /** The container is running (a repo job says which commits and image it runs). */
+  started(resolved?: ResolvedCommits): void;
   output(stream: LogStream, chunk: Buffer): void;
   system(text: string): void;
   /** True while logs are not getting through fast enough; the runner stops reading output until it is false. */
@@ -35,4 +49,6 @@ export interface JobRunner {
   cleanupLeftovers(): Promise<number>;
   /** Names the runner images missing on this machine. */
   missingImages(): Promise<string[]>;
+  /** The environments and repositories this worker has cached. */
+  warm(): Promise<WarmCache>;
 }

@@ -21,6 +21,8 @@ export interface SandboxInput {
   gpuIndices: number[];
   inputDir: string;
   outputDir: string;
+  /** A repo job's code: mounted read-only at /work/code, which becomes the working directory. */
+  codeDir: string | null;
   tmpfsMb: number;
   labels: Record<string, string>;
 }
@@ -28,7 +30,8 @@ export interface SandboxInput {
 /**
  * The container a job runs in, locked down as PRODUCT.md's container contract says: read-only
  * root, no capabilities, no privilege gain, bounded pids, CPU and memory, no network, a
- * non-root user, a small tmpfs for /tmp, and no host path but the job's own two folders.
+ * non-root user, a small tmpfs for /tmp, and no host path but the job's own folders (input
+ * and code read-only).
  * Pure, so every flag is checked by a unit test.
  */
 export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions {
@@ -39,7 +42,7 @@ export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions
     ...(s.argv ? { Entrypoint: s.argv.slice(0, 1), Cmd: s.argv.slice(1) } : {}),
     Env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
     User: JOB_USER,
-    WorkingDir: "/work/output",
+    WorkingDir: s.codeDir ? "/work/code" : "/work/output",
     Labels: s.labels,
     NetworkDisabled: true,
     AttachStdout: true,
@@ -47,7 +50,7 @@ export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions
     Tty: false,
     OpenStdin: false,
     HostConfig: {
-      Binds: [`${s.inputDir}:/work/input:ro`, `${s.outputDir}:/work/output:rw`],
+      Binds: [`${s.inputDir}:/work/input:ro`, `${s.outputDir}:/work/output:rw`, ...(s.codeDir ? [`${s.codeDir}:/work/code:ro`] : [])],
       NetworkMode: "none",
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],

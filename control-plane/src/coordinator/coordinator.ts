@@ -7,9 +7,13 @@ import {
   ErrorCode,
   HEARTBEAT_ACK_FRAME,
   HEARTBEAT_FRAME,
+  envKey,
+  repoKey,
   type AttemptRef,
   type JobSpec,
   type MessageOf,
+  type RepoCredentials,
+  type ResolvedCommits,
 } from "../../../protocol/index.ts";
 import { createDb, type Db } from "../db/client.ts";
 import {
@@ -30,8 +34,10 @@ import { getJob, type JobRow } from "../db/jobs.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe } from "../db/probes.ts";
+import { getSecret } from "../db/secrets.ts";
+import { SecretVault } from "../secrets/vault.ts";
 import { logChunks } from "../db/schema.ts";
-import { markOfflineExcept, setDrain, setOffline, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
+import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
@@ -191,6 +197,9 @@ export class Coordinator extends DurableObject<Bindings> {
         case "draining":
           await this.exclusive(() => setDrain(this.db, workerId, "agent"));
           return;
+        case "warm_cache":
+          await setWarm(this.db, workerId, msg.payload);
+          return;
         case "probe_result": {
           const r = msg.payload;
           await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now());
@@ -260,7 +269,7 @@ export class Coordinator extends DurableObject<Bindings> {
   private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
     const pool = this.pool!;
     const now = Date.now();
-    const worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, now });
+    const worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now });
     for (const other of this.ctx.getWebSockets()) {
       if (other !== ws && sessionOf(other)?.workerId === worker.id) {
         setSession(other, { ...sessionOf(other)!, workerId: null });
@@ -294,13 +303,13 @@ export class Coordinator extends DurableObject<Bindings> {
     }
   }
 
-  private async onStarted(workerId: string, ref: AttemptRef): Promise<void> {
+  private async onStarted(workerId: string, ref: AgentMessage<"job_started">): Promise<void> {
     const a = await getAttempt(this.db, ref.job_id, ref.attempt);
     if (!a || a.workerId !== workerId || a.status !== "assigned") return;
     const now = Date.now();
     const job = await getJob(this.db, ref.job_id);
     const timeoutS = (job?.spec as JobSpec | undefined)?.limits.timeout_s ?? 0;
-    await markStarted(this.db, a, now, now + (timeoutS + this.settings.DEADLINE_GRACE_S) * 1000);
+    await markStarted(this.db, a, now, now + (timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, ref.resolved ?? null);
   }
 
   private async onResult(workerId: string, r: AgentMessage<"job_result">): Promise<void> {
@@ -312,7 +321,7 @@ export class Coordinator extends DurableObject<Bindings> {
       return;
     }
     if (a.status !== "assigned" && a.status !== "running") return;
-    await this.endAttempt(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code);
+    await this.endAttempt(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
   }
 
   private async onLog(log: AgentMessage<"job_log">): Promise<void> {
@@ -322,10 +331,18 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   /** Ends one attempt and moves its job as the state machine says. */
-  private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number, exitCode: number | null = null) {
+  private async endAttempt(
+    a: AttemptWithJob,
+    event: JobEvent,
+    attemptStatus: "finished" | "lost" | "canceling",
+    message: string | null,
+    now: number,
+    exitCode: number | null = null,
+    resolved?: ResolvedCommits,
+  ) {
     const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
     const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
-    await settleAttempt(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message }, now);
+    await settleAttempt(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now);
   }
 
   private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
@@ -382,6 +399,7 @@ export class Coordinator extends DurableObject<Bindings> {
         caps: w.caps as WorkerView["caps"],
         slots: w.slots,
         draining: w.drain !== null,
+        warm: w.warm,
         used: {
           slots: mine.length,
           cpusMilli: mine.reduce((n, a) => n + a.cpusMilli, 0),
@@ -395,7 +413,10 @@ export class Coordinator extends DurableObject<Bindings> {
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const plan = planDispatch(
-      queued.map((j) => ({ id: j.id, requirements: (j.spec as JobSpec).requirements })),
+      queued.map((j) => {
+        const { task, requirements } = j.spec as JobSpec;
+        return { id: j.id, requirements, affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined };
+      }),
       views,
       policyFor(this.settings, pool),
       this.scheduler,
@@ -426,7 +447,29 @@ export class Coordinator extends DurableObject<Bindings> {
         inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
       }
     }
-    return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs } };
+    const credentials = spec.task.kind === "repo" ? await this.credentialsFor(spec.task.repo) : undefined;
+    return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials } };
+  }
+
+  /**
+   * Decrypts the project secrets a repo job names, for its assignment only. A secret deleted
+   * since submission (or a vault that cannot open it) is left out: the agent's fetch then
+   * fails and the job says so, rather than the queue stalling.
+   */
+  private async credentialsFor(repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
+    if (!repo.code_credentials && !repo.env_credentials) return undefined;
+    try {
+      const vault = await SecretVault.fromKey(this.env.SECRETS_KEY);
+      const open = async (name: string | undefined) => {
+        const row = name ? await getSecret(this.db, repo.project, name) : undefined;
+        return row ? vault.open(repo.project, row.name, row.sealed) : undefined;
+      };
+      return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
+    } catch (err) {
+      // Never the secret itself: only why it could not be opened.
+      console.error(`coordinator(${this.pool}): project ${repo.project} secrets could not be opened`, err instanceof Error ? err.message : err);
+      return undefined;
+    }
   }
 
   /**

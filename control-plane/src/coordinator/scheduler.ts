@@ -10,11 +10,15 @@ export interface WorkerView {
   slots: number;
   draining: boolean;
   used: { slots: number; cpusMilli: number; memoryMb: number; gpuIndices: readonly number[] };
+  /** Keys of the environments and repositories the worker has cached (protocol `envKey`, `repoKey`). */
+  warm: { envs: readonly string[]; repos: readonly string[] };
 }
 
 export interface QueuedJob {
   id: string;
   requirements: JobRequirements;
+  /** A repo job's environment and code repository keys: workers with them warm are preferred. */
+  affinity?: { env: string; repo: string };
 }
 
 export interface Assignment {
@@ -55,7 +59,19 @@ function weightOf(w: WorkerView): number {
   return Number.isFinite(label) && label > 0 ? label : w.caps.cpu_cores;
 }
 
-function choose(policy: Policy, fitting: WorkerView[], all: WorkerView[], state: SchedulerState, random: () => number): WorkerView {
+/**
+ * Among fitting workers, those that already have the job's environment image, else those
+ * with its code repository, else all: a warm worker skips a build or a clone.
+ */
+export function preferWarm<W extends WorkerView>(fitting: W[], affinity: QueuedJob["affinity"]): W[] {
+  if (!affinity) return fitting;
+  const withEnv = fitting.filter((w) => w.warm.envs.includes(affinity.env));
+  if (withEnv.length) return withEnv;
+  const withRepo = fitting.filter((w) => w.warm.repos.includes(affinity.repo));
+  return withRepo.length ? withRepo : fitting;
+}
+
+function choose<W extends WorkerView>(policy: Policy, fitting: W[], all: readonly WorkerView[], state: SchedulerState, random: () => number): W {
   const first = fitting[0]!;
   switch (policy) {
     case "first-idle":
@@ -97,13 +113,21 @@ export function planDispatch(
   const next: SchedulerState = { lastWorkerId: state.lastWorkerId, credits: { ...state.credits } };
   const pool = [...workers]
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map((w) => ({ ...w, used: { ...w.used, gpuIndices: [...w.used.gpuIndices] } }));
+    .map((w) => ({ ...w, used: { ...w.used, gpuIndices: [...w.used.gpuIndices] }, warm: { envs: [...w.warm.envs], repos: [...w.warm.repos] } }));
   const assignments: Assignment[] = [];
   for (const job of jobs) {
     if (!pool.some((w) => w.used.slots < w.slots && !w.draining)) break;
-    const fitting = pool.filter((w) => fits(w, job.requirements));
+    const fitting = preferWarm(
+      pool.filter((w) => fits(w, job.requirements)),
+      job.affinity,
+    );
     if (fitting.length === 0) continue;
     const worker = choose(policy, fitting, pool, next, random);
+    // The worker builds the environment for this job, so the next job of the same one follows it.
+    if (job.affinity) {
+      worker.warm.envs.push(job.affinity.env);
+      worker.warm.repos.push(job.affinity.repo);
+    }
     const gpuIndices = freeGpuIndices(worker).slice(0, job.requirements.gpus);
     const cpusMilli = toMilli(job.requirements.cpus);
     worker.used.slots += 1;

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, inArray, lt, sql } from "drizzle-orm";
 import type { BatchItem } from "drizzle-orm/batch";
+import type { ResolvedCommits } from "../../../protocol/index.ts";
 import type { Transition } from "../coordinator/job-state.ts";
 import type { Assignment } from "../coordinator/scheduler.ts";
 import type { Db } from "./client.ts";
@@ -127,10 +128,13 @@ export async function storeAssignments(db: Db, planned: { assignment: Assignment
   return planned.filter((_, i) => (results[i * 2] as unknown[]).length > 0).map((p) => ({ ...p, attempt: p.job.attempt + 1 }));
 }
 
-export function markStarted(db: Db, a: AttemptWithJob, now: number, deadlineAt: number) {
+export function markStarted(db: Db, a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null) {
   return db.batch([
     db.update(attempts).set({ status: "running", startedAt: now, deadlineAt }).where(and(eq(attempts.jobId, a.jobId), eq(attempts.attempt, a.attempt), eq(attempts.status, "assigned"))),
-    db.update(jobs).set({ status: "running", startedAt: now }).where(and(eq(jobs.id, a.jobId), eq(jobs.attempt, a.attempt), eq(jobs.status, "assigned"))),
+    db
+      .update(jobs)
+      .set({ status: "running", startedAt: now, ...(resolved ? { resolved } : {}) })
+      .where(and(eq(jobs.id, a.jobId), eq(jobs.attempt, a.attempt), eq(jobs.status, "assigned"))),
   ]);
 }
 
@@ -142,7 +146,7 @@ export function settleAttempt(
   db: Db,
   a: AttemptWithJob,
   attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null },
-  job: (Transition & { message: string | null }) | null,
+  job: (Transition & { message: string | null; resolved?: ResolvedCommits }) | null,
   now: number,
 ) {
   const end = db
@@ -163,7 +167,8 @@ export function settleAttempt(
       exitCode: job.exitCode,
       failureReason: job.failureReason,
       failureMessage: job.message,
-      ...(requeued ? { workerId: null, queuedAt: now, assignedAt: null, startedAt: null } : { finishedAt: now }),
+      ...(job.resolved ? { resolved: job.resolved } : {}),
+      ...(requeued ? { workerId: null, queuedAt: now, assignedAt: null, startedAt: null, resolved: null } : { finishedAt: now }),
     })
     .where(and(eq(jobs.id, a.jobId), eq(jobs.attempt, a.attempt), eq(jobs.status, a.jobStatus)));
   return db.batch([end, jobUpdate]);

@@ -28,6 +28,8 @@ export function jobView(row: JobRow) {
     assigned_at: iso(row.assignedAt),
     started_at: iso(row.startedAt),
     finished_at: iso(row.finishedAt),
+    /** Repo jobs: the commits and image the latest attempt ran, once its agent resolved them. */
+    resolved: row.resolved ?? null,
   };
 }
 

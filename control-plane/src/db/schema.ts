@@ -1,4 +1,5 @@
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 /** API and agent tokens. Only a SHA-256 of the token is stored. */
 export const tokens = sqliteTable(
@@ -30,6 +31,8 @@ export const workers = sqliteTable(
     caps: text("caps", { mode: "json" }).notNull(),
     slots: integer("slots").notNull(),
     agentVersion: text("agent_version").notNull(),
+    /** Environments and repositories the agent has cached (protocol `WarmCache`), for cache-aware scheduling. */
+    warm: text("warm", { mode: "json" }).$type<WarmCache>().notNull().default({ envs: [], repos: [] }),
     tokenId: text("token_id").notNull(),
     connectedAt: integer("connected_at").notNull(),
     lastSeen: integer("last_seen").notNull(),
@@ -63,6 +66,8 @@ export const jobs = sqliteTable(
     assignedAt: integer("assigned_at"),
     startedAt: integer("started_at"),
     finishedAt: integer("finished_at"),
+    /** For repo jobs: the commits and image the latest attempt ran, as its agent resolved them. */
+    resolved: text("resolved", { mode: "json" }).$type<ResolvedCommits>(),
   },
   (t) => [
     index("jobs_queue").on(t.pool, t.status, t.priority, t.id),
@@ -101,7 +106,7 @@ export const logChunks = sqliteTable(
     jobId: text("job_id").notNull(),
     attempt: integer("attempt").notNull(),
     seq: integer("seq").notNull(),
-    stream: text("stream", { enum: ["stdout", "stderr", "system"] }).notNull(),
+    stream: text("stream", { enum: ["stdout", "stderr", "system", "build"] }).notNull(),
     /** `[place in batch, ts, text][]` */
     lines: text("lines", { mode: "json" }).$type<[number, number, string][]>().notNull(),
     bytes: integer("bytes").notNull(),
@@ -162,4 +167,19 @@ export const artifacts = sqliteTable(
     createdAt: integer("created_at").notNull(),
   },
   (t) => [primaryKey({ columns: [t.jobId, t.attempt, t.name] })],
+);
+
+/** A project's secret (repository credentials): AES-GCM under the Worker secret SECRETS_KEY; the plaintext is never stored. */
+export const secrets = sqliteTable(
+  "secrets",
+  {
+    project: text("project").notNull(),
+    name: text("name").notNull(),
+    /** `v1.<iv>.<ciphertext>`, base64url, sealed with the secret's project and name as associated data. */
+    sealed: text("sealed").notNull(),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.project, t.name] })],
 );

@@ -1,5 +1,5 @@
 import { and, eq, inArray, lt, sql } from "drizzle-orm";
-import type { WorkerCaps } from "../../../protocol/index.ts";
+import type { WarmCache, WorkerCaps } from "../../../protocol/index.ts";
 import type { Db } from "./client.ts";
 import { workers } from "./schema.ts";
 import { newId } from "../ids.ts";
@@ -9,9 +9,9 @@ export type WorkerRow = typeof workers.$inferSelect;
 /** Records a hello: the same pool and name is the same worker, whatever process it is now. */
 export async function upsertWorker(
   db: Db,
-  w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; now: number },
+  w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; now: number },
 ): Promise<WorkerRow> {
-  const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
+  const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, warm: w.warm, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
   const [row] = await db
     .insert(workers)
     .values({ id: newId("w", w.now), pool: w.pool, name: w.name, createdAt: w.now, ...live })
@@ -25,6 +25,10 @@ export async function upsertWorker(
     })
     .returning();
   return row!;
+}
+
+export function setWarm(db: Db, id: string, warm: WarmCache) {
+  return db.update(workers).set({ warm }).where(eq(workers.id, id));
 }
 
 export function workersByIds(db: Db, ids: string[]): Promise<WorkerRow[]> {

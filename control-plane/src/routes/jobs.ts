@@ -1,12 +1,13 @@
 import { Hono } from "hono";
 import { streamSSE } from "hono/streaming";
 import { z } from "zod";
-import { JobRequest, JobStatus, TERMINAL_STATUSES } from "../../../protocol/index.ts";
+import { JobRequest, JobStatus, TERMINAL_STATUSES, type RepoSource } from "../../../protocol/index.ts";
 import { sha256Hex } from "../auth/tokens.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
 import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
+import { getSecret } from "../db/secrets.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
 import type { AppEnv } from "../env.ts";
@@ -47,6 +48,16 @@ async function fullJobView(db: Db, job: JobRow) {
   return { ...jobView(job), spec: job.spec, stdout, stderr, artifacts: artifacts.map(artifactView) };
 }
 
+/** A repo job may only name secrets its project has, so a typo fails now and not on an agent. */
+async function requireCredentials(db: Db, repo: RepoSource) {
+  for (const side of ["code", "env"] as const) {
+    const name = repo[`${side}_credentials`];
+    if (name && !(await getSecret(db, repo.project, name))) {
+      throw new AppError("validation_failed", `repo.${side}_credentials: project ${repo.project} has no secret ${name}`, `repo.${side}_credentials`);
+    }
+  }
+}
+
 function cursorFrom(raw: string | undefined): LogCursor | null {
   if (!raw) return null;
   const cursor = parseCursor(raw);
@@ -62,6 +73,7 @@ export const jobRoutes = new Hono<AppEnv>()
       throw new AppError("validation_failed", `command.image: ${spec.task.command.image} is not an allowed image (${settingsOf(c.env).ALLOWED_IMAGES.join(", ")})`, "command.image");
     }
     const db = createDb(c.env.DB);
+    if (spec.task.kind === "repo") await requireCredentials(db, spec.task.repo);
     const principal = c.get("principal");
     const rawKey = c.req.header("idempotency-key");
     const key = rawKey === undefined ? null : parseWith(IdempotencyKey, rawKey, "Idempotency-Key");

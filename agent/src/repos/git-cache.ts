@@ -1,0 +1,221 @@
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdir, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Readable } from "node:stream";
+import { COMMIT_ID } from "../../../protocol/index.ts";
+import type { Logger } from "../logger.ts";
+import { folderBytes } from "../folder-bytes.ts";
+import { credentialEnv, git, GitError } from "./git.ts";
+
+export interface GitCacheOptions {
+  /** Where the bare mirrors live (the agent's state directory). */
+  root: string;
+  /** Mirrors past this total are evicted, least recently used first. */
+  capBytes: number;
+  /** One git fetch may take this long. */
+  timeoutMs: number;
+  /** Whether jobs may name local paths (`/path`, `file://`) as repositories. */
+  allowLocal: boolean;
+  log: Logger;
+}
+
+export interface Resolved {
+  commit: string;
+  /** Objects the fetch brought; 0 when the commit was already cached and nothing was fetched. */
+  fetchedObjects: number;
+}
+
+/** A repository problem the job's author must fix: a missing commit, a refused URL, a failed fetch. */
+export class RepoError extends Error {}
+
+const USED_MARK = "gridx-used";
+const URL_FILE = "gridx-url";
+
+const isLocal = (url: string) => url.startsWith("/") || url.startsWith("file://");
+
+/**
+ * One bare mirror per repository URL. A job's commit is fetched only when the mirror lacks
+ * it, and only that ref, so a cached repository never re-clones. Operations on one
+ * repository run one at a time; different repositories run side by side.
+ */
+export class GitCache {
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly inUse = new Map<string, number>();
+
+  constructor(private readonly opts: GitCacheOptions) {}
+
+  private dirOf(url: string) {
+    return join(this.opts.root, createHash("sha256").update(url).digest("hex").slice(0, 32) + ".git");
+  }
+
+  private get knownHosts() {
+    return join(this.opts.root, "known_hosts");
+  }
+
+  /** Runs `fn` alone on this repository, and keeps it from eviction meanwhile. */
+  private async exclusive<T>(url: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    const dir = this.dirOf(url);
+    this.inUse.set(dir, (this.inUse.get(dir) ?? 0) + 1);
+    const previous = this.locks.get(dir) ?? Promise.resolve();
+    const run = previous.then(() => fn(dir), () => fn(dir));
+    const settled = run.catch(() => undefined);
+    this.locks.set(dir, settled);
+    try {
+      return await run;
+    } finally {
+      const left = (this.inUse.get(dir) ?? 1) - 1;
+      if (left) this.inUse.set(dir, left);
+      else this.inUse.delete(dir);
+      if (this.locks.get(dir) === settled) this.locks.delete(dir);
+    }
+  }
+
+  /**
+   * The commit `ref` names in `url`. A full commit id already in the mirror costs no network;
+   * anything else fetches just that ref (a branch or tag is resolved anew each time).
+   */
+  async resolve(url: string, ref: string, credential: string | undefined, signal?: AbortSignal): Promise<Resolved> {
+    if (isLocal(url) && !this.opts.allowLocal) throw new RepoError(`${url}: local repository paths are not allowed on this worker (start the agent with --allow-local-repos)`);
+    const resolved = await this.exclusive(url, async (dir) => {
+      const run = { timeoutMs: this.opts.timeoutMs, signal };
+      await this.ensureMirror(dir, url);
+      await touch(join(dir, USED_MARK));
+      if (COMMIT_ID.test(ref) && (await hasCommit(dir, ref))) return { commit: ref, fetchedObjects: 0 };
+      const auth = await credentialEnv(url, credential, this.knownHosts);
+      try {
+        const before = await objectCount(dir);
+        const fetch = (refspecs: string[]) => git(["--git-dir", dir, "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "origin", ...refspecs], { ...run, env: auth.env });
+        let commit: string | null = null;
+        try {
+          await fetch([ref]);
+          commit = (await git(["--git-dir", dir, "rev-parse", "--verify", "--quiet", "FETCH_HEAD^{commit}"], run)).trim();
+        } catch (err) {
+          if (!(err instanceof GitError) || !COMMIT_ID.test(ref) || !/not our ref|couldn't find remote ref|unadvertised object|not found/i.test(err.stderr)) throw err;
+          // A server that refuses wants by id: fetch its branches and tags, then look again.
+          await fetch(["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]);
+          commit = (await hasCommit(dir, ref)) ? ref : null;
+        }
+        if (!commit || (COMMIT_ID.test(ref) && commit !== ref)) throw new RepoError(`commit ${ref} does not exist in ${url}`);
+        // A ref keeps the commit from garbage collection, and tells the next fetch what we have.
+        await git(["--git-dir", dir, "update-ref", `refs/gridx/${commit}`, commit], run);
+        return { commit, fetchedObjects: (await objectCount(dir)) - before };
+      } catch (err) {
+        if (err instanceof RepoError) throw err;
+        const text = err instanceof Error ? err.message : String(err);
+        if (/couldn't find remote ref|not our ref|unadvertised object/i.test(text)) throw new RepoError(`commit or ref ${ref} does not exist in ${url}`);
+        throw new RepoError(`could not fetch ${ref} from ${url}: ${redact(text, credential)}`);
+      } finally {
+        await auth.cleanup();
+      }
+    });
+    await this.evict().catch((err: unknown) => this.opts.log.warn("git cache eviction failed", { err }));
+    return resolved;
+  }
+
+  /** Writes the commit's files (no .git) into `target`. */
+  export(url: string, commit: string, target: string): Promise<void> {
+    return this.exclusive(url, async (dir) => {
+      await mkdir(target, { recursive: true, mode: 0o755 });
+      await pipeArchive(dir, commit, spawn("tar", ["-x", "--no-same-owner", "-C", target], { stdio: ["pipe", "ignore", "pipe"] }));
+    });
+  }
+
+  /** The commit's files as a tar stream (a Docker build context), read while the repository is held. */
+  async withArchive<T>(url: string, commit: string, use: (tar: Readable) => Promise<T>): Promise<T> {
+    return this.exclusive(url, async (dir) => {
+      const child = spawn("git", ["--git-dir", dir, "archive", "--format=tar", commit], { stdio: ["ignore", "pipe", "pipe"] });
+      try {
+        return await use(child.stdout);
+      } finally {
+        child.kill();
+      }
+    });
+  }
+
+  /** URLs of the cached repositories, most recently used first. */
+  async urls(): Promise<string[]> {
+    const entries = await this.mirrors();
+    return entries.sort((a, b) => b.usedAt - a.usedAt).map((e) => e.url);
+  }
+
+  private async ensureMirror(dir: string, url: string) {
+    if (await stat(join(dir, URL_FILE)).catch(() => null)) return;
+    await rm(dir, { recursive: true, force: true });
+    await mkdir(this.opts.root, { recursive: true });
+    const run = { timeoutMs: this.opts.timeoutMs };
+    await git(["init", "--quiet", "--bare", dir], run);
+    await git(["--git-dir", dir, "config", "remote.origin.url", url], run);
+    await git(["--git-dir", dir, "config", "gc.autoDetach", "false"], run);
+    await writeFile(join(dir, URL_FILE), url);
+  }
+
+  private async mirrors(): Promise<{ dir: string; url: string; usedAt: number }[]> {
+    const names = await readdir(this.opts.root).catch(() => [] as string[]);
+    const found = [];
+    for (const name of names.filter((n) => n.endsWith(".git"))) {
+      const dir = join(this.opts.root, name);
+      const url = await readFile(join(dir, URL_FILE), "utf8").catch(() => null);
+      const usedAt = (await stat(join(dir, USED_MARK)).catch(() => null))?.mtimeMs ?? 0;
+      if (url !== null) found.push({ dir, url, usedAt });
+    }
+    return found;
+  }
+
+  /** Drops least recently used mirrors not in use until the cache fits its cap. */
+  private async evict(): Promise<void> {
+    const entries = await this.mirrors();
+    const sized = await Promise.all(entries.map(async (e) => ({ ...e, bytes: await folderBytes(e.dir) })));
+    let total = sized.reduce((n, e) => n + e.bytes, 0);
+    for (const e of sized.sort((a, b) => a.usedAt - b.usedAt)) {
+      if (total <= this.opts.capBytes) return;
+      if (this.inUse.has(e.dir)) continue;
+      await rm(e.dir, { recursive: true, force: true });
+      total -= e.bytes;
+      this.opts.log.info("evicted a cached repository", { url: e.url, bytes: e.bytes });
+    }
+  }
+}
+
+async function hasCommit(dir: string, commit: string): Promise<boolean> {
+  return git(["--git-dir", dir, "cat-file", "-e", `${commit}^{commit}`], { timeoutMs: 30_000 }).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** Loose plus packed objects in a repository. */
+async function objectCount(dir: string): Promise<number> {
+  const out = await git(["--git-dir", dir, "count-objects", "-v"], { timeoutMs: 30_000 });
+  const field = (name: string) => Number(new RegExp(`^${name}: (\\d+)$`, "m").exec(out)?.[1] ?? 0);
+  return field("count") + field("in-pack");
+}
+
+async function touch(path: string) {
+  const now = new Date();
+  await utimes(path, now, now).catch(() => writeFile(path, ""));
+}
+
+function pipeArchive(dir: string, commit: string, tar: ReturnType<typeof spawn>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const archive = spawn("git", ["--git-dir", dir, "archive", "--format=tar", commit], { stdio: ["ignore", "pipe", "pipe"] });
+    let err = "";
+    archive.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    tar.stderr!.on("data", (c: Buffer) => (err += c.toString()));
+    archive.stdout!.pipe(tar.stdin!);
+    let pending = 2;
+    const done = (what: string) => (code: number | null) => {
+      if (code !== 0) return reject(new Error(`${what} failed (${code}): ${err.trim().slice(-500)}`));
+      if (--pending === 0) resolve();
+    };
+    archive.on("close", done("git archive"));
+    tar.on("close", done("tar"));
+    archive.on("error", reject);
+    tar.on("error", reject);
+  });
+}
+
+/** A credential can never end up in a message, even if a server echoes it. */
+function redact(text: string, credential: string | undefined): string {
+  return credential ? text.split(credential).join("[redacted]") : text;
+}
