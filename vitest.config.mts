@@ -16,6 +16,8 @@ export default defineConfig({
               bindings: {
                 MIGRATIONS: migrations,
                 GRIDX_ADMIN_TOKEN: "test-admin-token",
+                // 32 bytes, base64: seals project secrets.
+                SECRETS_KEY: "dGVzdC1zZWNyZXRzLWtleS0zMi1ieXRlcy1sb25nISE=",
                 // Short enough that heartbeat expiry tests run in seconds.
                 WORKER_TIMEOUT_S: "2",
                 HELLO_TIMEOUT_S: "1",

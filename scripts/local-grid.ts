@@ -3,6 +3,7 @@
  * (workerd with D1, the Durable Object and R2) and agents on the real Docker engine. Used by
  * `npm start`, the end-to-end tests and the benchmarks, so all three run the same way.
  */
+import { randomBytes } from "node:crypto";
 import { spawn, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
@@ -142,9 +143,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
  */
 export const LOCAL_S3_SECRETS = { S3_ACCESS_KEY_ID: "gridx-local-key", S3_SECRET_ACCESS_KEY: "gridx-local-secret" };
 
+/** A fresh key for sealing project secrets (the Worker secret SECRETS_KEY). */
+export const newSecretsKey = () => randomBytes(32).toString("base64");
+
 /** Writes a secrets file for `startControlPlane`, readable by this user only. */
 export function writeSecretsFile(path: string, adminToken: string): string {
-  const lines = Object.entries({ GRIDX_ADMIN_TOKEN: adminToken, ...LOCAL_S3_SECRETS }).map(([k, v]) => `${k}="${v}"`);
+  const lines = Object.entries({ GRIDX_ADMIN_TOKEN: adminToken, SECRETS_KEY: newSecretsKey(), ...LOCAL_S3_SECRETS }).map(([k, v]) => `${k}="${v}"`);
   writeFileSync(path, lines.join("\n") + "\n", { mode: 0o600 });
   return path;
 }

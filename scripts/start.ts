@@ -5,18 +5,18 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensureRunnerImages, issueAgentToken, LOCAL_S3_SECRETS, ROOT, runCommand, startAgent, startControlPlane } from "./local-grid.ts";
+import { ensureRunnerImages, issueAgentToken, LOCAL_S3_SECRETS, newSecretsKey, ROOT, runCommand, startAgent, startControlPlane } from "./local-grid.ts";
 
 const DEV_VARS = join(ROOT, ".dev.vars");
 
 /**
- * Local secrets live in .dev.vars (git-ignored): a random admin token on a fresh clone, and
- * the local R2 keys. Returns the admin token.
+ * Local secrets live in .dev.vars (git-ignored): a random admin token and project-secrets key
+ * on a fresh clone, and the local R2 keys. Returns the admin token.
  */
 function ensureDevVars(): string {
   let text = existsSync(DEV_VARS) ? readFileSync(DEV_VARS, "utf8") : "";
   const read = (key: string) => new RegExp(`^${key}\\s*=\\s*"?([^"\\n]+)"?`, "m").exec(text)?.[1];
-  const wanted: Record<string, string> = { GRIDX_ADMIN_TOKEN: "gxadmin_" + randomBytes(24).toString("base64url"), ...LOCAL_S3_SECRETS };
+  const wanted: Record<string, string> = { GRIDX_ADMIN_TOKEN: "gxadmin_" + randomBytes(24).toString("base64url"), SECRETS_KEY: newSecretsKey(), ...LOCAL_S3_SECRETS };
   for (const [key, value] of Object.entries(wanted)) if (!read(key)) text += `${key}="${value}"\n`;
   writeFileSync(DEV_VARS, text, { mode: 0o600 });
   return read("GRIDX_ADMIN_TOKEN")!;

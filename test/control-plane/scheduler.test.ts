@@ -91,4 +91,32 @@ describe("planDispatch", () => {
     expect(w.used.slots).toBe(0);
     expect(state).toEqual(initialSchedulerState());
   });
+
+  describe("cache-aware placement", () => {
+    const repoJob = (id: string, env: string, repo = "r1"): QueuedJob => ({ ...job(id), affinity: { env, repo } });
+
+    it("prefers a fitting worker that has the job's environment warm, whatever the policy", () => {
+      const ws = [worker("a"), worker("b", { warm: { envs: ["e1"], repos: [] } }), worker("c")];
+      for (const policy of ["first-idle", "round-robin", "least-loaded", "weighted", "random"] as Policy[]) {
+        expect(place([repoJob("1", "e1")], ws, policy), policy).toEqual(["1->b"]);
+      }
+    });
+
+    it("falls back to a worker with the code repository, then to any fitting worker", () => {
+      const ws = [worker("a"), worker("b", { warm: { envs: [], repos: ["r1"] } })];
+      expect(place([repoJob("1", "e9")], ws, "first-idle")).toEqual(["1->b"]);
+      expect(place([repoJob("1", "e9", "r9")], ws, "first-idle")).toEqual(["1->a"]);
+    });
+
+    it("never places a job on a warm worker it does not fit", () => {
+      const ws = [worker("a"), worker("b", { warm: { envs: ["e1"], repos: [] }, used: { slots: 2, cpusMilli: 0, memoryMb: 0, gpuIndices: [] } })];
+      expect(place([repoJob("1", "e1")], ws, "first-idle")).toEqual(["1->a"]);
+    });
+
+    it("sends later jobs of a new environment in the same round after the first", () => {
+      const ws = [worker("a", { slots: 4 }), worker("b", { slots: 4 })];
+      expect(place([repoJob("1", "new"), repoJob("2", "new"), repoJob("3", "new")], ws, "round-robin")).toEqual(["1->a", "2->a", "3->a"]);
+      expect(place([job("1"), job("2")], ws, "round-robin")).toEqual(["1->a", "2->b"]);
+    });
+  });
 });

@@ -16,8 +16,8 @@ const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", me
 
 const agentMessages: AgentToCoordinator[] = [
   { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }], warm: { envs: ["0123456789abcdef"], repos: [] } } },
-  { type: "warm_cache", payload: { envs: [], repos: ["fedcba9876543210"] } },
   { type: "heartbeat", payload: {} },
+  { type: "warm_cache", payload: { envs: [], repos: ["fedcba9876543210"] } },
   { type: "job_started", payload: { job_id: "j_1", attempt: 1 } },
   { type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "hi", ts: 5 }] } },
   { type: "job_result", payload: { job_id: "j_1", attempt: 1, exit_code: 0, failure_reason: null, message: null } },
