@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { Agent } from "../../agent/src/agent.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
-import { AgentToCoordinator, decode, encode, JobRequest, type CoordinatorToAgent } from "../../protocol/index.ts";
+import { AgentToCoordinator, decode, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
 
 /** A coordinator stand-in: a real WebSocket server speaking the protocol. */
 class FakeCoordinator {
@@ -101,8 +101,24 @@ describe("Agent", () => {
   it("says hello with its name, slots, caps and version, sending the token as a header", async () => {
     const { coord } = await setup(3);
     const hello = await coord.waitFor("hello");
-    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [] });
+    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] } });
     expect(coord.headers[0]).toBe("Bearer gxa_secret-token");
+  });
+
+  it("says at once that a repo job's environment is coming to it, and passes the credentials to the runner only", async () => {
+    const { coord, runner } = await setup();
+    const repo = { code_repo_url: "https://h/code.git", code_commit_id: "main", env_repo_url: "https://h/env.git", env_commit_id: "v1" };
+    const repoSpec = JobRequest.parse({ kind: "repo", repo, command: ["python3", "main.py"] });
+    coord.send({ type: "assign_job", payload: { job_id: "j_r", attempt: 1, spec: repoSpec, gpu_indices: [], inputs: [], credentials: { code: "tok" } } });
+    const warm = await coord.waitFor("warm_cache");
+    expect(warm.payload).toEqual({ envs: [envKey({ ...repo, dockerfile_path: "Dockerfile" })], repos: [repoKey(repo.code_repo_url)] });
+    await until(() => runner.runs.length === 1);
+    expect(runner.runs[0]!.req.credentials).toEqual({ code: "tok" });
+    const resolved = { code_commit_id: "c".repeat(40), env_commit_id: "e".repeat(40), image: "gridx-env:x" };
+    runner.runs[0]!.hooks.started(resolved);
+    expect((await coord.waitFor("job_started")).payload).toEqual({ job_id: "j_r", attempt: 1, resolved });
+    runner.runs[0]!.finish({ exit_code: 0, failure_reason: null, message: null, resolved });
+    expect((await coord.waitFor("job_result")).payload).toMatchObject({ job_id: "j_r", resolved });
   });
 
   it("runs an assignment: started, logs in sequence, result", async () => {

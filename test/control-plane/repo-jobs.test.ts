@@ -52,11 +52,12 @@ describe("repo jobs", () => {
       [{ repo: { ...repo, code_repo_url: "https://u:p@h/x.git" } }, "repo.code_repo_url"],
       [{ command: [] }, "command"],
     ];
-    for (const [over, field] of cases) {
+    const answers = [];
+    for (const [over] of cases) {
       const res = await submitRepo(pool, over);
-      expect(res.status, field).toBe(400);
-      expect(res.json.error.field, JSON.stringify(over)).toBe(field);
+      answers.push([res.status, res.json.error?.field]);
     }
+    expect(answers).toEqual(cases.map(([, field]) => [400, field]));
   });
 
   it("refuses a credential its project does not have", async () => {

@@ -97,9 +97,8 @@ describe("planDispatch", () => {
 
     it("prefers a fitting worker that has the job's environment warm, whatever the policy", () => {
       const ws = [worker("a"), worker("b", { warm: { envs: ["e1"], repos: [] } }), worker("c")];
-      for (const policy of ["first-idle", "round-robin", "least-loaded", "weighted", "random"] as Policy[]) {
-        expect(place([repoJob("1", "e1")], ws, policy), policy).toEqual(["1->b"]);
-      }
+      const policies: Policy[] = ["first-idle", "round-robin", "least-loaded", "weighted", "random"];
+      expect(policies.map((policy) => place([repoJob("1", "e1")], ws, policy))).toEqual(policies.map(() => ["1->b"]));
     });
 
     it("falls back to a worker with the code repository, then to any fitting worker", () => {

@@ -52,12 +52,13 @@ export class EnvImages {
    * context (a tar of the env commit) when a build is needed; `line` receives the build's
    * output. A stopped job stops waiting; the build itself goes on for the jobs after it.
    */
-  async ensure(env: EnvSource, context: (use: (tar: Readable) => Promise<void>) => Promise<void>, line: (text: string) => void, signal: AbortSignal): Promise<{ image: string; built: boolean }> {
+  async ensure(env: EnvSource, context: (use: (tar: Readable) => Promise<void>) => Promise<void>, line: (text: string) => void, signal: AbortSignal): Promise<{ image: string; how: "reused" | "built" | "joined" }> {
     const image = EnvImages.tagFor(env);
     this.recent.set(env.key, Date.now());
     let build = this.builds.get(image);
+    const how = build ? "joined" : "built";
     if (!build) {
-      if (await this.exists(image)) return { image, built: false };
+      if (await this.exists(image)) return { image, how: "reused" };
       build = this.start(image, env, context);
     }
     const replay = [...build.lines];
@@ -73,7 +74,7 @@ export class EnvImages {
     } finally {
       build.listeners.delete(line);
     }
-    return { image, built: true };
+    return { image, how };
   }
 
   /** Keys of the environments this worker has, most recently used first. */

@@ -109,7 +109,7 @@ export class GitCache {
         await auth.cleanup();
       }
     });
-    await this.evict().catch((err: unknown) => this.opts.log.warn("git cache eviction failed", { err }));
+    await this.evict(this.dirOf(url)).catch((err: unknown) => this.opts.log.warn("git cache eviction failed", { err }));
     return resolved;
   }
 
@@ -162,14 +162,17 @@ export class GitCache {
     return found;
   }
 
-  /** Drops least recently used mirrors not in use until the cache fits its cap. */
-  private async evict(): Promise<void> {
+  /**
+   * Drops least recently used mirrors until the cache fits its cap; never one in use, nor
+   * `keep`, the one just fetched for a job that is about to export from it.
+   */
+  private async evict(keep: string): Promise<void> {
     const entries = await this.mirrors();
     const sized = await Promise.all(entries.map(async (e) => ({ ...e, bytes: await folderBytes(e.dir) })));
     let total = sized.reduce((n, e) => n + e.bytes, 0);
     for (const e of sized.sort((a, b) => a.usedAt - b.usedAt)) {
       if (total <= this.opts.capBytes) return;
-      if (this.inUse.has(e.dir)) continue;
+      if (this.inUse.has(e.dir) || e.dir === keep) continue;
       await rm(e.dir, { recursive: true, force: true });
       total -= e.bytes;
       this.opts.log.info("evicted a cached repository", { url: e.url, bytes: e.bytes });

@@ -33,7 +33,7 @@ export class RepoWorkspace {
       await this.git.export(r.code_repo_url, c.commit, codeDir);
       return [c, e] as const;
     });
-    const { image, built } = await this.step("image_error", () =>
+    const { image, how } = await this.step("image_error", () =>
       this.images.ensure(
         { url: r.env_repo_url, commit: env.commit, dockerfile: r.dockerfile_path, key: envKey(r) },
         (use) => this.git.withArchive(r.env_repo_url, env.commit, use),
@@ -41,7 +41,8 @@ export class RepoWorkspace {
         stop,
       ),
     );
-    out.system(built ? `[gridx: environment image ${image} built]` : `[gridx: environment image ${image} reused, no build]`);
+    const said = { built: "built", joined: "built by a build another job started; this job waited for it", reused: "reused, no build" };
+    out.system(`[gridx: environment image ${image} ${said[how]}]`);
     return { image, resolved: { code_commit_id: code.commit, env_commit_id: env.commit, image } };
   }
 

@@ -98,6 +98,8 @@ export function workerView(row: WorkerRow, running: number) {
     agent_version: row.agentVersion,
     slots: row.slots,
     running,
+    /** Keys (protocol `envKey`, `repoKey`) of the environments and repositories it has cached. */
+    warm: row.warm,
     connected_at: new Date(row.connectedAt).toISOString(),
     last_seen: new Date(row.lastSeen).toISOString(),
   };
