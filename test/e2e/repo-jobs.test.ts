@@ -1,4 +1,4 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envKey } from "../../protocol/index.ts";
@@ -6,6 +6,7 @@ import { runCommand, type AgentProcess } from "../../scripts/local-grid.ts";
 import { TestRepo } from "../support/git-repos.ts";
 import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
 import { startGitServer, type GitServer } from "./git-server.ts";
+import { startSshd } from "./sshd.ts";
 
 type Line = { stream: string; text: string };
 const logLines = async (id: string) => (await api(`/v1/jobs/${id}/logs`)).json.lines as Line[];
@@ -145,5 +146,21 @@ describe("repo jobs on a real agent, real git and real Docker", () => {
       expect(everything).not.toContain(Buffer.from(`${gitAuth.user}:${gitAuth.password}`).toString("base64"));
     }
     expect(agent.output()).not.toContain(gitAuth.password);
+  });
+
+  it("fetches over ssh with a private key kept as a project secret", async () => {
+    const sshd = await startSshd(cp().stateDir);
+    try {
+      const project = uniqueName("proj");
+      await api(`/v1/projects/${project}/secrets/deploy-key`, { method: "PUT", json: { value: readFileSync(sshd.clientKey, "utf8") } });
+      const url = `ssh://${sshd.user}@127.0.0.1:${sshd.port}${privateCode.dir}`;
+      const job = await repoJob({ code_repo_url: url, code_commit_id: "main", dockerfile_path: "docker/Dockerfile", project, code_credentials: "deploy-key" });
+      const done = await waitForJob(job.id, isDone, 120_000);
+      expect(done).toMatchObject({ status: "completed" });
+      expect(done.stdout).toContain("private code ran");
+      expect(JSON.stringify(await logLines(job.id))).not.toContain("PRIVATE KEY");
+    } finally {
+      await sshd.stop();
+    }
   });
 });
