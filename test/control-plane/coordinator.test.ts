@@ -175,6 +175,25 @@ describe("coordinator: scheduling", () => {
     expect(new Set([a1, a2, a3].map((a) => a.payload.job_id))).toEqual(new Set(jobs.map((j) => j.id)));
   });
 
+  it("settles starts and results that many agents send at once, acknowledging every one", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const agents = await Promise.all(Array.from({ length: 8 }, (_, i) => FakeAgent.join(token, { name: `m${i}` })));
+    const jobs = await Promise.all(agents.map(() => submit({ pool }).then((r) => r.json)));
+    const assigned = await Promise.all(agents.map(({ agent }) => agent.next("assign_job")));
+    for (const [i, { agent }] of agents.entries()) {
+      const ref = { job_id: assigned[i]!.payload.job_id, attempt: 1 };
+      agent.send({ type: "job_started", payload: ref });
+      agent.send({ type: "job_result", payload: { ...ref, exit_code: i % 2, failure_reason: i % 2 ? "exit_code" : null, message: null } });
+    }
+    const acks = await Promise.all(agents.map(({ agent }) => agent.next("result_ack")));
+    expect(acks.map((a) => a.payload.job_id).sort()).toEqual(assigned.map((a) => a.payload.job_id).sort());
+    const done = await Promise.all(jobs.map((j) => waitForJob(j.id, (x) => x.status !== "assigned" && x.status !== "running")));
+    const byId = new Map(assigned.map((a, i) => [a.payload.job_id, i]));
+    expect(done.map((j) => [j.status, j.exit_code, j.started_at !== null])).toEqual(done.map((j) => (byId.get(j.id)! % 2 ? ["failed", 1, true] : ["completed", 0, true])));
+    agents.forEach(({ agent }) => agent.close());
+  });
+
   it("places a job only where GPUs, memory and labels fit, and hands out GPU indices", async () => {
     const pool = uniquePool();
     const token = await agentToken(pool);

@@ -1,4 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
+import type { BatchItem } from "drizzle-orm/batch";
 import {
   AgentToCoordinator,
   CoordinatorToAgent,
@@ -22,10 +23,11 @@ import {
   getAttempt,
   hasUnfinishedJobs,
   holdingAttempts,
-  markStarted,
+  getAttempts,
   pastDeadline,
   queuedJobs,
-  settleAttempt,
+  settleStatements,
+  startStatements,
   storeAssignments,
   type AttemptWithJob,
 } from "../db/attempts.ts";
@@ -46,6 +48,11 @@ import { initialSchedulerState, planDispatch, type WorkerView } from "./schedule
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
+/** An agent's report that changes a job's state, from the worker that sent it. */
+type Settlement = { type: "job_started"; workerId: string; payload: AgentMessage<"job_started"> } | { type: "job_result"; workerId: string; payload: AgentMessage<"job_result"> };
+
+/** Starts and results written in one group write, at most. */
+const SETTLE_BATCH = 200;
 
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
@@ -70,6 +77,9 @@ export class Coordinator extends DurableObject<Bindings> {
   private readonly socketQueues = new Map<WebSocket, Promise<void>>();
   /** Probes waiting for their agent's answer. */
   private readonly probeWaiters = new Map<string, () => void>();
+  /** Starts and results waiting for the next group write (see settle). */
+  private readonly settlements: { event: Settlement; done: () => void; fail: (err: unknown) => void }[] = [];
+  private settleQueued = false;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -189,9 +199,9 @@ export class Coordinator extends DurableObject<Bindings> {
         case "job_log":
           return await this.onLog(msg.payload);
         case "job_started":
-          return await this.exclusive(() => this.onStarted(workerId, msg.payload));
+          return await this.settle({ type: "job_started", workerId, payload: msg.payload });
         case "job_result":
-          await this.exclusive(() => this.onResult(workerId, msg.payload));
+          await this.settle({ type: "job_result", workerId, payload: msg.payload });
           ws.send(encode({ type: "result_ack", payload: { job_id: msg.payload.job_id, attempt: msg.payload.attempt } }));
           return this.dispatch();
         case "draining":
@@ -295,7 +305,7 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const a of held) {
       if (reportedKeys.has(key(a))) continue;
       if (a.status === "assigned") await this.sendAssignment(a);
-      else if (a.status === "canceling") await settleAttempt(this.db, a, { status: "finished", exitCode: null, failureReason: null }, null, now);
+      else if (a.status === "canceling") await this.write(settleStatements(this.db, a, { status: "finished", exitCode: null, failureReason: null }, null, now));
       else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: its agent restarted without it`, now);
     }
     for (const r of reported) {
@@ -303,25 +313,62 @@ export class Coordinator extends DurableObject<Bindings> {
     }
   }
 
-  private async onStarted(workerId: string, ref: AgentMessage<"job_started">): Promise<void> {
-    const a = await getAttempt(this.db, ref.job_id, ref.attempt);
-    if (!a || a.workerId !== workerId || a.status !== "assigned") return;
-    const now = Date.now();
-    const job = await getJob(this.db, ref.job_id);
-    const timeoutS = (job?.spec as JobSpec | undefined)?.limits.timeout_s ?? 0;
-    await markStarted(this.db, a, now, now + (timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, ref.resolved ?? null);
+  /**
+   * Waits for an agent's start or result to be written. Events that arrive while a write is
+   * in flight are written together in the next one (group commit): one read of their attempts,
+   * one batch of writes, so the pool's throughput does not pay two D1 round trips per event.
+   */
+  private settle(event: Settlement): Promise<void> {
+    return new Promise((done, fail) => {
+      this.settlements.push({ event, done, fail });
+      this.flushSettlements();
+    });
   }
 
-  private async onResult(workerId: string, r: AgentMessage<"job_result">): Promise<void> {
-    const a = await getAttempt(this.db, r.job_id, r.attempt);
-    if (!a || a.workerId !== workerId) return;
+  private flushSettlements(): void {
+    if (this.settleQueued) return;
+    this.settleQueued = true;
+    void this.exclusive(async () => {
+      this.settleQueued = false;
+      const taken = this.settlements.splice(0, SETTLE_BATCH);
+      if (taken.length === 0) return;
+      try {
+        await this.applySettlements(taken.map((t) => t.event));
+        taken.forEach((t) => t.done());
+      } catch (err) {
+        taken.forEach((t) => t.fail(err));
+      }
+      if (this.settlements.length) this.flushSettlements();
+    });
+  }
+
+  /** Decides each event against its attempt as the batch leaves it, in arrival order, and writes them in one batch. */
+  private async applySettlements(events: Settlement[]): Promise<void> {
+    const rows = await getAttempts(this.db, events.map((e) => ({ jobId: e.payload.job_id, attempt: e.payload.attempt })));
+    const byKey = new Map(rows.map((r) => [`${r.jobId}#${r.attempt}`, r]));
     const now = Date.now();
-    if (a.status === "canceling") {
-      await settleAttempt(this.db, a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now);
-      return;
+    const statements: BatchItem<"sqlite">[] = [];
+    for (const e of events) {
+      const a = byKey.get(`${e.payload.job_id}#${e.payload.attempt}`);
+      if (!a || a.workerId !== e.workerId) continue;
+      if (e.type === "job_started") {
+        if (a.status !== "assigned") continue;
+        statements.push(...startStatements(this.db, a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null));
+        a.status = "running";
+        if (a.jobAttempt === a.attempt && a.jobStatus === "assigned") a.jobStatus = "running";
+        continue;
+      }
+      const r = e.payload;
+      if (a.status === "canceling") {
+        statements.push(...settleStatements(this.db, a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now));
+      } else if (a.status === "assigned" || a.status === "running") {
+        const planned = this.endStatements(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
+        statements.push(...planned.statements);
+        if (planned.jobStatus) a.jobStatus = planned.jobStatus;
+      } else continue;
+      a.status = "finished";
     }
-    if (a.status !== "assigned" && a.status !== "running") return;
-    await this.endAttempt(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
+    await this.write(statements);
   }
 
   private async onLog(log: AgentMessage<"job_log">): Promise<void> {
@@ -331,7 +378,12 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   /** Ends one attempt and moves its job as the state machine says. */
-  private async endAttempt(
+  private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number) {
+    await this.write(this.endStatements(a, event, attemptStatus, message, now).statements);
+  }
+
+  /** The writes that end an attempt, and the job's status after them (null: the job does not move). */
+  private endStatements(
     a: AttemptWithJob,
     event: JobEvent,
     attemptStatus: "finished" | "lost" | "canceling",
@@ -342,7 +394,10 @@ export class Coordinator extends DurableObject<Bindings> {
   ) {
     const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
     const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
-    await settleAttempt(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now);
+    return {
+      statements: settleStatements(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now),
+      jobStatus: transition?.status ?? null,
+    };
   }
 
   private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
@@ -350,7 +405,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
     for (const a of await holdingAttempts(this.db, silent)) {
       const now = Date.now();
-      if (a.status === "canceling") await settleAttempt(this.db, a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now);
+      if (a.status === "canceling") await this.write(settleStatements(this.db, a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
       else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, now);
     }
   }
@@ -502,6 +557,11 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   // ---- plumbing -----------------------------------------------------------------------------
+
+  private async write(statements: BatchItem<"sqlite">[]): Promise<void> {
+    const [first, ...rest] = statements;
+    if (first) await this.db.batch([first, ...rest]);
+  }
 
   /** Runs state changes one at a time, so a decision never acts on a record that moved. */
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {

@@ -46,6 +46,18 @@ export async function getAttempt(db: Db, jobId: string, attempt: number): Promis
   return row;
 }
 
+/** Several attempts in one read, with each job's timeout (for a start's deadline). */
+export async function getAttempts(db: Db, refs: { jobId: string; attempt: number }[]): Promise<(AttemptWithJob & { timeoutS: number })[]> {
+  if (refs.length === 0) return [];
+  const rows = await db
+    .select({ ...withJob, timeoutS: sql<number>`coalesce(json_extract(${jobs.spec}, '$.limits.timeout_s'), 0)` })
+    .from(attempts)
+    .innerJoin(jobs, eq(jobs.id, attempts.jobId))
+    .where(inArray(attempts.jobId, [...new Set(refs.map((r) => r.jobId))]));
+  const wanted = new Set(refs.map((r) => `${r.jobId}#${r.attempt}`));
+  return rows.filter((r) => wanted.has(`${r.jobId}#${r.attempt}`));
+}
+
 export function holdingAttempts(db: Db, workerIds: string[]): Promise<AttemptWithJob[]> {
   if (workerIds.length === 0) return Promise.resolve([]);
   return db
@@ -128,27 +140,29 @@ export async function storeAssignments(db: Db, planned: { assignment: Assignment
   return planned.filter((_, i) => (results[i * 2] as unknown[]).length > 0).map((p) => ({ ...p, attempt: p.job.attempt + 1 }));
 }
 
-export function markStarted(db: Db, a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null) {
-  return db.batch([
+/** The statements that mark an attempt started and its job running, for a batch. */
+export function startStatements(db: Db, a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null): [BatchItem<"sqlite">, BatchItem<"sqlite">] {
+  return [
     db.update(attempts).set({ status: "running", startedAt: now, deadlineAt }).where(and(eq(attempts.jobId, a.jobId), eq(attempts.attempt, a.attempt), eq(attempts.status, "assigned"))),
     db
       .update(jobs)
       .set({ status: "running", startedAt: now, ...(resolved ? { resolved } : {}) })
       .where(and(eq(jobs.id, a.jobId), eq(jobs.attempt, a.attempt), eq(jobs.status, "assigned"))),
-  ]);
+  ];
 }
 
 /**
- * Ends an attempt and, when it is the job's latest, moves the job as the state machine said.
- * `attemptStatus: "canceling"` keeps the slot held until the agent confirms the container is gone.
+ * The statements that end an attempt and, when it is the job's latest, move the job as the
+ * state machine said. `attemptStatus: "canceling"` keeps the slot held until the agent
+ * confirms the container is gone.
  */
-export function settleAttempt(
+export function settleStatements(
   db: Db,
   a: AttemptWithJob,
   attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null },
   job: (Transition & { message: string | null; resolved?: ResolvedCommits }) | null,
   now: number,
-) {
+): [BatchItem<"sqlite">, ...BatchItem<"sqlite">[]] {
   const end = db
     .update(attempts)
     .set({
@@ -158,7 +172,7 @@ export function settleAttempt(
       finishedAt: attemptEnd.status === "canceling" ? null : now,
     })
     .where(and(eq(attempts.jobId, a.jobId), eq(attempts.attempt, a.attempt), inArray(attempts.status, HOLDING)));
-  if (!job || a.jobAttempt !== a.attempt) return end;
+  if (!job || a.jobAttempt !== a.attempt) return [end];
   const requeued = job.status === "queued";
   const jobUpdate = db
     .update(jobs)
@@ -171,7 +185,7 @@ export function settleAttempt(
       ...(requeued ? { workerId: null, queuedAt: now, assignedAt: null, startedAt: null, resolved: null } : { finishedAt: now }),
     })
     .where(and(eq(jobs.id, a.jobId), eq(jobs.attempt, a.attempt), eq(jobs.status, a.jobStatus)));
-  return db.batch([end, jobUpdate]);
+  return [end, jobUpdate];
 }
 
 /** Fails a job that never started (its inputs cannot be had). */
