@@ -42,11 +42,14 @@ export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slot
   const pool = "bench-dispatch";
   const token = await issueAgentToken(cp, "sim", pool);
   const agents = Array.from({ length: opts.agents }, (_, i) => new SimAgent(cp.url, token, `sim-${i}`, opts.slots));
-  await Promise.all(agents.map((a) => new Promise<void>((resolve) => ((a.onReady = resolve), a.start()))));
   try {
-    const t0 = performance.now();
+    // The API's submit path and the coordinator's lifecycle are measured apart: jobs are queued
+    // first, then the agents join and the clock runs from the first hello to the last result.
+    const s0 = performance.now();
     await submitMany(cp, pool, opts.jobs, 32);
     const submitted = performance.now();
+    const t0 = performance.now();
+    await Promise.all(agents.map((a) => new Promise<void>((resolve) => ((a.onReady = resolve), a.start()))));
     let done = 0;
     while (done < opts.jobs && performance.now() - t0 < opts.limitMs) {
       await sleep(250);
@@ -68,9 +71,9 @@ export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slot
     paced.forEach((a) => a.stop());
     return [
       { section: "2 dispatch", name: `jobs completed of ${opts.jobs}`, value: done, unit: "jobs" },
-      { section: "2 dispatch", name: "submit rate (32 clients)", value: round(opts.jobs / ((submitted - t0) / 1000)), unit: "jobs/s" },
-      { section: "2 dispatch", name: "lifecycle throughput", value: round(done / (elapsed / 1000)), unit: "jobs/s", target: ">= 500" },
-      { section: "2 dispatch", name: "submit→assign p50 (burst, queued)", value: round(median(burst)), unit: "ms" },
+      { section: "2 dispatch", name: "submit rate (32 clients, one job per POST)", value: round(opts.jobs / ((submitted - s0) / 1000)), unit: "jobs/s" },
+      { section: "2 dispatch", name: "lifecycle throughput (assign→start→result, queued jobs)", value: round(done / (elapsed / 1000)), unit: "jobs/s", target: ">= 500" },
+      { section: "2 dispatch", name: "submit→assign p50 (burst, queued before agents)", value: round(median(burst)), unit: "ms" },
       { section: "2 dispatch", name: "submit→assign p50 (capacity free)", value: round(median(free)), unit: "ms" },
       { section: "2 dispatch", name: "submit→assign p99 (capacity free)", value: round(p99(free)), unit: "ms", target: "<= 100" },
     ];
