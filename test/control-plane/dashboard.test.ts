@@ -1,5 +1,7 @@
 import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
+import { formatDuration } from "../../control-plane/src/dashboard/views/parts.tsx";
 import { ADMIN, agentToken, api, caps, FakeAgent, submit, uniquePool, waitForJob } from "./helpers.ts";
 
 const BASE = "http://gridx.test";
@@ -60,13 +62,15 @@ describe("dashboard: signing in", () => {
     expect(JSON.parse(client.text).error.code).toBe("not_found");
   });
 
-  it("sends pages without a session to the sign-in page and answers fragments 401", async () => {
+  it("sends pages and form posts without a session to the sign-in page and answers fragments 401", async () => {
     for (const path of ["/ui", "/ui/jobs?status=failed", "/ui/jobs/j_nope", "/ui/workers", "/ui/run"]) {
       const res = await ui(path);
       expect({ path, status: res.status, location: res.headers.get("location") }).toEqual({ path, status: 303, location: `/ui/login?next=${encodeURIComponent(path)}` });
     }
     expect((await ui("/ui/live/jobs")).status).toBe(401);
-    expect((await ui("/ui/run", { form: { script: "print(1)" }, headers: ORIGIN })).status).toBe(401);
+    const post = await ui("/ui/run", { form: { script: "print(1)" }, headers: ORIGIN });
+    expect({ status: post.status, location: post.headers.get("location") }).toEqual({ status: 303, location: "/ui/login" });
+    expect((await ui("/ui/run", { form: { script: "print(1)" }, headers: { ...ORIGIN, "x-gridx-fragment": "1" } })).status).toBe(401);
   });
 
   it("serves a sign-in form with a labelled token field, and the assets, without a session", async () => {
@@ -384,5 +388,39 @@ describe("API for the dashboard: pools and attempts", () => {
     expect(["queued_at", "assigned_at", "started_at", "finished_at"].filter((k) => Number.isNaN(Date.parse(res.json.attempts[0][k])))).toEqual([]);
     expect((await api("/v1/jobs/j_nope/attempts")).status).toBe(404);
     agent.close();
+  });
+});
+
+describe("dashboard: pure pieces", () => {
+  it("tells a retried job's story in time order: worker lost, queued again, finished", () => {
+    const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const job = { id: "j_1", pool: "default", status: "completed", created_at: t(0), finished_at: t(40), failure_message: null } as any;
+    const attempts: Parameters<typeof timeline>[1] = [
+      { attempt: 1, worker_id: "w_1", worker_name: "lab-1", status: "lost", queued_at: t(0), assigned_at: t(1), started_at: t(2), finished_at: t(20), exit_code: null, failure_reason: "worker_lost" },
+      { attempt: 2, worker_id: "w_2", worker_name: null, status: "finished", queued_at: t(20), assigned_at: t(21), started_at: t(25), finished_at: t(40), exit_code: 0, failure_reason: null },
+    ];
+    expect(timeline(job, attempts).map((e) => [e.at.slice(17, 19), e.label, e.detail ?? ""])).toEqual([
+      ["00", "Submitted", "to pool default"],
+      ["01", "Attempt 1 assigned", "to worker lab-1, 1.0 s after queueing"],
+      ["02", "Attempt 1 started", "waited 2.0 s in all"],
+      ["20", "Attempt 1 ended", "lost its worker after 18 s"],
+      ["20", "Queued again for attempt 2", ""],
+      ["21", "Attempt 2 assigned", "to worker w_2, 1.0 s after queueing"],
+      ["25", "Attempt 2 started", "waited 5.0 s in all"],
+      ["40", "Attempt 2 ended", "exit code 0 after 15 s"],
+      ["40", "Job completed", ""],
+    ]);
+  });
+
+  it("writes durations short and whole", () => {
+    expect([850, 12_300, 60_000, 245_000, 3_600_000, 7_380_000, 3 * 86_400_000 + 4 * 3_600_000].map(formatDuration)).toEqual([
+      "850 ms",
+      "12 s",
+      "1 min",
+      "4 min 5 s",
+      "1 h",
+      "2 h 3 min",
+      "3 d 4 h",
+    ]);
   });
 });

@@ -69,6 +69,7 @@ table.grid { width: 100%; border-collapse: collapse; }
 .grid th, .grid td { text-align: left; padding: 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 .grid th { font-size: 12px; text-transform: uppercase; letter-spacing: 0.03em; color: var(--muted); }
 .labels { list-style: none; margin: 0; padding: 0; }
+.nowrap { white-space: nowrap; }
 .hash { font-size: 12px; }
 .filters ul { display: flex; flex-wrap: wrap; gap: 6px; list-style: none; padding: 0; margin: 0 0 12px; }
 .filters a { display: inline-block; padding: 4px 12px; border: 1px solid var(--line); border-radius: 999px; text-decoration: none; }
@@ -82,7 +83,7 @@ table.grid { width: 100%; border-collapse: collapse; }
 .status-line { display: flex; flex-wrap: wrap; align-items: center; gap: 10px; font-size: 16px; margin: 0 0 12px; }
 .timeline { list-style: none; margin: 0 0 0 6px; padding: 0 0 0 16px; border-left: 2px solid var(--line); }
 .timeline li { position: relative; padding: 0 0 12px; }
-.timeline li::before { content: ""; position: absolute; left: -23px; top: 5px; width: 12px; height: 12px; border-radius: 50%; background: var(--card); border: 2px solid var(--muted); }
+.timeline li::before { content: ""; position: absolute; left: -25px; top: 5px; width: 12px; height: 12px; border-radius: 50%; background: var(--card); border: 2px solid var(--muted); }
 .timeline li.end::before { background: currentColor; border-color: currentColor; }
 .timeline li.now .what { color: var(--info); }
 .timeline time { display: block; font-size: 12px; color: var(--muted); }
@@ -132,6 +133,7 @@ textarea[data-editor] { display: block; width: 100%; min-height: 280px; font-fam
   .grid, .grid tbody, .grid tr, .grid td { display: block; width: 100%; }
   .grid tr { border: 1px solid var(--line); border-radius: 8px; margin: 0 0 10px; padding: 4px 10px; }
   .grid td { position: relative; border: 0; padding: 4px 0 4px 8.5em; min-height: 28px; overflow-wrap: anywhere; }
+  .grid td.nowrap { white-space: normal; }
   .grid td::before { content: attr(data-label); position: absolute; left: 0; top: 5px; width: 8em; font-size: 12px; color: var(--muted); }
   .field, .field input { width: 100%; }
   .run-options button { width: 100%; }

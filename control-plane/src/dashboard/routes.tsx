@@ -281,8 +281,8 @@ dashboardRoutes.onError((err, c) => {
   const status = err instanceof ApiError ? err.status : err instanceof AppError ? err.status : 500;
   if (status === 401) {
     endSession(c);
-    if (c.req.method === "GET" && !wantsFragment(c)) return c.redirect(`/ui/login?next=${enc(c.req.path)}`, 303);
-    return c.text("sign in again", 401);
+    if (wantsFragment(c)) return c.text("sign in again", 401);
+    return c.redirect(c.req.method === "GET" ? `/ui/login?next=${enc(c.req.path)}` : "/ui/login", 303);
   }
   if (status === 500) console.error(`dashboard ${c.req.method} ${c.req.path} failed`, err);
   const message = status === 500 ? "The dashboard hit an internal error; it has been logged." : err.message;

@@ -50,8 +50,8 @@ export function safeNext(raw: string | undefined): string {
 export const wantsFragment = (c: Context) => c.req.header(FRAGMENT_HEADER) === "1" || new URL(c.req.url).pathname.startsWith("/ui/live/");
 
 /**
- * Admits requests that carry a valid session cookie. Pages without one go to the sign-in
- * page (and come back after); fragments and form posts get a 401 the script turns into that.
+ * Admits requests that carry a valid session cookie. Pages and form posts without one go to
+ * the sign-in page; fragments get a 401, which the page script turns into the same.
  */
 export function requireSession(): MiddlewareHandler<DashEnv> {
   return async function session(c, next) {
@@ -59,11 +59,10 @@ export function requireSession(): MiddlewareHandler<DashEnv> {
     const principal = token ? await verifyToken(c.env, token) : null;
     if (!token || !principal) {
       if (token) endSession(c);
-      if (c.req.method === "GET" && !wantsFragment(c)) {
-        const url = new URL(c.req.url);
-        return c.redirect(`/ui/login?next=${encodeURIComponent(url.pathname + url.search)}`, 303);
-      }
-      return c.text("sign in again: the session is missing or no longer valid", 401);
+      if (wantsFragment(c)) return c.text("sign in again: the session is missing or no longer valid", 401);
+      // A page comes back after signing in; a form post cannot be replayed, so it starts over.
+      const url = new URL(c.req.url);
+      return c.redirect(c.req.method === "GET" ? `/ui/login?next=${encodeURIComponent(url.pathname + url.search)}` : "/ui/login", 303);
     }
     c.set("session", { token, principal });
     return next();

@@ -60,7 +60,7 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
                   <StatusBadge status={j.status} />
                 </td>
                 <td data-label="Kind">{j.kind}</td>
-                <td data-label="Pool">{j.pool}</td>
+                <td data-label="Pool" class="nowrap">{j.pool}</td>
                 <td data-label="Submitted">
                   <Ago iso={j.created_at} now={now} />
                 </td>

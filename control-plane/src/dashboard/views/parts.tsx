@@ -100,11 +100,12 @@ export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const both = (n: number, unit: string, rest: number, restUnit: string) => (rest ? `${n} ${unit} ${rest} ${restUnit}` : `${n} ${unit}`);
   const m = Math.floor(s / 60);
-  if (m < 60) return `${m} min ${Math.floor(s % 60)} s`;
+  if (m < 60) return both(m, "min", Math.floor(s % 60), "s");
   const h = Math.floor(m / 60);
-  if (h < 48) return `${h} h ${m % 60} min`;
-  return `${Math.floor(h / 24)} d ${h % 24} h`;
+  if (h < 48) return both(h, "h", m % 60, "min");
+  return both(Math.floor(h / 24), "d", h % 24, "h");
 }
 
 export const between = (from: string | null, to: string | null) => (from && to ? Date.parse(to) - Date.parse(from) : null);

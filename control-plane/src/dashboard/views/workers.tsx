@@ -79,7 +79,7 @@ export const WorkerTable: FC<{ workers: Worker[]; pool: string | undefined; admi
               <td data-label="Status">
                 <StatusBadge status={w.status} />
               </td>
-              <td data-label="Pool">{w.pool}</td>
+              <td data-label="Pool" class="nowrap">{w.pool}</td>
               <td data-label="Slots in use">
                 {w.running} / {w.slots}
               </td>
