@@ -10,7 +10,7 @@ import { APP_CSS, APP_JS } from "./assets.ts";
 import { endSession, requireSession, safeNext, sameOriginPosts, securityHeaders, startSession, verifyToken, wantsFragment, type DashEnv } from "./session.ts";
 import { isTerminal, JobLive, JobPage, JobsPage, JobTable, jobHref, LogLines, RunStatus, type JobListQuery } from "./views/jobs.tsx";
 import { LoginPage } from "./views/login.tsx";
-import { OVERVIEW_MINUTES, OverviewPage, PoolCards } from "./views/overview.tsx";
+import { OVERVIEW_MINUTES, OverviewPage, PoolCards, type Overview } from "./views/overview.tsx";
 import { DONE_MESSAGES, Layout, type DoneCode, type Flash } from "./views/parts.tsx";
 import { DEFAULT_RUN_FORM, RunPage, RunResult, type RunForm } from "./views/run.tsx";
 import type { LogPage } from "./views/types.ts";
@@ -44,14 +44,15 @@ const statusStatus = (status: number): ContentfulStatusCode => (status >= 400 &&
 
 // ---- data, through the typed API client -------------------------------------------------
 
-async function overviewData(api: Api) {
+async function overviewData(api: Api): Promise<Overview> {
   const { pools } = await call(api.v1.pools.$get());
-  return Promise.all(
+  const shown = await Promise.all(
     pools.slice(0, OVERVIEW_POOLS).map(async (pool) => ({
       pool,
       stats: await call(api.v1.pools[":pool"].stats.$get({ param: { pool: enc(pool.pool) }, query: { minutes: OVERVIEW_MINUTES } })),
     })),
   );
+  return { pools: shown, more: pools.slice(OVERVIEW_POOLS).map((p) => p.pool) };
 }
 
 function jobQuery(c: Context<DashEnv>): JobListQuery {
@@ -123,8 +124,8 @@ dashboardRoutes.post("/ui/logout", (c) => {
 });
 
 // Overview: pools with queue depth, running jobs, and charts of the last hour.
-dashboardRoutes.get("/ui", async (c) => page(c, <OverviewPage session={c.var.session} pools={await overviewData(await apiFor(c))} flash={flashFrom(c)} />));
-dashboardRoutes.get("/ui/live/overview", async (c) => c.html(<PoolCards pools={await overviewData(await apiFor(c))} />));
+dashboardRoutes.get("/ui", async (c) => page(c, <OverviewPage session={c.var.session} overview={await overviewData(await apiFor(c))} flash={flashFrom(c)} />));
+dashboardRoutes.get("/ui/live/overview", async (c) => c.html(<PoolCards overview={await overviewData(await apiFor(c))} />));
 
 // Jobs.
 dashboardRoutes.get("/ui/jobs", async (c) => {

@@ -178,7 +178,7 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, atte
           </div>
           <div>
             <dt>Worker</dt>
-            <dd>{attempts.at(-1)?.worker_name ?? job.worker_id ?? <span class="muted">—</span>}</dd>
+            <dd>{job.worker_id ? (attempts.find((a) => a.attempt === job.attempt)?.worker_name ?? job.worker_id) : <span class="muted">—</span>}</dd>
           </div>
           <div>
             <dt>Attempt</dt>
@@ -263,6 +263,7 @@ export const LogPanel: FC<{ jobId: string; page: LogPage; label: string }> = ({ 
     <pre
       class="log"
       tabindex={0}
+      role="region"
       aria-label={label}
       data-tail={done ? undefined : `/ui/live/jobs/${enc(jobId)}/log`}
       data-after={page.next_cursor ?? undefined}

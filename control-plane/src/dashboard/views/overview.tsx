@@ -132,21 +132,34 @@ const PoolCard: FC<{ pool: PoolSummary; stats: PoolStats }> = ({ pool, stats }) 
   );
 };
 
-export const PoolCards: FC<{ pools: { pool: PoolSummary; stats: PoolStats }[] }> = ({ pools }) => (
-  <LiveRegion src="/ui/live/overview" every={OVERVIEW_REFRESH_MS} id="overview-live" class="pools">
-    {pools.length === 0 ? (
-      <EmptyState>
-        No pools yet: a pool appears when its first agent connects or its first job is submitted. <a href="/ui/run">Run some Python</a>.
-      </EmptyState>
-    ) : (
-      pools.map((p) => <PoolCard pool={p.pool} stats={p.stats} />)
+export interface Overview {
+  pools: { pool: PoolSummary; stats: PoolStats }[];
+  /** Pools left out of the page to keep it short. */
+  more: string[];
+}
+
+export const PoolCards: FC<{ overview: Overview }> = ({ overview }) => (
+  <LiveRegion src="/ui/live/overview" every={OVERVIEW_REFRESH_MS} id="overview-live">
+    <div class="pools">
+      {overview.pools.length === 0 ? (
+        <EmptyState>
+          No pools yet: a pool appears when its first agent connects or its first job is submitted. <a href="/ui/run">Run some Python</a>.
+        </EmptyState>
+      ) : (
+        overview.pools.map((p) => <PoolCard pool={p.pool} stats={p.stats} />)
+      )}
+    </div>
+    {overview.more.length > 0 && (
+      <p class="hint">
+        {overview.more.length} more pools not shown: {overview.more.join(", ")}. Their jobs and workers are on the Jobs and Workers pages.
+      </p>
     )}
   </LiveRegion>
 );
 
-export const OverviewPage: FC<{ session: Session; pools: { pool: PoolSummary; stats: PoolStats }[]; flash?: Flash }> = ({ session, pools, flash }) => (
+export const OverviewPage: FC<{ session: Session; overview: Overview; flash?: Flash }> = ({ session, overview, flash }) => (
   <Layout title="Overview" session={session} current="overview" flash={flash}>
     <h1>Pools</h1>
-    <PoolCards pools={pools} />
+    <PoolCards overview={overview} />
   </Layout>
 );
