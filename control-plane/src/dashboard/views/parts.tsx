@@ -1,0 +1,154 @@
+/** @jsxImportSource hono/jsx */
+import type { Child, FC, PropsWithChildren } from "hono/jsx";
+import type { Session } from "../session.ts";
+
+export type NavPage = "overview" | "jobs" | "run" | "workers";
+
+const NAV: { page: NavPage; href: string; label: string }[] = [
+  { page: "overview", href: "/ui", label: "Overview" },
+  { page: "jobs", href: "/ui/jobs", label: "Jobs" },
+  { page: "run", href: "/ui/run", label: "Run Python" },
+  { page: "workers", href: "/ui/workers", label: "Workers" },
+];
+
+/** Messages a redirect after a successful action may show (by code, so a link cannot inject text). */
+export const DONE_MESSAGES = {
+  canceled: "Cancel requested: the job is canceled and its container stopped.",
+  drained: "Worker drained: it takes no new jobs; running ones finish.",
+  undrained: "Worker undrained: it takes jobs again.",
+} as const;
+export type DoneCode = keyof typeof DONE_MESSAGES;
+
+export interface Flash {
+  done?: DoneCode | undefined;
+  error?: string | undefined;
+}
+
+/** The page frame: skip link, navigation, who is signed in, and the sign-out button. */
+export const Layout: FC<PropsWithChildren<{ title: string; session?: Session; current?: NavPage; flash?: Flash }>> = ({ title, session, current, flash, children }) => (
+  <html lang="en">
+    <head>
+      <meta charset="utf-8" />
+      <meta name="viewport" content="width=device-width, initial-scale=1" />
+      <title>{`${title} · gridx`}</title>
+      <link rel="stylesheet" href="/ui/assets/app.css" />
+      <script src="/ui/assets/app.js" defer></script>
+    </head>
+    <body>
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="top">
+        <a class="brand" href="/ui">
+          gridx
+        </a>
+        {session && (
+          <nav aria-label="Main">
+            <ul>
+              {NAV.map((n) => (
+                <li>
+                  <a href={n.href} aria-current={n.page === current ? "page" : undefined}>
+                    {n.label}
+                  </a>
+                </li>
+              ))}
+            </ul>
+          </nav>
+        )}
+        {session && (
+          <form method="post" action="/ui/logout" class="signout">
+            <span class="who">{session.principal.kind === "admin" ? "admin" : "user"}</span>
+            <button type="submit">Log out</button>
+          </form>
+        )}
+      </header>
+      <main id="main">
+        {flash?.done && (
+          <p class="notice" role="status">
+            {DONE_MESSAGES[flash.done]}
+          </p>
+        )}
+        {flash?.error && (
+          <p class="error" role="alert">
+            {flash.error}
+          </p>
+        )}
+        {children}
+      </main>
+    </body>
+  </html>
+);
+
+export const StatusBadge: FC<{ status: string }> = ({ status }) => <span class={`badge s-${status}`}>{status}</span>;
+
+/** `2026-11-22 10:15:03 UTC`; the page script rewrites it in the reader's time zone. */
+export function formatTime(iso: string): string {
+  return `${iso.slice(0, 10)} ${iso.slice(11, 19)} UTC`;
+}
+
+export const Time: FC<{ iso: string | null }> = ({ iso }) =>
+  iso ? (
+    <time datetime={iso} data-local="">
+      {formatTime(iso)}
+    </time>
+  ) : (
+    <span class="muted">—</span>
+  );
+
+/** A short human duration: 850 ms, 12.3 s, 4 min 5 s, 2 h 3 min, 3 d 4 h. */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(s < 10 ? 1 : 0)} s`;
+  const both = (n: number, unit: string, rest: number, restUnit: string) => (rest ? `${n} ${unit} ${rest} ${restUnit}` : `${n} ${unit}`);
+  const m = Math.floor(s / 60);
+  if (m < 60) return both(m, "min", Math.floor(s % 60), "s");
+  const h = Math.floor(m / 60);
+  if (h < 48) return both(h, "h", m % 60, "min");
+  return both(Math.floor(h / 24), "d", h % 24, "h");
+}
+
+export const between = (from: string | null, to: string | null) => (from && to ? Date.parse(to) - Date.parse(from) : null);
+
+/** `4 s ago`, relative to the moment the page was rendered. */
+export const Ago: FC<{ iso: string | null; now: number }> = ({ iso, now }) =>
+  iso ? (
+    <time datetime={iso} title={formatTime(iso)}>
+      {`${formatDuration(Math.max(0, now - Date.parse(iso)))} ago`}
+    </time>
+  ) : (
+    <span class="muted">—</span>
+  );
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export const formatMemoryMb = (mb: number) => formatBytes(mb * 1024 * 1024);
+
+/**
+ * A region the page script keeps fresh: it fetches `src` every `every` ms and swaps in the
+ * answer's children. A region rendered without `src` (a finished job) stays as it is.
+ */
+export const LiveRegion: FC<PropsWithChildren<{ src: string | null; every: number; id?: string; class?: string }>> = (p) => (
+  <div id={p.id} class={p.class} data-live={p.src ?? undefined} data-every={p.src ? String(p.every) : undefined}>
+    {p.children}
+  </div>
+);
+
+export const EmptyState: FC<{ children: Child }> = ({ children }) => <p class="empty">{children}</p>;
+
+/** The `/ui/...` link to a path inside the dashboard with a query, dropping empty values. */
+export function uiHref(path: string, query: Record<string, string | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v) params.set(k, v);
+  const qs = params.toString();
+  return qs ? `${path}?${qs}` : path;
+}

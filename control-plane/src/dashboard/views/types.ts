@@ -1,0 +1,23 @@
+import type { InferResponseType } from "hono/client";
+import type { JobStatus } from "../../../../protocol/index.ts";
+import type { StoredLine } from "../../db/logs.ts";
+import type { Api } from "../api.ts";
+
+/** The API's answers as the views see them, derived from the routes through the typed client. */
+type Jobs = Api["v1"]["jobs"];
+export type JobDetail = InferResponseType<Jobs[":id"]["$get"], 200>;
+export type JobSummary = InferResponseType<Jobs["$get"], 200>["jobs"][number];
+export type Attempt = InferResponseType<Jobs[":id"]["attempts"]["$get"], 200>["attempts"][number];
+/**
+ * `GET /v1/jobs/:id/logs` also answers with a raw SSE stream (`follow=1`), which erases its JSON
+ * type in Hono's inference; the page is spelled here from the same stored-line type.
+ */
+export interface LogPage {
+  lines: StoredLine[];
+  next_cursor: string | null;
+  status: JobStatus;
+}
+export type LogLine = StoredLine;
+export type Worker = InferResponseType<Api["v1"]["workers"]["$get"], 200>["workers"][number];
+export type PoolSummary = InferResponseType<Api["v1"]["pools"]["$get"], 200>["pools"][number];
+export type PoolStats = InferResponseType<Api["v1"]["pools"][":pool"]["stats"]["$get"], 200>;

@@ -1,0 +1,426 @@
+import { SELF } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
+import { formatDuration } from "../../control-plane/src/dashboard/views/parts.tsx";
+import { ADMIN, agentToken, api, caps, FakeAgent, submit, uniquePool, waitForJob } from "./helpers.ts";
+
+const BASE = "http://gridx.test";
+const ORIGIN = { origin: BASE };
+
+type UiInit = { cookie?: string; form?: Record<string, string>; headers?: Record<string, string>; method?: string; base?: string };
+
+/** A dashboard request as a browser makes it: no redirects followed, the session cookie if any. */
+async function ui(path: string, init: UiInit = {}) {
+  const headers = new Headers(init.headers);
+  if (init.cookie) headers.set("cookie", init.cookie);
+  let body: string | undefined;
+  if (init.form) {
+    headers.set("content-type", "application/x-www-form-urlencoded");
+    body = new URLSearchParams(init.form).toString();
+  }
+  const res = await SELF.fetch((init.base ?? BASE) + path, { method: init.method ?? (init.form ? "POST" : "GET"), headers, body, redirect: "manual" });
+  return { status: res.status, headers: res.headers, text: await res.text() };
+}
+
+/** Signs in through the form; resolves with the cookie to send back. */
+async function signIn(token = ADMIN): Promise<string> {
+  const res = await ui("/ui/login", { form: { token, next: "/ui" }, headers: ORIGIN });
+  expect(res.status).toBe(303);
+  const set = res.headers.get("set-cookie") ?? "";
+  const pair = /^(gridx_session=[^;]+)/.exec(set);
+  if (!pair) throw new Error(`no session cookie in ${set}`);
+  return pair[1]!;
+}
+
+async function userToken(): Promise<string> {
+  return (await api("/v1/api-tokens", { method: "POST", json: { name: "dash-user" } })).json.token as string;
+}
+
+/** Runs one job to its end over a fake agent: started, two log lines, the given exit code. */
+async function runJob(agent: FakeAgent, pool: string, exitCode: number) {
+  const job = (await submit({ pool })).json;
+  const assign = await agent.next("assign_job");
+  expect(assign.payload.job_id).toBe(job.id);
+  agent.send({ type: "job_started", payload: { job_id: job.id, attempt: 1 } });
+  await waitForJob(job.id, (j) => j.status === "running");
+  agent.send({
+    type: "job_log",
+    payload: { job_id: job.id, attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "hello <b>grid</b>", ts: 1 }, { stream: "stderr", text: "careful", ts: 2 }] },
+  });
+  agent.send({ type: "job_result", payload: { job_id: job.id, attempt: 1, exit_code: exitCode, failure_reason: exitCode === 0 ? null : "exit_code", message: exitCode === 0 ? null : `exited ${exitCode}` } });
+  await agent.next("result_ack");
+  return waitForJob(job.id, (j) => ["completed", "failed"].includes(j.status));
+}
+
+describe("dashboard: signing in", () => {
+  it("sends browsers from / to /ui and leaves API clients a JSON 404", async () => {
+    const browser = await ui("/", { headers: { accept: "text/html,application/xhtml+xml" } });
+    expect(browser.status).toBe(302);
+    expect(browser.headers.get("location")).toBe("/ui");
+    const client = await ui("/", { headers: { accept: "application/json" } });
+    expect(client.status).toBe(404);
+    expect(JSON.parse(client.text).error.code).toBe("not_found");
+  });
+
+  it("sends pages and form posts without a session to the sign-in page and answers fragments 401", async () => {
+    for (const path of ["/ui", "/ui/jobs?status=failed", "/ui/jobs/j_nope", "/ui/workers", "/ui/run"]) {
+      const res = await ui(path);
+      expect({ path, status: res.status, location: res.headers.get("location") }).toEqual({ path, status: 303, location: `/ui/login?next=${encodeURIComponent(path)}` });
+    }
+    expect((await ui("/ui/live/jobs")).status).toBe(401);
+    const post = await ui("/ui/run", { form: { script: "print(1)" }, headers: ORIGIN });
+    expect({ status: post.status, location: post.headers.get("location") }).toEqual({ status: 303, location: "/ui/login" });
+    expect((await ui("/ui/run", { form: { script: "print(1)" }, headers: { ...ORIGIN, "x-gridx-fragment": "1" } })).status).toBe(401);
+  });
+
+  it("serves a sign-in form with a labelled token field, and the assets, without a session", async () => {
+    const page = await ui("/ui/login");
+    expect(page.status).toBe(200);
+    expect(page.text).toMatch(/^<!doctype html>/);
+    expect(page.text).toContain('<label for="token">');
+    expect(page.text).toMatch(/<input id="token" name="token" type="password"/);
+    expect(page.headers.get("content-security-policy")).toContain("script-src 'self'");
+    expect(page.headers.get("x-frame-options")).toBe("DENY");
+    const css = await ui("/ui/assets/app.css");
+    expect(css.status).toBe(200);
+    expect(css.headers.get("content-type")).toMatch(/text\/css/);
+    const js = await ui("/ui/assets/app.js");
+    expect(js.headers.get("content-type")).toMatch(/javascript/);
+    expect(js.text).toContain("x-gridx-fragment");
+  });
+
+  it("refuses a wrong token and an agent token, and sets no cookie", async () => {
+    for (const token of ["not-a-token", "gxu_forged", await agentToken(uniquePool())]) {
+      const res = await ui("/ui/login", { form: { token, next: "/ui" }, headers: ORIGIN });
+      expect(res.status).toBe(401);
+      expect(res.headers.get("set-cookie")).toBeNull();
+      expect(res.text).toContain("That token was refused");
+      expect(res.text).not.toContain(token);
+    }
+    const empty = await ui("/ui/login", { form: { token: "  " }, headers: ORIGIN });
+    expect(empty.status).toBe(400);
+  });
+
+  it("signs in with an HttpOnly, SameSite=Strict cookie for /ui only, Secure over https", async () => {
+    const res = await ui("/ui/login", { form: { token: ADMIN, next: "/ui/jobs?status=failed" }, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe("/ui/jobs?status=failed");
+    const cookie = res.headers.get("set-cookie")!;
+    expect(cookie).toMatch(/^gridx_session=/);
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Strict/i);
+    expect(cookie).toMatch(/Path=\/ui(;|$)/);
+    expect(cookie).not.toMatch(/Secure/i);
+
+    const https = await ui("/ui/login", { base: "https://gridx.test", form: { token: ADMIN }, headers: { origin: "https://gridx.test" } });
+    expect(https.status).toBe(303);
+    expect(https.headers.get("set-cookie")).toMatch(/Secure/i);
+
+    const user = await signIn(await userToken());
+    const page = await ui("/ui", { cookie: user });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<span class="who">user</span>');
+  });
+
+  it("returns only to dashboard paths after signing in", async () => {
+    for (const next of ["//evil.example/ui", "https://evil.example/", "/v1/jobs", "/ui\\@evil"]) {
+      const res = await ui("/ui/login", { form: { token: ADMIN, next }, headers: ORIGIN });
+      expect({ next, location: res.headers.get("location") }).toEqual({ next, location: "/ui" });
+    }
+  });
+
+  it("refuses form posts that do not come from the dashboard's own origin", async () => {
+    const noOrigin = await ui("/ui/login", { form: { token: ADMIN } });
+    expect(noOrigin.status).toBe(403);
+    const foreign = await ui("/ui/login", { form: { token: ADMIN }, headers: { origin: "https://evil.example" } });
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get("set-cookie")).toBeNull();
+    const fetchMetadata = await ui("/ui/login", { form: { token: ADMIN }, headers: { "sec-fetch-site": "same-origin" } });
+    expect(fetchMetadata.status).toBe(303);
+    const crossSite = await ui("/ui/login", { form: { token: ADMIN }, headers: { "sec-fetch-site": "cross-site" } });
+    expect(crossSite.status).toBe(403);
+
+    const cookie = await signIn();
+    const job = (await submit({ pool: uniquePool() })).json;
+    const forged = await ui(`/ui/jobs/${job.id}/cancel`, { cookie, form: {}, headers: { origin: "https://evil.example" } });
+    expect(forged.status).toBe(403);
+    expect((await api(`/v1/jobs/${job.id}`)).json.status).toBe("queued");
+  });
+
+  it("sends a stale cookie back to sign in, clearing it, and signs out", async () => {
+    const stale = await ui("/ui/jobs", { cookie: "gridx_session=gxu_revoked-or-made-up" });
+    expect(stale.status).toBe(303);
+    expect(stale.headers.get("location")).toBe("/ui/login?next=%2Fui%2Fjobs");
+    expect(stale.headers.get("set-cookie")).toMatch(/gridx_session=;.*Max-Age=0/i);
+
+    const cookie = await signIn();
+    const out = await ui("/ui/logout", { cookie, form: {}, headers: ORIGIN });
+    expect(out.status).toBe(303);
+    expect(out.headers.get("location")).toBe("/ui/login?signed_out=1");
+    expect(out.headers.get("set-cookie")).toMatch(/gridx_session=;.*Max-Age=0/i);
+  });
+});
+
+describe("dashboard: pages", () => {
+  it("lists jobs with status and pool filters, and a live fragment", async () => {
+    const cookie = await signIn();
+    const pool = uniquePool();
+    const kept = (await submit({ pool })).json;
+    const canceled = (await submit({ pool })).json;
+    await api(`/v1/jobs/${canceled.id}/cancel`, { method: "POST" });
+
+    const all = await ui(`/ui/jobs?pool=${pool}`, { cookie });
+    expect(all.status).toBe(200);
+    expect(all.text).toContain(kept.id);
+    expect(all.text).toContain(canceled.id);
+    expect(all.headers.get("cache-control")).toBe("no-store");
+
+    const filtered = await ui(`/ui/jobs?pool=${pool}&status=canceled`, { cookie });
+    expect(filtered.text).toContain(canceled.id);
+    expect(filtered.text).not.toContain(kept.id);
+    expect(filtered.text).toMatch(/<a href="\/ui\/jobs\?status=canceled&amp;pool=[^"]+" aria-current="page">canceled<\/a>/);
+
+    const live = await ui(`/ui/live/jobs?pool=${pool}&status=queued`, { cookie });
+    expect(live.status).toBe(200);
+    expect(live.text).toMatch(/^<div id="jobs-live" data-live="\/ui\/live\/jobs\?status=queued&amp;pool=/);
+    expect(live.text).toContain(kept.id);
+    expect(live.text).not.toContain(canceled.id);
+  });
+
+  it("shows a finished job's timeline, exit code, failure reason and escaped log, and stops refreshing", async () => {
+    const cookie = await signIn();
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "dash-w1" });
+    const job = await runJob(agent, pool, 3);
+
+    const page = await ui(`/ui/jobs/${job.id}`, { cookie });
+    expect(page.status).toBe(200);
+    const events = ["Submitted", "Attempt 1 assigned", "to worker dash-w1", "Attempt 1 started", "Attempt 1 ended", "exit code 3", "Job failed"];
+    expect(events.filter((e) => !page.text.includes(e))).toEqual([]);
+    expect(page.text).toMatch(/<dd id="job-exit-code">3<\/dd>/);
+    expect(page.text).toContain("exit_code: exited 3");
+    expect(page.text).toContain('<span class="ln stdout">hello &lt;b&gt;grid&lt;/b&gt;\n</span>');
+    expect(page.text).toContain('<span class="ln stderr">careful\n</span>');
+    expect(page.text).not.toContain("Cancel job");
+
+    const live = await ui(`/ui/live/jobs/${job.id}`, { cookie });
+    expect(live.text).toMatch(/^<div id="job-live" class="job-live">/);
+
+    const rest = await ui(`/ui/live/jobs/${job.id}/log?after=1.0`, { cookie });
+    expect(rest.text).toBe("");
+    expect(rest.headers.get("x-gridx-done")).toBe("1");
+    expect(rest.headers.get("x-gridx-after")).toBe("1.0");
+    const first = await ui(`/ui/live/jobs/${job.id}/log`, { cookie });
+    expect(first.text).toContain("careful");
+    expect(first.headers.get("x-gridx-done")).toBe("0");
+    agent.close();
+  });
+
+  it("cancels a job from its page, and says why when it cannot", async () => {
+    const cookie = await signIn();
+    const pool = uniquePool();
+    const job = (await submit({ pool })).json;
+    const page = await ui(`/ui/jobs/${job.id}`, { cookie });
+    expect(page.text).toContain(`<form method="post" action="/ui/jobs/${job.id}/cancel"`);
+    expect(page.text).toContain(`data-live="/ui/live/jobs/${job.id}"`);
+
+    const res = await ui(`/ui/jobs/${job.id}/cancel`, { cookie, form: {}, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe(`/ui/jobs/${job.id}?done=canceled`);
+    expect((await api(`/v1/jobs/${job.id}`)).json.status).toBe("canceled");
+    expect((await ui(res.headers.get("location")!, { cookie })).text).toContain("Cancel requested");
+
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "dash-w2" });
+    const done = await runJob(agent, pool, 0);
+    const late = await ui(`/ui/jobs/${done.id}/cancel`, { cookie, form: {}, headers: ORIGIN });
+    expect(late.status).toBe(409);
+    expect(late.text).toContain("Could not cancel");
+    expect(late.text).toContain("already finished");
+    agent.close();
+
+    const missing = await ui("/ui/jobs/j_nope", { cookie });
+    expect(missing.status).toBe(404);
+    expect(missing.text).toContain("no job j_nope");
+  });
+
+  it("runs Python from the run page: a plain form post, the script's fragment, and the API's validation message", async () => {
+    const cookie = await signIn();
+    const pool = uniquePool();
+    const form = { script: "print('hi')\r\nprint(2)", pool, timeout_s: "30", memory_mb: "256" };
+    const res = await ui("/ui/run", { cookie, form, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    const id = /^\/ui\/run\?job=(.+)$/.exec(res.headers.get("location")!)![1]!;
+    const job = (await api(`/v1/jobs/${id}`)).json;
+    expect(job).toMatchObject({ kind: "python", pool, status: "queued", limits: { timeout_s: 30, memory_mb: 256 } });
+    expect(job.spec.task.python.script).toBe("print('hi')\nprint(2)");
+
+    const shown = await ui(`/ui/run?job=${id}`, { cookie });
+    expect(shown.text).toContain("print(&#39;hi&#39;)\nprint(2)</textarea>");
+    expect(shown.text).toContain(`data-tail="/ui/live/jobs/${id}/log"`);
+
+    const fragment = await ui("/ui/run", { cookie, form, headers: { ...ORIGIN, "x-gridx-fragment": "1" } });
+    expect(fragment.status).toBe(201);
+    const second = fragment.headers.get("x-gridx-job")!;
+    expect(second).not.toBe(id);
+    expect(fragment.text).toMatch(/^<div class="run-output"/);
+    expect(fragment.text).toContain(`data-live="/ui/live/runs/${second}"`);
+
+    const bad = await ui("/ui/run", { cookie, form: { ...form, timeout_s: "0" }, headers: ORIGIN });
+    expect(bad.status).toBe(400);
+    expect(bad.text).toContain("The job was not submitted: limits.timeout_s");
+    expect(bad.text).toContain("print(&#39;hi&#39;)");
+    const badFragment = await ui("/ui/run", { cookie, form: { ...form, script: "" }, headers: { ...ORIGIN, "x-gridx-fragment": "1" } });
+    expect(badFragment.status).toBe(400);
+    expect(badFragment.text).toContain("the script is empty");
+  });
+
+  it("lists workers with capabilities, slots and heartbeat; an admin drains and undrains, a user cannot", async () => {
+    const admin = await signIn();
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "dash-w3", slots: 2, caps: caps({ labels: { zone: "lab" }, os: "Debian 12" }) });
+    const page = await ui(`/ui/workers?pool=${pool}`, { cookie: admin });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain("dash-w3");
+    expect(page.text).toContain("0 / 2");
+    expect(page.text).toContain("8.0 GiB");
+    expect(page.text).toContain("zone=lab");
+    expect(page.text).toContain("Debian 12 · x64");
+    expect(page.text).toMatch(/ago<\/time>/);
+    expect(page.text).toContain(`action="/ui/workers/${workerId}/drain"`);
+
+    const drained = await ui(`/ui/workers/${workerId}/drain`, { cookie: admin, form: {}, headers: ORIGIN });
+    expect(drained.status).toBe(303);
+    expect(drained.headers.get("location")).toBe("/ui/workers?done=drained");
+    const workers = async () => (await api(`/v1/workers?pool=${pool}`)).json.workers[0];
+    expect((await workers()).status).toBe("draining");
+    expect((await ui(`/ui/live/workers?pool=${pool}`, { cookie: admin })).text).toContain(`action="/ui/workers/${workerId}/undrain"`);
+    expect((await ui(`/ui/workers/${workerId}/undrain`, { cookie: admin, form: {}, headers: ORIGIN })).status).toBe(303);
+    expect((await workers()).status).toBe("online");
+
+    const user = await signIn(await userToken());
+    const userPage = await ui(`/ui/workers?pool=${pool}`, { cookie: user });
+    expect(userPage.text).toContain("dash-w3");
+    expect(userPage.text).not.toContain("/drain");
+    const refused = await ui(`/ui/workers/${workerId}/drain`, { cookie: user, form: {}, headers: ORIGIN });
+    expect(refused.status).toBe(403);
+    expect(refused.text).toContain("Could not drain the worker");
+    expect((await workers()).status).toBe("online");
+    agent.close();
+  });
+
+  it("shows each pool's queue depth, running jobs and charts on the overview", async () => {
+    const cookie = await signIn();
+    const pool = uniquePool();
+    await submit({ pool });
+    await submit({ pool });
+    const page = await ui("/ui", { cookie });
+    expect(page.status).toBe(200);
+    const card = page.text.slice(page.text.indexOf(`Pool ${pool}`));
+    expect(card).toMatch(/<dt>Queue depth<\/dt><dd>2<\/dd>/);
+    expect(card).toMatch(/<dt>Running<\/dt><dd>0/);
+    expect(card).toContain('<svg viewBox="0 0 300 64"');
+    expect(card).toContain("0 jobs finished in the last 60 minutes");
+    const live = await ui("/ui/live/overview", { cookie });
+    expect(live.text).toContain(`Pool ${pool}`);
+  });
+
+  it("renders a not-found page for unknown dashboard paths once signed in", async () => {
+    const cookie = await signIn();
+    const res = await ui("/ui/nowhere", { cookie });
+    expect(res.status).toBe(404);
+    expect(res.text).toContain("There is no dashboard page at /ui/nowhere");
+  });
+});
+
+describe("API for the dashboard: pools and attempts", () => {
+  it("GET /v1/pools counts unfinished jobs, workers and slots per pool", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "dash-w4", slots: 3 });
+    await submit({ pool });
+    await agent.next("assign_job");
+    await submit({ pool, requirements: { labels: { never: "matches" } } });
+    const res = await api("/v1/pools", { token: await userToken() });
+    expect(res.status).toBe(200);
+    expect(res.json.pools.find((p: any) => p.pool === pool)).toEqual({
+      pool,
+      queued: 1,
+      assigned: 1,
+      running: 0,
+      workers: { online: 1, draining: 0, offline: 0 },
+      slots: { total: 3, in_use: 1 },
+      policy: "first-idle",
+    });
+    expect((await api("/v1/pools", { token: null })).status).toBe(401);
+    agent.close();
+  });
+
+  it("GET /v1/pools/:pool/stats buckets finished jobs and the median wait", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "dash-w5" });
+    await runJob(agent, pool, 0);
+    await runJob(agent, pool, 2);
+    const res = await api(`/v1/pools/${pool}/stats`);
+    expect(res.status).toBe(200);
+    expect(res.json).toMatchObject({ pool, bucket_s: 60, finished: 2, started: 2 });
+    expect(res.json.series).toHaveLength(60);
+    expect(res.json.series.reduce((n: number, b: any) => n + b.completed, 0)).toBe(1);
+    expect(res.json.series.reduce((n: number, b: any) => n + b.failed, 0)).toBe(1);
+    expect(res.json.median_wait_ms).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(res.json.to) - Date.parse(res.json.from)).toBe(3_600_000);
+
+    const day = await api(`/v1/pools/${pool}/stats?minutes=1440`);
+    expect(day.json.bucket_s).toBe(1440);
+    const bad = await api(`/v1/pools/${pool}/stats?minutes=0`);
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/^minutes:/);
+    expect((await api("/v1/pools/Not_A_Pool/stats")).status).toBe(400);
+    agent.close();
+  });
+
+  it("GET /v1/jobs/:id/attempts lists every try with its worker and timestamps", async () => {
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "dash-w6" });
+    const job = await runJob(agent, pool, 0);
+    const res = await api(`/v1/jobs/${job.id}/attempts`, { token: await userToken() });
+    expect(res.status).toBe(200);
+    expect(res.json.attempts).toHaveLength(1);
+    expect(res.json.attempts[0]).toMatchObject({ attempt: 1, worker_id: workerId, worker_name: "dash-w6", status: "finished", exit_code: 0, failure_reason: null });
+    expect(["queued_at", "assigned_at", "started_at", "finished_at"].filter((k) => Number.isNaN(Date.parse(res.json.attempts[0][k])))).toEqual([]);
+    expect((await api("/v1/jobs/j_nope/attempts")).status).toBe(404);
+    agent.close();
+  });
+});
+
+describe("dashboard: pure pieces", () => {
+  it("tells a retried job's story in time order: worker lost, queued again, finished", () => {
+    const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
+    const job = { id: "j_1", pool: "default", status: "completed", created_at: t(0), finished_at: t(40), failure_message: null } as any;
+    const attempts: Parameters<typeof timeline>[1] = [
+      { attempt: 1, worker_id: "w_1", worker_name: "lab-1", status: "lost", queued_at: t(0), assigned_at: t(1), started_at: t(2), finished_at: t(20), exit_code: null, failure_reason: "worker_lost" },
+      { attempt: 2, worker_id: "w_2", worker_name: null, status: "finished", queued_at: t(20), assigned_at: t(21), started_at: t(25), finished_at: t(40), exit_code: 0, failure_reason: null },
+    ];
+    expect(timeline(job, attempts).map((e) => [e.at.slice(17, 19), e.label, e.detail ?? ""])).toEqual([
+      ["00", "Submitted", "to pool default"],
+      ["01", "Attempt 1 assigned", "to worker lab-1, 1.0 s after queueing"],
+      ["02", "Attempt 1 started", "waited 2.0 s in all"],
+      ["20", "Attempt 1 ended", "lost its worker after 18 s"],
+      ["20", "Queued again for attempt 2", ""],
+      ["21", "Attempt 2 assigned", "to worker w_2, 1.0 s after queueing"],
+      ["25", "Attempt 2 started", "waited 5.0 s in all"],
+      ["40", "Attempt 2 ended", "exit code 0 after 15 s"],
+      ["40", "Job completed", ""],
+    ]);
+  });
+
+  it("writes durations short and whole", () => {
+    expect([850, 12_300, 60_000, 245_000, 3_600_000, 7_380_000, 3 * 86_400_000 + 4 * 3_600_000].map(formatDuration)).toEqual([
+      "850 ms",
+      "12 s",
+      "1 min",
+      "4 min 5 s",
+      "1 h",
+      "2 h 3 min",
+      "3 d 4 h",
+    ]);
+  });
+});
