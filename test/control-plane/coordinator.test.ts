@@ -329,12 +329,13 @@ describe("coordinator: lost workers, reconciliation, deadlines", () => {
     await agent.next("assign_job");
     agent.send({ type: "job_started", payload: { job_id: job.id, attempt: 1 } });
     await waitForJob(job.id, (j) => j.status === "running");
-    agent.close();
-    await sleep(2300);
-    // As if the last sweep ran a minute ago: the coordinator, not the worker, was away.
+    // As if the last sweep ran a minute ago and none runs meanwhile: the coordinator, not the worker, is away.
     await runInDurableObject(coordinator(pool), async (_obj, state) => {
+      await state.storage.setAlarm(Date.now() + 60_000);
       await state.storage.put("sweep", { lastSweepAt: Date.now() - 60_000, graceUntil: null });
     });
+    agent.close();
+    await sleep(2300);
     await runAlarm(pool);
     expect((await api(`/v1/jobs/${job.id}`)).json).toMatchObject({ status: "running", attempt: 1 });
     // Once the grace (one WORKER_TIMEOUT_S) has passed without the worker, its job is requeued.
