@@ -3,7 +3,7 @@ import type { SuccessStatusCode } from "hono/utils/http-status";
 // Types only: the CLI never loads control-plane code, it derives its calls from the app's type.
 import type { AppType } from "../../control-plane/src/app.ts";
 import type { Config } from "./config.ts";
-import { CliError } from "./errors.ts";
+import { CliError, NetworkError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
 
 /** The API as typed calls, derived from the control plane's routes (`hc<AppType>`). */
@@ -76,7 +76,7 @@ function friendlyFetch(base: string, inner: typeof fetch): typeof fetch {
       if ((err as Error).name === "AbortError") throw err;
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       const why = cause?.code ?? cause?.message ?? (err as Error).message;
-      throw new CliError(`cannot reach ${base} (${why}): is the control plane running, and is the URL right? (gridx login URL, or GRIDX_URL)`);
+      throw new NetworkError(`cannot reach ${base} (${why}): is the control plane running, and is the URL right? (gridx login URL, or GRIDX_URL)`);
     }
   }) as typeof fetch;
 }

@@ -22,3 +22,6 @@ export class UsageError extends CliError {
     super(message, EXIT.usage);
   }
 }
+
+/** The control plane could not be reached: a transient failure a follower may retry. */
+export class NetworkError extends CliError {}

@@ -1,6 +1,6 @@
 import type { FailureReason, JobStatus } from "../../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
-import { CliError } from "./errors.ts";
+import { CliError, NetworkError } from "./errors.ts";
 import { SseParser } from "./sse.ts";
 
 /** One log line as the API stores it. */
@@ -99,7 +99,8 @@ export async function followLogs(api: ApiClient, id: string, onLine: (line: JobL
       }
       throw new Error("the log stream ended before the job did");
     } catch (err) {
-      if (err instanceof CliError || opts.signal?.aborted) throw err;
+      // An answer from the server (404, 401, ...) is final; a lost connection is tried again.
+      if ((err instanceof CliError && !(err instanceof NetworkError)) || opts.signal?.aborted) throw err;
       if (++failures > MAX_RECONNECTS) throw new CliError(`lost the log stream of ${id} (${(err as Error).message}); follow it again with \`gridx logs ${id} -f\``);
       await new Promise((r) => setTimeout(r, 500 * failures));
     }
