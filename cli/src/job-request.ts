@@ -55,7 +55,8 @@ export interface RepoJobRequest extends Omit<Extract<JobRequest, { kind: "comman
 }
 export type JobBody = JobRequest | RepoJobRequest;
 
-type Flags = { [K in keyof typeof JOB_FLAGS]?: (typeof JOB_FLAGS)[K] extends { multiple: true } ? string[] : string };
+/** The job flags as `parseArgs` gives them. */
+export type JobFlags = { [K in keyof typeof JOB_FLAGS]?: (typeof JOB_FLAGS)[K] extends { multiple: true } ? string[] : string };
 
 export interface BuildContext {
   /** Reads a script file (or stdin for `-`). */
@@ -73,7 +74,7 @@ export interface BuildContext {
  * buildJobRequest({ pool: "gpu", gpus: "1" }, ["train.py", "--lr", "0.1"], ctx)
  * // { kind: "python", python: { script: "...", args: ["--lr", "0.1"] }, pool: "gpu", requirements: { gpus: 1 } }
  */
-export function buildJobRequest(flags: Flags, program: string[], ctx: BuildContext): JobBody {
+export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildContext): JobBody {
   const repoFlags = (["code-repo", "code-commit", "env-repo", "env-commit", "dockerfile"] as const).filter((f) => flags[f] !== undefined);
   if (flags.image !== undefined && repoFlags.length) throw new UsageError(`--image and --${repoFlags[0]} do not go together: a job is a command in an image or a repo job`);
 
@@ -96,7 +97,7 @@ export function buildJobRequest(flags: Flags, program: string[], ctx: BuildConte
   return { kind: "python", python: { script: ctx.readScript(file), args }, ...common };
 }
 
-function commonFields(flags: Flags, ctx: BuildContext) {
+function commonFields(flags: JobFlags, ctx: BuildContext) {
   const limits: { timeout_s?: number; memory_mb?: number; cpus?: number; pids?: number } = {};
   if (flags.timeout !== undefined) limits.timeout_s = seconds("--timeout", flags.timeout);
   if (flags.memory !== undefined) limits.memory_mb = memoryMb("--memory", flags.memory);

@@ -1,14 +1,8 @@
 import { readFileSync } from "node:fs";
 import { dispatch, type Io } from "./cli.ts";
-import { datasetCommands } from "./commands/datasets.ts";
-import { gridCommands } from "./commands/grid.ts";
-import { jobCommands } from "./commands/jobs.ts";
-import { setupCommands } from "./commands/setup.ts";
 import { CliError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
-
-/** Every command, in the order `gridx --help` lists them. */
-export const COMMANDS = [...jobCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+import { COMMANDS } from "./registry.ts";
 
 const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
@@ -20,6 +14,12 @@ const io: Io = {
   signals: process,
   exit: (code) => process.exit(code),
 };
+
+// A reader that goes away (`gridx logs ID -f | head`) ends the command, quietly.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(EXIT.ok);
+  throw err;
+});
 
 dispatch(COMMANDS, process.argv.slice(2), io, version).then(
   (code) => {

@@ -3,13 +3,9 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { commandHelp, dispatch, type Io } from "../../cli/src/cli.ts";
-import { datasetCommands } from "../../cli/src/commands/datasets.ts";
-import { gridCommands } from "../../cli/src/commands/grid.ts";
 import { jobCommands } from "../../cli/src/commands/jobs.ts";
-import { setupCommands } from "../../cli/src/commands/setup.ts";
 import { UsageError } from "../../cli/src/errors.ts";
-
-const COMMANDS = [...jobCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+import { COMMANDS } from "../../cli/src/registry.ts";
 const ROOT = join(import.meta.dirname, "..", "..");
 
 function fakeIo(env: Record<string, string> = {}) {

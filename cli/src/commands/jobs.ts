@@ -7,7 +7,7 @@ import { command, type Context } from "../cli.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT, jobExitCode } from "../exit-codes.ts";
 import { ago, bytes, duration, keyValues, labels, mib, table } from "../format.ts";
-import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody } from "../job-request.ts";
+import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody, type JobFlags } from "../job-request.ts";
 import { followLogs, LogPrinter, readLogs } from "../logs.ts";
 
 const notFound = "list jobs with `gridx list`";
@@ -29,10 +29,10 @@ function readScript(path: string): string {
   }
 }
 
-async function submitJob(ctx: Context, values: Record<string, unknown>, program: string[]) {
-  const body: JobBody = buildJobRequest(values, program, { readScript, env: ctx.io.env });
+async function submitJob(ctx: Context, flags: JobFlags, program: string[]) {
+  const body: JobBody = buildJobRequest(flags, program, { readScript, env: ctx.io.env });
   const api = ctx.api();
-  const key = values["idempotency-key"] as string | undefined;
+  const key = flags["idempotency-key"];
   // A repo job's body is checked by the server; the protocol's request type gains the kind with it.
   return api.json(api.rpc.v1.jobs.$post({ json: body as JobRequest, header: key ? { "Idempotency-Key": key } : {} }));
 }

@@ -44,10 +44,10 @@ export const jsonBodyGuard: MiddlewareHandler<AppEnv> = async function jsonBodyG
   const limit = settingsOf(c.env).MAX_BODY_BYTES;
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > limit) throw new AppError("payload_too_large", `the body is larger than ${limit} bytes`);
-  const text = await c.req.text();
-  if (new TextEncoder().encode(text).length > limit) throw new AppError("payload_too_large", `the body is larger than ${limit} bytes`);
+  const raw = await c.req.arrayBuffer();
+  if (raw.byteLength > limit) throw new AppError("payload_too_large", `the body is larger than ${limit} bytes`);
   const type = c.req.header("content-type");
-  if (!text.length) {
+  if (!raw.byteLength) {
     // An empty JSON body stands for an empty object. The route's validator parses the body
     // Hono cached when it was read above (a promise, whatever `BodyCache` declares); the
     // OpenAPI test "takes an empty JSON body as {}" guards this against Hono upgrades.
@@ -58,7 +58,7 @@ export const jsonBodyGuard: MiddlewareHandler<AppEnv> = async function jsonBodyG
     throw new AppError("validation_failed", "send the body as JSON with `Content-Type: application/json`", "Content-Type");
   }
   try {
-    JSON.parse(text);
+    JSON.parse(new TextDecoder().decode(raw));
   } catch {
     throw new AppError("validation_failed", "the body is not valid JSON");
   }
