@@ -61,6 +61,9 @@ async function apiError(res: AnyResponse, base: string, hints: Hints = {}): Prom
       const flag = error?.field ? FIELD_FLAGS.find(([prefix]) => error.field === prefix || error.field!.startsWith(`${prefix}.`))?.[1] : undefined;
       return new CliError(`the server refused the request: ${message}${flag ? ` (set by ${flag})` : ""}`);
     }
+    case 409:
+    case 413:
+      return new CliError(message);
     default:
       if (res.status >= 500) return new CliError(`the control plane failed (${res.status}): ${message}; try again, and if it persists, read its logs (wrangler tail)`);
       return new CliError(`${res.status}: ${message}`);

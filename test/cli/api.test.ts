@@ -58,7 +58,9 @@ describe("ApiClient", () => {
     [404, error("not_found", "no job j_9"), EXIT.error, /^no job j_9: list jobs with `gridx list`$/],
     [400, error("validation_failed", "limits.memory_mb: Too small", "limits.memory_mb"), EXIT.error, /refused the request: limits.memory_mb: Too small \(set by --memory\)/],
     [400, error("validation_failed", "python.script: the script is empty", "python.script"), EXIT.error, /\(set by the script file\)/],
-    [409, error("conflict", "job j_1 already finished with status completed"), EXIT.error, /^409: job j_1 already finished/],
+    [409, error("conflict", "job j_1 already finished with status completed"), EXIT.error, /^job j_1 already finished with status completed$/],
+    [413, error("payload_too_large", "the body is larger than 1048576 bytes"), EXIT.error, /^the body is larger than 1048576 bytes$/],
+    [418, "teapot", EXIT.error, /^418: teapot$/],
     [500, error("internal", "internal error; it has been logged"), EXIT.error, /control plane failed \(500\).*try again/],
     [502, "<html>bad gateway</html>", EXIT.error, /control plane failed \(502\): <html>bad gateway/],
   ])("turns a %i into an error that says what to do", async (status, body, exitCode, message) => {
