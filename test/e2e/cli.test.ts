@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
-import { cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
 
 interface Result {
   code: number | null;
@@ -64,6 +64,9 @@ describe("the gridx CLI against wrangler dev and a real agent", () => {
   });
 
   afterAll(async () => {
+    // A test that failed midway may leave a job running: cancel it so the agent drains at once.
+    const { jobs } = (await api(`/v1/jobs?pool=${pool}&limit=200`)).json ?? { jobs: [] };
+    for (const j of jobs as { id: string; status: string }[]) if (!isDone(j)) await api(`/v1/jobs/${j.id}/cancel`, { method: "POST" });
     await agent?.stop("SIGTERM");
   });
 
