@@ -45,7 +45,7 @@ export default defineConfig({
       {
         test: {
           name: "node",
-          include: ["test/agent/**/*.test.ts", "test/protocol/**/*.test.ts", "test/scripts/**/*.test.ts"],
+          include: ["test/agent/**/*.test.ts", "test/protocol/**/*.test.ts", "test/scripts/**/*.test.ts", "test/cli/**/*.test.ts"],
           environment: "node",
           testTimeout: 30_000,
         },

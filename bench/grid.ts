@@ -1,7 +1,6 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ApiClient } from "../cli/src/api.ts";
 import { freePort, startControlPlane, writeSecretsFile, type ControlPlane } from "../scripts/local-grid.ts";
 
 /** A control plane on fresh state, for one benchmark section. */
@@ -15,10 +14,19 @@ export async function benchControlPlane(opts: { port?: number; dir?: string; var
   return Object.assign(cp, { dir, port });
 }
 
+/** One API call as a load script makes it: plain JSON in and out, any non-2xx is an error. */
 // The benchmark reads loosely typed JSON bodies, as a script would.
 // oxlint-disable-next-line typescript/no-explicit-any
-export const call = <T = any>(cp: { url: string; adminToken: string }, method: string, path: string, body?: unknown): Promise<T> =>
-  new ApiClient(cp.url, cp.adminToken).call<T>(method, path, body);
+export async function call<T = any>(cp: { url: string; adminToken: string }, method: string, path: string, body?: unknown): Promise<T> {
+  const res = await fetch(new URL(path, cp.url), {
+    method,
+    headers: { authorization: `Bearer ${cp.adminToken}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text}`);
+  return (text ? JSON.parse(text) : null) as T;
+}
 
 /** Resident memory (bytes) and CPU seconds of a process and all its descendants. */
 export async function processTreeUsage(rootPid: number): Promise<{ rssBytes: number; cpuSeconds: number }> {

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { AwsClient } from "aws4fetch";
-import { downloadDataset, uploadDataset } from "../cli/src/datasets.ts";
+import { datasetDownloadUrl, downloadDataset, uploadDataset } from "../cli/src/datasets.ts";
 import { ApiClient } from "../cli/src/api.ts";
 import { LOCAL_S3_SECRETS } from "../scripts/local-grid.ts";
 import { median, round, type Figure } from "./stats.ts";
@@ -43,7 +43,7 @@ export async function benchTransfers(cp: BenchPlane, sizeMib: number, runs: numb
     await downloadDataset(api, d.id, join(dir, "copy.bin"));
     down.push(performance.now() - t0);
     // The same object through the same presigned GET, and both write the file to disk; gridx also hashes it.
-    const { location } = await api.call<{ location: string }>("GET", `/v1/datasets/${d.id}/download`);
+    const location = await datasetDownloadUrl(api, d.id);
     rawDown.push(await curl(["-o", join(dir, "raw-copy.bin"), location]));
   }
   const mibps = (ms: number[]) => round(sizeMib / (median(ms) / 1000));

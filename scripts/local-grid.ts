@@ -25,7 +25,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** Runs a command to completion; rejects with its output when it fails. */
-export async function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<string> {
+export async function runCommand(cmd: string, args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string } = {}): Promise<string> {
   const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: { ...process.env, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout.on("data", (c: Buffer) => (out += c.toString()));
@@ -35,7 +35,7 @@ export async function runCommand(cmd: string, args: string[], opts: { env?: Node
   return out;
 }
 
-const wranglerEnv = (): NodeJS.ProcessEnv => ({
+const wranglerEnv = (): Record<string, string | undefined> => ({
   // wrangler needs Node >= 22, which the `node` devDependency puts first on PATH.
   PATH: `${BIN}:${process.env.PATH ?? ""}`,
   WRANGLER_SEND_METRICS: "false",

@@ -1,41 +1,138 @@
-/** The control plane as the CLI calls it: URL and token from GRIDX_URL / GRIDX_TOKEN. */
+import { hc, type ClientResponse } from "hono/client";
+import type { SuccessStatusCode } from "hono/utils/http-status";
+// Types only: the CLI never loads control-plane code, it derives its calls from the app's type.
+import type { AppType } from "../../control-plane/src/app.ts";
+import type { Config } from "./config.ts";
+import { CliError, NetworkError } from "./errors.ts";
+import { EXIT } from "./exit-codes.ts";
+
+/** The API as typed calls, derived from the control plane's routes (`hc<AppType>`). */
+export type Rpc = ReturnType<typeof hc<AppType>>;
+
+type AnyResponse = ClientResponse<unknown, number, string>;
+/** The JSON body of the success statuses of a typed response. */
+type OkBody<R> = R extends ClientResponse<infer T, infer S, infer F> ? (S extends SuccessStatusCode ? (F extends "json" ? T : never) : never) : never;
+
+/** What to tell the user when the server says 403 or 404 to this call. */
+export interface Hints {
+  notFound?: string;
+  forbidden?: string;
+}
+
+/** The request field a 400 names, and the flag that sets it. */
+const FIELD_FLAGS: [prefix: string, flag: string][] = [
+  ["limits.timeout_s", "--timeout"],
+  ["limits.memory_mb", "--memory"],
+  ["limits.cpus", "--cpus"],
+  ["limits.pids", "--pids"],
+  ["requirements.gpus", "--gpus"],
+  ["requirements.labels", "--label"],
+  ["requirements", "--cpus, --memory, --gpus or --label"],
+  ["max_retries", "--retries"],
+  ["priority", "--priority"],
+  ["pool", "--pool"],
+  ["env", "--env"],
+  ["inputs", "--input"],
+  ["command.image", "--image"],
+  ["command.argv", "the command after --"],
+  ["python.script", "the script file"],
+  ["python.args", "the script's arguments"],
+  ["repo", "--code-repo, --code-commit, --env-repo, --env-commit or --dockerfile"],
+];
+
+/** Turns an answer that is not a success into an error that says what to do. */
+async function apiError(res: AnyResponse, base: string, hints: Hints = {}): Promise<CliError> {
+  const text = await res.text().catch(() => "");
+  let error: { code?: string; message?: string; field?: string } | undefined;
+  try {
+    error = (JSON.parse(text) as { error?: typeof error }).error;
+  } catch {
+    error = undefined;
+  }
+  const message = error?.message ?? (text.trim().slice(0, 200) || res.statusText || `status ${res.status}`);
+  switch (res.status) {
+    case 401:
+      return new CliError(`${base} refused the token (${message}): run \`gridx login ${base}\` with a valid token, or set GRIDX_TOKEN`, EXIT.auth);
+    case 403:
+      return new CliError(`${message}${hints.forbidden ? `: ${hints.forbidden}` : ""}`, EXIT.auth);
+    case 404:
+      return new CliError(`${message}${hints.notFound ? `: ${hints.notFound}` : ""}`);
+    case 400: {
+      const flag = error?.field ? FIELD_FLAGS.find(([prefix]) => error.field === prefix || error.field!.startsWith(`${prefix}.`))?.[1] : undefined;
+      return new CliError(`the server refused the request: ${message}${flag ? ` (set by ${flag})` : ""}`);
+    }
+    case 409:
+    case 413:
+      return new CliError(message);
+    default:
+      if (res.status >= 500) return new CliError(`the control plane failed (${res.status}): ${message}; try again, and if it persists, read its logs (wrangler tail)`);
+      return new CliError(`${res.status}: ${message}`);
+  }
+}
+
+/** `fetch`, with network failures turned into errors that say what to check. */
+function friendlyFetch(base: string, inner: typeof fetch): typeof fetch {
+  return (async (input: RequestInfo | URL, init?: RequestInit) => {
+    try {
+      return await inner(input, init);
+    } catch (err) {
+      if ((err as Error).name === "AbortError") throw err;
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      throw new NetworkError(`cannot reach ${base} (${why}): is the control plane running, and is the URL right? (gridx login URL, or GRIDX_URL)`);
+    }
+  }) as typeof fetch;
+}
+
+/**
+ * The control plane as the CLI calls it: typed calls (`rpc`, Hono's client over the app's
+ * type) and helpers that unwrap their answers or throw a `CliError`.
+ *
+ * @example
+ * const api = ApiClient.fromConfig(resolveConfig());
+ * const job = await api.json(api.rpc.v1.jobs[":id"].$get({ param: { id } }), { notFound: "list jobs with `gridx list`" });
+ */
 export class ApiClient {
+  readonly rpc: Rpc;
+
   constructor(
     readonly base: string,
-    private readonly token: string,
-  ) {}
-
-  static fromEnv(env: NodeJS.ProcessEnv): ApiClient {
-    const url = env.GRIDX_URL;
-    const token = env.GRIDX_TOKEN;
-    if (!url || !token) throw new CliError("set GRIDX_URL and GRIDX_TOKEN (the control plane's URL and an API or admin token)", 2);
-    return new ApiClient(url, token);
-  }
-
-  async call<T>(method: string, path: string, body?: unknown): Promise<T> {
-    const res = await fetch(new URL(path, this.base), {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      redirect: "manual",
-    });
-    if (res.status === 302) return { location: res.headers.get("location") } as T;
-    const text = await res.text();
-    const json = text ? (JSON.parse(text) as unknown) : null;
-    if (!res.ok) {
-      const err = (json as { error?: { message?: string } } | null)?.error?.message ?? text;
-      throw new CliError(`${method} ${path}: ${res.status} ${err}`, 1);
-    }
-    return json as T;
-  }
-}
-
-/** An error the CLI prints as one line and exits with. */
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode: number,
+    token: string,
+    fetchImpl: typeof fetch = fetch,
   ) {
-    super(message);
+    this.rpc = hc<AppType>(base, { headers: { authorization: `Bearer ${token}` }, fetch: friendlyFetch(base, fetchImpl) });
+  }
+
+  static fromConfig(config: Config): ApiClient {
+    return new ApiClient(config.url, config.token);
+  }
+
+  /** The JSON body of a successful answer. */
+  async json<R extends AnyResponse>(call: Promise<R>, hints?: Hints): Promise<OkBody<R>> {
+    const res = await call;
+    if (res.ok) return (await res.json()) as OkBody<R>;
+    throw await apiError(res, this.base, hints);
+  }
+
+  /** A successful answer as it is (a stream to read). */
+  async ok<R extends AnyResponse>(call: Promise<R>, hints?: Hints): Promise<R> {
+    const res = await call;
+    if (res.ok) return res;
+    throw await apiError(res, this.base, hints);
+  }
+
+  /** Where a redirecting route points (call it with `{ init: { redirect: "manual" } }`). */
+  async location(call: Promise<AnyResponse>, hints?: Hints): Promise<string> {
+    const res = await call;
+    const location = res.headers.get("location");
+    if (res.status >= 300 && res.status < 400 && location) return location;
+    if (res.ok) throw new CliError(`expected a redirect from ${res.url}, got ${res.status}`);
+    throw await apiError(res, this.base, hints);
   }
 }
+
+/** Path segments as the routes expect them: each part encoded, `/` kept between parts. */
+export const pathParam = (value: string) => value.split("/").map(encodeURIComponent).join("/");
+
+/** Per-call options that leave a redirect for the caller to follow. */
+export const MANUAL_REDIRECT = { init: { redirect: "manual" } } as const;

@@ -4,23 +4,15 @@ import { rename, rm, stat } from "node:fs/promises";
 import { basename } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import type { CompletedPart, PartUrl, Upload } from "../../protocol/index.ts";
+import type { CompletedPart, PartUrl } from "../../protocol/index.ts";
 import { expectOk, send } from "../../agent/src/transfer/http.ts";
 import { sha256File } from "../../agent/src/transfer/uploader.ts";
-import { CliError, type ApiClient } from "./api.ts";
+import { MANUAL_REDIRECT, type ApiClient } from "./api.ts";
+import { CliError, UsageError } from "./errors.ts";
 import { Progress } from "./progress.ts";
 
 /** Parts of one upload sent at once. */
 const PARALLEL_PARTS = 4;
-
-interface Dataset {
-  id: string;
-  name: string;
-  size: number;
-  sha256: string | null;
-  status: string;
-  part_size: number | null;
-}
 
 /** What survives an interrupted upload, beside the file: enough to send only the missing parts. */
 interface ResumeState {
@@ -32,6 +24,21 @@ interface ResumeState {
   part_count: number;
   done: Record<string, string>;
 }
+
+const notFound = "list datasets with `gridx datasets ls`";
+type Dataset = Awaited<ReturnType<typeof getDataset>>;
+
+export function getDataset(api: ApiClient, id: string) {
+  return api.json(api.rpc.v1.datasets[":id"].$get({ param: { id } }), { notFound });
+}
+
+/** A presigned GET of a ready dataset's bytes. */
+export function datasetDownloadUrl(api: ApiClient, id: string): Promise<string> {
+  return api.location(api.rpc.v1.datasets[":id"].download.$get({ param: { id }, query: {} }, MANUAL_REDIRECT), { notFound });
+}
+
+const complete = (api: ApiClient, id: string, parts?: CompletedPart[]) =>
+  api.json(api.rpc.v1.datasets[":id"].complete.$post({ param: { id }, json: parts ? { parts } : {} }), { notFound });
 
 const stateFile = (file: string) => `${file}.gridx-upload`;
 
@@ -60,7 +67,7 @@ function loadState(file: string): ResumeState | null {
  */
 export async function uploadDataset(api: ApiClient, file: string, name = basename(file), log: (line: string) => void = (l) => process.stderr.write(l + "\n")): Promise<Dataset> {
   const st = await stat(file).catch(() => null);
-  if (!st?.isFile()) throw new CliError(`${file} is not a file`, 2);
+  if (!st?.isFile()) throw new UsageError(`${file} is not a file`);
   let state = loadState(file);
   let urls: PartUrl[] = [];
   if (state) {
@@ -68,12 +75,12 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
   } else {
     log(`hashing ${file}…`);
     const sha256 = await sha256File(file);
-    const created = await api.call<Dataset & { upload: Upload }>("POST", "/v1/datasets", { name, size: st.size, sha256 });
+    const created = await api.json(api.rpc.v1.datasets.$post({ json: { name, size: st.size, sha256 } }));
     if ("method" in created.upload) {
       const progress = new Progress(`uploading ${name}`, st.size);
       await putWhole(created.upload.url, file, st.size, progress);
       progress.done();
-      return api.call<Dataset>("POST", `/v1/datasets/${created.id}/complete`, {});
+      return complete(api, created.id);
     }
     const mp = created.upload.multipart;
     state = { dataset_id: created.id, size: st.size, mtime_ms: st.mtimeMs, sha256, part_size: mp.part_size, part_count: mp.part_count, done: {} };
@@ -86,7 +93,7 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
   const have = new Set(urls.map((u) => u.part_number));
   for (let i = 0; i < missing.length; i += 1000) {
     const want = missing.slice(i, i + 1000).filter((n) => !have.has(n));
-    if (want.length) urls.push(...(await api.call<{ parts: PartUrl[] }>("POST", `/v1/datasets/${s.dataset_id}/upload-urls`, { part_numbers: want })).parts);
+    if (want.length) urls.push(...(await api.json(api.rpc.v1.datasets[":id"]["upload-urls"].$post({ param: { id: s.dataset_id }, json: { part_numbers: want } }), { notFound })).parts);
   }
   const byNumber = new Map(urls.map((u) => [u.part_number, u.url]));
   const progress = new Progress(`uploading ${name}`, s.size);
@@ -109,7 +116,7 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
   );
   progress.done();
   const parts: CompletedPart[] = Object.entries(s.done).map(([n, etag]) => ({ part_number: Number(n), etag }));
-  const ready = await api.call<Dataset>("POST", `/v1/datasets/${s.dataset_id}/complete`, { parts });
+  const ready = await complete(api, s.dataset_id, parts);
   await rm(stateFile(file), { force: true });
   return ready;
 }
@@ -122,12 +129,12 @@ async function putWhole(url: string, file: string, size: number, progress: Progr
 
 /** Downloads a dataset, resuming a partial file, and checks its SHA-256. */
 export async function downloadDataset(api: ApiClient, id: string, out?: string): Promise<{ path: string; sha256: string }> {
-  const d = await api.call<Dataset>("GET", `/v1/datasets/${id}`);
-  if (d.status !== "ready") throw new CliError(`dataset ${id} is still uploading`, 1);
+  const d = await getDataset(api, id);
+  if (d.status !== "ready") throw new CliError(`dataset ${id} is still uploading: finish it by running the same \`gridx datasets upload FILE\` again (it resumes)`);
   const path = out ?? d.name.split("/").pop()!;
   const part = `${path}.part`;
   const have = (await stat(part).catch(() => null))?.size ?? 0;
-  const { location } = await api.call<{ location: string }>("GET", `/v1/datasets/${id}/download`);
+  const location = await datasetDownloadUrl(api, id);
   const headers: Record<string, string> = have > 0 && have < d.size ? { range: `bytes=${have}-` } : {};
   const res = await expectOk(await send(location, "GET", null, headers, {}), "download");
   const resumed = res.statusCode === 206;
@@ -152,7 +159,7 @@ export async function downloadDataset(api: ApiClient, id: string, out?: string):
   const digest = hash.digest("hex");
   if (d.sha256 && digest !== d.sha256) {
     await rm(part, { force: true });
-    throw new CliError(`the download's sha256 ${digest} does not match the dataset's ${d.sha256}; removed it, try again`, 1);
+    throw new CliError(`the download's sha256 ${digest} does not match the dataset's ${d.sha256}; removed it, try again`);
   }
   await rename(part, path);
   return { path, sha256: digest };

@@ -1,7 +1,6 @@
-import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
-import type { AppEnv } from "./env.ts";
 import { AppError } from "./errors.ts";
+import { BEARER, openApiDocument, router } from "./openapi.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { dashboardRoutes } from "./dashboard/routes.tsx";
 import { datasetRoutes } from "./routes/datasets.ts";
@@ -13,7 +12,14 @@ import { poolRoutes } from "./routes/pools.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
-export const app = new Hono<AppEnv>()
+const base = router();
+base.openAPIRegistry.registerComponent("securitySchemes", BEARER, {
+  type: "http",
+  scheme: "bearer",
+  description: "The admin token (`GRIDX_ADMIN_TOKEN`), an API token (`POST /v1/api-tokens`) or, on agent routes, an agent token.",
+});
+
+export const app = base
   .route("/", opsRoutes)
   .route("/v1/jobs", jobRoutes)
   .route("/v1/workers", workerRoutes)
@@ -23,6 +29,8 @@ export const app = new Hono<AppEnv>()
   .route("/v1/jobs", jobAttemptRoutes)
   .route("/v1/pools", poolRoutes)
   .route("/v1", tokenRoutes)
+  // The document is built from the routes' own zod schemas, so it cannot drift from what they accept.
+  .get("/openapi.json", (c) => c.json(openApiDocument(base, new URL(c.req.url).origin)))
   .route("/", dashboardRoutes)
   .notFound((c) => c.json(new AppError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).toJSON(), 404))
   .onError((err, c) => {
@@ -34,3 +42,6 @@ export const app = new Hono<AppEnv>()
     console.error(`${c.req.method} ${c.req.path} failed`, err);
     return c.json(new AppError("internal", "internal error; it has been logged").toJSON(), 500);
   });
+
+/** The API's type, for typed clients: `hc<AppType>(url)` from `hono/client`. */
+export type AppType = typeof app;

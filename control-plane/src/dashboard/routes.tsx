@@ -175,7 +175,7 @@ dashboardRoutes.post("/ui/jobs/:id/cancel", async (c) => {
 // Artifacts: the API answers with a short-lived presigned URL, which the browser follows.
 dashboardRoutes.get("/ui/jobs/:id/artifacts/:name{.+}", async (c) => {
   const name = c.req.param("name").split("/").map(enc).join("/");
-  const res = await (await apiFor(c)).v1.jobs[":id"].artifacts[":name{.+}"].$get({ param: { id: enc(c.req.param("id")), name } });
+  const res = await (await apiFor(c)).v1.jobs[":id"].artifacts[":name{.+}"].$get({ param: { id: enc(c.req.param("id")), name }, query: {} });
   const location = res.headers.get("location");
   if (res.status === 302 && location) return c.redirect(location, 302);
   await call(res);
@@ -208,13 +208,14 @@ dashboardRoutes.post("/ui/run", async (c) => {
   const form = runFormFrom(await c.req.parseBody());
   const api = await apiFor(c);
   const request = {
-    kind: "python",
+    kind: "python" as const,
     python: { script: form.script },
     pool: form.pool || undefined,
-    limits: { timeout_s: numeric(form.timeout_s), memory_mb: numeric(form.memory_mb) },
+    // An unreadable number goes to the API as typed, so its answer names the field.
+    limits: { timeout_s: numeric(form.timeout_s), memory_mb: numeric(form.memory_mb) } as { timeout_s?: number; memory_mb?: number },
   };
   try {
-    const job = await call(api.v1.jobs.$post({ json: request }));
+    const job = await call(api.v1.jobs.$post({ json: request, header: {} }));
     const log: LogPage = { lines: [], next_cursor: null, status: job.status };
     if (wantsFragment(c)) {
       c.header("x-gridx-job", job.id);

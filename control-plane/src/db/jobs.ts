@@ -1,5 +1,5 @@
 import { and, desc, eq, lt, type SQL } from "drizzle-orm";
-import type { JobSpec, JobStatus } from "../../../protocol/index.ts";
+import type { FailureReason, JobSpec, JobStatus } from "../../../protocol/index.ts";
 import type { Db } from "./client.ts";
 import { jobs } from "./schema.ts";
 
@@ -20,11 +20,12 @@ export function jobView(row: JobRow) {
     attempt: row.attempt,
     worker_id: row.workerId,
     exit_code: row.exitCode,
-    failure_reason: row.failureReason,
+    // Only the coordinator writes it, and only with a FailureReason.
+    failure_reason: row.failureReason as FailureReason | null,
     failure_message: row.failureMessage,
     limits: spec.limits,
     requirements: spec.requirements,
-    created_at: iso(row.createdAt),
+    created_at: new Date(row.createdAt).toISOString(),
     assigned_at: iso(row.assignedAt),
     started_at: iso(row.startedAt),
     finished_at: iso(row.finishedAt),

@@ -79,11 +79,12 @@ export function silentSince(db: Db, pool: string, cutoff: number) {
 /** What the API shows of a worker. */
 export function workerView(row: WorkerRow, running: number) {
   const caps = row.caps as WorkerCaps;
+  const status: "online" | "offline" | "draining" = !row.online ? "offline" : row.drain ? "draining" : "online";
   return {
     id: row.id,
     name: row.name,
     pool: row.pool,
-    status: !row.online ? "offline" : row.drain ? "draining" : "online",
+    status,
     caps: {
       cpu_cores: caps.cpu_cores,
       memory_mb: caps.memory_mb,

@@ -17,7 +17,8 @@ export function requireAuth(...kinds: Principal["kind"][]): MiddlewareHandler<Ap
     const principal = await principalFor(createDb(c.env.DB), match[1]!, c.env.GRIDX_ADMIN_TOKEN);
     if (!principal) throw new AppError("unauthorized", "the token is not valid or has been revoked");
     if (!kinds.includes(principal.kind)) {
-      throw new AppError("forbidden", `a ${principal.kind} token cannot use this route; it needs a ${kinds.join(" or ")} token`);
+      const article = (k: string) => (/^[aeiou]/.test(k) ? `an ${k}` : `a ${k}`);
+      throw new AppError("forbidden", `${article(principal.kind)} token cannot use this route; it needs ${kinds.map(article).join(" or ")} token`);
     }
     c.set("principal", principal);
     await next();

@@ -1,7 +1,6 @@
-import { Hono } from "hono";
+import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import { z } from "zod";
-import { JobRequest, JobStatus, TERMINAL_STATUSES, type RepoSource } from "../../../protocol/index.ts";
+import { JobStatus, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
 import { sha256Hex } from "../auth/tokens.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
@@ -10,11 +9,10 @@ import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
 import { getSecret } from "../db/secrets.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
-import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
 import { newId } from "../ids.ts";
-import { requireAuth } from "../middleware/auth.ts";
-import { jsonBody, parseWith } from "../middleware/validate.ts";
+import { access, body, errors, json, router } from "../openapi.ts";
+import { ArtifactList, JobDetail, JobPage, JobRequest, LogPage } from "../schemas.ts";
 import { settingsOf } from "../settings.ts";
 
 /** How often a following log reader looks for new lines. */
@@ -25,14 +23,22 @@ const LOG_PAGE_CHUNKS = 200;
 const ListQuery = z.object({
   status: JobStatus.optional(),
   pool: z.string().max(63).optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ type: "integer" }),
+  cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` of the previous page" }),
 });
 const LogsQuery = z.object({
-  follow: z.enum(["0", "1", "true", "false"]).optional(),
-  after: z.string().max(40).optional(),
+  follow: z.enum(["0", "1", "true", "false"]).optional().openapi({ description: "1: stream server-sent events (`log`, then one `end`) until the job ends" }),
+  after: z.string().max(40).optional().openapi({ description: "a cursor (`next_cursor`, or an event id): only lines after it; `Last-Event-ID` works too" }),
+});
+const TtlQuery = z.object({
+  ttl_s: z.coerce.number().int().min(1).max(3600).optional().openapi({ type: "integer", description: "lifetime of the presigned URL, in seconds" }),
 });
 const IdempotencyKey = z.string().min(1).max(255).regex(/^[\x21-\x7e]+$/, "printable ASCII without spaces");
+const SubmitHeaders = z.object({
+  "Idempotency-Key": IdempotencyKey.optional().openapi({ description: "the same key and body give the same job; the same key with another body is a 409" }),
+});
+const JobParams = z.object({ id: z.string().max(64).openapi({ example: "j_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
+const ArtifactParams = JobParams.extend({ name: z.string().min(1).openapi({ description: "the artifact's name; it may contain '/'", example: "out/result.txt" }) });
 
 async function mustGetJob(db: Db, id: string): Promise<JobRow> {
   const job = await getJob(db, id);
@@ -45,7 +51,7 @@ async function fullJobView(db: Db, job: JobRow) {
     job.attempt > 0
       ? await Promise.all([tailStream(db, job.id, job.attempt, "stdout"), tailStream(db, job.id, job.attempt, "stderr"), listArtifacts(db, job.id, job.attempt)])
       : ["", "", []];
-  return { ...jobView(job), spec: job.spec, stdout, stderr, artifacts: artifacts.map(artifactView) };
+  return { ...jobView(job), spec: job.spec as JobSpec, stdout, stderr, artifacts: artifacts.map(artifactView) };
 }
 
 /** A repo job may only name secrets its project has, so a typo fails now and not on an agent. */
@@ -65,99 +71,196 @@ function cursorFrom(raw: string | undefined): LogCursor | null {
   return cursor;
 }
 
-export const jobRoutes = new Hono<AppEnv>()
-  .use(requireAuth("admin", "user"))
-  .post("/", async (c) => {
-    const spec = await jsonBody(c, JobRequest);
-    if (spec.task.kind === "command" && !settingsOf(c.env).ALLOWED_IMAGES.includes(spec.task.command.image)) {
-      throw new AppError("validation_failed", `command.image: ${spec.task.command.image} is not an allowed image (${settingsOf(c.env).ALLOWED_IMAGES.join(", ")})`, "command.image");
-    }
-    const db = createDb(c.env.DB);
-    if (spec.task.kind === "repo") await requireCredentials(db, spec.task.repo);
-    const principal = c.get("principal");
-    const rawKey = c.req.header("idempotency-key");
-    const key = rawKey === undefined ? null : parseWith(IdempotencyKey, rawKey, "Idempotency-Key");
-    const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
-    if (key) {
-      const existing = await findByIdempotencyKey(db, principal.tokenId, key);
-      if (existing) {
-        if (existing.requestHash !== requestHash) throw new AppError("conflict", "Idempotency-Key was already used for a different request", "Idempotency-Key");
-        return c.json(await fullJobView(db, existing), 200);
+const tags = ["jobs"];
+const user = access("admin", "user");
+
+export const jobRoutes = router()
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "post",
+      path: "/",
+      summary: "Submit a job",
+      request: { body: body(JobRequest), headers: SubmitHeaders },
+      responses: {
+        201: json(JobDetail, "The job, queued."),
+        200: json(JobDetail, "The job an earlier request with the same Idempotency-Key created."),
+        ...errors(400, 401, 403, 409, 413),
+      },
+    }),
+    async (c) => {
+      const spec = c.req.valid("json");
+      if (spec.task.kind === "command" && !settingsOf(c.env).ALLOWED_IMAGES.includes(spec.task.command.image)) {
+        throw new AppError("validation_failed", `command.image: ${spec.task.command.image} is not an allowed image (${settingsOf(c.env).ALLOWED_IMAGES.join(", ")})`, "command.image");
       }
-    }
-    const now = Date.now();
-    const id = newId("j", now);
-    const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, idempotencyKey: key, requestHash, now });
-    // The job is stored, so the answer need not wait for the coordinator; if the nudge is
-    // lost, the pool's coordinator finds the job on its next sweep or agent hello.
-    c.executionCtx.waitUntil(
-      coordinatorFor(c.env, spec.pool)
-        .jobQueued(spec.pool)
-        .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err)),
-    );
-    return c.json(await fullJobView(db, job), job.id === id ? 201 : 200);
-  })
-  .get("/", async (c) => {
-    const q = parseWith(ListQuery, c.req.query());
-    const page = await listJobs(createDb(c.env.DB), q);
-    return c.json({ jobs: page.jobs.map(jobView), next_cursor: page.nextCursor });
-  })
-  .get("/:id", async (c) => {
-    const db = createDb(c.env.DB);
-    return c.json(await fullJobView(db, await mustGetJob(db, c.req.param("id"))));
-  })
-  .post("/:id/cancel", async (c) => {
-    const db = createDb(c.env.DB);
-    const job = await mustGetJob(db, c.req.param("id"));
-    if (job.status === "completed" || job.status === "failed") {
-      throw new AppError("conflict", `job ${job.id} already finished with status ${job.status}`);
-    }
-    const after = job.status === "canceled" ? job : await coordinatorFor(c.env, job.pool).cancelJob(job.pool, job.id);
-    return c.json(await fullJobView(db, after ?? job));
-  })
-  .get("/:id/artifacts", async (c) => {
-    const db = createDb(c.env.DB);
-    const job = await mustGetJob(db, c.req.param("id"));
-    return c.json({ artifacts: job.attempt > 0 ? (await listArtifacts(db, job.id, job.attempt)).map(artifactView) : [] });
-  })
-  .get("/:id/artifacts/:name{.+}", async (c) => {
-    const db = createDb(c.env.DB);
-    const job = await mustGetJob(db, c.req.param("id"));
-    const name = c.req.param("name");
-    const q = parseWith(z.object({ ttl_s: z.coerce.number().int().min(1).max(3600).optional() }), c.req.query());
-    const artifact = job.attempt > 0 ? await getArtifact(db, job.id, job.attempt, name) : undefined;
-    if (!artifact) throw new AppError("not_found", `job ${job.id} has no artifact ${name}`);
-    const { url } = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).presign("GET", artifact.key, { ttlS: q.ttl_s });
-    return c.redirect(url, 302);
-  })
-  .get("/:id/logs", async (c) => {
-    const q = parseWith(LogsQuery, c.req.query());
-    const db = createDb(c.env.DB);
-    const job = await mustGetJob(db, c.req.param("id"));
-    const start = cursorFrom(q.after ?? c.req.header("last-event-id"));
-    if (q.follow !== "1" && q.follow !== "true") {
-      const page = await readLog(db, job.id, start, LOG_PAGE_CHUNKS);
-      return c.json({ lines: page.lines, next_cursor: page.cursor ? formatCursor(page.cursor) : null, status: job.status });
-    }
-    return streamSSE(c, async (stream) => {
-      let cursor = start;
-      const abort = { requested: false };
-      stream.onAbort(() => {
-        abort.requested = true;
+      const db = createDb(c.env.DB);
+      if (spec.task.kind === "repo") await requireCredentials(db, spec.task.repo);
+      const principal = c.get("principal");
+      const key = c.req.valid("header")["Idempotency-Key"] ?? null;
+      const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
+      if (key) {
+        const existing = await findByIdempotencyKey(db, principal.tokenId, key);
+        if (existing) {
+          if (existing.requestHash !== requestHash) throw new AppError("conflict", "Idempotency-Key was already used for a different request", "Idempotency-Key");
+          return c.json(await fullJobView(db, existing), 200);
+        }
+      }
+      const now = Date.now();
+      const id = newId("j", now);
+      const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, idempotencyKey: key, requestHash, now });
+      // The job is stored, so the answer need not wait for the coordinator; if the nudge is
+      // lost, the pool's coordinator finds the job on its next sweep or agent hello.
+      c.executionCtx.waitUntil(
+        coordinatorFor(c.env, spec.pool)
+          .jobQueued(spec.pool)
+          .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err)),
+      );
+      const view = await fullJobView(db, job);
+      return job.id === id ? c.json(view, 201) : c.json(view, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/",
+      summary: "List jobs, newest first",
+      request: { query: ListQuery },
+      responses: { 200: json(JobPage, "A page of jobs; `next_cursor` is null on the last page."), ...errors(400, 401, 403) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const page = await listJobs(createDb(c.env.DB), q);
+      return c.json({ jobs: page.jobs.map(jobView), next_cursor: page.nextCursor }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{id}",
+      summary: "A job, with the tail of its output",
+      request: { params: JobParams },
+      responses: { 200: json(JobDetail, "The job, with the last 64 KiB of stdout and stderr of its latest attempt."), ...errors(401, 403, 404) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      return c.json(await fullJobView(db, await mustGetJob(db, c.req.valid("param").id)), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "post",
+      path: "/{id}/cancel",
+      summary: "Cancel a job",
+      description: `${user.description} A running container gets SIGTERM, then SIGKILL; canceling a canceled job is a no-op.`,
+      request: { params: JobParams },
+      responses: { 200: json(JobDetail, "The job, canceled."), ...errors(401, 403, 404, 409) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const job = await mustGetJob(db, c.req.valid("param").id);
+      if (job.status === "completed" || job.status === "failed") {
+        throw new AppError("conflict", `job ${job.id} already finished with status ${job.status}`);
+      }
+      const after = job.status === "canceled" ? job : await coordinatorFor(c.env, job.pool).cancelJob(job.pool, job.id);
+      return c.json(await fullJobView(db, after ?? job), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{id}/artifacts",
+      summary: "The latest attempt's artifacts",
+      request: { params: JobParams },
+      responses: { 200: json(ArtifactList, "Every file the job left in /work/output, with its size and SHA-256."), ...errors(401, 403, 404) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const job = await mustGetJob(db, c.req.valid("param").id);
+      return c.json({ artifacts: job.attempt > 0 ? (await listArtifacts(db, job.id, job.attempt)).map(artifactView) : [] }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      // The name may span path segments (`out/result.txt`).
+      path: "/{id}/artifacts/{name{.+}}",
+      summary: "Download an artifact",
+      request: { params: ArtifactParams, query: TtlQuery },
+      responses: {
+        302: { description: "A redirect to a presigned GET of the artifact's bytes.", headers: z.object({ location: z.string() }) },
+        ...errors(400, 401, 403, 404),
+      },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const { id, name } = c.req.valid("param");
+      const job = await mustGetJob(db, id);
+      const artifact = job.attempt > 0 ? await getArtifact(db, job.id, job.attempt, name) : undefined;
+      if (!artifact) throw new AppError("not_found", `job ${job.id} has no artifact ${name}`);
+      const { url } = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).presign("GET", artifact.key, { ttlS: c.req.valid("query").ttl_s });
+      return c.redirect(url, 302);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{id}/logs",
+      summary: "Log lines of every attempt, or a live stream of them",
+      request: { params: JobParams, query: LogsQuery },
+      responses: {
+        200: {
+          description:
+            "Without `follow`, a page of lines (follow `next_cursor`). With `follow=1`, server-sent events: `log` events (data: a LogLine, id: its cursor) until the job ends, then one `end` event (data: `{status, exit_code, failure_reason}`).",
+          content: {
+            "application/json": { schema: LogPage },
+            "text/event-stream": { schema: z.string().openapi({ description: "event: log | end" }) },
+          },
+        },
+        ...errors(400, 401, 403, 404),
+      },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const db = createDb(c.env.DB);
+      const job = await mustGetJob(db, c.req.valid("param").id);
+      const start = cursorFrom(q.after ?? c.req.header("last-event-id"));
+      if (q.follow !== "1" && q.follow !== "true") {
+        const page = await readLog(db, job.id, start, LOG_PAGE_CHUNKS);
+        return c.json({ lines: page.lines, next_cursor: page.cursor ? formatCursor(page.cursor) : null, status: job.status }, 200);
+      }
+      return streamSSE(c, async (stream) => {
+        let cursor = start;
+        const abort = { requested: false };
+        stream.onAbort(() => {
+          abort.requested = true;
+        });
+        while (!abort.requested) {
+          // Read the status before the lines, so lines written just before the end are not missed.
+          const current = (await getJob(db, job.id)) ?? job;
+          const page = await readLog(db, job.id, cursor, LOG_PAGE_CHUNKS);
+          cursor = page.cursor;
+          for (const line of page.lines) {
+            await stream.writeSSE({ event: "log", id: formatCursor({ attempt: line.attempt, seq: line.seq }), data: JSON.stringify(line) });
+          }
+          if (TERMINAL_STATUSES.includes(current.status) && page.lines.length === 0) {
+            await stream.writeSSE({ event: "end", data: JSON.stringify({ status: current.status, exit_code: current.exitCode, failure_reason: current.failureReason }) });
+            return;
+          }
+          if (page.lines.length === 0) await stream.sleep(FOLLOW_POLL_MS);
+        }
       });
-      while (!abort.requested) {
-        // Read the status before the lines, so lines written just before the end are not missed.
-        const current = (await getJob(db, job.id)) ?? job;
-        const page = await readLog(db, job.id, cursor, LOG_PAGE_CHUNKS);
-        cursor = page.cursor;
-        for (const line of page.lines) {
-          await stream.writeSSE({ event: "log", id: formatCursor({ attempt: line.attempt, seq: line.seq }), data: JSON.stringify(line) });
-        }
-        if (TERMINAL_STATUSES.includes(current.status) && page.lines.length === 0) {
-          await stream.writeSSE({ event: "end", data: JSON.stringify({ status: current.status, exit_code: current.exitCode, failure_reason: current.failureReason }) });
-          return;
-        }
-        if (page.lines.length === 0) await stream.sleep(FOLLOW_POLL_MS);
-      }
-    });
-  });
+    },
+  );

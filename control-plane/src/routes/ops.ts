@@ -1,9 +1,9 @@
-import { Hono } from "hono";
+import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import { PROTOCOL_VERSION } from "../../../protocol/index.ts";
 import { createDb } from "../db/client.ts";
-import type { AppEnv } from "../env.ts";
-import { requireAuth } from "../middleware/auth.ts";
+import { access, errors, json, router } from "../openapi.ts";
+import { Health } from "../schemas.ts";
 
 /** Upper bounds of the dispatch-latency histogram, in seconds. */
 export const DISPATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
@@ -43,8 +43,34 @@ async function renderMetrics(d1: D1Database): Promise<string> {
   return out.join("\n") + "\n";
 }
 
-export const opsRoutes = new Hono<AppEnv>()
-  .get("/health", (c) => c.json({ ok: true, protocol_version: PROTOCOL_VERSION }))
-  .get("/metrics", requireAuth("admin", "user"), async (c) =>
-    c.body(await renderMetrics(c.env.DB), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+const tags = ["ops"];
+
+export const opsRoutes = router()
+  .openapi(
+    createRoute({
+      tags,
+      method: "get",
+      path: "/health",
+      summary: "Liveness, and the agent protocol version",
+      description: "Needs no token.",
+      responses: { 200: json(Health, "The control plane answers.") },
+    }),
+    (c) => c.json({ ok: true, protocol_version: PROTOCOL_VERSION }, 200),
+  )
+  .openapi(
+    createRoute({
+      ...access("admin", "user"),
+      tags,
+      method: "get",
+      path: "/metrics",
+      summary: "Prometheus metrics",
+      responses: {
+        200: {
+          description: "Jobs by pool and state, queue depth, workers online, and the dispatch latency histogram, in the Prometheus text format.",
+          content: { "text/plain": { schema: z.string() } },
+        },
+        ...errors(401, 403),
+      },
+    }),
+    async (c) => c.text(await renderMetrics(c.env.DB), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );

@@ -1,41 +1,70 @@
-import { Hono } from "hono";
-import { z } from "zod";
+import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName, SecretName } from "../../../protocol/index.ts";
 import { createDb } from "../db/client.ts";
 import { deleteSecret, listSecrets, putSecret, secretView } from "../db/secrets.ts";
-import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
-import { requireAuth } from "../middleware/auth.ts";
-import { jsonBody, parseWith } from "../middleware/validate.ts";
-import { MAX_SECRET_CHARS, SecretVault } from "../secrets/vault.ts";
+import { access, body, errors, json, router } from "../openapi.ts";
+import { Secret, SecretList, SecretValue } from "../schemas.ts";
+import { SecretVault } from "../secrets/vault.ts";
 
-const SecretValue = z
-  .object({ value: z.string().min(1, "value is empty").max(MAX_SECRET_CHARS, `value is at most ${MAX_SECRET_CHARS} characters`) })
-  .strict();
+const tags = ["secrets"];
+const user = access("admin", "user");
+const ProjectParams = z.object({ project: ProjectName.openapi({ param: { name: "project", in: "path" }, example: "default" }) });
+const SecretParams = ProjectParams.extend({ name: SecretName.openapi({ param: { name: "name", in: "path" }, example: "github-token" }) });
 
 /**
  * Per-project secrets (repository credentials for repo jobs). Values go in and are never
  * shown again: they are encrypted at rest and decrypted only into the assignment of a job
  * that names them.
  */
-export const secretRoutes = new Hono<AppEnv>()
-  .use(requireAuth("admin", "user"))
-  .get("/:project/secrets", async (c) => {
-    const project = parseWith(ProjectName, c.req.param("project"), "project");
-    const rows = await listSecrets(createDb(c.env.DB), project);
-    return c.json({ secrets: rows.map(secretView) });
-  })
-  .put("/:project/secrets/:name", async (c) => {
-    const project = parseWith(ProjectName, c.req.param("project"), "project");
-    const name = parseWith(SecretName, c.req.param("name"), "name");
-    const { value } = await jsonBody(c, SecretValue);
-    const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
-    const row = await putSecret(createDb(c.env.DB), { project, name, sealed: await vault.seal(project, name, value), createdBy: c.get("principal").tokenId, now: Date.now() });
-    return c.json(secretView(row), 200);
-  })
-  .delete("/:project/secrets/:name", async (c) => {
-    const project = parseWith(ProjectName, c.req.param("project"), "project");
-    const name = parseWith(SecretName, c.req.param("name"), "name");
-    if (!(await deleteSecret(createDb(c.env.DB), project, name))) throw new AppError("not_found", `no secret ${name} in project ${project}`);
-    return c.body(null, 204);
-  });
+export const secretRoutes = router()
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{project}/secrets",
+      summary: "List a project's secrets (names and dates, never values)",
+      request: { params: ProjectParams },
+      responses: { 200: json(SecretList, "The project's secrets, by name."), ...errors(400, 401, 403) },
+    }),
+    async (c) => {
+      const rows = await listSecrets(createDb(c.env.DB), c.req.valid("param").project);
+      return c.json({ secrets: rows.map(secretView) }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "put",
+      path: "/{project}/secrets/{name}",
+      summary: "Store or replace a secret",
+      description: `${user.description} For https repositories the value is a token or \`user:token\`; for ssh, a private key. It is sealed with AES-256-GCM under the Worker secret SECRETS_KEY (503 without it) and never shown again.`,
+      request: { params: SecretParams, body: body(SecretValue) },
+      responses: { 200: json(Secret, "The secret's name and dates."), ...errors(400, 401, 403, 413) },
+    }),
+    async (c) => {
+      const { project, name } = c.req.valid("param");
+      const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
+      const sealed = await vault.seal(project, name, c.req.valid("json").value);
+      const row = await putSecret(createDb(c.env.DB), { project, name, sealed, createdBy: c.get("principal").tokenId, now: Date.now() });
+      return c.json(secretView(row), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "delete",
+      path: "/{project}/secrets/{name}",
+      summary: "Delete a secret",
+      request: { params: SecretParams },
+      responses: { 204: { description: "Deleted." }, ...errors(400, 401, 403, 404) },
+    }),
+    async (c) => {
+      const { project, name } = c.req.valid("param");
+      if (!(await deleteSecret(createDb(c.env.DB), project, name))) throw new AppError("not_found", `no secret ${name} in project ${project}`);
+      return c.body(null, 204);
+    },
+  );

@@ -1,24 +1,43 @@
-import { Hono } from "hono";
-import { z } from "zod";
-import { PoolName } from "../../../protocol/index.ts";
+import { createRoute } from "@hono/zod-openapi";
 import { issueToken } from "../auth/tokens.ts";
 import { createDb } from "../db/client.ts";
-import type { AppEnv } from "../env.ts";
-import { requireAuth } from "../middleware/auth.ts";
-import { jsonBody } from "../middleware/validate.ts";
+import { access, body, errors, json, router } from "../openapi.ts";
+import { AgentTokenRequest, ApiTokenRequest, IssuedToken } from "../schemas.ts";
 
-const TokenName = z.string().min(1, "name is empty").max(100);
-const AgentTokenRequest = z.object({ pool: PoolName.default("default"), name: TokenName }).strict();
-const ApiTokenRequest = z.object({ name: TokenName }).strict();
-
+const tags = ["tokens"];
 /** Token issuing is for the operator (admin token) only; a token's text is shown once. */
-export const tokenRoutes = new Hono<AppEnv>()
-  .use(requireAuth("admin"))
-  .post("/agent-tokens", async (c) => {
-    const body = await jsonBody(c, AgentTokenRequest);
-    return c.json(await issueToken(createDb(c.env.DB), "agent", body.name, body.pool), 201);
-  })
-  .post("/api-tokens", async (c) => {
-    const body = await jsonBody(c, ApiTokenRequest);
-    return c.json(await issueToken(createDb(c.env.DB), "user", body.name, null), 201);
-  });
+const admin = access("admin");
+
+export const tokenRoutes = router()
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/agent-tokens",
+      summary: "Issue an agent token",
+      description: `${admin.description} The token lets an agent join one pool and is good for nothing else; its text is shown only in this answer.`,
+      request: { body: body(AgentTokenRequest) },
+      responses: { 201: json(IssuedToken, "The new token."), ...errors(400, 401, 403, 413) },
+    }),
+    async (c) => {
+      const req = c.req.valid("json");
+      return c.json(await issueToken(createDb(c.env.DB), "agent", req.name, req.pool), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/api-tokens",
+      summary: "Issue an API token",
+      description: `${admin.description} The token submits and reads jobs, workers and datasets; its text is shown only in this answer.`,
+      request: { body: body(ApiTokenRequest) },
+      responses: { 201: json(IssuedToken, "The new token."), ...errors(400, 401, 403, 413) },
+    }),
+    async (c) => {
+      const req = c.req.valid("json");
+      return c.json(await issueToken(createDb(c.env.DB), "user", req.name, null), 201);
+    },
+  );

@@ -1,6 +1,6 @@
-import { Hono } from "hono";
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { inArray, sql } from "drizzle-orm";
-import { z } from "zod";
 import { HOLDING } from "../db/attempts.ts";
 import { createDb } from "../db/client.ts";
 import { attempts } from "../db/schema.ts";
@@ -8,13 +8,13 @@ import { getWorker, listWorkers, workerView } from "../db/workers.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
-import { requireAuth } from "../middleware/auth.ts";
-import { jsonBody, parseWith } from "../middleware/validate.ts";
-import { ProbeRequest } from "../../../protocol/index.ts";
+import { access, body, errors, json, router } from "../openapi.ts";
+import { Probe, ProbeList, ProbeRequest, Worker, WorkerList } from "../schemas.ts";
 import { getProbe, insertProbe, listProbes, probeView } from "../db/probes.ts";
 import { newId } from "../ids.ts";
 
 const ListQuery = z.object({ pool: z.string().max(63).optional() });
+const WorkerParams = z.object({ id: z.string().max(64).openapi({ example: "w_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
 
 async function runningCounts(db: ReturnType<typeof createDb>, ids: string[]) {
   if (ids.length === 0) return new Map<string, number>();
@@ -26,48 +26,106 @@ async function runningCounts(db: ReturnType<typeof createDb>, ids: string[]) {
   return new Map(rows.map((r) => [r.workerId, r.n]));
 }
 
-function drainRoute(drain: boolean) {
-  return async (c: import("hono").Context<AppEnv>) => {
-    const db = createDb(c.env.DB);
-    const id = c.req.param("id")!;
-    const worker = await mustGetWorker(db, id);
-    await coordinatorFor(c.env, worker.pool).setWorkerDrain(worker.pool, id, drain);
-    const after = (await getWorker(db, id))!;
-    return c.json(workerView(after, (await runningCounts(db, [id])).get(id) ?? 0));
-  };
-}
-
 async function mustGetWorker(db: ReturnType<typeof createDb>, id: string) {
   const worker = await getWorker(db, id);
   if (!worker) throw new AppError("not_found", `no worker ${id}`);
   return worker;
 }
 
+async function setDrain(c: Context<AppEnv>, id: string, drain: boolean) {
+  const db = createDb(c.env.DB);
+  const worker = await mustGetWorker(db, id);
+  await coordinatorFor(c.env, worker.pool).setWorkerDrain(worker.pool, id, drain);
+  const after = (await getWorker(db, id))!;
+  return workerView(after, (await runningCounts(db, [id])).get(id) ?? 0);
+}
+
 /** Probe audit records shown per page. */
 const PROBE_PAGE = 100;
 
-export const workerRoutes = new Hono<AppEnv>()
-  .get("/", requireAuth("admin", "user"), async (c) => {
-    const q = parseWith(ListQuery, c.req.query());
-    const db = createDb(c.env.DB);
-    const rows = await listWorkers(db, q.pool);
-    const running = await runningCounts(db, rows.map((r) => r.id));
-    return c.json({ workers: rows.map((r) => workerView(r, running.get(r.id) ?? 0)) });
-  })
-  .post("/:id/drain", requireAuth("admin"), drainRoute(true))
-  .post("/:id/undrain", requireAuth("admin"), drainRoute(false))
-  .post("/:id/probes", requireAuth("admin"), async (c) => {
-    const body = await jsonBody(c, ProbeRequest);
-    const db = createDb(c.env.DB);
-    const worker = await mustGetWorker(db, c.req.param("id"));
-    if (!worker.online) throw new AppError("conflict", `worker ${worker.id} is offline; a probe needs a connected agent`);
-    const id = newId("pr");
-    await insertProbe(db, { id, workerId: worker.id, pool: worker.pool, command: body.command, requestedBy: c.get("principal").tokenId, now: Date.now() });
-    await coordinatorFor(c.env, worker.pool).runProbe(worker.pool, { id, workerId: worker.id, command: body.command, timeoutS: body.timeout_s });
-    return c.json(probeView((await getProbe(db, id))!), 201);
-  })
-  .get("/:id/probes", requireAuth("admin"), async (c) => {
-    const db = createDb(c.env.DB);
-    const worker = await mustGetWorker(db, c.req.param("id"));
-    return c.json({ probes: (await listProbes(db, worker.id, PROBE_PAGE)).map(probeView) });
-  });
+const tags = ["workers"];
+const user = access("admin", "user");
+const admin = access("admin");
+
+export const workerRoutes = router()
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/",
+      summary: "List workers",
+      request: { query: ListQuery },
+      responses: { 200: json(WorkerList, "Every worker (of a pool), with its capabilities, slots, running jobs and status."), ...errors(400, 401, 403) },
+    }),
+    async (c) => {
+      const q = c.req.valid("query");
+      const db = createDb(c.env.DB);
+      const rows = await listWorkers(db, q.pool);
+      const running = await runningCounts(db, rows.map((r) => r.id));
+      return c.json({ workers: rows.map((r) => workerView(r, running.get(r.id) ?? 0)) }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/{id}/drain",
+      summary: "Stop giving a worker new jobs",
+      description: `${admin.description} Running jobs go on; the worker shows \`draining\` until undrained.`,
+      request: { params: WorkerParams },
+      responses: { 200: json(Worker, "The worker, draining."), ...errors(401, 403, 404) },
+    }),
+    async (c) => c.json(await setDrain(c, c.req.valid("param").id, true), 200),
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/{id}/undrain",
+      summary: "Resume giving a worker jobs",
+      request: { params: WorkerParams },
+      responses: { 200: json(Worker, "The worker."), ...errors(401, 403, 404) },
+    }),
+    async (c) => c.json(await setDrain(c, c.req.valid("param").id, false), 200),
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/{id}/probes",
+      summary: "Run a maintenance probe on the worker's host",
+      description: `${admin.description} The agent runs the command over SSH only if it is on its allow list; every request is kept for audit.`,
+      request: { params: WorkerParams, body: body(ProbeRequest) },
+      responses: { 201: json(Probe, "The probe, pending; read the outcome from the list."), ...errors(400, 401, 403, 404, 409, 413) },
+    }),
+    async (c) => {
+      const req = c.req.valid("json");
+      const db = createDb(c.env.DB);
+      const worker = await mustGetWorker(db, c.req.valid("param").id);
+      if (!worker.online) throw new AppError("conflict", `worker ${worker.id} is offline; a probe needs a connected agent`);
+      const id = newId("pr");
+      await insertProbe(db, { id, workerId: worker.id, pool: worker.pool, command: req.command, requestedBy: c.get("principal").tokenId, now: Date.now() });
+      await coordinatorFor(c.env, worker.pool).runProbe(worker.pool, { id, workerId: worker.id, command: req.command, timeoutS: req.timeout_s });
+      return c.json(probeView((await getProbe(db, id))!), 201);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "get",
+      path: "/{id}/probes",
+      summary: "The worker's probe audit trail",
+      request: { params: WorkerParams },
+      responses: { 200: json(ProbeList, `The latest ${PROBE_PAGE} probes, newest first.`), ...errors(401, 403, 404) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const worker = await mustGetWorker(db, c.req.valid("param").id);
+      return c.json({ probes: (await listProbes(db, worker.id, PROBE_PAGE)).map(probeView) }, 200);
+    },
+  );

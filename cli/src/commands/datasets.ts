@@ -1,0 +1,60 @@
+import { command } from "../cli.ts";
+import { downloadDataset, uploadDataset } from "../datasets.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
+import { ago, bytes, table } from "../format.ts";
+
+export const datasetsUpload = command({
+  name: "datasets upload",
+  group: "Datasets",
+  summary: "upload a file as a dataset (multipart, parallel, resumable)",
+  usage: ["datasets upload FILE [--name NAME]"],
+  options: { name: { type: "string" } },
+  optionsHelp: "  --name NAME                  the dataset's name (default: the file's name)",
+  notes: "An interrupted upload resumes when run again on the same file: only the missing parts are sent.",
+  examples: ["gridx datasets upload ./train.parquet", "gridx run --input $(gridx datasets upload data.bin --json | jq -r .id):data.bin job.py"],
+  async run({ values, positionals }, ctx) {
+    const [file] = positionals;
+    if (!file || positionals.length > 1) throw new UsageError("give one file: gridx datasets upload FILE");
+    const d = await uploadDataset(ctx.api(), file, values.name, (line) => ctx.io.stderr.write(line + "\n"));
+    ctx.print(`${d.id}  ${d.name}  ${d.size} bytes  sha256 ${d.sha256}  ${d.status}`, d);
+    return EXIT.ok;
+  },
+});
+
+export const datasetsDownload = command({
+  name: "datasets download",
+  group: "Datasets",
+  summary: "download a dataset, resuming a partial file, and check its sha256",
+  usage: ["datasets download ID [-o FILE]"],
+  options: { output: { type: "string", short: "o" } },
+  optionsHelp: "  -o, --output FILE            where to write it (default: the dataset's name)",
+  examples: ["gridx datasets download ds_01abc -o train.parquet"],
+  async run({ values, positionals }, ctx) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give one dataset id: gridx datasets download ID");
+    const r = await downloadDataset(ctx.api(), id, values.output);
+    ctx.print(`${r.path}  sha256 ${r.sha256}  verified`, r);
+    return EXIT.ok;
+  },
+});
+
+export const datasetsLs = command({
+  name: "datasets ls",
+  group: "Datasets",
+  summary: "list datasets, newest first",
+  usage: ["datasets ls"],
+  options: {},
+  optionsHelp: "",
+  examples: ["gridx datasets ls"],
+  async run({ positionals }, ctx) {
+    if (positionals.length) throw new UsageError("gridx datasets ls takes no arguments");
+    const api = ctx.api();
+    const { datasets } = await api.json(api.rpc.v1.datasets.$get({ query: {} }));
+    const rows = datasets.map((d) => [d.id, d.status, bytes(d.size), ago(d.created_at), d.name]);
+    ctx.print(rows.length ? table(["ID", "STATUS", "SIZE", "CREATED", "NAME"], rows) : "no datasets", datasets);
+    return EXIT.ok;
+  },
+});
+
+export const datasetCommands = [datasetsUpload, datasetsDownload, datasetsLs];

@@ -1,0 +1,105 @@
+import type { ApiClient } from "../api.ts";
+import { command } from "../cli.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT } from "../exit-codes.ts";
+import { ago, labels, mib, table } from "../format.ts";
+
+const adminOnly = "log in with the admin token to drain (gridx login URL)";
+
+/** A worker by id (`w_...`), or by name, within --pool when names repeat across pools. */
+async function resolveWorker(api: ApiClient, ref: string, pool?: string): Promise<string> {
+  if (ref.startsWith("w_")) return ref;
+  const { workers } = await api.json(api.rpc.v1.workers.$get({ query: pool ? { pool } : {} }));
+  const named = workers.filter((w) => w.name === ref);
+  if (named.length === 1) return named[0]!.id;
+  if (!named.length) throw new UsageError(`no worker named ${ref}${pool ? ` in pool ${pool}` : ""}; see \`gridx workers\``);
+  throw new UsageError(`${named.length} workers are named ${ref} (pools ${named.map((w) => w.pool).join(", ")}): add --pool, or give the worker's id`);
+}
+
+export const workers = command({
+  name: "workers",
+  group: "Grid",
+  summary: "list the grid's workers: status, jobs running, capacity",
+  usage: ["workers [--pool P]"],
+  options: { pool: { type: "string" } },
+  optionsHelp: "  --pool P                     only this pool",
+  examples: ["gridx workers", "gridx workers --pool gpu --json | jq -r '.workers[] | select(.status == \"online\") | .name'"],
+  async run({ values, positionals }, ctx) {
+    if (positionals.length) throw new UsageError("gridx workers takes no arguments; filter with --pool");
+    const api = ctx.api();
+    const body = await api.json(api.rpc.v1.workers.$get({ query: values.pool ? { pool: values.pool } : {} }));
+    const now = Date.now();
+    const rows = body.workers.map((w) => [
+      w.name,
+      w.id,
+      w.pool,
+      w.status,
+      `${w.running}/${w.slots}`,
+      String(w.caps.cpu_cores),
+      mib(w.caps.memory_mb),
+      String(w.caps.gpus),
+      ago(w.last_seen, now),
+      labels(w.caps.labels),
+    ]);
+    ctx.print(rows.length ? table(["NAME", "ID", "POOL", "STATUS", "JOBS", "CPUS", "MEMORY", "GPUS", "SEEN", "LABELS"], rows) : "no workers yet: start an agent (see the README's Agent section)", body);
+    return EXIT.ok;
+  },
+});
+
+const drainCommand = (drain: boolean) =>
+  command({
+    name: drain ? "drain" : "undrain",
+    group: "Grid",
+    summary: drain ? "stop giving a worker new jobs (running ones go on); admin" : "let a drained worker take jobs again; admin",
+    usage: [`${drain ? "drain" : "undrain"} WORKER [--pool P]`],
+    options: { pool: { type: "string" } },
+    optionsHelp: "  --pool P                     the worker's pool, when its name is not unique",
+    notes: "WORKER is a worker's id (w_...) or its name (as `gridx workers` shows them).",
+    examples: [`gridx ${drain ? "drain" : "undrain"} lab-3`, `gridx ${drain ? "drain" : "undrain"} w_01jd2x7k8m`],
+    async run({ values, positionals }, ctx) {
+      const [ref] = positionals;
+      if (!ref || positionals.length > 1) throw new UsageError(`give one worker: gridx ${drain ? "drain" : "undrain"} WORKER`);
+      const api = ctx.api();
+      const id = await resolveWorker(api, ref, values.pool);
+      const hints = { notFound: "see `gridx workers`", forbidden: adminOnly };
+      const w = await api.json(drain ? api.rpc.v1.workers[":id"].drain.$post({ param: { id } }) : api.rpc.v1.workers[":id"].undrain.$post({ param: { id } }), hints);
+      const human = drain ? `${w.name} (${w.id}) is ${w.status}: no new jobs; ${w.running} running go on` : `${w.name} (${w.id}) is ${w.status}`;
+      ctx.print(human, w);
+      return EXIT.ok;
+    },
+  });
+
+export const drain = drainCommand(true);
+export const undrain = drainCommand(false);
+
+export const tokensCreate = command({
+  name: "tokens create",
+  group: "Grid",
+  summary: "issue an API token (or, with --agent, an agent token); admin",
+  usage: ["tokens create NAME [--agent [--pool P]]"],
+  options: { agent: { type: "boolean" }, pool: { type: "string" } },
+  optionsHelp: `  --agent                      an agent token (joins machines to a pool), not an API token
+  --pool P                     the agent token's pool (default: default)`,
+  notes: "The token is printed once, on stdout; the control plane keeps only its hash.",
+  examples: ["gridx tokens create alice", "gridx tokens create lab-3 --agent --pool gpu", "TOKEN=$(gridx tokens create ci) && gridx login https://gridx.example.com --token \"$TOKEN\""],
+  async run({ values, positionals }, ctx) {
+    const [name] = positionals;
+    if (!name || positionals.length > 1) throw new UsageError("give the token a name: gridx tokens create NAME");
+    if (values.pool && !values.agent) throw new UsageError("--pool is for agent tokens: add --agent");
+    const api = ctx.api();
+    const hints = { forbidden: "issuing tokens needs the admin token (GRIDX_ADMIN_TOKEN)" };
+    const issued = await api.json(
+      values.agent ? api.rpc.v1["agent-tokens"].$post({ json: { name, ...(values.pool ? { pool: values.pool } : {}) } }) : api.rpc.v1["api-tokens"].$post({ json: { name } }),
+      hints,
+    );
+    ctx.print(issued.token, issued);
+    ctx.note(
+      issued.kind === "agent"
+        ? `[gridx: agent token ${issued.id} for pool ${issued.pool}; it is shown only now. Start an agent with GRIDX_AGENT_TOKEN=<token>]`
+        : `[gridx: API token ${issued.id} (${issued.name}); it is shown only now. Use it with: gridx login ${api.base} --token <token>]`,
+    );
+    return EXIT.ok;
+  },
+});
+
+export const gridCommands = [workers, drain, undrain, tokensCreate];

@@ -1,0 +1,313 @@
+import { readFileSync } from "node:fs";
+import type { JobRequest } from "../../../protocol/index.ts";
+import type { ApiClient } from "../api.ts";
+import { integer } from "../args.ts";
+import { downloadArtifact, listArtifacts } from "../artifacts.ts";
+import { command, type Context } from "../cli.ts";
+import { UsageError } from "../errors.ts";
+import { EXIT, jobExitCode } from "../exit-codes.ts";
+import { ago, bytes, duration, keyValues, labels, mib, table } from "../format.ts";
+import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody, type JobFlags } from "../job-request.ts";
+import { followLogs, LogPrinter, readLogs } from "../logs.ts";
+
+const notFound = "list jobs with `gridx list`";
+const TERMINAL = new Set(["completed", "failed", "canceled"]);
+
+type JobDetail = Awaited<ReturnType<typeof getJob>>;
+type JobSummary = Pick<JobDetail, "id" | "status" | "kind" | "pool" | "exit_code" | "failure_reason" | "created_at" | "started_at" | "finished_at">;
+
+function getJob(api: ApiClient, id: string) {
+  return api.json(api.rpc.v1.jobs[":id"].$get({ param: { id } }), { notFound });
+}
+
+/** A script file, or stdin for `-`. */
+function readScript(path: string): string {
+  try {
+    return readFileSync(path === "-" ? 0 : path, "utf8");
+  } catch (err) {
+    throw new UsageError(`cannot read the script ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+async function submitJob(ctx: Context, flags: JobFlags, program: string[]) {
+  const body: JobBody = buildJobRequest(flags, program, { readScript, env: ctx.io.env });
+  const api = ctx.api();
+  const key = flags["idempotency-key"];
+  // A repo job's body is checked by the server; the protocol's request type gains the kind with it.
+  return api.json(api.rpc.v1.jobs.$post({ json: body as JobRequest, header: key ? { "Idempotency-Key": key } : {} }));
+}
+
+/** The status of a job as one word, with the reason it failed. */
+const statusText = (j: Pick<JobSummary, "status" | "failure_reason" | "exit_code">) =>
+  j.status === "failed" ? `failed (${j.failure_reason === "exit_code" ? `exit ${j.exit_code}` : j.failure_reason})` : j.status;
+
+const runTime = (j: Pick<JobSummary, "started_at" | "finished_at">, now = Date.now()) =>
+  j.started_at ? duration((j.finished_at ? Date.parse(j.finished_at) : now) - Date.parse(j.started_at)) : "-";
+
+/** Waits for a job to end, asking less often as it runs longer. */
+async function waitForEnd(api: ApiClient, id: string): Promise<JobDetail> {
+  let delay = 250;
+  for (;;) {
+    const job = await getJob(api, id);
+    if (TERMINAL.has(job.status)) return job;
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 2000);
+  }
+}
+
+function endNote(job: JobDetail): string | undefined {
+  if (job.status === "completed") return undefined;
+  if (job.status === "canceled") return `[gridx: job ${job.id} was canceled]`;
+  return `[gridx: job ${job.id} failed: ${job.failure_reason === "exit_code" ? `exit code ${job.exit_code}` : `${job.failure_reason}${job.failure_message ? ` (${job.failure_message})` : ""}`}]`;
+}
+
+const SUBMIT_EXTRA = { wait: { type: "boolean", short: "w" } } as const;
+
+export const submit = command({
+  name: "submit",
+  group: "Jobs",
+  summary: "submit a job; print its id",
+  usage: ["submit [options] FILE [ARGS...]", "submit [options] --image IMG -- ARGV...", "submit [options] --code-repo URL --code-commit REF [...] -- ARGV..."],
+  options: { ...JOB_FLAGS, ...SUBMIT_EXTRA },
+  program: true,
+  jobExitCodes: true,
+  optionsHelp: `${JOB_FLAGS_HELP}
+  -w, --wait                   wait for the job to end and exit with its exit code (no logs)`,
+  notes: `${JOB_KINDS_HELP}
+Prints the job's id on stdout (with --json, the whole job).`,
+  examples: [
+    "gridx submit job.py --epochs 3              # the flags after the script are the script's",
+    "gridx submit --image gridx/python:latest -- python3 -c 'print(6*7)'",
+    "gridx submit --pool gpu --gpus 1 --memory 8g --timeout 2h train.py",
+    "gridx submit --code-repo https://git.example.com/lab/model.git --code-commit 4f2a9c1 \\\n    --env-repo https://git.example.com/lab/env.git --env-commit v3 --dockerfile Dockerfile -- python train.py",
+    "ID=$(gridx submit job.py) && gridx logs $ID -f",
+    "gridx submit --json job.py | jq -r .id",
+  ],
+  async run({ values, positionals }, ctx) {
+    const job = await submitJob(ctx, values, positionals);
+    if (!values.wait) {
+      ctx.print(job.id, job);
+      ctx.note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; follow it with: gridx logs ${job.id} -f]`);
+      return EXIT.ok;
+    }
+    ctx.note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; waiting for it to end]`);
+    const done = await waitForEnd(ctx.api(), job.id);
+    ctx.print(`${done.id}  ${statusText(done)}`, done);
+    const note = endNote(done);
+    if (note) ctx.note(note);
+    return jobExitCode(done);
+  },
+});
+
+const RUN_EXTRA = {
+  "no-cancel": { type: "boolean" },
+  quiet: { type: "boolean", short: "q" },
+} as const;
+
+export const run = command({
+  name: "run",
+  group: "Jobs",
+  summary: "submit a job, follow its logs, exit with its exit code (like docker run)",
+  usage: ["run [options] FILE [ARGS...]", "run [options] --image IMG -- ARGV...", "run [options] --code-repo URL --code-commit REF [...] -- ARGV..."],
+  options: { ...JOB_FLAGS, ...RUN_EXTRA },
+  program: true,
+  jobExitCodes: true,
+  optionsHelp: `${JOB_FLAGS_HELP}
+  -q, --quiet                  no [gridx: ...] notes on stderr; only the job's own output
+  --no-cancel                  Ctrl-C detaches and leaves the job running, instead of canceling it`,
+  notes: `${JOB_KINDS_HELP}
+
+The job's stdout goes to stdout; its stderr and gridx's [gridx: ...] notes go to stderr.
+Ctrl-C (or SIGTERM) cancels the job, waits for it to end and exits 130; a second Ctrl-C stops
+waiting. With --json, stdout carries one JSON object per line: {"type":"log",...} for each log
+line, then {"type":"end","job":{...}}.`,
+  examples: [
+    "gridx run job.py",
+    "gridx run --memory 2g --timeout 10m train.py --epochs 3",
+    "gridx run --image gridx/python:latest -- python3 -c 'import sys; sys.exit(3)'; echo $?   # 3",
+    "echo 'print(1)' | gridx run -",
+    "gridx run --json job.py | jq -c 'select(.type == \"log\") | .text'",
+  ],
+  async run({ values, positionals }, ctx) {
+    const job = await submitJob(ctx, values, positionals);
+    const api = ctx.api();
+    const quiet = values.quiet === true;
+    const note = (text: string) => {
+      if (!quiet) ctx.io.stderr.write(text + "\n");
+    };
+    note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; Ctrl-C ${values["no-cancel"] ? "detaches" : "cancels it"}]`);
+
+    let interrupted = false;
+    const onSignal = () => {
+      if (interrupted || values["no-cancel"]) {
+        note(values["no-cancel"] && !interrupted ? `[gridx: detached; job ${job.id} goes on: gridx logs ${job.id} -f]` : `[gridx: stopped waiting; job ${job.id} was asked to cancel]`);
+        ctx.io.exit(EXIT.canceled);
+      }
+      interrupted = true;
+      note(`[gridx: canceling job ${job.id}; Ctrl-C again to stop waiting]`);
+      api.json(api.rpc.v1.jobs[":id"].cancel.$post({ param: { id: job.id } })).catch((err: unknown) => note(`[gridx: could not cancel ${job.id}: ${(err as Error).message}]`));
+    };
+    ctx.io.signals.on("SIGINT", onSignal);
+    ctx.io.signals.on("SIGTERM", onSignal);
+    try {
+      const printer = new LogPrinter(ctx.io, { json: ctx.json, quiet });
+      await followLogs(api, job.id, (line) => printer.line(line));
+    } finally {
+      ctx.io.signals.off("SIGINT", onSignal);
+      ctx.io.signals.off("SIGTERM", onSignal);
+    }
+    const done = await getJob(api, job.id);
+    if (ctx.json) ctx.io.stdout.write(JSON.stringify({ type: "end", job: done }) + "\n");
+    const end = endNote(done);
+    if (end) note(end);
+    return interrupted ? EXIT.canceled : jobExitCode(done);
+  },
+});
+
+export const status = command({
+  name: "status",
+  group: "Jobs",
+  summary: "show a job: status, exit code, times, limits, artifacts",
+  usage: ["status ID"],
+  options: {},
+  optionsHelp: "",
+  examples: ["gridx status j_01jd2x7k8m", "gridx status --json j_01jd2x7k8m | jq -r .status"],
+  async run({ positionals }, ctx) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx status ID");
+    const j = await getJob(ctx.api(), id);
+    const l = j.limits;
+    const human = keyValues([
+      ["id", j.id],
+      ["status", statusText(j)],
+      ["message", j.failure_message ?? undefined],
+      ["kind", j.kind],
+      ["pool", j.pool],
+      ["worker", j.worker_id ?? undefined],
+      ["attempt", `${j.attempt} (of up to ${j.max_retries + 1})`],
+      ["priority", String(j.priority)],
+      ["created", `${ago(j.created_at)} (${j.created_at})`],
+      ["started", j.started_at ? `${ago(j.started_at)} (${j.started_at})` : undefined],
+      ["finished", j.finished_at ? `${ago(j.finished_at)} (${j.finished_at})` : undefined],
+      ["ran", j.started_at ? runTime(j) : undefined],
+      ["limits", `${l.cpus} cpu, ${mib(l.memory_mb)}, ${l.pids} pids, timeout ${duration(l.timeout_s * 1000)}`],
+      ["requires", `${j.requirements.gpus} gpu, labels ${labels(j.requirements.labels)}`],
+      ["artifacts", j.artifacts.length ? `${j.artifacts.length} (gridx artifacts ls ${j.id})` : "none"],
+    ]);
+    ctx.print(human, j);
+    return EXIT.ok;
+  },
+});
+
+export const list = command({
+  name: "list",
+  group: "Jobs",
+  summary: "list jobs, newest first",
+  usage: ["list [--status S] [--pool P] [--limit N] [--cursor C | --all]"],
+  options: { status: { type: "string" }, pool: { type: "string" }, limit: { type: "string", short: "n" }, cursor: { type: "string" }, all: { type: "boolean" } },
+  optionsHelp: `  --status S                   queued, assigned, running, completed, failed or canceled
+  --pool P                     only this pool
+  -n, --limit N                jobs per page, 1 to 200 (default 20)
+  --cursor C                   the page after C (printed when there are more)
+  --all                        every page`,
+  examples: ["gridx list", "gridx list --status failed --pool gpu", "gridx list --all --json | jq -r '.jobs[].id'"],
+  async run({ values, positionals }, ctx) {
+    if (positionals.length) throw new UsageError(`gridx list takes no arguments (got ${positionals.join(" ")}); filter with --status and --pool`);
+    const api = ctx.api();
+    const limit = String(values.limit ? integer("--limit", values.limit, 1, 200) : 20);
+    const jobs: JobSummary[] = [];
+    let cursor = values.cursor;
+    for (;;) {
+      const page = await api.json(
+        api.rpc.v1.jobs.$get({ query: { limit, ...(values.status ? { status: values.status as JobSummary["status"] } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(cursor ? { cursor } : {}) } }),
+      );
+      jobs.push(...page.jobs);
+      cursor = page.next_cursor ?? undefined;
+      if (!values.all || !cursor) break;
+    }
+    const now = Date.now();
+    const rows = jobs.map((j) => [j.id, statusText(j), j.kind, j.pool, j.exit_code === null ? "-" : String(j.exit_code), ago(j.created_at, now), runTime(j, now)]);
+    ctx.print(jobs.length ? table(["ID", "STATUS", "KIND", "POOL", "EXIT", "CREATED", "RAN"], rows) : "no jobs", { jobs, next_cursor: cursor ?? null });
+    if (cursor) ctx.note(`more: gridx list --cursor ${cursor}${values.status ? ` --status ${values.status}` : ""}${values.pool ? ` --pool ${values.pool}` : ""} (or --all)`);
+    return EXIT.ok;
+  },
+});
+
+export const logs = command({
+  name: "logs",
+  group: "Jobs",
+  summary: "print a job's log; -f follows it until the job ends",
+  usage: ["logs ID [-f]"],
+  options: { follow: { type: "boolean", short: "f" }, quiet: { type: "boolean", short: "q" } },
+  optionsHelp: `  -f, --follow                 keep printing new lines until the job ends
+  -q, --quiet                  leave out gridx's own [gridx: ...] lines`,
+  notes: "The job's stdout goes to stdout, its stderr and gridx's lines to stderr; with --json, one JSON\nobject per line on stdout. Every attempt's lines are shown, in order.",
+  examples: ["gridx logs j_01jd2x7k8m", "gridx logs j_01jd2x7k8m -f", "gridx logs j_01jd2x7k8m --json | jq -r 'select(.stream == \"stderr\") | .text'"],
+  async run({ values, positionals }, ctx) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx logs ID [-f]");
+    const printer = new LogPrinter(ctx.io, { json: ctx.json, quiet: values.quiet === true });
+    if (values.follow) await followLogs(ctx.api(), id, (line) => printer.line(line));
+    else await readLogs(ctx.api(), id, (line) => printer.line(line));
+    return EXIT.ok;
+  },
+});
+
+export const cancel = command({
+  name: "cancel",
+  group: "Jobs",
+  summary: "cancel a job (a running container gets SIGTERM, then SIGKILL)",
+  usage: ["cancel ID..."],
+  options: {},
+  optionsHelp: "",
+  examples: ["gridx cancel j_01jd2x7k8m", "gridx list --status queued --json | jq -r '.jobs[].id' | xargs gridx cancel"],
+  async run({ positionals }, ctx) {
+    if (!positionals.length) throw new UsageError("give the id of the job to cancel: gridx cancel ID");
+    const api = ctx.api();
+    const done: JobDetail[] = [];
+    for (const id of positionals) {
+      const job = await api.json(api.rpc.v1.jobs[":id"].cancel.$post({ param: { id } }), { notFound });
+      done.push(job);
+      if (!ctx.json) ctx.io.stdout.write(`${job.id}  ${job.status}\n`);
+    }
+    if (ctx.json) ctx.print("", done.length === 1 ? done[0] : done);
+    return EXIT.ok;
+  },
+});
+
+export const artifactsLs = command({
+  name: "artifacts ls",
+  group: "Jobs",
+  summary: "list a job's artifacts (its files in /work/output)",
+  usage: ["artifacts ls ID"],
+  options: {},
+  optionsHelp: "",
+  examples: ["gridx artifacts ls j_01jd2x7k8m"],
+  async run({ positionals }, ctx) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx artifacts ls ID");
+    const artifacts = await listArtifacts(ctx.api(), id);
+    const rows = artifacts.map((a) => [a.name, bytes(a.size), a.sha256.slice(0, 16), ago(a.created_at)]);
+    ctx.print(artifacts.length ? table(["NAME", "SIZE", "SHA256", "CREATED"], rows) : `job ${id} has no artifacts`, { artifacts });
+    return EXIT.ok;
+  },
+});
+
+export const artifactsGet = command({
+  name: "artifacts get",
+  group: "Jobs",
+  summary: "download an artifact, checking its sha256",
+  usage: ["artifacts get ID NAME [-o FILE]"],
+  options: { output: { type: "string", short: "o" } },
+  optionsHelp: `  -o, --output FILE            where to write it (default: the name's last part; - for stdout)`,
+  examples: ["gridx artifacts get j_01jd2x7k8m model.pt", "gridx artifacts get j_01jd2x7k8m out/metrics.json -o - | jq ."],
+  async run({ values, positionals }, ctx) {
+    const [id, name] = positionals;
+    if (!id || !name || positionals.length > 2) throw new UsageError("give the job id and the artifact's name: gridx artifacts get ID NAME [-o FILE]");
+    const got = await downloadArtifact(ctx.api(), id, name, values.output);
+    if (got.path !== "-") ctx.print(`${got.path}  ${bytes(got.size)}  sha256 ${got.sha256}  verified`, got);
+    return EXIT.ok;
+  },
+});
+
+export const jobCommands = [run, submit, status, list, logs, cancel, artifactsLs, artifactsGet];

@@ -1,0 +1,264 @@
+import { z } from "@hono/zod-openapi";
+import { MAX_SECRET_CHARS } from "./secrets/vault.ts";
+import {
+  ArtifactComplete as ArtifactCompleteRequest,
+  ArtifactPrepare as ArtifactPrepareRequest,
+  DatasetCreate as DatasetCreateRequest,
+  ErrorCode,
+  FailureReason,
+  GpuDevice,
+  JobLimits,
+  JobRequest as JobRequestSchema,
+  JobRequirements,
+  JobSpec,
+  JobStatus,
+  Labels,
+  LogStream,
+  PartUrl,
+  PartUrlsRequest as PartUrlsRequestSchema,
+  PoolName,
+  ProbeRequest as ProbeRequestSchema,
+  ResolvedCommits as ResolvedCommitsSchema,
+  WarmCache as WarmCacheSchema,
+  Upload as UploadSchema,
+  UploadComplete as UploadCompleteRequest,
+} from "../../protocol/index.ts";
+
+/*
+ * The API's request and response bodies, each a named component of `/openapi.json`. Request
+ * schemas are the protocol's own (the routes validate with exactly these objects); response
+ * schemas type the handlers, so a view that drifts from its schema does not compile.
+ */
+
+/**
+ * A protocol schema as a named component. The copy shares the schema's definition (so it
+ * validates exactly alike) and is made after `@hono/zod-openapi` extended zod, which a schema
+ * the protocol module built earlier may not be.
+ */
+const named = <S extends z.ZodType>(schema: S, id: string, meta: Parameters<S["openapi"]>[1] = {}) => schema.clone().openapi(id, meta) as S;
+
+const Timestamp = z.iso.datetime().openapi({ example: "2026-11-22T10:00:00.000Z" });
+const Id = (example: string) => z.string().openapi({ example });
+
+export const ErrorBody = z
+  .object({
+    error: z.object({
+      code: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]),
+      message: z.string().openapi({ example: "limits.timeout_s: Too small: expected number to be >=1" }),
+      field: z.string().optional().openapi({ description: "the request field at fault, as a dotted path or a header name", example: "limits.timeout_s" }),
+    }),
+  })
+  .openapi("Error");
+
+export const JobRequest = named(JobRequestSchema, "JobRequest", {
+  description: "A job as a user submits it; every field but the kind and its task has a default.",
+  example: { kind: "python", python: { script: "print(6*7)" }, limits: { timeout_s: 600 } },
+});
+
+const ResolvedCommits = named(ResolvedCommitsSchema, "ResolvedCommits", { description: "The commits and environment image a repo job's latest attempt ran, as its agent resolved them." });
+const WarmCache = named(WarmCacheSchema, "WarmCache", { description: "Keys of the environments and repositories a worker has cached, most recently used first." });
+
+export const Job = z
+  .object({
+    id: Id("j_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    kind: z.string().openapi({ description: "the job's kind: python, command or repo", example: "python" }),
+    pool: PoolName,
+    status: JobStatus,
+    priority: z.number().int(),
+    max_retries: z.number().int(),
+    attempt: z.number().int().openapi({ description: "the latest attempt; 0 until the job is first assigned" }),
+    worker_id: z.string().nullable(),
+    exit_code: z.number().int().nullable(),
+    failure_reason: FailureReason.nullable(),
+    failure_message: z.string().nullable(),
+    limits: JobLimits,
+    requirements: JobRequirements,
+    created_at: Timestamp,
+    assigned_at: Timestamp.nullable(),
+    started_at: Timestamp.nullable(),
+    finished_at: Timestamp.nullable(),
+    resolved: ResolvedCommits.nullable(),
+  })
+  .openapi("Job");
+
+export const Artifact = z
+  .object({ name: z.string(), size: z.number().int(), sha256: z.string(), attempt: z.number().int(), created_at: Timestamp })
+  .openapi("Artifact");
+
+export const JobDetail = Job.extend({
+  spec: JobSpec,
+  stdout: z.string().openapi({ description: "the last 64 KiB of the latest attempt's stdout" }),
+  stderr: z.string().openapi({ description: "the last 64 KiB of the latest attempt's stderr" }),
+  artifacts: z.array(Artifact),
+}).openapi("JobDetail");
+
+export const JobPage = z.object({ jobs: z.array(Job), next_cursor: z.string().nullable() }).openapi("JobPage");
+
+export const StoredLogLine = z
+  .object({ attempt: z.number().int(), seq: z.number().int(), stream: LogStream, ts: z.number().int().openapi({ description: "milliseconds since the epoch" }), text: z.string() })
+  .openapi("LogLine");
+
+export const LogPage = z
+  .object({ lines: z.array(StoredLogLine), next_cursor: z.string().nullable(), status: JobStatus })
+  .openapi("LogPage");
+
+export const ArtifactList = z.object({ artifacts: z.array(Artifact) }).openapi("ArtifactList");
+
+export const Worker = z
+  .object({
+    id: Id("w_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    name: z.string(),
+    pool: PoolName,
+    status: z.enum(["online", "offline", "draining"]),
+    caps: z.object({
+      cpu_cores: z.number(),
+      memory_mb: z.number().int(),
+      gpus: z.number().int(),
+      gpu_devices: z.array(GpuDevice),
+      nvidia_runtime: z.boolean(),
+      labels: Labels,
+      os: z.string(),
+      arch: z.string(),
+      wsl: z.boolean(),
+    }),
+    agent_version: z.string(),
+    slots: z.number().int(),
+    running: z.number().int(),
+    warm: WarmCache,
+    connected_at: Timestamp,
+    last_seen: Timestamp,
+  })
+  .openapi("Worker");
+
+export const WorkerList = z.object({ workers: z.array(Worker) }).openapi("WorkerList");
+
+export const ProbeRequest = named(ProbeRequestSchema, "ProbeRequest");
+export const Probe = z
+  .object({
+    id: z.string(),
+    worker_id: z.string(),
+    command: z.string(),
+    requested_by: z.string(),
+    status: z.enum(["pending", "completed", "failed", "refused", "timeout"]),
+    exit_code: z.number().int().nullable(),
+    output: z.string().nullable(),
+    truncated: z.boolean(),
+    error: z.string().nullable(),
+    created_at: Timestamp,
+    finished_at: Timestamp.nullable(),
+  })
+  .openapi("Probe");
+export const ProbeList = z.object({ probes: z.array(Probe) }).openapi("ProbeList");
+
+export const DatasetCreate = named(DatasetCreateRequest, "DatasetCreate");
+export const Upload = named(UploadSchema, "Upload");
+export const Dataset = z
+  .object({
+    id: Id("ds_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    name: z.string(),
+    size: z.number().int(),
+    sha256: z.string().nullable(),
+    status: z.enum(["uploading", "ready"]),
+    multipart: z.boolean(),
+    part_size: z.number().int().nullable(),
+    created_at: Timestamp,
+    completed_at: Timestamp.nullable(),
+  })
+  .openapi("Dataset");
+export const DatasetCreated = Dataset.extend({ upload: Upload }).openapi("DatasetCreated");
+export const DatasetPage = z.object({ datasets: z.array(Dataset), next_cursor: z.string().nullable() }).openapi("DatasetPage");
+export const PartUrlsRequest = named(PartUrlsRequestSchema, "PartUrlsRequest");
+export const PartUrls = z.object({ parts: z.array(PartUrl), expires_at: Timestamp }).openapi("PartUrls");
+export const UploadComplete = named(UploadCompleteRequest, "UploadComplete");
+
+const TokenName = z.string().min(1, "name is empty").max(100);
+export const AgentTokenRequest = z.object({ pool: PoolName.default("default"), name: TokenName }).strict().openapi("AgentTokenRequest");
+export const ApiTokenRequest = z.object({ name: TokenName }).strict().openapi("ApiTokenRequest");
+export const IssuedToken = z
+  .object({
+    id: z.string(),
+    token: z.string().openapi({ description: "the secret; shown only in this answer" }),
+    kind: z.enum(["agent", "user"]),
+    name: z.string(),
+    pool: z.string().nullable(),
+    created_at: Timestamp,
+  })
+  .openapi("IssuedToken");
+
+export const Health = z.object({ ok: z.boolean(), protocol_version: z.number().int() }).openapi("Health");
+
+/** Completion names the multipart upload each big artifact used. */
+export const ArtifactComplete = ArtifactCompleteRequest.extend({
+  artifacts: z
+    .array(ArtifactCompleteRequest.shape.artifacts.element.extend({ upload_id: z.string().max(1024).nullable().optional() }))
+    .max(1000),
+}).openapi("ArtifactComplete");
+export const ArtifactPrepare = named(ArtifactPrepareRequest, "ArtifactPrepare");
+export const ArtifactUploads = z
+  .object({ uploads: z.array(z.object({ name: z.string(), upload: Upload, upload_id: z.string().nullable() })) })
+  .openapi("ArtifactUploads");
+export const ArtifactsRecorded = z.object({ recorded: z.number().int() }).openapi("ArtifactsRecorded");
+
+export const SecretValue = z
+  .object({ value: z.string().min(1, "value is empty").max(MAX_SECRET_CHARS, `value is at most ${MAX_SECRET_CHARS} characters`) })
+  .strict()
+  .openapi("SecretValue", { description: "A token (`user:token` or a bare token, for https) or a private key (ssh)." });
+export const Secret = z.object({ project: z.string(), name: z.string(), created_at: Timestamp, updated_at: Timestamp }).openapi("Secret");
+export const SecretList = z.object({ secrets: z.array(Secret) }).openapi("SecretList");
+
+export const AttemptList = z
+  .object({
+    attempts: z.array(
+      z
+        .object({
+          attempt: z.number().int(),
+          worker_id: z.string(),
+          worker_name: z.string().nullable(),
+          status: z.enum(["assigned", "running", "canceling", "finished", "lost"]),
+          queued_at: Timestamp,
+          assigned_at: Timestamp,
+          started_at: Timestamp.nullable(),
+          finished_at: Timestamp.nullable(),
+          exit_code: z.number().int().nullable(),
+          failure_reason: z.string().nullable(),
+        })
+        .openapi("Attempt"),
+    ),
+  })
+  .openapi("AttemptList");
+
+const Count = z.number().int();
+export const PoolList = z
+  .object({
+    pools: z.array(
+      z
+        .object({
+          pool: z.string(),
+          queued: Count,
+          assigned: Count,
+          running: Count,
+          workers: z.object({ online: Count, draining: Count, offline: Count }),
+          slots: z.object({ total: Count, in_use: Count }),
+          policy: z.string(),
+        })
+        .openapi("PoolSummary"),
+    ),
+  })
+  .openapi("PoolList");
+
+export const PoolStats = z
+  .object({
+    pool: z.string(),
+    from: Timestamp,
+    to: Timestamp,
+    bucket_s: z.number(),
+    finished: Count,
+    started: Count,
+    median_wait_ms: z.number().nullable(),
+    series: z.array(
+      z
+        .object({ start: Timestamp, completed: Count, failed: Count, canceled: Count, started: Count, median_wait_ms: z.number().nullable() })
+        .openapi("PoolBucket"),
+    ),
+  })
+  .openapi("PoolStats");

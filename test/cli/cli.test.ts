@@ -1,0 +1,93 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { describe, expect, it } from "vitest";
+import { commandHelp, dispatch, type Io } from "../../cli/src/cli.ts";
+import { jobCommands } from "../../cli/src/commands/jobs.ts";
+import { UsageError } from "../../cli/src/errors.ts";
+import { COMMANDS } from "../../cli/src/registry.ts";
+const ROOT = join(import.meta.dirname, "..", "..");
+
+function fakeIo(env: Record<string, string> = {}) {
+  const out = { stdout: "", stderr: "" };
+  const io: Io = {
+    stdout: { write: (t: string) => (out.stdout += t) },
+    stderr: { write: (t: string) => (out.stderr += t) },
+    stdin: new PassThrough(),
+    env,
+    signals: process,
+    exit: (code) => {
+      throw new Error(`exit ${code}`);
+    },
+  };
+  return { io, out };
+}
+
+describe("gridx commands", () => {
+  it("are the ones the issue asks for, plus datasets and logout", () => {
+    expect(COMMANDS.map((c) => c.name).sort()).toEqual(
+      ["run", "submit", "status", "list", "logs", "cancel", "artifacts ls", "artifacts get", "workers", "drain", "undrain", "tokens create", "datasets upload", "datasets download", "datasets ls", "login", "logout"].sort(),
+    );
+  });
+
+  it.each(COMMANDS.map((c) => [c.name, c] as const))("%s has --help with usage, examples and exit codes", async (name, c) => {
+    const help = commandHelp(c);
+    expect(help).toContain(`gridx ${name} — `);
+    expect(help).toMatch(/Usage: gridx /);
+    expect(help).toMatch(/Examples:\n  gridx /);
+    expect(help).toMatch(/Exit codes:\n  0 /);
+    expect(help).toContain("--json");
+    const { io, out } = fakeIo();
+    expect(await dispatch(COMMANDS, [...name.split(" "), "--help"], io, "1.0.0")).toBe(0);
+    expect(out.stdout).toBe(help);
+  });
+
+  it("documents the job exit codes on run and submit", () => {
+    for (const cmd of jobCommands.filter((c) => c.name === "run" || c.name === "submit")) expect(commandHelp(cmd)).toMatch(/124 .*timeout[\s\S]*130 .*canceled/);
+  });
+
+  it("prints the overview for --help (exit 0) and with no command (exit 2)", async () => {
+    const help = fakeIo();
+    expect(await dispatch(COMMANDS, ["--help"], help.io, "1.0.0")).toBe(0);
+    expect(help.out.stdout).toMatch(/^gridx — /);
+    for (const c of COMMANDS) expect(help.out.stdout).toContain(`  ${c.name} `);
+    expect(help.out.stdout).toMatch(/Exit codes:/);
+    const none = fakeIo();
+    expect(await dispatch(COMMANDS, [], none.io, "1.0.0")).toBe(2);
+    const version = fakeIo();
+    expect(await dispatch(COMMANDS, ["--version"], version.io, "1.2.3")).toBe(0);
+    expect(version.out.stdout).toBe("gridx 1.2.3\n");
+  });
+
+  it.each([
+    [["frobnicate"], /unknown command "frobnicate"/],
+    [["artifacts"], /needs one of: ls, get/],
+    [["list", "--bogus"], /--bogus/],
+    [["status"], /give one job id/],
+    [["artifacts", "get", "j_1"], /give the job id and the artifact's name/],
+    [["tokens", "create", "x", "--pool", "p"], /--pool is for agent tokens/],
+    [["login"], /give the control plane's URL/],
+    [["run"], /give a Python script/],
+  ])("refuses %j as bad usage", async (argv, message) => {
+    const { io } = fakeIo({ GRIDX_URL: "http://127.0.0.1:9", GRIDX_TOKEN: "t" });
+    const run = dispatch(COMMANDS, argv, io, "1.0.0");
+    await expect(run).rejects.toThrow(UsageError);
+    await expect(dispatch(COMMANDS, argv, io, "1.0.0")).rejects.toThrow(message);
+  });
+
+  it("passes flags after the script to the script (--help included)", async () => {
+    // No server: the request fails only once it is built, so the argv split is what is tested.
+    const { io } = fakeIo({ GRIDX_URL: "http://127.0.0.1:9", GRIDX_TOKEN: "t" });
+    await expect(dispatch(COMMANDS, ["submit", "--pool", "p", join(ROOT, "package.json"), "--help"], io, "1.0.0")).rejects.toThrow(/cannot reach/);
+  });
+});
+
+describe("the CLI's sources", () => {
+  it("import the control plane only as types, so no worker code runs in the CLI", () => {
+    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : [join(dir, e.name)]));
+    const offending = files(join(ROOT, "cli", "src"))
+      .filter((f) => f.endsWith(".ts"))
+      .flatMap((f) => [...readFileSync(f, "utf8").matchAll(/^import\s+(?!type\s)[^;]*from\s+"([^"]*control-plane[^"]*)"/gm)].map((m) => `${f}: ${m[1]}`));
+    expect(offending).toEqual([]);
+  });
+});

@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { JobRequest } from "../../protocol/index.ts";
+import { UsageError } from "../../cli/src/errors.ts";
+import { buildJobRequest, type BuildContext } from "../../cli/src/job-request.ts";
+
+const ctx = (files: Record<string, string> = { "job.py": "print(1)\n" }, env: Record<string, string> = {}): BuildContext => ({
+  readScript: (path) => {
+    const text = files[path];
+    if (text === undefined) throw new UsageError(`cannot read the script ${path}: ENOENT`);
+    return text;
+  },
+  env,
+});
+
+describe("buildJobRequest", () => {
+  it("makes a python job of a script file and its arguments, leaving defaults to the server", () => {
+    const body = buildJobRequest({}, ["job.py", "--lr", "0.1"], ctx());
+    expect(body).toEqual({ kind: "python", python: { script: "print(1)\n", args: ["--lr", "0.1"] } });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
+  it("reads the script from stdin for -", () => {
+    expect(buildJobRequest({}, ["-"], ctx({ "-": "print(2)" }))).toMatchObject({ python: { script: "print(2)", args: [] } });
+  });
+
+  it("maps every job flag to its field", () => {
+    const body = buildJobRequest(
+      {
+        pool: "gpu",
+        cpus: "0.5",
+        memory: "2g",
+        gpus: "1",
+        pids: "512",
+        timeout: "1h30m",
+        priority: "-5",
+        retries: "0",
+        label: ["zone=lab", "gpu=a100"],
+        env: ["SEED=1", "HOME"],
+        input: ["ds_01abc:data/train.bin", "ds_02def:x"],
+      },
+      ["job.py"],
+      ctx(undefined, { HOME: "/home/me" }),
+    );
+    expect(body).toEqual({
+      kind: "python",
+      python: { script: "print(1)\n", args: [] },
+      limits: { timeout_s: 5400, memory_mb: 2048, cpus: 0.5, pids: 512 },
+      requirements: { gpus: 1, labels: { zone: "lab", gpu: "a100" } },
+      pool: "gpu",
+      priority: -5,
+      max_retries: 0,
+      env: { SEED: "1", HOME: "/home/me" },
+      inputs: [
+        { dataset: "ds_01abc", path: "data/train.bin" },
+        { dataset: "ds_02def", path: "x" },
+      ],
+    });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
+  it("makes a command job of --image and the argv after --", () => {
+    const body = buildJobRequest({ image: "gridx/python:latest", timeout: "90" }, ["python3", "-c", "print(1)"], ctx());
+    expect(body).toEqual({ kind: "command", command: { image: "gridx/python:latest", argv: ["python3", "-c", "print(1)"] }, limits: { timeout_s: 90 } });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
+  it("makes a repo job of the repo flags and the command after --", () => {
+    const body = buildJobRequest(
+      {
+        "code-repo": "https://git.example.com/lab/model.git",
+        "code-commit": "4f2a9c1",
+        "env-repo": "https://git.example.com/lab/env.git",
+        "env-commit": "v3",
+        dockerfile: "docker/Dockerfile",
+        pool: "gpu",
+      },
+      ["python", "train.py", "--epochs", "3"],
+      ctx(),
+    );
+    expect(body).toEqual({
+      kind: "repo",
+      repo: {
+        code_repo_url: "https://git.example.com/lab/model.git",
+        code_commit_id: "4f2a9c1",
+        env_repo_url: "https://git.example.com/lab/env.git",
+        env_commit_id: "v3",
+        dockerfile_path: "docker/Dockerfile",
+      },
+      command: ["python", "train.py", "--epochs", "3"],
+      pool: "gpu",
+    });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
+  it("leaves out the optional repo fields that were not given, and names a project's credentials", () => {
+    const required = { "code-repo": "https://x/r.git", "code-commit": "main", "env-repo": "https://x/env.git", "env-commit": "v1" };
+    expect(buildJobRequest(required, ["make"], ctx())).toEqual({
+      kind: "repo",
+      repo: { code_repo_url: "https://x/r.git", code_commit_id: "main", env_repo_url: "https://x/env.git", env_commit_id: "v1" },
+      command: ["make"],
+    });
+    const withSecret = buildJobRequest({ ...required, project: "lab", "code-credentials": "gh" }, ["make"], ctx());
+    expect(withSecret).toMatchObject({ repo: { project: "lab", code_credentials: "gh" } });
+    expect(JobRequest.safeParse(withSecret).success).toBe(true);
+  });
+
+  it.each([
+    [{}, [], /give a Python script/],
+    [{}, ["missing.py"], /cannot read the script missing.py/],
+    [{ image: "img" }, [], /--image needs the command/],
+    [{ image: "img", "code-repo": "x" }, ["a"], /do not go together/],
+    [{ "code-repo": "x" }, ["a"], /missing: --code-commit, --env-repo, --env-commit/],
+    [{ "env-repo": "x" }, ["a"], /missing: --code-repo, --code-commit, --env-commit/],
+    [{ "code-repo": "x", "code-commit": "y", "env-repo": "z", "env-commit": "w" }, [], /needs its command after --/],
+    [{ input: ["ds_1"] }, ["job.py"], /--input takes DATASET:PATH/],
+    [{ input: [":path"] }, ["job.py"], /--input takes DATASET:PATH/],
+    [{ cpus: "zero" }, ["job.py"], /--cpus takes a positive number/],
+    [{ gpus: "one" }, ["job.py"], /--gpus takes a whole number/],
+    [{ memory: "big" }, ["job.py"], /--memory takes a size/],
+    [{ label: ["zone"] }, ["job.py"], /--label takes KEY=VALUE/],
+  ] as const)("refuses %j %j as a usage error", (flags, program, message) => {
+    const build = () => buildJobRequest(flags as Parameters<typeof buildJobRequest>[0], [...program], ctx());
+    expect(build).toThrow(UsageError);
+    expect(build).toThrow(message);
+  });
+});
