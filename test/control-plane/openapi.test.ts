@@ -13,6 +13,12 @@ const ROUTES = [
   ["get", "/v1/jobs/{id}/logs"],
   ["get", "/v1/jobs/{id}/artifacts"],
   ["get", "/v1/jobs/{id}/artifacts/{name}"],
+  ["get", "/v1/jobs/{id}/attempts"],
+  ["get", "/v1/pools"],
+  ["get", "/v1/pools/{pool}/stats"],
+  ["get", "/v1/projects/{project}/secrets"],
+  ["put", "/v1/projects/{project}/secrets/{name}"],
+  ["delete", "/v1/projects/{project}/secrets/{name}"],
   ["get", "/v1/workers"],
   ["post", "/v1/workers/{id}/drain"],
   ["post", "/v1/workers/{id}/undrain"],
@@ -47,7 +53,7 @@ describe("GET /openapi.json", () => {
     expect(doc.info).toMatchObject({ title: "gridx" });
     expect(doc.servers).toEqual([{ url: "http://gridx.test", description: "this control plane" }]);
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "tokens", "agent", "ops"]);
+    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "tokens", "secrets", "pools", "agent", "ops"]);
   });
 
   it("lists every public route, and nothing else", async () => {

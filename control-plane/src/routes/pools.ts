@@ -11,7 +11,7 @@ const STATS_BUCKETS = 60;
 
 const tags = ["pools"];
 const user = access("admin", "user");
-const StatsParams = z.object({ pool: PoolName.openapi({ param: { name: "pool", in: "path" }, example: "default" }) });
+const StatsParams = z.object({ pool: PoolName.clone().openapi({ param: { name: "pool", in: "path" }, example: "default" }) });
 const StatsQuery = z.object({
   minutes: z.coerce.number().int().min(1).max(7 * 24 * 60).optional().openapi({ description: "The window, ending now; 60 minutes unless given." }),
 });

@@ -9,8 +9,8 @@ import { SecretVault } from "../secrets/vault.ts";
 
 const tags = ["secrets"];
 const user = access("admin", "user");
-const ProjectParams = z.object({ project: ProjectName.openapi({ param: { name: "project", in: "path" }, example: "default" }) });
-const SecretParams = ProjectParams.extend({ name: SecretName.openapi({ param: { name: "name", in: "path" }, example: "github-token" }) });
+const ProjectParams = z.object({ project: ProjectName.clone().openapi({ param: { name: "project", in: "path" }, example: "default" }) });
+const SecretParams = ProjectParams.extend({ name: SecretName.clone().openapi({ param: { name: "name", in: "path" }, example: "github-token" }) });
 
 /**
  * Per-project secrets (repository credentials for repo jobs). Values go in and are never
