@@ -2,12 +2,12 @@ import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { basename } from "node:path";
-import { Transform, type Writable } from "node:stream";
+import type { Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { expectOk, send } from "../../agent/src/transfer/http.ts";
 import { MANUAL_REDIRECT, pathParam, type ApiClient } from "./api.ts";
 import { CliError } from "./errors.ts";
-import { Progress } from "./progress.ts";
+import { hashingMeter, Progress } from "./progress.ts";
 
 const notFound = "list jobs with `gridx list`";
 /** Smaller downloads get no progress bar. */
@@ -37,18 +37,10 @@ export async function downloadArtifact(api: ApiClient, id: string, name: string,
   const part = `${path}.part`;
   const progress = artifact.size >= PROGRESS_FROM_BYTES ? new Progress(`downloading ${name}`, artifact.size) : undefined;
   const hash = createHash("sha256");
-  let received = 0;
   const target: Writable = toStdout ? process.stdout : createWriteStream(part);
   await pipeline(
     res,
-    new Transform({
-      transform(chunk: Buffer, _e, done) {
-        received += chunk.length;
-        hash.update(chunk);
-        progress?.update(received);
-        done(null, chunk);
-      },
-    }),
+    hashingMeter(hash, 0, progress),
     target,
     { end: !toStdout },
   );

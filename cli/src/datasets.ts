@@ -2,14 +2,13 @@ import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { CompletedPart, PartUrl } from "../../protocol/index.ts";
 import { expectOk, send } from "../../agent/src/transfer/http.ts";
 import { sha256File } from "../../agent/src/transfer/uploader.ts";
 import { MANUAL_REDIRECT, type ApiClient } from "./api.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { Progress } from "./progress.ts";
+import { hashingMeter, Progress } from "./progress.ts";
 
 /** Parts of one upload sent at once. */
 const PARALLEL_PARTS = 4;
@@ -139,20 +138,12 @@ export async function downloadDataset(api: ApiClient, id: string, out?: string):
   const res = await expectOk(await send(location, "GET", null, headers, {}), "download");
   const resumed = res.statusCode === 206;
   const progress = new Progress(`downloading ${d.name}`, d.size);
-  let bytes = resumed ? have : 0;
   // Hash as the bytes arrive; a resumed download first hashes what it already has.
   const hash = createHash("sha256");
   if (resumed) for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
   await pipeline(
     res,
-    new Transform({
-      transform(chunk: Buffer, _e, done) {
-        bytes += chunk.length;
-        hash.update(chunk);
-        progress.update(bytes);
-        done(null, chunk);
-      },
-    }),
+    hashingMeter(hash, resumed ? have : 0, progress),
     createWriteStream(part, { flags: resumed ? "a" : "w" }),
   );
   progress.done();
