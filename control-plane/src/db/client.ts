@@ -1,7 +1,15 @@
 import { drizzle } from "drizzle-orm/d1";
 import * as schema from "./schema.ts";
 
+// drizzle() walks the whole schema to build its relational config, which profiling showed as
+// the largest single cost of a request; one instance per binding is built once per isolate.
+const instances = new WeakMap<D1Database, ReturnType<typeof build>>();
+
+const build = (d1: D1Database) => drizzle(d1, { schema });
+
 export function createDb(d1: D1Database) {
-  return drizzle(d1, { schema });
+  let db = instances.get(d1);
+  if (!db) instances.set(d1, (db = build(d1)));
+  return db;
 }
 export type Db = ReturnType<typeof createDb>;
