@@ -1,13 +1,9 @@
-import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { basename } from "node:path";
-import type { Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import { expectOk, send } from "../../agent/src/transfer/http.ts";
+import { downloadFile, downloadStream, type DownloadOptions } from "../../agent/src/transfer/download.ts";
 import { MANUAL_REDIRECT, pathParam, type ApiClient } from "./api.ts";
 import { CliError } from "./errors.ts";
-import { hashingMeter, Progress } from "./progress.ts";
+import { Progress } from "./progress.ts";
 
 const notFound = "list jobs with `gridx list`";
 /** Smaller downloads get no progress bar. */
@@ -31,21 +27,14 @@ export async function downloadArtifact(api: ApiClient, id: string, name: string,
     throw new CliError(`job ${id} has no artifact ${name}; ${names.length ? `it has: ${names.join(", ")}` : "it has none (yet)"}`);
   }
   const location = await api.location(api.rpc.v1.jobs[":id"].artifacts[":name{.+}"].$get({ param: { id, name: pathParam(name) }, query: {} }, MANUAL_REDIRECT), { notFound });
-  const res = await expectOk(await send(location, "GET", null, {}, {}), `download of ${name}`);
   const path = out ?? basename(name);
   const toStdout = path === "-";
   const part = `${path}.part`;
   const progress = artifact.size >= PROGRESS_FROM_BYTES ? new Progress(`downloading ${name}`, artifact.size) : undefined;
-  const hash = createHash("sha256");
-  const target: Writable = toStdout ? process.stdout : createWriteStream(part);
-  await pipeline(
-    res,
-    hashingMeter(hash, 0, progress),
-    target,
-    { end: !toStdout },
-  );
+  const opts: DownloadOptions = { size: artifact.size, what: `download of ${name}`, onProgress: (n) => progress?.update(n) };
+  // Stdout takes bytes in order only: one stream. A file gets parallel ranged parts.
+  const { sha256: digest } = toStdout ? await downloadStream(location, process.stdout, opts) : await downloadFile(location, part, opts);
   progress?.done();
-  const digest = hash.digest("hex");
   if (digest !== artifact.sha256) {
     if (!toStdout) await rm(part, { force: true });
     throw new CliError(`the download of ${name} has sha256 ${digest}, the artifact ${artifact.sha256}; ${toStdout ? "do not trust what was written" : "removed it"}, try again`);

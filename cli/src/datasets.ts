@@ -1,14 +1,13 @@
-import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { rename, rm, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { pipeline } from "node:stream/promises";
 import type { CompletedPart, PartUrl } from "../../protocol/index.ts";
+import { downloadFile } from "../../agent/src/transfer/download.ts";
 import { expectOk, send } from "../../agent/src/transfer/http.ts";
 import { sha256File } from "../../agent/src/transfer/uploader.ts";
 import { MANUAL_REDIRECT, type ApiClient } from "./api.ts";
 import { CliError, UsageError } from "./errors.ts";
-import { hashingMeter, Progress } from "./progress.ts";
+import { Progress } from "./progress.ts";
 
 /** Parts of one upload sent at once. */
 const PARALLEL_PARTS = 4;
@@ -132,22 +131,11 @@ export async function downloadDataset(api: ApiClient, id: string, out?: string):
   if (d.status !== "ready") throw new CliError(`dataset ${id} is still uploading: finish it by running the same \`gridx datasets upload FILE\` again (it resumes)`);
   const path = out ?? d.name.split("/").pop()!;
   const part = `${path}.part`;
-  const have = (await stat(part).catch(() => null))?.size ?? 0;
   const location = await datasetDownloadUrl(api, id);
-  const headers: Record<string, string> = have > 0 && have < d.size ? { range: `bytes=${have}-` } : {};
-  const res = await expectOk(await send(location, "GET", null, headers, {}), "download");
-  const resumed = res.statusCode === 206;
   const progress = new Progress(`downloading ${d.name}`, d.size);
-  // Hash as the bytes arrive; a resumed download first hashes what it already has.
-  const hash = createHash("sha256");
-  if (resumed) for await (const chunk of createReadStream(part)) hash.update(chunk as Buffer);
-  await pipeline(
-    res,
-    hashingMeter(hash, resumed ? have : 0, progress),
-    createWriteStream(part, { flags: resumed ? "a" : "w" }),
-  );
+  // A partial file from an earlier run is kept and only the rest is fetched.
+  const { sha256: digest } = await downloadFile(location, part, { size: d.size, what: "download", resume: true, onProgress: (n) => progress.update(n) });
   progress.done();
-  const digest = hash.digest("hex");
   if (d.sha256 && digest !== d.sha256) {
     await rm(part, { force: true });
     throw new CliError(`the download's sha256 ${digest} does not match the dataset's ${d.sha256}; removed it, try again`);

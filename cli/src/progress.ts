@@ -1,6 +1,3 @@
-import type { Hash } from "node:crypto";
-import { Transform } from "node:stream";
-
 /** A progress line on stderr: redrawn in place on a terminal, one line per step otherwise. */
 export class Progress {
   private last = 0;
@@ -28,20 +25,4 @@ export class Progress {
   done(): void {
     if (this.out.isTTY) this.out.write("\n");
   }
-}
-
-/**
- * Passes a download through unchanged while hashing it and reporting its running size to
- * `progress`, counting on from `start` bytes (what a resumed download already has).
- */
-export function hashingMeter(hash: Hash, start: number, progress?: Progress): Transform {
-  let bytes = start;
-  return new Transform({
-    transform(chunk: Buffer, _e, done) {
-      bytes += chunk.length;
-      hash.update(chunk);
-      progress?.update(bytes);
-      done(null, chunk);
-    },
-  });
 }

@@ -27,6 +27,16 @@ describe("withRetry", () => {
     await expect(withRetry(() => Promise.reject(new RetryableError("still down")), { deadlineMs: 50, baseMs: 20, maxMs: 20 })).rejects.toThrow("still down");
   });
 
+  it("stops retrying once its signal is aborted", async () => {
+    // Left alone, this would retry for a minute.
+    const abort = new AbortController();
+    const started = Date.now();
+    const run = withRetry(() => Promise.reject(new RetryableError("HTTP 503")), { deadlineMs: 60_000, baseMs: 10_000, maxMs: 10_000, signal: abort.signal });
+    setTimeout(() => abort.abort(new Error("another part failed")), 50);
+    await expect(run).rejects.toThrow(/abort|HTTP 503/i);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
   it("rides out a server that starts late", async () => {
     const port = await freePort();
     const server = createServer((_req, res) => res.end("up"));

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, openSync, writeSync, closeSync, mkdtempSync } from "node:fs";
+import { copyFileSync, createReadStream, existsSync, openSync, truncateSync, writeSync, closeSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
@@ -128,8 +128,12 @@ describe("large files through R2 presigned URLs", () => {
     expect(await expired.text()).toMatch(/expired/i);
   });
 
-  it("downloads a dataset with the CLI and checks its sha256", async () => {
+  it("downloads a dataset with the CLI, resuming a partial file, and checks its sha256", async () => {
     const out = join(dir, "copy.bin");
+    // What an interrupted run leaves: a prefix that ends mid-part.
+    const prefix = 40 * MIB + 12345;
+    copyFileSync(file, `${out}.part`);
+    truncateSync(`${out}.part`, prefix);
     const res = await gridx(["datasets", "download", datasetId, "-o", out, "--json"]);
     expect(res.code).toBe(0);
     expect(JSON.parse(res.stdout)).toEqual({ path: out, sha256: fileSha });

@@ -3,12 +3,15 @@ import type { Agent as HttpAgent, IncomingMessage } from "node:http";
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import type { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import { backoffDelay } from "../backoff.ts";
 
 export interface HttpOptions {
   /** A proxy tunnel (see network.ts), when one applies to this URL. */
   agent?: (url: string) => HttpAgent | undefined;
   ca?: string[];
+  /** Cancels the request and its response, e.g. the other parts of a download that failed. */
+  signal?: AbortSignal;
 }
 
 export type Body = { file: string; start: number; end: number } | string | null;
@@ -22,7 +25,7 @@ export function send(url: string, method: string, body: Body, headers: Record<st
   const request = u.protocol === "https:" ? httpsRequest : httpRequest;
   const length = body === null ? 0 : typeof body === "string" ? Buffer.byteLength(body) : body.end - body.start;
   return new Promise((resolve, reject) => {
-    const req = request(u, { method, headers: { ...headers, "content-length": String(length) }, agent: opts.agent?.(url), ca: opts.ca }, resolve);
+    const req = request(u, { method, headers: { ...headers, "content-length": String(length) }, agent: opts.agent?.(url), ca: opts.ca, signal: opts.signal }, resolve);
     req.on("error", reject);
     if (body === null) req.end();
     else if (typeof body === "string") req.end(body);
@@ -57,9 +60,9 @@ export class RetryableError extends Error {}
 /**
  * Runs an idempotent transfer step, retrying network errors and retryable statuses with
  * backoff (full jitter) until `deadlineMs` passes, so a control-plane restart or a blip in
- * the network does not lose a job's outputs.
+ * the network does not lose a job's outputs. An aborted `signal` ends the retrying at once.
  */
-export async function withRetry<T>(fn: () => Promise<T>, opts: { deadlineMs: number; baseMs?: number; maxMs?: number }): Promise<T> {
+export async function withRetry<T>(fn: () => Promise<T>, opts: { deadlineMs: number; baseMs?: number; maxMs?: number; signal?: AbortSignal }): Promise<T> {
   const deadline = Date.now() + opts.deadlineMs;
   for (let attempt = 0; ; attempt++) {
     try {
@@ -67,8 +70,8 @@ export async function withRetry<T>(fn: () => Promise<T>, opts: { deadlineMs: num
     } catch (err) {
       const retryable = err instanceof RetryableError || NETWORK_ERRORS.has((err as NodeJS.ErrnoException).code ?? "");
       const delay = backoffDelay(attempt, { baseMs: opts.baseMs ?? 500, maxMs: opts.maxMs ?? 10_000 });
-      if (!retryable || Date.now() + delay > deadline) throw err;
-      await new Promise((r) => setTimeout(r, delay));
+      if (!retryable || opts.signal?.aborted || Date.now() + delay > deadline) throw err;
+      await sleep(delay, undefined, { signal: opts.signal });
     }
   }
 }

@@ -1,11 +1,8 @@
-import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, utimes } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream/promises";
-import { Transform } from "node:stream";
 import type { InputDownload } from "../../../protocol/index.ts";
-import { expectOk, send, type HttpOptions } from "./http.ts";
+import { downloadFile } from "./download.ts";
+import type { HttpOptions } from "./http.ts";
 
 /**
  * A content-addressed store of downloaded inputs, bounded in size, least recently used first
@@ -48,20 +45,9 @@ export class InputCache {
     await mkdir(this.dir, { recursive: true });
     const tmp = `${path}.part-${process.pid}-${Date.now()}`;
     try {
-      const res = await expectOk(await send(input.url, "GET", null, {}, this.http), `downloading dataset ${input.dataset}`);
-      const hash = createHash("sha256");
-      let bytes = 0;
-      const count = new Transform({
-        transform(chunk: Buffer, _enc, done) {
-          hash.update(chunk);
-          bytes += chunk.length;
-          done(null, chunk);
-        },
-      });
-      await pipeline(res, count, createWriteStream(tmp));
-      if (bytes !== input.size) throw new Error(`dataset ${input.dataset}: got ${bytes} bytes, expected ${input.size}`);
-      const digest = hash.digest("hex");
-      if (input.sha256 && digest !== input.sha256) throw new Error(`dataset ${input.dataset}: sha256 ${digest} does not match ${input.sha256}`);
+      // The downloader holds the bytes to the recorded size; the content is checked here.
+      const { sha256 } = await downloadFile(input.url, tmp, { size: input.size, what: `downloading dataset ${input.dataset}`, http: this.http });
+      if (input.sha256 && sha256 !== input.sha256) throw new Error(`dataset ${input.dataset}: sha256 ${sha256} does not match ${input.sha256}`);
       await this.evict(input.size);
       await rename(tmp, path);
       return path;
