@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import os from "node:os";
 import { promisify } from "node:util";
-import type Docker from "dockerode";
+import type { DockerEngine } from "./docker/engine.ts";
 import type { GpuDevice, Labels, WorkerCaps } from "../../protocol/index.ts";
 
 const run = promisify(execFile);
@@ -44,8 +44,8 @@ export interface CapsOverrides {
 }
 
 /** What this machine offers, capped by what the operator chose to give the grid. */
-export async function detectCaps(docker: Docker, overrides: CapsOverrides): Promise<WorkerCaps> {
-  const [gpus, wsl, info] = await Promise.all([detectGpus(), isWsl(), docker.info().catch(() => null) as Promise<{ Runtimes?: Record<string, unknown> } | null>]);
+export async function detectCaps(docker: DockerEngine, overrides: CapsOverrides): Promise<WorkerCaps> {
+  const [gpus, wsl, info] = await Promise.all([detectGpus(), isWsl(), docker.info().catch(() => null)]);
   const cores = os.availableParallelism?.() ?? os.cpus().length;
   const memoryMb = Math.floor(os.totalmem() / (1024 * 1024));
   return {

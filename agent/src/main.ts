@@ -1,7 +1,7 @@
 import { join } from "node:path";
-import Docker from "dockerode";
 import { Agent } from "./agent.ts";
 import { detectCaps } from "./caps.ts";
+import { DockerEngine } from "./docker/engine.ts";
 import { configToEnv, loadConfig, takeFlags } from "./config.ts";
 import { DEFAULT_PATHS, install, SERVICE_NAME, status, uninstall } from "./service.ts";
 import { createLogger } from "./logger.ts";
@@ -67,8 +67,9 @@ async function main(): Promise<number> {
   }
   const config = loaded.config;
   const log = createLogger({ agent: config.name });
-  const docker = new Docker();
+  let docker: DockerEngine;
   try {
+    docker = new DockerEngine();
     await docker.ping();
   } catch (err) {
     log.error("cannot reach the Docker engine; is dockerd running and is this user allowed to use it?", { err });

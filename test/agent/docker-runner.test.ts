@@ -1,15 +1,15 @@
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Docker from "dockerode";
 import { describe, expect, it } from "vitest";
+import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { folderBytes } from "../../agent/src/folder-bytes.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { LABELS } from "../../agent/src/runner/sandbox.ts";
 import { JobRequest } from "../../protocol/index.ts";
 
-const docker = new Docker();
+const docker = new DockerEngine();
 
 function runner(name: string, stateDir = mkdtempSync(join(tmpdir(), "gridx-runner-")), python = "gridx/python:latest") {
   return new DockerRunner(docker, { stateDir, agentName: name, images: { python }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [] }, silentLogger);
@@ -37,12 +37,12 @@ describe("DockerRunner on the real engine", () => {
     mkdirSync(join(stateDir, "jobs", "j_old.1", "output"), { recursive: true });
     try {
       expect(await runner(name, stateDir).cleanupLeftovers()).toBe(1);
-      await expect(mine.inspect()).rejects.toThrow(/no such container/i);
-      expect((await other.inspect()).Id).toBe(other.id);
+      await expect(docker.inspectContainer(mine)).rejects.toMatchObject({ status: 404, message: expect.stringMatching(/no such container/i) });
+      expect((await docker.inspectContainer(other)).Id).toBe(other);
       expect(existsSync(join(stateDir, "jobs", "j_old.1"))).toBe(false);
     } finally {
-      await other.remove({ force: true });
-      await mine.remove({ force: true }).catch(() => undefined);
+      await docker.removeContainer(other);
+      await docker.removeContainer(mine).catch(() => undefined);
     }
   });
 

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { Readable } from "node:stream";
-import type Docker from "dockerode";
+import type { DockerEngine } from "../docker/engine.ts";
 import { REPO_LIMITS } from "../../../protocol/index.ts";
 import type { Logger } from "../logger.ts";
 
@@ -39,7 +39,7 @@ export class EnvImages {
   private readonly recent = new Map<string, number>();
 
   constructor(
-    private readonly docker: Docker,
+    private readonly docker: DockerEngine,
     private readonly opts: { buildTimeoutMs: number; log: Logger },
   ) {}
 
@@ -79,7 +79,7 @@ export class EnvImages {
 
   /** Keys of the environments this worker has, most recently used first. */
   async warmKeys(): Promise<string[]> {
-    const labelled = await this.docker.listImages({ filters: { label: [ENV_LABEL] } }).catch(() => []);
+    const labelled = await this.docker.listImages([ENV_LABEL]).catch(() => []);
     for (const img of labelled) {
       const key = img.Labels?.[ENV_LABEL];
       if (key && !this.recent.has(key)) this.recent.set(key, img.Created * 1000);
@@ -88,13 +88,10 @@ export class EnvImages {
   }
 
   private async exists(image: string): Promise<boolean> {
-    return this.docker
-      .getImage(image)
-      .inspect()
-      .then(
-        () => true,
-        () => false,
-      );
+    return this.docker.inspectImage(image).then(
+      () => true,
+      () => false,
+    );
   }
 
   private start(image: string, env: EnvSource, context: (use: (tar: Readable) => Promise<void>) => Promise<void>): SharedBuild {
@@ -110,26 +107,13 @@ export class EnvImages {
       let failure: string | null = null;
       try {
         await context(async (tar) => {
-          const stream = await this.docker.buildImage(tar, {
-            t: image,
-            dockerfile: env.dockerfile,
-            labels: { [ENV_LABEL]: env.key, "gridx.env_repo": env.url, "gridx.env_commit": env.commit },
-            rm: true,
-            forcerm: true,
-            abortSignal: timeout,
-          });
-          await new Promise<void>((resolve, reject) => {
-            this.docker.modem.followProgress(
-              stream,
-              (err: Error | null) => (err ? reject(err) : resolve()),
-              (event: { stream?: string; error?: string; errorDetail?: { message?: string } }) => {
-                if (event.stream) for (const text of event.stream.replace(/\n$/, "").split("\n")) emit(text);
-                if (event.error) {
-                  failure = event.errorDetail?.message ?? event.error;
-                  emit(failure);
-                }
-              },
-            );
+          const labels = { [ENV_LABEL]: env.key, "gridx.env_repo": env.url, "gridx.env_commit": env.commit };
+          await this.docker.buildImage(tar, { tag: image, dockerfile: env.dockerfile, labels, signal: timeout }, (event) => {
+            if (event.stream) for (const text of event.stream.replace(/\n$/, "").split("\n")) emit(text);
+            if (event.error) {
+              failure = event.errorDetail?.message ?? event.error;
+              emit(failure);
+            }
           });
         });
       } catch (err) {

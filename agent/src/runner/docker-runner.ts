@@ -2,8 +2,8 @@ import { createWriteStream, type WriteStream } from "node:fs";
 import { chown, chmod, copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
 import { folderBytes } from "../folder-bytes.ts";
 import { dirname, join } from "node:path";
-import { PassThrough } from "node:stream";
-import type Docker from "dockerode";
+import { FrameDemuxer } from "../docker/frames.ts";
+import type { DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
 import { listFiles, uploadFiles, type ArtifactApi } from "../transfer/uploader.ts";
@@ -60,7 +60,7 @@ const errorText = (err: unknown) => (err instanceof Error ? err.message : String
 
 export class DockerRunner implements JobRunner {
   constructor(
-    private readonly docker: Docker,
+    private readonly docker: DockerEngine,
     private readonly opts: DockerRunnerOptions,
     private readonly log: Logger,
   ) {}
@@ -75,7 +75,7 @@ export class DockerRunner implements JobRunner {
     const inputDir = join(dir, "input");
     const outputDir = join(dir, "output");
     const codeDir = join(dir, "code");
-    let container: Docker.Container | undefined;
+    let container: string | undefined;
     let logFile: WriteStream | undefined;
     let logBytes = 0;
     const logCap = this.opts.transfers?.logCapBytes ?? 0;
@@ -112,7 +112,7 @@ export class DockerRunner implements JobRunner {
       if (req.spec.task.kind === "command" && this.opts.allowedImages.length && !this.opts.allowedImages.includes(image)) {
         return outcome(null, "input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowedImages.join(", ")})`);
       }
-      const [imageErr] = await tryCatch(this.docker.getImage(image).inspect());
+      const [imageErr] = await tryCatch(this.docker.inspectImage(image));
       if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
       const [inputErr] = await tryCatch(this.fetchInputs(req, inputDir, hooks));
       if (inputErr) return outcome(null, "input_error", errorText(inputErr));
@@ -136,26 +136,22 @@ export class DockerRunner implements JobRunner {
       container = created;
 
       // Attach before start so no early output is lost.
-      const stream = (await container.attach({ stream: true, stdout: true, stderr: true })) as NodeJS.ReadableStream;
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
+      const stream = await this.docker.attachContainer(container);
       // Back-pressure: while the line to the coordinator is congested, stop reading. Docker's
       // pipe then fills and the job's own writes block, as they would on a slow terminal.
       const relieve = () => {
         if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
         else stream.resume();
       };
-      const forward = (name: "stdout" | "stderr") => (c: Buffer) => {
+      const demux = new FrameDemuxer((name, c) => {
         tee(c);
         hooks.output(name, c);
         if (hooks.congested() && !stream.isPaused()) {
           stream.pause();
           setTimeout(relieve, CONGESTION_POLL_MS);
         }
-      };
-      stdout.on("data", forward("stdout"));
-      stderr.on("data", forward("stderr"));
-      container.modem.demuxStream(stream, stdout, stderr);
+      });
+      stream.on("data", (c: Buffer) => demux.write(c));
       const drained = new Promise<void>((resolve) => {
         stream.on("end", resolve);
         stream.on("close", resolve);
@@ -163,7 +159,7 @@ export class DockerRunner implements JobRunner {
       });
 
       if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
-      const [startErr] = await tryCatch(container.start());
+      const [startErr] = await tryCatch(this.docker.startContainer(container));
       if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
       hooks.started(resolved);
       log.info("container started", { image });
@@ -175,7 +171,7 @@ export class DockerRunner implements JobRunner {
         if (stopReason) return;
         stopReason = reason;
         hooks.system(`[gridx: stopping the job (${reason}); SIGTERM, then SIGKILL after ${this.opts.stopGraceS}s]`);
-        c.stop({ t: this.opts.stopGraceS }).catch((err: unknown) => log.warn("stop failed", { err }));
+        this.docker.stopContainer(c, this.opts.stopGraceS).catch((err: unknown) => log.warn("stop failed", { err }));
       };
       const timer = setTimeout(() => halt("timeout"), timeoutMs);
       const overCap = async () => (await folderBytes(outputDir)) > this.opts.outputCapBytes;
@@ -185,15 +181,14 @@ export class DockerRunner implements JobRunner {
       const onAbort = () => halt((stop.reason as StopReason) ?? "user");
       stop.addEventListener("abort", onAbort, { once: true });
       if (stop.aborted) onAbort();
-      const [waitErr, waited] = await tryCatch(container.wait() as Promise<{ StatusCode: number }>);
+      const [waitErr, exitCode] = await tryCatch(this.docker.waitContainer(container));
       clearTimeout(timer);
       clearInterval(outputWatch);
       stop.removeEventListener("abort", onAbort);
       await Promise.race([drained, new Promise((r) => setTimeout(r, 2000))]);
-      if (waitErr || !waited) return outcome(null, "internal", `lost track of the container: ${errorText(waitErr)}`);
+      if (waitErr || exitCode === undefined) return outcome(null, "internal", `lost track of the container: ${errorText(waitErr)}`);
 
-      const info = await container.inspect();
-      const exitCode = waited.StatusCode;
+      const info = await this.docker.inspectContainer(container);
       const reason = stopReason as StopReason | null;
       if (logFile) await new Promise<void>((r) => logFile!.end(r));
       if (reason !== "output_too_large" && !(await overCap())) {
@@ -212,7 +207,7 @@ export class DockerRunner implements JobRunner {
       return outcome(null, "internal", `the agent failed to run the job: ${errorText(err)}`);
     } finally {
       logFile?.destroy();
-      if (container) await container.remove({ force: true, v: true }).catch((err: unknown) => log.warn("container removal failed", { err }));
+      if (container) await this.docker.removeContainer(container).catch((err: unknown) => log.warn("container removal failed", { err }));
       await rm(dir, { recursive: true, force: true }).catch((err: unknown) => log.warn("job folder removal failed", { err }));
     }
   }
@@ -246,8 +241,8 @@ export class DockerRunner implements JobRunner {
   }
 
   async cleanupLeftovers(): Promise<number> {
-    const leftovers = await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`, `${LABELS.agent}=${this.opts.agentName}`] } });
-    await Promise.all(leftovers.map((c) => this.docker.getContainer(c.Id).remove({ force: true, v: true })));
+    const leftovers = await this.docker.listContainers([`${LABELS.managed}=true`, `${LABELS.agent}=${this.opts.agentName}`]);
+    await Promise.all(leftovers.map((c) => this.docker.removeContainer(c.Id)));
     await rm(this.jobsDir(), { recursive: true, force: true });
     await mkdir(this.jobsDir(), { recursive: true });
     return leftovers.length;
@@ -260,7 +255,7 @@ export class DockerRunner implements JobRunner {
   async missingImages(): Promise<string[]> {
     const missing: string[] = [];
     for (const image of Object.values(this.opts.images)) {
-      const [err] = await tryCatch(this.docker.getImage(image).inspect());
+      const [err] = await tryCatch(this.docker.inspectImage(image));
       if (err) missing.push(image);
     }
     return missing;

@@ -1,4 +1,4 @@
-import type Docker from "dockerode";
+import type { ContainerCreateOptions } from "../docker/types.ts";
 import type { JobLimits } from "../../../protocol/index.ts";
 
 /** The uid:gid every job runs as; never root. */
@@ -34,7 +34,7 @@ export interface SandboxInput {
  * and code read-only).
  * Pure, so every flag is checked by a unit test.
  */
-export function containerOptions(s: SandboxInput): Docker.ContainerCreateOptions {
+export function containerOptions(s: SandboxInput): ContainerCreateOptions {
   const memory = s.limits.memory_mb * 1024 * 1024;
   return {
     name: s.name,

@@ -1,0 +1,265 @@
+import { request, type IncomingMessage } from "node:http";
+import { pipeline, type Readable } from "node:stream";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
+
+/** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
+export type EngineAddress = { socketPath: string } | { host: string; port: number };
+
+const DEFAULT_SOCKET = "/var/run/docker.sock";
+const DEFAULT_TCP_PORT = 2375;
+
+/**
+ * The engine `DOCKER_HOST` names, read as the docker CLI reads it: unset is the local socket,
+ * `unix://PATH` a socket, `tcp://HOST[:PORT]` plain HTTP. TLS (`DOCKER_TLS_VERIFY`) and other
+ * schemes (ssh://) are refused rather than spoken to in clear or not at all.
+ *
+ * @example
+ * engineAddress({ DOCKER_HOST: "tcp://10.0.0.5:2375" }); // { host: "10.0.0.5", port: 2375 }
+ */
+export function engineAddress(env: NodeJS.ProcessEnv): EngineAddress {
+  const given = env.DOCKER_HOST;
+  if (!given) return { socketPath: DEFAULT_SOCKET };
+  if (given.startsWith("unix://")) return { socketPath: given.slice("unix://".length) || DEFAULT_SOCKET };
+  const tcp = /^tcp:\/\/(?:\[([^\]]+)\]|([^:/[\]]+))(?::(\d+))?\/?$/.exec(given);
+  if (tcp && !env.DOCKER_TLS_VERIFY) return { host: (tcp[1] ?? tcp[2])!, port: tcp[3] ? Number(tcp[3]) : DEFAULT_TCP_PORT };
+  throw new Error(`DOCKER_HOST=${given}${env.DOCKER_TLS_VERIFY ? " with DOCKER_TLS_VERIFY" : ""} is not supported; use unix:///path/to/docker.sock, or tcp://host:port without TLS`);
+}
+
+/**
+ * The Engine API version whose requests and fields this client was written and tested
+ * against: Docker 20.10's, still what Debian 12 ships.
+ */
+const API_VERSION = "1.41";
+
+/**
+ * The version to speak to an engine that serves `MinAPIVersion` to `ApiVersion`: ours where it
+ * can, else the nearest it serves. Docker 29 refuses anything below 1.44; the fields used here
+ * mean the same there. An engine older than 1.41 gets its own newest, as an unversioned
+ * request would.
+ */
+export function negotiateApiVersion(engine: { ApiVersion: string; MinAPIVersion?: string }): string {
+  if (compareVersions(API_VERSION, engine.ApiVersion) > 0) return engine.ApiVersion;
+  if (engine.MinAPIVersion && compareVersions(API_VERSION, engine.MinAPIVersion) < 0) return engine.MinAPIVersion;
+  return API_VERSION;
+}
+
+function compareVersions(a: string, b: string): number {
+  const [aMajor = 0, aMinor = 0] = a.split(".").map(Number);
+  const [bMajor = 0, bMinor = 0] = b.split(".").map(Number);
+  return aMajor - bMajor || aMinor - bMinor;
+}
+
+/**
+ * The engine answered with an error status. `message` is Docker's own text, fit to show a
+ * user ("No such image: gridx/x:1"); `status` tells the kinds apart (404: no such container
+ * or image, 409: conflict).
+ */
+export class DockerError extends Error {
+  override readonly name = "DockerError";
+
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface BuildOptions {
+  tag: string;
+  /** The Dockerfile's path inside the build context. */
+  dockerfile: string;
+  labels: Record<string, string>;
+  signal?: AbortSignal;
+}
+
+interface Call {
+  query?: Record<string, string>;
+  json?: unknown;
+  /** A streamed request body, such as a build context. */
+  body?: Readable;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+  /** Sent without the /vX.Y prefix: only for the calls that come before a version is chosen. */
+  unversioned?: boolean;
+}
+
+/**
+ * The few Docker Engine API calls the agent makes, over `node:http`. Written here rather than
+ * taken from dockerode, whose gRPC, protobuf and ssh2 dependencies cost an idle agent about
+ * 29 MiB of its 80 MiB budget.
+ * Every call rejects with a `DockerError` when the engine says no, and with the socket's own
+ * error when it cannot be reached.
+ *
+ * @example
+ * const docker = new DockerEngine();
+ * const id = await docker.createContainer({ Image: "gridx/python:latest", Cmd: ["true"] });
+ * await docker.startContainer(id);
+ * const exitCode = await docker.waitContainer(id);
+ */
+export class DockerEngine {
+  private version: Promise<string> | null = null;
+
+  constructor(private readonly address: EngineAddress = engineAddress(process.env)) {}
+
+  async ping(): Promise<void> {
+    await this.text("GET", "/_ping", { unversioned: true });
+  }
+
+  info(): Promise<EngineInfo> {
+    return this.json("GET", "/info");
+  }
+
+  /** Resolves if the image is on this engine; a missing one rejects with status 404. */
+  async inspectImage(name: string): Promise<void> {
+    await this.text("GET", `/images/${imageRef(name)}/json`);
+  }
+
+  /** Images carrying every one of `labels` (`key` or `key=value`). */
+  listImages(labels: string[]): Promise<ImageSummary[]> {
+    return this.json("GET", "/images/json", { query: { filters: JSON.stringify({ label: labels }) } });
+  }
+
+  /**
+   * Builds `context` (a tar stream) with the classic builder, passing each progress line to
+   * `onEvent`. Intermediate containers are removed, even after a failed step. A failed build
+   * resolves like a good one, its failure being an event with `error`, as Docker reports it.
+   */
+  async buildImage(context: Readable, opts: BuildOptions, onEvent: (event: BuildEvent) => void): Promise<void> {
+    const res = await this.send("POST", "/build", {
+      query: { t: opts.tag, dockerfile: opts.dockerfile, labels: JSON.stringify(opts.labels), rm: "1", forcerm: "1" },
+      body: context,
+      headers: { "content-type": "application/x-tar" },
+      signal: opts.signal,
+    });
+    let partial = "";
+    res.setEncoding("utf8");
+    for await (const chunk of res as AsyncIterable<string>) {
+      const lines = (partial + chunk).split("\n");
+      partial = lines.pop() ?? "";
+      for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as BuildEvent);
+    }
+    if (partial.trim()) onEvent(JSON.parse(partial) as BuildEvent);
+  }
+
+  /** Creates a container and returns its id. */
+  async createContainer({ name, ...body }: ContainerCreateOptions): Promise<string> {
+    const created = await this.json<{ Id: string }>("POST", "/containers/create", { query: name ? { name } : {}, json: body });
+    return created.Id;
+  }
+
+  /**
+   * The container's stdout and stderr, multiplexed (read them with `FrameDemuxer`), from now
+   * until it exits. Attach before starting it, or early output is lost. Docker takes the
+   * connection over and answers with a body that ends when the container's output does, so
+   * pausing this stream holds the container's writes back.
+   */
+  attachContainer(id: string): Promise<Readable> {
+    return this.send("POST", `/containers/${encodeURIComponent(id)}/attach`, { query: { stream: "1", stdout: "1", stderr: "1" } });
+  }
+
+  async startContainer(id: string): Promise<void> {
+    await this.text("POST", `/containers/${encodeURIComponent(id)}/start`);
+  }
+
+  /** SIGTERM, then SIGKILL after `graceS` seconds; resolves once it has stopped. */
+  async stopContainer(id: string, graceS: number): Promise<void> {
+    await this.text("POST", `/containers/${encodeURIComponent(id)}/stop`, { query: { t: String(graceS) } });
+  }
+
+  /** The exit code, once the container has stopped, however long that takes. */
+  async waitContainer(id: string): Promise<number> {
+    const waited = await this.json<{ StatusCode: number }>("POST", `/containers/${encodeURIComponent(id)}/wait`);
+    return waited.StatusCode;
+  }
+
+  inspectContainer(id: string): Promise<ContainerInspect> {
+    return this.json("GET", `/containers/${encodeURIComponent(id)}/json`);
+  }
+
+  /** Removes the container, running or not, with its anonymous volumes. */
+  async removeContainer(id: string): Promise<void> {
+    await this.text("DELETE", `/containers/${encodeURIComponent(id)}`, { query: { force: "1", v: "1" } });
+  }
+
+  /** Containers, running or not, carrying every one of `labels` (`key` or `key=value`). */
+  listContainers(labels: string[]): Promise<ContainerSummary[]> {
+    return this.json("GET", "/containers/json", { query: { all: "1", filters: JSON.stringify({ label: labels }) } });
+  }
+
+  private async json<T>(method: string, path: string, call?: Call): Promise<T> {
+    return JSON.parse(await this.text(method, path, call)) as T;
+  }
+
+  private async text(method: string, path: string, call?: Call): Promise<string> {
+    return readText(await this.send(method, path, call));
+  }
+
+  /** The response once its status says success; its body is the caller's to read. */
+  private async send(method: string, path: string, call: Call = {}): Promise<IncomingMessage> {
+    const prefix = call.unversioned ? "" : `/v${await this.apiVersion()}`;
+    const params = String(new URLSearchParams(call.query));
+    const query = params ? `?${params}` : "";
+    const headers = call.json === undefined ? call.headers : { ...call.headers, "content-type": "application/json" };
+    return new Promise((resolve, reject) => {
+      const req = request(
+        {
+          ...this.address,
+          method,
+          path: prefix + path + query,
+          headers,
+          signal: call.signal,
+          // A connection per request: an attach stream, which Docker takes over, must never be
+          // pooled, and a local socket costs next to nothing to open.
+          agent: false,
+        },
+        (res) => {
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) return resolve(res);
+          readText(res).then((text) => reject(new DockerError(status, errorMessage(text, status))), reject);
+        },
+      );
+      req.on("error", reject);
+      if (call.body)
+        pipeline(call.body, req, (err) => {
+          if (err) reject(err);
+        });
+      else req.end(call.json === undefined ? undefined : JSON.stringify(call.json));
+    });
+  }
+
+  /** Asked of the engine once; a failure (the engine not up yet) is not kept, so a later call asks again. */
+  private apiVersion(): Promise<string> {
+    if (!this.version) {
+      const asked = this.json<{ ApiVersion: string; MinAPIVersion?: string }>("GET", "/version", { unversioned: true }).then(negotiateApiVersion);
+      asked.catch(() => {
+        if (this.version === asked) this.version = null;
+      });
+      this.version = asked;
+    }
+    return this.version;
+  }
+}
+
+/** An image reference as a path: its slashes stay, anything else unusual is escaped. */
+function imageRef(name: string): string {
+  return name.split("/").map(encodeURIComponent).join("/");
+}
+
+async function readText(res: IncomingMessage): Promise<string> {
+  let text = "";
+  res.setEncoding("utf8");
+  for await (const chunk of res as AsyncIterable<string>) text += chunk;
+  return text;
+}
+
+/** Docker's errors are `{"message": "..."}`; a proxy in between may send anything. */
+function errorMessage(body: string, status: number): string {
+  try {
+    const message = (JSON.parse(body) as { message?: unknown }).message;
+    if (typeof message === "string" && message) return message;
+  } catch {
+    // not JSON: fall through to the text itself
+  }
+  return body.trim() || `the Docker engine answered HTTP ${status}`;
+}

@@ -1,0 +1,73 @@
+/**
+ * The Engine API's request and response shapes, cut down to the fields gridx sets or reads.
+ * Names and casing are Docker's own (https://docs.docker.com/reference/api/engine/).
+ */
+
+/** `POST /containers/create`: the body, plus the container's name, which goes in the query. */
+export interface ContainerCreateOptions {
+  name?: string;
+  Image: string;
+  Entrypoint?: string[];
+  Cmd?: string[];
+  Env?: string[];
+  User?: string;
+  WorkingDir?: string;
+  Labels?: Record<string, string>;
+  NetworkDisabled?: boolean;
+  AttachStdout?: boolean;
+  AttachStderr?: boolean;
+  /** Always false for jobs: the attach stream is then multiplexed, which `FrameDemuxer` reads. */
+  Tty?: false;
+  OpenStdin?: boolean;
+  HostConfig?: HostConfig;
+}
+
+export interface HostConfig {
+  Binds?: string[];
+  NetworkMode?: string;
+  ReadonlyRootfs?: boolean;
+  CapDrop?: string[];
+  SecurityOpt?: string[];
+  PidsLimit?: number;
+  NanoCpus?: number;
+  Memory?: number;
+  MemorySwap?: number;
+  Tmpfs?: Record<string, string>;
+  Ulimits?: { Name: string; Soft: number; Hard: number }[];
+  IpcMode?: string;
+  Init?: boolean;
+  Privileged?: boolean;
+  AutoRemove?: boolean;
+  LogConfig?: { Type: string; Config: Record<string, string> };
+  DeviceRequests?: { Driver: string; DeviceIDs: string[]; Capabilities: string[][] }[];
+}
+
+/** `GET /containers/{id}/json`. */
+export interface ContainerInspect {
+  Id: string;
+  State: { OOMKilled: boolean };
+}
+
+/** One entry of `GET /containers/json`. */
+export interface ContainerSummary {
+  Id: string;
+}
+
+/** One entry of `GET /images/json`. */
+export interface ImageSummary {
+  /** Seconds since the epoch. */
+  Created: number;
+  Labels: Record<string, string> | null;
+}
+
+/** `GET /info`. */
+export interface EngineInfo {
+  Runtimes?: Record<string, unknown>;
+}
+
+/** One line of `POST /build`'s JSON-lines progress. A failed build is such a line, not an HTTP error. */
+export interface BuildEvent {
+  stream?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+}
