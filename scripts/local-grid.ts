@@ -10,6 +10,8 @@ import { writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { AGENT_NODE_FLAGS } from "../agent/src/service.ts";
+import { buildAgent } from "./build-agent.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const BIN = join(ROOT, "node_modules", ".bin");
@@ -181,12 +183,17 @@ export interface AgentProcessOptions {
   inheritOutput?: boolean;
 }
 
+let bundled: string | null = null;
+/** The agent as it ships, bundled from the current sources once per process. */
+function agentBundle(): string {
+  return (bundled ??= buildAgent());
+}
+
 /** Starts an agent the way an operator would; the token travels in the environment, not argv. */
 export function startAgent(opts: AgentProcessOptions): AgentProcess {
   const args = [
-    "--import",
-    "tsx",
-    join(ROOT, "agent", "src", "main.ts"),
+    ...AGENT_NODE_FLAGS,
+    agentBundle(),
     "--url",
     opts.url,
     "--name",

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
-import { renderEnvFile } from "../../agent/src/service.ts";
+import { AGENT_NODE_FLAGS, renderEnvFile } from "../../agent/src/service.ts";
 import { ROOT } from "../../scripts/local-grid.ts";
 
 const run = promisify(execFile);
@@ -12,6 +12,11 @@ const cli = (args: string[], env: NodeJS.ProcessEnv = {}) =>
   run(process.execPath, [join(ROOT, "agent", "bin", "gridx-agent.mjs"), ...args], { env: { PATH: process.env.PATH, ...env } });
 
 describe("gridx-agent install / status / uninstall", () => {
+  it("starts the bin with the same V8 flags as the unit", () => {
+    const shebang = readFileSync(join(ROOT, "agent", "bin", "gridx-agent.mjs"), "utf8").split("\n")[0];
+    expect(shebang).toBe(`#!/usr/bin/env -S node ${AGENT_NODE_FLAGS.join(" ")}`);
+  });
+
   it("writes a unit that systemd accepts and a 0600 env file holding the token", async () => {
     const dir = mkdtempSync(join(tmpdir(), "gridx-svc-"));
     const where = ["--unit-dir", join(dir, "units"), "--config-dir", join(dir, "etc"), "--no-start"];
@@ -24,7 +29,7 @@ describe("gridx-agent install / status / uninstall", () => {
     const unit = readFileSync(unitFile, "utf8");
     expect(unit).not.toContain(token);
     expect(unit).toContain(`EnvironmentFile=${envFile}`);
-    expect(unit).toMatch(/^ExecStart=\S+node\S* \S+gridx-agent\.mjs run$/m);
+    expect(unit).toMatch(/^ExecStart=\S+node\S* --max-semi-space-size=1 \S+gridx-agent\.mjs run$/m);
     expect(unit).toContain("Restart=always");
     expect(unit).toContain("TimeoutStopSec=330");
 
