@@ -1,5 +1,4 @@
 import { DurableObject } from "cloudflare:workers";
-import type { BatchItem } from "drizzle-orm/batch";
 import {
   AgentToCoordinator,
   CoordinatorToAgent,
@@ -27,6 +26,7 @@ import {
   pastDeadline,
   queuedJobs,
   settleStatements,
+  type Statement,
   startStatements,
   storeAssignments,
   type AttemptWithJob,
@@ -57,8 +57,17 @@ const SETTLE_BATCH = 200;
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
 
-/** Jobs read per scheduling round; more wait for the next round. */
+/** Jobs read per scheduling round at most; more wait for the next round. */
 const DISPATCH_BATCH = 500;
+
+/**
+ * A round reads this many queued jobs per free slot (at least DISPATCH_MIN_READ): while jobs
+ * flow, a round follows every few results with a handful of slots free, and reading the
+ * whole batch each time made decoding rows the coordinator's largest cost. The margin lets
+ * jobs that fit nowhere yet be passed over for ones behind them.
+ */
+const READ_PER_FREE_SLOT = 4;
+const DISPATCH_MIN_READ = 32;
 
 /**
  * One per pool. Holds the pool's agent sockets (hibernatable), schedules its queued jobs and
@@ -347,7 +356,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const rows = await getAttempts(this.db, events.map((e) => ({ jobId: e.payload.job_id, attempt: e.payload.attempt })));
     const byKey = new Map(rows.map((r) => [`${r.jobId}#${r.attempt}`, r]));
     const now = Date.now();
-    const statements: BatchItem<"sqlite">[] = [];
+    const statements: Statement[] = [];
     for (const e of events) {
       const a = byKey.get(`${e.payload.job_id}#${e.payload.attempt}`);
       if (!a || a.workerId !== e.workerId) continue;
@@ -463,8 +472,10 @@ export class Coordinator extends DurableObject<Bindings> {
         },
       };
     });
-    if (!views.some((w) => !w.draining && w.used.slots < w.slots)) return;
-    const queued = await this.withoutUnreadyInputs(await queuedJobs(this.db, pool, DISPATCH_BATCH));
+    const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
+    if (free === 0) return;
+    const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
+    const queued = await this.withoutUnreadyInputs(await queuedJobs(this.db, pool, limit));
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const plan = planDispatch(
@@ -481,7 +492,7 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const s of stored) {
       this.send(s.assignment.workerId, await this.assignment(s.job.id, s.attempt, byId.get(s.job.id)!.spec as JobSpec, s.assignment.gpuIndices));
     }
-    if (stored.length === DISPATCH_BATCH) this.dispatchAgain = true;
+    if (stored.length === limit) this.dispatchAgain = true;
   }
 
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
@@ -558,9 +569,8 @@ export class Coordinator extends DurableObject<Bindings> {
 
   // ---- plumbing -----------------------------------------------------------------------------
 
-  private async write(statements: BatchItem<"sqlite">[]): Promise<void> {
-    const [first, ...rest] = statements;
-    if (first) await this.db.batch([first, ...rest]);
+  private async write(statements: Statement[]): Promise<void> {
+    if (statements.length) await this.db.$client.batch(statements);
   }
 
   /** Runs state changes one at a time, so a decision never acts on a record that moved. */

@@ -6,12 +6,22 @@ export interface Session {
   connectedAt: number;
 }
 
+/*
+ * The attachment is the durable copy, read back after hibernation; this cache spares a
+ * deserialization each time a socket is looked at, which the coordinator does for every
+ * socket on every message it sends.
+ */
+const cached = new WeakMap<WebSocket, Session | null>();
+
 export function sessionOf(ws: WebSocket): Session | null {
-  return (ws.deserializeAttachment() as Session | null) ?? null;
+  let session = cached.get(ws);
+  if (session === undefined) cached.set(ws, (session = (ws.deserializeAttachment() as Session | null) ?? null));
+  return session;
 }
 
 export function setSession(ws: WebSocket, session: Session): void {
   ws.serializeAttachment(session);
+  cached.set(ws, session);
 }
 
 /** WebSocket close codes the coordinator uses, so an agent can tell why it was dropped. */
