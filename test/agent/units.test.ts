@@ -3,7 +3,7 @@ import { backoffDelay } from "../../agent/src/backoff.ts";
 import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
-import { containerOptions, JOB_USER } from "../../agent/src/runner/sandbox.ts";
+import { containerOptions, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
 import { MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
@@ -148,5 +148,23 @@ describe("containerOptions", () => {
     expect(repo.WorkingDir).toBe("/work/code");
     expect(opts.WorkingDir).toBe("/work/output");
     expect(repo.HostConfig!.NetworkMode).toBe("none");
+  });
+});
+
+describe("limitsUpdate", () => {
+  const defaults = { timeout_s: 3600, memory_mb: 512, cpus: 1, pids: 256 };
+
+  it("changes nothing for a job with the limits the container has, whatever its timeout", () => {
+    expect(limitsUpdate(defaults, { ...defaults })).toBeNull();
+    expect(limitsUpdate(defaults, { ...defaults, timeout_s: 5 })).toBeNull();
+  });
+
+  it("sets memory (with no swap), CPUs and pids as a new container would get them", () => {
+    const wanted = { ...defaults, memory_mb: 64, cpus: 0.5 };
+    const update = limitsUpdate(defaults, wanted);
+    expect(update).toEqual({ Memory: 64 * 1024 * 1024, MemorySwap: 64 * 1024 * 1024, NanoCpus: 0.5e9, PidsLimit: 256 });
+    const fresh = containerOptions({ name: "n", image: "i", argv: null, env: {}, limits: wanted, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }).HostConfig!;
+    expect(update).toEqual({ Memory: fresh.Memory, MemorySwap: fresh.MemorySwap, NanoCpus: fresh.NanoCpus, PidsLimit: fresh.PidsLimit });
+    expect(limitsUpdate(defaults, { ...defaults, pids: 64 })).toMatchObject({ PidsLimit: 64 });
   });
 });
