@@ -1,7 +1,8 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import { chown, chmod, copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
-import { folderBytes } from "../folder-bytes.ts";
+import { copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { folderBytes } from "../folder-bytes.ts";
 import { FrameDemuxer } from "../docker/frames.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
@@ -10,6 +11,7 @@ import { listFiles, uploadFiles, type ArtifactApi } from "../transfer/uploader.t
 import type { HttpOptions } from "../transfer/http.ts";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
+import { createJobFolder } from "./job-folder.ts";
 import { handlerFor, type RunnerImages } from "./kinds.ts";
 import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest, type StopReason } from "./runner.ts";
 import { containerOptions, LABELS } from "./sandbox.ts";
@@ -72,9 +74,6 @@ export class DockerRunner implements JobRunner {
   async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
     const dir = join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
-    const inputDir = join(dir, "input");
-    const outputDir = join(dir, "output");
-    const codeDir = join(dir, "code");
     let container: string | undefined;
     let logFile: WriteStream | undefined;
     let logBytes = 0;
@@ -87,14 +86,12 @@ export class DockerRunner implements JobRunner {
     let resolved: ResolvedCommits | undefined;
     const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message, resolved });
     try {
-      await mkdir(inputDir, { recursive: true, mode: 0o755 });
-      await mkdir(outputDir, { recursive: true, mode: 0o755 });
-      await this.giveToJobUser(outputDir);
+      const folder = await createJobFolder(dir);
       const [prepErr, prepared] = await tryCatch(
         handlerFor(req.spec.task).prepare(req.spec.task, {
           images: this.opts.images,
-          inputDir,
-          codeDir,
+          inputDir: folder.input,
+          codeDir: folder.code,
           repos: this.opts.repos ?? null,
           credentials: req.credentials,
           system: hooks.system,
@@ -114,7 +111,7 @@ export class DockerRunner implements JobRunner {
       }
       const [imageErr] = await tryCatch(this.docker.inspectImage(image));
       if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
-      const [inputErr] = await tryCatch(this.fetchInputs(req, inputDir, hooks));
+      const [inputErr] = await tryCatch(this.fetchInputs(req, folder.input, hooks));
       if (inputErr) return outcome(null, "input_error", errorText(inputErr));
       logFile = createWriteStream(join(dir, "job.log"));
 
@@ -125,9 +122,9 @@ export class DockerRunner implements JobRunner {
         env: { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) },
         limits: req.spec.limits,
         gpuIndices: req.gpuIndices,
-        inputDir,
-        outputDir,
-        codeDir: prepared.code ? codeDir : null,
+        inputDir: folder.input,
+        outputDir: folder.output,
+        codeDir: prepared.code ? folder.code : null,
         tmpfsMb: this.opts.tmpfsMb,
         labels: { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
       });
@@ -135,34 +132,14 @@ export class DockerRunner implements JobRunner {
       if (createErr || !created) return outcome(null, "image_error", `could not create the container: ${errorText(createErr)}`);
       container = created;
 
-      // Attach before start so no early output is lost.
+      // Attach before start so no early output is lost; it waits, unread, until connected below.
       const stream = await this.docker.attachContainer(container);
-      // Back-pressure: while the line to the coordinator is congested, stop reading. Docker's
-      // pipe then fills and the job's own writes block, as they would on a slow terminal.
-      const relieve = () => {
-        if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
-        else stream.resume();
-      };
-      const demux = new FrameDemuxer((name, c) => {
-        tee(c);
-        hooks.output(name, c);
-        if (hooks.congested() && !stream.isPaused()) {
-          stream.pause();
-          setTimeout(relieve, CONGESTION_POLL_MS);
-        }
-      });
-      stream.on("data", (c: Buffer) => demux.write(c));
-      const drained = new Promise<void>((resolve) => {
-        stream.on("end", resolve);
-        stream.on("close", resolve);
-        stream.on("error", () => resolve());
-      });
-
       if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
       const [startErr] = await tryCatch(this.docker.startContainer(container));
       if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
       hooks.started(resolved);
       log.info("container started", { image });
+      const drained = connectOutput(stream, hooks, tee);
 
       const timeoutMs = req.spec.limits.timeout_s * 1000;
       let stopReason: StopReason | null = null;
@@ -174,7 +151,7 @@ export class DockerRunner implements JobRunner {
         this.docker.stopContainer(c, this.opts.stopGraceS).catch((err: unknown) => log.warn("stop failed", { err }));
       };
       const timer = setTimeout(() => halt("timeout"), timeoutMs);
-      const overCap = async () => (await folderBytes(outputDir)) > this.opts.outputCapBytes;
+      const overCap = async () => (await folderBytes(folder.output)) > this.opts.outputCapBytes;
       const outputWatch = setInterval(() => {
         void overCap().then((over) => over && halt("output_too_large"));
       }, OUTPUT_CHECK_MS);
@@ -192,7 +169,7 @@ export class DockerRunner implements JobRunner {
       const reason = stopReason as StopReason | null;
       if (logFile) await new Promise<void>((r) => logFile!.end(r));
       if (reason !== "output_too_large" && !(await overCap())) {
-        const [uploadErr] = await tryCatch(this.uploadOutputs(req, outputDir, join(dir, "job.log"), hooks));
+        const [uploadErr] = await tryCatch(this.uploadOutputs(req, folder.output, join(dir, "job.log"), hooks));
         if (uploadErr) return outcome(exitCode, "internal", `the job ran, but its outputs could not be uploaded: ${errorText(uploadErr)}`);
       }
       if (reason === "output_too_large" || (!reason && (await overCap()))) {
@@ -260,10 +237,31 @@ export class DockerRunner implements JobRunner {
     }
     return missing;
   }
+}
 
-  /** The job runs as uid 1000, so its output folder must be that user's to write. */
-  private async giveToJobUser(path: string) {
-    if (process.getuid?.() === 0) await chown(path, 1000, 1000);
-    else await chmod(path, 0o777);
-  }
+/**
+ * Passes a container's output to the job's hooks and log as it comes; resolves once it ends.
+ * Back-pressure: while the line to the coordinator is congested, stop reading. Docker's pipe
+ * then fills and the job's own writes block, as they would on a slow terminal.
+ */
+function connectOutput(stream: Readable, hooks: RunHooks, tee: (chunk: Buffer) => void): Promise<void> {
+  const relieve = () => {
+    if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
+    else stream.resume();
+  };
+  const demux = new FrameDemuxer((name, c) => {
+    tee(c);
+    hooks.output(name, c);
+    if (hooks.congested() && !stream.isPaused()) {
+      stream.pause();
+      setTimeout(relieve, CONGESTION_POLL_MS);
+    }
+  });
+  const drained = new Promise<void>((resolve) => {
+    stream.on("end", resolve);
+    stream.on("close", resolve);
+    stream.on("error", () => resolve());
+  });
+  stream.on("data", (c: Buffer) => demux.write(c));
+  return drained;
 }
