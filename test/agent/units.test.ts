@@ -3,8 +3,9 @@ import { backoffDelay } from "../../agent/src/backoff.ts";
 import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
+import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
 import { containerOptions, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
-import { MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
+import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
   it("draws from [0, min(max, base·2^n)] (full jitter)", () => {
@@ -148,6 +149,18 @@ describe("containerOptions", () => {
     expect(repo.WorkingDir).toBe("/work/code");
     expect(opts.WorkingDir).toBe("/work/output");
     expect(repo.HostConfig!.NetworkMode).toBe("none");
+  });
+});
+
+describe("takesPrestarted", () => {
+  const python = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
+
+  it("gives a waiting sandbox to python jobs that asked for no GPUs, and only to them", () => {
+    expect(takesPrestarted({ spec: python, gpuIndices: [] })).toBe(true);
+    expect(takesPrestarted({ spec: python, gpuIndices: [0] })).toBe(false);
+    expect(takesPrestarted({ spec: JobRequest.parse({ kind: "command", command: { image: "gridx/python:latest", argv: ["true"] } }), gpuIndices: [] })).toBe(false);
+    const repo = { code_repo_url: "https://h/code.git", code_commit_id: "main", env_repo_url: "https://h/env.git", env_commit_id: "v1" };
+    expect(takesPrestarted({ spec: JobRequest.parse({ kind: "repo", repo, command: ["python3", "main.py"] }), gpuIndices: [] })).toBe(false);
   });
 });
 

@@ -9,6 +9,8 @@ export const LABELS = {
   agent: "gridx.agent",
   jobId: "gridx.job_id",
   attempt: "gridx.attempt",
+  /** Started ahead of its job; it carries no job's labels, only its name says whose it became. */
+  prestarted: "gridx.prestarted",
 } as const;
 
 export interface SandboxInput {
