@@ -26,6 +26,12 @@ describe("loadConfig", () => {
     expect(r).toMatchObject({ ok: true, config: { url: env.GRIDX_URL, token: env.GRIDX_AGENT_TOKEN, name: "box", slots: 1, stateDir: "/var/lib/gridx", labels: {} } });
   });
 
+  it("prestarts one sandbox unless told otherwise; 0 turns it off", () => {
+    expect(loadConfig([], env)).toMatchObject({ ok: true, config: { prestart: 1 } });
+    expect(loadConfig([], { ...env, GRIDX_PRESTART: "0" })).toMatchObject({ ok: true, config: { prestart: 0 } });
+    expect(loadConfig(["--prestart", "3"], { ...env, GRIDX_PRESTART: "0" })).toMatchObject({ ok: true, config: { prestart: 3 } });
+  });
+
   it("lets flags win over the environment", () => {
     const r = loadConfig(["--name", "flag", "--slots", "4", "--label", "zone=lab", "--label", "gpu=t4"], { ...env, GRIDX_AGENT_NAME: "env", GRIDX_SLOTS: "2" });
     expect(r).toMatchObject({ ok: true, config: { name: "flag", slots: 4, labels: { zone: "lab", gpu: "t4" } } });
@@ -37,6 +43,7 @@ describe("loadConfig", () => {
     expect(loadConfig(["--slots", "0"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/^slots/) });
     expect(loadConfig(["--label", "novalue"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/key=value/) });
     expect(loadConfig(["--bogus"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/bogus/) });
+    expect(loadConfig(["--prestart=-1"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/^prestart/) });
   });
 });
 
