@@ -83,6 +83,7 @@ export class Agent {
     this.warm = await this.runner.warm();
     const missing = await this.runner.missingImages();
     if (missing.length) this.log.warn("runner images are missing; jobs that need them fail with image_error. Build them with `npm run images`", { missing });
+    this.runner.start();
     const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
     // Resolves only in --once mode, after the one job's result is acknowledged.
     const finished = new Promise<void>((resolve) => (this.onceDone = resolve));
@@ -99,6 +100,7 @@ export class Agent {
     this.closing ??= (async () => {
       this.draining = true;
       this.connection.send({ type: "draining", payload: {} });
+      const runnerClosed = this.runner.close();
       const all = () => Promise.all([...this.active.values()].map((j) => j.done));
       if (this.active.size) {
         this.log.info("draining: waiting for running jobs", { running: this.active.size, grace_ms: graceMs });
@@ -109,6 +111,7 @@ export class Agent {
       }
       const deadline = Date.now() + 5000;
       while (this.unacked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await runnerClosed.catch((err: unknown) => this.log.warn("the runner did not close cleanly", { err }));
       await this.connection.close();
     })();
     return this.closing;

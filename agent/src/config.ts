@@ -15,6 +15,8 @@ export const AgentConfig = z.object({
   token: z.string().min(10, "token (GRIDX_AGENT_TOKEN / --token) is required: issue one with POST /v1/agent-tokens"),
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, "letters, digits, '.', '_' or '-', at most 63 characters"),
   slots: z.coerce.number().int().min(1).max(256).default(1),
+  /** Python sandboxes kept started ahead of their jobs (at most `slots`); 0 starts every job cold. */
+  prestart: z.coerce.number().int().min(0).max(256).default(1),
   labels: Labels.default({}),
   stateDir: z.string().min(1).default("/var/lib/gridx"),
   cpus: z.coerce.number().positive().optional(),
@@ -59,6 +61,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "token", flag: "token", env: "GRIDX_AGENT_TOKEN" },
   { key: "name", flag: "name", env: "GRIDX_AGENT_NAME" },
   { key: "slots", flag: "slots", env: "GRIDX_SLOTS" },
+  { key: "prestart", flag: "prestart", env: "GRIDX_PRESTART" },
   { key: "labels", flag: "label", env: "GRIDX_LABELS", list: true },
   { key: "stateDir", flag: "state-dir", env: "GRIDX_STATE_DIR" },
   { key: "cpus", flag: "cpus", env: "GRIDX_CPUS" },

@@ -16,7 +16,7 @@ import { InputCache } from "./transfer/input-cache.ts";
 import { artifactApi } from "./transfer/uploader.ts";
 import { AGENT_VERSION } from "./version.ts";
 
-const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--label k=v]... [--once]
+const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
        [--drain-grace S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
@@ -79,6 +79,7 @@ async function main(): Promise<number> {
     agent: (url: string) => networkOptions(url, process.env, config.caFile).agent,
     ca: networkOptions(config.url, {}, config.caFile).ca,
   };
+  const slots = config.once ? 1 : config.slots;
   const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels });
   const runner = new DockerRunner(
     docker,
@@ -90,6 +91,8 @@ async function main(): Promise<number> {
       tmpfsMb: config.tmpfsMb,
       outputCapBytes: config.outputCapMb * 1024 * 1024,
       allowedImages: config.allowImages,
+      // More could never all be in use at once.
+      prestart: Math.min(config.prestart, slots),
       transfers: {
         cache: new InputCache(join(config.stateDir, "cache"), config.cacheMb * 1024 * 1024, http),
         artifacts: (jobId, attempt) => artifactApi(config.url, config.token, jobId, attempt, http),
@@ -109,7 +112,7 @@ async function main(): Promise<number> {
       url: config.url,
       token: config.token,
       name: config.name,
-      slots: config.once ? 1 : config.slots,
+      slots,
       version: AGENT_VERSION,
       caps,
       once: config.once,

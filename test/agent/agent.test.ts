@@ -65,6 +65,8 @@ class ScriptedRunner implements JobRunner {
     });
   }
   cleanupLeftovers = async () => 0;
+  start = () => undefined;
+  close = async () => undefined;
   missingImages = async () => [];
   warm = async () => ({ envs: [], repos: [] });
 }

@@ -111,6 +111,22 @@ describe("DockerEngine on the real engine", () => {
     await expect(docker.inspectContainer(id)).rejects.toMatchObject({ status: 404 });
   });
 
+  it("changes a running container's limits and its name", async () => {
+    const id = await docker.createContainer({ name: `gridx-engine-test-${Date.now()}`, Image: "gridx/python:latest", Entrypoint: ["sleep", "30"], HostConfig: { NetworkMode: "none", Memory: 512 << 20, MemorySwap: 512 << 20, NanoCpus: 1e9, PidsLimit: 256 } });
+    try {
+      await docker.startContainer(id);
+      await docker.updateContainer(id, { Memory: 64 << 20, MemorySwap: 64 << 20, NanoCpus: 5e8, PidsLimit: 32 });
+      const renamed = `gridx-engine-renamed-${Date.now()}`;
+      await docker.renameContainer(id, renamed);
+      // Fields the agent itself never reads, so not in ContainerInspect.
+      const seen = (await docker.inspectContainer(id)) as unknown as { Name: string; HostConfig: Record<string, number> };
+      expect(seen.Name).toBe(`/${renamed}`);
+      expect(seen.HostConfig).toMatchObject({ Memory: 64 << 20, MemorySwap: 64 << 20, NanoCpus: 5e8, PidsLimit: 32 });
+    } finally {
+      await docker.removeContainer(id);
+    }
+  });
+
   describe("builds", () => {
     const context = (dockerfile: string) => {
       const dir = mkdtempSync(join(tmpdir(), "gridx-build-"));

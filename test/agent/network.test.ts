@@ -43,7 +43,7 @@ afterEach(async () => {
   closers = [];
 });
 
-const idleRunner: JobRunner = { run: () => new Promise(() => {}), cleanupLeftovers: async () => 0, missingImages: async () => [], warm: async () => ({ envs: [], repos: [] }) };
+const idleRunner: JobRunner = { run: () => new Promise(() => {}), cleanupLeftovers: async () => 0, start: () => undefined, close: async () => undefined, missingImages: async () => [], warm: async () => ({ envs: [], repos: [] }) };
 const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false };
 
 describe("the agent behind an HTTP proxy", () => {

@@ -3,8 +3,9 @@ import { backoffDelay } from "../../agent/src/backoff.ts";
 import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
-import { containerOptions, JOB_USER } from "../../agent/src/runner/sandbox.ts";
-import { MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
+import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
+import { containerOptions, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
+import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
   it("draws from [0, min(max, base·2^n)] (full jitter)", () => {
@@ -25,6 +26,12 @@ describe("loadConfig", () => {
     expect(r).toMatchObject({ ok: true, config: { url: env.GRIDX_URL, token: env.GRIDX_AGENT_TOKEN, name: "box", slots: 1, stateDir: "/var/lib/gridx", labels: {} } });
   });
 
+  it("prestarts one sandbox unless told otherwise; 0 turns it off", () => {
+    expect(loadConfig([], env)).toMatchObject({ ok: true, config: { prestart: 1 } });
+    expect(loadConfig([], { ...env, GRIDX_PRESTART: "0" })).toMatchObject({ ok: true, config: { prestart: 0 } });
+    expect(loadConfig(["--prestart", "3"], { ...env, GRIDX_PRESTART: "0" })).toMatchObject({ ok: true, config: { prestart: 3 } });
+  });
+
   it("lets flags win over the environment", () => {
     const r = loadConfig(["--name", "flag", "--slots", "4", "--label", "zone=lab", "--label", "gpu=t4"], { ...env, GRIDX_AGENT_NAME: "env", GRIDX_SLOTS: "2" });
     expect(r).toMatchObject({ ok: true, config: { name: "flag", slots: 4, labels: { zone: "lab", gpu: "t4" } } });
@@ -36,6 +43,7 @@ describe("loadConfig", () => {
     expect(loadConfig(["--slots", "0"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/^slots/) });
     expect(loadConfig(["--label", "novalue"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/key=value/) });
     expect(loadConfig(["--bogus"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/bogus/) });
+    expect(loadConfig(["--prestart=-1"], env)).toMatchObject({ ok: false, error: expect.stringMatching(/^prestart/) });
   });
 });
 
@@ -148,5 +156,35 @@ describe("containerOptions", () => {
     expect(repo.WorkingDir).toBe("/work/code");
     expect(opts.WorkingDir).toBe("/work/output");
     expect(repo.HostConfig!.NetworkMode).toBe("none");
+  });
+});
+
+describe("takesPrestarted", () => {
+  const python = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
+
+  it("gives a waiting sandbox to python jobs that asked for no GPUs, and only to them", () => {
+    expect(takesPrestarted({ spec: python, gpuIndices: [] })).toBe(true);
+    expect(takesPrestarted({ spec: python, gpuIndices: [0] })).toBe(false);
+    expect(takesPrestarted({ spec: JobRequest.parse({ kind: "command", command: { image: "gridx/python:latest", argv: ["true"] } }), gpuIndices: [] })).toBe(false);
+    const repo = { code_repo_url: "https://h/code.git", code_commit_id: "main", env_repo_url: "https://h/env.git", env_commit_id: "v1" };
+    expect(takesPrestarted({ spec: JobRequest.parse({ kind: "repo", repo, command: ["python3", "main.py"] }), gpuIndices: [] })).toBe(false);
+  });
+});
+
+describe("limitsUpdate", () => {
+  const defaults = { timeout_s: 3600, memory_mb: 512, cpus: 1, pids: 256 };
+
+  it("changes nothing for a job with the limits the container has, whatever its timeout", () => {
+    expect(limitsUpdate(defaults, { ...defaults })).toBeNull();
+    expect(limitsUpdate(defaults, { ...defaults, timeout_s: 5 })).toBeNull();
+  });
+
+  it("sets memory (with no swap), CPUs and pids as a new container would get them", () => {
+    const wanted = { ...defaults, memory_mb: 64, cpus: 0.5 };
+    const update = limitsUpdate(defaults, wanted);
+    expect(update).toEqual({ Memory: 64 * 1024 * 1024, MemorySwap: 64 * 1024 * 1024, NanoCpus: 0.5e9, PidsLimit: 256 });
+    const fresh = containerOptions({ name: "n", image: "i", argv: null, env: {}, limits: wanted, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }).HostConfig!;
+    expect(update).toEqual({ Memory: fresh.Memory, MemorySwap: fresh.MemorySwap, NanoCpus: fresh.NanoCpus, PidsLimit: fresh.PidsLimit });
+    expect(limitsUpdate(defaults, { ...defaults, pids: 64 })).toMatchObject({ PidsLimit: 64 });
   });
 });

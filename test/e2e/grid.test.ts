@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, containersOf, cp, isDone, launchAgent, launchOnlineAgent, relaunchAgent, removeContainersOf, submit, uniqueName, waitForJob } from "./helpers.ts";
+import { api, containersOf, cp, isDone, launchAgent, launchOnlineAgent, relaunchAgent, removeContainersOfAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const python = (script: string, extra: Record<string, unknown> = {}) => ({ kind: "python", python: { script }, ...extra });
 
@@ -135,7 +135,8 @@ describe("agents that die mid-job", () => {
 
   it("another agent picks up the job of one that vanished, once it is declared lost", async () => {
     const pool = uniqueName("lost");
-    const gone = await launchAgent({ pool, name: uniqueName("gone") });
+    const goneName = uniqueName("gone");
+    const gone = await launchAgent({ pool, name: goneName });
     const job = await submit(python("import time\nprint('working', flush=True)\ntime.sleep(3)\nprint('finished')", { pool }));
     await waitForJob(job.id, (j) => j.status === "running" && j.stdout.includes("working"));
     await gone.stop("SIGKILL");
@@ -146,7 +147,7 @@ describe("agents that die mid-job", () => {
       expect(done.worker_id).not.toBeNull();
     } finally {
       await other.stop("SIGTERM");
-      await removeContainersOf(job.id);
+      await removeContainersOfAgent(goneName);
     }
   });
 });

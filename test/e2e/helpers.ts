@@ -57,12 +57,14 @@ export function waitForJob(id: string, pred: (j: any) => boolean, timeoutMs = 60
 
 export const isDone = (j: any) => ["completed", "failed", "canceled"].includes(j.status);
 
-/** Containers (running or not) that carry a job's label. */
+/** Containers (running or not) named after a job; a prestarted one carries no job label, only the name. */
 export async function containersOf(jobId: string): Promise<string[]> {
-  const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=gridx.job_id=${jobId}`]);
+  const out = await runCommand("docker", ["ps", "-aq", "--filter", `name=^/gridx-${jobId}-`]);
   return out.split("\n").filter(Boolean);
 }
 
-export async function removeContainersOf(jobId: string) {
-  for (const id of await containersOf(jobId)) await runCommand("docker", ["rm", "-f", id]).catch(() => undefined);
+/** What an agent that is gone for good left: its job's container and its prestarted sandboxes. */
+export async function removeContainersOfAgent(name: string) {
+  const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=gridx.agent=${name}`]);
+  for (const id of out.split("\n").filter(Boolean)) await runCommand("docker", ["rm", "-f", id]).catch(() => undefined);
 }

@@ -1,6 +1,6 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
-import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
 export type EngineAddress = { socketPath: string } | { host: string; port: number };
@@ -160,6 +160,18 @@ export class DockerEngine {
 
   async startContainer(id: string): Promise<void> {
     await this.text("POST", `/containers/${encodeURIComponent(id)}/start`);
+  }
+
+  /**
+   * Changes a container's resource limits, running or not (on cgroup v1 and v2 alike). Only
+   * the fields given change; Docker orders the memory and swap writes itself.
+   */
+  async updateContainer(id: string, resources: ContainerResources): Promise<void> {
+    await this.text("POST", `/containers/${encodeURIComponent(id)}/update`, { json: resources });
+  }
+
+  async renameContainer(id: string, name: string): Promise<void> {
+    await this.text("POST", `/containers/${encodeURIComponent(id)}/rename`, { query: { name } });
   }
 
   /** SIGTERM, then SIGKILL after `graceS` seconds; resolves once it has stopped. */

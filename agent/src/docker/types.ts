@@ -22,16 +22,20 @@ export interface ContainerCreateOptions {
   HostConfig?: HostConfig;
 }
 
-export interface HostConfig {
+/** The limits `POST /containers/{id}/update` can change, named as in `HostConfig`. */
+export interface ContainerResources {
+  Memory?: number;
+  MemorySwap?: number;
+  NanoCpus?: number;
+  PidsLimit?: number;
+}
+
+export interface HostConfig extends ContainerResources {
   Binds?: string[];
   NetworkMode?: string;
   ReadonlyRootfs?: boolean;
   CapDrop?: string[];
   SecurityOpt?: string[];
-  PidsLimit?: number;
-  NanoCpus?: number;
-  Memory?: number;
-  MemorySwap?: number;
   Tmpfs?: Record<string, string>;
   Ulimits?: { Name: string; Soft: number; Hard: number }[];
   IpcMode?: string;

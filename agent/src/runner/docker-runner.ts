@@ -1,18 +1,21 @@
 import { createWriteStream, type WriteStream } from "node:fs";
-import { chown, chmod, copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
-import { folderBytes } from "../folder-bytes.ts";
+import { copyFile, link, lstat, mkdir, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { Readable } from "node:stream";
+import { folderBytes } from "../folder-bytes.ts";
 import { FrameDemuxer } from "../docker/frames.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
 import { listFiles, uploadFiles, type ArtifactApi } from "../transfer/uploader.ts";
 import type { HttpOptions } from "../transfer/http.ts";
-import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { JobLimits, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
+import { createJobFolder } from "./job-folder.ts";
 import { handlerFor, type RunnerImages } from "./kinds.ts";
+import { PrestartedSandboxes, takesPrestarted, type PrestartedSandbox } from "./prestart.ts";
 import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest, type StopReason } from "./runner.ts";
-import { containerOptions, LABELS } from "./sandbox.ts";
+import { containerOptions, LABELS, limitsUpdate } from "./sandbox.ts";
 
 export interface DockerRunnerOptions {
   stateDir: string;
@@ -29,6 +32,8 @@ export interface DockerRunnerOptions {
   transfers?: Transfers;
   /** Git cache and environment builds; without it repo jobs fail input_error. */
   repos?: RepoWorkspace;
+  /** Python sandboxes kept started ahead of their jobs (see PrestartedSandboxes); none without it. */
+  prestart?: number;
 }
 
 export interface Transfers {
@@ -58,24 +63,46 @@ async function tryCatch<T>(p: Promise<T>): Promise<[unknown, undefined] | [null,
 
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
+/** What a job's container is called, prestarted or not. */
+const containerName = (req: RunRequest) => `gridx-${req.jobId}-${req.attempt}`;
+
 export class DockerRunner implements JobRunner {
+  /** Python sandboxes started ahead of their jobs; null when `prestart` is 0. */
+  readonly prestarted: PrestartedSandboxes | null;
+
   constructor(
     private readonly docker: DockerEngine,
     private readonly opts: DockerRunnerOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.prestarted = opts.prestart
+      ? new PrestartedSandboxes(docker, { count: opts.prestart, jobsDir: this.jobsDir(), image: opts.images.python, tmpfsMb: opts.tmpfsMb, labels: this.agentLabels() }, log)
+      : null;
+  }
 
   private jobsDir() {
     return join(this.opts.stateDir, "jobs");
   }
 
+  /** Every container of this agent carries these; `cleanupLeftovers` finds a crash's leftovers by them. */
+  private agentLabels() {
+    return { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName };
+  }
+
+  start(): void {
+    this.prestarted?.start();
+  }
+
+  async close(): Promise<void> {
+    await this.prestarted?.close();
+  }
+
   async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
-    const dir = join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
-    const inputDir = join(dir, "input");
-    const outputDir = join(dir, "output");
-    const codeDir = join(dir, "code");
-    let container: string | undefined;
+    // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
+    let sandbox = takesPrestarted(req) ? (this.prestarted?.take() ?? null) : null;
+    const dir = sandbox?.folder.dir ?? join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
+    let container = sandbox?.container;
     let logFile: WriteStream | undefined;
     let logBytes = 0;
     const logCap = this.opts.transfers?.logCapBytes ?? 0;
@@ -86,15 +113,15 @@ export class DockerRunner implements JobRunner {
     };
     let resolved: ResolvedCommits | undefined;
     const outcome = (exit_code: number | null, failure_reason: RunOutcome["failure_reason"], message: string | null): RunOutcome => ({ exit_code, failure_reason, message, resolved });
+    const env = { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
     try {
-      await mkdir(inputDir, { recursive: true, mode: 0o755 });
-      await mkdir(outputDir, { recursive: true, mode: 0o755 });
-      await this.giveToJobUser(outputDir);
+      const folder = sandbox?.folder ?? (await createJobFolder(dir));
       const [prepErr, prepared] = await tryCatch(
         handlerFor(req.spec.task).prepare(req.spec.task, {
           images: this.opts.images,
-          inputDir,
-          codeDir,
+          inputDir: folder.input,
+          codeDir: folder.code,
+          env: sandbox ? env : null,
           repos: this.opts.repos ?? null,
           credentials: req.credentials,
           system: hooks.system,
@@ -112,57 +139,53 @@ export class DockerRunner implements JobRunner {
       if (req.spec.task.kind === "command" && this.opts.allowedImages.length && !this.opts.allowedImages.includes(image)) {
         return outcome(null, "input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowedImages.join(", ")})`);
       }
-      const [imageErr] = await tryCatch(this.docker.inspectImage(image));
+      // A sandbox's image is here: it runs.
+      const [imageErr] = sandbox ? [null] : await tryCatch(this.docker.inspectImage(image));
       if (imageErr) return outcome(null, "image_error", `image ${image} is not on this worker: ${errorText(imageErr)}`);
-      const [inputErr] = await tryCatch(this.fetchInputs(req, inputDir, hooks));
+      const [inputErr] = await tryCatch(this.fetchInputs(req, folder.input, hooks));
       if (inputErr) return outcome(null, "input_error", errorText(inputErr));
       logFile = createWriteStream(join(dir, "job.log"));
 
-      const options = containerOptions({
-        name: `gridx-${req.jobId}-${req.attempt}`,
-        image,
-        argv: prepared.argv,
-        env: { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) },
-        limits: req.spec.limits,
-        gpuIndices: req.gpuIndices,
-        inputDir,
-        outputDir,
-        codeDir: prepared.code ? codeDir : null,
-        tmpfsMb: this.opts.tmpfsMb,
-        labels: { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
-      });
-      const [createErr, created] = await tryCatch(this.docker.createContainer(options));
-      if (createErr || !created) return outcome(null, "image_error", `could not create the container: ${errorText(createErr)}`);
-      container = created;
-
-      // Attach before start so no early output is lost.
-      const stream = await this.docker.attachContainer(container);
-      // Back-pressure: while the line to the coordinator is congested, stop reading. Docker's
-      // pipe then fills and the job's own writes block, as they would on a slow terminal.
-      const relieve = () => {
-        if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
-        else stream.resume();
-      };
-      const demux = new FrameDemuxer((name, c) => {
-        tee(c);
-        hooks.output(name, c);
-        if (hooks.congested() && !stream.isPaused()) {
-          stream.pause();
-          setTimeout(relieve, CONGESTION_POLL_MS);
-        }
-      });
-      stream.on("data", (c: Buffer) => demux.write(c));
-      const drained = new Promise<void>((resolve) => {
-        stream.on("end", resolve);
-        stream.on("close", resolve);
-        stream.on("error", () => resolve());
-      });
-
       if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
-      const [startErr] = await tryCatch(this.docker.startContainer(container));
-      if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
+      if (sandbox && !(await this.go(sandbox, req.spec.limits, log))) {
+        sandbox = null;
+        container = undefined;
+      }
+      let stream: Readable;
+      if (sandbox) {
+        container = sandbox.container;
+        stream = sandbox.output;
+      } else {
+        const options = containerOptions({
+          name: containerName(req),
+          image,
+          argv: prepared.argv,
+          env,
+          limits: req.spec.limits,
+          gpuIndices: req.gpuIndices,
+          inputDir: folder.input,
+          outputDir: folder.output,
+          codeDir: prepared.code ? folder.code : null,
+          tmpfsMb: this.opts.tmpfsMb,
+          labels: { ...this.agentLabels(), [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
+        });
+        const [createErr, created] = await tryCatch(this.docker.createContainer(options));
+        if (createErr || !created) return outcome(null, "image_error", `could not create the container: ${errorText(createErr)}`);
+        container = created;
+        // Attach before start so no early output is lost; it waits, unread, until connected below.
+        stream = await this.docker.attachContainer(container);
+        if (stop.aborted) return outcome(null, null, `stopped before start (${String(stop.reason)})`);
+        const [startErr] = await tryCatch(this.docker.startContainer(container));
+        if (startErr) return outcome(null, "image_error", `could not start the container: ${errorText(startErr)}`);
+      }
       hooks.started(resolved);
-      log.info("container started", { image });
+      log.info("container started", { image, prestarted: Boolean(sandbox) });
+      if (sandbox) {
+        // Named after its job, as a container of its own is, before any of its output is passed on.
+        const [renameErr] = await tryCatch(this.docker.renameContainer(container, containerName(req)));
+        if (renameErr) log.warn("could not name the prestarted container after its job", { err: renameErr });
+      }
+      const drained = connectOutput(stream, hooks, tee);
 
       const timeoutMs = req.spec.limits.timeout_s * 1000;
       let stopReason: StopReason | null = null;
@@ -174,7 +197,7 @@ export class DockerRunner implements JobRunner {
         this.docker.stopContainer(c, this.opts.stopGraceS).catch((err: unknown) => log.warn("stop failed", { err }));
       };
       const timer = setTimeout(() => halt("timeout"), timeoutMs);
-      const overCap = async () => (await folderBytes(outputDir)) > this.opts.outputCapBytes;
+      const overCap = async () => (await folderBytes(folder.output)) > this.opts.outputCapBytes;
       const outputWatch = setInterval(() => {
         void overCap().then((over) => over && halt("output_too_large"));
       }, OUTPUT_CHECK_MS);
@@ -192,7 +215,7 @@ export class DockerRunner implements JobRunner {
       const reason = stopReason as StopReason | null;
       if (logFile) await new Promise<void>((r) => logFile!.end(r));
       if (reason !== "output_too_large" && !(await overCap())) {
-        const [uploadErr] = await tryCatch(this.uploadOutputs(req, outputDir, join(dir, "job.log"), hooks));
+        const [uploadErr] = await tryCatch(this.uploadOutputs(req, folder.output, join(dir, "job.log"), hooks));
         if (uploadErr) return outcome(exitCode, "internal", `the job ran, but its outputs could not be uploaded: ${errorText(uploadErr)}`);
       }
       if (reason === "output_too_large" || (!reason && (await overCap()))) {
@@ -207,9 +230,26 @@ export class DockerRunner implements JobRunner {
       return outcome(null, "internal", `the agent failed to run the job: ${errorText(err)}`);
     } finally {
       logFile?.destroy();
+      await sandbox?.close();
       if (container) await this.docker.removeContainer(container).catch((err: unknown) => log.warn("container removal failed", { err }));
       await rm(dir, { recursive: true, force: true }).catch((err: unknown) => log.warn("job folder removal failed", { err }));
     }
+  }
+
+  /**
+   * Gives a taken sandbox the job's limits, then the go: the job's code runs from here. False
+   * when it cannot take the job (it refused the limits, or died while waiting): it is removed
+   * then, and its folder, with the job's files in, serves a container of the job's own.
+   */
+  private async go(sandbox: PrestartedSandbox, limits: JobLimits, log: Logger): Promise<boolean> {
+    const update = limitsUpdate(sandbox.limits, limits);
+    const [updateErr] = update ? await tryCatch(this.docker.updateContainer(sandbox.container, update)) : [null];
+    if (updateErr) log.warn("the prestarted sandbox refused the job's limits; starting a container of the job's own", { err: updateErr });
+    else if (await sandbox.go()) return true;
+    else log.warn("the prestarted sandbox had died; starting a container of the job's own");
+    await sandbox.close();
+    await this.docker.removeContainer(sandbox.container).catch((err: unknown) => log.warn("container removal failed", { err }));
+    return false;
   }
 
   /** Downloads (or finds cached) each input and links it into the job's input folder. */
@@ -241,7 +281,7 @@ export class DockerRunner implements JobRunner {
   }
 
   async cleanupLeftovers(): Promise<number> {
-    const leftovers = await this.docker.listContainers([`${LABELS.managed}=true`, `${LABELS.agent}=${this.opts.agentName}`]);
+    const leftovers = await this.docker.listContainers(Object.entries(this.agentLabels()).map(([k, v]) => `${k}=${v}`));
     await Promise.all(leftovers.map((c) => this.docker.removeContainer(c.Id)));
     await rm(this.jobsDir(), { recursive: true, force: true });
     await mkdir(this.jobsDir(), { recursive: true });
@@ -260,10 +300,31 @@ export class DockerRunner implements JobRunner {
     }
     return missing;
   }
+}
 
-  /** The job runs as uid 1000, so its output folder must be that user's to write. */
-  private async giveToJobUser(path: string) {
-    if (process.getuid?.() === 0) await chown(path, 1000, 1000);
-    else await chmod(path, 0o777);
-  }
+/**
+ * Passes a container's output to the job's hooks and log as it comes; resolves once it ends.
+ * Back-pressure: while the line to the coordinator is congested, stop reading. Docker's pipe
+ * then fills and the job's own writes block, as they would on a slow terminal.
+ */
+function connectOutput(stream: Readable, hooks: RunHooks, tee: (chunk: Buffer) => void): Promise<void> {
+  const relieve = () => {
+    if (hooks.congested()) setTimeout(relieve, CONGESTION_POLL_MS);
+    else stream.resume();
+  };
+  const demux = new FrameDemuxer((name, c) => {
+    tee(c);
+    hooks.output(name, c);
+    if (hooks.congested() && !stream.isPaused()) {
+      stream.pause();
+      setTimeout(relieve, CONGESTION_POLL_MS);
+    }
+  });
+  const drained = new Promise<void>((resolve) => {
+    stream.on("end", resolve);
+    stream.on("close", resolve);
+    stream.on("error", () => resolve());
+  });
+  stream.on("data", (c: Buffer) => demux.write(c));
+  return drained;
 }

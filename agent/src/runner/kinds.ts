@@ -11,6 +11,11 @@ export interface PrepareContext {
   inputDir: string;
   /** Host side of /work/code (mounted read-only, the working directory) for kinds that fill it. */
   codeDir: string;
+  /**
+   * The job's environment, for a container started before the job was known (a prestarted
+   * sandbox): its entrypoint applies it. Null when the container is made with it.
+   */
+  env: Record<string, string> | null;
   repos: RepoWorkspace | null;
   credentials: RepoCredentials | undefined;
   system(text: string): void;
@@ -50,7 +55,7 @@ export const KINDS: Registry = {
   python: {
     async prepare(task, ctx) {
       await writeReadable(join(ctx.inputDir, "main.py"), task.python.script);
-      await writeReadable(join(ctx.inputDir, "task.json"), JSON.stringify({ script: "main.py", args: task.python.args }));
+      await writeReadable(join(ctx.inputDir, "task.json"), JSON.stringify({ script: "main.py", args: task.python.args, ...(ctx.env && { env: ctx.env }) }));
       return { image: ctx.images.python, argv: null, code: false };
     },
   },

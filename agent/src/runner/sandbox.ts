@@ -1,4 +1,4 @@
-import type { ContainerCreateOptions } from "../docker/types.ts";
+import type { ContainerCreateOptions, ContainerResources } from "../docker/types.ts";
 import type { JobLimits } from "../../../protocol/index.ts";
 
 /** The uid:gid every job runs as; never root. */
@@ -9,6 +9,8 @@ export const LABELS = {
   agent: "gridx.agent",
   jobId: "gridx.job_id",
   attempt: "gridx.attempt",
+  /** Started ahead of its job; it carries no job's labels, only its name says whose it became. */
+  prestarted: "gridx.prestarted",
 } as const;
 
 export interface SandboxInput {
@@ -35,7 +37,6 @@ export interface SandboxInput {
  * Pure, so every flag is checked by a unit test.
  */
 export function containerOptions(s: SandboxInput): ContainerCreateOptions {
-  const memory = s.limits.memory_mb * 1024 * 1024;
   return {
     name: s.name,
     Image: s.image,
@@ -55,10 +56,7 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true"],
-      PidsLimit: s.limits.pids,
-      NanoCpus: Math.round(s.limits.cpus * 1e9),
-      Memory: memory,
-      MemorySwap: memory,
+      ...resources(s.limits),
       Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
       Ulimits: [{ Name: "nofile", Soft: 4096, Hard: 4096 }],
       IpcMode: "private",
@@ -70,4 +68,22 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
       DeviceRequests: s.gpuIndices.length ? [{ Driver: "nvidia", DeviceIDs: s.gpuIndices.map(String), Capabilities: [["gpu"]] }] : [],
     },
   };
+}
+
+/** A job's limits as the engine's resource fields; swap equal to memory means no swap. */
+function resources(limits: JobLimits): Required<ContainerResources> {
+  const memory = limits.memory_mb * 1024 * 1024;
+  return { Memory: memory, MemorySwap: memory, NanoCpus: Math.round(limits.cpus * 1e9), PidsLimit: limits.pids };
+}
+
+/**
+ * What `POST /containers/{id}/update` must change for a container made with `current` limits
+ * to hold a job that asks for `wanted`; null when they already agree. The timeout is the
+ * agent's to enforce, not the engine's, so it never needs an update.
+ */
+export function limitsUpdate(current: JobLimits, wanted: JobLimits): ContainerResources | null {
+  const from = resources(current);
+  const to = resources(wanted);
+  const same = (Object.keys(to) as (keyof ContainerResources)[]).every((k) => from[k] === to[k]);
+  return same ? null : to;
 }

@@ -1,0 +1,123 @@
+import { mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { DockerEngine } from "../../agent/src/docker/engine.ts";
+import { silentLogger } from "../../agent/src/logger.ts";
+import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
+import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { LABELS } from "../../agent/src/runner/sandbox.ts";
+import { JobRequest } from "../../protocol/index.ts";
+import { pollUntil } from "../helpers/poll.ts";
+
+const docker = new DockerEngine();
+
+let cleanup: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c();
+  cleanup = [];
+});
+
+/** A runner under a unique agent name; its containers go when the test ends, as a restarted agent's would. */
+function runner(prestart: number) {
+  const name = `prestart-${Math.random().toString(36).slice(2, 8)}`;
+  const stateDir = mkdtempSync(join(tmpdir(), "gridx-prestart-"));
+  const r = new DockerRunner(docker, { stateDir, agentName: name, images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [], prestart }, silentLogger);
+  cleanup.push(() => r.close(), () => r.cleanupLeftovers());
+  return { r, name, jobsDir: join(stateDir, "jobs") };
+}
+
+/** A runner whose one sandbox is waiting, and that sandbox's container id. */
+async function readyRunner() {
+  const made = runner(1);
+  made.r.start();
+  await pollUntil(async () => made.r.prestarted!.ready, (n) => n === 1, { timeoutMs: 20_000, intervalMs: 20, what: "a prestarted sandbox" });
+  return { ...made, sandbox: (await sandboxesOf(made.name))[0]! };
+}
+
+/** Containers (running or not) prestarted for this agent. */
+async function sandboxesOf(agent: string): Promise<string[]> {
+  return (await docker.listContainers([`${LABELS.agent}=${agent}`, `${LABELS.prestarted}=true`])).map((c) => c.Id);
+}
+
+function recorder() {
+  const seen = { stdout: "", stderr: "", started: 0 };
+  const hooks: RunHooks = {
+    started: () => seen.started++,
+    output: (stream, chunk) => {
+      if (stream === "stdout") seen.stdout += chunk.toString();
+      if (stream === "stderr") seen.stderr += chunk.toString();
+    },
+    system() {},
+    congested: () => false,
+  };
+  return { seen, hooks };
+}
+
+const python = (script: string, extra: Record<string, unknown> = {}) => JobRequest.parse({ kind: "python", python: { script }, ...extra });
+
+/** Prints what a job sees of its container: its name (the container id's start), env, args and /work/output. */
+const SELF_REPORT = [
+  "import os, socket, sys",
+  "print(socket.gethostname(), os.environ['GREETING'], os.environ['GRIDX_JOB_ID'], os.environ['GRIDX_ATTEMPT'], 'GRIDX_PRESTARTED' in os.environ, os.listdir('/work/output'), sys.argv[1:])",
+  "print('to stderr', file=sys.stderr)",
+  "sys.exit(3)",
+].join("\n");
+
+describe("prestarted sandboxes on the real engine", () => {
+  it("run a python job as its own container would: output, env, args, exit code", async () => {
+    const { r, sandbox } = await readyRunner();
+    const { seen, hooks } = recorder();
+    const spec = JobRequest.parse({ kind: "python", python: { script: SELF_REPORT, args: ["a b"] }, env: { GREETING: "hi" } });
+    const out = await r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    expect(out).toMatchObject({ exit_code: 3, failure_reason: "exit_code" });
+    expect(seen).toEqual({ stdout: `${sandbox.slice(0, 12)} hi j_pre 2 False [] ['a b']\n`, stderr: "to stderr\n", started: 1 });
+
+    const cold = runner(0);
+    const coldSeen = recorder();
+    const coldOut = await cold.r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [] }, coldSeen.hooks, new AbortController().signal);
+    expect(coldOut).toEqual(out);
+    expect(coldSeen.seen.stdout.split(" ").slice(1)).toEqual(seen.stdout.split(" ").slice(1));
+  });
+
+  it("hold a job to its own memory limit, changed live", async () => {
+    const { r, sandbox } = await readyRunner();
+    const { seen, hooks } = recorder();
+    const spec = python("import socket\nprint(socket.gethostname(), flush=True)\nx = bytearray(400 * 1024 * 1024)\nprint(len(x))", { limits: { memory_mb: 64 } });
+    const out = await r.run({ jobId: "j_oom", attempt: 1, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    expect(out).toMatchObject({ failure_reason: "oom", message: expect.stringContaining("64 MiB") });
+    expect(seen.stdout).toBe(`${sandbox.slice(0, 12)}\n`);
+  });
+
+  it("are replaced after use, and a used one is removed with its job", async () => {
+    const { r, name, sandbox } = await readyRunner();
+    const out = await r.run({ jobId: "j_once", attempt: 1, spec: python("print(1)"), gpuIndices: [], inputs: [] }, recorder().hooks, new AbortController().signal);
+    expect(out).toMatchObject({ exit_code: 0, failure_reason: null });
+    await pollUntil(async () => r.prestarted!.ready, (n) => n === 1, { timeoutMs: 20_000, intervalMs: 20, what: "a replacement sandbox" });
+    const now = await sandboxesOf(name);
+    expect(now).toHaveLength(1);
+    expect(now).not.toContain(sandbox);
+  });
+
+  it("start a job cold when its waiting sandbox has died", async () => {
+    const { r, name, sandbox } = await readyRunner();
+    await docker.stopContainer(sandbox, 0);
+    const { seen, hooks } = recorder();
+    const spec = python(SELF_REPORT, { env: { GREETING: "hello" } });
+    const out = await r.run({ jobId: "j_dead", attempt: 1, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    expect(out).toMatchObject({ exit_code: 3, failure_reason: "exit_code" });
+    const [host, ...rest] = seen.stdout.split(" ");
+    expect(rest.join(" ")).toBe("hello j_dead 1 False [] []\n");
+    expect(sandbox.startsWith(host!)).toBe(false);
+    expect(await sandboxesOf(name)).not.toContain(sandbox);
+  });
+
+  it("are removed, folders and all, when the runner closes", async () => {
+    const { r, name, jobsDir } = await readyRunner();
+    expect(readdirSync(jobsDir).filter((d) => d.startsWith("prestarted-"))).toHaveLength(1);
+    await r.close();
+    expect(await sandboxesOf(name)).toEqual([]);
+    expect(readdirSync(jobsDir)).toEqual([]);
+    expect(r.prestarted!.take()).toBeNull();
+  });
+});
