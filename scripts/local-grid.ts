@@ -210,11 +210,10 @@ export function startAgent(opts: AgentProcessOptions): AgentProcess {
   return { process: proc, output, stop: (signal = "SIGTERM") => stopProcess(proc, signal, 60_000) };
 }
 
-/** Builds the runner images unless they are there already. */
+/**
+ * Builds the runner images. Always: Docker's layer cache makes an unchanged image a second's
+ * work, and an image left from older sources (say, a previous entrypoint) would be wrong.
+ */
 export async function ensureRunnerImages(): Promise<void> {
-  try {
-    await runCommand("docker", ["image", "inspect", "gridx/python:latest"]);
-  } catch {
-    await runCommand("bash", [join(ROOT, "runner-images", "build.sh")]);
-  }
+  await runCommand("bash", [join(ROOT, "runner-images", "build.sh")]);
 }
