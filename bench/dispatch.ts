@@ -1,5 +1,5 @@
 import { issueAgentToken } from "../scripts/local-grid.ts";
-import { call, sleep } from "./grid.ts";
+import { call, processTreeUsage, sleep } from "./grid.ts";
 import type { BenchPlane } from "./grid.ts";
 import { SimAgent } from "./sim-agent.ts";
 import { median, p99, round, type Figure } from "./stats.ts";
@@ -49,6 +49,7 @@ export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slot
     await submitMany(cp, pool, opts.jobs, 32);
     const submitted = performance.now();
     const t0 = performance.now();
+    const cpu0 = (await processTreeUsage(cp.process.pid!)).cpuSeconds;
     await Promise.all(agents.map((a) => new Promise<void>((resolve) => ((a.onReady = resolve), a.start()))));
     let done = 0;
     while (done < opts.jobs && performance.now() - t0 < opts.limitMs) {
@@ -56,6 +57,7 @@ export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slot
       done = await completedIn(cp, pool);
     }
     const elapsed = performance.now() - t0;
+    const cpuPerJob = (((await processTreeUsage(cp.process.pid!)).cpuSeconds - cpu0) * 1000) / Math.max(done, 1);
     const burst = await assignLatencies(cp, pool);
 
     const pacedPool = "bench-paced";
@@ -73,6 +75,7 @@ export async function benchDispatch(cp: BenchPlane, opts: { agents: number; slot
       { section: "2 dispatch", name: `jobs completed of ${opts.jobs}`, value: done, unit: "jobs" },
       { section: "2 dispatch", name: "submit rate (32 clients, one job per POST)", value: round(opts.jobs / ((submitted - s0) / 1000)), unit: "jobs/s" },
       { section: "2 dispatch", name: "lifecycle throughput (assign→start→result, queued jobs)", value: round(done / (elapsed / 1000)), unit: "jobs/s", target: ">= 500" },
+      { section: "2 dispatch", name: "control plane CPU per job in the lifecycle (wrangler + workerd + local D1)", value: round(cpuPerJob, 2), unit: "ms" },
       { section: "2 dispatch", name: "submit→assign p50 (burst, queued before agents)", value: round(median(burst)), unit: "ms" },
       { section: "2 dispatch", name: "submit→assign p50 (capacity free)", value: round(median(free)), unit: "ms" },
       { section: "2 dispatch", name: "submit→assign p99 (capacity free)", value: round(p99(free)), unit: "ms", target: "<= 100" },
