@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { buildSync } from "esbuild";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-export const AGENT_BUNDLE = join(ROOT, "agent", "dist", "gridx-agent.mjs");
+const AGENT_BUNDLE = join(ROOT, "agent", "dist", "gridx-agent.mjs");
 
 /** Synchronous so a test or script that starts agents can rebuild first without ceremony; it takes well under a second. */
 export function buildAgent(): string {

@@ -1,5 +1,6 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
+import { readBody } from "../transfer/http.ts";
 import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
@@ -204,7 +205,7 @@ export class DockerEngine {
   }
 
   private async text(method: string, path: string, call?: Call): Promise<string> {
-    return readText(await this.send(method, path, call));
+    return readBody(await this.send(method, path, call));
   }
 
   /** The response once its status says success; its body is the caller's to read. */
@@ -228,7 +229,7 @@ export class DockerEngine {
         (res) => {
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) return resolve(res);
-          readText(res).then((text) => reject(new DockerError(status, errorMessage(text, status))), reject);
+          readBody(res).then((text) => reject(new DockerError(status, errorMessage(text, status))), reject);
         },
       );
       req.on("error", reject);
@@ -256,13 +257,6 @@ export class DockerEngine {
 /** An image reference as a path: its slashes stay, anything else unusual is escaped. */
 function imageRef(name: string): string {
   return name.split("/").map(encodeURIComponent).join("/");
-}
-
-async function readText(res: IncomingMessage): Promise<string> {
-  let text = "";
-  res.setEncoding("utf8");
-  for await (const chunk of res as AsyncIterable<string>) text += chunk;
-  return text;
 }
 
 /** Docker's errors are `{"message": "..."}`; a proxy in between may send anything. */

@@ -38,9 +38,11 @@ export function send(url: string, method: string, body: Body, headers: Record<st
   });
 }
 
+/** A response body as text; decoded as a stream, so a character split across chunks stays whole. */
 export async function readBody(res: IncomingMessage): Promise<string> {
   let text = "";
-  for await (const chunk of res) text += (chunk as Buffer).toString();
+  res.setEncoding("utf8");
+  for await (const chunk of res as AsyncIterable<string>) text += chunk;
   return text;
 }
 
