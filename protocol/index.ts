@@ -1,6 +1,6 @@
 export { PROTOCOL_VERSION } from "./version.ts";
 export { ErrorCode } from "./errors.ts";
-export { decode, encode, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME } from "./codec.ts";
+export { decodeFrame, encode, FRAME_LIMITS, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME, packFrames } from "./codec.ts";
 export type { DecodeResult } from "./codec.ts";
 export {
   FailureReason,

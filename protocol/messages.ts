@@ -79,6 +79,8 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       /** Jobs the agent still holds: running, or finished with a result not yet acknowledged. */
       running: z.array(AttemptRef).max(256),
       warm: WarmCache.default({ envs: [], repos: [] }),
+      /** The agent reads frames carrying several messages (see `FRAME_LIMITS`). */
+      batch_frames: z.boolean().default(false),
     }),
   }),
   /** The agent's warm environments and repositories changed (sent when they do, not on a timer). */
@@ -118,7 +120,13 @@ export type AgentToCoordinator = z.infer<typeof AgentToCoordinator>;
 export const CoordinatorToAgent = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("hello_ack"),
-    payload: z.object({ worker_id: z.string(), heartbeat_interval_s: z.number().positive(), draining: z.boolean() }),
+    payload: z.object({
+      worker_id: z.string(),
+      heartbeat_interval_s: z.number().positive(),
+      draining: z.boolean(),
+      /** The coordinator reads frames carrying several messages; the agent may send them from now on. */
+      batch_frames: z.boolean().default(false),
+    }),
   }),
   z.object({ type: z.literal("heartbeat_ack"), payload: z.object({}) }),
   z.object({

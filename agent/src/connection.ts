@@ -1,11 +1,13 @@
 import { WebSocket, type ClientOptions, type RawData } from "ws";
 import {
   CoordinatorToAgent,
-  decode,
+  decodeFrame,
   encode,
   HEARTBEAT_FRAME,
+  packFrames,
   PROTOCOL_VERSION,
   type AgentToCoordinator,
+  type MessageOf,
 } from "../../protocol/index.ts";
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff.ts";
 import type { Logger } from "./logger.ts";
@@ -16,8 +18,8 @@ export interface ConnectionOptions {
   token: string;
   backoff?: BackoffOptions;
   log: Logger;
-  /** The hello to send on every (re)connect. */
-  hello(): AgentToCoordinator;
+  /** The hello to send on every (re)connect; the connection adds what it speaks itself. */
+  hello(): Omit<MessageOf<AgentToCoordinator, "hello">["payload"], "batch_frames">;
   onMessage(msg: CoordinatorToAgent): void;
   /** The coordinator refused this agent for good (for example, a protocol it does not speak). */
   onFatal(reason: string): void;
@@ -39,6 +41,11 @@ export function connectUrl(base: string): string {
 export class Connection {
   private ws: WebSocket | null = null;
   private ready = false;
+  /** The coordinator reads batched frames (from its hello_ack). */
+  private batchFrames = false;
+  /** Messages sent during this turn of the event loop, written together at its end. */
+  private outbox: { frame: string; keep: boolean }[] = [];
+  private outboxBytes = 0;
   private failures = 0;
   private queue: string[] = [];
   private queuedBytes = 0;
@@ -58,23 +65,52 @@ export class Connection {
    * (job output) pause while this is high, so it stays bounded.
    */
   get backlog(): number {
-    return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes;
+    return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes + this.outboxBytes;
   }
 
-  /** Sends now if connected and greeted, else keeps the message for the next connection. */
+  /** Sends if connected and greeted, else keeps the message for the next connection. */
   send(msg: AgentToCoordinator): void {
-    const frame = encode(msg);
-    if (this.ready && this.ws?.readyState === WebSocket.OPEN) {
-      this.ws.send(frame);
-      return;
-    }
-    this.queue.push(frame);
-    this.queuedBytes += frame.length;
+    this.post(encode(msg), true);
   }
 
   /** Sends only when connected; used for messages that are re-sent after each hello anyway. */
   sendIfReady(msg: AgentToCoordinator): void {
-    if (this.ready && this.ws?.readyState === WebSocket.OPEN) this.ws.send(encode(msg));
+    if (this.isReady()) this.post(encode(msg), false);
+  }
+
+  private isReady(): boolean {
+    return this.ready && this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  /**
+   * Messages leave at the end of the current turn of the event loop, so a burst (a start and
+   * a result, several results, log lines and a result) shares one frame where the coordinator
+   * reads batches. Nothing waits longer than that turn.
+   */
+  private post(frame: string, keep: boolean): void {
+    if (!this.isReady()) {
+      if (keep) this.keep(frame);
+      return;
+    }
+    if (this.outbox.length === 0) setImmediate(() => this.flush());
+    this.outbox.push({ frame, keep });
+    this.outboxBytes += frame.length;
+  }
+
+  private flush(): void {
+    const out = this.outbox;
+    this.outbox = [];
+    this.outboxBytes = 0;
+    if (!this.isReady()) {
+      for (const o of out) if (o.keep) this.keep(o.frame);
+      return;
+    }
+    for (const frame of packFrames(out.map((o) => o.frame), this.batchFrames)) this.ws!.send(frame);
+  }
+
+  private keep(frame: string): void {
+    this.queue.push(frame);
+    this.queuedBytes += frame.length;
   }
 
   close(): Promise<void> {
@@ -100,7 +136,7 @@ export class Connection {
     this.ws = ws;
     ws.on("open", () => {
       this.lastHeard = Date.now();
-      ws.send(encode(this.opts.hello()));
+      ws.send(encode({ type: "hello", payload: { ...this.opts.hello(), batch_frames: true } }));
     });
     ws.on("unexpected-response", (_req, res) => {
       let body = "";
@@ -118,22 +154,27 @@ export class Connection {
 
   private onFrame(raw: string): void {
     this.lastHeard = Date.now();
-    const decoded = decode(raw, CoordinatorToAgent);
-    if (!decoded.ok) {
-      this.opts.log.warn("ignored a frame from the coordinator", { code: decoded.code, reason: decoded.message });
-      if (decoded.code === "protocol_version_unsupported") this.opts.onFatal(decoded.message);
-      return;
+    for (const decoded of decodeFrame(raw, CoordinatorToAgent)) {
+      if (!decoded.ok) {
+        this.opts.log.warn("ignored a message from the coordinator", { code: decoded.code, reason: decoded.message });
+        if (decoded.code === "protocol_version_unsupported") this.opts.onFatal(decoded.message);
+        continue;
+      }
+      this.onMessage(decoded.message);
     }
-    const msg = decoded.message;
+  }
+
+  private onMessage(msg: CoordinatorToAgent): void {
     if (msg.type === "heartbeat_ack") return;
     if (msg.type === "hello_ack") {
       this.ready = true;
       this.failures = 0;
+      this.batchFrames = msg.payload.batch_frames;
       this.startHeartbeat(msg.payload.heartbeat_interval_s * 1000);
       const queued = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
-      for (const frame of queued) this.ws?.send(frame);
+      for (const frame of packFrames(queued, this.batchFrames)) this.ws?.send(frame);
     }
     if (msg.type === "error") this.opts.log.warn("the coordinator reported an error", msg.payload);
     this.opts.onMessage(msg);
@@ -142,6 +183,7 @@ export class Connection {
   private onClose(ws: WebSocket, code: number, reason: string): void {
     if (ws !== this.ws) return;
     this.ready = false;
+    this.batchFrames = false;
     this.stopHeartbeat();
     if (code === 4001) this.opts.onFatal(`the coordinator refused this agent: ${reason}`);
     if (this.closed) return;

@@ -5,7 +5,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { Agent } from "../../agent/src/agent.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
-import { AgentToCoordinator, decode, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
+import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
 
 /** A coordinator stand-in: a real WebSocket server speaking the protocol. */
 class FakeCoordinator {
@@ -22,10 +22,11 @@ class FakeCoordinator {
       this.socket = ws;
       this.headers.push(req.headers.authorization ?? "");
       ws.on("message", (raw) => {
-        const d = decode(raw.toString(), AgentToCoordinator);
+        const [d] = decodeFrame(raw.toString(), AgentToCoordinator);
+        if (!d) throw new Error("empty frame");
         if (!d.ok) throw new Error(d.message);
         this.received.push(d.message);
-        if (d.message.type === "hello") this.send({ type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 60, draining: false } });
+        if (d.message.type === "hello") this.send({ type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 60, draining: false, batch_frames: false } });
         if (d.message.type === "job_result" && this.autoAckResults) this.send({ type: "result_ack", payload: { job_id: d.message.payload.job_id, attempt: d.message.payload.attempt } });
       });
     });

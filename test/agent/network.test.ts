@@ -12,7 +12,7 @@ import { connectUrl } from "../../agent/src/connection.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { networkOptions, proxyFor } from "../../agent/src/network.ts";
 import type { JobRunner } from "../../agent/src/runner/runner.ts";
-import { AgentToCoordinator, decode, encode } from "../../protocol/index.ts";
+import { AgentToCoordinator, decodeFrame, encode } from "../../protocol/index.ts";
 
 describe("proxyFor", () => {
   const env = { HTTPS_PROXY: "http://proxy:3128", HTTP_PROXY: "http://plain:8080", NO_PROXY: "localhost,.internal.example,10.0.0.5:8787" };
@@ -53,10 +53,11 @@ describe("the agent behind an HTTP proxy", () => {
     const hellos: string[] = [];
     wss.on("connection", (ws) =>
       ws.on("message", (raw) => {
-        const d = decode(raw.toString(), AgentToCoordinator);
+        const [d] = decodeFrame(raw.toString(), AgentToCoordinator);
+        if (!d) throw new Error("empty frame");
         if (d.ok && d.message.type === "hello") {
           hellos.push(d.message.payload.name);
-          ws.send(encode({ type: "hello_ack", payload: { worker_id: "w", heartbeat_interval_s: 60, draining: false } }));
+          ws.send(encode({ type: "hello_ack", payload: { worker_id: "w", heartbeat_interval_s: 60, draining: false, batch_frames: false } }));
         }
       }),
     );

@@ -194,6 +194,49 @@ describe("coordinator: scheduling", () => {
     agents.forEach(({ agent }) => agent.close());
   });
 
+  it("speaks batched frames with an agent that offers them: assignments together, reports and acks together", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const jobs = [];
+    for (let i = 0; i < 3; i++) jobs.push((await submit({ pool })).json);
+    const { agent } = await FakeAgent.join(token, { slots: 3, batch_frames: true });
+    const assigned = [await agent.next("assign_job"), await agent.next("assign_job"), await agent.next("assign_job")];
+    // The hello_ack, then one frame with all three assignments.
+    expect(agent.frameSizes).toEqual([1, 3]);
+    expect(assigned.map((a) => a.payload.job_id).sort()).toEqual(jobs.map((j) => j.id).sort());
+
+    // Starts, a log and results in one frame, in order: the log is kept, every job ends, one frame of acks.
+    const [first, second, third] = assigned.map((a) => ({ job_id: a.payload.job_id, attempt: a.payload.attempt }));
+    agent.sendBatch(
+      { type: "job_started", payload: first! },
+      { type: "job_started", payload: second! },
+      { type: "job_log", payload: { ...first!, seq: 0, lines: [{ stream: "stdout", text: "batched", ts: 1 }] } },
+      { type: "job_result", payload: { ...first!, exit_code: 0, failure_reason: null, message: null } },
+      { type: "job_result", payload: { ...second!, exit_code: 3, failure_reason: "exit_code", message: null } },
+      { type: "job_started", payload: third! },
+    );
+    const acks = [await agent.next("result_ack"), await agent.next("result_ack")];
+    expect(acks.map((a) => a.payload)).toEqual([first, second]);
+    expect(agent.frameSizes.slice(2)).toEqual([2]);
+    expect(await waitForJob(first!.job_id, (j) => j.status === "completed")).toMatchObject({ stdout: "batched\n", exit_code: 0 });
+    expect(await waitForJob(second!.job_id, (j) => j.status === "failed")).toMatchObject({ exit_code: 3 });
+    expect((await waitForJob(third!.job_id, (j) => j.status === "running")).started_at).not.toBeNull();
+    agent.close();
+  });
+
+  it("sends an agent that does not offer batching one message per frame, and refuses oversized batches", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    for (let i = 0; i < 2; i++) await submit({ pool });
+    const { agent } = await FakeAgent.join(token, { slots: 2 });
+    await agent.next("assign_job");
+    await agent.next("assign_job");
+    expect(agent.frameSizes).toEqual([1, 1, 1]);
+    agent.sendRaw(`[${Array.from({ length: 257 }, () => HEARTBEAT_FRAME).join(",")}]`);
+    expect((await agent.next("error")).payload.message).toMatch(/1 to 256 messages/);
+    agent.close();
+  });
+
   it("places a job only where GPUs, memory and labels fit, and hands out GPU indices", async () => {
     const pool = uniquePool();
     const token = await agentToken(pool);

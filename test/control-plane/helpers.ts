@@ -2,7 +2,7 @@ import type { z } from "zod";
 import { SELF } from "cloudflare:test";
 import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
-import { CoordinatorToAgent, decode, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
+import { CoordinatorToAgent, decodeFrame, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
 
 export const ADMIN = "test-admin-token";
 const BASE = "http://gridx.test";
@@ -51,14 +51,19 @@ export class FakeAgent {
   private inbox: Received[] = [];
   private waiters: { type: string; resolve: (m: Received) => void }[] = [];
   closed: { code: number; reason: string } | null = null;
+  /** How many messages each frame received so far carried, in order. */
+  readonly frameSizes: number[] = [];
 
   private constructor(readonly ws: WebSocket) {
     ws.addEventListener("message", (ev) => {
-      const decoded = decode(String(ev.data), CoordinatorToAgent);
-      if (!decoded.ok) throw new Error(`coordinator sent a bad frame: ${decoded.message}`);
-      const waiter = this.waiters.findIndex((w) => w.type === decoded.message.type);
-      if (waiter >= 0) this.waiters.splice(waiter, 1)[0]!.resolve(decoded.message);
-      else this.inbox.push(decoded.message);
+      const messages = decodeFrame(String(ev.data), CoordinatorToAgent);
+      this.frameSizes.push(messages.length);
+      for (const decoded of messages) {
+        if (!decoded.ok) throw new Error(`coordinator sent a bad frame: ${decoded.message}`);
+        const waiter = this.waiters.findIndex((w) => w.type === decoded.message.type);
+        if (waiter >= 0) this.waiters.splice(waiter, 1)[0]!.resolve(decoded.message);
+        else this.inbox.push(decoded.message);
+      }
     });
     ws.addEventListener("close", (ev) => {
       this.closed = { code: ev.code, reason: ev.reason };
@@ -74,7 +79,7 @@ export class FakeAgent {
   }
 
   /** Connects and says hello; resolves with the hello_ack. */
-  static async join(token: string, hello: Partial<Extract<AgentToCoordinator, { type: "hello" }>["payload"]> = {}) {
+  static async join(token: string, hello: Partial<Extract<z.input<typeof AgentToCoordinator>, { type: "hello" }>["payload"]> = {}) {
     const agent = await FakeAgent.connect(token);
     agent.send({ type: "hello", payload: { agent_version: "test", name: "a1", slots: 1, caps: caps(), running: [], ...hello } });
     const ack = await agent.next("hello_ack");
@@ -83,6 +88,11 @@ export class FakeAgent {
 
   send(msg: z.input<typeof AgentToCoordinator>) {
     this.ws.send(encode(msg));
+  }
+
+  /** Several messages in one batched frame. */
+  sendBatch(...msgs: z.input<typeof AgentToCoordinator>[]) {
+    this.ws.send(`[${msgs.map(encode).join(",")}]`);
   }
 
   sendRaw(raw: string) {

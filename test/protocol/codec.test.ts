@@ -2,20 +2,29 @@ import { describe, expect, it } from "vitest";
 import {
   AgentToCoordinator,
   CoordinatorToAgent,
-  decode,
+  decodeFrame,
   encode,
+  FRAME_LIMITS,
   HEARTBEAT_ACK_FRAME,
   HEARTBEAT_FRAME,
   JobRequest,
+  packFrames,
   PROTOCOL_VERSION,
   utf8Length,
 } from "../../protocol/index.ts";
+
+/** A single-message frame's one result. */
+function decode<S extends Parameters<typeof decodeFrame>[1]>(raw: string, schema: S) {
+  const results = decodeFrame(raw, schema);
+  expect(results).toHaveLength(1);
+  return results[0]!;
+}
 
 const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
 const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }], nvidia_runtime: true, labels: { a: "b" }, os: "Linux", arch: "x64", wsl: false };
 
 const agentMessages: AgentToCoordinator[] = [
-  { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }], warm: { envs: ["0123456789abcdef"], repos: [] } } },
+  { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }], warm: { envs: ["0123456789abcdef"], repos: [] }, batch_frames: true } },
   { type: "heartbeat", payload: {} },
   { type: "warm_cache", payload: { envs: [], repos: ["fedcba9876543210"] } },
   { type: "job_started", payload: { job_id: "j_1", attempt: 1 } },
@@ -24,7 +33,7 @@ const agentMessages: AgentToCoordinator[] = [
   { type: "draining", payload: {} },
 ];
 const coordinatorMessages: CoordinatorToAgent[] = [
-  { type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 15, draining: false } },
+  { type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 15, draining: false, batch_frames: true } },
   { type: "heartbeat_ack", payload: {} },
   { type: "assign_job", payload: { job_id: "j_1", attempt: 1, spec, gpu_indices: [0], inputs: [] } },
   { type: "cancel_job", payload: { job_id: "j_1", attempt: 1, reason: "user" } },
@@ -56,7 +65,6 @@ describe("codec", () => {
     const bad = decode(JSON.stringify({ v: 1, type: "job_started", payload: { job_id: "j", attempt: 0 } }), AgentToCoordinator);
     expect(bad).toMatchObject({ ok: false, code: "bad_message" });
     expect(!bad.ok && bad.message).toMatch(/payload\.attempt/);
-    expect(decode(JSON.stringify([1, 2]), AgentToCoordinator)).toMatchObject({ ok: false, code: "bad_message" });
     expect(decode("{", AgentToCoordinator)).toMatchObject({ ok: false, message: "frame is not JSON" });
   });
 
@@ -83,5 +91,38 @@ describe("JobRequest", () => {
 
   it("counts UTF-8 bytes", () => {
     expect(utf8Length("aé€😀")).toBe(1 + 2 + 3 + 4);
+  });
+
+  it("decodes a batched frame message by message, in order, a bad one spoiling none of the others", () => {
+    const frame = `[${encode(agentMessages[3]!)},{"v":1,"type":"teleport","payload":{}},${encode(agentMessages[5]!)}]`;
+    const results = decodeFrame(frame, AgentToCoordinator);
+    expect(results).toEqual([{ ok: true, message: agentMessages[3] }, expect.objectContaining({ ok: false, code: "bad_message" }), { ok: true, message: agentMessages[5] }]);
+    expect(decodeFrame(JSON.stringify([1]), AgentToCoordinator)).toMatchObject([{ ok: false, code: "bad_message" }]);
+  });
+
+  it("refuses an empty batch and one over the message limit", () => {
+    expect(decodeFrame("[]", AgentToCoordinator)).toMatchObject([{ ok: false, code: "bad_message" }]);
+    const tooMany = `[${Array.from({ length: FRAME_LIMITS.messages + 1 }, () => encode(agentMessages[1]!)).join(",")}]`;
+    const results = decodeFrame(tooMany, AgentToCoordinator);
+    expect(results).toHaveLength(1);
+    expect(results[0]).toMatchObject({ ok: false, message: expect.stringContaining(String(FRAME_LIMITS.messages)) });
+  });
+
+  it("packs messages into frames within the limits, in order, and one per frame without batching", () => {
+    const small = agentMessages.map(encode);
+    expect(packFrames(small, false)).toEqual(small);
+    const packed = packFrames(small, true);
+    expect(packed).toHaveLength(1);
+    expect(decodeFrame(packed[0]!, AgentToCoordinator).map((r) => r.ok && r.message)).toEqual(agentMessages);
+    expect(packFrames(small.slice(0, 1), true)).toEqual(small.slice(0, 1));
+
+    const many = Array.from({ length: FRAME_LIMITS.messages * 2 + 1 }, () => small[1]!);
+    expect(packFrames(many, true).map((f) => decodeFrame(f, AgentToCoordinator).length)).toEqual([FRAME_LIMITS.messages, FRAME_LIMITS.messages, 1]);
+
+    // A message over the byte budget travels alone; those around it are packed on either side.
+    const big = encode({ type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "x".repeat(FRAME_LIMITS.bytes), ts: 1 }] } });
+    const frames = packFrames([small[1]!, small[3]!, big, small[5]!], true);
+    expect(frames.map((f) => decodeFrame(f, AgentToCoordinator).map((r) => r.ok && r.message.type))).toEqual([["heartbeat", "job_started"], ["job_log"], ["job_result"]]);
+    expect(frames.every((f) => f === big || f.length <= FRAME_LIMITS.bytes)).toBe(true);
   });
 });

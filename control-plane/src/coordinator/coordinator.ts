@@ -2,7 +2,7 @@ import { DurableObject } from "cloudflare:workers";
 import {
   AgentToCoordinator,
   CoordinatorToAgent,
-  decode,
+  decodeFrame,
   encode,
   ErrorCode,
   HEARTBEAT_ACK_FRAME,
@@ -12,6 +12,7 @@ import {
   type AttemptRef,
   type JobSpec,
   type MessageOf,
+  packFrames,
   type RepoCredentials,
   type ResolvedCommits,
 } from "../../../protocol/index.ts";
@@ -22,17 +23,16 @@ import {
   getAttempt,
   hasUnfinishedJobs,
   holdingAttempts,
-  getAttempts,
   pastDeadline,
   queuedJobs,
-  settleStatements,
-  type Statement,
-  startStatements,
   storeAssignments,
+  AttemptWrites,
   type AttemptWithJob,
+  type Statement,
 } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
+import { PoolLedger } from "./ledger.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe } from "../db/probes.ts";
@@ -44,7 +44,7 @@ import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
-import { initialSchedulerState, planDispatch, type WorkerView } from "./scheduler.ts";
+import { initialSchedulerState, planDispatch } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
@@ -89,6 +89,10 @@ export class Coordinator extends DurableObject<Bindings> {
   /** Starts and results waiting for the next group write (see settle). */
   private readonly settlements: { event: Settlement; done: () => void; fail: (err: unknown) => void }[] = [];
   private settleQueued = false;
+  /** Each connected worker's socket; built from the sockets' sessions on first use after a wake. */
+  private workerSockets: Map<string, WebSocket> | null = null;
+  /** Connected workers and their held attempts; built from D1 on first use after a (re)start. */
+  private ledgerLoad: Promise<PoolLedger> | null = null;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
@@ -146,7 +150,7 @@ export class Coordinator extends DurableObject<Bindings> {
   /** Stops (or resumes) giving a worker new jobs; its running jobs go on. */
   async setWorkerDrain(pool: string, workerId: string, drain: boolean): Promise<void> {
     await this.bindPool(pool);
-    await this.exclusive(() => setDrain(this.db, workerId, drain ? "operator" : null));
+    await this.exclusive(() => this.setDrain(workerId, drain ? "operator" : null));
     if (drain) this.send(workerId, { type: "drain", payload: {} });
     else this.dispatch();
   }
@@ -179,56 +183,77 @@ export class Coordinator extends DurableObject<Bindings> {
   // ---- agent sockets ------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
-    // One socket's messages are handled in the order they came: a result must never overtake
+    // One socket's frames are handled in the order they came: a result must never overtake
     // the log lines sent before it while a D1 write is in flight.
     const previous = this.socketQueues.get(ws) ?? Promise.resolve();
-    const handled = previous.then(() => this.handleMessage(ws, raw));
+    const handled = previous.then(() => this.handleFrame(ws, raw));
     this.socketQueues.set(ws, handled);
     await handled;
     if (this.socketQueues.get(ws) === handled) this.socketQueues.delete(ws);
   }
 
-  private async handleMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+  /**
+   * Handles a frame's messages in order. Consecutive starts and results go to one group write
+   * together, and the results are acknowledged together once it is stored; any other message
+   * waits for the reports before it.
+   */
+  private async handleFrame(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    const reports: Promise<void>[] = [];
+    const acks: CoordinatorToAgent[] = [];
+    const settleReports = async () => {
+      if (reports.length === 0) return;
+      await Promise.all(reports.splice(0));
+      this.sendOn(ws, acks.splice(0));
+      this.dispatch();
+    };
     try {
       if (typeof raw !== "string") return this.reply(ws, ErrorCode.badMessage, "frames are JSON text");
-      const decoded = decode(raw, AgentToCoordinator);
-      if (!decoded.ok) {
-        this.reply(ws, decoded.code, decoded.message);
-        if (decoded.code === ErrorCode.protocolVersion) ws.close(CloseCode.protocolVersion, "protocol version unsupported");
-        return;
-      }
-      const session = sessionOf(ws);
-      if (!session) return;
-      const msg = decoded.message;
-      if (msg.type === "hello") return await this.exclusive(() => this.onHello(ws, session, msg.payload));
-      if (msg.type === "heartbeat") return void ws.send(HEARTBEAT_ACK_FRAME);
-      const workerId = session.workerId;
-      if (!workerId) return this.reply(ws, ErrorCode.badMessage, "send hello first");
-      switch (msg.type) {
-        case "job_log":
-          return await this.onLog(msg.payload);
-        case "job_started":
-          return await this.settle({ type: "job_started", workerId, payload: msg.payload });
-        case "job_result":
-          await this.settle({ type: "job_result", workerId, payload: msg.payload });
-          ws.send(encode({ type: "result_ack", payload: { job_id: msg.payload.job_id, attempt: msg.payload.attempt } }));
-          return this.dispatch();
-        case "draining":
-          await this.exclusive(() => setDrain(this.db, workerId, "agent"));
-          return;
-        case "warm_cache":
-          await setWarm(this.db, workerId, msg.payload);
-          return;
-        case "probe_result": {
-          const r = msg.payload;
-          await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now());
-          this.probeWaiters.get(r.probe_id)?.();
-          return;
+      for (const decoded of decodeFrame(raw, AgentToCoordinator)) {
+        if (!decoded.ok) {
+          this.reply(ws, decoded.code, decoded.message);
+          if (decoded.code === ErrorCode.protocolVersion) return ws.close(CloseCode.protocolVersion, "protocol version unsupported");
+          continue;
         }
+        const msg = decoded.message;
+        const workerId = sessionOf(ws)?.workerId;
+        if (workerId && (msg.type === "job_started" || msg.type === "job_result")) {
+          reports.push(this.settle({ ...msg, workerId }));
+          if (msg.type === "job_result") acks.push({ type: "result_ack", payload: { job_id: msg.payload.job_id, attempt: msg.payload.attempt } });
+          continue;
+        }
+        await settleReports();
+        await this.handleMessage(ws, msg);
       }
+      await settleReports();
     } catch (err) {
       console.error(`coordinator(${this.pool}): message handling failed`, err);
       this.reply(ws, ErrorCode.internal, "the coordinator could not handle that message; it will be retried on reconnect");
+    }
+  }
+
+  private async handleMessage(ws: WebSocket, msg: AgentToCoordinator): Promise<void> {
+    const session = sessionOf(ws);
+    if (!session) return;
+    if (msg.type === "hello") return await this.exclusive(() => this.onHello(ws, session, msg.payload));
+    if (msg.type === "heartbeat") return void ws.send(HEARTBEAT_ACK_FRAME);
+    const workerId = session.workerId;
+    if (!workerId) return this.reply(ws, ErrorCode.badMessage, "send hello first");
+    switch (msg.type) {
+      case "job_log":
+        return await this.onLog(msg.payload);
+      case "draining":
+        return await this.exclusive(() => this.setDrain(workerId, "agent"));
+      case "warm_cache":
+        return await this.exclusive(async () => {
+          await setWarm(this.db, workerId, msg.payload);
+          (await this.ledger()).update(workerId, { warm: msg.payload });
+        });
+      case "probe_result": {
+        const r = msg.payload;
+        await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now());
+        this.probeWaiters.get(r.probe_id)?.();
+        return;
+      }
     }
   }
 
@@ -289,15 +314,18 @@ export class Coordinator extends DurableObject<Bindings> {
     const pool = this.pool!;
     const now = Date.now();
     const worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now });
-    for (const other of this.ctx.getWebSockets()) {
-      if (other !== ws && sessionOf(other)?.workerId === worker.id) {
-        setSession(other, { ...sessionOf(other)!, workerId: null });
-        other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
-      }
+    const sockets = this.sockets();
+    const other = sockets.get(worker.id);
+    if (other && other !== ws) {
+      setSession(other, { ...sessionOf(other)!, workerId: null });
+      other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
     }
-    setSession(ws, { ...session, workerId: worker.id });
-    ws.send(encode({ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null } }));
-    await this.reconcile(worker.id, hello.running, now);
+    setSession(ws, { ...session, workerId: worker.id, batchFrames: hello.batch_frames });
+    sockets.set(worker.id, ws);
+    ws.send(encode({ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null, batch_frames: true } }));
+    const held = await holdingAttempts(this.db, [worker.id]);
+    (await this.ledger()).join(worker, held);
+    await this.reconcile(worker.id, held, hello.running, now);
     this.dispatch();
   }
 
@@ -306,15 +334,14 @@ export class Coordinator extends DurableObject<Bindings> {
    * got is sent again, a job it lost is requeued, and a job it runs that is no longer its
    * to run is canceled.
    */
-  private async reconcile(workerId: string, reported: AttemptRef[], now: number): Promise<void> {
-    const held = await holdingAttempts(this.db, [workerId]);
+  private async reconcile(workerId: string, held: AttemptWithJob[], reported: AttemptRef[], now: number): Promise<void> {
     const key = (r: { job_id: string; attempt: number } | { jobId: string; attempt: number }) => ("job_id" in r ? r.job_id : r.jobId) + "#" + r.attempt;
     const reportedKeys = new Set(reported.map(key));
     const heldKeys = new Set(held.map(key));
     for (const a of held) {
       if (reportedKeys.has(key(a))) continue;
       if (a.status === "assigned") await this.sendAssignment(a);
-      else if (a.status === "canceling") await this.write(settleStatements(this.db, a, { status: "finished", exitCode: null, failureReason: null }, null, now));
+      else if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "finished", exitCode: null, failureReason: null }, null, now));
       else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: its agent restarted without it`, now);
     }
     for (const r of reported) {
@@ -351,33 +378,31 @@ export class Coordinator extends DurableObject<Bindings> {
     });
   }
 
-  /** Decides each event against its attempt as the batch leaves it, in arrival order, and writes them in one batch. */
+  /**
+   * Decides each event against its attempt as the events before it in the batch left it, in
+   * arrival order, and writes them in one batch.
+   */
   private async applySettlements(events: Settlement[]): Promise<void> {
-    const rows = await getAttempts(this.db, events.map((e) => ({ jobId: e.payload.job_id, attempt: e.payload.attempt })));
-    const byKey = new Map(rows.map((r) => [`${r.jobId}#${r.attempt}`, r]));
+    const ledger = await this.ledger();
     const now = Date.now();
-    const statements: Statement[] = [];
-    for (const e of events) {
-      const a = byKey.get(`${e.payload.job_id}#${e.payload.attempt}`);
-      if (!a || a.workerId !== e.workerId) continue;
-      if (e.type === "job_started") {
-        if (a.status !== "assigned") continue;
-        statements.push(...startStatements(this.db, a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null));
-        a.status = "running";
-        if (a.jobAttempt === a.attempt && a.jobStatus === "assigned") a.jobStatus = "running";
-        continue;
+    await this.commit((writes) => {
+      const latest = new Map<string, AttemptWithJob>();
+      for (const e of events) {
+        const key = `${e.payload.job_id}#${e.payload.attempt}`;
+        const a = latest.get(key) ?? ledger.attempt(e.payload.job_id, e.payload.attempt);
+        if (!a || a.workerId !== e.workerId) continue;
+        if (e.type === "job_started") {
+          if (a.status === "assigned") latest.set(key, writes.start(a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null));
+          continue;
+        }
+        const r = e.payload;
+        if (a.status === "canceling") {
+          latest.set(key, writes.end(a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now));
+        } else if (a.status === "assigned" || a.status === "running") {
+          latest.set(key, this.end(writes, a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved));
+        }
       }
-      const r = e.payload;
-      if (a.status === "canceling") {
-        statements.push(...settleStatements(this.db, a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now));
-      } else if (a.status === "assigned" || a.status === "running") {
-        const planned = this.endStatements(a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
-        statements.push(...planned.statements);
-        if (planned.jobStatus) a.jobStatus = planned.jobStatus;
-      } else continue;
-      a.status = "finished";
-    }
-    await this.write(statements);
+    });
   }
 
   private async onLog(log: AgentMessage<"job_log">): Promise<void> {
@@ -388,11 +413,12 @@ export class Coordinator extends DurableObject<Bindings> {
 
   /** Ends one attempt and moves its job as the state machine says. */
   private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number) {
-    await this.write(this.endStatements(a, event, attemptStatus, message, now).statements);
+    await this.commit((writes) => this.end(writes, a, event, attemptStatus, message, now));
   }
 
-  /** The writes that end an attempt, and the job's status after them (null: the job does not move). */
-  private endStatements(
+  /** Adds an attempt's end to a batch, with its job's move when it is the job's latest. */
+  private end(
+    writes: AttemptWrites,
     a: AttemptWithJob,
     event: JobEvent,
     attemptStatus: "finished" | "lost" | "canceling",
@@ -400,13 +426,10 @@ export class Coordinator extends DurableObject<Bindings> {
     now: number,
     exitCode: number | null = null,
     resolved?: ResolvedCommits,
-  ) {
+  ): AttemptWithJob {
     const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
     const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
-    return {
-      statements: settleStatements(this.db, a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now),
-      jobStatus: transition?.status ?? null,
-    };
+    return writes.end(a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now);
   }
 
   private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
@@ -414,7 +437,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
     for (const a of await holdingAttempts(this.db, silent)) {
       const now = Date.now();
-      if (a.status === "canceling") await this.write(settleStatements(this.db, a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
+      if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
       else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, now);
     }
   }
@@ -453,25 +476,9 @@ export class Coordinator extends DurableObject<Bindings> {
 
   private async dispatchRound(): Promise<void> {
     const pool = this.pool;
-    const connected = this.connectedWorkerIds();
-    if (!pool || connected.length === 0) return;
-    const [rows, held] = await Promise.all([workersByIds(this.db, connected), holdingAttempts(this.db, connected)]);
-    const views: WorkerView[] = rows.map((w) => {
-      const mine = held.filter((a) => a.workerId === w.id);
-      return {
-        id: w.id,
-        caps: w.caps as WorkerView["caps"],
-        slots: w.slots,
-        draining: w.drain !== null,
-        warm: w.warm,
-        used: {
-          slots: mine.length,
-          cpusMilli: mine.reduce((n, a) => n + a.cpusMilli, 0),
-          memoryMb: mine.reduce((n, a) => n + a.memoryMb, 0),
-          gpuIndices: mine.flatMap((a) => a.gpuIndices),
-        },
-      };
-    });
+    if (!pool) return;
+    const ledger = await this.ledger();
+    const views = ledger.views();
     const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
     if (free === 0) return;
     const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
@@ -479,19 +486,26 @@ export class Coordinator extends DurableObject<Bindings> {
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const plan = planDispatch(
-      queued.map((j) => {
-        const { task, requirements } = j.spec as JobSpec;
-        return { id: j.id, requirements, affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined };
-      }),
+      queued.map(({ id, spec: { task, requirements } }) => ({
+        id,
+        requirements,
+        affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
+      })),
       views,
       policyFor(this.settings, pool),
       this.scheduler,
     );
     this.scheduler = plan.state;
     const stored = await storeAssignments(this.db, plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })), Date.now());
-    for (const s of stored) {
-      this.send(s.assignment.workerId, await this.assignment(s.job.id, s.attempt, byId.get(s.job.id)!.spec as JobSpec, s.assignment.gpuIndices));
+    const outgoing = new Map<string, CoordinatorToAgent[]>();
+    for (const { job, attempt } of stored) {
+      ledger.record(attempt);
+      const assignment = await this.assignment(job.id, attempt.attempt, job.spec, attempt.gpuIndices);
+      const batch = outgoing.get(attempt.workerId) ?? [];
+      batch.push(assignment);
+      outgoing.set(attempt.workerId, batch);
     }
+    for (const [workerId, messages] of outgoing) this.send(workerId, ...messages);
     if (stored.length === limit) this.dispatchAgain = true;
   }
 
@@ -542,15 +556,15 @@ export class Coordinator extends DurableObject<Bindings> {
    * Fails, instead of scheduling, queued jobs whose datasets do not exist or are still
    * uploading: they could never start, and the user learns why at once.
    */
-  private async withoutUnreadyInputs<J extends { id: string; attempt: number; spec: unknown }>(jobs: J[]): Promise<J[]> {
-    const wanted = [...new Set(jobs.flatMap((j) => (j.spec as JobSpec).inputs.map((i) => i.dataset)))];
+  private async withoutUnreadyInputs<J extends { id: string; spec: JobSpec }>(jobs: J[]): Promise<J[]> {
+    const wanted = [...new Set(jobs.flatMap((j) => j.spec.inputs.map((i) => i.dataset)))];
     if (wanted.length === 0) return jobs;
     const ready = new Map((await datasetsByIds(this.db, wanted)).map((d) => [d.id, d.status]));
     // Without storage no input can be fetched; failing those jobs keeps them from wedging the queue.
     const storage = this.settings.S3_ENDPOINT && this.settings.S3_ACCESS_KEY_ID && this.settings.S3_SECRET_ACCESS_KEY;
     const kept: J[] = [];
     for (const job of jobs) {
-      const problem = (job.spec as JobSpec).inputs
+      const problem = job.spec.inputs
         .map((i) =>
           !storage
             ? "cannot be fetched: object storage is not configured on this control plane"
@@ -571,6 +585,40 @@ export class Coordinator extends DurableObject<Bindings> {
 
   private async write(statements: Statement[]): Promise<void> {
     if (statements.length) await this.db.$client.batch(statements);
+  }
+
+  /** Writes the attempt changes `decide` makes in one batch, then records them in the ledger. */
+  private async commit(decide: (writes: AttemptWrites) => unknown): Promise<void> {
+    const writes = new AttemptWrites();
+    decide(writes);
+    await this.write(writes.statements(this.db));
+    const ledger = await this.ledger();
+    for (const a of writes.written) ledger.record(a);
+  }
+
+  /**
+   * The ledger, read from D1 for the sockets held when first needed: the object may have been
+   * evicted and woken for a hibernated socket. Used only inside exclusive().
+   */
+  private ledger(): Promise<PoolLedger> {
+    if (this.ledgerLoad) return this.ledgerLoad;
+    const load = (async () => {
+      const ids = this.connectedWorkerIds();
+      const [rows, held] = await Promise.all([workersByIds(this.db, ids), holdingAttempts(this.db, ids)]);
+      const ledger = new PoolLedger();
+      for (const w of rows) ledger.join(w, held.filter((a) => a.workerId === w.id));
+      return ledger;
+    })();
+    // A failed read is tried again by the next caller.
+    load.catch(() => {
+      if (this.ledgerLoad === load) this.ledgerLoad = null;
+    });
+    return (this.ledgerLoad = load);
+  }
+
+  private async setDrain(workerId: string, drain: "operator" | "agent" | null): Promise<void> {
+    await setDrain(this.db, workerId, drain);
+    (await this.ledger()).update(workerId, { drain });
   }
 
   /** Runs state changes one at a time, so a decision never acts on a record that moved. */
@@ -597,26 +645,38 @@ export class Coordinator extends DurableObject<Bindings> {
     if (busy || !reschedule) await this.ctx.storage.setAlarm(Date.now() + sweepMs);
   }
 
-  private connectedWorkerIds(): string[] {
-    const ids: string[] = [];
-    for (const ws of this.ctx.getWebSockets()) {
-      const id = sessionOf(ws)?.workerId;
-      if (id) ids.push(id);
-    }
-    return ids;
-  }
-
-  private send(workerId: string, message: CoordinatorToAgent): boolean {
-    for (const ws of this.ctx.getWebSockets()) {
-      if (sessionOf(ws)?.workerId !== workerId) continue;
-      try {
-        ws.send(encode(message));
-        return true;
-      } catch (err) {
-        console.error(`coordinator(${this.pool}): send to ${workerId} failed`, err);
+  /** Sockets by worker: a send looks its socket up rather than walking every socket held. */
+  private sockets(): Map<string, WebSocket> {
+    if (!this.workerSockets) {
+      this.workerSockets = new Map();
+      for (const ws of this.ctx.getWebSockets()) {
+        const id = sessionOf(ws)?.workerId;
+        if (id) this.workerSockets.set(id, ws);
       }
     }
-    return false;
+    return this.workerSockets;
+  }
+
+  private connectedWorkerIds(): string[] {
+    return [...this.sockets().keys()];
+  }
+
+  /** Sends to a worker's socket; false when it has none here or the send failed. */
+  private send(workerId: string, ...messages: CoordinatorToAgent[]): boolean {
+    const ws = this.sockets().get(workerId);
+    return ws !== undefined && this.sendOn(ws, messages);
+  }
+
+  /** Sends messages in as few frames as the agent agreed to read. */
+  private sendOn(ws: WebSocket, messages: CoordinatorToAgent[]): boolean {
+    if (messages.length === 0) return true;
+    try {
+      for (const frame of packFrames(messages.map(encode), sessionOf(ws)?.batchFrames ?? false)) ws.send(frame);
+      return true;
+    } catch (err) {
+      console.error(`coordinator(${this.pool}): send to ${sessionOf(ws)?.workerId} failed`, err);
+      return false;
+    }
   }
 
   private reply(ws: WebSocket, code: string, message: string): void {
@@ -637,7 +697,13 @@ export class Coordinator extends DurableObject<Bindings> {
     } catch {
       // a closed socket may refuse a new attachment; it is gone from getWebSockets() anyway
     }
-    const stillConnected = this.connectedWorkerIds().includes(workerId);
-    if (!stillConnected) await this.exclusive(() => setOffline(this.db, workerId, Date.now()));
+    const sockets = this.sockets();
+    if (sockets.get(workerId) === ws) sockets.delete(workerId);
+    if (!sockets.has(workerId)) {
+      await this.exclusive(async () => {
+        await setOffline(this.db, workerId, Date.now());
+        (await this.ledger()).leave(workerId);
+      });
+    }
   }
 }

@@ -4,6 +4,8 @@ export interface Session {
   /** Set once the agent's hello is accepted. */
   workerId: string | null;
   connectedAt: number;
+  /** The agent reads batched frames (it said so in its hello). */
+  batchFrames?: boolean;
 }
 
 /*

@@ -1,5 +1,5 @@
-import { and, asc, desc, eq, inArray } from "drizzle-orm";
-import type { ResolvedCommits } from "../../../protocol/index.ts";
+import { and, eq, inArray } from "drizzle-orm";
+import type { JobSpec, ResolvedCommits } from "../../../protocol/index.ts";
 import type { Transition } from "../coordinator/job-state.ts";
 import type { Assignment } from "../coordinator/scheduler.ts";
 import type { Db } from "./client.ts";
@@ -11,14 +11,16 @@ export type AttemptWithJob = AttemptRow & {
   jobStatus: (typeof jobs.$inferSelect)["status"];
   jobAttempt: number;
   maxRetries: number;
+  /** The job's own time limit (0: none), which a start turns into a deadline. */
+  timeoutS: number;
 };
 
 /** Attempts that still hold a slot on their worker. */
 export const HOLDING = ["assigned", "running", "canceling"] as const;
 
 /*
- * Attempts are read with their job's fields on every start, result and scheduling round, so
- * this read is SQL text too, and rows come back as arrays mapped by position (see SQL below).
+ * Attempts are read with their job's fields whenever a worker joins, so this read is SQL
+ * text too, and rows come back as arrays mapped by position (see SQL below).
  */
 const SELECT_WITH_JOB =
   "SELECT a.job_id, a.attempt, a.worker_id, a.status, a.cpus_milli, a.memory_mb, a.gpu_indices, a.queued_at, a.assigned_at, a.started_at, a.finished_at, " +
@@ -27,7 +29,7 @@ const SELECT_WITH_JOB =
 
 type WithJobRow = [string, number, string, AttemptRow["status"], number, number, string, number, number, number | null, number | null, number | null, number | null, string | null, AttemptWithJob["jobStatus"], number, number, number];
 
-function withJob(r: WithJobRow): AttemptWithJob & { timeoutS: number } {
+function withJob(r: WithJobRow): AttemptWithJob {
   return {
     jobId: r[0],
     attempt: r[1],
@@ -60,14 +62,6 @@ export async function getAttempt(db: Db, jobId: string, attempt: number): Promis
   return row;
 }
 
-/** Several attempts in one read, with each job's timeout (for a start's deadline). */
-export async function getAttempts(db: Db, refs: { jobId: string; attempt: number }[]): Promise<(AttemptWithJob & { timeoutS: number })[]> {
-  if (refs.length === 0) return [];
-  const rows = await selectWithJob(db, "a.job_id IN (SELECT value FROM json_each(?1))", JSON.stringify([...new Set(refs.map((r) => r.jobId))]));
-  const wanted = new Set(refs.map((r) => `${r.jobId}#${r.attempt}`));
-  return rows.filter((r) => wanted.has(`${r.jobId}#${r.attempt}`));
-}
-
 const HOLDING_IN = HOLDING.map((s) => `'${s}'`).join(", ");
 
 export async function holdingAttempts(db: Db, workerIds: string[]): Promise<AttemptWithJob[]> {
@@ -79,13 +73,19 @@ export function pastDeadline(db: Db, pool: string, now: number): Promise<Attempt
   return selectWithJob(db, "j.pool = ?1 AND a.status = 'running' AND a.deadline_at < ?2", pool, now);
 }
 
-export function queuedJobs(db: Db, pool: string, limit: number) {
-  return db
-    .select({ id: jobs.id, attempt: jobs.attempt, spec: jobs.spec, queuedAt: jobs.queuedAt })
-    .from(jobs)
-    .where(and(eq(jobs.pool, pool), eq(jobs.status, "queued")))
-    .orderBy(desc(jobs.priority), asc(jobs.id))
-    .limit(limit);
+/** A queued job as a scheduling round reads it. */
+export interface QueuedRow {
+  id: string;
+  attempt: number;
+  maxRetries: number;
+  queuedAt: number;
+  spec: JobSpec;
+}
+
+/** The head of a pool's queue: highest priority first, then oldest. Read every scheduling round. */
+export async function queuedJobs(db: Db, pool: string, limit: number): Promise<QueuedRow[]> {
+  const rows = await db.$client.prepare(SQL.queued).bind(pool, limit).raw<[string, number, number, number, string]>();
+  return rows.map((r) => ({ id: r[0], attempt: r[1], maxRetries: r[2], queuedAt: r[3], spec: JSON.parse(r[4]) as JobSpec }));
 }
 
 export async function hasUnfinishedJobs(db: Db, pool: string): Promise<boolean> {
@@ -97,80 +97,145 @@ export async function hasUnfinishedJobs(db: Db, pool: string): Promise<boolean> 
   return row.length > 0;
 }
 
-type Queued = { id: string; attempt: number; queuedAt: number };
+/** The rows of a batch's JSON parameter (?1) as a table `v` with these columns, by position. */
+const rowsOf = (...columns: string[]) => `(SELECT ${columns.map((c, i) => `value ->> ${i} AS ${c}`).join(", ")} FROM json_each(?1)) AS v`;
+const JOB_END_ROWS = rowsOf("job_id", "attempt", "prev_status", "status", "exit_code", "failure_reason", "message", "resolved", "at");
 
 /*
- * The statements every job passes through (assign, start, end) are written as SQL, prepared
- * from constant text: building them with the query builder cost more CPU per job than running
- * them, and the coordinator's thread is what bounds a pool's throughput.
+ * The statements every job passes through (assign, start, end) are set-based: one statement
+ * writes every row of its kind in a batch, from a JSON array bound as one parameter. A
+ * statement costs far more than a row, locally and in D1, so a round or a group of agent
+ * reports is a handful of statements however many jobs it moves. The planner cannot know how
+ * few rows the JSON holds, so the status conditions carry a unary `+`, which keeps SQLite from
+ * scanning a status index instead of looking each row up by its key.
  */
 const SQL = {
-  assignJob: "UPDATE jobs SET status = 'assigned', attempt = ?1, worker_id = ?2, assigned_at = ?3, started_at = NULL WHERE id = ?4 AND status = 'queued' AND attempt = ?5 RETURNING id",
-  // The attempt copies queued_at from its job, and only for the assignment the update above just made.
-  insertAttempt:
+  queued: "SELECT id, attempt, max_retries, queued_at, spec FROM jobs WHERE pool = ?1 AND status = 'queued' ORDER BY priority DESC, id ASC LIMIT ?2",
+  assignJobs:
+    "UPDATE jobs SET status = 'assigned', attempt = v.prev + 1, worker_id = v.worker_id, assigned_at = ?2, started_at = NULL " +
+    `FROM ${rowsOf("job_id", "prev", "worker_id")} WHERE jobs.id = v.job_id AND +jobs.status = 'queued' AND jobs.attempt = v.prev RETURNING id`,
+  // An attempt copies queued_at from its job, and only for the assignment the update above just made.
+  insertAttempts:
     "INSERT INTO attempts (job_id, attempt, worker_id, status, cpus_milli, memory_mb, gpu_indices, queued_at, assigned_at, started_at, finished_at, deadline_at, exit_code, failure_reason) " +
-    "SELECT id, attempt, ?1, 'assigned', ?2, ?3, ?4, queued_at, ?5, NULL, NULL, NULL, NULL, NULL FROM jobs WHERE id = ?6 AND attempt = ?7 AND worker_id = ?1 AND assigned_at = ?5 " +
-    "ON CONFLICT DO NOTHING",
-  startAttempt: "UPDATE attempts SET status = 'running', started_at = ?1, deadline_at = ?2 WHERE job_id = ?3 AND attempt = ?4 AND status = 'assigned'",
-  startJob: "UPDATE jobs SET status = 'running', started_at = ?1, resolved = coalesce(?2, resolved) WHERE id = ?3 AND attempt = ?4 AND status = 'assigned'",
-  endAttempt: `UPDATE attempts SET status = ?1, exit_code = ?2, failure_reason = ?3, finished_at = ?4 WHERE job_id = ?5 AND attempt = ?6 AND status IN (${HOLDING_IN})`,
-  finishJob:
-    "UPDATE jobs SET status = ?1, exit_code = ?2, failure_reason = ?3, failure_message = ?4, resolved = coalesce(?5, resolved), finished_at = ?6 WHERE id = ?7 AND attempt = ?8 AND status = ?9",
-  // Binds the same nine values as finishJob; ?5 (resolved) is unused, a requeued job forgets what it resolved.
-  requeueJob:
-    "UPDATE jobs SET status = ?1, exit_code = ?2, failure_reason = ?3, failure_message = ?4, worker_id = NULL, queued_at = ?6, assigned_at = NULL, started_at = NULL, resolved = NULL " +
-    "WHERE id = ?7 AND attempt = ?8 AND status = ?9",
+    "SELECT j.id, j.attempt, v.worker_id, 'assigned', v.cpus_milli, v.memory_mb, v.gpu_indices, j.queued_at, ?2, NULL, NULL, NULL, NULL, NULL " +
+    `FROM ${rowsOf("job_id", "prev", "worker_id", "cpus_milli", "memory_mb", "gpu_indices")} JOIN jobs j ON j.id = v.job_id ` +
+    "WHERE j.attempt = v.prev + 1 AND j.worker_id = v.worker_id AND j.assigned_at = ?2 AND +j.status = 'assigned' ON CONFLICT DO NOTHING",
+  startAttempts:
+    "UPDATE attempts SET status = 'running', started_at = v.at, deadline_at = v.deadline " +
+    `FROM ${rowsOf("job_id", "attempt", "at", "deadline")} WHERE attempts.job_id = v.job_id AND attempts.attempt = v.attempt AND +attempts.status = 'assigned'`,
+  startJobs:
+    "UPDATE jobs SET status = 'running', started_at = v.at, resolved = coalesce(v.resolved, jobs.resolved) " +
+    `FROM ${rowsOf("job_id", "attempt", "at", "deadline", "resolved")} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = 'assigned'`,
+  endAttempts:
+    "UPDATE attempts SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, finished_at = v.finished_at " +
+    `FROM ${rowsOf("job_id", "attempt", "status", "exit_code", "failure_reason", "finished_at")} ` +
+    `WHERE attempts.job_id = v.job_id AND attempts.attempt = v.attempt AND +attempts.status IN (${HOLDING_IN})`,
+  finishJobs:
+    "UPDATE jobs SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, failure_message = v.message, resolved = coalesce(v.resolved, jobs.resolved), finished_at = v.at " +
+    `FROM ${JOB_END_ROWS} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
+  // A requeued job forgets what its attempt resolved.
+  requeueJobs:
+    "UPDATE jobs SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, failure_message = v.message, worker_id = NULL, queued_at = v.at, assigned_at = NULL, started_at = NULL, resolved = NULL " +
+    `FROM ${JOB_END_ROWS} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
 } as const;
 
 export type Statement = D1PreparedStatement;
 
-const json = (v: unknown) => (v == null ? null : JSON.stringify(v));
+const statement = (db: Db, sql: string, rows: unknown[][], ...more: unknown[]) => db.$client.prepare(sql).bind(JSON.stringify(rows), ...more);
 
 /**
- * Stores a round of assignments in one transaction and returns those that took: a job
- * canceled meanwhile is left alone. Nothing is sent to an agent before this commits.
+ * Stores a round of assignments in one transaction and returns those that took, each with
+ * the attempt as written: a job canceled meanwhile is left alone. Nothing is sent to an agent
+ * before this commits.
  */
-export async function storeAssignments(db: Db, planned: { assignment: Assignment; job: Queued }[], now: number) {
+export async function storeAssignments(db: Db, planned: { assignment: Assignment; job: QueuedRow }[], now: number): Promise<{ job: QueuedRow; attempt: AttemptWithJob }[]> {
   if (planned.length === 0) return [];
-  const d1 = db.$client;
-  const statements: Statement[] = [];
-  for (const { assignment: a, job } of planned) {
-    const attempt = job.attempt + 1;
-    statements.push(
-      d1.prepare(SQL.assignJob).bind(attempt, a.workerId, now, job.id, job.attempt),
-      d1.prepare(SQL.insertAttempt).bind(a.workerId, a.cpusMilli, a.memoryMb, JSON.stringify(a.gpuIndices), now, job.id, attempt),
-    );
-  }
-  const results = await d1.batch<{ id: string }>(statements);
-  return planned.filter((_, i) => results[i * 2]!.results.length > 0).map((p) => ({ ...p, attempt: p.job.attempt + 1 }));
-}
-
-/** The statements that mark an attempt started and its job running, for a batch. */
-export function startStatements(db: Db, a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null): [Statement, Statement] {
-  const d1 = db.$client;
-  return [d1.prepare(SQL.startAttempt).bind(now, deadlineAt, a.jobId, a.attempt), d1.prepare(SQL.startJob).bind(now, json(resolved), a.jobId, a.attempt)];
+  const rows = planned.map(({ assignment: a, job }) => [job.id, job.attempt, a.workerId, a.cpusMilli, a.memoryMb, a.gpuIndices]);
+  const [assigned] = await db.$client.batch<{ id: string }>([statement(db, SQL.assignJobs, rows, now), statement(db, SQL.insertAttempts, rows, now)]);
+  const took = new Set(assigned!.results.map((r) => r.id));
+  return planned
+    .filter(({ job }) => took.has(job.id))
+    .map(({ assignment: a, job }) => ({
+      job,
+      attempt: {
+        jobId: job.id,
+        attempt: job.attempt + 1,
+        workerId: a.workerId,
+        status: "assigned",
+        cpusMilli: a.cpusMilli,
+        memoryMb: a.memoryMb,
+        gpuIndices: a.gpuIndices,
+        queuedAt: job.queuedAt,
+        assignedAt: now,
+        startedAt: null,
+        finishedAt: null,
+        deadlineAt: null,
+        exitCode: null,
+        failureReason: null,
+        jobStatus: "assigned",
+        jobAttempt: job.attempt + 1,
+        maxRetries: job.maxRetries,
+        timeoutS: job.spec.limits.timeout_s,
+      },
+    }));
 }
 
 /**
- * The statements that end an attempt and, when it is the job's latest, move the job as the
- * state machine said. `attemptStatus: "canceling"` keeps the slot held until the agent
- * confirms the container is gone.
+ * Starts and ends of attempts, gathered for one batch: each call returns the attempt as the
+ * batch will leave it, and `statements()` writes all of them, starts before ends, so a job
+ * that started and finished within one batch passes through both.
  */
-export function settleStatements(
-  db: Db,
-  a: AttemptWithJob,
-  attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null },
-  job: (Transition & { message: string | null; resolved?: ResolvedCommits }) | null,
-  now: number,
-): [Statement, ...Statement[]] {
-  const d1 = db.$client;
-  const end = d1.prepare(SQL.endAttempt).bind(attemptEnd.status, attemptEnd.exitCode, attemptEnd.failureReason, attemptEnd.status === "canceling" ? null : now, a.jobId, a.attempt);
-  if (!job || a.jobAttempt !== a.attempt) return [end];
-  const requeued = job.status === "queued";
-  const update = d1
-    .prepare(requeued ? SQL.requeueJob : SQL.finishJob)
-    .bind(job.status, job.exitCode, job.failureReason, job.message, json(job.resolved), now, a.jobId, a.attempt, a.jobStatus);
-  return [end, update];
+export class AttemptWrites {
+  private readonly starts: unknown[][] = [];
+  private readonly ends: unknown[][] = [];
+  private readonly finishes: unknown[][] = [];
+  private readonly requeues: unknown[][] = [];
+  /** Every attempt written, as written, in the order decided. */
+  readonly written: AttemptWithJob[] = [];
+
+  /** Marks an attempt started and, when it is the job's latest, its job running. */
+  start(a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null): AttemptWithJob {
+    this.starts.push([a.jobId, a.attempt, now, deadlineAt, resolved]);
+    const jobStarts = a.jobAttempt === a.attempt && a.jobStatus === "assigned";
+    return this.wrote({ ...a, status: "running", startedAt: now, deadlineAt, jobStatus: jobStarts ? "running" : a.jobStatus });
+  }
+
+  /**
+   * Ends an attempt and, when it is the job's latest and a transition is given, moves the job
+   * as the state machine said. `status: "canceling"` keeps the slot held until the agent
+   * confirms the container is gone.
+   */
+  end(
+    a: AttemptWithJob,
+    attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null },
+    job: (Transition & { message: string | null; resolved?: ResolvedCommits }) | null,
+    now: number,
+  ): AttemptWithJob {
+    const finishedAt = attemptEnd.status === "canceling" ? null : now;
+    this.ends.push([a.jobId, a.attempt, attemptEnd.status, attemptEnd.exitCode, attemptEnd.failureReason, finishedAt]);
+    const moves = job !== null && a.jobAttempt === a.attempt;
+    if (moves) {
+      const row = [a.jobId, a.attempt, a.jobStatus, job.status, job.exitCode, job.failureReason, job.message, job.resolved ?? null, now];
+      (job.status === "queued" ? this.requeues : this.finishes).push(row);
+    }
+    return this.wrote({ ...a, ...attemptEnd, finishedAt, jobStatus: moves ? job.status : a.jobStatus });
+  }
+
+  statements(db: Db): Statement[] {
+    const kinds: [string, unknown[][]][] = [
+      [SQL.startAttempts, this.starts],
+      [SQL.startJobs, this.starts],
+      [SQL.endAttempts, this.ends],
+      [SQL.finishJobs, this.finishes],
+      [SQL.requeueJobs, this.requeues],
+    ];
+    return kinds.filter(([, rows]) => rows.length > 0).map(([sql, rows]) => statement(db, sql, rows));
+  }
+
+  private wrote(a: AttemptWithJob): AttemptWithJob {
+    this.written.push(a);
+    return a;
+  }
 }
 
 /** Fails a job that never started (its inputs cannot be had). */

@@ -1,3 +1,4 @@
+import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
@@ -70,7 +71,8 @@ export const jobs = sqliteTable(
     resolved: text("resolved", { mode: "json" }).$type<ResolvedCommits>(),
   },
   (t) => [
-    index("jobs_queue").on(t.pool, t.status, t.priority, t.id),
+    // In the order a scheduling round reads the queue, so the head is read without sorting the whole queue.
+    index("jobs_queue_head").on(t.pool, t.status, sql`${t.priority} DESC`, t.id),
     index("jobs_status_id").on(t.status, t.id),
     uniqueIndex("jobs_idempotency").on(t.createdBy, t.idempotencyKey),
   ],

@@ -1,0 +1,87 @@
+import type { WorkerCaps } from "../../../protocol/index.ts";
+import { HOLDING, type AttemptWithJob } from "../db/attempts.ts";
+import type { WorkerRow } from "../db/workers.ts";
+import type { WorkerView } from "./scheduler.ts";
+
+/** A connected worker as the coordinator last wrote it. */
+type LedgerWorker = Pick<WorkerRow, "id" | "slots" | "drain" | "warm"> & { caps: WorkerCaps };
+
+const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
+const holds = (a: AttemptWithJob) => (HOLDING as readonly string[]).includes(a.status);
+
+/**
+ * The pool's connected workers and the attempts they hold, as D1 has them. The coordinator is
+ * the only writer of both, so after each write commits it records the rows it wrote here, and
+ * a start, a result or a scheduling round decides on this copy without reading D1 back.
+ * Only connected workers are kept: a worker's rows are read afresh when it says hello, and
+ * dropped when its last socket goes. Rows here are never changed in place; a write that fails
+ * leaves this copy as it was.
+ */
+export class PoolLedger {
+  private readonly workers = new Map<string, LedgerWorker>();
+  /** Held attempts by "job#attempt", and the same attempts by worker. */
+  private readonly attempts = new Map<string, AttemptWithJob>();
+  private readonly byWorker = new Map<string, Map<string, AttemptWithJob>>();
+
+  /** A worker joined (or the ledger was rebuilt): its row and everything it holds, read from D1. */
+  join(worker: WorkerRow, holding: readonly AttemptWithJob[]): void {
+    this.leave(worker.id);
+    this.workers.set(worker.id, { id: worker.id, caps: worker.caps as WorkerCaps, slots: worker.slots, drain: worker.drain, warm: worker.warm });
+    this.byWorker.set(worker.id, new Map());
+    for (const a of holding) this.record(a);
+  }
+
+  /** A worker's last socket went: it and its attempts are forgotten until it joins again. */
+  leave(workerId: string): void {
+    for (const key of this.byWorker.get(workerId)?.keys() ?? []) this.attempts.delete(key);
+    this.byWorker.delete(workerId);
+    this.workers.delete(workerId);
+  }
+
+  /** A connected worker's drain or warm cache changed. */
+  update(workerId: string, change: Partial<Pick<LedgerWorker, "drain" | "warm">>): void {
+    const w = this.workers.get(workerId);
+    if (w) this.workers.set(workerId, { ...w, ...change });
+  }
+
+  /**
+   * An attempt as it was just written: kept while it holds a slot, forgotten once it ends.
+   * Attempts of workers not connected here are not kept.
+   */
+  record(a: AttemptWithJob): void {
+    const key = keyOf(a.jobId, a.attempt);
+    const mine = this.byWorker.get(a.workerId);
+    if (mine && holds(a)) {
+      this.attempts.set(key, a);
+      mine.set(key, a);
+    } else {
+      this.attempts.delete(key);
+      mine?.delete(key);
+    }
+  }
+
+  /** A held attempt of a connected worker. */
+  attempt(jobId: string, attempt: number): AttemptWithJob | undefined {
+    return this.attempts.get(keyOf(jobId, attempt));
+  }
+
+  has(workerId: string): boolean {
+    return this.workers.has(workerId);
+  }
+
+  /** Every connected worker as the scheduler sees it, with what its attempts hold. */
+  views(): WorkerView[] {
+    const views: WorkerView[] = [];
+    for (const w of this.workers.values()) {
+      const used = { slots: 0, cpusMilli: 0, memoryMb: 0, gpuIndices: [] as number[] };
+      for (const a of this.byWorker.get(w.id)!.values()) {
+        used.slots++;
+        used.cpusMilli += a.cpusMilli;
+        used.memoryMb += a.memoryMb;
+        used.gpuIndices.push(...a.gpuIndices);
+      }
+      views.push({ id: w.id, caps: w.caps, slots: w.slots, draining: w.drain !== null, warm: w.warm, used });
+    }
+    return views;
+  }
+}
