@@ -32,7 +32,6 @@ import {
 } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
-import { PoolLedger } from "./ledger.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe } from "../db/probes.ts";
@@ -43,6 +42,7 @@ import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWor
 import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
+import { PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
 import { initialSchedulerState, planDispatch } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
