@@ -28,7 +28,6 @@ import {
   storeAssignments,
   AttemptWrites,
   type AttemptWithJob,
-  type Statement,
 } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
@@ -583,15 +582,12 @@ export class Coordinator extends DurableObject<Bindings> {
 
   // ---- plumbing -----------------------------------------------------------------------------
 
-  private async write(statements: Statement[]): Promise<void> {
-    if (statements.length) await this.db.$client.batch(statements);
-  }
-
   /** Writes the attempt changes `decide` makes in one batch, then records them in the ledger. */
   private async commit(decide: (writes: AttemptWrites) => unknown): Promise<void> {
     const writes = new AttemptWrites();
     decide(writes);
-    await this.write(writes.statements(this.db));
+    const statements = writes.statements(this.db);
+    if (statements.length) await this.db.$client.batch(statements);
     const ledger = await this.ledger();
     for (const a of writes.written) ledger.record(a);
   }

@@ -65,10 +65,6 @@ export class PoolLedger {
     return this.attempts.get(keyOf(jobId, attempt));
   }
 
-  has(workerId: string): boolean {
-    return this.workers.has(workerId);
-  }
-
   /** Every connected worker as the scheduler sees it, with what its attempts hold. */
   views(): WorkerView[] {
     const views: WorkerView[] = [];

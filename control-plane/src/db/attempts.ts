@@ -139,7 +139,7 @@ const SQL = {
     `FROM ${JOB_END_ROWS} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
 } as const;
 
-export type Statement = D1PreparedStatement;
+type Statement = D1PreparedStatement;
 
 const statement = (db: Db, sql: string, rows: unknown[][], ...more: unknown[]) => db.$client.prepare(sql).bind(JSON.stringify(rows), ...more);
 
