@@ -32,9 +32,11 @@ export {
 export {
   AgentToCoordinator,
   AttemptRef,
+  CAPS_LIMITS,
   CoordinatorToAgent,
   GpuDevice,
   InputDownload,
+  LOG_LIMITS,
   LogLine,
   LogStream,
   MAX_LOG_BATCH_LINES,

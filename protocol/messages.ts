@@ -3,23 +3,37 @@ import { FailureReason, JobSpec, Labels } from "./job.ts";
 import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
 
 const JobId = z.string().min(1).max(64);
-const Attempt = z.number().int().min(1);
+/** Far above any job's retries: an attempt number past it is a forged or broken message. */
+const Attempt = z.number().int().min(1).max(10_000);
 /** Names one try of one job; messages about an older try are stale and ignored. */
 export const AttemptRef = z.object({ job_id: JobId, attempt: Attempt });
 export type AttemptRef = z.infer<typeof AttemptRef>;
 
+const CAPS_LIMITS_GPU_INDEX = 1023;
 export const GpuDevice = z.object({
-  index: z.number().int().min(0),
+  index: z.number().int().min(0).max(CAPS_LIMITS_GPU_INDEX),
   model: z.string().max(200),
-  memory_mb: z.number().int().min(0),
+  memory_mb: z.number().int().min(0).max(1024 * 1024),
 });
 export type GpuDevice = z.infer<typeof GpuDevice>;
 
+/**
+ * Upper bounds on what a machine may advertise: far above any real machine, so a
+ * capability past one is a broken or hostile agent, never scheduled on.
+ */
+export const CAPS_LIMITS = {
+  cpu_cores: 4096,
+  /** 64 TiB. */
+  memory_mb: 64 * 1024 * 1024,
+  gpus: 64,
+  gpu_memory_mb: 1024 * 1024,
+} as const;
+
 /** What an agent's machine offers, as it advertises it in `hello`. */
 export const WorkerCaps = z.object({
-  cpu_cores: z.number().positive(),
-  memory_mb: z.number().int().positive(),
-  gpus: z.array(GpuDevice).max(64),
+  cpu_cores: z.number().positive().max(CAPS_LIMITS.cpu_cores),
+  memory_mb: z.number().int().positive().max(CAPS_LIMITS.memory_mb),
+  gpus: z.array(GpuDevice).max(CAPS_LIMITS.gpus),
   nvidia_runtime: z.boolean(),
   labels: Labels,
   os: z.string().max(100),
@@ -31,10 +45,18 @@ export type WorkerCaps = z.infer<typeof WorkerCaps>;
 /** `build`: output of building a repo job's environment image, before the job itself runs. */
 export const LogStream = z.enum(["stdout", "stderr", "system", "build"]);
 export type LogStream = z.infer<typeof LogStream>;
+/** Bounds on log frames; the agent cuts lines at `line_chars` before sending (see its LogLimits). */
+export const LOG_LIMITS = {
+  /** The agent's own cut (64 KiB) and its marker, with room to spare. */
+  line_chars: 64 * 1024 + 256,
+  /** Batches of one attempt's log: far more than an attempt's output cap allows. */
+  seq_max: 10_000_000,
+} as const;
+
 export const LogLine = z.object({
   stream: LogStream,
-  text: z.string(),
-  ts: z.number().int(),
+  text: z.string().max(LOG_LIMITS.line_chars),
+  ts: z.number().int().min(0).max(8.64e15),
 });
 export type LogLine = z.infer<typeof LogLine>;
 
@@ -73,6 +95,11 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
     type: z.literal("hello"),
     payload: z.object({
       agent_version: z.string().max(50),
+      /**
+       * A stable id of this agent installation (a hash of its URL and token): it labels the
+       * containers it starts, so it reaps only its own, whatever its display name.
+       */
+      instance: z.string().regex(/^[0-9a-f]{16,64}$/).optional(),
       name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
       slots: z.number().int().min(1).max(256),
       caps: WorkerCaps,
@@ -86,11 +113,17 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
   /** The agent's warm environments and repositories changed (sent when they do, not on a timer). */
   z.object({ type: z.literal("warm_cache"), payload: WarmCache }),
   z.object({ type: z.literal("heartbeat"), payload: z.object({}) }),
+  /**
+   * The agent took an assignment and is preparing it (fetching inputs and code, building its
+   * environment): the coordinator's start bound (START_TIMEOUT_S) gives way to its preparation
+   * bound (PREPARE_TIMEOUT_S).
+   */
+  z.object({ type: z.literal("job_accepted"), payload: AttemptRef }),
   /** `resolved`: for repo jobs, the commits and image the attempt runs. */
   z.object({ type: z.literal("job_started"), payload: AttemptRef.extend({ resolved: ResolvedCommits.optional() }) }),
   z.object({
     type: z.literal("job_log"),
-    payload: AttemptRef.extend({ seq: z.number().int().min(0), lines: z.array(LogLine).min(1).max(MAX_LOG_BATCH_LINES) }),
+    payload: AttemptRef.extend({ seq: z.number().int().min(0).max(LOG_LIMITS.seq_max), lines: z.array(LogLine).min(1).max(MAX_LOG_BATCH_LINES) }),
   }),
   z.object({
     type: z.literal("job_result"),

@@ -6,7 +6,10 @@ export const JOB_USER = "1000:1000";
 
 export const LABELS = {
   managed: "gridx.managed",
+  /** The agent's display name, for people; never used to decide whose a container is. */
   agent: "gridx.agent",
+  /** The agent installation's id (`agentInstance`): what cleanup and the lease warden go by. */
+  instance: "gridx.instance",
   jobId: "gridx.job_id",
   attempt: "gridx.attempt",
   /** Started ahead of its job; it carries no job's labels, only its name says whose it became. */
