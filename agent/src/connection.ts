@@ -27,6 +27,9 @@ export interface ConnectionOptions {
   wsOptions?: ClientOptions;
 }
 
+/** How long a closing socket waits for the coordinator's close frame before it is cut. */
+const CLOSE_WAIT_MS = 2000;
+
 export function connectUrl(base: string): string {
   const url = new URL("/v1/agent/connect", base);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
@@ -53,6 +56,7 @@ export class Connection {
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastHeard = 0;
   private closed = false;
+  private closing: Promise<void> | null = null;
 
   constructor(private readonly opts: ConnectionOptions) {}
 
@@ -113,7 +117,13 @@ export class Connection {
     this.queuedBytes += frame.length;
   }
 
+  /** Says goodbye and stops redialing; resolves once the socket is shut. Safe to call more than once. */
   close(): Promise<void> {
+    this.closing ??= this.shut();
+    return this.closing;
+  }
+
+  private shut(): Promise<void> {
     this.closed = true;
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     this.stopHeartbeat();
@@ -125,7 +135,7 @@ export class Connection {
       setTimeout(() => {
         ws.terminate();
         resolve();
-      }, 2000).unref();
+      }, CLOSE_WAIT_MS).unref();
     });
   }
 

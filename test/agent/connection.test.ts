@@ -33,7 +33,7 @@ async function coordinator(batchFrames: boolean) {
     });
   });
   closers.push(() => new Promise((r) => wss.close(r)));
-  return { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, send: (raw: string) => socket!.send(raw) };
+  return { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, send: (raw: string) => socket!.send(raw), socket: () => socket };
 }
 
 async function connect(url: string) {
@@ -90,5 +90,20 @@ describe("agent connection frames", () => {
     server.send(`[${encode({ type: "result_ack", payload: { job_id: "j1", attempt: 1 } })},${encode({ type: "drain", payload: {} })}]`);
     await until(() => received.length === 3);
     expect(received.slice(1).map((m) => m.type)).toEqual(["result_ack", "drain"]);
+  });
+});
+
+describe("agent connection close", () => {
+  it("is idempotent: a second call returns the same promise and sends no second close", async () => {
+    const server = await coordinator(true);
+    const { conn } = await connect(server.url);
+    const closes: [number, string][] = [];
+    server.socket()!.on("close", (code, reason) => closes.push([code, reason.toString()]));
+    const first = conn.close();
+    expect(conn.close()).toBe(first);
+    await first;
+    expect(conn.close()).toBe(first);
+    await until(() => closes.length === 1);
+    expect(closes).toEqual([[1000, "agent stopping"]]);
   });
 });
