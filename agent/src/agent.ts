@@ -1,5 +1,6 @@
 import { envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
+import { agentInstance } from "./identity.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
@@ -19,6 +20,8 @@ export interface AgentOptions {
   /** Take one job, run it, and finish (for throwaway machines). */
   once?: boolean;
   probes?: ProbeConfig | null;
+  /** An unacknowledged result is sent again this often until its `result_ack` comes (default 10 s). */
+  resultResendMs?: number;
 }
 
 interface ActiveJob {
@@ -28,10 +31,31 @@ interface ActiveJob {
 }
 
 type Assignment = MessageOf<CoordinatorToAgent, "assign_job">["payload"];
+type ResultPayload = MessageOf<AgentToCoordinator, "job_result">["payload"];
+
+interface Unacked {
+  payload: ResultPayload;
+  /** The next re-send. */
+  timer: NodeJS.Timeout | null;
+}
 
 const keyOf = (r: AttemptRef) => `${r.job_id}#${r.attempt}`;
 
+/** How long closing waits for the last results to be acknowledged. */
+const CLOSE_ACK_WAIT_MS = 5000;
+
 const DEFAULT_BACKLOG_LIMIT = 8 * 1024 * 1024;
+
+/**
+ * The coordinator may fail to settle a result (a D1 write that failed) without the line
+ * dropping; re-sending on a timer, not only after a reconnect, gets it settled then too.
+ */
+export const DEFAULT_RESULT_RESEND_MS = 10_000;
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/** What a job that failed inside the agent itself, not in its container, reports. */
+const failedInside = (err: unknown): RunOutcome => ({ exit_code: null, failure_reason: "internal", message: `the agent failed while running the job: ${errorText(err)}` });
 
 /**
  * A compute node: keeps one connection to its pool's coordinator, runs the jobs it is given
@@ -40,8 +64,8 @@ const DEFAULT_BACKLOG_LIMIT = 8 * 1024 * 1024;
 export class Agent {
   private readonly connection: Connection;
   private readonly active = new Map<string, ActiveJob>();
-  /** Results sent but not yet acknowledged; re-sent after every reconnect. */
-  private readonly unacked = new Map<string, MessageOf<AgentToCoordinator, "job_result">["payload"]>();
+  /** Results sent but not yet acknowledged; re-sent after every reconnect and on a timer. */
+  private readonly unacked = new Map<string, Unacked>();
   private draining = false;
   private closing: Promise<void> | null = null;
   private fatal: ((reason: string) => void) | null = null;
@@ -55,6 +79,7 @@ export class Agent {
     private readonly runner: JobRunner,
     private readonly log: Logger,
   ) {
+    const instance = agentInstance(opts.url, opts.token);
     this.connection = new Connection({
       url: opts.url,
       token: opts.token,
@@ -65,22 +90,27 @@ export class Agent {
         name: opts.name,
         slots: opts.slots,
         caps: opts.caps,
-        running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ job_id, attempt }) => ({ job_id, attempt }))),
+        running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ payload: { job_id, attempt } }) => ({ job_id, attempt }))),
         warm: this.warm,
+        instance,
       }),
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),
     });
   }
 
-  /** Cleans up after a crashed predecessor, then dials. Resolves with a reason if refused for good. */
+  /**
+   * Cleans up after a crashed predecessor, then dials. Resolves with a reason if refused for
+   * good. A step that fails (the engine not answering) is logged and the agent starts anyway:
+   * jobs then fail with a reason rather than the agent being away.
+   */
   async start(): Promise<{ fatal: Promise<string>; finished: Promise<void> }> {
-    const removed = await this.runner.cleanupLeftovers();
+    const removed = await this.tryStep("could not remove what an earlier run left", () => this.runner.cleanupLeftovers());
     if (removed) this.log.warn("removed containers left by an earlier run", { count: removed });
-    this.warm = await this.runner.warm();
-    const missing = await this.runner.missingImages();
+    this.warm = (await this.tryStep("could not list warm caches", () => this.runner.warm())) ?? this.warm;
+    const missing = (await this.tryStep("could not check the runner images", () => this.runner.missingImages())) ?? [];
     if (missing.length) this.log.warn("runner images are missing; jobs that need them fail with image_error. Build them with `npm run images`", { missing });
-    this.runner.start();
+    await this.tryStep("could not begin prestarting sandboxes", () => this.runner.start());
     const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
     // Resolves only in --once mode, after the one job's result is acknowledged.
     const finished = new Promise<void>((resolve) => (this.onceDone = resolve));
@@ -94,41 +124,58 @@ export class Agent {
    * every result it can, and disconnects. Safe to call more than once.
    */
   close(graceMs = 0): Promise<void> {
+    // Every step runs even when one before it failed, so a runner that cannot close still leaves the line shut.
     this.closing ??= (async () => {
       this.draining = true;
-      this.connection.send({ type: "draining", payload: {} });
-      const runnerClosed = this.runner.close();
-      const all = () => Promise.all([...this.active.values()].map((j) => j.done));
-      if (this.active.size) {
+      await this.tryStep("could not say it drains", () => this.connection.send({ type: "draining", payload: {} }));
+      const runnerClosed = this.tryStep("the runner did not close cleanly", () => this.runner.close());
+      await this.tryStep("could not stop the running jobs", async () => {
+        const all = () => Promise.all([...this.active.values()].map((j) => j.done));
+        if (!this.active.size) return;
         this.log.info("draining: waiting for running jobs", { running: this.active.size, grace_ms: graceMs });
         const timer = new Promise((r) => setTimeout(r, graceMs).unref());
         await Promise.race([all(), timer]);
         for (const job of this.active.values()) job.stop.abort("drain" satisfies StopReason);
         await all();
-      }
-      const deadline = Date.now() + 5000;
+      });
+      const deadline = Date.now() + CLOSE_ACK_WAIT_MS;
       while (this.unacked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      await runnerClosed.catch((err: unknown) => this.log.warn("the runner did not close cleanly", { err }));
-      await this.connection.close();
+      await runnerClosed;
+      await this.tryStep("could not close the connection", () => this.connection.close());
+      for (const u of this.unacked.values()) if (u.timer) clearTimeout(u.timer);
     })();
     return this.closing;
+  }
+
+  /** Runs one step of starting or stopping; a failure is logged, and the result is undefined. */
+  private async tryStep<T>(failed: string, step: () => T | Promise<T>): Promise<T | undefined> {
+    try {
+      return await step();
+    } catch (err) {
+      this.log.warn(failed, { err });
+      return undefined;
+    }
   }
 
   private onMessage(msg: CoordinatorToAgent): void {
     switch (msg.type) {
       case "hello_ack":
         this.log.info("connected", { worker_id: msg.payload.worker_id, draining: msg.payload.draining });
-        for (const result of this.unacked.values()) this.connection.sendIfReady({ type: "job_result", payload: result });
+        for (const key of this.unacked.keys()) this.sendResult(key);
         return;
       case "assign_job":
         return this.accept(msg.payload);
       case "cancel_job":
         this.active.get(keyOf(msg.payload))?.stop.abort(msg.payload.reason satisfies StopReason);
         return;
-      case "result_ack":
-        this.unacked.delete(keyOf(msg.payload));
+      case "result_ack": {
+        const key = keyOf(msg.payload);
+        const acked = this.unacked.get(key);
+        if (acked?.timer) clearTimeout(acked.timer);
+        this.unacked.delete(key);
         if (this.tookOnce && this.active.size === 0 && this.unacked.size === 0) this.onceDone?.();
         return;
+      }
       case "drain":
         this.log.info("an operator drained this worker: it takes no new jobs");
         return;
@@ -150,8 +197,13 @@ export class Agent {
   private accept(assignment: Assignment): void {
     const ref = assignment;
     const key = keyOf({ job_id: ref.job_id, attempt: ref.attempt });
-    if (this.active.has(key) || this.unacked.has(key)) return; // a re-sent assignment we already hold
     const attemptRef = { job_id: ref.job_id, attempt: ref.attempt };
+    // A re-sent assignment: one we run is taken again (its first word may have been lost); a finished one's result is on its way.
+    if (this.active.has(key)) {
+      this.connection.send({ type: "job_accepted", payload: attemptRef });
+      return;
+    }
+    if (this.unacked.has(key)) return;
     if (this.draining || this.active.size >= this.opts.slots) {
       this.report(attemptRef, { exit_code: null, failure_reason: "canceled_by_worker", message: this.draining ? "the worker is shutting down" : "the worker had no free slot" });
       return;
@@ -165,13 +217,20 @@ export class Agent {
     const stop = new AbortController();
     const job: ActiveJob = { ref: attemptRef, stop, done: Promise.resolve() };
     this.active.set(key, job);
+    // Before any preparing, which may take long (a download, an image build): the coordinator knows the job is here.
+    this.connection.send({ type: "job_accepted", payload: attemptRef });
     const task = assignment.spec.task;
     // Say at once that this environment is coming here, so its next job follows it rather than building elsewhere.
     if (task.kind === "repo") this.reportWarm({ envs: [envKey(task.repo), ...this.warm.envs], repos: [repoKey(task.repo.code_repo_url), ...this.warm.repos] });
-    job.done = this.execute(attemptRef, assignment, stop.signal).finally(() => {
-      this.active.delete(key);
-      if (task.kind === "repo") void this.runner.warm().then((w) => this.reportWarm(w), (err: unknown) => this.log.warn("could not list warm caches", { err }));
-    });
+    job.done = this.execute(attemptRef, assignment, stop.signal)
+      .catch((err: unknown) => {
+        this.log.error("the job failed inside the agent", { job_id: attemptRef.job_id, attempt: attemptRef.attempt, err });
+        this.report(attemptRef, failedInside(err));
+      })
+      .finally(() => {
+        this.active.delete(key);
+        if (task.kind === "repo") void this.runner.warm().then((w) => this.reportWarm(w), (err: unknown) => this.log.warn("could not list warm caches", { err }));
+      });
   }
 
   /** Sends the warm set when it changed (deduplicated, most recent first, bounded). */
@@ -192,16 +251,22 @@ export class Agent {
     const splitter = (stream: Exclude<LogStream, "system">) => new LineSplitter(stream, limits.lineBytes, (s, t) => batcher.add(s, t));
     const splitters: Record<Exclude<LogStream, "system">, LineSplitter> = { stdout: splitter("stdout"), stderr: splitter("stderr"), build: splitter("build") };
     log.info("job assigned", { kind: spec.task.kind });
-    const result = await this.runner.run(
-      { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials },
-      {
-        started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
-        output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
-        system: (text) => batcher.system(text),
-        congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
-      },
-      stop,
-    );
+    let result: RunOutcome;
+    try {
+      result = await this.runner.run(
+        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials },
+        {
+          started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
+          output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
+          system: (text) => batcher.system(text),
+          congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
+        },
+        stop,
+      );
+    } catch (err) {
+      log.error("the runner failed", { err });
+      result = failedInside(err);
+    }
     Object.values(splitters).forEach((s) => s.end());
     if (result.message && result.failure_reason) batcher.system(`[gridx: ${result.failure_reason}: ${result.message}]`);
     batcher.flush();
@@ -210,8 +275,17 @@ export class Agent {
   }
 
   private report(ref: AttemptRef, result: RunOutcome): void {
-    const payload = { ...ref, ...result };
-    this.unacked.set(keyOf(ref), payload);
-    this.connection.sendIfReady({ type: "job_result", payload });
+    const key = keyOf(ref);
+    this.unacked.set(key, { payload: { ...ref, ...result }, timer: null });
+    this.sendResult(key);
+  }
+
+  /** Sends a result now, and again every `resultResendMs` until it is acknowledged. */
+  private sendResult(key: string): void {
+    const entry = this.unacked.get(key);
+    if (!entry) return;
+    this.connection.sendIfReady({ type: "job_result", payload: entry.payload });
+    if (entry.timer) clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => this.sendResult(key), this.opts.resultResendMs ?? DEFAULT_RESULT_RESEND_MS).unref();
   }
 }

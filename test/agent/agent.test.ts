@@ -2,7 +2,8 @@ import { once } from "node:events";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
-import { Agent } from "../../agent/src/agent.ts";
+import { Agent, type AgentOptions } from "../../agent/src/agent.ts";
+import { agentInstance } from "../../agent/src/identity.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
 import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
@@ -58,10 +59,10 @@ class FakeCoordinator {
 
 /** A runner that does what the test says, when it says. */
 class ScriptedRunner implements JobRunner {
-  readonly runs: { req: RunRequest; hooks: RunHooks; stop: AbortSignal; finish: (o: RunOutcome) => void }[] = [];
+  readonly runs: { req: RunRequest; hooks: RunHooks; stop: AbortSignal; finish: (o: RunOutcome) => void; fail: (err: Error) => void }[] = [];
   async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
-    return new Promise((finish) => {
-      this.runs.push({ req, hooks, stop, finish });
+    return new Promise((finish, fail) => {
+      this.runs.push({ req, hooks, stop, finish, fail });
       stop.addEventListener("abort", () => finish({ exit_code: 143, failure_reason: "canceled_by_worker", message: `stopped: ${String(stop.reason)}` }));
     });
   }
@@ -81,11 +82,10 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(slots = 1, backlogLimitBytes?: number) {
+async function setup(opts: Partial<AgentOptions> = {}, runner = new ScriptedRunner()) {
   const coord = new FakeCoordinator();
   await once(coord.wss, "listening");
-  const runner = new ScriptedRunner();
-  const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots, version: "9.9.9", caps, backlogLimitBytes, connection: { backoff: { baseMs: 20, maxMs: 100 } } }, runner, silentLogger);
+  const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots: 1, version: "9.9.9", caps, connection: { backoff: { baseMs: 20, maxMs: 100 } }, ...opts }, runner, silentLogger);
   await agent.start();
   await coord.waitFor("hello");
   cleanup.push(() => coord.close(), () => agent.close(0));
@@ -102,9 +102,10 @@ const until = async (pred: () => boolean, timeoutMs = 3000) => {
 
 describe("Agent", () => {
   it("says hello with its name, slots, caps and version, sending the token as a header", async () => {
-    const { coord } = await setup(3);
+    const { coord } = await setup({ slots: 3 });
     const hello = await coord.waitFor("hello");
-    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true });
+    const instance = agentInstance(coord.url, "gxa_secret-token");
+    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true, instance });
     expect(coord.headers[0]).toBe("Bearer gxa_secret-token");
   });
 
@@ -151,7 +152,7 @@ describe("Agent", () => {
   });
 
   it("ignores a re-sent assignment it already runs, and refuses one beyond its slots", async () => {
-    const { coord, runner } = await setup(1);
+    const { coord, runner } = await setup({ slots: 1 });
     const assign = { type: "assign_job" as const, payload: { job_id: "j_3", attempt: 1, spec, gpu_indices: [], inputs: [] } };
     coord.send(assign);
     coord.send(assign);
@@ -208,7 +209,7 @@ describe("Agent", () => {
   });
 
   it("signals congestion while output cannot get out, and loses none of it", async () => {
-    const { coord, runner } = await setup(1, 4096);
+    const { coord, runner } = await setup({ backlogLimitBytes: 4096 });
     coord.send({ type: "assign_job", payload: { job_id: "j_8", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const hooks = runner.runs[0]!.hooks;
@@ -230,5 +231,69 @@ describe("Agent", () => {
     await until(() => fresh.received.filter((m) => m.type === "job_log").flatMap((m) => (m.type === "job_log" ? m.payload.lines : [])).length === 200, 5000);
     const texts = fresh.received.flatMap((m) => (m.type === "job_log" ? m.payload.lines.map((l) => l.text) : []));
     expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `line ${i} ${"z".repeat(50)}`));
+  });
+  it("says it accepted an assignment before the runner prepares it, and again for a re-sent one it runs", async () => {
+    const { coord, runner } = await setup();
+    const assign = { type: "assign_job" as const, payload: { job_id: "j_a", attempt: 3, spec, gpu_indices: [], inputs: [] } };
+    coord.send(assign);
+    expect((await coord.waitFor("job_accepted")).payload).toEqual({ job_id: "j_a", attempt: 3 });
+    await until(() => runner.runs.length === 1);
+    runner.runs[0]!.hooks.started();
+    await coord.waitFor("job_started");
+    const types = coord.received.map((m) => m.type);
+    expect(types.indexOf("job_accepted")).toBeLessThan(types.indexOf("job_started"));
+    coord.send(assign);
+    await until(() => coord.received.filter((m) => m.type === "job_accepted").length === 2);
+    expect(runner.runs).toHaveLength(1);
+  });
+
+  it("reports a job whose runner rejects as internal, with the error, and goes on running jobs", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_bad", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    runner.runs[0]!.fail(new Error("the sandbox would not close"));
+    const failed = await coord.waitFor("job_result", (m) => m.payload.job_id === "j_bad");
+    expect(failed.payload).toMatchObject({ exit_code: null, failure_reason: "internal", message: expect.stringContaining("the sandbox would not close") });
+    const logged = coord.received.flatMap((m) => (m.type === "job_log" && m.payload.job_id === "j_bad" ? m.payload.lines.map((l) => l.text) : []));
+    expect(logged).toContainEqual(expect.stringContaining("internal: the agent failed while running the job"));
+    coord.send({ type: "assign_job", payload: { job_id: "j_next", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 2);
+    runner.runs[1]!.finish({ exit_code: 0, failure_reason: null, message: null });
+    expect((await coord.waitFor("job_result", (m) => m.payload.job_id === "j_next")).payload.failure_reason).toBeNull();
+  });
+
+  it("sends an unacknowledged result again on its timer, without a reconnect, until it is acknowledged", async () => {
+    const { coord, runner } = await setup({ resultResendMs: 50 });
+    coord.autoAckResults = false;
+    coord.send({ type: "assign_job", payload: { job_id: "j_re", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    runner.runs[0]!.finish({ exit_code: 0, failure_reason: null, message: null });
+    const results = () => coord.received.filter((m) => m.type === "job_result");
+    await until(() => results().length >= 3);
+    expect(new Set(results().map((m) => JSON.stringify(m.payload))).size).toBe(1);
+    expect(coord.connections).toBe(1);
+    coord.send({ type: "result_ack", payload: { job_id: "j_re", attempt: 1 } });
+    coord.autoAckResults = true;
+    // Messages are handled in order: once the next assignment is accepted, so is the ack.
+    coord.send({ type: "assign_job", payload: { job_id: "j_after", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await coord.waitFor("job_accepted", (m) => m.payload.job_id === "j_after");
+    coord.received.length = 0;
+    coord.socket!.terminate();
+    expect((await coord.waitFor("hello")).payload.running).toEqual([{ job_id: "j_after", attempt: 1 }]);
+  });
+
+  it("starts even when cleaning up after an earlier run fails, and closes every part even when the runner cannot", async () => {
+    const runner = new ScriptedRunner();
+    runner.cleanupLeftovers = () => Promise.reject(new Error("the Docker engine did not answer GET /containers/json within 30s"));
+    runner.close = () => Promise.reject(new Error("a sandbox would not go"));
+    const { coord, agent } = await setup({}, runner);
+    coord.send({ type: "assign_job", payload: { job_id: "j_c", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    const closed = once(coord.socket!, "close");
+    await agent.close(0);
+    expect(runner.runs[0]!.stop.reason).toBe("drain");
+    expect((await coord.waitFor("job_result")).payload.job_id).toBe("j_c");
+    const [code] = (await closed) as [number];
+    expect(code).toBe(1000);
   });
 });
