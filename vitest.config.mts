@@ -23,6 +23,11 @@ export default defineConfig({
                 HELLO_TIMEOUT_S: "1",
                 HEARTBEAT_INTERVAL_S: "1",
                 DEADLINE_GRACE_S: "1",
+                // An assignment not taken in 3 s is taken back; a taken one must start in 6 s.
+                START_TIMEOUT_S: "3",
+                PREPARE_TIMEOUT_S: "6",
+                // The fault suite's D1 fault hook (routes/faults.ts); never set in wrangler.toml.
+                GRIDX_FAULTS: "on",
                 ALLOWED_IMAGES: "gridx/python:latest,busybox:1",
                 POOL_POLICIES: "rr=round-robin",
                 // Presigning needs only an endpoint and keys; the bytes tests run end to end.

@@ -4,6 +4,7 @@ import { BEARER, openApiDocument, router } from "./openapi.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { dashboardRoutes } from "./dashboard/routes.tsx";
 import { datasetRoutes } from "./routes/datasets.ts";
+import { faultRoutes } from "./routes/faults.ts";
 import { jobAttemptRoutes } from "./routes/job-attempts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { opsRoutes } from "./routes/ops.ts";
@@ -29,6 +30,8 @@ export const app = base
   .route("/v1/jobs", jobAttemptRoutes)
   .route("/v1/pools", poolRoutes)
   .route("/v1", tokenRoutes)
+  // Test-only, and a 404 unless GRIDX_FAULTS is "on"; never in the OpenAPI document.
+  .route("/v1/test", faultRoutes)
   // The document is built from the routes' own zod schemas, so it cannot drift from what they accept.
   .get("/openapi.json", (c) => c.json(openApiDocument(base, new URL(c.req.url).origin)))
   .route("/", dashboardRoutes)

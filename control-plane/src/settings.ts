@@ -25,6 +25,10 @@ const SettingsSchema = z.object({
   WORKER_TIMEOUT_S: seconds(90),
   HELLO_TIMEOUT_S: seconds(10),
   DEADLINE_GRACE_S: seconds(60),
+  /** An assignment the agent neither takes (job_accepted) nor starts this soon is taken back and requeued. */
+  START_TIMEOUT_S: seconds(60),
+  /** A taken assignment must start (inputs fetched, code checked out, environment built) this soon. */
+  PREPARE_TIMEOUT_S: seconds(3600),
   ALLOWED_IMAGES: z
     .string()
     .default("gridx/python:latest")

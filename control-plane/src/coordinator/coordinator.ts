@@ -1,54 +1,57 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   AgentToCoordinator,
-  CoordinatorToAgent,
+  type AttemptRef,
+  type CoordinatorToAgent,
   decodeFrame,
   encode,
   ErrorCode,
+  envKey,
   HEARTBEAT_ACK_FRAME,
   HEARTBEAT_FRAME,
-  envKey,
-  repoKey,
-  type AttemptRef,
   type JobSpec,
   type MessageOf,
-  packFrames,
-  type RepoCredentials,
-  type ResolvedCommits,
+  repoKey,
 } from "../../../protocol/index.ts";
 import { createDb, type Db } from "../db/client.ts";
 import {
+  AttemptWrites,
+  type AttemptWithJob,
   cancelQueued,
-  failQueued,
   getAttempt,
   hasUnfinishedJobs,
   holdingAttempts,
   pastDeadline,
   queuedJobs,
   storeAssignments,
-  AttemptWrites,
-  type AttemptWithJob,
 } from "../db/attempts.ts";
-import { datasetsByIds } from "../db/datasets.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
-import { ObjectStore } from "../storage/object-store.ts";
 import { chunkRows } from "../db/logs.ts";
-import { finishProbe } from "../db/probes.ts";
-import { getSecret } from "../db/secrets.ts";
-import { SecretVault } from "../secrets/vault.ts";
+import { finishProbe, getProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
+import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
+import { buildAssignment, withoutUnreadyInputs, type AssignmentContext } from "./assignments.ts";
+import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
 import { PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
+import { COUNTERS, CoordinatorMetrics, type Counter, type Sample } from "./metrics.ts";
 import { initialSchedulerState, planDispatch } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
+import { SettlementQueue } from "./settlements.ts";
+import { SocketRegistry } from "./socket-registry.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
-/** An agent's report that changes a job's state, from the worker that sent it. */
-type Settlement = { type: "job_started"; workerId: string; payload: AgentMessage<"job_started"> } | { type: "job_result"; workerId: string; payload: AgentMessage<"job_result"> };
+/** An agent's report that changes an attempt, from the worker that sent it. */
+type Settlement =
+  | { type: "job_accepted"; workerId: string; payload: AgentMessage<"job_accepted"> }
+  | { type: "job_started"; workerId: string; payload: AgentMessage<"job_started"> }
+  | { type: "job_result"; workerId: string; payload: AgentMessage<"job_result"> };
+type SettlementType = Settlement["type"];
+const SETTLEMENTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies SettlementType[];
 
 /** Starts and results written in one group write, at most. */
 const SETTLE_BATCH = 200;
@@ -68,14 +71,28 @@ const DISPATCH_BATCH = 500;
 const READ_PER_FREE_SLOT = 4;
 const DISPATCH_MIN_READ = 32;
 
+/** A socket whose hello could not be recorded is closed with this, so the agent redials with backoff. */
+const TRY_AGAIN_CLOSE = 1013;
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
 /**
  * One per pool. Holds the pool's agent sockets (hibernatable), schedules its queued jobs and
  * is the only writer of its jobs' states, so each change is a read-decide-write with no
  * other writer in between. D1 is the record: everything here can be rebuilt from it.
+ *
+ * Every entry point (RPC, socket handlers, the alarm) catches what it does not expect, logs
+ * it with the pool, counts it, and leaves the object able to go on; the alarm re-arms itself
+ * whatever happened. Every agent message about an attempt is admitted only from the worker
+ * holding it (see admission.ts).
  */
 export class Coordinator extends DurableObject<Bindings> {
   private readonly db: Db;
   private readonly settings: Settings;
+  private readonly faults: Faults | null;
+  private readonly sockets: SocketRegistry;
+  private readonly settlements: SettlementQueue<Settlement, Admission["kind"]>;
+  private metrics = new CoordinatorMetrics();
   private pool: string | null = null;
   private scheduler = initialSchedulerState();
   private serial: Promise<unknown> = Promise.resolve();
@@ -83,24 +100,34 @@ export class Coordinator extends DurableObject<Bindings> {
   private dispatchAgain = false;
   /** Per-socket message order (see webSocketMessage). */
   private readonly socketQueues = new Map<WebSocket, Promise<void>>();
-  /** Probes waiting for their agent's answer. */
-  private readonly probeWaiters = new Map<string, () => void>();
-  /** Starts and results waiting for the next group write (see settle). */
-  private readonly settlements: { event: Settlement; done: () => void; fail: (err: unknown) => void }[] = [];
-  private settleQueued = false;
-  /** Each connected worker's socket; built from the sockets' sessions on first use after a wake. */
-  private workerSockets: Map<string, WebSocket> | null = null;
+  /** Probes waiting for their agent's answer, with the worker each was sent to. */
+  private readonly probeWaiters = new Map<string, { workerId: string; answered: () => void }>();
   /** Connected workers and their held attempts; built from D1 on first use after a (re)start. */
   private ledgerLoad: Promise<PoolLedger> | null = null;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
-    this.db = createDb(env.DB);
+    this.faults = faultsEnabled(env) ? new Faults() : null;
+    this.db = createDb(this.faults ? faultyD1(env.DB, this.faults) : env.DB);
     this.settings = settingsOf(env);
+    this.sockets = new SocketRegistry(
+      () => ctx.getWebSockets(),
+      () => this.pool,
+    );
+    this.settlements = new SettlementQueue({
+      apply: (events) => this.applySettlements(events),
+      exclusive: (fn) => this.exclusive(fn),
+      batch: SETTLE_BATCH,
+      onRetry: (err, events, delayMs) => {
+        this.count(COUNTERS.settlementRetries);
+        console.error(`coordinator(${this.pool}): writing ${events} agent report(s) failed; retrying in ${delayMs} ms`, errorText(err));
+      },
+    });
     // Heartbeats are answered by the runtime, so an idle pool's object can stay hibernated.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_FRAME, HEARTBEAT_ACK_FRAME));
     void ctx.blockConcurrencyWhile(async () => {
       this.pool = (await ctx.storage.get<string>("pool")) ?? null;
+      this.metrics = new CoordinatorMetrics((await ctx.storage.get<Sample[]>("metrics")) ?? []);
     });
   }
 
@@ -140,7 +167,7 @@ export class Coordinator extends DurableObject<Bindings> {
       } else {
         const attempt = await getAttempt(this.db, jobId, job.attempt);
         if (attempt) await this.endAttempt(attempt, { type: "cancel" }, "canceling", "canceled by user", now);
-        if (job.workerId) this.send(job.workerId, { type: "cancel_job", payload: { job_id: jobId, attempt: job.attempt, reason: "user" } });
+        if (job.workerId) this.sockets.send(job.workerId, { type: "cancel_job", payload: { job_id: jobId, attempt: job.attempt, reason: "user" } });
       }
       return (await getJob(this.db, jobId)) ?? null;
     });
@@ -150,7 +177,7 @@ export class Coordinator extends DurableObject<Bindings> {
   async setWorkerDrain(pool: string, workerId: string, drain: boolean): Promise<void> {
     await this.bindPool(pool);
     await this.exclusive(() => this.setDrain(workerId, drain ? "operator" : null));
-    if (drain) this.send(workerId, { type: "drain", payload: {} });
+    if (drain) this.sockets.send(workerId, { type: "drain", payload: {} });
     else this.dispatch();
   }
 
@@ -162,21 +189,43 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.bindPool(pool);
     const answered = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), (probe.timeoutS + PROBE_ANSWER_SLACK_S) * 1000);
-      this.probeWaiters.set(probe.id, () => {
-        clearTimeout(timer);
-        resolve(true);
+      this.probeWaiters.set(probe.id, {
+        workerId: probe.workerId,
+        answered: () => {
+          clearTimeout(timer);
+          resolve(true);
+        },
       });
     });
-    const sent = this.send(probe.workerId, { type: "probe", payload: { probe_id: probe.id, command: probe.command, timeout_s: probe.timeoutS } });
-    if (!sent) {
+    try {
+      const sent = this.sockets.send(probe.workerId, { type: "probe", payload: { probe_id: probe.id, command: probe.command, timeout_s: probe.timeoutS } });
+      if (!sent) {
+        await finishProbe(this.db, probe.id, { status: "failed", exitCode: null, output: null, truncated: false, error: "the worker is not connected" }, Date.now());
+        return;
+      }
+      if (!(await answered)) {
+        await finishProbe(this.db, probe.id, { status: "timeout", exitCode: null, output: null, truncated: false, error: "no answer from the agent in time" }, Date.now());
+      }
+    } finally {
       this.probeWaiters.delete(probe.id);
-      await finishProbe(this.db, probe.id, { status: "failed", exitCode: null, output: null, truncated: false, error: "the worker is not connected" }, Date.now());
-      return;
     }
-    if (!(await answered)) {
-      await finishProbe(this.db, probe.id, { status: "timeout", exitCode: null, output: null, truncated: false, error: "no answer from the agent in time" }, Date.now());
-    }
-    this.probeWaiters.delete(probe.id);
+  }
+
+  /** This pool's counters, for `/metrics`. */
+  async metricSamples(pool: string): Promise<Sample[]> {
+    await this.bindPool(pool);
+    return this.metrics.snapshot();
+  }
+
+  /** Test-only (GRIDX_FAULTS=on): makes the coordinator's next D1 calls fail, or resets the object. */
+  async injectFaults(pool: string, fault: { d1?: FaultPlan; reset?: boolean }): Promise<{ injected: number }> {
+    if (!this.faults) throw new Error("fault injection is off (GRIDX_FAULTS)");
+    await this.bindPool(pool);
+    if (fault.d1) this.faults.set(fault.d1);
+    const injected = this.faults.injected;
+    // After the answer: the runtime throws this instance away, as an eviction or a crash would.
+    if (fault.reset) setTimeout(() => this.ctx.abort("reset by fault injection"), 0);
+    return { injected };
   }
 
   // ---- agent sockets ------------------------------------------------------------------------
@@ -185,10 +234,30 @@ export class Coordinator extends DurableObject<Bindings> {
     // One socket's frames are handled in the order they came: a result must never overtake
     // the log lines sent before it while a D1 write is in flight.
     const previous = this.socketQueues.get(ws) ?? Promise.resolve();
-    const handled = previous.then(() => this.handleFrame(ws, raw));
+    const handled = previous.then(() =>
+      this.guard("webSocketMessage", () => this.handleFrame(ws, raw), () => this.sockets.reply(ws, ErrorCode.internal, "the coordinator could not handle that frame; unacknowledged results are re-sent")),
+    );
     this.socketQueues.set(ws, handled);
     await handled;
     if (this.socketQueues.get(ws) === handled) this.socketQueues.delete(ws);
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
+    await this.guard("webSocketClose", async () => {
+      try {
+        ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
+      } catch {
+        // already closed
+      }
+      await this.forget(ws, Date.now());
+    });
+  }
+
+  override async webSocketError(ws: WebSocket, err: unknown): Promise<void> {
+    await this.guard("webSocketError", async () => {
+      console.error(`coordinator(${this.pool}): socket error`, errorText(err));
+      await this.forget(ws, Date.now());
+    });
   }
 
   /**
@@ -202,32 +271,46 @@ export class Coordinator extends DurableObject<Bindings> {
     const settleReports = async () => {
       if (reports.length === 0) return;
       await Promise.all(reports.splice(0));
-      this.sendOn(ws, acks.splice(0));
+      this.sockets.sendOn(ws, acks.splice(0));
       this.dispatch();
     };
-    try {
-      if (typeof raw !== "string") return this.reply(ws, ErrorCode.badMessage, "frames are JSON text");
-      for (const decoded of decodeFrame(raw, AgentToCoordinator)) {
-        if (!decoded.ok) {
-          this.reply(ws, decoded.code, decoded.message);
-          if (decoded.code === ErrorCode.protocolVersion) return ws.close(CloseCode.protocolVersion, "protocol version unsupported");
-          continue;
-        }
-        const msg = decoded.message;
-        const workerId = sessionOf(ws)?.workerId;
-        if (workerId && (msg.type === "job_started" || msg.type === "job_result")) {
-          reports.push(this.settle({ ...msg, workerId }));
-          if (msg.type === "job_result") acks.push({ type: "result_ack", payload: { job_id: msg.payload.job_id, attempt: msg.payload.attempt } });
-          continue;
-        }
-        await settleReports();
-        await this.handleMessage(ws, msg);
+    if (typeof raw !== "string") return this.sockets.reply(ws, ErrorCode.badMessage, "frames are JSON text");
+    for (const decoded of decodeFrame(raw, AgentToCoordinator)) {
+      if (!decoded.ok) {
+        this.sockets.reply(ws, decoded.code, decoded.message);
+        if (decoded.code === ErrorCode.protocolVersion) return ws.close(CloseCode.protocolVersion, "protocol version unsupported");
+        continue;
+      }
+      const msg = decoded.message;
+      const workerId = sessionOf(ws)?.workerId;
+      if (workerId && SETTLEMENTS.includes(msg.type)) {
+        const event = { ...msg, workerId } as Settlement;
+        reports.push(this.report(ws, event, acks));
+        continue;
       }
       await settleReports();
-    } catch (err) {
-      console.error(`coordinator(${this.pool}): message handling failed`, err);
-      this.reply(ws, ErrorCode.internal, "the coordinator could not handle that message; it will be retried on reconnect");
+      await this.handleMessage(ws, msg);
     }
+    await settleReports();
+  }
+
+  /** Queues a start or result for the next group write, and says what became of it. */
+  private async report(ws: WebSocket, event: Settlement, acks: CoordinatorToAgent[]): Promise<void> {
+    const ref = { job_id: event.payload.job_id, attempt: event.payload.attempt };
+    let verdict: Admission["kind"];
+    try {
+      verdict = await this.settlements.push(event);
+    } catch (err) {
+      // Given up after many retries: the agent re-sends an unacknowledged result on its timer.
+      this.sockets.reply(ws, ErrorCode.unavailable, `${event.type} for attempt ${ref.attempt} of job ${ref.job_id} could not be stored (${errorText(err)}); send it again`);
+      return;
+    }
+    if (verdict === "refused") {
+      this.refuse(ws, event.type, `${event.type}: attempt ${ref.attempt} of job ${ref.job_id} is not this worker's`);
+      return;
+    }
+    if (verdict === "fenced") this.count(COUNTERS.fenced, { type: event.type });
+    if (event.type === "job_result") acks.push({ type: "result_ack", payload: ref });
   }
 
   private async handleMessage(ws: WebSocket, msg: AgentToCoordinator): Promise<void> {
@@ -236,10 +319,10 @@ export class Coordinator extends DurableObject<Bindings> {
     if (msg.type === "hello") return await this.exclusive(() => this.onHello(ws, session, msg.payload));
     if (msg.type === "heartbeat") return void ws.send(HEARTBEAT_ACK_FRAME);
     const workerId = session.workerId;
-    if (!workerId) return this.reply(ws, ErrorCode.badMessage, "send hello first");
+    if (!workerId) return this.refuse(ws, msg.type, "send hello first");
     switch (msg.type) {
       case "job_log":
-        return await this.onLog(msg.payload);
+        return await this.onLog(ws, workerId, msg.payload);
       case "draining":
         return await this.exclusive(() => this.setDrain(workerId, "agent"));
       case "warm_cache":
@@ -247,37 +330,35 @@ export class Coordinator extends DurableObject<Bindings> {
           await setWarm(this.db, workerId, msg.payload);
           (await this.ledger()).update(workerId, { warm: msg.payload });
         });
-      case "probe_result": {
-        const r = msg.payload;
-        await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now());
-        this.probeWaiters.get(r.probe_id)?.();
-        return;
-      }
+      case "probe_result":
+        return await this.onProbeResult(ws, workerId, msg.payload);
+      case "job_accepted":
+      case "job_started":
+      case "job_result":
+        return; // reported through report(), above
     }
-  }
-
-  override async webSocketClose(ws: WebSocket, code: number, reason: string): Promise<void> {
-    try {
-      ws.close(code === 1005 || code === 1006 ? 1000 : code, reason);
-    } catch {
-      // already closed
-    }
-    await this.forget(ws);
-  }
-
-  override async webSocketError(ws: WebSocket, err: unknown): Promise<void> {
-    console.error(`coordinator(${this.pool}): socket error`, err);
-    await this.forget(ws);
   }
 
   // ---- the sweep ----------------------------------------------------------------------------
 
   /**
    * Runs every few seconds while the pool has sockets or unfinished jobs: drops silent
-   * sockets, records liveness, requeues the jobs of workers gone too long, enforces job
-   * deadlines, and schedules.
+   * sockets, records liveness, requeues the jobs of workers gone too long, enforces start
+   * and job deadlines, and schedules. Never throws, and always schedules the next sweep: a
+   * D1 outage delays this work, it never stops it.
    */
   override async alarm(): Promise<void> {
+    try {
+      await this.sweep();
+    } catch (err) {
+      this.count(COUNTERS.alarmFailures);
+      console.error(`coordinator(${this.pool}): sweep failed; the next one is scheduled`, errorText(err));
+    } finally {
+      await this.rearm();
+    }
+  }
+
+  private async sweep(): Promise<void> {
     const pool = this.pool;
     if (!pool) return;
     const now = Date.now();
@@ -290,21 +371,31 @@ export class Coordinator extends DurableObject<Bindings> {
       if (verdict.kind === "hello_timeout") ws.close(CloseCode.helloTimeout, "no hello in time");
       else if (verdict.kind === "silent") {
         ws.close(CloseCode.heartbeatTimeout, "no heartbeat in time");
-        await this.forget(ws);
+        // Counted from its last heartbeat, so its jobs are requeued in this very sweep.
+        await this.forget(ws, verdict.lastSeen);
       } else if (session.workerId) seen.push({ id: session.workerId, at: verdict.lastSeen });
     }
     const clock = await this.ctx.storage.get<{ lastSweepAt: number; graceUntil: number | null }>("sweep");
     const { judge, graceUntil } = judgement({ now, lastSweepAt: clock?.lastSweepAt ?? null, graceUntil: clock?.graceUntil ?? null, sweepMs: this.sweepMs(), workerTimeoutMs: limits.workerTimeoutMs });
-    await this.ctx.storage.put("sweep", { lastSweepAt: now, graceUntil });
+    await this.ctx.storage.put({ sweep: { lastSweepAt: now, graceUntil }, metrics: this.metrics.snapshot() });
     await this.exclusive(async () => {
       await touchWorkers(this.db, seen);
-      await markOfflineExcept(this.db, pool, this.connectedWorkerIds());
+      await markOfflineExcept(this.db, pool, this.sockets.workerIds());
       if (!judge) return;
       await this.requeueLostWorkers(pool, now - limits.workerTimeoutMs);
       await this.enforceDeadlines(pool, now);
     });
     this.dispatch();
-    await this.ensureAlarm(true);
+  }
+
+  private async rearm(): Promise<void> {
+    try {
+      await this.ensureAlarm(true);
+    } catch (err) {
+      // Could not tell whether the pool is busy (D1 down): sweep again anyway.
+      console.error(`coordinator(${this.pool}): could not decide the next sweep; scheduling it`, errorText(err));
+      await this.ctx.storage.setAlarm(Date.now() + this.sweepMs()).catch((e: unknown) => console.error(`coordinator(${this.pool}): setAlarm failed`, errorText(e)));
+    }
   }
 
   // ---- handlers -----------------------------------------------------------------------------
@@ -312,15 +403,27 @@ export class Coordinator extends DurableObject<Bindings> {
   private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
     const pool = this.pool!;
     const now = Date.now();
-    const worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now });
-    const sockets = this.sockets();
-    const other = sockets.get(worker.id);
+    let worker: Awaited<ReturnType<typeof upsertWorker>>;
+    try {
+      worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now });
+    } catch (err) {
+      console.error(`coordinator(${pool}): hello of ${hello.name} could not be recorded`, errorText(err));
+      this.sockets.reply(ws, ErrorCode.unavailable, "the coordinator could not record this hello; reconnect");
+      ws.close(TRY_AGAIN_CLOSE, "try again later");
+      return;
+    }
+    if (!worker) {
+      this.refuse(ws, "hello", `worker ${hello.name} in pool ${pool} belongs to another agent token`);
+      ws.close(CloseCode.identity, "this worker name belongs to another agent token");
+      return;
+    }
+    const other = this.sockets.get(worker.id);
     if (other && other !== ws) {
       setSession(other, { ...sessionOf(other)!, workerId: null });
       other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
     }
     setSession(ws, { ...session, workerId: worker.id, batchFrames: hello.batch_frames });
-    sockets.set(worker.id, ws);
+    this.sockets.set(worker.id, ws);
     ws.send(encode({ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null, batch_frames: true } }));
     const held = await holdingAttempts(this.db, [worker.id]);
     (await this.ledger()).join(worker, held);
@@ -328,91 +431,96 @@ export class Coordinator extends DurableObject<Bindings> {
     this.dispatch();
   }
 
-  /**
-   * Brings the record and a reconnected agent into agreement: an assignment the agent never
-   * got is sent again, a job it lost is requeued, and a job it runs that is no longer its
-   * to run is canceled.
-   */
   private async reconcile(workerId: string, held: AttemptWithJob[], reported: AttemptRef[], now: number): Promise<void> {
-    const key = (r: { job_id: string; attempt: number } | { jobId: string; attempt: number }) => ("job_id" in r ? r.job_id : r.jobId) + "#" + r.attempt;
-    const reportedKeys = new Set(reported.map(key));
-    const heldKeys = new Set(held.map(key));
-    for (const a of held) {
-      if (reportedKeys.has(key(a))) continue;
-      if (a.status === "assigned") await this.sendAssignment(a);
-      else if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "finished", exitCode: null, failureReason: null }, null, now));
-      else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: its agent restarted without it`, now);
+    for (const step of reconcileSteps(held, reported)) {
+      if (step.kind === "resend") await this.sendAssignment(step.attempt);
+      else if (step.kind === "confirm_cancel") await this.commit((w) => w.end(step.attempt, { status: "finished", exitCode: null, failureReason: null }, null, now));
+      else if (step.kind === "lost") await this.loseAttempt(step.attempt, `attempt ${step.attempt.attempt} was lost: its agent restarted without it`, now);
+      else this.sockets.send(workerId, { type: "cancel_job", payload: { ...step.ref, reason: "stale" } });
     }
-    for (const r of reported) {
-      if (!heldKeys.has(key(r))) this.send(workerId, { type: "cancel_job", payload: { ...r, reason: "stale" } });
-    }
-  }
-
-  /**
-   * Waits for an agent's start or result to be written. Events that arrive while a write is
-   * in flight are written together in the next one (group commit): one read of their attempts,
-   * one batch of writes, so the pool's throughput does not pay two D1 round trips per event.
-   */
-  private settle(event: Settlement): Promise<void> {
-    return new Promise((done, fail) => {
-      this.settlements.push({ event, done, fail });
-      this.flushSettlements();
-    });
-  }
-
-  private flushSettlements(): void {
-    if (this.settleQueued) return;
-    this.settleQueued = true;
-    void this.exclusive(async () => {
-      this.settleQueued = false;
-      const taken = this.settlements.splice(0, SETTLE_BATCH);
-      if (taken.length === 0) return;
-      try {
-        await this.applySettlements(taken.map((t) => t.event));
-        taken.forEach((t) => t.done());
-      } catch (err) {
-        taken.forEach((t) => t.fail(err));
-      }
-      if (this.settlements.length) this.flushSettlements();
-    });
   }
 
   /**
    * Decides each event against its attempt as the events before it in the batch left it, in
-   * arrival order, and writes them in one batch.
+   * arrival order, and writes them in one batch. Only the worker holding an attempt changes it.
    */
-  private async applySettlements(events: Settlement[]): Promise<void> {
+  private async applySettlements(events: Settlement[]): Promise<Admission["kind"][]> {
     const ledger = await this.ledger();
     const now = Date.now();
+    const verdicts: Admission["kind"][] = [];
+    const recorded = await this.recordedOwners(events.filter((e) => !ledger.attempt(e.payload.job_id, e.payload.attempt)));
     await this.commit((writes) => {
       const latest = new Map<string, AttemptWithJob>();
       for (const e of events) {
         const key = `${e.payload.job_id}#${e.payload.attempt}`;
-        const a = latest.get(key) ?? ledger.attempt(e.payload.job_id, e.payload.attempt);
-        if (!a || a.workerId !== e.workerId) continue;
-        if (e.type === "job_started") {
-          if (a.status === "assigned") latest.set(key, writes.start(a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null));
-          continue;
-        }
-        const r = e.payload;
-        if (a.status === "canceling") {
-          latest.set(key, writes.end(a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now));
-        } else if (a.status === "assigned" || a.status === "running") {
-          latest.set(key, this.end(writes, a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved));
-        }
+        const verdict = admission(e.workerId, e.payload, latest.get(key) ?? ledger.attempt(e.payload.job_id, e.payload.attempt), recorded.get(key));
+        verdicts.push(verdict.kind);
+        if (verdict.kind !== "admit") continue;
+        const a = verdict.attempt;
+        const next = this.settleOne(writes, a, e, now);
+        if (next) latest.set(key, next);
       }
     });
+    return verdicts;
   }
 
-  private async onLog(log: AgentMessage<"job_log">): Promise<void> {
+  /** The one change an admitted report makes to its attempt, if any (a repeat makes none). */
+  private settleOne(writes: AttemptWrites, a: AttemptWithJob, e: Settlement, now: number): AttemptWithJob | null {
+    if (e.type === "job_accepted") return a.status === "assigned" ? writes.accept(a, now + this.settings.PREPARE_TIMEOUT_S * 1000) : null;
+    if (e.type === "job_started") {
+      return a.status === "assigned" ? writes.start(a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null) : null;
+    }
+    const r = e.payload;
+    if (a.status === "canceling") return writes.end(a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now);
+    if (a.status !== "assigned" && a.status !== "running") return null;
+    // The agent itself lost the job (its lease lapsed and the warden stopped it): a lost attempt, retried while retries remain.
+    if (r.failure_reason === "worker_lost") return this.end(writes, a, lostEvent(a), "lost", r.message ?? `attempt ${a.attempt} was lost by its agent`, now);
+    return this.end(writes, a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
+  }
+
+  /** Who held each attempt the ledger does not: a late report of one's own, or someone else's. */
+  private async recordedOwners(events: Settlement[]): Promise<Map<string, AttemptWithJob>> {
+    const owners = new Map<string, AttemptWithJob>();
+    for (const e of events) {
+      const key = `${e.payload.job_id}#${e.payload.attempt}`;
+      if (owners.has(key)) continue;
+      const a = await getAttempt(this.db, e.payload.job_id, e.payload.attempt);
+      if (a) owners.set(key, a);
+    }
+    return owners;
+  }
+
+  private async onLog(ws: WebSocket, workerId: string, log: AgentMessage<"job_log">): Promise<void> {
+    const held = (await this.ledger()).attempt(log.job_id, log.attempt);
+    const verdict = admission(workerId, log, held, held ? undefined : await getAttempt(this.db, log.job_id, log.attempt));
+    if (verdict.kind === "refused") return this.refuse(ws, "job_log", `job_log: ${verdict.reason}`);
+    if (verdict.kind === "fenced") {
+      this.count(COUNTERS.fenced, { type: "job_log" });
+      return;
+    }
     const rows = chunkRows(log.job_id, log.attempt, log.seq, log.lines);
     // A resent batch (after a reconnect) lands on the same key and is dropped.
     await this.db.batch(rows.map((row) => this.db.insert(logChunks).values(row).onConflictDoNothing()) as [never, ...never[]]);
   }
 
+  /** Only the worker a probe was sent to may answer it, and only once. */
+  private async onProbeResult(ws: WebSocket, workerId: string, r: AgentMessage<"probe_result">): Promise<void> {
+    const waiter = this.probeWaiters.get(r.probe_id);
+    const owner = waiter?.workerId ?? (await getProbe(this.db, r.probe_id))?.workerId;
+    if (owner !== workerId) return this.refuse(ws, "probe_result", `probe_result: probe ${r.probe_id} was not sent to this worker`);
+    await finishProbe(this.db, r.probe_id, { status: r.status, exitCode: r.exit_code, output: r.output, truncated: r.truncated, error: r.error }, Date.now(), workerId);
+    waiter?.answered();
+  }
+
   /** Ends one attempt and moves its job as the state machine says. */
   private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number) {
     await this.commit((writes) => this.end(writes, a, event, attemptStatus, message, now));
+  }
+
+  /** The attempt is gone with its worker (or was never started): requeued while retries remain. */
+  private async loseAttempt(a: AttemptWithJob, message: string, now: number) {
+    if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
+    else await this.endAttempt(a, lostEvent(a), "lost", message, now);
   }
 
   /** Adds an attempt's end to a batch, with its job's move when it is the job's latest. */
@@ -424,7 +532,7 @@ export class Coordinator extends DurableObject<Bindings> {
     message: string | null,
     now: number,
     exitCode: number | null = null,
-    resolved?: ResolvedCommits,
+    resolved?: AgentMessage<"job_result">["resolved"],
   ): AttemptWithJob {
     const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
     const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
@@ -432,20 +540,28 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
-    const connected = new Set(this.connectedWorkerIds());
+    const connected = new Set(this.sockets.workerIds());
     const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
     for (const a of await holdingAttempts(this.db, silent)) {
-      const now = Date.now();
-      if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
-      else await this.endAttempt(a, { type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries }, "lost", `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, now);
+      await this.loseAttempt(a, `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, Date.now());
     }
   }
 
-  /** The coordinator's backstop for an agent that did not enforce a job's timeout. */
+  /**
+   * The coordinator's backstops: an assignment not taken or started in time is taken back and
+   * requeued (the agent is told to drop it), and a job its agent did not stop at its timeout
+   * is failed.
+   */
   private async enforceDeadlines(pool: string, now: number): Promise<void> {
-    for (const a of await pastDeadline(this.db, pool, now)) {
+    for (const a of await pastDeadline(this.db, pool, now, this.settings.START_TIMEOUT_S * 1000)) {
+      if (a.status === "assigned") {
+        const bound = a.deadlineAt === null || a.deadlineAt - a.assignedAt <= this.settings.START_TIMEOUT_S * 1000 ? "START_TIMEOUT_S" : "PREPARE_TIMEOUT_S";
+        await this.loseAttempt(a, `attempt ${a.attempt} was not started in time (${bound}); taken back from worker ${a.workerId}`, now);
+        this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "stale" } });
+        continue;
+      }
       await this.endAttempt(a, { type: "timeout" }, "canceling", "the job ran past its timeout and the agent did not stop it", now);
-      this.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "timeout" } });
+      this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "timeout" } });
     }
   }
 
@@ -465,7 +581,9 @@ export class Coordinator extends DurableObject<Bindings> {
           await this.exclusive(() => this.dispatchRound());
         } while (this.dispatchAgain);
       } catch (err) {
-        console.error(`coordinator(${this.pool}): dispatch failed`, err);
+        // The next event or sweep schedules again: a failed round delays jobs, it loses none.
+        this.count(COUNTERS.handlerFailures, { entry: "dispatch" });
+        console.error(`coordinator(${this.pool}): dispatch failed`, errorText(err));
       } finally {
         this.dispatching = false;
       }
@@ -481,7 +599,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
     if (free === 0) return;
     const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
-    const queued = await this.withoutUnreadyInputs(await queuedJobs(this.db, pool, limit));
+    const queued = await withoutUnreadyInputs(this.assignmentContext(), await queuedJobs(this.db, pool, limit));
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const plan = planDispatch(
@@ -495,89 +613,33 @@ export class Coordinator extends DurableObject<Bindings> {
       this.scheduler,
     );
     this.scheduler = plan.state;
-    const stored = await storeAssignments(this.db, plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })), Date.now());
+    const now = Date.now();
+    const stored = await storeAssignments(
+      this.db,
+      plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })),
+      now,
+      now + this.settings.START_TIMEOUT_S * 1000,
+    );
     const outgoing = new Map<string, CoordinatorToAgent[]>();
     for (const { job, attempt } of stored) {
       ledger.record(attempt);
-      const assignment = await this.assignment(job.id, attempt.attempt, job.spec, attempt.gpuIndices);
+      const assignment = await buildAssignment(this.assignmentContext(), job.id, attempt.attempt, job.spec, attempt.gpuIndices);
       const batch = outgoing.get(attempt.workerId) ?? [];
       batch.push(assignment);
       outgoing.set(attempt.workerId, batch);
     }
-    for (const [workerId, messages] of outgoing) this.send(workerId, ...messages);
+    for (const [workerId, messages] of outgoing) this.sockets.send(workerId, ...messages);
     if (stored.length === limit) this.dispatchAgain = true;
   }
 
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
-    this.send(a.workerId, await this.assignment(a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
+    this.sockets.send(a.workerId, await buildAssignment(this.assignmentContext(), a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
   }
 
-  /** An assignment, with presigned downloads of the job's inputs issued for this attempt. */
-  private async assignment(jobId: string, attempt: number, spec: JobSpec, gpuIndices: number[]): Promise<CoordinatorToAgent> {
-    const inputs = [];
-    if (spec.inputs.length) {
-      const store = new ObjectStore(this.env.BUCKET, this.settings);
-      const rows = new Map((await datasetsByIds(this.db, spec.inputs.map((i) => i.dataset))).map((d) => [d.id, d]));
-      for (const input of spec.inputs) {
-        const d = rows.get(input.dataset);
-        if (!d) continue; // deleted since dispatch: the agent reports the input missing
-        inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
-      }
-    }
-    const credentials = spec.task.kind === "repo" ? await this.credentialsFor(spec.task.repo) : undefined;
-    return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials } };
-  }
-
-  /**
-   * Decrypts the project secrets a repo job names, for its assignment only. A secret deleted
-   * since submission (or a vault that cannot open it) is left out: the agent's fetch then
-   * fails and the job says so, rather than the queue stalling.
-   */
-  private async credentialsFor(repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
-    if (!repo.code_credentials && !repo.env_credentials) return undefined;
-    try {
-      const vault = await SecretVault.fromKey(this.env.SECRETS_KEY);
-      const open = async (name: string | undefined) => {
-        const row = name ? await getSecret(this.db, repo.project, name) : undefined;
-        return row ? vault.open(repo.project, row.name, row.sealed) : undefined;
-      };
-      return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
-    } catch (err) {
-      // Never the secret itself: only why it could not be opened.
-      console.error(`coordinator(${this.pool}): project ${repo.project} secrets could not be opened`, err instanceof Error ? err.message : err);
-      return undefined;
-    }
-  }
-
-  /**
-   * Fails, instead of scheduling, queued jobs whose datasets do not exist or are still
-   * uploading: they could never start, and the user learns why at once.
-   */
-  private async withoutUnreadyInputs<J extends { id: string; spec: JobSpec }>(jobs: J[]): Promise<J[]> {
-    const wanted = [...new Set(jobs.flatMap((j) => j.spec.inputs.map((i) => i.dataset)))];
-    if (wanted.length === 0) return jobs;
-    const ready = new Map((await datasetsByIds(this.db, wanted)).map((d) => [d.id, d.status]));
-    // Without storage no input can be fetched; failing those jobs keeps them from wedging the queue.
-    const storage = this.settings.S3_ENDPOINT && this.settings.S3_ACCESS_KEY_ID && this.settings.S3_SECRET_ACCESS_KEY;
-    const kept: J[] = [];
-    for (const job of jobs) {
-      const problem = job.spec.inputs
-        .map((i) =>
-          !storage
-            ? "cannot be fetched: object storage is not configured on this control plane"
-            : !ready.has(i.dataset)
-              ? `dataset ${i.dataset} does not exist`
-              : ready.get(i.dataset) !== "ready"
-                ? `dataset ${i.dataset} is still uploading`
-                : null,
-        )
-        .find(Boolean);
-      if (problem) await failQueued(this.db, job.id, "input_error", `input ${problem}`, Date.now());
-      else kept.push(job);
-    }
-    return kept;
+  private assignmentContext(): AssignmentContext {
+    return { db: this.db, env: this.env, settings: this.settings, pool: this.pool };
   }
 
   // ---- plumbing -----------------------------------------------------------------------------
@@ -599,7 +661,7 @@ export class Coordinator extends DurableObject<Bindings> {
   private ledger(): Promise<PoolLedger> {
     if (this.ledgerLoad) return this.ledgerLoad;
     const load = (async () => {
-      const ids = this.connectedWorkerIds();
+      const ids = this.sockets.workerIds();
       const [rows, held] = await Promise.all([workersByIds(this.db, ids), holdingAttempts(this.db, ids)]);
       const ledger = new PoolLedger();
       for (const w of rows) ledger.join(w, held.filter((a) => a.workerId === w.id));
@@ -624,6 +686,27 @@ export class Coordinator extends DurableObject<Bindings> {
     return run;
   }
 
+  /** Runs a socket handler so that nothing it throws escapes: logged, counted, and the object goes on. */
+  private async guard(entry: string, fn: () => Promise<void>, after?: () => void): Promise<void> {
+    try {
+      await fn();
+    } catch (err) {
+      this.count(COUNTERS.handlerFailures, { entry });
+      console.error(`coordinator(${this.pool}): ${entry} failed`, errorText(err));
+      after?.();
+    }
+  }
+
+  private count(name: Counter, labels: Record<string, string> = {}): void {
+    this.metrics.count(name, labels);
+  }
+
+  /** Refuses a message: an error frame to the agent, and a count. */
+  private refuse(ws: WebSocket, type: string, message: string): void {
+    this.count(COUNTERS.refused, { type });
+    this.sockets.reply(ws, ErrorCode.forbidden, message);
+  }
+
   private async bindPool(pool: string): Promise<void> {
     if (this.pool === pool) return;
     this.pool = pool;
@@ -641,50 +724,12 @@ export class Coordinator extends DurableObject<Bindings> {
     if (busy || !reschedule) await this.ctx.storage.setAlarm(Date.now() + sweepMs);
   }
 
-  /** Sockets by worker: a send looks its socket up rather than walking every socket held. */
-  private sockets(): Map<string, WebSocket> {
-    if (!this.workerSockets) {
-      this.workerSockets = new Map();
-      for (const ws of this.ctx.getWebSockets()) {
-        const id = sessionOf(ws)?.workerId;
-        if (id) this.workerSockets.set(id, ws);
-      }
-    }
-    return this.workerSockets;
-  }
-
-  private connectedWorkerIds(): string[] {
-    return [...this.sockets().keys()];
-  }
-
-  /** Sends to a worker's socket; false when it has none here or the send failed. */
-  private send(workerId: string, ...messages: CoordinatorToAgent[]): boolean {
-    const ws = this.sockets().get(workerId);
-    return ws !== undefined && this.sendOn(ws, messages);
-  }
-
-  /** Sends messages in as few frames as the agent agreed to read. */
-  private sendOn(ws: WebSocket, messages: CoordinatorToAgent[]): boolean {
-    if (messages.length === 0) return true;
-    try {
-      for (const frame of packFrames(messages.map(encode), sessionOf(ws)?.batchFrames ?? false)) ws.send(frame);
-      return true;
-    } catch (err) {
-      console.error(`coordinator(${this.pool}): send to ${sessionOf(ws)?.workerId} failed`, err);
-      return false;
-    }
-  }
-
-  private reply(ws: WebSocket, code: string, message: string): void {
-    try {
-      ws.send(encode({ type: "error", payload: { code, message } }));
-    } catch {
-      // the socket is gone; nothing to tell
-    }
-  }
-
-  /** A socket went away: its worker is offline until it reconnects; its jobs wait out the timeout. */
-  private async forget(ws: WebSocket): Promise<void> {
+  /**
+   * A socket went away: its worker is offline until it reconnects, and its jobs wait out the
+   * worker timeout counted from `lastSeen`. The ledger forgets the worker even when D1 cannot
+   * be written; the next sweep marks it offline there.
+   */
+  private async forget(ws: WebSocket, lastSeen: number): Promise<void> {
     const session = sessionOf(ws);
     const workerId = session?.workerId;
     if (!session || !workerId) return;
@@ -693,13 +738,13 @@ export class Coordinator extends DurableObject<Bindings> {
     } catch {
       // a closed socket may refuse a new attachment; it is gone from getWebSockets() anyway
     }
-    const sockets = this.sockets();
-    if (sockets.get(workerId) === ws) sockets.delete(workerId);
-    if (!sockets.has(workerId)) {
-      await this.exclusive(async () => {
-        await setOffline(this.db, workerId, Date.now());
-        (await this.ledger()).leave(workerId);
-      });
-    }
+    if (!this.sockets.drop(workerId, ws)) return;
+    await this.exclusive(async () => {
+      (await this.ledger().catch(() => null))?.leave(workerId);
+      await setOffline(this.db, workerId, lastSeen).catch((err: unknown) => console.error(`coordinator(${this.pool}): marking ${workerId} offline failed; the next sweep does`, errorText(err)));
+    });
   }
 }
+
+/** A lost attempt's event: requeued while the job has retries left. */
+const lostEvent = (a: AttemptWithJob): JobEvent => ({ type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries });

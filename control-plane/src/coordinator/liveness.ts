@@ -6,7 +6,7 @@ export interface SocketState {
   lastHeartbeat: number | null;
 }
 
-export type SocketVerdict = { kind: "hello_timeout" } | { kind: "silent" } | { kind: "alive"; lastSeen: number };
+export type SocketVerdict = { kind: "hello_timeout" } | { kind: "silent"; lastSeen: number } | { kind: "alive"; lastSeen: number };
 
 /** Decides what to do with one socket at a sweep: pure, so the timing rules test without I/O. */
 export function judgeSocket(s: SocketState, now: number, limits: { helloTimeoutMs: number; workerTimeoutMs: number }): SocketVerdict {
@@ -14,7 +14,7 @@ export function judgeSocket(s: SocketState, now: number, limits: { helloTimeoutM
     return now - s.session.connectedAt > limits.helloTimeoutMs ? { kind: "hello_timeout" } : { kind: "alive", lastSeen: s.session.connectedAt };
   }
   const lastSeen = Math.max(s.session.connectedAt, s.lastHeartbeat ?? 0);
-  return now - lastSeen > limits.workerTimeoutMs ? { kind: "silent" } : { kind: "alive", lastSeen };
+  return now - lastSeen > limits.workerTimeoutMs ? { kind: "silent", lastSeen } : { kind: "alive", lastSeen };
 }
 
 /** A gap between sweeps this many sweep intervals long means the coordinator itself was down. */

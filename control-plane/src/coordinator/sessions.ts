@@ -32,4 +32,6 @@ export const CloseCode = {
   helloTimeout: 4002,
   heartbeatTimeout: 4003,
   replaced: 4004,
+  /** The worker name belongs to another agent token: reconnecting with this one cannot help. */
+  identity: 4005,
 } as const;

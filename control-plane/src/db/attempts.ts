@@ -69,8 +69,19 @@ export async function holdingAttempts(db: Db, workerIds: string[]): Promise<Atte
   return selectWithJob(db, `a.worker_id IN (SELECT value FROM json_each(?1)) AND a.status IN (${HOLDING_IN})`, JSON.stringify(workerIds));
 }
 
-export function pastDeadline(db: Db, pool: string, now: number): Promise<AttemptWithJob[]> {
-  return selectWithJob(db, "j.pool = ?1 AND a.status = 'running' AND a.deadline_at < ?2", pool, now);
+/**
+ * Attempts past their deadline: running ones past the job's timeout (and the grace), and
+ * assigned ones not started in time. An assignment stored before start deadlines existed has
+ * none, and gets `startTimeoutMs` from its assignment.
+ */
+export function pastDeadline(db: Db, pool: string, now: number, startTimeoutMs: number): Promise<AttemptWithJob[]> {
+  return selectWithJob(
+    db,
+    "j.pool = ?1 AND ((a.status = 'running' AND a.deadline_at < ?2) OR (a.status = 'assigned' AND coalesce(a.deadline_at, a.assigned_at + ?3) < ?2))",
+    pool,
+    now,
+    startTimeoutMs,
+  );
 }
 
 /** A queued job as a scheduling round reads it. */
@@ -117,9 +128,13 @@ const SQL = {
   // An attempt copies queued_at from its job, and only for the assignment the update above just made.
   insertAttempts:
     "INSERT INTO attempts (job_id, attempt, worker_id, status, cpus_milli, memory_mb, gpu_indices, queued_at, assigned_at, started_at, finished_at, deadline_at, exit_code, failure_reason) " +
-    "SELECT j.id, j.attempt, v.worker_id, 'assigned', v.cpus_milli, v.memory_mb, v.gpu_indices, j.queued_at, ?2, NULL, NULL, NULL, NULL, NULL " +
+    "SELECT j.id, j.attempt, v.worker_id, 'assigned', v.cpus_milli, v.memory_mb, v.gpu_indices, j.queued_at, ?2, NULL, NULL, ?3, NULL, NULL " +
     `FROM ${rowsOf("job_id", "prev", "worker_id", "cpus_milli", "memory_mb", "gpu_indices")} JOIN jobs j ON j.id = v.job_id ` +
     "WHERE j.attempt = v.prev + 1 AND j.worker_id = v.worker_id AND j.assigned_at = ?2 AND +j.status = 'assigned' ON CONFLICT DO NOTHING",
+  // The agent took the assignment: the start bound gives way to the preparation bound.
+  acceptAttempts:
+    "UPDATE attempts SET deadline_at = v.deadline " +
+    `FROM ${rowsOf("job_id", "attempt", "deadline")} WHERE attempts.job_id = v.job_id AND attempts.attempt = v.attempt AND +attempts.status = 'assigned'`,
   startAttempts:
     "UPDATE attempts SET status = 'running', started_at = v.at, deadline_at = v.deadline " +
     `FROM ${rowsOf("job_id", "attempt", "at", "deadline")} WHERE attempts.job_id = v.job_id AND attempts.attempt = v.attempt AND +attempts.status = 'assigned'`,
@@ -148,10 +163,15 @@ const statement = (db: Db, sql: string, rows: unknown[][], ...more: unknown[]) =
  * the attempt as written: a job canceled meanwhile is left alone. Nothing is sent to an agent
  * before this commits.
  */
-export async function storeAssignments(db: Db, planned: { assignment: Assignment; job: QueuedRow }[], now: number): Promise<{ job: QueuedRow; attempt: AttemptWithJob }[]> {
+export async function storeAssignments(
+  db: Db,
+  planned: { assignment: Assignment; job: QueuedRow }[],
+  now: number,
+  startDeadline: number,
+): Promise<{ job: QueuedRow; attempt: AttemptWithJob }[]> {
   if (planned.length === 0) return [];
   const rows = planned.map(({ assignment: a, job }) => [job.id, job.attempt, a.workerId, a.cpusMilli, a.memoryMb, a.gpuIndices]);
-  const [assigned] = await db.$client.batch<{ id: string }>([statement(db, SQL.assignJobs, rows, now), statement(db, SQL.insertAttempts, rows, now)]);
+  const [assigned] = await db.$client.batch<{ id: string }>([statement(db, SQL.assignJobs, rows, now), statement(db, SQL.insertAttempts, rows, now, startDeadline)]);
   const took = new Set(assigned!.results.map((r) => r.id));
   return planned
     .filter(({ job }) => took.has(job.id))
@@ -169,7 +189,7 @@ export async function storeAssignments(db: Db, planned: { assignment: Assignment
         assignedAt: now,
         startedAt: null,
         finishedAt: null,
-        deadlineAt: null,
+        deadlineAt: startDeadline,
         exitCode: null,
         failureReason: null,
         jobStatus: "assigned",
@@ -186,12 +206,19 @@ export async function storeAssignments(db: Db, planned: { assignment: Assignment
  * that started and finished within one batch passes through both.
  */
 export class AttemptWrites {
+  private readonly accepts: unknown[][] = [];
   private readonly starts: unknown[][] = [];
   private readonly ends: unknown[][] = [];
   private readonly finishes: unknown[][] = [];
   private readonly requeues: unknown[][] = [];
   /** Every attempt written, as written, in the order decided. */
   readonly written: AttemptWithJob[] = [];
+
+  /** An agent took an assigned attempt: it now has until `deadlineAt` to start it. */
+  accept(a: AttemptWithJob, deadlineAt: number): AttemptWithJob {
+    this.accepts.push([a.jobId, a.attempt, deadlineAt]);
+    return this.wrote({ ...a, deadlineAt });
+  }
 
   /** Marks an attempt started and, when it is the job's latest, its job running. */
   start(a: AttemptWithJob, now: number, deadlineAt: number, resolved: ResolvedCommits | null): AttemptWithJob {
@@ -223,6 +250,7 @@ export class AttemptWrites {
 
   statements(db: Db): Statement[] {
     const kinds: [string, unknown[][]][] = [
+      [SQL.acceptAttempts, this.accepts],
       [SQL.startAttempts, this.starts],
       [SQL.startJobs, this.starts],
       [SQL.endAttempts, this.ends],

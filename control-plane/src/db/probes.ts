@@ -9,12 +9,18 @@ export function insertProbe(db: Db, row: { id: string; workerId: string; pool: s
   return db.insert(probes).values({ ...row, status: "pending", createdAt: row.now });
 }
 
-/** Records how a probe ended; only a pending probe changes, so the first answer stands. */
-export function finishProbe(db: Db, id: string, outcome: ProbeOutcome, now: number) {
-  return db
+/**
+ * Records how a probe ended; only a pending probe changes, so the first answer stands. With
+ * `workerId`, only that worker's probe: an agent answers only the probes sent to it.
+ * Resolves with whether a probe changed.
+ */
+export async function finishProbe(db: Db, id: string, outcome: ProbeOutcome, now: number, workerId?: string): Promise<boolean> {
+  const changed = await db
     .update(probes)
     .set({ ...outcome, finishedAt: now })
-    .where(and(eq(probes.id, id), eq(probes.status, "pending")));
+    .where(and(eq(probes.id, id), eq(probes.status, "pending"), workerId === undefined ? undefined : eq(probes.workerId, workerId)))
+    .returning({ id: probes.id });
+  return changed.length > 0;
 }
 
 export function getProbe(db: Db, id: string) {

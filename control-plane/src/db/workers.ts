@@ -6,11 +6,16 @@ import { newId } from "../ids.ts";
 
 export type WorkerRow = typeof workers.$inferSelect;
 
-/** Records a hello: the same pool and name is the same worker, whatever process it is now. */
+/**
+ * Records a hello: the same pool and name is the same worker, whatever process it is now, but
+ * only for the agent token that created it. A worker is bound to its credential: another token
+ * gets undefined and never takes the name, its sockets or its attempts over, unless the
+ * worker's own token was revoked or deleted (a machine given a new token keeps its name).
+ */
 export async function upsertWorker(
   db: Db,
   w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; now: number },
-): Promise<WorkerRow> {
+): Promise<WorkerRow | undefined> {
   const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, warm: w.warm, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
   const [row] = await db
     .insert(workers)
@@ -22,9 +27,10 @@ export async function upsertWorker(
         // An agent's own drain ends with the process that asked for it; an operator's stays.
         drain: sql`CASE WHEN ${workers.drain} = 'agent' THEN NULL ELSE ${workers.drain} END`,
       },
+      setWhere: sql`${workers.tokenId} = excluded.token_id OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = ${workers.tokenId} AND t.revoked_at IS NULL)`,
     })
     .returning();
-  return row!;
+  return row;
 }
 
 export function setWarm(db: Db, id: string, warm: WarmCache) {
@@ -53,8 +59,9 @@ export async function touchWorkers(db: Db, seen: { id: string; at: number }[]) {
   await db.batch([first!, ...rest]);
 }
 
-export function setOffline(db: Db, id: string, at: number) {
-  return db.update(workers).set({ online: false, lastSeen: at }).where(eq(workers.id, id));
+/** The worker's last socket went; `lastSeen` is when it was last heard, which the requeue clock counts from. */
+export function setOffline(db: Db, id: string, lastSeen: number) {
+  return db.update(workers).set({ online: false, lastSeen }).where(eq(workers.id, id));
 }
 
 /** Workers the database still calls online although no socket of theirs is held here. */

@@ -1,7 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { sql } from "drizzle-orm";
 import { PROTOCOL_VERSION } from "../../../protocol/index.ts";
+import { coordinatorFor } from "../coordinator/stub.ts";
+import { COUNTER_HELP, COUNTERS, type Sample } from "../coordinator/metrics.ts";
 import { createDb } from "../db/client.ts";
+import type { Bindings } from "../env.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { Health } from "../schemas.ts";
 
@@ -10,9 +13,15 @@ export const DISPATCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.
 
 const label = (v: string) => v.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 
-/** Prometheus text exposition of what D1 records; nothing here is kept in memory. */
-async function renderMetrics(d1: D1Database): Promise<string> {
-  const db = createDb(d1);
+/** Pools whose coordinators are asked for their counters, at most: a scrape stays bounded. */
+const METRICS_POOLS = 200;
+
+/**
+ * Prometheus text exposition of what D1 records, and of each pool coordinator's own counters
+ * (refused agent messages, settlement retries, alarm failures).
+ */
+async function renderMetrics(env: Bindings): Promise<string> {
+  const db = createDb(env.DB);
   const bucketCols = DISPATCH_BUCKETS.map((b, i) => `SUM(CASE WHEN a.assigned_at - a.queued_at <= ${b * 1000} THEN 1 ELSE 0 END) AS b${i}`).join(", ");
   const [byState, workers, latency] = await Promise.all([
     db.all<{ pool: string; status: string; n: number }>(sql`SELECT pool, status, COUNT(*) AS n FROM jobs GROUP BY pool, status`),
@@ -40,7 +49,33 @@ async function renderMetrics(d1: D1Database): Promise<string> {
     out.push(`gridx_dispatch_latency_seconds_sum{pool="${pool}"} ${Number(r.total) / 1000}`);
     out.push(`gridx_dispatch_latency_seconds_count{pool="${pool}"} ${r.n}`);
   }
+  out.push(...(await coordinatorCounters(env, db)));
   return out.join("\n") + "\n";
+}
+
+async function coordinatorCounters(env: Bindings, db: ReturnType<typeof createDb>): Promise<string[]> {
+  const pools = await db.all<{ pool: string }>(sql`SELECT pool FROM workers UNION SELECT pool FROM jobs ORDER BY pool LIMIT ${METRICS_POOLS}`);
+  const samples = await Promise.all(
+    pools.map(async ({ pool }) => {
+      try {
+        return { pool, samples: await coordinatorFor(env, pool).metricSamples(pool) };
+      } catch (err) {
+        console.error(`metrics: the coordinator of ${pool} did not answer`, err instanceof Error ? err.message : err);
+        return { pool, samples: [] as Sample[] };
+      }
+    }),
+  );
+  const out: string[] = [];
+  for (const name of Object.values(COUNTERS)) {
+    out.push(`# HELP ${name} ${COUNTER_HELP[name]}`, `# TYPE ${name} counter`);
+    for (const { pool, samples: mine } of samples) {
+      for (const s of mine.filter((m) => m.name === name)) {
+        const labels = [`pool="${label(pool)}"`, ...Object.entries(s.labels).map(([k, v]) => `${k}="${label(v)}"`)].join(",");
+        out.push(`${name}{${labels}} ${s.value}`);
+      }
+    }
+  }
+  return out;
 }
 
 const tags = ["ops"];
@@ -66,11 +101,11 @@ export const opsRoutes = router()
       summary: "Prometheus metrics",
       responses: {
         200: {
-          description: "Jobs by pool and state, queue depth, workers online, and the dispatch latency histogram, in the Prometheus text format.",
+          description: "Jobs by pool and state, queue depth, workers online, the dispatch latency histogram, and each pool coordinator's counters (refused and fenced agent messages, settlement retries, alarm and handler failures), in the Prometheus text format.",
           content: { "text/plain": { schema: z.string() } },
         },
         ...errors(401, 403),
       },
     }),
-    async (c) => c.text(await renderMetrics(c.env.DB), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
+    async (c) => c.text(await renderMetrics(c.env), 200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" }),
   );

@@ -1,0 +1,83 @@
+import type { CoordinatorToAgent, JobSpec, RepoCredentials } from "../../../protocol/index.ts";
+import type { Db } from "../db/client.ts";
+import { failQueued } from "../db/attempts.ts";
+import { datasetsByIds } from "../db/datasets.ts";
+import { getSecret } from "../db/secrets.ts";
+import type { Bindings } from "../env.ts";
+import { SecretVault } from "../secrets/vault.ts";
+import type { Settings } from "../settings.ts";
+import { ObjectStore } from "../storage/object-store.ts";
+
+/** What building an assignment needs: the pool's D1, its bindings and settings. */
+export interface AssignmentContext {
+  db: Db;
+  env: Bindings;
+  settings: Settings;
+  pool: string | null;
+}
+
+/** An assignment, with presigned downloads of the job's inputs issued for this attempt. */
+export async function buildAssignment(c: AssignmentContext, jobId: string, attempt: number, spec: JobSpec, gpuIndices: number[]): Promise<CoordinatorToAgent> {
+  const inputs = [];
+  if (spec.inputs.length) {
+    const store = new ObjectStore(c.env.BUCKET, c.settings);
+    const rows = new Map((await datasetsByIds(c.db, spec.inputs.map((i) => i.dataset))).map((d) => [d.id, d]));
+    for (const input of spec.inputs) {
+      const d = rows.get(input.dataset);
+      if (!d) continue; // deleted since dispatch: the agent reports the input missing
+      inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
+    }
+  }
+  const credentials = spec.task.kind === "repo" ? await credentialsFor(c, spec.task.repo) : undefined;
+  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials } };
+}
+
+/**
+ * Decrypts the project secrets a repo job names, for its assignment only. A secret deleted
+ * since submission (or a vault that cannot open it) is left out: the agent's fetch then
+ * fails and the job says so, rather than the queue stalling.
+ */
+async function credentialsFor(c: AssignmentContext, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
+  if (!repo.code_credentials && !repo.env_credentials) return undefined;
+  try {
+    const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
+    const open = async (name: string | undefined) => {
+      const row = name ? await getSecret(c.db, repo.project, name) : undefined;
+      return row ? vault.open(repo.project, row.name, row.sealed) : undefined;
+    };
+    return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
+  } catch (err) {
+    // Never the secret itself: only why it could not be opened.
+    console.error(`coordinator(${c.pool}): project ${repo.project} secrets could not be opened`, err instanceof Error ? err.message : err);
+    return undefined;
+  }
+}
+
+/**
+ * Fails, instead of scheduling, queued jobs whose datasets do not exist or are still
+ * uploading: they could never start, and the user learns why at once.
+ */
+export async function withoutUnreadyInputs<J extends { id: string; spec: JobSpec }>(c: AssignmentContext, jobs: J[]): Promise<J[]> {
+  const wanted = [...new Set(jobs.flatMap((j) => j.spec.inputs.map((i) => i.dataset)))];
+  if (wanted.length === 0) return jobs;
+  const ready = new Map((await datasetsByIds(c.db, wanted)).map((d) => [d.id, d.status]));
+  // Without storage no input can be fetched; failing those jobs keeps them from wedging the queue.
+  const storage = c.settings.S3_ENDPOINT && c.settings.S3_ACCESS_KEY_ID && c.settings.S3_SECRET_ACCESS_KEY;
+  const kept: J[] = [];
+  for (const job of jobs) {
+    const problem = job.spec.inputs
+      .map((i) =>
+        !storage
+          ? "cannot be fetched: object storage is not configured on this control plane"
+          : !ready.has(i.dataset)
+            ? `dataset ${i.dataset} does not exist`
+            : ready.get(i.dataset) !== "ready"
+              ? `dataset ${i.dataset} is still uploading`
+              : null,
+      )
+      .find(Boolean);
+    if (problem) await failQueued(c.db, job.id, "input_error", `input ${problem}`, Date.now());
+    else kept.push(job);
+  }
+  return kept;
+}
