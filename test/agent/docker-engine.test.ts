@@ -3,10 +3,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { describe, expect, it } from "vitest";
-import { DockerEngine, DockerError, engineAddress, negotiateApiVersion } from "../../agent/src/docker/engine.ts";
+import { afterEach, describe, expect, it } from "vitest";
+import { DockerEngine, DockerError, DockerTimeoutError, engineAddress, negotiateApiVersion } from "../../agent/src/docker/engine.ts";
 import { FrameDemuxer, type OutputStream } from "../../agent/src/docker/frames.ts";
 import type { BuildEvent } from "../../agent/src/docker/types.ts";
+import { hungEngine, type HungEngine } from "../helpers/hung-engine.ts";
 
 const run = promisify(execFile);
 
@@ -75,6 +76,56 @@ describe("negotiateApiVersion", () => {
     expect(negotiateApiVersion({ ApiVersion: "1.52", MinAPIVersion: "1.44" })).toBe("1.44");
     expect(negotiateApiVersion({ ApiVersion: "1.40", MinAPIVersion: "1.12" })).toBe("1.40");
     expect(negotiateApiVersion({ ApiVersion: "1.43" })).toBe("1.41");
+  });
+});
+
+describe("DockerEngine against an engine that does not answer", () => {
+  let engine: HungEngine;
+  afterEach(() => engine.close());
+
+  it("fails every call with a timeout naming it, the API version's first", async () => {
+    engine = await hungEngine();
+    const docker = new DockerEngine({ socketPath: engine.socketPath }, { callTimeoutMs: 100 });
+    await expect(docker.ping()).rejects.toEqual(new DockerTimeoutError("GET /_ping", 100));
+    await expect(docker.createContainer({ Image: "gridx/python:latest" })).rejects.toEqual(new DockerTimeoutError("GET /version", 100));
+  });
+
+  it("fails each call, short or long-lived, with a timeout naming it when the engine hangs after telling its version", async () => {
+    engine = await hungEngine((path, res) => path === "/version" && (res.end('{"ApiVersion":"1.41"}'), true));
+    const docker = new DockerEngine({ socketPath: engine.socketPath }, { callTimeoutMs: 100 });
+    const calls: [string, () => Promise<unknown>][] = [
+      ["POST /containers/create", () => docker.createContainer({ Image: "gridx/python:latest" })],
+      ["POST /containers/c1/attach", () => docker.attachContainer("c1")],
+      ["POST /containers/c1/start", () => docker.startContainer("c1")],
+      ["POST /containers/c1/wait", () => docker.waitContainer("c1")],
+      ["GET /containers/c1/json", () => docker.inspectContainer("c1")],
+      ["POST /containers/c1/update", () => docker.updateContainer("c1", { PidsLimit: 64 })],
+      ["POST /containers/c1/rename", () => docker.renameContainer("c1", "c2")],
+      ["DELETE /containers/c1", () => docker.removeContainer("c1")],
+      ["GET /containers/json", () => docker.listContainers(["gridx.managed=true"])],
+      ["GET /images/gridx/python:latest/json", () => docker.inspectImage("gridx/python:latest")],
+      ["GET /images/json", () => docker.listImages(["gridx.env_key"])],
+    ];
+    const settled = await Promise.allSettled(calls.map(([, call]) => call()));
+    expect(settled).toEqual(calls.map(([name]) => ({ status: "rejected", reason: new DockerTimeoutError(name, 100) })));
+    // A stop waits its grace by design, on top of the call's own time.
+    await expect(docker.stopContainer("c1", 0.2)).rejects.toEqual(new DockerTimeoutError("POST /containers/c1/stop", 300));
+  });
+
+  it("bounds a short call's body, and a long-lived one's only until it begins", async () => {
+    engine = await hungEngine((path, res) => {
+      if (path === "/version") res.end('{"ApiVersion":"1.41"}');
+      else if (path === "/containers/c1/json") res.writeHead(200).flushHeaders();
+      else if (path === "/containers/c1/wait") {
+        res.writeHead(200).flushHeaders();
+        // Well past the call's timeout: a wait's body comes when the container stops.
+        setTimeout(() => res.end('{"StatusCode":4}'), 300);
+      } else return false;
+      return true;
+    });
+    const docker = new DockerEngine({ socketPath: engine.socketPath }, { callTimeoutMs: 100 });
+    await expect(docker.inspectContainer("c1")).rejects.toEqual(new DockerTimeoutError("GET /containers/c1/json", 100));
+    expect(await docker.waitContainer("c1")).toBe(4);
   });
 });
 

@@ -1,7 +1,7 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import { readBody } from "../transfer/http.ts";
-import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
 export type EngineAddress = { socketPath: string } | { host: string; port: number };
@@ -66,6 +66,33 @@ export class DockerError extends Error {
   }
 }
 
+/**
+ * The engine did not answer a call in time: a hung engine, not a refusal. It names the call
+ * (method and path), so a job failed by it says what the engine was asked.
+ */
+export class DockerTimeoutError extends Error {
+  override readonly name = "DockerTimeoutError";
+
+  constructor(
+    readonly call: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`the Docker engine did not answer ${call} within ${timeoutMs / 1000}s`);
+  }
+}
+
+/** How long the engine has to answer a call, unless the DockerEngine is told otherwise. */
+export const DEFAULT_CALL_TIMEOUT_MS = 30_000;
+
+export interface DockerEngineOptions {
+  /**
+   * A call's answer must arrive within this (default 30 s), and for a short call (create,
+   * start, inspect, remove...) its whole body too. Long-lived bodies (an attach stream, a
+   * wait, a build's progress) are bounded only until their answer begins.
+   */
+  callTimeoutMs?: number;
+}
+
 export interface BuildOptions {
   tag: string;
   /** The Dockerfile's path inside the build context. */
@@ -83,14 +110,19 @@ interface Call {
   signal?: AbortSignal;
   /** Sent without the /vX.Y prefix: only for the calls that come before a version is chosen. */
   unversioned?: boolean;
+  /** Added to the call's timeout, for a call that waits by design (a stop's grace). */
+  extraMs?: number;
 }
+
+/** Reads a call's answer once its status says success. */
+type Reader<T> = (res: IncomingMessage) => T | Promise<T>;
 
 /**
  * The few Docker Engine API calls the agent makes, over `node:http`. Written here rather than
  * taken from dockerode, whose gRPC, protobuf and ssh2 dependencies cost an idle agent about
  * 29 MiB of its 80 MiB budget.
- * Every call rejects with a `DockerError` when the engine says no, and with the socket's own
- * error when it cannot be reached.
+ * Every call rejects with a `DockerError` when the engine says no, with a `DockerTimeoutError`
+ * when it does not answer in time, and with the socket's own error when it cannot be reached.
  *
  * @example
  * const docker = new DockerEngine();
@@ -100,8 +132,14 @@ interface Call {
  */
 export class DockerEngine {
   private version: Promise<string> | null = null;
+  private readonly callTimeoutMs: number;
 
-  constructor(private readonly address: EngineAddress = engineAddress(process.env)) {}
+  constructor(
+    private readonly address: EngineAddress = engineAddress(process.env),
+    opts: DockerEngineOptions = {},
+  ) {
+    this.callTimeoutMs = opts.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
+  }
 
   async ping(): Promise<void> {
     await this.text("GET", "/_ping", { unversioned: true });
@@ -111,9 +149,9 @@ export class DockerEngine {
     return this.json("GET", "/info");
   }
 
-  /** Resolves if the image is on this engine; a missing one rejects with status 404. */
-  async inspectImage(name: string): Promise<void> {
-    await this.text("GET", `/images/${imageRef(name)}/json`);
+  /** The image, if it is on this engine; a missing one rejects with status 404. */
+  inspectImage(name: string): Promise<ImageInspect> {
+    return this.json("GET", `/images/${imageRef(name)}/json`);
   }
 
   /** Images carrying every one of `labels` (`key` or `key=value`). */
@@ -127,7 +165,7 @@ export class DockerEngine {
    * resolves like a good one, its failure being an event with `error`, as Docker reports it.
    */
   async buildImage(context: Readable, opts: BuildOptions, onEvent: (event: BuildEvent) => void): Promise<void> {
-    const res = await this.send("POST", "/build", {
+    const res = await this.long("POST", "/build", {
       query: { t: opts.tag, dockerfile: opts.dockerfile, labels: JSON.stringify(opts.labels), rm: "1", forcerm: "1" },
       body: context,
       headers: { "content-type": "application/x-tar" },
@@ -156,7 +194,7 @@ export class DockerEngine {
    * pausing this stream holds the container's writes back.
    */
   attachContainer(id: string): Promise<Readable> {
-    return this.send("POST", `/containers/${encodeURIComponent(id)}/attach`, { query: { stream: "1", stdout: "1", stderr: "1" } });
+    return this.long("POST", `/containers/${encodeURIComponent(id)}/attach`, { query: { stream: "1", stdout: "1", stderr: "1" } });
   }
 
   async startContainer(id: string): Promise<void> {
@@ -177,13 +215,14 @@ export class DockerEngine {
 
   /** SIGTERM, then SIGKILL after `graceS` seconds; resolves once it has stopped. */
   async stopContainer(id: string, graceS: number): Promise<void> {
-    await this.text("POST", `/containers/${encodeURIComponent(id)}/stop`, { query: { t: String(graceS) } });
+    await this.text("POST", `/containers/${encodeURIComponent(id)}/stop`, { query: { t: String(graceS) }, extraMs: graceS * 1000 });
   }
 
   /** The exit code, once the container has stopped, however long that takes. */
   async waitContainer(id: string): Promise<number> {
-    const waited = await this.json<{ StatusCode: number }>("POST", `/containers/${encodeURIComponent(id)}/wait`);
-    return waited.StatusCode;
+    // The engine answers at once and sends the body when the container stops.
+    const res = await this.long("POST", `/containers/${encodeURIComponent(id)}/wait`);
+    return (JSON.parse(await readBody(res)) as { StatusCode: number }).StatusCode;
   }
 
   inspectContainer(id: string): Promise<ContainerInspect> {
@@ -204,13 +243,44 @@ export class DockerEngine {
     return JSON.parse(await this.text(method, path, call)) as T;
   }
 
-  private async text(method: string, path: string, call?: Call): Promise<string> {
-    return readBody(await this.send(method, path, call));
+  /** A short call: its answer and its whole body within the timeout. */
+  private text(method: string, path: string, call: Call = {}): Promise<string> {
+    return this.roundTrip(method, path, call, true, readBody);
+  }
+
+  /** A long-lived body (a stream, a wait), the caller's to read: only its answer is bounded. */
+  private long(method: string, path: string, call: Call = {}): Promise<IncomingMessage> {
+    return this.roundTrip(method, path, call, false, (res) => res);
+  }
+
+  /**
+   * Makes a call, failing it with a DockerTimeoutError unless the engine answers in time;
+   * `bodyBounded` keeps the clock running while `read` reads the body. The clock starts once
+   * the API version is known (its own call, timed as any), or, for a streamed request body (a
+   * build context, made as it is sent), once that is all sent.
+   */
+  private async roundTrip<T>(method: string, path: string, call: Call, bodyBounded: boolean, read: Reader<T>): Promise<T> {
+    const prefix = call.unversioned ? "" : `/v${await this.apiVersion()}`;
+    const ms = this.callTimeoutMs + (call.extraMs ?? 0);
+    const timeout = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const what = `${method} ${decodeURIComponent(path)}`;
+    const arm = () => (timer = setTimeout(() => timeout.abort(new DockerTimeoutError(what, ms)), ms));
+    if (!call.body) arm();
+    try {
+      const res = await this.send(method, prefix + path, call, timeout.signal, arm);
+      if (!bodyBounded) clearTimeout(timer);
+      return await read(res);
+    } catch (err) {
+      // Whatever the abort broke (the socket, the body), the cause is the timeout.
+      throw timeout.signal.aborted ? (timeout.signal.reason as Error) : err;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The response once its status says success; its body is the caller's to read. */
-  private async send(method: string, path: string, call: Call = {}): Promise<IncomingMessage> {
-    const prefix = call.unversioned ? "" : `/v${await this.apiVersion()}`;
+  private send(method: string, path: string, call: Call, timeout: AbortSignal, sent: () => void): Promise<IncomingMessage> {
     const params = String(new URLSearchParams(call.query));
     const query = params ? `?${params}` : "";
     const headers = call.json === undefined ? call.headers : { ...call.headers, "content-type": "application/json" };
@@ -219,9 +289,9 @@ export class DockerEngine {
         {
           ...this.address,
           method,
-          path: prefix + path + query,
+          path: path + query,
           headers,
-          signal: call.signal,
+          signal: call.signal ? AbortSignal.any([call.signal, timeout]) : timeout,
           // A connection per request: an attach stream, which Docker takes over, must never be
           // pooled, and a local socket costs next to nothing to open.
           agent: false,
@@ -233,10 +303,12 @@ export class DockerEngine {
         },
       );
       req.on("error", reject);
-      if (call.body)
+      if (call.body) {
+        req.on("finish", sent);
         pipeline(call.body, req, (err) => {
           if (err) reject(err);
         });
+      }
       else req.end(call.json === undefined ? undefined : JSON.stringify(call.json));
     });
   }
