@@ -3,6 +3,7 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { Labels } from "../../protocol/index.ts";
+import { LEASE_DEFAULTS } from "./runner/warden.ts";
 
 /** Where the agent looks for a config file when neither --config nor GRIDX_CONFIG names one. */
 export const DEFAULT_CONFIG_FILE = "/etc/gridx/agent.json";
@@ -28,6 +29,8 @@ export const AgentConfig = z.object({
   stopGraceS: z.coerce.number().min(0).max(3600).default(10),
   /** Seconds running jobs get to finish when the agent is asked to stop. */
   drainGraceS: z.coerce.number().min(0).max(86_400).default(300),
+  /** Seconds without a lease renewal after which the warden stops this agent's job containers; keep it below the control plane's WORKER_TIMEOUT_S. */
+  leaseS: z.coerce.number().min(2).max(3600).default(LEASE_DEFAULTS.leaseS),
   tmpfsMb: Mib(64),
   outputCapMb: Mib(1024),
   logCapMb: Mib(100),
@@ -70,6 +73,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "allowImages", flag: "allow-image", env: "GRIDX_ALLOW_IMAGES", list: true },
   { key: "stopGraceS", flag: "stop-grace", env: "GRIDX_STOP_GRACE_S" },
   { key: "drainGraceS", flag: "drain-grace", env: "GRIDX_DRAIN_GRACE_S" },
+  { key: "leaseS", flag: "lease-s", env: "GRIDX_LEASE_S" },
   { key: "tmpfsMb", flag: "tmpfs-mb", env: "GRIDX_TMPFS_MB" },
   { key: "outputCapMb", flag: "output-cap-mb", env: "GRIDX_OUTPUT_CAP_MB" },
   { key: "logCapMb", flag: "log-cap-mb", env: "GRIDX_LOG_CAP_MB" },

@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { Agent } from "./agent.ts";
 import { detectCaps } from "./caps.ts";
-import { DockerEngine } from "./docker/engine.ts";
+import { DockerEngine, engineAddress } from "./docker/engine.ts";
 import { configToEnv, loadConfig, takeFlags } from "./config.ts";
 import { DEFAULT_PATHS, install, SERVICE_NAME, status, uninstall } from "./service.ts";
 import { createLogger } from "./logger.ts";
@@ -11,6 +11,8 @@ import { EnvImages } from "./repos/env-images.ts";
 import { GitCache } from "./repos/git-cache.ts";
 import { RepoWorkspace } from "./repos/workspace.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
+import { LEASE_DEFAULTS, startWarden } from "./runner/warden.ts";
+import { agentInstance } from "./identity.ts";
 import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
 import { InputCache } from "./transfer/input-cache.ts";
 import { artifactApi } from "./transfer/uploader.ts";
@@ -18,12 +20,14 @@ import { AGENT_VERSION } from "./version.ts";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
-       [--drain-grace S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
+       [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
-the environment over the file. See the README for the full table.`;
+the environment over the file. See the README for the full table.
+--lease-s (default ${LEASE_DEFAULTS.leaseS}): a job container outlives a killed agent by at most this plus ${LEASE_DEFAULTS.checkS + LEASE_DEFAULTS.graceS} s; keep it
+below the control plane's WORKER_TIMEOUT_S (90 s by default), so the job is requeued only after.`;
 
 async function service(command: "install" | "uninstall" | "status", argv: string[]): Promise<number> {
   const { taken, rest } = takeFlags(argv, ["unit-dir", "config-dir", "user"], ["no-start"]);
@@ -125,6 +129,10 @@ async function main(): Promise<number> {
     runner,
     log,
   );
+  // Before the agent takes a job: the lease then covers every container it starts.
+  const warden = await startWarden(docker, engineAddress(process.env), { stateDir: config.stateDir, instance: agentInstance(config.url, config.token), agentName: config.name, leaseS: config.leaseS }, log);
+  // Only once the agent has closed, so no job is left: should closing fail, the lease expires and the warden stops what remains.
+  const close = (graceMs: number) => agent.close(graceMs).then(() => warden?.close());
   const { fatal, finished } = await agent.start();
 
   return new Promise<number>((resolve) => {
@@ -137,17 +145,17 @@ async function main(): Promise<number> {
       }
       stopping = true;
       log.info("stopping: finishing running jobs first", { signal, grace_s: config.drainGraceS });
-      void agent.close(config.drainGraceS * 1000).then(() => resolve(0));
+      void close(config.drainGraceS * 1000).then(() => resolve(0));
     };
     process.on("SIGTERM", () => stop("SIGTERM"));
     process.on("SIGINT", () => stop("SIGINT"));
     void finished.then(() => {
       log.info("--once: the job is done and reported; exiting");
-      void agent.close(0).then(() => resolve(0));
+      void close(0).then(() => resolve(0));
     });
     void fatal.then((reason) => {
       log.error(reason);
-      void agent.close(0).then(() => resolve(3));
+      void close(0).then(() => resolve(3));
     });
   });
 }

@@ -1,7 +1,7 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import { readBody } from "../transfer/http.ts";
-import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageSummary } from "./types.ts";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
 export type EngineAddress = { socketPath: string } | { host: string; port: number };
@@ -149,9 +149,9 @@ export class DockerEngine {
     return this.json("GET", "/info");
   }
 
-  /** Resolves if the image is on this engine; a missing one rejects with status 404. */
-  async inspectImage(name: string): Promise<void> {
-    await this.text("GET", `/images/${imageRef(name)}/json`);
+  /** The image, if it is on this engine; a missing one rejects with status 404. */
+  inspectImage(name: string): Promise<ImageInspect> {
+    return this.json("GET", `/images/${imageRef(name)}/json`);
   }
 
   /** Images carrying every one of `labels` (`key` or `key=value`). */

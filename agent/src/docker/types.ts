@@ -44,6 +44,7 @@ export interface HostConfig extends ContainerResources {
   AutoRemove?: boolean;
   LogConfig?: { Type: string; Config: Record<string, string> };
   DeviceRequests?: { Driver: string; DeviceIDs: string[]; Capabilities: string[][] }[];
+  RestartPolicy?: { Name: "no" | "always" | "unless-stopped" | "on-failure"; MaximumRetryCount?: number };
 }
 
 /** `GET /containers/{id}/json`. */
@@ -54,6 +55,17 @@ export interface ContainerInspect {
 
 /** One entry of `GET /containers/json`. */
 export interface ContainerSummary {
+  Id: string;
+  /** The id (`sha256:…`) of the image it was created from, whatever name that had. */
+  ImageID: string;
+  Labels: Record<string, string> | null;
+  /** "created", "running", "exited", … */
+  State: string;
+}
+
+/** `GET /images/{name}/json`. */
+export interface ImageInspect {
+  /** `sha256:…`; a rebuild under the same name gets a new one. */
   Id: string;
 }
 
