@@ -54,7 +54,7 @@ describe("coordinator: faults delay work, never lose it", () => {
     const { agent } = await FakeAgent.join(token, { name: "gone" });
     const job = await runningJob(pool, agent, { max_retries: 1 });
     agent.close();
-    await pollUntil(async () => (await api(`/v1/workers?pool=${pool}`)).json.workers[0].status, (s) => s === "offline", { timeoutMs: 5000, what: "worker offline" });
+    await pollUntil(async () => (await api(`/v1/workers?pool=${pool}`)).json.workers[0].status, (s) => s === "offline", { timeoutMs: 5000, intervalMs: 50, what: "worker offline" });
     // Every D1 call of this coordinator fails for a while: its sweeps fail and are counted.
     await inject(pool, { d1: { fail_next: 10_000 } });
     await runAlarm(pool);
@@ -169,7 +169,7 @@ describe("coordinator: identity and bounds", () => {
     const impostor = await FakeAgent.connect(await agentToken(pool, "impostor"));
     impostor.send({ type: "hello", payload: { agent_version: "x", name: "gpu-1", slots: 1, caps: caps(), running: [] } });
     expect((await impostor.next("error")).payload.message).toMatch(/belongs to another agent token/);
-    await pollUntil(async () => impostor.closed, (c) => c !== null, { timeoutMs: 3000, what: "impostor closed" });
+    await pollUntil(async () => impostor.closed, (c) => c !== null, { timeoutMs: 3000, intervalMs: 20, what: "impostor closed" });
     expect(impostor.closed!.code).toBe(4005);
     expect(real.closed).toBeNull();
     expect((await api(`/v1/jobs/${job.id}`)).json).toMatchObject({ status: "running", worker_id: workerId, attempt: 1 });
@@ -220,7 +220,7 @@ describe("coordinator: identity and bounds", () => {
         return agent.next("cancel_job", 500).catch(() => null);
       },
       (c) => c !== null,
-      { timeoutMs: 10_000, what: "cancel_job" },
+      { timeoutMs: 10_000, intervalMs: 0, what: "cancel_job" },
     );
     expect(cancel!.payload).toMatchObject({ job_id: job.id, attempt: 1, reason: "stale" });
     const attempts = (await api(`/v1/jobs/${job.id}/attempts`)).json.attempts;
@@ -241,7 +241,7 @@ describe("coordinator: identity and bounds", () => {
     const attempt = await pollUntil(
       () => env.DB.prepare("SELECT status, assigned_at, deadline_at FROM attempts WHERE job_id = ?1").bind(job.id).first<{ status: string; assigned_at: number; deadline_at: number }>(),
       (a) => a !== null && a.deadline_at - a.assigned_at > 3000,
-      { timeoutMs: 3000, what: "deadline moved" },
+      { timeoutMs: 3000, intervalMs: 50, what: "deadline moved" },
     );
     expect(attempt!.status).toBe("assigned");
     agent.send({ type: "job_started", payload: { job_id: job.id, attempt: 1 } });

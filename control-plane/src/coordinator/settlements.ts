@@ -4,8 +4,13 @@
  * can never be written does not hold the others back; after `giveUpAfter` it is dropped (its
  * waiter is told, and the agent re-sends an unacknowledged result on its own timer).
  */
-export const SETTLE_RETRY = { baseMs: 100, maxMs: 5000, isolateAfter: 3, giveUpAfter: 60 } as const;
-export type SettleRetry = typeof SETTLE_RETRY;
+export interface SettleRetry {
+  baseMs: number;
+  maxMs: number;
+  isolateAfter: number;
+  giveUpAfter: number;
+}
+export const SETTLE_RETRY: Readonly<SettleRetry> = { baseMs: 100, maxMs: 5000, isolateAfter: 3, giveUpAfter: 60 };
 
 export function settleRetryDelay(failures: number, policy: SettleRetry = SETTLE_RETRY): number {
   return Math.min(policy.maxMs, policy.baseMs * 2 ** Math.max(0, failures - 1));
