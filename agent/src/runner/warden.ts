@@ -117,7 +117,7 @@ export function pickWarden(found: ContainerSummary[], spec: string): { keep: Con
  * process, so a `kill -9` of the agent or a kill of its whole cgroup leaves it running.
  *
  * @example
- * const warden = new Warden(docker, { stateDir, instance, socketPath: "/var/run/docker.sock" }, log);
+ * const warden = new Warden(docker, { stateDir, instance, agentName: "lab-3", socketPath: "/var/run/docker.sock" }, log);
  * await warden.start(); // before taking jobs
  * // ...
  * await warden.close(); // after every job has ended
@@ -205,9 +205,10 @@ export class Warden {
       if (this.renewFailing) this.log.info("lease renewed again", { file: this.leaseFile });
       this.renewFailing = false;
       // A frozen process (SIGSTOP, a stalled event loop) finds out here that its jobs may have been stopped.
-      const gapS = (performance.now() - (this.renewedAt ?? performance.now())) / 1000;
+      const at = performance.now();
+      const gapS = (at - (this.renewedAt ?? at)) / 1000;
       if (gapS > this.opts.leaseS) this.log.warn("the lease lapsed: the warden may have stopped this agent's jobs", { gap_s: Math.round(gapS), lease_s: this.opts.leaseS });
-      this.renewedAt = performance.now();
+      this.renewedAt = at;
     } catch (err) {
       if (!this.renewFailing) this.log.error("cannot renew the lease; the warden will stop this agent's jobs if this goes on", { err, file: this.leaseFile, lease_s: this.opts.leaseS });
       this.renewFailing = true;
