@@ -5,6 +5,8 @@ import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
 const JobId = z.string().min(1).max(64);
 /** Far above any job's retries: an attempt number past it is a forged or broken message. */
 const Attempt = z.number().int().min(1).max(10_000);
+/** A process's exit status as any platform reports it (Windows' are unsigned 32-bit). */
+const ExitCode = z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1);
 /** Names one try of one job; messages about an older try are stale and ignored. */
 export const AttemptRef = z.object({ job_id: JobId, attempt: Attempt });
 export type AttemptRef = z.infer<typeof AttemptRef>;
@@ -51,6 +53,8 @@ export const LOG_LIMITS = {
   line_chars: 64 * 1024 + 256,
   /** Batches of one attempt's log: far more than an attempt's output cap allows. */
   seq_max: 10_000_000,
+  /** Text in one `job_log`: the agent sends 64 KiB batches (plus one line). */
+  batch_chars: 1024 * 1024,
 } as const;
 
 export const LogLine = z.object({
@@ -123,12 +127,19 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
   z.object({ type: z.literal("job_started"), payload: AttemptRef.extend({ resolved: ResolvedCommits.optional() }) }),
   z.object({
     type: z.literal("job_log"),
-    payload: AttemptRef.extend({ seq: z.number().int().min(0).max(LOG_LIMITS.seq_max), lines: z.array(LogLine).min(1).max(MAX_LOG_BATCH_LINES) }),
+    payload: AttemptRef.extend({
+      seq: z.number().int().min(0).max(LOG_LIMITS.seq_max),
+      lines: z
+        .array(LogLine)
+        .min(1)
+        .max(MAX_LOG_BATCH_LINES)
+        .refine((lines) => lines.reduce((n, l) => n + l.text.length, 0) <= LOG_LIMITS.batch_chars, `at most ${LOG_LIMITS.batch_chars} characters of text in one job_log`),
+    }),
   }),
   z.object({
     type: z.literal("job_result"),
     payload: AttemptRef.extend({
-      exit_code: z.number().int().nullable(),
+      exit_code: ExitCode.nullable(),
       failure_reason: FailureReason.nullable(),
       message: z.string().max(4000).nullable(),
       resolved: ResolvedCommits.optional(),
@@ -141,7 +152,7 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
     payload: z.object({
       probe_id: z.string().max(64),
       status: z.enum(["completed", "failed", "refused", "timeout"]),
-      exit_code: z.number().int().nullable(),
+      exit_code: ExitCode.nullable(),
       output: z.string().max(PROBE_LIMITS.output_bytes * 2),
       truncated: z.boolean(),
       error: z.string().max(2000).nullable(),
