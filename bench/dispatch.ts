@@ -1,37 +1,12 @@
 import { issueAgentToken } from "../scripts/local-grid.ts";
-import { call, processTreeUsage, sleep } from "./grid.ts";
+import { call, jobCounts, listJobs, processTreeUsage, sleep, submitJobs } from "./grid.ts";
 import type { BenchPlane } from "./grid.ts";
 import { SimAgent } from "./sim-agent.ts";
 import { median, p99, round, type Figure } from "./stats.ts";
 
-async function completedIn(cp: BenchPlane, pool: string): Promise<number> {
-  const res = await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
-  const m = new RegExp(`gridx_jobs\\{pool="${pool}",state="completed"\\} (\\d+)`).exec(await res.text());
-  return Number(m?.[1] ?? 0);
-}
-
-async function submitMany(cp: BenchPlane, pool: string, count: number, concurrency: number) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < count) {
-        next++;
-        await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: "pass" } });
-      }
-    }),
-  );
-}
-
 /** Submit-to-assign of every job in a pool, from the jobs' own timestamps. */
 async function assignLatencies(cp: BenchPlane, pool: string): Promise<number[]> {
-  const out: number[] = [];
-  let cursor = "";
-  for (;;) {
-    const page = await call(cp, "GET", `/v1/jobs?pool=${pool}&limit=200${cursor ? `&cursor=${cursor}` : ""}`);
-    for (const j of page.jobs) if (j.assigned_at) out.push(Date.parse(j.assigned_at) - Date.parse(j.created_at));
-    if (!page.next_cursor) return out;
-    cursor = page.next_cursor;
-  }
+  return (await listJobs(cp, pool)).filter((j) => j.assigned_at).map((j) => Date.parse(j.assigned_at!) - Date.parse(j.created_at));
 }
 
 /**
@@ -40,10 +15,10 @@ async function assignLatencies(cp: BenchPlane, pool: string): Promise<number[]> 
  */
 async function lifecycle(cp: BenchPlane, pool: string, opts: { agents: number; slots: number; jobs: number; limitMs: number; batchFrames: boolean }) {
   const token = await issueAgentToken(cp, `sim-${pool}`, pool);
-  const agents = Array.from({ length: opts.agents }, (_, i) => new SimAgent(cp.url, token, `sim-${i}`, opts.slots, opts.batchFrames));
+  const agents = Array.from({ length: opts.agents }, (_, i) => new SimAgent(cp.url, token, `sim-${i}`, opts.slots, { batchFrames: opts.batchFrames }));
   try {
     const s0 = performance.now();
-    await submitMany(cp, pool, opts.jobs, 32);
+    await submitJobs(cp, pool, opts.jobs, 32);
     const submitSeconds = (performance.now() - s0) / 1000;
     const t0 = performance.now();
     const cpu0 = (await processTreeUsage(cp.process.pid!)).cpuSeconds;
@@ -51,7 +26,7 @@ async function lifecycle(cp: BenchPlane, pool: string, opts: { agents: number; s
     let done = 0;
     while (done < opts.jobs && performance.now() - t0 < opts.limitMs) {
       await sleep(250);
-      done = await completedIn(cp, pool);
+      done = (await jobCounts(cp, pool)).completed ?? 0;
     }
     const seconds = (performance.now() - t0) / 1000;
     const cpuPerJob = (((await processTreeUsage(cp.process.pid!)).cpuSeconds - cpu0) * 1000) / Math.max(done, 1);

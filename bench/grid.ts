@@ -1,6 +1,7 @@
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { JobStatus } from "../protocol/index.ts";
 import { freePort, startControlPlane, writeSecretsFile, type ControlPlane } from "../scripts/local-grid.ts";
 
 /** A control plane on fresh state, for one benchmark section. */
@@ -28,35 +29,43 @@ export async function call<T = any>(cp: { url: string; adminToken: string }, met
   return (text ? JSON.parse(text) : null) as T;
 }
 
-/** Resident memory (bytes) and CPU seconds of a process and all its descendants. */
-export async function processTreeUsage(rootPid: number): Promise<{ rssBytes: number; cpuSeconds: number }> {
-  const { readdirSync, readFileSync } = await import("node:fs");
-  const parents = new Map<number, number>();
+/** A process and all its descendants (pid → name), read from /proc. */
+function processTree(rootPid: number): Map<number, string> {
+  const procs = new Map<number, { ppid: number; comm: string }>();
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
       const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parents.set(Number(entry), ppid);
+      procs.set(Number(entry), { ppid, comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) });
     } catch {
       // gone
     }
   }
-  const tree = new Set([rootPid]);
+  const tree = new Map([[rootPid, procs.get(rootPid)?.comm ?? ""]]);
   let grew = true;
   while (grew) {
     grew = false;
-    for (const [pid, ppid] of parents) {
-      if (tree.has(ppid) && !tree.has(pid)) {
-        tree.add(pid);
+    for (const [pid, p] of procs) {
+      if (tree.has(p.ppid) && !tree.has(pid)) {
+        tree.set(pid, p.comm);
         grew = true;
       }
     }
   }
+  return tree;
+}
+
+/**
+ * Resident memory (bytes) and CPU seconds of a process and all its descendants, or of those
+ * among them named `comm` (e.g. "workerd", leaving out wrangler's own Node process).
+ */
+export async function processTreeUsage(rootPid: number, comm?: string): Promise<{ rssBytes: number; cpuSeconds: number }> {
   const ticks = 100;
   let rss = 0;
   let cpu = 0;
-  for (const pid of tree) {
+  for (const [pid, name] of processTree(rootPid)) {
+    if (comm !== undefined && name !== comm) continue;
     try {
       const status = readFileSync(`/proc/${pid}/status`, "utf8");
       rss += Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) * 1024;
@@ -67,6 +76,83 @@ export async function processTreeUsage(rootPid: number): Promise<{ rssBytes: num
     }
   }
   return { rssBytes: rss, cpuSeconds: cpu };
+}
+
+/**
+ * A crash of the whole control plane: SIGKILL to wrangler and every process under it at once
+ * (workerd would outlive a killed wrangler, holding its port and state). Resolves when none is
+ * left running, within `limitMs`.
+ */
+export async function killTree(rootPid: number, limitMs = 10_000): Promise<void> {
+  const pids = [...processTree(rootPid).keys()];
+  for (const pid of pids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  const running = (pid: number) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat[stat.lastIndexOf(")") + 2] !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  await until(() => !pids.some(running), limitMs, `the control plane's processes (${pids.join(", ")}) to exit`);
+}
+
+/** Waits for a condition, checked every `intervalMs`; throws naming it when `limitMs` runs out. */
+export async function until(cond: () => boolean | Promise<boolean>, limitMs: number, what: string, intervalMs = 100): Promise<void> {
+  const deadline = performance.now() + limitMs;
+  while (!(await cond())) {
+    if (performance.now() > deadline) throw new Error(`gave up waiting for ${what} after ${Math.round(limitMs / 1000)} s`);
+    await sleep(intervalMs);
+  }
+}
+
+/** A pool's jobs by state, from /metrics. */
+export async function jobCounts(cp: BenchPlane, pool: string): Promise<Partial<Record<JobStatus, number>>> {
+  const res = await fetch(`${cp.url}/metrics`, { headers: { authorization: `Bearer ${cp.adminToken}` } });
+  const counts: Partial<Record<JobStatus, number>> = {};
+  for (const m of (await res.text()).matchAll(/^gridx_jobs\{pool="([^"]*)",state="(\w+)"\} (\d+)$/gm)) if (m[1] === pool) counts[m[2] as JobStatus] = Number(m[3]);
+  return counts;
+}
+
+/** Submits `count` no-op python jobs to a pool from `concurrency` clients, one job per POST. */
+export async function submitJobs(cp: BenchPlane, pool: string, count: number, concurrency: number): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < count) {
+        next++;
+        await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: "pass" } });
+      }
+    }),
+  );
+}
+
+/** What the benchmarks read of a job (the API's Job). */
+export interface JobSummary {
+  id: string;
+  status: string;
+  attempt: number;
+  worker_id: string | null;
+  created_at: string;
+  assigned_at: string | null;
+}
+
+/** Every job of a pool, page by page. */
+export async function listJobs(cp: BenchPlane, pool: string): Promise<JobSummary[]> {
+  const out: JobSummary[] = [];
+  let cursor = "";
+  for (;;) {
+    const page = await call<{ jobs: JobSummary[]; next_cursor: string | null }>(cp, "GET", `/v1/jobs?pool=${pool}&limit=200${cursor ? `&cursor=${cursor}` : ""}`);
+    out.push(...page.jobs);
+    if (!page.next_cursor) return out;
+    cursor = page.next_cursor;
+  }
 }
 
 /** RSS now, and the CPU share used over a window, of a process tree. */

@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: what users feel, measured on this machine. Prints a table, writes the same
  * figures as JSON and an SVG chart under bench/results/. Never fails on a timing.
- * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256).
+ * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
+ * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
+ * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -11,15 +13,15 @@ import { benchFleet } from "./fleet.ts";
 import { benchFootprint } from "./footprint.ts";
 import { benchControlPlane } from "./grid.ts";
 import { benchOverhead } from "./overhead.ts";
+import { benchStorm } from "./storm.ts";
 import { machine, svg, table } from "./report.ts";
 import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm").split(",");
 
 async function main() {
-  await ensureRunnerImages();
   const figures: Figure[] = [];
   const section = async (name: string, fn: () => Promise<Figure[]>) => {
     if (!only.includes(name)) return;
@@ -30,16 +32,22 @@ async function main() {
       process.stderr.write(`bench: ${name} failed: ${(err as Error).message}\n`);
     }
   };
-  const cp = await benchControlPlane();
-  try {
-    await section("overhead", () => benchOverhead(cp, num("BENCH_RUNS", 15)));
-    await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
-    await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
-    await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
-  } finally {
-    await cp.stop();
+  // These sections share one control plane and need the runner images; fleet and storm start
+  // their own control planes and run no containers.
+  if (["overhead", "footprint", "transfers", "dispatch"].some((s) => only.includes(s))) {
+    await ensureRunnerImages();
+    const cp = await benchControlPlane();
+    try {
+      await section("overhead", () => benchOverhead(cp, num("BENCH_RUNS", 15)));
+      await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
+      await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
+      await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
+    } finally {
+      await cp.stop();
+    }
   }
   await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
+  await section("storm", () => benchStorm({ agents: num("BENCH_STORM_AGENTS", 5000), jobs: num("BENCH_STORM_JOBS", 1000), downMs: num("BENCH_STORM_DOWN_S", 0) * 1000, limitMs: 10 * 60_000 }));
 
   // A partial run (BENCH_ONLY) keeps the other sections' last figures.
   const previous = join(ROOT, "bench", "results", "latest.json");
