@@ -39,8 +39,8 @@ export interface RunHooks {
   congested(): boolean;
 }
 
-/** Why a run was stopped before it ended by itself. */
-export type StopReason = "timeout" | "user" | "stale" | "drain" | "output_too_large";
+/** Why a run was stopped before it ended by itself; "lease": this agent lost its lease, and the warden stopped (or will stop) its containers. */
+export type StopReason = "timeout" | "user" | "stale" | "drain" | "output_too_large" | "lease";
 
 /** Runs jobs somewhere (Docker here); the agent only sees this. */
 export interface JobRunner {
