@@ -23,6 +23,7 @@ export {
   ArtifactUpload,
   CompletedPart,
   DatasetCreate,
+  ObjectName,
   PartUrl,
   PartUrlsRequest,
   TRANSFER_LIMITS,
