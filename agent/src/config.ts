@@ -42,6 +42,8 @@ export const AgentConfig = z.object({
   gitTimeoutS: z.coerce.number().int().min(1).max(86_400).default(900),
   /** One environment image build may take this long. */
   buildTimeoutS: z.coerce.number().int().min(1).max(86_400).default(1800),
+  /** Each Docker Engine call must be answered within this (a stop gets its grace on top); a hung engine then fails the job rather than stalling it. */
+  dockerTimeoutS: z.coerce.number().int().min(1).max(3600).default(30),
   /** Let repo jobs name local paths (`/srv/repo`, `file://`) as repositories; off, since a job could read any repository on the machine. */
   allowLocalRepos: z.coerce.boolean().default(false),
   /** Take one job, run it, exit: for throwaway machines. */
@@ -81,6 +83,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "gitCacheMb", flag: "git-cache-mb", env: "GRIDX_GIT_CACHE_MB" },
   { key: "gitTimeoutS", flag: "git-timeout", env: "GRIDX_GIT_TIMEOUT_S" },
   { key: "buildTimeoutS", flag: "build-timeout", env: "GRIDX_BUILD_TIMEOUT_S" },
+  { key: "dockerTimeoutS", flag: "docker-timeout", env: "GRIDX_DOCKER_TIMEOUT_S" },
   { key: "allowLocalRepos", flag: "allow-local-repos", env: "GRIDX_ALLOW_LOCAL_REPOS", bool: true },
   { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
   { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },

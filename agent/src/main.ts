@@ -21,7 +21,7 @@ import { AGENT_VERSION } from "./version.ts";
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
-       [--git-timeout S] [--build-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
+       [--git-timeout S] [--build-timeout S] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
@@ -73,7 +73,7 @@ async function main(): Promise<number> {
   const log = createLogger({ agent: config.name });
   let docker: DockerEngine;
   try {
-    docker = new DockerEngine();
+    docker = new DockerEngine(engineAddress(process.env), { callTimeoutMs: config.dockerTimeoutS * 1000 });
     await docker.ping();
   } catch (err) {
     log.error("cannot reach the Docker engine; is dockerd running and is this user allowed to use it?", { err });

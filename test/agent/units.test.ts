@@ -32,6 +32,12 @@ describe("loadConfig", () => {
     expect(loadConfig(["--prestart", "3"], { ...env, GRIDX_PRESTART: "0" })).toMatchObject({ ok: true, config: { prestart: 3 } });
   });
 
+  it("gives each Docker Engine call 30 s unless told otherwise", () => {
+    expect(loadConfig([], env)).toMatchObject({ ok: true, config: { dockerTimeoutS: 30 } });
+    expect(loadConfig(["--docker-timeout", "5"], { ...env, GRIDX_DOCKER_TIMEOUT_S: "9" })).toMatchObject({ ok: true, config: { dockerTimeoutS: 5 } });
+    expect(loadConfig([], { ...env, GRIDX_DOCKER_TIMEOUT_S: "0" })).toMatchObject({ ok: false, error: expect.stringMatching(/^dockerTimeoutS/) });
+  });
+
   it("lets flags win over the environment", () => {
     const r = loadConfig(["--name", "flag", "--slots", "4", "--label", "zone=lab", "--label", "gpu=t4"], { ...env, GRIDX_AGENT_NAME: "env", GRIDX_SLOTS: "2" });
     expect(r).toMatchObject({ ok: true, config: { name: "flag", slots: 4, labels: { zone: "lab", gpu: "t4" } } });
