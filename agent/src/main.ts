@@ -90,6 +90,7 @@ async function main(): Promise<number> {
     {
       stateDir: config.stateDir,
       agentName: config.name,
+      instance: agentInstance(config.url, config.token),
       images: { python: config.pythonImage },
       stopGraceS: config.stopGraceS,
       tmpfsMb: config.tmpfsMb,

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,9 +23,10 @@ afterEach(async () => {
 function runner(prestart: number) {
   const name = `prestart-${Math.random().toString(36).slice(2, 8)}`;
   const stateDir = mkdtempSync(join(tmpdir(), "gridx-prestart-"));
-  const r = new DockerRunner(docker, { stateDir, agentName: name, images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [], prestart }, silentLogger);
+  const instance = randomBytes(16).toString("hex");
+  const r = new DockerRunner(docker, { stateDir, agentName: name, instance, images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [], prestart }, silentLogger);
   cleanup.push(() => r.close(), () => r.cleanupLeftovers());
-  return { r, name, jobsDir: join(stateDir, "jobs") };
+  return { r, name, jobsDir: r.jobsDir() };
 }
 
 /** A runner whose one sandbox is waiting, and that sandbox's container id. */

@@ -1,28 +1,22 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { lstat, readdir } from "node:fs/promises";
-import { join, relative, sep } from "node:path";
 import type { ArtifactUpload, CompletedPart } from "../../../protocol/index.ts";
+import { walkFolder, type FolderFile } from "../folder-bytes.ts";
 import { expectOk, readBody, send, withRetry, type HttpOptions } from "./http.ts";
 
 /** Parts of one multipart upload sent at once. */
 const PART_CONCURRENCY = 4;
 
-export interface OutputFile {
-  name: string;
-  path: string;
-  size: number;
-}
+export type OutputFile = FolderFile;
 
-/** Every regular file under a folder, named by its path relative to it (links are skipped). */
-export async function listFiles(root: string, dir = root): Promise<OutputFile[]> {
-  const out: OutputFile[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await listFiles(root, path)));
-    else if (e.isFile()) out.push({ name: relative(root, path).split(sep).join("/"), path, size: (await lstat(path)).size });
-  }
-  return out;
+/**
+ * The regular files under a folder (links are skipped), sorted by name, from at most
+ * `maxEntries` entries looked at; `complete` is false when there were more.
+ */
+export async function listFiles(root: string, maxEntries: number): Promise<{ files: OutputFile[]; complete: boolean }> {
+  const files: OutputFile[] = [];
+  const { complete } = await walkFolder(root, maxEntries, (f) => void files.push(f));
+  return { files: files.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)), complete };
 }
 
 export async function sha256File(path: string): Promise<string> {
