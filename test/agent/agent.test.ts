@@ -1,12 +1,18 @@
 import { once } from "node:events";
+import { mkdtempSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { Agent, type AgentOptions } from "../../agent/src/agent.ts";
+import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { agentInstance } from "../../agent/src/identity.ts";
+import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
 import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
+import { hungEngine } from "../helpers/hung-engine.ts";
 
 /** A coordinator stand-in: a real WebSocket server speaking the protocol. */
 class FakeCoordinator {
@@ -82,7 +88,8 @@ afterEach(async () => {
   cleanup = [];
 });
 
-async function setup(opts: Partial<AgentOptions> = {}, runner = new ScriptedRunner()) {
+/** An agent on `runner`, connected to a fresh coordinator stand-in. */
+async function connect<R extends JobRunner>(opts: Partial<AgentOptions>, runner: R) {
   const coord = new FakeCoordinator();
   await once(coord.wss, "listening");
   const agent = new Agent({ url: coord.url, token: "gxa_secret-token", name: "n1", slots: 1, version: "9.9.9", caps, connection: { backoff: { baseMs: 20, maxMs: 100 } }, ...opts }, runner, silentLogger);
@@ -91,6 +98,8 @@ async function setup(opts: Partial<AgentOptions> = {}, runner = new ScriptedRunn
   cleanup.push(() => coord.close(), () => agent.close(0));
   return { coord, runner, agent };
 }
+
+const setup = (opts: Partial<AgentOptions> = {}) => connect(opts, new ScriptedRunner());
 
 const until = async (pred: () => boolean, timeoutMs = 3000) => {
   const deadline = Date.now() + timeoutMs;
@@ -286,7 +295,7 @@ describe("Agent", () => {
     const runner = new ScriptedRunner();
     runner.cleanupLeftovers = () => Promise.reject(new Error("the Docker engine did not answer GET /containers/json within 30s"));
     runner.close = () => Promise.reject(new Error("a sandbox would not go"));
-    const { coord, agent } = await setup({}, runner);
+    const { coord, agent } = await connect({}, runner);
     coord.send({ type: "assign_job", payload: { job_id: "j_c", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const closed = once(coord.socket!, "close");
@@ -295,5 +304,24 @@ describe("Agent", () => {
     expect((await coord.waitFor("job_result")).payload.job_id).toBe("j_c");
     const [code] = (await closed) as [number];
     expect(code).toBe(1000);
+  });
+  it("stays up on a Docker engine that stops answering: each job fails internal, naming the call", async () => {
+    // The engine tells its version and knows the image, then hangs.
+    const engine = await hungEngine((path, res) => {
+      if (path === "/version") res.end('{"ApiVersion":"1.41"}');
+      else if (path.startsWith("/images/")) res.end("{}");
+      else return false;
+      return true;
+    });
+    cleanup.push(() => engine.close());
+    const docker = new DockerEngine({ socketPath: engine.socketPath }, { callTimeoutMs: 100 });
+    const stateDir = mkdtempSync(join(tmpdir(), "gridx-agent-hung-"));
+    const runner = new DockerRunner(docker, { stateDir, agentName: "n1", instance: "ab".repeat(16), images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [] }, silentLogger);
+    const { coord } = await connect({}, runner);
+    for (const job_id of ["j_h1", "j_h2"]) {
+      coord.send({ type: "assign_job", payload: { job_id, attempt: 1, spec, gpu_indices: [], inputs: [] } });
+      const result = await coord.waitFor("job_result", (m) => m.payload.job_id === job_id);
+      expect(result.payload).toMatchObject({ exit_code: null, failure_reason: "internal", message: "the Docker engine did not answer POST /containers/create within 0.1s" });
+    }
   });
 });
