@@ -180,6 +180,8 @@ export interface AgentProcessOptions {
   slots?: number;
   labels?: Record<string, string>;
   extraArgs?: string[];
+  /** More environment for the agent (say, DOCKER_HOST for another engine); the token is set by startAgent. */
+  env?: Record<string, string>;
   inheritOutput?: boolean;
 }
 
@@ -205,7 +207,7 @@ export function startAgent(opts: AgentProcessOptions): AgentProcess {
     ...Object.entries(opts.labels ?? {}).flatMap(([k, v]) => ["--label", `${k}=${v}`]),
     ...(opts.extraArgs ?? []),
   ];
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, GRIDX_AGENT_TOKEN: opts.token }, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...opts.env, GRIDX_AGENT_TOKEN: opts.token }, stdio: ["ignore", "pipe", "pipe"] });
   const output = collectOutput(proc, opts.inheritOutput);
   return { process: proc, output, stop: (signal = "SIGTERM") => stopProcess(proc, signal, 60_000) };
 }

@@ -17,6 +17,8 @@ export const E2E_VARS = {
   DEADLINE_GRACE_S: "5",
   // The runner image's base is on the machine too; an agent may still refuse it (its --allow-image).
   ALLOWED_IMAGES: "gridx/python:latest,python:3.11-slim-bookworm",
+  // The fault suite's hook, POST /v1/test/faults (routes/faults.ts); never set in wrangler.toml.
+  GRIDX_FAULTS: "on",
 };
 
 let cp: ControlPlane | undefined;

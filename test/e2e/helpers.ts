@@ -18,10 +18,10 @@ export async function api(path: string, init: RequestInit & { json?: unknown } =
 export const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
 
 /** Starts a real agent process in its own pool and state folder. */
-export async function launchAgent(opts: { pool: string; name: string; slots?: number; stateDir?: string; extraArgs?: string[] }): Promise<AgentProcess & { stateDir: string; token: string }> {
+export async function launchAgent(opts: { pool: string; name: string; slots?: number; stateDir?: string; extraArgs?: string[]; env?: Record<string, string> }): Promise<AgentProcess & { stateDir: string; token: string }> {
   const token = await issueAgentToken(cp(), opts.name, opts.pool);
   const stateDir = opts.stateDir ?? mkdtempSync(join(cp().stateDir, `agent-${opts.name}-`));
-  const agent = startAgent({ url: cp().url, token, name: opts.name, stateDir, slots: opts.slots ?? 1, extraArgs: opts.extraArgs });
+  const agent = startAgent({ url: cp().url, token, name: opts.name, stateDir, slots: opts.slots ?? 1, extraArgs: opts.extraArgs, env: opts.env });
   return Object.assign(agent, { stateDir, token });
 }
 
