@@ -43,6 +43,8 @@ export default defineConfig({
         test: {
           name: "workers",
           include: ["test/control-plane/**/*.test.ts"],
+          // workerd sees no host environment: the fuzz suite's replay settings travel this way.
+          provide: { fuzz: { seed: process.env.FUZZ_SEED ?? "", path: process.env.FUZZ_PATH ?? "", runs: process.env.FUZZ_RUNS ?? "" } },
           setupFiles: ["./test/setup/apply-migrations.ts"],
           testTimeout: 20_000,
         },
