@@ -119,6 +119,11 @@ export class Agent {
     return { fatal, finished };
   }
 
+  /** Stops every running job for `reason`; each is reported as its stop reason classifies it. */
+  stopAll(reason: StopReason): void {
+    for (const job of this.active.values()) job.stop.abort(reason);
+  }
+
   /**
    * Stops taking jobs, lets running ones finish for up to `graceMs`, stops the rest, reports
    * every result it can, and disconnects. Safe to call more than once.

@@ -160,6 +160,15 @@ describe("Agent", () => {
     expect((await coord.waitFor("job_result")).payload.message).toMatch(/user/);
   });
 
+  it("stops every running job when told its lease lapsed, with the lease as the reason", async () => {
+    const { coord, runner, agent } = await setup({ slots: 2 });
+    for (const id of ["j_l1", "j_l2"]) coord.send({ type: "assign_job", payload: { job_id: id, attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 2);
+    agent.stopAll("lease");
+    expect(runner.runs.map((r) => r.stop.reason)).toEqual(["lease", "lease"]);
+    await coord.waitFor("job_result", (m) => m.payload.job_id === "j_l2");
+  });
+
   it("ignores a re-sent assignment it already runs, and refuses one beyond its slots", async () => {
     const { coord, runner } = await setup({ slots: 1 });
     const assign = { type: "assign_job" as const, payload: { job_id: "j_3", attempt: 1, spec, gpu_indices: [], inputs: [] } };

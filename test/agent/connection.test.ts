@@ -36,7 +36,7 @@ async function coordinator(batchFrames: boolean) {
   return { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, send: (raw: string) => socket!.send(raw), socket: () => socket };
 }
 
-async function connect(url: string) {
+async function connect(url: string, onFatal: (reason: string) => void = () => undefined) {
   const received: CoordinatorToAgent[] = [];
   let ready: () => void;
   const greeted = new Promise<void>((r) => (ready = r));
@@ -46,7 +46,7 @@ async function connect(url: string) {
     log: silentLogger,
     hello: () => ({ agent_version: "test", name: "n", slots: 2, caps, running: [], warm: { envs: [], repos: [] } }),
     onMessage: (m) => (received.push(m), m.type === "hello_ack" && ready()),
-    onFatal: () => undefined,
+    onFatal,
   });
   conn.start();
   closers.push(() => conn.close());
@@ -105,5 +105,16 @@ describe("agent connection close", () => {
     expect(conn.close()).toBe(first);
     await until(() => closes.length === 1);
     expect(closes).toEqual([[1000, "agent stopping"]]);
+  });
+});
+
+describe("agent connection refused for good", () => {
+  it("gives up, rather than redialing, when its worker name belongs to another agent token (close 4005)", async () => {
+    const server = await coordinator(true);
+    const fatal: string[] = [];
+    await connect(server.url, (reason) => fatal.push(reason));
+    server.socket()!.close(4005, "this worker name belongs to another agent token");
+    await until(() => fatal.length === 1);
+    expect(fatal[0]).toMatch(/another agent token/);
   });
 });

@@ -39,6 +39,9 @@ describe("failedStep and prepareFailure", () => {
   it("make an engine that does not answer the agent's failure, naming the call, whatever the step", () => {
     expect(failedStep(hung, "image_error", "could not create the container")).toEqual({ exit_code: null, failure_reason: "internal", message: "the Docker engine did not answer POST /containers/create within 30s" });
     expect(prepareFailure(hung, null)).toMatchObject({ failure_reason: "internal", message: hung.message });
+    // A lapsed lease is the worker's loss, so the job is requeued, not failed as canceled.
+    expect(prepareFailure(new Error("aborted"), "lease")).toMatchObject({ failure_reason: "worker_lost" });
+    expect(prepareFailure(new Error("aborted"), "drain")).toMatchObject({ failure_reason: "canceled_by_worker" });
   });
 
   it("keep the step's own reason for anything else", () => {

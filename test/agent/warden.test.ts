@@ -174,19 +174,24 @@ describe("the warden on the real engine", () => {
     expect(existsSync(changed.leaseFile)).toBe(false);
   });
 
-  it("says so when the lease lapsed between two renewals (a frozen agent), and not otherwise", async () => {
+  it("says so, and tells the agent, when the lease lapsed between two renewals (a frozen agent), and not otherwise", async () => {
     const warnings: string[] = [];
     const log: Logger = { ...silentLogger, warn: (msg) => warnings.push(msg), child: () => log };
     const stateDir = mkdtempSync(join(tmpdir(), "gridx-warden-"));
     mkdirSync(leaseDir(stateDir));
-    const warden = new Warden(docker, { stateDir, instance: newInstance(), agentName: "warden-test", socketPath, leaseS: LEASE_S }, log);
+    const lapses: number[] = [];
+    const warden = new Warden(docker, { stateDir, instance: newInstance(), agentName: "warden-test", socketPath, leaseS: LEASE_S, onLapse: (gapS) => lapses.push(gapS) }, log);
     await warden.renew();
     await warden.renew();
     expect(warnings).toEqual([]);
     const frozenUntil = performance.now() + (LEASE_S + 1) * 1000;
     vi.spyOn(performance, "now").mockReturnValue(frozenUntil);
-    await warden.renew();
+    const renewing = warden.renew();
+    // Told before the renewal's own I/O, so the agent stops its jobs before their exits are read.
+    expect(lapses).toHaveLength(1);
+    await renewing;
     vi.restoreAllMocks();
+    expect(lapses[0]).toBeGreaterThan(LEASE_S);
     expect(warnings).toEqual([expect.stringMatching(/lease lapsed/)]);
     expect(existsSync(warden.leaseFile)).toBe(true);
   });

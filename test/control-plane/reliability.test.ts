@@ -144,6 +144,19 @@ describe("coordinator: only the worker holding an attempt may change it", () => 
     second.close();
   });
 
+  it("requeues a job whose agent reports it lost (its lease lapsed), while retries remain", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool));
+    const job = await runningJob(pool, agent, { max_retries: 1 });
+    agent.send({ type: "job_result", payload: { job_id: job.id, attempt: 1, exit_code: 137, failure_reason: "worker_lost", message: "this worker lost its lease" } });
+    await agent.next("result_ack");
+    // Requeued, and the free worker gets attempt 2 rather than the job failing.
+    expect((await agent.next("assign_job", 5000)).payload).toMatchObject({ job_id: job.id, attempt: 2 });
+    const attempts = (await api(`/v1/jobs/${job.id}/attempts`)).json.attempts;
+    expect(attempts[0]).toMatchObject({ attempt: 1, status: "lost" });
+    agent.close();
+  });
+
   it("completes a probe only from the worker it was sent to", async () => {
     const pool = uniquePool();
     const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "target" });

@@ -55,6 +55,7 @@ export function failedStep(err: unknown, reason: FailureReason, message: string)
 
 /** A job that could not be got ready: stopped meanwhile, refused as asked (a TaskError), or its input not to be had. */
 export function prepareFailure(err: unknown, stopped: StopReason | null): Verdict {
+  if (stopped === "lease") return { exit_code: null, failure_reason: "worker_lost", message: "this worker lost its lease while preparing the job; it runs again elsewhere" };
   if (stopped) return { exit_code: null, failure_reason: "canceled_by_worker", message: `stopped while preparing (${stopped})` };
   if (err instanceof TaskError) return { exit_code: null, failure_reason: err.reason, message: err.message };
   return failedStep(err, "input_error", "could not prepare the job's input");

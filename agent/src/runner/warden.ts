@@ -42,6 +42,12 @@ export interface WardenOptions {
   socketPath: string;
   leaseS?: number;
   image?: string;
+  /**
+   * The agent found its own lease lapsed (it was frozen, or its event loop stalled), so the
+   * warden may have stopped its jobs. Called before anything else the agent does on waking, so
+   * those jobs are reported lost (requeued), not blamed on their exit code.
+   */
+  onLapse?: (gapS: number) => void;
 }
 
 /** Where an instance's lease file lives: a folder of its own, since the warden mounts the folder. */
@@ -135,7 +141,7 @@ export class Warden {
     opts: WardenOptions,
     private readonly log: Logger,
   ) {
-    this.opts = { leaseS: LEASE_DEFAULTS.leaseS, image: WARDEN_IMAGE, ...opts };
+    this.opts = { leaseS: LEASE_DEFAULTS.leaseS, image: WARDEN_IMAGE, onLapse: () => undefined, ...opts };
   }
 
   get leaseFile(): string {
@@ -200,15 +206,19 @@ export class Warden {
   /** Touches the lease file, creating it if it is gone; a failure is logged once per run of failures. */
   async renew(): Promise<void> {
     const now = new Date();
+    // A frozen process (SIGSTOP, a stalled event loop) finds out here that its jobs may have
+    // been stopped: before awaiting anything, so the agent hears of it before the exits do.
+    const at = performance.now();
+    const gapS = (at - (this.renewedAt ?? at)) / 1000;
+    this.renewedAt = at;
+    if (gapS > this.opts.leaseS) {
+      this.log.warn("the lease lapsed: the warden may have stopped this agent's jobs", { gap_s: Math.round(gapS), lease_s: this.opts.leaseS });
+      this.opts.onLapse(gapS);
+    }
     try {
       await utimes(this.leaseFile, now, now).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? writeFile(this.leaseFile, "") : Promise.reject(err)));
       if (this.renewFailing) this.log.info("lease renewed again", { file: this.leaseFile });
       this.renewFailing = false;
-      // A frozen process (SIGSTOP, a stalled event loop) finds out here that its jobs may have been stopped.
-      const at = performance.now();
-      const gapS = (at - (this.renewedAt ?? at)) / 1000;
-      if (gapS > this.opts.leaseS) this.log.warn("the lease lapsed: the warden may have stopped this agent's jobs", { gap_s: Math.round(gapS), lease_s: this.opts.leaseS });
-      this.renewedAt = at;
     } catch (err) {
       if (!this.renewFailing) this.log.error("cannot renew the lease; the warden will stop this agent's jobs if this goes on", { err, file: this.leaseFile, lease_s: this.opts.leaseS });
       this.renewFailing = true;
