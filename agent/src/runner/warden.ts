@@ -68,7 +68,7 @@ export function renewEveryMs(leaseS: number): number {
  * by the engine after a crash or an engine restart until the agent removes it.
  * Pure, so every flag is checked by a unit test.
  */
-export function wardenOptions(o: Required<WardenOptions>): ContainerCreateOptions {
+export function wardenOptions(o: Required<Omit<WardenOptions, "onLapse">>): ContainerCreateOptions {
   return {
     name: `gridx-warden-${o.instance}`,
     Image: o.image,
