@@ -2,7 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JobStatus } from "../protocol/index.ts";
-import { freePort, startControlPlane, writeSecretsFile, type ControlPlane } from "../scripts/local-grid.ts";
+import { freePort, runCommand, startControlPlane, writeSecretsFile, type ControlPlane } from "../scripts/local-grid.ts";
 
 /** A control plane on fresh state, for one benchmark section. */
 export type BenchPlane = ControlPlane & { dir: string; port: number };
@@ -101,6 +101,29 @@ export async function killTree(rootPid: number, limitMs = 10_000): Promise<void>
     }
   };
   await until(() => !pids.some(running), limitMs, `the control plane's processes (${pids.join(", ")}) to exit`);
+}
+
+/**
+ * The Workers runtime's own address, behind wrangler dev's proxy. wrangler dev fronts the
+ * runtime with a proxy worker in a second workerd, which holds four descriptors per open
+ * socket where the runtime holds two: under this machine's hard limit of 20,000 open files
+ * the proxy cannot carry 5,000 agents. The runtime's port is picked anew at each start; it
+ * is the one, among the ports its workerd processes listen on, that answers /health.
+ */
+export async function runtimeUrl(cp: BenchPlane): Promise<string> {
+  const pids = new Set([...processTree(cp.process.pid!)].filter(([, name]) => name === "workerd").map(([pid]) => pid));
+  const listening = await runCommand("ss", ["-ltnpH"]);
+  const ports = [...listening.matchAll(/127\.0\.0\.1:(\d+) .*?pid=(\d+),/g)].filter((m) => pids.has(Number(m[2])) && Number(m[1]) !== cp.port).map((m) => Number(m[1]));
+  for (const port of ports) {
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
+      if (res.ok && "protocol_version" in ((await res.json()) as object)) return url;
+    } catch {
+      // another of workerd's sockets (inspector, loopback)
+    }
+  }
+  throw new Error(`no port of the control plane's workerd (${[...pids].join(", ")}) answers /health besides ${cp.port}`);
 }
 
 /** Waits for a condition, checked every `intervalMs`; throws naming it when `limitMs` runs out. */

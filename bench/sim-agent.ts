@@ -39,10 +39,13 @@ export class SimAgent {
   /** Assignments received, and cancels: a cancel of a held job means the coordinator took it back. */
   assigned = 0;
   canceled = 0;
+  /** Connections opened, the first included. */
+  dials = 0;
   onReady: (() => void) | null = null;
 
+  /** `url`: the control plane, or a function read at each dial (its address may change between starts). */
   constructor(
-    private readonly url: string,
+    private readonly url: string | (() => string),
     private readonly token: string,
     readonly name: string,
     private readonly slots: number,
@@ -66,7 +69,8 @@ export class SimAgent {
 
   start(): void {
     if (this.stopped) return;
-    const wsUrl = new URL("/v1/agent/connect", this.url);
+    this.dials++;
+    const wsUrl = new URL("/v1/agent/connect", typeof this.url === "string" ? this.url : this.url());
     wsUrl.protocol = "ws:";
     wsUrl.searchParams.set("protocol", String(PROTOCOL_VERSION));
     const ws = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${this.token}` }, handshakeTimeout: HANDSHAKE_TIMEOUT_MS });
