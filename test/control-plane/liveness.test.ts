@@ -10,6 +10,11 @@ describe("judgeSocket", () => {
     expect(judgeSocket(s, 10_001, limits).kind).toBe("hello_timeout");
   });
 
+  it("does not time out a socket whose hello came and waits to be recorded", () => {
+    const s = { session: { tokenId: "t", workerId: null, connectedAt: 0, helloAt: 5_000 }, lastHeartbeat: null };
+    expect(judgeSocket(s, 60_000, limits)).toEqual({ kind: "alive", lastSeen: 5_000 });
+  });
+
   it("calls a worker silent 90 s after its last heartbeat", () => {
     const s = { session: { tokenId: "t", workerId: "w", connectedAt: 0 }, lastHeartbeat: 50_000 };
     expect(judgeSocket(s, 140_000, limits)).toEqual({ kind: "alive", lastSeen: 50_000 });

@@ -66,6 +66,19 @@ describe("coordinator: faults delay work, never lose it", () => {
     expect(requeued.failure_message).toMatch(/went silent/);
   });
 
+  it("records a hello whose D1 write fails by retrying it: the agent is greeted, not dropped", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    // Bind the coordinator to its pool first, so the fault lands on the hello's write.
+    await submit({ pool });
+    await inject(pool, { d1: { fail_next: 2, match: 'insert into "workers"' } });
+    const { agent, workerId } = await FakeAgent.join(token, { name: "patient" });
+    expect(workerId).toMatch(/^w/);
+    expect((await inject(pool, { d1: { fail_next: 0 } })).json.injected).toBe(2);
+    expect(agent.closed).toBeNull();
+    agent.close();
+  });
+
   it("retries a scheduling round whose assignment write failed: the job is assigned once, to one worker", async () => {
     const pool = uniquePool();
     const { agent } = await FakeAgent.join(await agentToken(pool));

@@ -29,7 +29,7 @@ import { getJob, type JobRow } from "../db/jobs.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
-import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorker, workersByIds } from "../db/workers.ts";
+import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
@@ -53,8 +53,14 @@ type Settlement =
 type SettlementType = Settlement["type"];
 const SETTLEMENTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies SettlementType[];
 
+/** A hello, with the socket it came on. */
+type HelloEvent = { ws: WebSocket; session: Session; hello: AgentMessage<"hello"> };
+
 /** Starts and results written in one group write, at most. */
 const SETTLE_BATCH = 200;
+
+/** Hellos recorded in one round trip, at most: a reconnect storm is recorded in batches. */
+const HELLO_BATCH = 100;
 
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
@@ -92,6 +98,7 @@ export class Coordinator extends DurableObject<Bindings> {
   private readonly faults: Faults | null;
   private readonly sockets: SocketRegistry;
   private readonly settlements: SettlementQueue<Settlement, Admission["kind"]>;
+  private readonly hellos: SettlementQueue<HelloEvent, void>;
   private metrics = new CoordinatorMetrics();
   private pool: string | null = null;
   private scheduler = initialSchedulerState();
@@ -122,6 +129,12 @@ export class Coordinator extends DurableObject<Bindings> {
         this.count(COUNTERS.settlementRetries);
         console.error(`coordinator(${this.pool}): writing ${events} agent report(s) failed; retrying in ${delayMs} ms`, errorText(err));
       },
+    });
+    this.hellos = new SettlementQueue({
+      apply: (events) => this.applyHellos(events),
+      exclusive: (fn) => this.exclusive(fn),
+      batch: HELLO_BATCH,
+      onRetry: (err, events, delayMs) => console.error(`coordinator(${this.pool}): recording ${events} hello(s) failed; retrying in ${delayMs} ms`, errorText(err)),
     });
     // Heartbeats are answered by the runtime, so an idle pool's object can stay hibernated.
     ctx.setWebSocketAutoResponse(new WebSocketRequestResponsePair(HEARTBEAT_FRAME, HEARTBEAT_ACK_FRAME));
@@ -316,7 +329,7 @@ export class Coordinator extends DurableObject<Bindings> {
   private async handleMessage(ws: WebSocket, msg: AgentToCoordinator): Promise<void> {
     const session = sessionOf(ws);
     if (!session) return;
-    if (msg.type === "hello") return await this.exclusive(() => this.onHello(ws, session, msg.payload));
+    if (msg.type === "hello") return await this.onHello(ws, session, msg.payload);
     if (msg.type === "heartbeat") return void ws.send(HEARTBEAT_ACK_FRAME);
     const workerId = session.workerId;
     if (!workerId) return this.refuse(ws, msg.type, "send hello first");
@@ -375,6 +388,9 @@ export class Coordinator extends DurableObject<Bindings> {
         await this.forget(ws, verdict.lastSeen);
       } else if (session.workerId) seen.push({ id: session.workerId, at: verdict.lastSeen });
     }
+    // A socket that closed without the runtime telling us (or while its hello waited) must not keep its worker online.
+    const live = new Set(this.ctx.getWebSockets());
+    for (const [workerId, ws] of this.sockets.entries()) if (!live.has(ws)) await this.offline(workerId, ws, now);
     const clock = await this.ctx.storage.get<{ lastSweepAt: number; graceUntil: number | null }>("sweep");
     const { judge, graceUntil } = judgement({ now, lastSweepAt: clock?.lastSweepAt ?? null, graceUntil: clock?.graceUntil ?? null, sweepMs: this.sweepMs(), workerTimeoutMs: limits.workerTimeoutMs });
     await this.ctx.storage.put({ sweep: { lastSweepAt: now, graceUntil }, metrics: this.metrics.snapshot() });
@@ -400,35 +416,56 @@ export class Coordinator extends DurableObject<Bindings> {
 
   // ---- handlers -----------------------------------------------------------------------------
 
+  /**
+   * Queues a hello to be recorded with the others that arrive meanwhile. The socket is marked
+   * as having said hello, so waiting its turn in a reconnect storm never times it out.
+   */
   private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
-    const pool = this.pool!;
-    const now = Date.now();
-    let worker: Awaited<ReturnType<typeof upsertWorker>>;
+    const waiting = { ...session, helloAt: Date.now() };
+    setSession(ws, waiting);
     try {
-      worker = await upsertWorker(this.db, { pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now });
+      await this.hellos.push({ ws, session: waiting, hello });
     } catch (err) {
-      console.error(`coordinator(${pool}): hello of ${hello.name} could not be recorded`, errorText(err));
+      console.error(`coordinator(${this.pool}): hello of ${hello.name} could not be recorded`, errorText(err));
       this.sockets.reply(ws, ErrorCode.unavailable, "the coordinator could not record this hello; reconnect");
       ws.close(TRY_AGAIN_CLOSE, "try again later");
-      return;
     }
-    if (!worker) {
-      this.refuse(ws, "hello", `worker ${hello.name} in pool ${pool} belongs to another agent token`);
-      ws.close(CloseCode.identity, "this worker name belongs to another agent token");
-      return;
+  }
+
+  /** Records a batch of hellos in one round trip, then greets, joins and reconciles each worker. */
+  private async applyHellos(events: HelloEvent[]): Promise<void[]> {
+    const pool = this.pool!;
+    const now = Date.now();
+    const workers = await upsertWorkers(
+      this.db,
+      events.map(({ session, hello }) => ({ pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now })),
+    );
+    const joined = workers.flatMap((w) => (w ? [w.id] : []));
+    const held = await holdingAttempts(this.db, joined);
+    const ledger = await this.ledger();
+    for (const [i, { ws, session, hello }] of events.entries()) {
+      const worker = workers[i];
+      // Gone while its hello waited: nothing to greet (its row says online until the next sweep).
+      if (ws.readyState !== WebSocket.OPEN) continue;
+      if (!worker) {
+        this.refuse(ws, "hello", `worker ${hello.name} in pool ${pool} belongs to another agent token`);
+        ws.close(CloseCode.identity, "this worker name belongs to another agent token");
+        continue;
+      }
+      const other = this.sockets.get(worker.id);
+      if (other && other !== ws) {
+        setSession(other, { ...sessionOf(other)!, workerId: null });
+        other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
+      }
+      setSession(ws, { ...session, workerId: worker.id, batchFrames: hello.batch_frames });
+      this.sockets.set(worker.id, ws);
+      this.sockets.sendOn(ws, [{ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null, batch_frames: true } }]);
+      const mine = held.filter((a) => a.workerId === worker.id);
+      ledger.join(worker, mine);
+      await this.reconcile(worker.id, mine, hello.running, now);
     }
-    const other = this.sockets.get(worker.id);
-    if (other && other !== ws) {
-      setSession(other, { ...sessionOf(other)!, workerId: null });
-      other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
-    }
-    setSession(ws, { ...session, workerId: worker.id, batchFrames: hello.batch_frames });
-    this.sockets.set(worker.id, ws);
-    ws.send(encode({ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null, batch_frames: true } }));
-    const held = await holdingAttempts(this.db, [worker.id]);
-    (await this.ledger()).join(worker, held);
-    await this.reconcile(worker.id, held, hello.running, now);
     this.dispatch();
+    return events.map(() => undefined);
   }
 
   private async reconcile(workerId: string, held: AttemptWithJob[], reported: AttemptRef[], now: number): Promise<void> {
@@ -738,6 +775,11 @@ export class Coordinator extends DurableObject<Bindings> {
     } catch {
       // a closed socket may refuse a new attachment; it is gone from getWebSockets() anyway
     }
+    await this.offline(workerId, ws, lastSeen);
+  }
+
+  /** `ws` is no longer `workerId`'s socket; with no other, the worker is offline and leaves the ledger. */
+  private async offline(workerId: string, ws: WebSocket, lastSeen: number): Promise<void> {
     if (!this.sockets.drop(workerId, ws)) return;
     await this.exclusive(async () => {
       (await this.ledger().catch(() => null))?.leave(workerId);

@@ -11,6 +11,8 @@ export type SocketVerdict = { kind: "hello_timeout" } | { kind: "silent"; lastSe
 /** Decides what to do with one socket at a sweep: pure, so the timing rules test without I/O. */
 export function judgeSocket(s: SocketState, now: number, limits: { helloTimeoutMs: number; workerTimeoutMs: number }): SocketVerdict {
   if (s.session.workerId === null) {
+    // A hello waiting its turn (a reconnect storm) is not a socket that never said hello.
+    if (s.session.helloAt !== undefined) return { kind: "alive", lastSeen: s.session.helloAt };
     return now - s.session.connectedAt > limits.helloTimeoutMs ? { kind: "hello_timeout" } : { kind: "alive", lastSeen: s.session.connectedAt };
   }
   const lastSeen = Math.max(s.session.connectedAt, s.lastHeartbeat ?? 0);

@@ -4,6 +4,8 @@ export interface Session {
   /** Set once the agent's hello is accepted. */
   workerId: string | null;
   connectedAt: number;
+  /** When its hello came: from then on a wait for the hello to be recorded is the coordinator's, not the agent's. */
+  helloAt?: number;
   /** The agent reads batched frames (it said so in its hello). */
   batchFrames?: boolean;
 }

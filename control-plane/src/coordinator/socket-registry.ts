@@ -39,6 +39,10 @@ export class SocketRegistry {
     return !map.has(workerId);
   }
 
+  entries(): [string, WebSocket][] {
+    return [...this.map().entries()];
+  }
+
   workerIds(): string[] {
     return [...this.map().keys()];
   }

@@ -6,18 +6,26 @@ import { newId } from "../ids.ts";
 
 export type WorkerRow = typeof workers.$inferSelect;
 
+/** What a hello records of its worker. */
+export type Hello = { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; now: number };
+
 /**
- * Records a hello: the same pool and name is the same worker, whatever process it is now, but
- * only for the agent token that created it. A worker is bound to its credential: another token
- * gets undefined and never takes the name, its sockets or its attempts over, unless the
- * worker's own token was revoked or deleted (a machine given a new token keeps its name).
+ * Records hellos, several in one round trip (a reconnect storm): the same pool and name is the
+ * same worker, whatever process it is now, but only for the agent token that created it. A
+ * worker is bound to its credential: another token gets undefined and never takes the name,
+ * its sockets or its attempts over, unless the worker's own token was revoked or deleted (a
+ * machine given a new token keeps its name). One row, or undefined, per hello.
  */
-export async function upsertWorker(
-  db: Db,
-  w: { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; now: number },
-): Promise<WorkerRow | undefined> {
+export async function upsertWorkers(db: Db, hellos: Hello[]): Promise<(WorkerRow | undefined)[]> {
+  if (hellos.length === 0) return [];
+  const [first, ...rest] = hellos.map((w) => upsertStatement(db, w));
+  const results = await db.batch([first!, ...rest]);
+  return results.map((rows) => rows[0]);
+}
+
+function upsertStatement(db: Db, w: Hello) {
   const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, warm: w.warm, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
-  const [row] = await db
+  return db
     .insert(workers)
     .values({ id: newId("w", w.now), pool: w.pool, name: w.name, createdAt: w.now, ...live })
     .onConflictDoUpdate({
@@ -30,7 +38,6 @@ export async function upsertWorker(
       setWhere: sql`${workers.tokenId} = excluded.token_id OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = ${workers.tokenId} AND t.revoked_at IS NULL)`,
     })
     .returning();
-  return row;
 }
 
 export function setWarm(db: Db, id: string, warm: WarmCache) {
