@@ -4,7 +4,6 @@ import {
   type AttemptRef,
   type CoordinatorToAgent,
   decodeFrame,
-  encode,
   ErrorCode,
   envKey,
   HEARTBEAT_ACK_FRAME,
