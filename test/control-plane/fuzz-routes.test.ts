@@ -6,7 +6,7 @@ import { AgentTokenRequest, ApiTokenRequest, ArtifactComplete, ArtifactPrepare, 
 import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
-import { checkProperty, FUZZ_LIMITS } from "./fuzz.ts";
+import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
 import { ADMIN, agentToken, api, FakeAgent, submit, uniquePool } from "./helpers.ts";
 
 /**
@@ -366,6 +366,6 @@ for (const { method, path, op } of ROUTES) {
       ),
       ).resolves.toBeUndefined();
     },
-    FUZZ_LIMITS.testTimeoutMs,
+    fuzzTestTimeoutMs(),
   );
 }
