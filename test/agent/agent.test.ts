@@ -12,7 +12,7 @@ import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
 import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
-import { hungEngine } from "../helpers/hung-engine.ts";
+import { hungEngine } from "../support/hung-engine.ts";
 
 /** A coordinator stand-in: a real WebSocket server speaking the protocol. */
 class FakeCoordinator {

@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DockerEngine, DockerError, DockerTimeoutError, engineAddress, negotiateApiVersion } from "../../agent/src/docker/engine.ts";
 import { FrameDemuxer, type OutputStream } from "../../agent/src/docker/frames.ts";
 import type { BuildEvent } from "../../agent/src/docker/types.ts";
-import { hungEngine, type HungEngine } from "../helpers/hung-engine.ts";
+import { hungEngine, type HungEngine } from "../support/hung-engine.ts";
 
 const run = promisify(execFile);
 

@@ -16,7 +16,7 @@ import { LABELS } from "../../agent/src/runner/sandbox.ts";
 import { InputCache } from "../../agent/src/transfer/input-cache.ts";
 import type { ArtifactApi } from "../../agent/src/transfer/uploader.ts";
 import { JobRequest } from "../../protocol/index.ts";
-import { hungEngine, type HungEngine } from "../helpers/hung-engine.ts";
+import { hungEngine, type HungEngine } from "../support/hung-engine.ts";
 import { pollUntil } from "../helpers/poll.ts";
 
 const docker = new DockerEngine();

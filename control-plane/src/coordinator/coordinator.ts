@@ -302,6 +302,8 @@ export class Coordinator extends DurableObject<Bindings> {
       }
       await settleReports();
       await this.handleMessage(ws, msg);
+      // Refused for good (another token's worker name): the rest of the frame has no one to answer.
+      if (ws.readyState !== WebSocket.OPEN) return;
     }
     await settleReports();
   }
