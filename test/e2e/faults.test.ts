@@ -34,6 +34,14 @@ const ranAs = (attempt: number) => `attempt ${attempt} started\nattempt ${attemp
 
 type LogLine = { attempt: number; stream: string; text: string };
 const logLines = async (id: string) => (await api(`/v1/jobs/${id}/logs`)).json.lines as LogLine[];
+/** What each attempt said, by attempt, as the record holds it. */
+const attemptLines = async (jobId: string) => (await logLines(jobId)).filter((l) => l.text.startsWith("attempt ")).map((l) => [l.attempt, l.text]);
+/** Attempt 1 started and was cut off (its later lines, if any, fenced); attempt 2 ran whole. */
+const RAN_ONCE_MORE = [
+  [1, "attempt 1 started"],
+  [2, "attempt 2 started"],
+  [2, "attempt 2 done"],
+];
 const attemptsOf = async (id: string) => (await api(`/v1/jobs/${id}/attempts`)).json.attempts as { attempt: number; status: string; exit_code: number | null }[];
 const startedOn = (id: string, marker: string) => waitForJob(id, (j) => j.status === "running" && j.stdout.includes(marker));
 
@@ -61,12 +69,7 @@ describe("the fault suite", () => {
         { attempt: 1, status: "lost" },
         { attempt: 2, status: "finished", exit_code: 0 },
       ]);
-      const said = (await logLines(job.id)).filter((l) => l.text.startsWith("attempt ")).map((l) => [l.attempt, l.text]);
-      expect(said).toEqual([
-        [1, "attempt 1 started"],
-        [2, "attempt 2 started"],
-        [2, "attempt 2 done"],
-      ]);
+      expect(await attemptLines(job.id)).toEqual(RAN_ONCE_MORE);
     } finally {
       await other?.stop("SIGTERM");
       await removeLeftoversOf(gone, goneName);
@@ -108,12 +111,7 @@ describe("the fault suite", () => {
         { attempt: 1, status: "lost", exit_code: null },
         { attempt: 2, status: "finished", exit_code: 0 },
       ]);
-      const said = (await logLines(job.id)).filter((l) => l.text.startsWith("attempt ")).map((l) => [l.attempt, l.text]);
-      expect(said).toEqual([
-        [1, "attempt 1 started"],
-        [2, "attempt 2 started"],
-        [2, "attempt 2 done"],
-      ]);
+      expect(await attemptLines(job.id)).toEqual(RAN_ONCE_MORE);
       const listed = (await api(`/v1/jobs/${job.id}/artifacts`)).json.artifacts as { name: string; attempt: number }[];
       expect(listed.map((a) => a.name)).toContain("from-attempt-2.txt");
       expect(listed.every((a) => a.attempt === 2)).toBe(true);
