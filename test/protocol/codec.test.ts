@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   AgentToCoordinator,
+  CAPS_LIMITS,
   CoordinatorToAgent,
   decodeFrame,
   encode,
@@ -8,6 +9,7 @@ import {
   HEARTBEAT_ACK_FRAME,
   HEARTBEAT_FRAME,
   JobRequest,
+  LOG_LIMITS,
   packFrames,
   PROTOCOL_VERSION,
   utf8Length,
@@ -108,6 +110,20 @@ describe("JobRequest", () => {
     expect(results[0]).toMatchObject({ ok: false, message: expect.stringContaining(String(FRAME_LIMITS.messages)) });
   });
 
+  it("bounds every field an agent sends: attempt numbers, log text per line and per batch, capabilities", () => {
+    const log = (lines: { stream: "stdout"; text: string; ts: number }[], attempt = 1) => encode({ type: "job_log", payload: { job_id: "j_1", attempt, seq: 0, lines } });
+    const line = (chars: number) => ({ stream: "stdout" as const, text: "x".repeat(chars), ts: 1 });
+    const first = (raw: string) => decodeFrame(raw, AgentToCoordinator)[0]!;
+    expect(first(log([line(LOG_LIMITS.line_chars)])).ok).toBe(true);
+    expect(first(log([line(LOG_LIMITS.line_chars + 1)]))).toMatchObject({ ok: false, message: expect.stringContaining("lines.0.text") });
+    expect(first(log(Array.from({ length: 17 }, () => line(64 * 1024))))).toMatchObject({ ok: false, message: expect.stringContaining(String(LOG_LIMITS.batch_chars)) });
+    expect(first(log([line(1)], 10_001)).ok).toBe(false);
+    const hello = (cpu_cores: number) =>
+      encode({ type: "hello", payload: { agent_version: "1", name: "n", slots: 1, running: [], caps: { cpu_cores, memory_mb: 1024, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false } } });
+    expect(first(hello(CAPS_LIMITS.cpu_cores)).ok).toBe(true);
+    expect(first(hello(1e300))).toMatchObject({ ok: false, message: expect.stringContaining("cpu_cores") });
+  });
+
   it("packs messages into frames within the limits, in order, and one per frame without batching", () => {
     const small = agentMessages.map(encode);
     expect(packFrames(small, false)).toEqual(small);
@@ -120,7 +136,10 @@ describe("JobRequest", () => {
     expect(packFrames(many, true).map((f) => decodeFrame(f, AgentToCoordinator).length)).toEqual([FRAME_LIMITS.messages, FRAME_LIMITS.messages, 1]);
 
     // A message over the byte budget travels alone; those around it are packed on either side.
-    const big = encode({ type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "x".repeat(FRAME_LIMITS.bytes), ts: 1 }] } });
+    // Lines at the agent's 64 KiB cut, enough of them to pass the frame's byte budget.
+    const lines = Array.from({ length: 5 }, () => ({ stream: "stdout" as const, text: "x".repeat(60 * 1024), ts: 1 }));
+    const big = encode({ type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines } });
+    expect(big.length).toBeGreaterThan(FRAME_LIMITS.bytes);
     const frames = packFrames([small[1]!, small[3]!, big, small[5]!], true);
     expect(frames.map((f) => decodeFrame(f, AgentToCoordinator).map((r) => r.ok && r.message.type))).toEqual([["heartbeat", "job_started"], ["job_log"], ["job_result"]]);
     expect(frames.every((f) => f === big || f.length <= FRAME_LIMITS.bytes)).toBe(true);
