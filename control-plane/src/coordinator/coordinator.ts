@@ -34,7 +34,8 @@ import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
 import { buildAssignment, withoutUnreadyInputs, type AssignmentContext } from "./assignments.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
-import { isTerminal, nextJobState, type JobEvent } from "./job-state.ts";
+import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
+import { isTerminal } from "./job-state.ts";
 import { PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
 import { COUNTERS, CoordinatorMetrics, type Counter, type Sample } from "./metrics.ts";
@@ -44,13 +45,7 @@ import { SettlementQueue } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
-/** An agent's report that changes an attempt, from the worker that sent it. */
-type Settlement =
-  | { type: "job_accepted"; workerId: string; payload: AgentMessage<"job_accepted"> }
-  | { type: "job_started"; workerId: string; payload: AgentMessage<"job_started"> }
-  | { type: "job_result"; workerId: string; payload: AgentMessage<"job_result"> };
-type SettlementType = Settlement["type"];
-const SETTLEMENTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies SettlementType[];
+const REPORTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies Report["type"][];
 
 /** A hello, with the socket it came on. */
 type HelloEvent = { ws: WebSocket; session: Session; hello: AgentMessage<"hello"> };
@@ -96,7 +91,7 @@ export class Coordinator extends DurableObject<Bindings> {
   private readonly settings: Settings;
   private readonly faults: Faults | null;
   private readonly sockets: SocketRegistry;
-  private readonly settlements: SettlementQueue<Settlement, Admission["kind"]>;
+  private readonly settlements: SettlementQueue<Report, Admission["kind"]>;
   private readonly hellos: SettlementQueue<HelloEvent, void>;
   private metrics = new CoordinatorMetrics();
   private pool: string | null = null;
@@ -121,7 +116,7 @@ export class Coordinator extends DurableObject<Bindings> {
       () => this.pool,
     );
     this.settlements = new SettlementQueue({
-      apply: (events) => this.applySettlements(events),
+      apply: (events) => this.applyReports(events),
       exclusive: (fn) => this.exclusive(fn),
       batch: SETTLE_BATCH,
       onRetry: (err, events, delayMs) => {
@@ -178,7 +173,7 @@ export class Coordinator extends DurableObject<Bindings> {
         await cancelQueued(this.db, jobId, now);
       } else {
         const attempt = await getAttempt(this.db, jobId, job.attempt);
-        if (attempt) await this.endAttempt(attempt, { type: "cancel" }, "canceling", "canceled by user", now);
+        if (attempt) await this.commit((w) => endAttempt(w, attempt, { type: "cancel" }, "canceling", "canceled by user", now));
         if (job.workerId) this.sockets.send(job.workerId, { type: "cancel_job", payload: { job_id: jobId, attempt: job.attempt, reason: "user" } });
       }
       return (await getJob(this.db, jobId)) ?? null;
@@ -295,8 +290,8 @@ export class Coordinator extends DurableObject<Bindings> {
       }
       const msg = decoded.message;
       const workerId = sessionOf(ws)?.workerId;
-      if (workerId && SETTLEMENTS.includes(msg.type)) {
-        const event = { ...msg, workerId } as Settlement;
+      if (workerId && REPORTS.includes(msg.type)) {
+        const event = { ...msg, workerId } as Report;
         reports.push(this.report(ws, event, acks));
         continue;
       }
@@ -309,7 +304,7 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   /** Queues a start or result for the next group write, and says what became of it. */
-  private async report(ws: WebSocket, event: Settlement, acks: CoordinatorToAgent[]): Promise<void> {
+  private async report(ws: WebSocket, event: Report, acks: CoordinatorToAgent[]): Promise<void> {
     const ref = { job_id: event.payload.job_id, attempt: event.payload.attempt };
     let verdict: Admission["kind"];
     try {
@@ -473,7 +468,7 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const step of reconcileSteps(held, reported)) {
       if (step.kind === "resend") await this.sendAssignment(step.attempt);
       else if (step.kind === "confirm_cancel") await this.commit((w) => w.end(step.attempt, { status: "finished", exitCode: null, failureReason: null }, null, now));
-      else if (step.kind === "lost") await this.loseAttempt(step.attempt, `attempt ${step.attempt.attempt} was lost: its agent restarted without it`, now);
+      else if (step.kind === "lost") await this.commit((w) => loseAttempt(w, step.attempt, `attempt ${step.attempt.attempt} was lost: its agent restarted without it`, now));
       else this.sockets.send(workerId, { type: "cancel_job", payload: { ...step.ref, reason: "stale" } });
     }
   }
@@ -482,7 +477,7 @@ export class Coordinator extends DurableObject<Bindings> {
    * Decides each event against its attempt as the events before it in the batch left it, in
    * arrival order, and writes them in one batch. Only the worker holding an attempt changes it.
    */
-  private async applySettlements(events: Settlement[]): Promise<Admission["kind"][]> {
+  private async applyReports(events: Report[]): Promise<Admission["kind"][]> {
     const ledger = await this.ledger();
     const now = Date.now();
     const verdicts: Admission["kind"][] = [];
@@ -495,29 +490,15 @@ export class Coordinator extends DurableObject<Bindings> {
         verdicts.push(verdict.kind);
         if (verdict.kind !== "admit") continue;
         const a = verdict.attempt;
-        const next = this.settleOne(writes, a, e, now);
+        const next = applyReport(writes, a, e, now, { prepareTimeoutMs: this.settings.PREPARE_TIMEOUT_S * 1000, deadlineGraceMs: this.settings.DEADLINE_GRACE_S * 1000 });
         if (next) latest.set(key, next);
       }
     });
     return verdicts;
   }
 
-  /** The one change an admitted report makes to its attempt, if any (a repeat makes none). */
-  private settleOne(writes: AttemptWrites, a: AttemptWithJob, e: Settlement, now: number): AttemptWithJob | null {
-    if (e.type === "job_accepted") return a.status === "assigned" ? writes.accept(a, now + this.settings.PREPARE_TIMEOUT_S * 1000) : null;
-    if (e.type === "job_started") {
-      return a.status === "assigned" ? writes.start(a, now, now + (a.timeoutS + this.settings.DEADLINE_GRACE_S) * 1000, e.payload.resolved ?? null) : null;
-    }
-    const r = e.payload;
-    if (a.status === "canceling") return writes.end(a, { status: "finished", exitCode: r.exit_code, failureReason: r.failure_reason }, null, now);
-    if (a.status !== "assigned" && a.status !== "running") return null;
-    // The agent itself lost the job (its lease lapsed and the warden stopped it): a lost attempt, retried while retries remain.
-    if (r.failure_reason === "worker_lost") return this.end(writes, a, lostEvent(a), "lost", r.message ?? `attempt ${a.attempt} was lost by its agent`, now);
-    return this.end(writes, a, { type: "result", exitCode: r.exit_code, failureReason: r.failure_reason }, "finished", r.message, now, r.exit_code, r.resolved);
-  }
-
   /** Who held each attempt the ledger does not: a late report of one's own, or someone else's. */
-  private async recordedOwners(events: Settlement[]): Promise<Map<string, AttemptWithJob>> {
+  private async recordedOwners(events: Report[]): Promise<Map<string, AttemptWithJob>> {
     const owners = new Map<string, AttemptWithJob>();
     for (const e of events) {
       const key = `${e.payload.job_id}#${e.payload.attempt}`;
@@ -550,38 +531,11 @@ export class Coordinator extends DurableObject<Bindings> {
     waiter?.answered();
   }
 
-  /** Ends one attempt and moves its job as the state machine says. */
-  private async endAttempt(a: AttemptWithJob, event: JobEvent, attemptStatus: "finished" | "lost" | "canceling", message: string | null, now: number) {
-    await this.commit((writes) => this.end(writes, a, event, attemptStatus, message, now));
-  }
-
-  /** The attempt is gone with its worker (or was never started): requeued while retries remain. */
-  private async loseAttempt(a: AttemptWithJob, message: string, now: number) {
-    if (a.status === "canceling") await this.commit((w) => w.end(a, { status: "lost", exitCode: null, failureReason: "worker_lost" }, null, now));
-    else await this.endAttempt(a, lostEvent(a), "lost", message, now);
-  }
-
-  /** Adds an attempt's end to a batch, with its job's move when it is the job's latest. */
-  private end(
-    writes: AttemptWrites,
-    a: AttemptWithJob,
-    event: JobEvent,
-    attemptStatus: "finished" | "lost" | "canceling",
-    message: string | null,
-    now: number,
-    exitCode: number | null = null,
-    resolved?: AgentMessage<"job_result">["resolved"],
-  ): AttemptWithJob {
-    const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
-    const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
-    return writes.end(a, { status: attemptStatus, exitCode, failureReason }, transition && { ...transition, message, resolved }, now);
-  }
-
   private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
     const connected = new Set(this.sockets.workerIds());
     const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
     for (const a of await holdingAttempts(this.db, silent)) {
-      await this.loseAttempt(a, `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, Date.now());
+      await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, Date.now()));
     }
   }
 
@@ -591,15 +545,15 @@ export class Coordinator extends DurableObject<Bindings> {
    * is failed.
    */
   private async enforceDeadlines(pool: string, now: number): Promise<void> {
-    for (const a of await pastDeadline(this.db, pool, now, this.settings.START_TIMEOUT_S * 1000)) {
-      if (a.status === "assigned") {
-        const bound = a.deadlineAt === null || a.deadlineAt - a.assignedAt <= this.settings.START_TIMEOUT_S * 1000 ? "START_TIMEOUT_S" : "PREPARE_TIMEOUT_S";
-        await this.loseAttempt(a, `attempt ${a.attempt} was not started in time (${bound}); taken back from worker ${a.workerId}`, now);
-        this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "stale" } });
-        continue;
+    const startTimeoutMs = this.settings.START_TIMEOUT_S * 1000;
+    for (const a of await pastDeadline(this.db, pool, now, startTimeoutMs)) {
+      const step = deadlineStep(a, startTimeoutMs);
+      if (step.kind === "take_back") {
+        await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was not started in time (${step.bound}); taken back from worker ${a.workerId}`, now));
+      } else {
+        await this.commit((w) => endAttempt(w, a, { type: "timeout" }, "canceling", "the job ran past its timeout and the agent did not stop it", now));
       }
-      await this.endAttempt(a, { type: "timeout" }, "canceling", "the job ran past its timeout and the agent did not stop it", now);
-      this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: "timeout" } });
+      this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: step.kind === "take_back" ? "stale" : "timeout" } });
     }
   }
 
@@ -788,6 +742,3 @@ export class Coordinator extends DurableObject<Bindings> {
     });
   }
 }
-
-/** A lost attempt's event: requeued while the job has retries left. */
-const lostEvent = (a: AttemptWithJob): JobEvent => ({ type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries });
