@@ -113,6 +113,30 @@ describe("large files through R2 presigned URLs", () => {
     expect(await (await fetchArtifact(".gridx/job.log")).text()).toBe(`${bigSha}\n`);
   });
 
+  it("judges a job's output file by file: a bad name is noted and skipped, 1,500 files keep the first 1,000 and the log, and fail output_too_large", async () => {
+    const badName = {
+      kind: "python",
+      pool,
+      python: { script: ["open('/work/output/good.txt', 'w').write('kept')", "open('/work/output/what?.txt', 'w').write('refused')", "print('done')"].join("\n") },
+    };
+    const noted = await waitForJob((await submit(badName)).id, isDone, 120_000);
+    // The job's own outcome stands: it exited 0.
+    expect(noted).toMatchObject({ status: "completed", exit_code: 0 });
+    expect(noted.artifacts.map((a: any) => a.name)).toEqual([".gridx/job.log", "good.txt"]);
+    const log = (await api(`/v1/jobs/${noted.id}/logs`)).json.lines.map((l: any) => l.text).join("\n");
+    expect(log).toContain("what?.txt");
+
+    const many = { kind: "python", pool, python: { script: "for i in range(1500):\n    open(f'/work/output/f{i:04d}.txt', 'w').write('x')\nprint('wrote 1500')" } };
+    const capped = await waitForJob((await submit(many)).id, isDone, 180_000);
+    expect(capped).toMatchObject({ status: "failed", failure_reason: "output_too_large", exit_code: 0 });
+    expect(capped.failure_message).toMatch(/500/);
+    const kept = capped.artifacts.map((a: any) => a.name);
+    expect(kept).toHaveLength(1001);
+    expect(kept).toContain(".gridx/job.log");
+    expect(kept).toContain("f0999.txt");
+    expect(kept).not.toContain("f1000.txt");
+  });
+
   it("refuses an expired or tampered presigned URL", async () => {
     const res = await fetch(`${cp().url}/v1/datasets/${datasetId}/download?ttl_s=1`, { headers: { authorization: `Bearer ${cp().adminToken}` }, redirect: "manual" });
     const url = new URL(res.headers.get("location")!);
