@@ -38,6 +38,10 @@ export const app = base
   .notFound((c) => c.json(new AppError("not_found", `no route ${c.req.method} ${new URL(c.req.url).pathname}`).toJSON(), 404))
   .onError((err, c) => {
     if (err instanceof AppError) return c.json(err.toJSON(), err.status);
+    // The OpenAPI router's own media-type check: the same answer as the body guard's.
+    if (err instanceof HTTPException && err.status === 415) {
+      return c.json(new AppError("validation_failed", "send the body as JSON with `Content-Type: application/json`", "Content-Type").toJSON(), 400);
+    }
     if (err instanceof HTTPException) {
       const code = err.status === 401 ? "unauthorized" : err.status === 403 ? "forbidden" : err.status === 404 ? "not_found" : "validation_failed";
       return c.json(new AppError(code, err.message || "bad request").toJSON(), err.status);
