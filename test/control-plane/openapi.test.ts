@@ -74,6 +74,14 @@ describe("GET /openapi.json", () => {
     expect(op.responses["401"].content["application/json"].schema).toEqual(ref("Error"));
   });
 
+  it("lists 400 on every route with path parameters, which are validated like any input", async () => {
+    const doc = await document();
+    const missing = Object.entries(doc.paths as Record<string, Record<string, { responses: Record<string, unknown> }>>)
+      .filter(([path]) => path.includes("{"))
+      .flatMap(([path, ops]) => Object.entries(ops).filter(([, op]) => !("400" in op.responses)).map(([method]) => `${method} ${path}`));
+    expect(missing).toEqual([]);
+  });
+
   it("describes /health as open", async () => {
     expect((await document()).paths["/health"].get.security).toBeUndefined();
   });

@@ -133,7 +133,7 @@ export const datasetRoutes = router()
       path: "/{id}",
       summary: "A dataset",
       request: { params: DatasetParams },
-      responses: { 200: json(Dataset, "The dataset."), ...errors(401, 403, 404) },
+      responses: { 200: json(Dataset, "The dataset."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => c.json(datasetView(await mustGetDataset(createDb(c.env.DB), c.req.valid("param").id)), 200),
   )
@@ -167,7 +167,7 @@ export const datasetRoutes = router()
       summary: "Delete a dataset",
       description: `${user.description} Aborts an open upload and removes the bytes.`,
       request: { params: DatasetParams },
-      responses: { 204: { description: "Deleted." }, ...errors(401, 403, 404) },
+      responses: { 204: { description: "Deleted." }, ...errors(400, 401, 403, 404) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);

@@ -18,7 +18,7 @@ export const jobAttemptRoutes = router().openapi(
     path: "/{id}/attempts",
     summary: "Every attempt of a job, with its worker and timestamps",
     request: { params: JobParams },
-    responses: { 200: json(AttemptList, "The job's attempts, first to latest."), ...errors(401, 403, 404) },
+    responses: { 200: json(AttemptList, "The job's attempts, first to latest."), ...errors(400, 401, 403, 404) },
   }),
   async (c) => {
     const db = createDb(c.env.DB);

@@ -144,7 +144,7 @@ export const jobRoutes = router()
       path: "/{id}",
       summary: "A job, with the tail of its output",
       request: { params: JobParams },
-      responses: { 200: json(JobDetail, "The job, with the last 64 KiB of stdout and stderr of its latest attempt."), ...errors(401, 403, 404) },
+      responses: { 200: json(JobDetail, "The job, with the last 64 KiB of stdout and stderr of its latest attempt."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);
@@ -160,7 +160,7 @@ export const jobRoutes = router()
       summary: "Cancel a job",
       description: `${user.description} A running container gets SIGTERM, then SIGKILL; canceling a canceled job is a no-op.`,
       request: { params: JobParams },
-      responses: { 200: json(JobDetail, "The job, canceled."), ...errors(401, 403, 404, 409) },
+      responses: { 200: json(JobDetail, "The job, canceled."), ...errors(400, 401, 403, 404, 409) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);
@@ -180,7 +180,7 @@ export const jobRoutes = router()
       path: "/{id}/artifacts",
       summary: "The latest attempt's artifacts",
       request: { params: JobParams },
-      responses: { 200: json(ArtifactList, "Every file the job left in /work/output, with its size and SHA-256."), ...errors(401, 403, 404) },
+      responses: { 200: json(ArtifactList, "Every file the job left in /work/output, with its size and SHA-256."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);

@@ -75,7 +75,7 @@ export const workerRoutes = router()
       summary: "Stop giving a worker new jobs",
       description: `${admin.description} Running jobs go on; the worker shows \`draining\` until undrained.`,
       request: { params: WorkerParams },
-      responses: { 200: json(Worker, "The worker, draining."), ...errors(401, 403, 404) },
+      responses: { 200: json(Worker, "The worker, draining."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => c.json(await setDrain(c, c.req.valid("param").id, true), 200),
   )
@@ -87,7 +87,7 @@ export const workerRoutes = router()
       path: "/{id}/undrain",
       summary: "Resume giving a worker jobs",
       request: { params: WorkerParams },
-      responses: { 200: json(Worker, "The worker."), ...errors(401, 403, 404) },
+      responses: { 200: json(Worker, "The worker."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => c.json(await setDrain(c, c.req.valid("param").id, false), 200),
   )
@@ -121,7 +121,7 @@ export const workerRoutes = router()
       path: "/{id}/probes",
       summary: "The worker's probe audit trail",
       request: { params: WorkerParams },
-      responses: { 200: json(ProbeList, `The latest ${PROBE_PAGE} probes, newest first.`), ...errors(401, 403, 404) },
+      responses: { 200: json(ProbeList, `The latest ${PROBE_PAGE} probes, newest first.`), ...errors(400, 401, 403, 404) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);
