@@ -99,11 +99,6 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
     type: z.literal("hello"),
     payload: z.object({
       agent_version: z.string().max(50),
-      /**
-       * A stable id of this agent installation (a hash of its URL and token): it labels the
-       * containers it starts, so it reaps only its own, whatever its display name.
-       */
-      instance: z.string().regex(/^[0-9a-f]{16,64}$/).optional(),
       name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/),
       slots: z.number().int().min(1).max(256),
       caps: WorkerCaps,

@@ -1,8 +1,8 @@
 import { envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
-import { agentInstance } from "./identity.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
+import { errorText } from "./runner/outcome.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
 import { runProbe, type ProbeConfig } from "./probe.ts";
 
@@ -52,7 +52,6 @@ const DEFAULT_BACKLOG_LIMIT = 8 * 1024 * 1024;
  */
 export const DEFAULT_RESULT_RESEND_MS = 10_000;
 
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /** What a job that failed inside the agent itself, not in its container, reports. */
 const failedInside = (err: unknown): RunOutcome => ({ exit_code: null, failure_reason: "internal", message: `the agent failed while running the job: ${errorText(err)}` });
@@ -79,7 +78,6 @@ export class Agent {
     private readonly runner: JobRunner,
     private readonly log: Logger,
   ) {
-    const instance = agentInstance(opts.url, opts.token);
     this.connection = new Connection({
       url: opts.url,
       token: opts.token,
@@ -92,7 +90,6 @@ export class Agent {
         caps: opts.caps,
         running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ payload: { job_id, attempt } }) => ({ job_id, attempt }))),
         warm: this.warm,
-        instance,
       }),
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),

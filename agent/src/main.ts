@@ -90,7 +90,7 @@ async function main(): Promise<number> {
     {
       stateDir: config.stateDir,
       agentName: config.name,
-      instance: agentInstance(config.url, config.token),
+      instance: agentInstance(config.url, config.token, config.name),
       images: { python: config.pythonImage },
       stopGraceS: config.stopGraceS,
       tmpfsMb: config.tmpfsMb,
@@ -131,7 +131,7 @@ async function main(): Promise<number> {
     log,
   );
   // Before the agent takes a job: the lease then covers every container it starts.
-  const warden = await startWarden(docker, engineAddress(process.env), { stateDir: config.stateDir, instance: agentInstance(config.url, config.token), agentName: config.name, leaseS: config.leaseS, onLapse: () => agent.stopAll("lease") }, log);
+  const warden = await startWarden(docker, engineAddress(process.env), { stateDir: config.stateDir, instance: agentInstance(config.url, config.token, config.name), agentName: config.name, leaseS: config.leaseS, onLapse: () => agent.stopAll("lease") }, log);
   // Only once the agent has closed, so no job is left: should closing fail, the lease expires and the warden stops what remains.
   const close = (graceMs: number) => agent.close(graceMs).then(() => warden?.close());
   const { fatal, finished } = await agent.start();

@@ -7,7 +7,6 @@ import { afterEach, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket } from "ws";
 import { Agent, type AgentOptions } from "../../agent/src/agent.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
-import { agentInstance } from "../../agent/src/identity.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
@@ -113,8 +112,7 @@ describe("Agent", () => {
   it("says hello with its name, slots, caps and version, sending the token as a header", async () => {
     const { coord } = await setup({ slots: 3 });
     const hello = await coord.waitFor("hello");
-    const instance = agentInstance(coord.url, "gxa_secret-token");
-    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true, instance });
+    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true });
     expect(coord.headers[0]).toBe("Bearer gxa_secret-token");
   });
 

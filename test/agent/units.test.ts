@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { agentInstance } from "../../agent/src/identity.ts";
 import { backoffDelay } from "../../agent/src/backoff.ts";
 import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
@@ -192,5 +193,17 @@ describe("limitsUpdate", () => {
     const fresh = containerOptions({ name: "n", image: "i", argv: null, env: {}, limits: wanted, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }).HostConfig!;
     expect(update).toEqual({ Memory: fresh.Memory, MemorySwap: fresh.MemorySwap, NanoCpus: fresh.NanoCpus, PidsLimit: fresh.PidsLimit });
     expect(limitsUpdate(defaults, { ...defaults, pids: 64 })).toMatchObject({ PidsLimit: 64 });
+  });
+});
+
+describe("agentInstance", () => {
+  it("is stable for one installation, and differs for another name, token or control plane", () => {
+    const id = agentInstance("https://grid.example/", "gxa_t", "lab-1");
+    expect(id).toMatch(/^[0-9a-f]{32}$/);
+    expect(agentInstance("https://grid.example", "gxa_t", "lab-1")).toBe(id);
+    // Two workers on one token (one Docker host, say) are two installations.
+    expect(agentInstance("https://grid.example", "gxa_t", "lab-2")).not.toBe(id);
+    expect(agentInstance("https://grid.example", "gxa_u", "lab-1")).not.toBe(id);
+    expect(agentInstance("https://other.example", "gxa_t", "lab-1")).not.toBe(id);
   });
 });

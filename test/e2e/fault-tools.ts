@@ -174,6 +174,6 @@ export async function containerState(id: string): Promise<{ Status: string; Runn
  */
 export async function removeLeftoversOf(agent: { token: string }, name: string): Promise<void> {
   await removeContainersOfAgent(name);
-  const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=${WARDEN_LABELS.instance}=${agentInstance(cp().url, agent.token)}`]);
+  const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=${WARDEN_LABELS.instance}=${agentInstance(cp().url, agent.token, name)}`]);
   for (const id of out.split("\n").filter(Boolean)) await runCommand("docker", ["rm", "-f", id]).catch(() => undefined);
 }

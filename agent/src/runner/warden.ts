@@ -34,7 +34,7 @@ export const WARDEN_LABELS = {
 
 export interface WardenOptions {
   stateDir: string;
-  /** `agentInstance(url, token)`: whose containers this warden stops. */
+  /** `agentInstance(url, token, name)`: whose containers this warden stops. */
   instance: string;
   /** The agent's display name, labelled for people (`docker ps --filter label=gridx.agent=…`). */
   agentName: string;
