@@ -11,14 +11,6 @@ const ExitCode = z.number().int().min(-(2 ** 31)).max(2 ** 32 - 1);
 export const AttemptRef = z.object({ job_id: JobId, attempt: Attempt });
 export type AttemptRef = z.infer<typeof AttemptRef>;
 
-const CAPS_LIMITS_GPU_INDEX = 1023;
-export const GpuDevice = z.object({
-  index: z.number().int().min(0).max(CAPS_LIMITS_GPU_INDEX),
-  model: z.string().max(200),
-  memory_mb: z.number().int().min(0).max(1024 * 1024),
-});
-export type GpuDevice = z.infer<typeof GpuDevice>;
-
 /**
  * Upper bounds on what a machine may advertise: far above any real machine, so a
  * capability past one is a broken or hostile agent, never scheduled on.
@@ -28,8 +20,17 @@ export const CAPS_LIMITS = {
   /** 64 TiB. */
   memory_mb: 64 * 1024 * 1024,
   gpus: 64,
+  gpu_index: 1023,
+  /** 1 TiB. */
   gpu_memory_mb: 1024 * 1024,
 } as const;
+
+export const GpuDevice = z.object({
+  index: z.number().int().min(0).max(CAPS_LIMITS.gpu_index),
+  model: z.string().max(200),
+  memory_mb: z.number().int().min(0).max(CAPS_LIMITS.gpu_memory_mb),
+});
+export type GpuDevice = z.infer<typeof GpuDevice>;
 
 /** What an agent's machine offers, as it advertises it in `hello`. */
 export const WorkerCaps = z.object({

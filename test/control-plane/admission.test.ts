@@ -33,7 +33,8 @@ describe("admission: only the worker holding an attempt changes it", () => {
 
   it("refuses another worker, whether the attempt is held or over", () => {
     expect(admission("w2", ref, attempt(), undefined).kind).toBe("refused");
-    expect(admission("w2", ref, undefined, { workerId: "w1", status: "lost" }).kind).toBe("refused");
+    expect(admission("w2", ref, undefined, attempt({ status: "lost" })).kind).toBe("refused");
+    expect(admission("w2", ref, undefined, attempt()).kind).toBe("refused");
   });
 
   it("refuses an attempt that does not exist", () => {
@@ -41,7 +42,12 @@ describe("admission: only the worker holding an attempt changes it", () => {
   });
 
   it("fences the former holder's late report of an attempt that is over", () => {
-    expect(admission("w1", ref, undefined, { workerId: "w1", status: "lost" })).toMatchObject({ kind: "fenced", reason: expect.stringContaining("lost") });
+    expect(admission("w1", ref, undefined, attempt({ status: "lost" }))).toMatchObject({ kind: "fenced", reason: expect.stringContaining("lost") });
+  });
+
+  it("admits the holder D1 names when the ledger missed the attempt (a reconnect racing the old socket's close)", () => {
+    const recorded = attempt({ status: "running" });
+    expect(admission("w1", ref, undefined, recorded)).toEqual({ kind: "admit", attempt: recorded });
   });
 });
 

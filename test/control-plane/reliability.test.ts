@@ -66,6 +66,19 @@ describe("coordinator: faults delay work, never lose it", () => {
     expect(requeued.failure_message).toMatch(/went silent/);
   });
 
+  it("stores a log batch whose D1 write fails by retrying it, before the result that follows it", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool));
+    const job = await runningJob(pool, agent);
+    await inject(pool, { d1: { fail_next: 2, match: 'insert into "log_chunks"' } });
+    agent.send({ type: "job_log", payload: { job_id: job.id, attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "kept", ts: 1 }] } });
+    agent.send(result(job.id));
+    await agent.next("result_ack", 10_000);
+    expect(await waitForJob(job.id, (j) => j.status === "completed")).toMatchObject({ stdout: "kept\n" });
+    expect((await inject(pool, { d1: { fail_next: 0 } })).json.injected).toBe(2);
+    agent.close();
+  });
+
   it("records a hello whose D1 write fails by retrying it: the agent is greeted, not dropped", async () => {
     const pool = uniquePool();
     const token = await agentToken(pool);
@@ -168,6 +181,32 @@ describe("coordinator: only the worker holding an attempt may change it", () => 
     const attempts = (await api(`/v1/jobs/${job.id}/attempts`)).json.attempts;
     expect(attempts[0]).toMatchObject({ attempt: 1, status: "lost" });
     agent.close();
+  });
+
+  it("takes one hello per connection: a second, for another worker, is refused and the first stays", async () => {
+    const pool = uniquePool();
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "first-name" });
+    agent.send({ type: "hello", payload: { agent_version: "x", name: "second-name", slots: 1, caps: caps(), running: [] } });
+    expect((await agent.next("error")).payload.message).toMatch(/said hello already/);
+    const job = await runningJob(pool, agent);
+    expect((await api(`/v1/jobs/${job.id}`)).json.worker_id).toBe(workerId);
+    expect((await api(`/v1/workers?pool=${pool}`)).json.workers.map((w: any) => w.name)).toEqual(["first-name"]);
+    agent.close();
+  });
+
+  it("keeps a reconnected worker's results when its old socket closes after the new one said hello", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const { agent: old } = await FakeAgent.join(token, { name: "flappy" });
+    const job = await runningJob(pool, old);
+    // The agent redials before the coordinator has seen its old line drop.
+    const fresh = await FakeAgent.join(token, { name: "flappy", running: [{ job_id: job.id, attempt: 1 }] });
+    old.close();
+    fresh.agent.send(result(job.id));
+    expect((await fresh.agent.next("result_ack")).payload).toEqual({ job_id: job.id, attempt: 1 });
+    expect(await waitForJob(job.id, (j) => j.status === "completed")).toMatchObject({ attempt: 1, exit_code: 0 });
+    expect((await api(`/v1/workers?pool=${pool}`)).json.workers[0].status).toBe("online");
+    fresh.agent.close();
   });
 
   it("completes a probe only from the worker it was sent to", async () => {

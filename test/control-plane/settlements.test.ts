@@ -49,4 +49,34 @@ describe("settlement retries", () => {
     await expect(poison).rejects.toThrow("D1 down");
     expect(await good).toBe("ok:good");
   });
+
+  it("waits out the backoff even when another flush was queued while the write failed", async () => {
+    const at: number[] = [];
+    let serial = Promise.resolve();
+    let fail = true;
+    let pushLate: () => void = () => undefined;
+    const q = new SettlementQueue<string, string>({
+      apply: async (events) => {
+        at.push(Date.now());
+        if (fail) {
+          fail = false;
+          // An event arriving mid-write queues a flush behind this one.
+          pushLate();
+          throw new Error("D1 down");
+        }
+        return events.map((e) => `ok:${e}`);
+      },
+      exclusive: (fn) => (serial = serial.then(fn)),
+      batch: 10,
+      policy: { baseMs: 300, maxMs: 300, isolateAfter: 5, giveUpAfter: 5 },
+      onRetry: () => undefined,
+    });
+    let late: Promise<string> | undefined;
+    pushLate = () => (late = q.push("b"));
+    const first = q.push("a");
+    expect(await first).toBe("ok:a");
+    expect(await late).toBe("ok:b");
+    expect(at).toHaveLength(2);
+    expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(300);
+  });
 });

@@ -1,5 +1,5 @@
 import type { AttemptRef } from "../../../protocol/index.ts";
-import type { AttemptWithJob } from "../db/attempts.ts";
+import { HOLDING, type AttemptWithJob } from "../db/attempts.ts";
 
 /**
  * What the coordinator does with an agent's message about one attempt:
@@ -12,18 +12,18 @@ import type { AttemptWithJob } from "../db/attempts.ts";
  */
 export type Admission = { kind: "admit"; attempt: AttemptWithJob } | { kind: "fenced"; reason: string } | { kind: "refused"; reason: string };
 
-/** The part of an attempt's record that decides whose it was. */
-export type AttemptOwner = Pick<AttemptWithJob, "workerId" | "status">;
-
 /**
  * Decides a message about `ref` from worker `sender`. `held` is the ledger's copy (attempts
- * connected workers hold); `recorded` is D1's row, read only when the ledger has none.
+ * connected workers hold); `recorded` is D1's row, read only when the ledger has none. D1 is
+ * the record: an attempt it says the sender still holds is admitted even when the ledger
+ * missed it (a reconnect racing the old socket's close).
  */
-export function admission(sender: string, ref: AttemptRef, held: AttemptWithJob | undefined, recorded: AttemptOwner | undefined): Admission {
+export function admission(sender: string, ref: AttemptRef, held: AttemptWithJob | undefined, recorded: AttemptWithJob | undefined): Admission {
   const name = `attempt ${ref.attempt} of job ${ref.job_id}`;
   if (held) return held.workerId === sender ? { kind: "admit", attempt: held } : { kind: "refused", reason: `${name} is not this worker's` };
-  if (recorded?.workerId === sender) return { kind: "fenced", reason: `${name} is over (${recorded.status}); this report is ignored` };
-  return { kind: "refused", reason: `${name} is not this worker's` };
+  if (recorded?.workerId !== sender) return { kind: "refused", reason: `${name} is not this worker's` };
+  if ((HOLDING as readonly string[]).includes(recorded.status)) return { kind: "admit", attempt: recorded };
+  return { kind: "fenced", reason: `${name} is over (${recorded.status}); this report is ignored` };
 }
 
 /** What a reconnected agent's report of its jobs asks of the coordinator, per attempt. */

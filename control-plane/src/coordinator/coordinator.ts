@@ -14,6 +14,7 @@ import {
 } from "../../../protocol/index.ts";
 import { createDb, type Db } from "../db/client.ts";
 import {
+  attemptsByRefs,
   AttemptWrites,
   type AttemptWithJob,
   cancelQueued,
@@ -41,7 +42,7 @@ import { judgement, judgeSocket } from "./liveness.ts";
 import { COUNTERS, CoordinatorMetrics, type Counter, type Sample } from "./metrics.ts";
 import { initialSchedulerState, planDispatch } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
-import { SettlementQueue } from "./settlements.ts";
+import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
@@ -148,10 +149,11 @@ export class Coordinator extends DurableObject<Bindings> {
       return new Response("expected an agent WebSocket upgrade", { status: 400 });
     }
     await this.bindPool(pool);
+    // Before the socket is accepted: should this fail, no socket is left without a sweep to judge it.
+    await this.ensureAlarm();
     const { 0: client, 1: server } = new WebSocketPair();
     this.ctx.acceptWebSocket(server);
     setSession(server, { tokenId, workerId: null, connectedAt: Date.now() });
-    await this.ensureAlarm();
     return new Response(null, { status: 101, webSocket: client });
   }
 
@@ -417,6 +419,8 @@ export class Coordinator extends DurableObject<Bindings> {
    * as having said hello, so waiting its turn in a reconnect storm never times it out.
    */
   private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
+    // One hello per connection: a second would leave the first worker pointing at this socket.
+    if (session.workerId || session.helloAt) return this.refuse(ws, "hello", "this connection said hello already; open a new one for another worker");
     const waiting = { ...session, helloAt: Date.now() };
     setSession(ws, waiting);
     try {
@@ -450,8 +454,12 @@ export class Coordinator extends DurableObject<Bindings> {
       }
       const other = this.sockets.get(worker.id);
       if (other && other !== ws) {
-        setSession(other, { ...sessionOf(other)!, workerId: null });
-        other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
+        try {
+          setSession(other, { ...sessionOf(other)!, workerId: null });
+          other.close(CloseCode.replaced, "replaced by a newer connection of the same worker");
+        } catch {
+          // closed already: it only had to stop being this worker's
+        }
       }
       setSession(ws, { ...session, workerId: worker.id, batchFrames: hello.batch_frames });
       this.sockets.set(worker.id, ws);
@@ -499,14 +507,11 @@ export class Coordinator extends DurableObject<Bindings> {
 
   /** Who held each attempt the ledger does not: a late report of one's own, or someone else's. */
   private async recordedOwners(events: Report[]): Promise<Map<string, AttemptWithJob>> {
-    const owners = new Map<string, AttemptWithJob>();
-    for (const e of events) {
-      const key = `${e.payload.job_id}#${e.payload.attempt}`;
-      if (owners.has(key)) continue;
-      const a = await getAttempt(this.db, e.payload.job_id, e.payload.attempt);
-      if (a) owners.set(key, a);
-    }
-    return owners;
+    const found = await attemptsByRefs(
+      this.db,
+      events.map((e) => e.payload),
+    );
+    return new Map(found.map((a) => [`${a.jobId}#${a.attempt}`, a]));
   }
 
   private async onLog(ws: WebSocket, workerId: string, log: AgentMessage<"job_log">): Promise<void> {
@@ -518,8 +523,19 @@ export class Coordinator extends DurableObject<Bindings> {
       return;
     }
     const rows = chunkRows(log.job_id, log.attempt, log.seq, log.lines);
-    // A resent batch (after a reconnect) lands on the same key and is dropped.
-    await this.db.batch(rows.map((row) => this.db.insert(logChunks).values(row).onConflictDoNothing()) as [never, ...never[]]);
+    // A resent batch (after a reconnect) lands on the same key and is dropped. The agent does not
+    // re-send log lines, so a failed write is retried here, holding this socket's later frames back.
+    for (let failures = 1; ; failures++) {
+      try {
+        await this.db.batch(rows.map((row) => this.db.insert(logChunks).values(row).onConflictDoNothing()) as [never, ...never[]]);
+        return;
+      } catch (err) {
+        if (failures >= SETTLE_RETRY.giveUpAfter) throw err;
+        this.count(COUNTERS.settlementRetries);
+        console.error(`coordinator(${this.pool}): writing a log batch of ${log.job_id} failed; retrying`, errorText(err));
+        await new Promise((r) => setTimeout(r, settleRetryDelay(failures)));
+      }
+    }
   }
 
   /** Only the worker a probe was sent to may answer it, and only once. */
@@ -612,13 +628,19 @@ export class Coordinator extends DurableObject<Bindings> {
       now,
       now + this.settings.START_TIMEOUT_S * 1000,
     );
+    // Every stored attempt holds its slot, whether or not its message can be built.
+    for (const { attempt } of stored) ledger.record(attempt);
     const outgoing = new Map<string, CoordinatorToAgent[]>();
     for (const { job, attempt } of stored) {
-      ledger.record(attempt);
-      const assignment = await buildAssignment(this.assignmentContext(), job.id, attempt.attempt, job.spec, attempt.gpuIndices);
-      const batch = outgoing.get(attempt.workerId) ?? [];
-      batch.push(assignment);
-      outgoing.set(attempt.workerId, batch);
+      try {
+        const batch = outgoing.get(attempt.workerId) ?? [];
+        batch.push(await buildAssignment(this.assignmentContext(), job.id, attempt.attempt, job.spec, attempt.gpuIndices));
+        outgoing.set(attempt.workerId, batch);
+      } catch (err) {
+        // Not sent: the start bound takes it back and requeues it, the others go now.
+        this.count(COUNTERS.handlerFailures, { entry: "assignment" });
+        console.error(`coordinator(${this.pool}): the assignment of ${job.id} could not be built`, errorText(err));
+      }
     }
     for (const [workerId, messages] of outgoing) this.sockets.send(workerId, ...messages);
     if (stored.length === limit) this.dispatchAgain = true;
@@ -709,11 +731,15 @@ export class Coordinator extends DurableObject<Bindings> {
     return Math.min(15, this.settings.HEARTBEAT_INTERVAL_S, this.settings.WORKER_TIMEOUT_S / 3) * 1000;
   }
 
+  /** Arms the sweep if none is set; with `reschedule`, arms the next one while the pool is busy. */
   private async ensureAlarm(reschedule = false): Promise<void> {
-    const sweepMs = this.sweepMs();
-    if (!reschedule && (await this.ctx.storage.getAlarm()) !== null) return;
+    const next = Date.now() + this.sweepMs();
+    if (!reschedule) {
+      if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(next);
+      return;
+    }
     const busy = this.ctx.getWebSockets().length > 0 || (this.pool !== null && (await hasUnfinishedJobs(this.db, this.pool)));
-    if (busy || !reschedule) await this.ctx.storage.setAlarm(Date.now() + sweepMs);
+    if (busy) await this.ctx.storage.setAlarm(next);
   }
 
   /**
@@ -737,6 +763,8 @@ export class Coordinator extends DurableObject<Bindings> {
   private async offline(workerId: string, ws: WebSocket, lastSeen: number): Promise<void> {
     if (!this.sockets.drop(workerId, ws)) return;
     await this.exclusive(async () => {
+      // Its hello may have come back on a new socket meanwhile: then it is online.
+      if (this.sockets.get(workerId)) return;
       (await this.ledger().catch(() => null))?.leave(workerId);
       await setOffline(this.db, workerId, lastSeen).catch((err: unknown) => console.error(`coordinator(${this.pool}): marking ${workerId} offline failed; the next sweep does`, errorText(err)));
     });

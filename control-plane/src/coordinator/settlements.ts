@@ -56,15 +56,13 @@ export class SettlementQueue<E, R> {
     });
   }
 
-  get size(): number {
-    return this.waiting.length;
-  }
-
   private flush(): void {
     if (this.flushQueued) return;
     this.flushQueued = true;
     void this.opts.exclusive(async () => {
       this.flushQueued = false;
+      // A write failed while this flush waited: the retry timer flushes, after its backoff.
+      if (this.retryTimer) return;
       const policy = this.opts.policy ?? SETTLE_RETRY;
       const head = this.waiting[0];
       if (!head) return;
@@ -99,6 +97,7 @@ export class SettlementQueue<E, R> {
     if (this.waiting.length === 0) return;
     const delayMs = settleRetryDelay(Math.min(...this.waiting.map((w) => w.failures).filter((f) => f > 0), policy.giveUpAfter), policy);
     this.opts.onRetry(err, kept.length, delayMs);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       this.flush();

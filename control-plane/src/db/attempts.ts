@@ -62,6 +62,12 @@ export async function getAttempt(db: Db, jobId: string, attempt: number): Promis
   return row;
 }
 
+/** Several attempts in one read, by job and attempt number; those that do not exist are left out. */
+export async function attemptsByRefs(db: Db, refs: { job_id: string; attempt: number }[]): Promise<AttemptWithJob[]> {
+  if (refs.length === 0) return [];
+  return selectWithJob(db, "(a.job_id, a.attempt) IN (SELECT value ->> 0, value ->> 1 FROM json_each(?1))", JSON.stringify(refs.map((r) => [r.job_id, r.attempt])));
+}
+
 const HOLDING_IN = HOLDING.map((s) => `'${s}'`).join(", ");
 
 export async function holdingAttempts(db: Db, workerIds: string[]): Promise<AttemptWithJob[]> {

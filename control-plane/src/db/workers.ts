@@ -1,4 +1,4 @@
-import { and, eq, inArray, lt, sql } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import type { WarmCache, WorkerCaps } from "../../../protocol/index.ts";
 import type { Db } from "./client.ts";
 import { workers } from "./schema.ts";
@@ -44,8 +44,11 @@ export function setWarm(db: Db, id: string, warm: WarmCache) {
   return db.update(workers).set({ warm }).where(eq(workers.id, id));
 }
 
+/** Ids travel as one JSON parameter: D1 binds at most 100 parameters to a statement, and a pool has more workers. */
+const idsIn = (ids: string[]) => sql`(SELECT value FROM json_each(${JSON.stringify(ids)}))`;
+
 export function workersByIds(db: Db, ids: string[]): Promise<WorkerRow[]> {
-  return ids.length ? db.select().from(workers).where(inArray(workers.id, ids)) : Promise.resolve([]);
+  return ids.length ? db.select().from(workers).where(sql`${workers.id} IN ${idsIn(ids)}`) : Promise.resolve([]);
 }
 
 export function getWorker(db: Db, id: string) {
@@ -76,7 +79,7 @@ export function markOfflineExcept(db: Db, pool: string, connected: string[]) {
   return db
     .update(workers)
     .set({ online: false })
-    .where(and(eq(workers.pool, pool), eq(workers.online, true), connected.length ? sql`${workers.id} NOT IN ${connected}` : undefined));
+    .where(and(eq(workers.pool, pool), eq(workers.online, true), connected.length ? sql`${workers.id} NOT IN ${idsIn(connected)}` : undefined));
 }
 
 export function setDrain(db: Db, id: string, drain: "operator" | "agent" | null) {
