@@ -264,8 +264,12 @@ export class DockerEngine {
     const ms = this.callTimeoutMs + (call.extraMs ?? 0);
     const timeout = new AbortController();
     let timer: NodeJS.Timeout | undefined;
+    let settled = false;
     const what = `${method} ${decodeURIComponent(path)}`;
-    const arm = () => (timer = setTimeout(() => timeout.abort(new DockerTimeoutError(what, ms)), ms));
+    // A streamed body may finish sending after the engine already answered (an early error): no clock then.
+    const arm = () => {
+      if (!settled) timer = setTimeout(() => timeout.abort(new DockerTimeoutError(what, ms)), ms);
+    };
     if (!call.body) arm();
     try {
       const res = await this.send(method, prefix + path, call, timeout.signal, arm);
@@ -275,6 +279,7 @@ export class DockerEngine {
       // Whatever the abort broke (the socket, the body), the cause is the timeout.
       throw timeout.signal.aborted ? (timeout.signal.reason as Error) : err;
     } finally {
+      settled = true;
       clearTimeout(timer);
     }
   }
