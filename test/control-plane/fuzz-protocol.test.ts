@@ -78,8 +78,9 @@ function render(frame: Frame, w: Pick<World, "job" | "probe" | "own">): string |
  * result about what the attacker does not hold: the victim's job, a ghost, a probe), an ack
  * for each heartbeat, an ack or an error for each hello. A report about the attacker's own job
  * may be admitted or refused (`maybe`): whether it still holds that attempt depends on what
- * it sent before. Two messages end the connection after their error, by design: a wrong
- * protocol version (4001) and a hello with another token's worker name (4005).
+ * it sent before. A second hello on a connection is refused. Two messages end the connection
+ * after their error, by design: a wrong protocol version (4001) and a first hello with another
+ * token's worker name (4005).
  */
 type Expected = { errors: number; maybe: number; hellos: number; heartbeats: number; closes: number | null };
 
@@ -97,9 +98,13 @@ function expectedAnswers(frames: (string | Uint8Array)[], helloFirst: boolean, o
         if (d.code === ErrorCode.protocolVersion) return { ...out, closes: CloseCode.protocolVersion };
       } else if (d.message.type === "heartbeat") out.heartbeats++;
       else if (d.message.type === "hello") {
-        if (d.message.payload.name === "victim") return { ...out, errors: out.errors + 1, closes: CloseCode.identity };
-        out.hellos++;
-        helloed = true;
+        // One hello per connection: a second is refused, whatever worker it names.
+        if (helloed) out.errors++;
+        else if (d.message.payload.name === "victim") return { ...out, errors: out.errors + 1, closes: CloseCode.identity };
+        else {
+          out.hellos++;
+          helloed = true;
+        }
       } else if (!helloed) out.errors++;
       else if (d.message.type === "warm_cache" || d.message.type === "draining") continue;
       else if (d.message.type !== "probe_result" && d.message.payload.job_id === own) out.maybe++;
