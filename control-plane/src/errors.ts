@@ -37,3 +37,6 @@ export class AppError extends Error {
 }
 
 export { ErrorCode };
+
+/** What an error says, for a log line: its message, never a stack or a secret it may carry in fields. */
+export const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));

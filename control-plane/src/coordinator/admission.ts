@@ -1,5 +1,6 @@
 import type { AttemptRef } from "../../../protocol/index.ts";
 import { HOLDING, type AttemptWithJob } from "../db/attempts.ts";
+import { attemptKey as key } from "./ledger.ts";
 
 /**
  * What the coordinator does with an agent's message about one attempt:
@@ -39,7 +40,6 @@ export type ReconcileStep =
  * attempt it lost is lost, and anything it runs that is not its to run is canceled.
  */
 export function reconcile(held: readonly AttemptWithJob[], reported: readonly AttemptRef[]): ReconcileStep[] {
-  const key = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
   const reportedKeys = new Set(reported.map((r) => key(r.job_id, r.attempt)));
   const heldKeys = new Set(held.map((a) => key(a.jobId, a.attempt)));
   const steps: ReconcileStep[] = [];

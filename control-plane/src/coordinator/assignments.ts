@@ -4,6 +4,7 @@ import { failQueued } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
 import { getSecret } from "../db/secrets.ts";
 import type { Bindings } from "../env.ts";
+import { errorText } from "../errors.ts";
 import { SecretVault } from "../secrets/vault.ts";
 import type { Settings } from "../settings.ts";
 import { ObjectStore } from "../storage/object-store.ts";
@@ -48,7 +49,7 @@ async function credentialsFor(c: AssignmentContext, repo: Extract<JobSpec["task"
     return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
   } catch (err) {
     // Never the secret itself: only why it could not be opened.
-    console.error(`coordinator(${c.pool}): project ${repo.project} secrets could not be opened`, err instanceof Error ? err.message : err);
+    console.error(`coordinator(${c.pool}): project ${repo.project} secrets could not be opened`, errorText(err));
     return undefined;
   }
 }

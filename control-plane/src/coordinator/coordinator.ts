@@ -31,13 +31,14 @@ import { finishProbe, getProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
+import { errorText } from "../errors.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
 import { buildAssignment, withoutUnreadyInputs, type AssignmentContext } from "./assignments.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
 import { isTerminal } from "./job-state.ts";
-import { PoolLedger } from "./ledger.ts";
+import { attemptKey, PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
 import { COUNTERS, CoordinatorMetrics, type Counter, type Sample } from "./metrics.ts";
 import { initialSchedulerState, planDispatch } from "./scheduler.ts";
@@ -75,7 +76,6 @@ const DISPATCH_MIN_READ = 32;
 /** A socket whose hello could not be recorded is closed with this, so the agent redials with backoff. */
 const TRY_AGAIN_CLOSE = 1013;
 
-const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 
 /**
  * One per pool. Holds the pool's agent sockets (hibernatable), schedules its queued jobs and
@@ -493,7 +493,7 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.commit((writes) => {
       const latest = new Map<string, AttemptWithJob>();
       for (const e of events) {
-        const key = `${e.payload.job_id}#${e.payload.attempt}`;
+        const key = attemptKey(e.payload.job_id, e.payload.attempt);
         const verdict = admission(e.workerId, e.payload, latest.get(key) ?? ledger.attempt(e.payload.job_id, e.payload.attempt), recorded.get(key));
         verdicts.push(verdict.kind);
         if (verdict.kind !== "admit") continue;
@@ -511,7 +511,7 @@ export class Coordinator extends DurableObject<Bindings> {
       this.db,
       events.map((e) => e.payload),
     );
-    return new Map(found.map((a) => [`${a.jobId}#${a.attempt}`, a]));
+    return new Map(found.map((a) => [attemptKey(a.jobId, a.attempt), a]));
   }
 
   private async onLog(ws: WebSocket, workerId: string, log: AgentMessage<"job_log">): Promise<void> {

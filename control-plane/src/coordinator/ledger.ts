@@ -6,7 +6,8 @@ import type { WorkerView } from "./scheduler.ts";
 /** A connected worker as the coordinator last wrote it. */
 type LedgerWorker = Pick<WorkerRow, "id" | "slots" | "drain" | "warm"> & { caps: WorkerCaps };
 
-const keyOf = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
+/** One attempt's key, wherever attempts are looked up by job and number. */
+export const attemptKey = (jobId: string, attempt: number) => `${jobId}#${attempt}`;
 const holds = (a: AttemptWithJob) => (HOLDING as readonly string[]).includes(a.status);
 
 /**
@@ -49,7 +50,7 @@ export class PoolLedger {
    * Attempts of workers not connected here are not kept.
    */
   record(a: AttemptWithJob): void {
-    const key = keyOf(a.jobId, a.attempt);
+    const key = attemptKey(a.jobId, a.attempt);
     const mine = this.byWorker.get(a.workerId);
     if (mine && holds(a)) {
       this.attempts.set(key, a);
@@ -62,7 +63,7 @@ export class PoolLedger {
 
   /** A held attempt of a connected worker. */
   attempt(jobId: string, attempt: number): AttemptWithJob | undefined {
-    return this.attempts.get(keyOf(jobId, attempt));
+    return this.attempts.get(attemptKey(jobId, attempt));
   }
 
   /** Every connected worker as the scheduler sees it, with what its attempts hold. */
