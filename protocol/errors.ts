@@ -6,6 +6,8 @@ export const ErrorCode = {
   notFound: "not_found",
   conflict: "conflict",
   payloadTooLarge: "payload_too_large",
+  /** A rate limit or a quota: the answer says which, and `Retry-After` when waiting helps. */
+  tooManyRequests: "too_many_requests",
   protocolVersion: "protocol_version_unsupported",
   unavailable: "unavailable",
   badMessage: "bad_message",

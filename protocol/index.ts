@@ -1,5 +1,6 @@
 export { PROTOCOL_VERSION } from "./version.ts";
 export { ErrorCode } from "./errors.ts";
+export { CloseCode, FATAL_CLOSES } from "./close-codes.ts";
 export { decodeFrame, encode, FRAME_LIMITS, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME, packFrames } from "./codec.ts";
 export type { DecodeResult } from "./codec.ts";
 export {
@@ -10,6 +11,7 @@ export {
   JobRequirements,
   JobSpec,
   JobStatus,
+  JobTag,
   Labels,
   PoolName,
   TERMINAL_STATUSES,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { RepoSource } from "./repo.ts";
+import { ProjectName, RepoSource, SecretName } from "./repo.ts";
 
 /** Lifecycle states of a job; the terminal ones never change again. */
 export const JobStatus = z.enum(["queued", "assigned", "running", "completed", "failed", "canceled"]);
@@ -36,6 +36,10 @@ export const JOB_LIMITS = {
   env_value_chars: { max: 8192 },
   labels: { max: 32 },
   inputs: { max: 32 },
+  name_chars: { max: 200 },
+  tags: { max: 16 },
+  tag_chars: { max: 128 },
+  secret_env: { max: 16 },
 } as const;
 
 const Name = z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "lowercase letters, digits, '.', '_' or '-', 1 to 63 characters");
@@ -122,7 +126,25 @@ export const InputPath = z
 export const JobInput = z.object({ dataset: z.string().min(1).max(64), path: InputPath }).strict();
 export type JobInput = z.infer<typeof JobInput>;
 
+/** `key=value`, the key as a label key is. */
+export const JobTag = z
+  .string()
+  .max(JOB_LIMITS.tag_chars.max, `a tag is at most ${JOB_LIMITS.tag_chars.max} characters`)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}=[^\r\n]*$/, "key=value, the key of letters, digits, '.', '_', '/' or '-'");
+const JobTags = z
+  .array(JobTag)
+  .max(JOB_LIMITS.tags.max, `at most ${JOB_LIMITS.tags.max} tags`)
+  .refine((t) => new Set(t).size === t.length, "a tag is given twice");
+/** Environment variables a job takes from its project's secrets: `{"ENV_NAME": "secret-name"}`. */
+const SecretEnv = z
+  .record(EnvName, SecretName)
+  .refine((e) => Object.keys(e).length <= JOB_LIMITS.secret_env.max, `at most ${JOB_LIMITS.secret_env.max} secrets`);
+
 const JobCommon = z.object({
+  project: ProjectName.default("default"),
+  name: z.string().min(1, "name is empty").max(JOB_LIMITS.name_chars.max, `name is at most ${JOB_LIMITS.name_chars.max} characters`).optional(),
+  tags: JobTags.default([]),
+  secrets: SecretEnv.default({}),
   limits: JobLimits.strict().default(JobLimits.parse({})),
   requirements: JobRequirements.partial().strict().default({}),
   priority: bounded("priority").default(JOB_LIMITS.priority.default),
@@ -143,8 +165,13 @@ export const JobRequest = z
     JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
     JobCommon.extend({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }).strict(),
   ])
-  .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, ...task }): JobSpec => ({
-    task,
+  .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, project, name, tags, secrets, ...task }): JobSpec => ({
+    // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
+    task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,
+    project,
+    name: name ?? null,
+    tags,
+    secrets,
     limits,
     // A job that states no reservation reserves what its limits allow it to use.
     requirements: {
@@ -164,6 +191,11 @@ export type JobRequest = z.input<typeof JobRequest>;
 /** A job as stored and as sent to agents: every default applied. */
 export const JobSpec = z.object({
   task: JobTask,
+  // Specs stored before projects existed belong to `default`.
+  project: ProjectName.default("default"),
+  name: z.string().nullable().default(null),
+  tags: z.array(z.string()).default([]),
+  secrets: z.record(z.string(), z.string()).default({}),
   limits: JobLimits,
   requirements: JobRequirements,
   priority: z.number().int(),

@@ -62,8 +62,8 @@ export const RepoSource = z
     env_repo_url: RepoUrl,
     env_commit_id: GitRef,
     dockerfile_path: DockerfilePath.default("Dockerfile"),
-    /** The project whose secrets `code_credentials` and `env_credentials` name. */
-    project: ProjectName.default("default"),
+    /** The project whose secrets `code_credentials` and `env_credentials` name: the job's own, unless given. */
+    project: ProjectName.optional(),
     code_credentials: SecretName.optional(),
     env_credentials: SecretName.optional(),
   })

@@ -1,3 +1,4 @@
+import { ProjectName } from "./repo.ts";
 import { z } from "zod";
 
 /** Bounds on stored objects; the control plane's settings may lower them. */
@@ -22,6 +23,8 @@ export const DatasetCreate = z
     name: ObjectName,
     size: z.number().int().min(0),
     sha256: Sha256.optional(),
+    /** The project that owns it: only that project's jobs mount it. */
+    project: ProjectName.default("default"),
   })
   .strict();
 export type DatasetCreate = z.infer<typeof DatasetCreate>;

@@ -1,5 +1,6 @@
 import { WebSocket, type ClientOptions, type RawData } from "ws";
 import {
+  FATAL_CLOSES,
   CoordinatorToAgent,
   decodeFrame,
   encode,
@@ -195,8 +196,7 @@ export class Connection {
     this.ready = false;
     this.batchFrames = false;
     this.stopHeartbeat();
-    // 4001: a protocol it does not speak; 4005: the worker name belongs to another agent token.
-    if (code === 4001 || code === 4005) this.opts.onFatal(`the coordinator refused this agent: ${reason}`);
+    if (FATAL_CLOSES.includes(code)) this.opts.onFatal(`the coordinator refused this agent: ${reason}`);
     if (this.closed) return;
     const delay = backoffDelay(this.failures++, this.opts.backoff ?? DEFAULT_BACKOFF);
     this.opts.log.warn("disconnected; reconnecting", { code, reason, in_ms: delay });

@@ -2,6 +2,7 @@ import { HTTPException } from "hono/http-exception";
 import { AppError } from "./errors.ts";
 import { BEARER, openApiDocument, router } from "./openapi.ts";
 import { agentRoutes } from "./routes/agent.ts";
+import { auditRoutes } from "./routes/audit.ts";
 import { dashboardRoutes } from "./dashboard/routes.tsx";
 import { datasetRoutes } from "./routes/datasets.ts";
 import { faultRoutes } from "./routes/faults.ts";
@@ -10,7 +11,9 @@ import { jobRoutes } from "./routes/jobs.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { poolRoutes } from "./routes/pools.ts";
+import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
+import { userRoutes } from "./routes/users.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
 const base = router();
@@ -26,10 +29,13 @@ export const app = base
   .route("/v1/workers", workerRoutes)
   .route("/v1/datasets", datasetRoutes)
   .route("/v1/agent", agentRoutes)
+  .route("/v1/projects", projectRoutes)
   .route("/v1/projects", secretRoutes)
   .route("/v1/jobs", jobAttemptRoutes)
   .route("/v1/pools", poolRoutes)
   .route("/v1", tokenRoutes)
+  .route("/v1", userRoutes)
+  .route("/v1/audit", auditRoutes)
   // Test-only, and a 404 unless GRIDX_FAULTS is "on"; never in the OpenAPI document.
   .route("/v1/test", faultRoutes)
   // The document is built from the routes' own zod schemas, so it cannot drift from what they accept.

@@ -8,6 +8,7 @@ const ERROR_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   not_found: 404,
   conflict: 409,
   payload_too_large: 413,
+  too_many_requests: 429,
   protocol_version_unsupported: 426,
   unavailable: 503,
   bad_message: 400,
@@ -25,6 +26,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly field?: string,
+    /** Machine-readable facts about the refusal, such as a quota's limit and usage. */
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -32,7 +35,7 @@ export class AppError extends Error {
     return ERROR_STATUS[this.code];
   }
   toJSON() {
-    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}) } };
+    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}), ...this.details } };
   }
 }
 

@@ -45,11 +45,12 @@ export const body = <S extends z.ZodType>(schema: S) => ({ required: true, conte
 const ERROR_TEXT = {
   400: "The request is not valid: `error.field` names the field, `error.message` the problem.",
   401: "No token, or a token that is not valid or has been revoked.",
-  403: "A valid token that may not use this route.",
+  403: "A valid token whose role does not allow this: the message names the role needed.",
   404: "No such resource.",
   409: "The resource's state does not allow this.",
   413: "The body, or the size it declares, is over the limit.",
   426: "The agent speaks another protocol version.",
+  429: "Over a rate limit (see `Retry-After`) or a project quota (`error.quota`, `error.limit`, `error.usage`).",
 } as const;
 type ErrorStatus = keyof typeof ERROR_TEXT;
 
@@ -77,7 +78,8 @@ const DOCUMENT_INFO = {
     { name: "jobs", description: "Submit, read, cancel and follow jobs; their artifacts." },
     { name: "workers", description: "The machines of the grid; draining and operator probes." },
     { name: "datasets", description: "Large inputs, uploaded once through presigned URLs and mounted read-only into jobs." },
-    { name: "tokens", description: "Issuing API and agent tokens (admin)." },
+    { name: "projects", description: "Users, projects, members and roles, quotas, and the audit log." },
+    { name: "tokens", description: "Issuing, listing and revoking API and agent tokens." },
     { name: "secrets", description: "Per-project secrets (repository credentials for repo jobs), encrypted at rest." },
     { name: "pools", description: "What each pool holds now, and its throughput and wait over time." },
     { name: "agent", description: "What agents call: their WebSocket and artifact uploads." },

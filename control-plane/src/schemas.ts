@@ -1,4 +1,5 @@
 import { z } from "@hono/zod-openapi";
+import { ROLES } from "./auth/roles.ts";
 import { MAX_SECRET_CHARS } from "./secrets/vault.ts";
 import {
   ArtifactComplete as ArtifactCompleteRequest,
@@ -17,6 +18,7 @@ import {
   PartUrl,
   PartUrlsRequest as PartUrlsRequestSchema,
   PoolName,
+  ProjectName,
   ProbeRequest as ProbeRequestSchema,
   ResolvedCommits as ResolvedCommitsSchema,
   WarmCache as WarmCacheSchema,
@@ -37,6 +39,8 @@ import {
  */
 const named = <S extends z.ZodType>(schema: S, id: string, meta: Parameters<S["openapi"]>[1] = {}) => schema.clone().openapi(id, meta) as S;
 
+const Count = z.number().int();
+const Role = z.enum(ROLES);
 const Timestamp = z.iso.datetime().openapi({ example: "2026-11-22T10:00:00.000Z" });
 const Id = (example: string) => z.string().openapi({ example });
 
@@ -46,6 +50,9 @@ export const ErrorBody = z
       code: z.enum(Object.values(ErrorCode) as [ErrorCode, ...ErrorCode[]]),
       message: z.string().openapi({ example: "limits.timeout_s: Too small: expected number to be >=1" }),
       field: z.string().optional().openapi({ description: "the request field at fault, as a dotted path or a header name", example: "limits.timeout_s" }),
+      quota: z.string().optional().openapi({ description: "429/413 from a quota: which one", example: "max_queued_jobs" }),
+      limit: z.number().optional().openapi({ description: "the quota's or rate limit's value" }),
+      usage: z.number().optional().openapi({ description: "what the project holds now, against the quota" }),
     }),
   })
   .openapi("Error");
@@ -62,6 +69,10 @@ export const Job = z
   .object({
     id: Id("j_01jd2x7k8m9n0p1q2r3s4t5v6w"),
     kind: z.string().openapi({ description: "the job's kind: python, command or repo", example: "python" }),
+    project: z.string(),
+    name: z.string().nullable(),
+    tags: z.array(z.string()).openapi({ description: "`key=value` tags" }),
+    submitted_by: z.string().openapi({ description: "the submitting user's name, or `admin`" }),
     pool: PoolName,
     status: JobStatus,
     priority: z.number().int(),
@@ -71,6 +82,7 @@ export const Job = z
     exit_code: z.number().int().nullable(),
     failure_reason: FailureReason.nullable(),
     failure_message: z.string().nullable(),
+    pending_reason: z.string().nullable().openapi({ description: "why a queued job waits, where a project quota holds it" }),
     limits: JobLimits,
     requirements: JobRequirements,
     created_at: Timestamp,
@@ -155,6 +167,7 @@ export const Upload = named(UploadSchema, "Upload");
 export const Dataset = z
   .object({
     id: Id("ds_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    project: z.string(),
     name: z.string(),
     size: z.number().int(),
     sha256: z.string().nullable(),
@@ -172,8 +185,21 @@ export const PartUrls = z.object({ parts: z.array(PartUrl), expires_at: Timestam
 export const UploadComplete = named(UploadCompleteRequest, "UploadComplete");
 
 const TokenName = z.string().min(1, "name is empty").max(100);
+/** Bounds on an API token's lifetime: a minute to five years; none given, it does not expire. */
+export const TOKEN_EXPIRY_S = { min: 60, max: 5 * 365 * 24 * 3600 } as const;
+export const UserName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/, "letters, digits, '.', '_', '@' or '-', 1 to 100 characters")
+  .openapi({ example: "ada" });
 export const AgentTokenRequest = z.object({ pool: PoolName.default("default"), name: TokenName }).strict().openapi("AgentTokenRequest");
-export const ApiTokenRequest = z.object({ name: TokenName }).strict().openapi("ApiTokenRequest");
+export const ApiTokenRequest = z
+  .object({
+    name: TokenName,
+    user: z.string().min(1).max(100).optional().openapi({ description: "the user (id or name) the token acts as; a user's own when a user asks, required from the admin token" }),
+    expires_in_s: z.number().int().min(TOKEN_EXPIRY_S.min).max(TOKEN_EXPIRY_S.max).optional().openapi({ description: `seconds until the token stops working (${TOKEN_EXPIRY_S.min} to ${TOKEN_EXPIRY_S.max}); never, if absent` }),
+  })
+  .strict()
+  .openapi("ApiTokenRequest");
 export const IssuedToken = z
   .object({
     id: z.string(),
@@ -181,9 +207,80 @@ export const IssuedToken = z
     kind: z.enum(["agent", "user"]),
     name: z.string(),
     pool: z.string().nullable(),
+    user_id: z.string().nullable(),
     created_at: Timestamp,
+    expires_at: Timestamp.nullable(),
   })
   .openapi("IssuedToken");
+export const TokenInfo = z
+  .object({
+    id: z.string(),
+    kind: z.enum(["agent", "user"]),
+    name: z.string(),
+    pool: z.string().nullable(),
+    user_id: z.string().nullable(),
+    user: z.string().nullable().openapi({ description: "the user's name, for API tokens" }),
+    created_at: Timestamp,
+    last_used_at: Timestamp.nullable().openapi({ description: "updated at most once a minute" }),
+    expires_at: Timestamp.nullable(),
+  })
+  .openapi("Token");
+export const TokenList = z.object({ tokens: z.array(TokenInfo) }).openapi("TokenList");
+
+export const UserCreate = z.object({ name: UserName }).strict().openapi("UserCreate");
+export const User = z.object({ id: Id("u_01jd2x7k8m9n0p1q2r3s4t5v6w"), name: z.string(), created_at: Timestamp }).openapi("User");
+export const UserList = z.object({ users: z.array(User) }).openapi("UserList");
+export const Me = z
+  .object({
+    kind: z.enum(["admin", "user"]),
+    user: User.nullable(),
+    projects: z.array(z.object({ project: z.string(), role: Role })),
+  })
+  .openapi("Me");
+
+export const Quotas = z
+  .object({
+    max_running_jobs: z.number().int().min(0).max(1_000_000).optional().openapi({ description: "jobs assigned or running at once; more wait in `queued`" }),
+    max_queued_jobs: z.number().int().min(0).max(10_000_000).optional().openapi({ description: "jobs waiting at once; a submit past it is a 429" }),
+    max_gpus: z.number().int().min(0).max(100_000).optional().openapi({ description: "GPUs in use at once; more wait in `queued`" }),
+    max_dataset_bytes: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().openapi({ description: "bytes of datasets held; an upload past it is a 413" }),
+  })
+  .strict()
+  .openapi("Quotas", { description: "Limits on what a project holds at once; an absent key is no limit." });
+export const ProjectWeight = z.number().min(0.01).max(1000).openapi({ description: "its share of contested capacity under fair share, relative to other projects' (default 1)" });
+export const ProjectCreate = z.object({ name: ProjectName, quotas: Quotas.default({}), weight: ProjectWeight.default(1) }).strict().openapi("ProjectCreate");
+export const ProjectPatch = z
+  .object({ quotas: Quotas.optional(), weight: ProjectWeight.optional().openapi({ description: "admin only" }) })
+  .strict()
+  .openapi("ProjectPatch", { description: "`quotas` replaces the project's quotas as a whole; `weight` is the admin's to set." });
+export const Project = z
+  .object({
+    name: z.string(),
+    quotas: Quotas,
+    weight: z.number(),
+    usage: z.object({ running_jobs: Count, queued_jobs: Count, gpus: Count, dataset_bytes: Count }).openapi("ProjectUsage"),
+    role: z.enum(["admin", "owner", "member", "viewer"]).nullable().openapi({ description: "the caller's standing in the project" }),
+    created_at: Timestamp,
+  })
+  .openapi("Project");
+export const ProjectList = z.object({ projects: z.array(Project) }).openapi("ProjectList");
+export const MemberPut = z.object({ role: Role }).strict().openapi("MemberPut");
+export const Member = z.object({ user_id: z.string(), user: z.string(), role: Role, added_at: Timestamp }).openapi("Member");
+export const MemberList = z.object({ members: z.array(Member) }).openapi("MemberList");
+
+export const AuditEvent = z
+  .object({
+    id: z.string(),
+    at: Timestamp,
+    actor: z.string().openapi({ description: "a user's name, `admin`, or an agent token's id" }),
+    action: z.string().openapi({ example: "member.put" }),
+    project: z.string().nullable(),
+    target: z.string().nullable(),
+    detail: z.record(z.string(), z.unknown()),
+    ip: z.string().nullable(),
+  })
+  .openapi("AuditEvent");
+export const AuditPage = z.object({ events: z.array(AuditEvent), next_cursor: z.string().nullable() }).openapi("AuditPage");
 
 export const Health = z.object({ ok: z.boolean(), protocol_version: z.number().int() }).openapi("Health");
 
@@ -227,7 +324,6 @@ export const AttemptList = z
   })
   .openapi("AttemptList");
 
-const Count = z.number().int();
 export const PoolList = z
   .object({
     pools: z.array(

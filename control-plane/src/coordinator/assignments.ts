@@ -25,11 +25,12 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
     const rows = new Map((await datasetsByIds(c.db, spec.inputs.map((i) => i.dataset))).map((d) => [d.id, d]));
     for (const input of spec.inputs) {
       const d = rows.get(input.dataset);
-      if (!d) continue; // deleted since dispatch: the agent reports the input missing
+      // Deleted since dispatch (or never the project's): the agent reports the input missing.
+      if (!d || d.project !== spec.project) continue;
       inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
     }
   }
-  const credentials = spec.task.kind === "repo" ? await credentialsFor(c, spec.task.repo) : undefined;
+  const credentials = spec.task.kind === "repo" ? await credentialsFor(c, spec.task.repo.project ?? spec.project, spec.task.repo) : undefined;
   return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials } };
 }
 
@@ -38,18 +39,18 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
  * since submission (or a vault that cannot open it) is left out: the agent's fetch then
  * fails and the job says so, rather than the queue stalling.
  */
-async function credentialsFor(c: AssignmentContext, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
+async function credentialsFor(c: AssignmentContext, project: string, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
   if (!repo.code_credentials && !repo.env_credentials) return undefined;
   try {
     const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
     const open = async (name: string | undefined) => {
-      const row = name ? await getSecret(c.db, repo.project, name) : undefined;
-      return row ? vault.open(repo.project, row.name, row.sealed) : undefined;
+      const row = name ? await getSecret(c.db, project, name) : undefined;
+      return row ? vault.open(project, row.name, row.sealed) : undefined;
     };
     return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
   } catch (err) {
     // Never the secret itself: only why it could not be opened.
-    console.error(`coordinator(${c.pool}): project ${repo.project} secrets could not be opened`, errorText(err));
+    console.error(`coordinator(${c.pool}): project ${project} secrets could not be opened`, errorText(err));
     return undefined;
   }
 }

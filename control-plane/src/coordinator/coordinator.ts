@@ -220,6 +220,23 @@ export class Coordinator extends DurableObject<Bindings> {
     }
   }
 
+  /** An agent token was revoked: its sockets close now, with a code after which the agent does not redial. */
+  async revokeToken(pool: string, tokenId: string): Promise<number> {
+    await this.bindPool(pool);
+    let closed = 0;
+    for (const ws of this.ctx.getWebSockets()) {
+      if (sessionOf(ws)?.tokenId !== tokenId) continue;
+      closed++;
+      try {
+        ws.close(CloseCode.revoked, "the agent token was revoked");
+      } catch {
+        // closed already
+      }
+      await this.forget(ws, Date.now());
+    }
+    return closed;
+  }
+
   /** This pool's counters, for `/metrics`. */
   async metricSamples(pool: string): Promise<Sample[]> {
     await this.bindPool(pool);

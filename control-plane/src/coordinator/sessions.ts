@@ -28,12 +28,4 @@ export function setSession(ws: WebSocket, session: Session): void {
   cached.set(ws, session);
 }
 
-/** WebSocket close codes the coordinator uses, so an agent can tell why it was dropped. */
-export const CloseCode = {
-  protocolVersion: 4001,
-  helloTimeout: 4002,
-  heartbeatTimeout: 4003,
-  replaced: 4004,
-  /** The worker name belongs to another agent token: reconnecting with this one cannot help. */
-  identity: 4005,
-} as const;
+export { CloseCode } from "../../../protocol/index.ts";

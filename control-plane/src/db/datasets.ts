@@ -1,4 +1,4 @@
-import { and, desc, eq, inArray, lt } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
 import type { Db } from "./client.ts";
 import { datasets } from "./schema.ts";
 
@@ -24,11 +24,17 @@ export function deleteDataset(db: Db, id: string) {
   return db.delete(datasets).where(eq(datasets.id, id));
 }
 
-export async function listDatasets(db: Db, limit: number, cursor?: string) {
+/** Newest first; `projects` null means every project (the admin). */
+export async function listDatasets(db: Db, q: { projects: string[] | null; project?: string; limit: number; cursor?: string }) {
+  const { limit, cursor } = q;
+  const where: SQL[] = [];
+  if (q.projects) where.push(inArray(datasets.project, q.projects));
+  if (q.project) where.push(eq(datasets.project, q.project));
+  if (cursor) where.push(lt(datasets.id, cursor));
   const rows = await db
     .select()
     .from(datasets)
-    .where(cursor ? lt(datasets.id, cursor) : undefined)
+    .where(and(...where))
     .orderBy(desc(datasets.id))
     .limit(limit + 1);
   const page = rows.slice(0, limit);
@@ -42,6 +48,7 @@ export function abandonedUploads(db: Db, createdBefore: number) {
 export function datasetView(d: DatasetRow) {
   return {
     id: d.id,
+    project: d.project,
     name: d.name,
     size: d.size,
     sha256: d.sha256,

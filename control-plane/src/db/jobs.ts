@@ -1,4 +1,4 @@
-import { and, desc, eq, lt, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, sql, type SQL } from "drizzle-orm";
 import type { FailureReason, JobSpec, JobStatus } from "../../../protocol/index.ts";
 import type { Db } from "./client.ts";
 import { jobs } from "./schema.ts";
@@ -7,12 +7,16 @@ export type JobRow = typeof jobs.$inferSelect;
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** The public shape of a job, as every API route returns it. */
-export function jobView(row: JobRow) {
+/** The public shape of a job, as every API route returns it; `pendingReason` says why a queued job waits. */
+export function jobView(row: JobRow, pendingReason: string | null = null) {
   const spec = row.spec as JobSpec;
   return {
     id: row.id,
     kind: row.kind,
+    project: row.project,
+    name: row.name,
+    tags: row.tags,
+    submitted_by: row.submittedBy,
     pool: row.pool,
     status: row.status,
     priority: row.priority,
@@ -23,6 +27,7 @@ export function jobView(row: JobRow) {
     // Only the coordinator writes it, and only with a FailureReason.
     failure_reason: row.failureReason as FailureReason | null,
     failure_message: row.failureMessage,
+    pending_reason: row.status === "queued" ? pendingReason : null,
     limits: spec.limits,
     requirements: spec.requirements,
     created_at: new Date(row.createdAt).toISOString(),
@@ -36,7 +41,7 @@ export function jobView(row: JobRow) {
 
 export async function insertJob(
   db: Db,
-  row: { id: string; spec: JobSpec; createdBy: string; idempotencyKey: string | null; requestHash: string | null; now: number },
+  row: { id: string; spec: JobSpec; createdBy: string; submittedBy: string; idempotencyKey: string | null; requestHash: string | null; now: number },
 ): Promise<JobRow> {
   const [inserted] = await db
     .insert(jobs)
@@ -44,6 +49,10 @@ export async function insertJob(
       id: row.id,
       pool: row.spec.pool,
       kind: row.spec.task.kind,
+      project: row.spec.project,
+      name: row.spec.name,
+      tags: row.spec.tags,
+      submittedBy: row.submittedBy,
       spec: row.spec,
       status: "queued",
       priority: row.spec.priority,
@@ -68,11 +77,31 @@ export function findByIdempotencyKey(db: Db, createdBy: string, key: string): Pr
   return db.query.jobs.findFirst({ where: and(eq(jobs.createdBy, createdBy), eq(jobs.idempotencyKey, key)) });
 }
 
+/** What a job list can be narrowed to; `projects` null means every project (the admin). */
+export interface JobFilter {
+  projects: string[] | null;
+  project?: string;
+  status?: JobStatus;
+  pool?: string;
+  /** `key=value`: jobs carrying that tag. */
+  tag?: string;
+  /** Jobs whose name contains this. */
+  name?: string;
+  submitted_by?: string;
+  limit: number;
+  cursor?: string;
+}
+
 /** Newest first; the cursor is the last id of the previous page. */
-export async function listJobs(db: Db, opts: { status?: JobStatus; pool?: string; limit: number; cursor?: string }) {
+export async function listJobs(db: Db, opts: JobFilter) {
   const where: SQL[] = [];
+  if (opts.projects) where.push(inArray(jobs.project, opts.projects));
+  if (opts.project) where.push(eq(jobs.project, opts.project));
   if (opts.status) where.push(eq(jobs.status, opts.status));
   if (opts.pool) where.push(eq(jobs.pool, opts.pool));
+  if (opts.tag) where.push(sql`EXISTS (SELECT 1 FROM json_each(${jobs.tags}) WHERE value = ${opts.tag})`);
+  if (opts.name) where.push(sql`instr(${jobs.name}, ${opts.name}) > 0`);
+  if (opts.submitted_by) where.push(eq(jobs.submittedBy, opts.submitted_by));
   if (opts.cursor) where.push(lt(jobs.id, opts.cursor));
   const rows = await db
     .select()

@@ -1,5 +1,5 @@
 import { sql } from "drizzle-orm";
-import { index, integer, primaryKey, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
+import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 /** API and agent tokens. Only a SHA-256 of the token is stored. */
@@ -12,11 +12,90 @@ export const tokens = sqliteTable(
     pool: text("pool"),
     name: text("name").notNull(),
     hash: text("hash").notNull(),
+    /** API tokens act as this user; agent tokens have none. */
+    userId: text("user_id"),
     createdAt: integer("created_at").notNull(),
+    /** Written at most once a minute (TOKEN_TOUCH_S), so a busy token does not write on every request. */
+    lastUsedAt: integer("last_used_at"),
+    expiresAt: integer("expires_at"),
+    revokedAt: integer("revoked_at"),
+  },
+  (t) => [uniqueIndex("tokens_hash").on(t.hash), index("tokens_user").on(t.userId)],
+);
+
+/** An identity: API tokens and dashboard sessions act as a user. */
+export const users = sqliteTable(
+  "users",
+  {
+    id: text("id").primaryKey(),
+    name: text("name").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [uniqueIndex("users_name").on(t.name)],
+);
+
+/** What a project may hold at once; an absent key is no limit. */
+export interface Quotas {
+  max_running_jobs?: number;
+  max_queued_jobs?: number;
+  max_gpus?: number;
+  max_dataset_bytes?: number;
+}
+
+/** Owns jobs, datasets, artifacts, logs and secrets; its members act on them by role. */
+export const projects = sqliteTable("projects", {
+  name: text("name").primaryKey(),
+  quotas: text("quotas", { mode: "json" }).$type<Quotas>().notNull().default({}),
+  /** Its share of contested capacity under fair share, relative to other projects'. */
+  weight: real("weight").notNull().default(1),
+  createdAt: integer("created_at").notNull(),
+});
+
+export const members = sqliteTable(
+  "members",
+  {
+    project: text("project").notNull(),
+    userId: text("user_id").notNull(),
+    role: text("role", { enum: ["owner", "member", "viewer"] }).notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.project, t.userId] }), index("members_user").on(t.userId)],
+);
+
+/** A dashboard sign-in: the cookie holds the random id, this table its SHA-256. */
+export const sessions = sqliteTable(
+  "sessions",
+  {
+    id: text("id").primaryKey(),
+    hash: text("hash").notNull(),
+    /** The token signed in with: revoking it ends its sessions. "admin" for the admin token. */
+    tokenId: text("token_id").notNull(),
+    userId: text("user_id"),
+    ip: text("ip"),
+    userAgent: text("user_agent"),
+    createdAt: integer("created_at").notNull(),
+    expiresAt: integer("expires_at").notNull(),
     lastUsedAt: integer("last_used_at"),
     revokedAt: integer("revoked_at"),
   },
-  (t) => [uniqueIndex("tokens_hash").on(t.hash)],
+  (t) => [uniqueIndex("sessions_hash").on(t.hash), index("sessions_user").on(t.userId)],
+);
+
+/** Who did what, when and from where; never a secret's or a token's value. */
+export const auditEvents = sqliteTable(
+  "audit_events",
+  {
+    id: text("id").primaryKey(),
+    at: integer("at").notNull(),
+    /** A user's name, "admin", or an agent token's id. */
+    actor: text("actor").notNull(),
+    action: text("action").notNull(),
+    project: text("project"),
+    target: text("target"),
+    detail: text("detail", { mode: "json" }).$type<Record<string, unknown>>(),
+    ip: text("ip"),
+  },
+  (t) => [index("audit_project_id").on(t.project, t.id), index("audit_actor_id").on(t.actor, t.id)],
 );
 
 /** A compute machine, identified by pool and name so a restarted agent is the same worker. */
@@ -48,6 +127,12 @@ export const jobs = sqliteTable(
     id: text("id").primaryKey(),
     pool: text("pool").notNull(),
     kind: text("kind").notNull(),
+    project: text("project").notNull().default("default"),
+    /** Free text a user gave the job, and its `key=value` tags, for finding it again. */
+    name: text("name"),
+    tags: text("tags", { mode: "json" }).$type<string[]>().notNull().default([]),
+    /** The submitting user's name ("admin" for the admin token). */
+    submittedBy: text("submitted_by").notNull().default("admin"),
     spec: text("spec", { mode: "json" }).notNull(),
     status: text("status", { enum: ["queued", "assigned", "running", "completed", "failed", "canceled"] }).notNull(),
     priority: integer("priority").notNull(),
@@ -74,6 +159,8 @@ export const jobs = sqliteTable(
     // In the order a scheduling round reads the queue, so the head is read without sorting the whole queue.
     index("jobs_queue_head").on(t.pool, t.status, sql`${t.priority} DESC`, t.id),
     index("jobs_status_id").on(t.status, t.id),
+    index("jobs_project_id").on(t.project, t.id),
+    index("jobs_project_status").on(t.project, t.status),
     uniqueIndex("jobs_idempotency").on(t.createdBy, t.idempotencyKey),
   ],
 );
@@ -142,6 +229,7 @@ export const datasets = sqliteTable(
   {
     id: text("id").primaryKey(),
     name: text("name").notNull(),
+    project: text("project").notNull().default("default"),
     size: integer("size").notNull(),
     sha256: text("sha256"),
     status: text("status", { enum: ["uploading", "ready"] }).notNull(),
@@ -153,7 +241,7 @@ export const datasets = sqliteTable(
     createdAt: integer("created_at").notNull(),
     completedAt: integer("completed_at"),
   },
-  (t) => [index("datasets_status_created").on(t.status, t.createdAt)],
+  (t) => [index("datasets_status_created").on(t.status, t.createdAt), index("datasets_project_id").on(t.project, t.id)],
 );
 
 /** A file a job left in /work/output, stored in R2. */

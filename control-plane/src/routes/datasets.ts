@@ -1,6 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../db/client.ts";
+import { ProjectName } from "../../../protocol/index.ts";
+import { readableProjects, requireRole } from "../auth/access.ts";
 import { datasetView, deleteDataset, getDataset, insertDataset, listDatasets, markReady } from "../db/datasets.ts";
+import { getProject, usageOf } from "../db/projects.ts";
+import { datasetRefusal } from "../quotas.ts";
+import { mustGetDataset } from "./guards.ts";
 import { AppError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
@@ -10,6 +15,7 @@ import { ObjectStore } from "../storage/object-store.ts";
 
 const MIB = 1024 * 1024;
 const ListQuery = z.object({
+  project: ProjectName.optional().openapi({ description: "only this project's datasets; every project the caller reads, if absent" }),
   limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ type: "integer" }),
   cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` of the previous page" }),
 });
@@ -20,11 +26,6 @@ const DatasetParams = z.object({ id: z.string().max(64).openapi({ example: "ds_0
 
 const datasetKey = (id: string) => `datasets/${id}`;
 
-async function mustGetDataset(db: ReturnType<typeof createDb>, id: string) {
-  const d = await getDataset(db, id);
-  if (!d) throw new AppError("not_found", `no dataset ${id}`);
-  return d;
-}
 
 const tags = ["datasets"];
 const user = access("admin", "user");
@@ -39,18 +40,25 @@ export const datasetRoutes = router()
       summary: "Start a dataset upload",
       description: `${user.description} Answers with presigned URLs: one PUT up to the multipart threshold, else the parts of a multipart upload. The dataset is \`ready\` once completed.`,
       request: { body: body(DatasetCreate) },
-      responses: { 201: json(DatasetCreated, "The dataset, uploading, with where to send the bytes."), ...errors(400, 401, 403, 413) },
+      responses: { 201: json(DatasetCreated, "The dataset, uploading, with where to send the bytes."), ...errors(400, 401, 403, 404, 413) },
     }),
     async (c) => {
       const req = c.req.valid("json");
       const settings = settingsOf(c.env);
+      const db = createDb(c.env.DB);
+      const missing = () => new AppError("not_found", `project: no project ${req.project}`, "project");
+      requireRole(c.get("principal"), req.project, "member", missing);
+      const project = await getProject(db, req.project);
+      if (!project) throw missing();
       if (req.size > settings.MAX_DATASET_MB * MIB) throw new AppError("payload_too_large", `size: a dataset is at most ${settings.MAX_DATASET_MB} MiB`, "size");
+      const hit = datasetRefusal(project.quotas, (await usageOf(db, [req.project])).get(req.project)!, req.size);
+      if (hit) throw new AppError("payload_too_large", `size: ${hit.message}`, "size", { quota: hit.quota, limit: hit.limit, usage: hit.usage });
       const store = new ObjectStore(c.env.BUCKET, settings);
       const id = newId("ds");
       const plan = await store.planUpload(datasetKey(id), req.size);
-      const db = createDb(c.env.DB);
       await insertDataset(db, {
         id,
+        project: req.project,
         name: req.name,
         size: req.size,
         sha256: req.sha256 ?? null,
@@ -77,7 +85,7 @@ export const datasetRoutes = router()
     async (c) => {
       const req = c.req.valid("json");
       const db = createDb(c.env.DB);
-      const d = await mustGetDataset(db, c.req.valid("param").id);
+      const d = await mustGetDataset(db, c.get("principal"), c.req.valid("param").id, "member");
       if (d.status !== "uploading" || !d.uploadId || !d.partSize) throw new AppError("conflict", `dataset ${d.id} has no multipart upload open`);
       const partCount = Math.ceil(d.size / d.partSize);
       const bad = req.part_numbers.find((n) => n > partCount);
@@ -100,7 +108,7 @@ export const datasetRoutes = router()
     async (c) => {
       const req = c.req.valid("json");
       const db = createDb(c.env.DB);
-      const d = await mustGetDataset(db, c.req.valid("param").id);
+      const d = await mustGetDataset(db, c.get("principal"), c.req.valid("param").id, "member");
       if (d.status === "ready") return c.json(datasetView(d), 200);
       const size = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).complete(d.key, d.uploadId, req.parts);
       if (size === null) throw new AppError("conflict", `dataset ${d.id}: nothing was uploaded yet`);
@@ -121,7 +129,7 @@ export const datasetRoutes = router()
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const page = await listDatasets(createDb(c.env.DB), q.limit, q.cursor);
+      const page = await listDatasets(createDb(c.env.DB), { projects: readableProjects(c.get("principal")), project: q.project, limit: q.limit, cursor: q.cursor });
       return c.json({ datasets: page.datasets.map(datasetView), next_cursor: page.nextCursor }, 200);
     },
   )
@@ -135,7 +143,7 @@ export const datasetRoutes = router()
       request: { params: DatasetParams },
       responses: { 200: json(Dataset, "The dataset."), ...errors(400, 401, 403, 404) },
     }),
-    async (c) => c.json(datasetView(await mustGetDataset(createDb(c.env.DB), c.req.valid("param").id)), 200),
+    async (c) => c.json(datasetView(await mustGetDataset(createDb(c.env.DB), c.get("principal"), c.req.valid("param").id)), 200),
   )
   .openapi(
     createRoute({
@@ -152,7 +160,7 @@ export const datasetRoutes = router()
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const d = await mustGetDataset(createDb(c.env.DB), c.req.valid("param").id);
+      const d = await mustGetDataset(createDb(c.env.DB), c.get("principal"), c.req.valid("param").id);
       if (d.status !== "ready") throw new AppError("conflict", `dataset ${d.id} is still uploading`);
       const { url } = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).presign("GET", d.key, { ttlS: q.ttl_s });
       return c.redirect(url, 302);
@@ -171,7 +179,7 @@ export const datasetRoutes = router()
     }),
     async (c) => {
       const db = createDb(c.env.DB);
-      const d = await mustGetDataset(db, c.req.valid("param").id);
+      const d = await mustGetDataset(db, c.get("principal"), c.req.valid("param").id, "member");
       await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).abort(d.key, d.uploadId);
       await deleteDataset(db, d.id);
       return c.body(null, 204);

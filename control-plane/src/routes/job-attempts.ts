@@ -1,10 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../db/client.ts";
-import { getJob } from "../db/jobs.ts";
 import { attemptView, jobAttempts } from "../db/reports.ts";
-import { AppError } from "../errors.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { AttemptList } from "../schemas.ts";
+import { mustGetJob } from "./guards.ts";
 
 const user = access("admin", "user");
 const JobParams = z.object({ id: z.string().min(1).max(64).openapi({ param: { name: "id", in: "path" } }) });
@@ -23,7 +22,7 @@ export const jobAttemptRoutes = router().openapi(
   async (c) => {
     const db = createDb(c.env.DB);
     const { id } = c.req.valid("param");
-    if (!(await getJob(db, id))) throw new AppError("not_found", `no job ${id}`);
+    await mustGetJob(db, c.get("principal"), id);
     return c.json({ attempts: (await jobAttempts(db, id)).map(attemptView) }, 200);
   },
 );

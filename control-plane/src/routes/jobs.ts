@@ -1,10 +1,17 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import { JobStatus, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
+import { JobStatus, JobTag, ProjectName, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
+import { readableProjects, requireRole } from "../auth/access.ts";
+import { actorName, type Principal } from "../auth/principal.ts";
 import { sha256Hex } from "../auth/tokens.ts";
+import { audit } from "../audit.ts";
+import { getProject, pendingReasons, usageOf } from "../db/projects.ts";
+import { queueRefusal } from "../quotas.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
 import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
+import { datasetsByIds } from "../db/datasets.ts";
+import { mustGetJob } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
 import { getSecret } from "../db/secrets.ts";
 import { ObjectStore } from "../storage/object-store.ts";
@@ -21,8 +28,12 @@ const FOLLOW_POLL_MS = 500;
 const LOG_PAGE_CHUNKS = 200;
 
 const ListQuery = z.object({
+  project: ProjectName.optional().openapi({ description: "only this project's jobs; every project the caller reads, if absent" }),
   status: JobStatus.optional(),
   pool: z.string().max(63).optional(),
+  tag: JobTag.optional().openapi({ description: "only jobs with this `key=value` tag" }),
+  name: z.string().min(1).max(200).optional().openapi({ description: "only jobs whose name contains this" }),
+  submitted_by: z.string().min(1).max(100).optional().openapi({ description: "only jobs this user (by name, or `admin`) submitted" }),
   limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ type: "integer" }),
   cursor: z.string().max(64).optional().openapi({ description: "`next_cursor` of the previous page" }),
 });
@@ -40,28 +51,56 @@ const SubmitHeaders = z.object({
 const JobParams = z.object({ id: z.string().max(64).openapi({ example: "j_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
 const ArtifactParams = JobParams.extend({ name: z.string().min(1).openapi({ description: "the artifact's name; it may contain '/'", example: "out/result.txt" }) });
 
-async function mustGetJob(db: Db, id: string): Promise<JobRow> {
-  const job = await getJob(db, id);
-  if (!job) throw new AppError("not_found", `no job ${id}`);
-  return job;
-}
-
 async function fullJobView(db: Db, job: JobRow) {
-  const [stdout, stderr, artifacts] =
-    job.attempt > 0
-      ? await Promise.all([tailStream(db, job.id, job.attempt, "stdout"), tailStream(db, job.id, job.attempt, "stderr"), listArtifacts(db, job.id, job.attempt)])
-      : ["", "", []];
-  return { ...jobView(job), spec: job.spec as JobSpec, stdout, stderr, artifacts: artifacts.map(artifactView) };
+  const [stdout, stderr, artifacts, pending] = await Promise.all([
+    job.attempt > 0 ? tailStream(db, job.id, job.attempt, "stdout") : "",
+    job.attempt > 0 ? tailStream(db, job.id, job.attempt, "stderr") : "",
+    job.attempt > 0 ? listArtifacts(db, job.id, job.attempt) : [],
+    pendingReasons(db, [job]),
+  ]);
+  return { ...jobView(job, pending.get(job.id) ?? null), spec: job.spec as JobSpec, stdout, stderr, artifacts: artifacts.map(artifactView) };
 }
 
-/** A repo job may only name secrets its project has, so a typo fails now and not on an agent. */
-async function requireCredentials(db: Db, repo: RepoSource) {
-  for (const side of ["code", "env"] as const) {
-    const name = repo[`${side}_credentials`];
-    if (name && !(await getSecret(db, repo.project, name))) {
-      throw new AppError("validation_failed", `repo.${side}_credentials: project ${repo.project} has no secret ${name}`, `repo.${side}_credentials`);
+/**
+ * Secrets and datasets are usable only by jobs of their own project, and each one a job names must exist
+ * there, so a typo fails now and not on an agent. A repo that names another project's
+ * credentials is refused whatever the caller's role there: the agent would send them to a
+ * server the job chooses.
+ */
+async function requireProjectResources(db: Db, spec: JobSpec) {
+  if (spec.task.kind === "repo") {
+    const repo: RepoSource = spec.task.repo;
+    for (const side of ["code", "env"] as const) {
+      const name = repo[`${side}_credentials`];
+      const field = `repo.${side}_credentials`;
+      if (!name) continue;
+      if (repo.project !== undefined && repo.project !== spec.project) {
+        throw new AppError("forbidden", `${field}: secrets are usable only by jobs of their own project; this job is in ${spec.project}, the secret in ${repo.project}`, field);
+      }
+      if (!(await getSecret(db, spec.project, name))) throw new AppError("validation_failed", `${field}: project ${spec.project} has no secret ${name}`, field);
     }
   }
+  for (const [env, name] of Object.entries(spec.secrets)) {
+    if (!(await getSecret(db, spec.project, name))) throw new AppError("validation_failed", `secrets.${env}: project ${spec.project} has no secret ${name}`, `secrets.${env}`);
+  }
+  // Inputs too are the project's own: another project's dataset reads as one that does not exist.
+  if (spec.inputs.length) {
+    const own = new Set((await datasetsByIds(db, spec.inputs.map((i) => i.dataset))).filter((d) => d.project === spec.project).map((d) => d.id));
+    const i = spec.inputs.findIndex((input) => !own.has(input.dataset));
+    if (i >= 0) throw new AppError("validation_failed", `inputs.${i}.dataset: project ${spec.project} has no dataset ${spec.inputs[i]!.dataset}`, `inputs.${i}.dataset`);
+  }
+}
+
+/** A submit into a project must find it, the caller a member there, and its queue quota with room. */
+async function admitSubmit(db: Db, principal: Principal, spec: JobSpec) {
+  const missing = () => new AppError("not_found", `project: no project ${spec.project}`, "project");
+  requireRole(principal, spec.project, "member", missing);
+  const project = await getProject(db, spec.project);
+  if (!project) throw missing();
+  if (project.quotas.max_queued_jobs === undefined) return;
+  const usage = (await usageOf(db, [spec.project])).get(spec.project)!;
+  const hit = queueRefusal(project.quotas, usage, 1);
+  if (hit) throw new AppError("too_many_requests", `project: ${hit.message}`, "project", { quota: hit.quota, limit: hit.limit, usage: hit.usage });
 }
 
 function cursorFrom(raw: string | undefined): LogCursor | null {
@@ -86,7 +125,7 @@ export const jobRoutes = router()
       responses: {
         201: json(JobDetail, "The job, queued."),
         200: json(JobDetail, "The job an earlier request with the same Idempotency-Key created."),
-        ...errors(400, 401, 403, 409, 413),
+        ...errors(400, 401, 403, 404, 409, 413, 429),
       },
     }),
     async (c) => {
@@ -95,8 +134,9 @@ export const jobRoutes = router()
         throw new AppError("validation_failed", `command.image: ${spec.task.command.image} is not an allowed image (${settingsOf(c.env).ALLOWED_IMAGES.join(", ")})`, "command.image");
       }
       const db = createDb(c.env.DB);
-      if (spec.task.kind === "repo") await requireCredentials(db, spec.task.repo);
       const principal = c.get("principal");
+      await admitSubmit(db, principal, spec);
+      await requireProjectResources(db, spec);
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
       if (key) {
@@ -108,7 +148,7 @@ export const jobRoutes = router()
       }
       const now = Date.now();
       const id = newId("j", now);
-      const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, idempotencyKey: key, requestHash, now });
+      const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, submittedBy: actorName(principal), idempotencyKey: key, requestHash, now });
       // The job is stored, so the answer need not wait for the coordinator; if the nudge is
       // lost, the pool's coordinator finds the job on its next sweep or agent hello.
       c.executionCtx.waitUntil(
@@ -132,8 +172,12 @@ export const jobRoutes = router()
     }),
     async (c) => {
       const q = c.req.valid("query");
-      const page = await listJobs(createDb(c.env.DB), q);
-      return c.json({ jobs: page.jobs.map(jobView), next_cursor: page.nextCursor }, 200);
+      const principal = c.get("principal");
+      const db = createDb(c.env.DB);
+      // Another project's name lists nothing, as an unknown one does.
+      const page = await listJobs(db, { ...q, projects: readableProjects(principal) });
+      const pending = await pendingReasons(db, page.jobs);
+      return c.json({ jobs: page.jobs.map((j) => jobView(j, pending.get(j.id) ?? null)), next_cursor: page.nextCursor }, 200);
     },
   )
   .openapi(
@@ -148,7 +192,7 @@ export const jobRoutes = router()
     }),
     async (c) => {
       const db = createDb(c.env.DB);
-      return c.json(await fullJobView(db, await mustGetJob(db, c.req.valid("param").id)), 200);
+      return c.json(await fullJobView(db, await mustGetJob(db, c.get("principal"), c.req.valid("param").id)), 200);
     },
   )
   .openapi(
@@ -164,11 +208,12 @@ export const jobRoutes = router()
     }),
     async (c) => {
       const db = createDb(c.env.DB);
-      const job = await mustGetJob(db, c.req.valid("param").id);
+      const job = await mustGetJob(db, c.get("principal"), c.req.valid("param").id, "member");
       if (job.status === "completed" || job.status === "failed") {
         throw new AppError("conflict", `job ${job.id} already finished with status ${job.status}`);
       }
       const after = job.status === "canceled" ? job : await coordinatorFor(c.env, job.pool).cancelJob(job.pool, job.id);
+      if (job.status !== "canceled") await audit(c, "job.cancel", { project: job.project, target: job.id });
       return c.json(await fullJobView(db, after ?? job), 200);
     },
   )
@@ -184,7 +229,7 @@ export const jobRoutes = router()
     }),
     async (c) => {
       const db = createDb(c.env.DB);
-      const job = await mustGetJob(db, c.req.valid("param").id);
+      const job = await mustGetJob(db, c.get("principal"), c.req.valid("param").id);
       return c.json({ artifacts: job.attempt > 0 ? (await listArtifacts(db, job.id, job.attempt)).map(artifactView) : [] }, 200);
     },
   )
@@ -205,7 +250,7 @@ export const jobRoutes = router()
     async (c) => {
       const db = createDb(c.env.DB);
       const { id, name } = c.req.valid("param");
-      const job = await mustGetJob(db, id);
+      const job = await mustGetJob(db, c.get("principal"), id);
       const artifact = job.attempt > 0 ? await getArtifact(db, job.id, job.attempt, name) : undefined;
       if (!artifact) throw new AppError("not_found", `job ${job.id} has no artifact ${name}`);
       const { url } = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).presign("GET", artifact.key, { ttlS: c.req.valid("query").ttl_s });
@@ -235,7 +280,7 @@ export const jobRoutes = router()
     async (c) => {
       const q = c.req.valid("query");
       const db = createDb(c.env.DB);
-      const job = await mustGetJob(db, c.req.valid("param").id);
+      const job = await mustGetJob(db, c.get("principal"), c.req.valid("param").id);
       const start = cursorFrom(q.after ?? c.req.header("last-event-id"));
       if (q.follow !== "1" && q.follow !== "true") {
         const page = await readLog(db, job.id, start, LOG_PAGE_CHUNKS);

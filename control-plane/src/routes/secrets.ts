@@ -1,6 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName, SecretName } from "../../../protocol/index.ts";
-import { createDb } from "../db/client.ts";
+import { requireRole } from "../auth/access.ts";
+import type { Principal } from "../auth/principal.ts";
+import type { Role } from "../auth/roles.ts";
+import { audit } from "../audit.ts";
+import { createDb, type Db } from "../db/client.ts";
+import { getProject } from "../db/projects.ts";
 import { deleteSecret, listSecrets, putSecret, secretView } from "../db/secrets.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
@@ -12,10 +17,18 @@ const user = access("admin", "user");
 const ProjectParams = z.object({ project: ProjectName.clone().openapi({ param: { name: "project", in: "path" }, example: "default" }) });
 const SecretParams = ProjectParams.extend({ name: SecretName.clone().openapi({ param: { name: "name", in: "path" }, example: "github-token" }) });
 
+/** The project must exist and the caller hold `need` there; to a non-member it does not exist. */
+async function mustBeIn(db: Db, principal: Principal, project: string, need: Role) {
+  const missing = () => new AppError("not_found", `no project ${project}`);
+  requireRole(principal, project, need, missing);
+  if (!(await getProject(db, project))) throw missing();
+}
+
 /**
- * Per-project secrets (repository credentials for repo jobs). Values go in and are never
- * shown again: they are encrypted at rest and decrypted only into the assignment of a job
- * that names them.
+ * Per-project secrets (repository credentials, and environment variables a job asks for).
+ * Values go in and are never shown again: they are encrypted at rest and decrypted only into
+ * the assignment of a job of the same project that names them. Owners write them; every
+ * member sees their names.
  */
 export const secretRoutes = router()
   .openapi(
@@ -26,10 +39,13 @@ export const secretRoutes = router()
       path: "/{project}/secrets",
       summary: "List a project's secrets (names and dates, never values)",
       request: { params: ProjectParams },
-      responses: { 200: json(SecretList, "The project's secrets, by name."), ...errors(400, 401, 403) },
+      responses: { 200: json(SecretList, "The project's secrets, by name."), ...errors(400, 401, 403, 404) },
     }),
     async (c) => {
-      const rows = await listSecrets(createDb(c.env.DB), c.req.valid("param").project);
+      const { project } = c.req.valid("param");
+      const db = createDb(c.env.DB);
+      await mustBeIn(db, c.get("principal"), project, "viewer");
+      const rows = await listSecrets(db, project);
       return c.json({ secrets: rows.map(secretView) }, 200);
     },
   )
@@ -42,13 +58,16 @@ export const secretRoutes = router()
       summary: "Store or replace a secret",
       description: `${user.description} For https repositories the value is a token or \`user:token\`; for ssh, a private key. It is sealed with AES-256-GCM under the Worker secret SECRETS_KEY (503 without it) and never shown again.`,
       request: { params: SecretParams, body: body(SecretValue) },
-      responses: { 200: json(Secret, "The secret's name and dates."), ...errors(400, 401, 403, 413) },
+      responses: { 200: json(Secret, "The secret's name and dates."), ...errors(400, 401, 403, 404, 413) },
     }),
     async (c) => {
       const { project, name } = c.req.valid("param");
+      const db = createDb(c.env.DB);
+      await mustBeIn(db, c.get("principal"), project, "owner");
       const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
       const sealed = await vault.seal(project, name, c.req.valid("json").value);
-      const row = await putSecret(createDb(c.env.DB), { project, name, sealed, createdBy: c.get("principal").tokenId, now: Date.now() });
+      const row = await putSecret(db, { project, name, sealed, createdBy: c.get("principal").tokenId, now: Date.now() });
+      await audit(c, "secret.put", { project, target: name });
       return c.json(secretView(row), 200);
     },
   )
@@ -64,7 +83,10 @@ export const secretRoutes = router()
     }),
     async (c) => {
       const { project, name } = c.req.valid("param");
-      if (!(await deleteSecret(createDb(c.env.DB), project, name))) throw new AppError("not_found", `no secret ${name} in project ${project}`);
+      const db = createDb(c.env.DB);
+      await mustBeIn(db, c.get("principal"), project, "owner");
+      if (!(await deleteSecret(db, project, name))) throw new AppError("not_found", `no secret ${name} in project ${project}`);
+      await audit(c, "secret.delete", { project, target: name });
       return c.body(null, 204);
     },
   );

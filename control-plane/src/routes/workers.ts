@@ -12,6 +12,7 @@ import { access, body, errors, json, router } from "../openapi.ts";
 import { Probe, ProbeList, ProbeRequest, Worker, WorkerList } from "../schemas.ts";
 import { getProbe, insertProbe, listProbes, probeView } from "../db/probes.ts";
 import { newId } from "../ids.ts";
+import { audit } from "../audit.ts";
 
 const ListQuery = z.object({ pool: z.string().max(63).optional() });
 const WorkerParams = z.object({ id: z.string().max(64).openapi({ example: "w_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
@@ -77,7 +78,11 @@ export const workerRoutes = router()
       request: { params: WorkerParams },
       responses: { 200: json(Worker, "The worker, draining."), ...errors(400, 401, 403, 404) },
     }),
-    async (c) => c.json(await setDrain(c, c.req.valid("param").id, true), 200),
+    async (c) => {
+      const worker = await setDrain(c, c.req.valid("param").id, true);
+      await audit(c, "worker.drain", { target: worker.id, detail: { pool: worker.pool, name: worker.name } });
+      return c.json(worker, 200);
+    },
   )
   .openapi(
     createRoute({
@@ -89,7 +94,11 @@ export const workerRoutes = router()
       request: { params: WorkerParams },
       responses: { 200: json(Worker, "The worker."), ...errors(400, 401, 403, 404) },
     }),
-    async (c) => c.json(await setDrain(c, c.req.valid("param").id, false), 200),
+    async (c) => {
+      const worker = await setDrain(c, c.req.valid("param").id, false);
+      await audit(c, "worker.undrain", { target: worker.id, detail: { pool: worker.pool, name: worker.name } });
+      return c.json(worker, 200);
+    },
   )
   .openapi(
     createRoute({
@@ -109,6 +118,7 @@ export const workerRoutes = router()
       if (!worker.online) throw new AppError("conflict", `worker ${worker.id} is offline; a probe needs a connected agent`);
       const id = newId("pr");
       await insertProbe(db, { id, workerId: worker.id, pool: worker.pool, command: req.command, requestedBy: c.get("principal").tokenId, now: Date.now() });
+      await audit(c, "worker.probe", { target: worker.id, detail: { pool: worker.pool, probe_id: id, command: req.command } });
       await coordinatorFor(c.env, worker.pool).runProbe(worker.pool, { id, workerId: worker.id, command: req.command, timeoutS: req.timeout_s });
       return c.json(probeView((await getProbe(db, id))!), 201);
     },

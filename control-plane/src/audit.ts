@@ -1,0 +1,47 @@
+import type { Context } from "hono";
+import { actorName } from "./auth/principal.ts";
+import { insertAudit } from "./db/audit.ts";
+import { createDb } from "./db/client.ts";
+import type { AppEnv } from "./env.ts";
+import { newId } from "./ids.ts";
+
+/** Every action the audit log records. */
+export const AUDIT_ACTIONS = [
+  "token.issue",
+  "token.revoke",
+  "user.create",
+  "project.create",
+  "project.update",
+  "member.put",
+  "member.delete",
+  "secret.put",
+  "secret.delete",
+  "job.cancel",
+  "worker.drain",
+  "worker.undrain",
+  "worker.probe",
+  "session.start",
+  "session.end",
+] as const;
+export type AuditAction = (typeof AUDIT_ACTIONS)[number];
+
+/** The client's address as Cloudflare gives it (`CF-Connecting-IP`); null where nothing says. */
+export const clientAddress = (c: Context) => c.req.header("cf-connecting-ip") ?? null;
+
+/**
+ * Records who did what, in the same request as the action, after it succeeded. `detail`
+ * holds names and numbers only: never a secret's or a token's value.
+ */
+export async function audit(c: Context<AppEnv>, action: AuditAction, what: { project?: string | null; target?: string | null; detail?: Record<string, unknown> } = {}) {
+  const now = Date.now();
+  await insertAudit(createDb(c.env.DB), {
+    id: newId("ev", now),
+    at: now,
+    actor: actorName(c.get("principal")),
+    action,
+    project: what.project ?? null,
+    target: what.target ?? null,
+    detail: what.detail ?? null,
+    ip: clientAddress(c),
+  });
+}
