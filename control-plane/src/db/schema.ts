@@ -156,8 +156,9 @@ export const jobs = sqliteTable(
     resolved: text("resolved", { mode: "json" }).$type<ResolvedCommits>(),
   },
   (t) => [
-    // In the order a scheduling round reads the queue, so the head is read without sorting the whole queue.
-    index("jobs_queue_head").on(t.pool, t.status, sql`${t.priority} DESC`, t.id),
+    // In the order a scheduling round reads the queue: each project's head (fair share), and the
+    // projects with queued jobs by skipping from one to the next, without sorting the whole queue.
+    index("jobs_queue_by_project").on(t.pool, t.status, t.project, sql`${t.priority} DESC`, t.id),
     index("jobs_status_id").on(t.status, t.id),
     index("jobs_project_id").on(t.project, t.id),
     index("jobs_project_status").on(t.project, t.status),
