@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { agentToken, api, submit, uniquePool } from "./helpers.ts";
+import { agentToken, api, submit, uniquePool, userToken } from "./helpers.ts";
 
 describe("POST /v1/jobs validation", () => {
   it("creates a python job with every default applied", async () => {
@@ -84,9 +84,7 @@ describe("auth", () => {
   });
 
   it("lets a user token submit jobs but not issue tokens", async () => {
-    const issued = await api("/v1/api-tokens", { method: "POST", json: { name: "alice" } });
-    expect(issued.status).toBe(201);
-    const user = issued.json.token as string;
+    const { token: user } = await userToken();
     expect(user).toMatch(/^gxu_/);
     expect((await api("/v1/jobs", { method: "POST", json: { kind: "python", python: { script: "1" }, pool: uniquePool() }, token: user })).status).toBe(201);
     expect((await api("/v1/agent-tokens", { method: "POST", json: { name: "x" }, token: user })).status).toBe(403);
@@ -191,7 +189,7 @@ describe("cancel", () => {
 describe("workers API", () => {
   it("answers 404 when draining an unknown worker, and 403 to a user token", async () => {
     expect((await api("/v1/workers/w_nope/drain", { method: "POST" })).status).toBe(404);
-    const user = (await api("/v1/api-tokens", { method: "POST", json: { name: "bob" } })).json.token;
+    const { token: user } = await userToken();
     expect((await api("/v1/workers/w_nope/drain", { method: "POST", token: user })).status).toBe(403);
   });
 

@@ -1,7 +1,7 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { encode, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME } from "../../protocol/index.ts";
-import { agentToken, api, caps, FakeAgent, sleep, submit, uniquePool, waitForJob } from "./helpers.ts";
+import { agentToken, api, caps, FakeAgent, sleep, submit, uniquePool, waitForJob, userToken } from "./helpers.ts";
 
 function coordinator(pool: string) {
   return env.COORDINATOR.get(env.COORDINATOR.idFromName(pool));
@@ -524,7 +524,7 @@ describe("operator probes", () => {
   it("is for operators only, validates the command, and needs a connected worker", async () => {
     const pool = uniquePool();
     const { agent, workerId } = await FakeAgent.join(await agentToken(pool));
-    const user = (await api("/v1/api-tokens", { method: "POST", json: { name: "u" } })).json.token;
+    const { token: user } = await userToken();
     expect((await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "uptime" }, token: user })).status).toBe(403);
     const empty = await api(`/v1/workers/${workerId}/probes`, { method: "POST", json: { command: "" } });
     expect(empty.status).toBe(400);

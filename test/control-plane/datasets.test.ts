@@ -98,12 +98,20 @@ describe("datasets", () => {
 });
 
 describe("job inputs", () => {
-  it("fails a job whose dataset does not exist failed/input_error, naming it", async () => {
+  it("refuses at submit a dataset the job's project does not have", async () => {
+    const res = await submit({ pool: uniquePool(), inputs: [{ dataset: "ds_missing", path: "data.bin" }] });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ field: "inputs.0.dataset", message: "inputs.0.dataset: project default has no dataset ds_missing" });
+  });
+
+  it("fails a job whose dataset is deleted before it is scheduled failed/input_error, naming it", async () => {
     const pool = uniquePool();
+    const ds = (await api("/v1/datasets", { method: "POST", json: { name: "gone", size: 4, sha256: sha } })).json;
+    const job = (await submit({ pool, inputs: [{ dataset: ds.id, path: "data.bin" }] })).json;
+    expect((await api(`/v1/datasets/${ds.id}`, { method: "DELETE" })).status).toBe(204);
     await FakeAgent.join(await agentToken(pool));
-    const job = (await submit({ pool, inputs: [{ dataset: "ds_missing", path: "data.bin" }] })).json;
     const done = await waitForJob(job.id, (j) => j.status === "failed");
-    expect(done).toMatchObject({ failure_reason: "input_error", failure_message: "input dataset ds_missing does not exist" });
+    expect(done).toMatchObject({ failure_reason: "input_error", failure_message: `input dataset ${ds.id} does not exist` });
   });
 
   it("sends a ready dataset's presigned GET with the assignment", async () => {

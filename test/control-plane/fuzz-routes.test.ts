@@ -7,7 +7,7 @@ import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
-import { ADMIN, agentToken, api, FakeAgent, submit, uniquePool } from "./helpers.ts";
+import { ADMIN, agentToken, api, FakeAgent, submit, uniquePool, userToken } from "./helpers.ts";
 
 /**
  * Every route of /openapi.json, fed generated requests: valid and mutated bodies, arbitrary
@@ -56,7 +56,7 @@ async function created(path: string, json: unknown): Promise<string> {
 }
 
 async function buildWorld(): Promise<World> {
-  const user = (await api("/v1/api-tokens", { method: "POST", json: { name: "fuzz" } })).json.token as string;
+  const { token: user } = await userToken();
   const pool = uniquePool();
   const agent = await agentToken(pool, "fuzz");
   const holder = await FakeAgent.join(agent, { name: "holder", slots: 1 });

@@ -32,6 +32,34 @@ export async function agentToken(pool: string, name = "t") {
   return res.json.token as string;
 }
 
+/** A project of the test's own (admin-created), with optional quotas and weight. */
+export async function newProject(body: { name?: string; quotas?: Record<string, number>; weight?: number } = {}) {
+  const name = body.name ?? `pr-${crypto.randomUUID().slice(0, 8)}`;
+  const res = await api("/v1/projects", { method: "POST", json: { ...body, name } });
+  if (res.status !== 201 && res.status !== 409) throw new Error(`project: ${res.status} ${res.text}`);
+  return name;
+}
+
+/**
+ * A new user with an API token, a member of `project` with `role` (no membership with null).
+ * The project is created when it does not exist.
+ */
+export async function userToken(opts: { project?: string; role?: "owner" | "member" | "viewer" | null; expires_in_s?: number } = {}) {
+  const name = `u-${crypto.randomUUID().slice(0, 8)}`;
+  const user = await api("/v1/users", { method: "POST", json: { name } });
+  if (user.status !== 201) throw new Error(`user: ${user.status} ${user.text}`);
+  const project = opts.project ?? "default";
+  const role = opts.role === undefined ? "member" : opts.role;
+  if (role) {
+    await newProject({ name: project });
+    const put = await api(`/v1/projects/${project}/members/${name}`, { method: "PUT", json: { role } });
+    if (put.status !== 200) throw new Error(`member: ${put.status} ${put.text}`);
+  }
+  const issued = await api("/v1/api-tokens", { method: "POST", json: { name: `${name}-token`, user: name, ...(opts.expires_in_s ? { expires_in_s: opts.expires_in_s } : {}) } });
+  if (issued.status !== 201) throw new Error(`token: ${issued.status} ${issued.text}`);
+  return { token: issued.json.token as string, tokenId: issued.json.id as string, user: name, userId: user.json.id as string, project };
+}
+
 export const caps = (over: Partial<WorkerCaps> = {}): WorkerCaps => ({
   cpu_cores: 4,
   memory_mb: 8192,

@@ -33,6 +33,21 @@ const ROUTES = [
   ["get", "/v1/datasets/{id}/download"],
   ["post", "/v1/agent-tokens"],
   ["post", "/v1/api-tokens"],
+  ["get", "/v1/agent-tokens"],
+  ["delete", "/v1/agent-tokens/{id}"],
+  ["get", "/v1/api-tokens"],
+  ["delete", "/v1/api-tokens/{id}"],
+  ["post", "/v1/users"],
+  ["get", "/v1/users"],
+  ["get", "/v1/me"],
+  ["post", "/v1/projects"],
+  ["get", "/v1/projects"],
+  ["get", "/v1/projects/{project}"],
+  ["patch", "/v1/projects/{project}"],
+  ["get", "/v1/projects/{project}/members"],
+  ["put", "/v1/projects/{project}/members/{user}"],
+  ["delete", "/v1/projects/{project}/members/{user}"],
+  ["get", "/v1/audit"],
   ["post", "/v1/agent/artifacts/prepare"],
   ["post", "/v1/agent/artifacts/complete"],
   ["get", "/v1/agent/connect"],
@@ -53,7 +68,7 @@ describe("GET /openapi.json", () => {
     expect(doc.info).toMatchObject({ title: "gridx" });
     expect(doc.servers).toEqual([{ url: "http://gridx.test", description: "this control plane" }]);
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "tokens", "secrets", "pools", "agent", "ops"]);
+    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "projects", "tokens", "secrets", "pools", "agent", "ops"]);
   });
 
   it("lists every public route, and nothing else", async () => {

@@ -1,16 +1,16 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { envKey } from "../../protocol/index.ts";
-import { agentToken, api, FakeAgent, uniquePool, waitForJob } from "./helpers.ts";
+import { agentToken, api, FakeAgent, newProject, uniquePool, waitForJob } from "./helpers.ts";
 
 const sha = (c: string) => c.repeat(40);
 const repo = { code_repo_url: "https://git.example.com/code.git", code_commit_id: "main", env_repo_url: "https://git.example.com/env.git", env_commit_id: sha("e") };
 const submitRepo = (pool: string, over: Record<string, unknown> = {}) => api("/v1/jobs", { method: "POST", json: { kind: "repo", pool, repo, command: ["python3", "main.py"], ...over } });
-const project = () => `proj-${crypto.randomUUID().slice(0, 8)}`;
+const project = () => newProject();
 
 describe("project secrets", () => {
   it("stores a value sealed, lists names only, replaces and deletes", async () => {
-    const p = project();
+    const p = await project();
     const put = await api(`/v1/projects/${p}/secrets/git-token`, { method: "PUT", json: { value: "ghp_supersecret" } });
     expect(put.status).toBe(200);
     expect(put.json).toMatchObject({ project: p, name: "git-token" });
@@ -32,13 +32,13 @@ describe("project secrets", () => {
   });
 
   it("refuses bad names, empty values and anonymous callers, naming the field", async () => {
-    const bad = await api(`/v1/projects/${project()}/secrets/-x`, { method: "PUT", json: { value: "v" } });
+    const bad = await api(`/v1/projects/${await project()}/secrets/-x`, { method: "PUT", json: { value: "v" } });
     expect(bad.status).toBe(400);
     expect(bad.json.error.field).toBe("name");
-    const empty = await api(`/v1/projects/${project()}/secrets/ok`, { method: "PUT", json: { value: "" } });
+    const empty = await api(`/v1/projects/${await project()}/secrets/ok`, { method: "PUT", json: { value: "" } });
     expect(empty.json.error.field).toBe("value");
     expect((await api(`/v1/projects/Upper/secrets`)).json.error.field).toBe("project");
-    expect((await api(`/v1/projects/${project()}/secrets`, { token: null })).status).toBe(401);
+    expect((await api(`/v1/projects/${await project()}/secrets`, { token: null })).status).toBe(401);
   });
 });
 
@@ -61,7 +61,7 @@ describe("repo jobs", () => {
   });
 
   it("refuses a credential its project does not have", async () => {
-    const res = await submitRepo(uniquePool(), { repo: { ...repo, project: project(), code_credentials: "nope" } });
+    const res = await submitRepo(uniquePool(), { project: await project(), repo: { ...repo, code_credentials: "nope" } });
     expect(res.status).toBe(400);
     expect(res.json.error.field).toBe("repo.code_credentials");
     expect(res.json.error.message).toMatch(/no secret nope/);
@@ -69,11 +69,11 @@ describe("repo jobs", () => {
 
   it("hands the decrypted credentials to the assigned agent only, and records the commits that ran", async () => {
     const pool = uniquePool();
-    const p = project();
+    const p = await project();
     await api(`/v1/projects/${p}/secrets/code`, { method: "PUT", json: { value: "tok-code" } });
     await api(`/v1/projects/${p}/secrets/env`, { method: "PUT", json: { value: "tok-env" } });
     const { agent } = await FakeAgent.join(await agentToken(pool));
-    const job = (await submitRepo(pool, { repo: { ...repo, project: p, code_credentials: "code", env_credentials: "env" } })).json;
+    const job = (await submitRepo(pool, { project: p, repo: { ...repo, code_credentials: "code", env_credentials: "env" } })).json;
     expect(JSON.stringify(job)).not.toContain("tok-");
 
     const assign = await agent.next("assign_job");
