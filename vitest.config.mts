@@ -13,6 +13,8 @@ export default defineConfig({
           cloudflareTest({
             wrangler: { configPath: "./wrangler.toml" },
             miniflare: {
+              // An empty database the upgrade test migrates step by step, as a deployment is.
+              d1Databases: ["UPGRADE_DB"],
               bindings: {
                 MIGRATIONS: migrations,
                 GRIDX_ADMIN_TOKEN: "test-admin-token",

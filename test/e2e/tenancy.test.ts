@@ -1,0 +1,97 @@
+import { createHash } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { AgentProcess } from "../../scripts/local-grid.ts";
+import { readResponse } from "../helpers/http.ts";
+import { api, cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
+
+/** The API as one user: the same requests a client of that user's token makes. */
+async function as(token: string, path: string, init: RequestInit & { json?: unknown } = {}) {
+  const headers = new Headers(init.headers);
+  headers.set("authorization", `Bearer ${token}`);
+  if (init.json !== undefined) headers.set("content-type", "application/json");
+  return readResponse(await fetch(cp().url + path, { redirect: "manual", ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body }));
+}
+
+async function user(project: string | null, role: string) {
+  const name = uniqueName("user");
+  expect((await api("/v1/users", { method: "POST", json: { name } })).status).toBe(201);
+  if (project) expect((await api(`/v1/projects/${project}/members/${name}`, { method: "PUT", json: { role } })).status).toBe(200);
+  const issued = await api("/v1/api-tokens", { method: "POST", json: { name: `${name}-cli`, user: name } });
+  expect(issued.status).toBe(201);
+  return { name, token: issued.json.token as string, id: issued.json.id as string };
+}
+
+/*
+ * Two teams on one real grid (wrangler dev, a real agent, Docker, R2 through presigned URLs):
+ * what one team's job, logs, artifacts and datasets are to the other.
+ */
+describe("projects on a real grid", () => {
+  const pool = uniqueName("tenancy");
+  const project = uniqueName("team");
+  const other = uniqueName("other");
+  let agent: AgentProcess;
+  let member: Awaited<ReturnType<typeof user>>;
+  let viewer: Awaited<ReturnType<typeof user>>;
+  let outsider: Awaited<ReturnType<typeof user>>;
+  let jobId: string;
+
+  beforeAll(async () => {
+    for (const name of [project, other]) expect((await api("/v1/projects", { method: "POST", json: { name } })).status).toBe(201);
+    [member, viewer, outsider] = await Promise.all([user(project, "member"), user(project, "viewer"), user(other, "owner")]);
+    agent = await launchOnlineAgent({ pool, name: uniqueName("node") });
+    const script = "import os\nprint('secret work')\nopen('/work/output/result.txt', 'w').write('42')";
+    const res = await as(member.token, "/v1/jobs", { method: "POST", json: { kind: "python", python: { script }, pool, project, name: "e2e run", tags: ["suite=tenancy"] } });
+    expect(res.status).toBe(201);
+    jobId = res.json.id;
+    expect(await waitForJob(jobId, isDone)).toMatchObject({ status: "completed", project, submitted_by: member.name });
+  });
+
+  afterAll(async () => {
+    await agent?.stop("SIGTERM");
+  });
+
+  it("shows the job, its logs and its artifact to members and viewers, and to no one else", async () => {
+    for (const token of [member.token, viewer.token]) {
+      expect((await as(token, `/v1/jobs/${jobId}`)).json.stdout).toBe("secret work\n");
+      expect((await as(token, `/v1/jobs/${jobId}/logs`)).json.lines.map((l: { text: string }) => l.text)).toContain("secret work");
+      const download = await as(token, `/v1/jobs/${jobId}/artifacts/result.txt`);
+      expect(download.status).toBe(302);
+      expect(await (await fetch(download.headers.get("location")!)).text()).toBe("42");
+    }
+    for (const path of ["", "/logs", "/artifacts", "/artifacts/result.txt", "/attempts"]) {
+      expect([path, (await as(outsider.token, `/v1/jobs/${jobId}${path}`)).status]).toEqual([path, 404]);
+    }
+    const list = await as(outsider.token, `/v1/jobs?tag=suite%3Dtenancy`);
+    expect(list.json.jobs).toEqual([]);
+    expect((await as(viewer.token, `/v1/jobs?tag=suite%3Dtenancy`)).json.jobs.map((j: { id: string }) => j.id)).toEqual([jobId]);
+  });
+
+  it("keeps a viewer to reading: no submit, no cancel, no upload", async () => {
+    const sub = await as(viewer.token, "/v1/jobs", { method: "POST", json: { kind: "python", python: { script: "1" }, pool, project } });
+    expect([sub.status, sub.json.error.message]).toEqual([403, expect.stringMatching(/member role/)]);
+    expect((await as(viewer.token, `/v1/jobs/${jobId}/cancel`, { method: "POST" })).status).toBe(403);
+    expect((await as(viewer.token, "/v1/datasets", { method: "POST", json: { name: "x", size: 1, project } })).status).toBe(403);
+  });
+
+  it("uploads a dataset through R2 for the project only, and mounts it into the project's jobs only", async () => {
+    const bytes = Buffer.from("tenant data\n");
+    const sha256 = createHash("sha256").update(bytes).digest("hex");
+    const created = await as(member.token, "/v1/datasets", { method: "POST", json: { name: "data.txt", size: bytes.length, sha256, project } });
+    expect(created.status).toBe(201);
+    expect((await fetch(created.json.upload.url, { method: "PUT", body: bytes })).ok).toBe(true);
+    expect((await as(member.token, `/v1/datasets/${created.json.id}/complete`, { method: "POST", json: {} })).json.status).toBe("ready");
+    expect((await as(outsider.token, `/v1/datasets/${created.json.id}`)).status).toBe(404);
+    expect((await as(outsider.token, `/v1/datasets/${created.json.id}/download`)).status).toBe(404);
+    const theirs = await as(outsider.token, "/v1/jobs", { method: "POST", json: { kind: "python", python: { script: "1" }, pool, project: other, inputs: [{ dataset: created.json.id, path: "data.txt" }] } });
+    expect([theirs.status, theirs.json.error.field]).toEqual([400, "inputs.0.dataset"]);
+    const ours = await as(member.token, "/v1/jobs", { method: "POST", json: { kind: "python", python: { script: "print(open('/work/input/data.txt').read().strip())" }, pool, project, inputs: [{ dataset: created.json.id, path: "data.txt" }] } });
+    expect(await waitForJob(ours.json.id, isDone)).toMatchObject({ status: "completed", stdout: "tenant data\n" });
+  });
+
+  it("ends a revoked token's access at its next request", async () => {
+    const spare = await user(project, "member");
+    expect((await as(spare.token, `/v1/jobs/${jobId}`)).status).toBe(200);
+    expect((await as(spare.token, `/v1/api-tokens/${spare.id}`, { method: "DELETE" })).status).toBe(204);
+    expect((await as(spare.token, `/v1/jobs/${jobId}`)).status).toBe(401);
+  });
+});
