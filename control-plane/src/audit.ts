@@ -1,7 +1,7 @@
 import type { Context } from "hono";
-import { actorName } from "./auth/principal.ts";
+import { actorName, type Principal } from "./auth/principal.ts";
 import { insertAudit } from "./db/audit.ts";
-import { createDb } from "./db/client.ts";
+import { createDb, type Db } from "./db/client.ts";
 import type { AppEnv } from "./env.ts";
 import { newId } from "./ids.ts";
 
@@ -28,20 +28,25 @@ export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 /** The client's address as Cloudflare gives it (`CF-Connecting-IP`); null where nothing says. */
 export const clientAddress = (c: Context) => c.req.header("cf-connecting-ip") ?? null;
 
-/**
- * Records who did what, in the same request as the action, after it succeeded. `detail`
- * holds names and numbers only: never a secret's or a token's value.
- */
-export async function audit(c: Context<AppEnv>, action: AuditAction, what: { project?: string | null; target?: string | null; detail?: Record<string, unknown> } = {}) {
+/** What an audit event is about; `detail` holds names and numbers only, never a secret's or a token's value. */
+export type AuditWhat = { project?: string | null; target?: string | null; detail?: Record<string, unknown> };
+
+/** Records who did what, in the same request as the action, after it succeeded. */
+export async function audit(c: Context<AppEnv>, action: AuditAction, what: AuditWhat = {}) {
+  await auditAs(createDb(c.env.DB), c.get("principal"), clientAddress(c), action, what);
+}
+
+/** The same record with the actor named explicitly, for requests that carry no API principal (the dashboard's sign-in). */
+export async function auditAs(db: Db, actor: Principal, ip: string | null, action: AuditAction, what: AuditWhat = {}) {
   const now = Date.now();
-  await insertAudit(createDb(c.env.DB), {
+  await insertAudit(db, {
     id: newId("ev", now),
     at: now,
-    actor: actorName(c.get("principal")),
+    actor: actorName(actor),
     action,
     project: what.project ?? null,
     target: what.target ?? null,
     detail: what.detail ?? null,
-    ip: clientAddress(c),
+    ip,
   });
 }

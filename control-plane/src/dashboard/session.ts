@@ -1,14 +1,24 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { Principal } from "../auth/principal.ts";
-import { principalFor } from "../auth/tokens.ts";
+import { PREFIX, randomSecret, resolveSecret, sha256Hex } from "../auth/tokens.ts";
+import { auditAs, clientAddress } from "../audit.ts";
 import { createDb } from "../db/client.ts";
+import { insertSession } from "../db/sessions.ts";
+import { getToken } from "../db/tokens.ts";
 import type { Bindings } from "../env.ts";
+import { newId } from "../ids.ts";
+import { later } from "../middleware/auth.ts";
 import { settingsOf } from "../settings.ts";
 
-/** A signed-in dashboard user: the API or admin token it signed in with, and whose it is. */
+/**
+ * A signed-in dashboard user: a session of its own (a row in `sessions`), whose secret the
+ * cookie holds, acting as the token it was opened with.
+ */
 export interface Session {
-  token: string;
+  id: string;
+  /** The session's secret (`gxs_…`): the cookie's value, and the bearer of the dashboard's API calls. */
+  secret: string;
   principal: Exclude<Principal, { kind: "agent" }>;
 }
 
@@ -16,29 +26,62 @@ export type DashEnv = { Bindings: Bindings; Variables: { session: Session } };
 
 const COOKIE = "gridx_session";
 /** The cookie is sent to the dashboard only, never to the API. */
-const COOKIE_PATH = "/ui";
-/** A sign-in lasts a working day. */
-const SESSION_S = 12 * 3600;
+export const COOKIE_PATH = "/ui";
+/** The most of a browser's User-Agent a session keeps. */
+const USER_AGENT_CHARS = 256;
 
 /** Header the dashboard's script sends when it wants an HTML fragment, not a page. */
 export const FRAGMENT_HEADER = "x-gridx-fragment";
 
+export const isHttps = (c: Context) => new URL(c.req.url).protocol === "https:";
+
 /**
- * Resolves a token exactly as the API's bearer check does. Agent tokens are refused: they
- * are good for connecting an agent and nothing else.
+ * Exchanges an API or admin token for a new session and sets its cookie; false for a token
+ * that does not resolve. Agent tokens are refused (they connect agents and nothing else), and
+ * so is another session's secret: a session is opened with a token.
  */
-export async function verifyToken(env: Bindings, token: string): Promise<Session["principal"] | null> {
-  const principal = await principalFor(createDb(env.DB), token, env.GRIDX_ADMIN_TOKEN);
-  return principal && principal.kind !== "agent" ? principal : null;
+export async function openSession(c: Context<DashEnv>, token: string): Promise<boolean> {
+  if (token.startsWith(PREFIX.session)) return false;
+  const db = createDb(c.env.DB);
+  const resolved = await resolveSecret(db, token, c.env.GRIDX_ADMIN_TOKEN);
+  const principal = resolved?.principal;
+  if (!resolved || !principal || principal.kind === "agent") return false;
+  if (resolved.touch) later(c, resolved.touch);
+  const now = Date.now();
+  const tokenExpiry = principal.kind === "user" ? ((await getToken(db, principal.tokenId))?.expiresAt ?? null) : null;
+  const expiresAt = Math.min(now + settingsOf(c.env).DASHBOARD_SESSION_H * 3_600_000, tokenExpiry ?? Number.POSITIVE_INFINITY);
+  const secret = PREFIX.session + randomSecret();
+  const id = newId("ses", now);
+  const ip = clientAddress(c);
+  await insertSession(db, {
+    id,
+    hash: await sha256Hex(secret),
+    tokenId: principal.tokenId,
+    userId: principal.kind === "user" ? principal.userId : null,
+    ip,
+    userAgent: c.req.header("user-agent")?.slice(0, USER_AGENT_CHARS) ?? null,
+    createdAt: now,
+    expiresAt,
+    lastUsedAt: now,
+    revokedAt: null,
+  });
+  await auditAs(db, principal, ip, "session.start", { target: id, detail: { token_id: principal.tokenId } });
+  setCookie(c, COOKIE, secret, { path: COOKIE_PATH, httpOnly: true, secure: isHttps(c), sameSite: "Strict", maxAge: Math.ceil((expiresAt - now) / 1000) });
+  return true;
 }
 
-const isHttps = (c: Context) => new URL(c.req.url).protocol === "https:";
-
-export function startSession(c: Context, token: string) {
-  setCookie(c, COOKIE, token, { path: COOKIE_PATH, httpOnly: true, secure: isHttps(c), sameSite: "Strict", maxAge: SESSION_S });
+/** The session the request's cookie names, if it is still live (not revoked, not expired, its token not revoked). */
+export async function sessionOf(c: Context<DashEnv>): Promise<Session | null> {
+  const secret = getCookie(c, COOKIE);
+  if (!secret?.startsWith(PREFIX.session)) return null;
+  const resolved = await resolveSecret(createDb(c.env.DB), secret, c.env.GRIDX_ADMIN_TOKEN);
+  if (!resolved?.sessionId || resolved.principal.kind === "agent") return null;
+  if (resolved.touch) later(c, resolved.touch);
+  return { id: resolved.sessionId, secret, principal: resolved.principal };
 }
 
-export function endSession(c: Context) {
+/** Drops the cookie; the session itself is revoked through the API (`DELETE /v1/sessions/:id`). */
+export function dropCookie(c: Context) {
   deleteCookie(c, COOKIE, { path: COOKIE_PATH, httpOnly: true, secure: isHttps(c), sameSite: "Strict" });
 }
 
@@ -55,16 +98,15 @@ export const wantsFragment = (c: Context) => c.req.header(FRAGMENT_HEADER) === "
  */
 export function requireSession(): MiddlewareHandler<DashEnv> {
   return async function session(c, next) {
-    const token = getCookie(c, COOKIE);
-    const principal = token ? await verifyToken(c.env, token) : null;
-    if (!token || !principal) {
-      if (token) endSession(c);
+    const found = await sessionOf(c);
+    if (!found) {
+      if (getCookie(c, COOKIE) !== undefined) dropCookie(c);
       if (wantsFragment(c)) return c.text("sign in again: the session is missing or no longer valid", 401);
       // A page comes back after signing in; a form post cannot be replayed, so it starts over.
       const url = new URL(c.req.url);
       return c.redirect(c.req.method === "GET" ? `/ui/login?next=${encodeURIComponent(url.pathname + url.search)}` : "/ui/login", 303);
     }
-    c.set("session", { token, principal });
+    c.set("session", found);
     return next();
   };
 }

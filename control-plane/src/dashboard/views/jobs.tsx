@@ -1,8 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
 import { JobStatus, TERMINAL_STATUSES, type JobTask } from "../../../../protocol/index.ts";
-import type { Session } from "../session.ts";
-import { Ago, between, EmptyState, formatBytes, formatDuration, Layout, LiveRegion, StatusBadge, Time, uiHref, type Flash } from "./parts.tsx";
+import { Ago, between, EmptyState, formatBytes, formatDuration, Layout, LiveRegion, StatusBadge, Time, uiHref, type Flash, type Viewer } from "./parts.tsx";
 import type { Attempt, JobDetail, JobSummary, LogLine, LogPage } from "./types.ts";
 
 /** How often open pages refresh while something can still change. */
@@ -23,15 +22,34 @@ function outcome(job: { status: string; exit_code: number | null; failure_reason
 }
 
 export interface JobListQuery {
+  project?: string | undefined;
   status?: JobStatus | undefined;
   pool?: string | undefined;
   cursor?: string | undefined;
 }
 
+/** A job's `key=value` tags as a list. */
+export const Tags: FC<{ tags: string[] }> = ({ tags }) =>
+  tags.length === 0 ? (
+    <span class="muted">—</span>
+  ) : (
+    <ul class="labels">
+      {tags.map((t) => (
+        <li>
+          <code>{t}</code>
+        </li>
+      ))}
+    </ul>
+  );
+
 export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query: JobListQuery; now: number }> = ({ jobs, nextCursor, query, now }) => (
-  <LiveRegion src={query.cursor ? null : uiHref("/ui/live/jobs", { status: query.status, pool: query.pool })} every={LIST_REFRESH_MS} id="jobs-live">
+  <LiveRegion src={query.cursor ? null : uiHref("/ui/live/jobs", { project: query.project, status: query.status, pool: query.pool })} every={LIST_REFRESH_MS} id="jobs-live">
     {jobs.length === 0 ? (
-      <EmptyState>No jobs{query.status ? ` with status ${query.status}` : ""}{query.pool ? ` in pool ${query.pool}` : ""}.</EmptyState>
+      <EmptyState>
+        No jobs{query.project ? ` in project ${query.project}` : ""}
+        {query.status ? ` with status ${query.status}` : ""}
+        {query.pool ? ` in pool ${query.pool}` : ""}.
+      </EmptyState>
     ) : (
       <table class="grid jobs">
         <caption class="sr-only">Jobs, newest first</caption>
@@ -39,6 +57,9 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
           <tr>
             <th scope="col">Job</th>
             <th scope="col">Status</th>
+            <th scope="col">Project</th>
+            <th scope="col">Tags</th>
+            <th scope="col">By</th>
             <th scope="col">Kind</th>
             <th scope="col">Pool</th>
             <th scope="col">Submitted</th>
@@ -52,13 +73,21 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
             return (
               <tr>
                 <td data-label="Job">
-                  <a href={jobHref(j.id)}>
-                    <code>{j.id}</code>
-                  </a>
+                  <a href={jobHref(j.id)}>{j.name ? <strong>{j.name}</strong> : <code>{j.id}</code>}</a>
+                  {j.name && (
+                    <small class="muted block">
+                      <code>{j.id}</code>
+                    </small>
+                  )}
                 </td>
                 <td data-label="Status">
                   <StatusBadge status={j.status} />
                 </td>
+                <td data-label="Project" class="nowrap">{j.project}</td>
+                <td data-label="Tags">
+                  <Tags tags={j.tags} />
+                </td>
+                <td data-label="By">{j.submitted_by}</td>
                 <td data-label="Kind">{j.kind}</td>
                 <td data-label="Pool" class="nowrap">{j.pool}</td>
                 <td data-label="Submitted">
@@ -74,20 +103,20 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
     )}
     {nextCursor && (
       <p class="pager">
-        <a href={uiHref("/ui/jobs", { status: query.status, pool: query.pool, cursor: nextCursor })}>Older jobs</a>
+        <a href={uiHref("/ui/jobs", { project: query.project, status: query.status, pool: query.pool, cursor: nextCursor })}>Older jobs</a>
       </p>
     )}
   </LiveRegion>
 );
 
-export const JobsPage: FC<{ session: Session; jobs: JobSummary[]; nextCursor: string | null; query: JobListQuery; now: number; flash?: Flash }> = (p) => (
-  <Layout title="Jobs" session={p.session} current="jobs" flash={p.flash}>
-    <h1>Jobs</h1>
+export const JobsPage: FC<{ viewer: Viewer; jobs: JobSummary[]; nextCursor: string | null; query: JobListQuery; now: number; flash?: Flash }> = (p) => (
+  <Layout title="Jobs" viewer={p.viewer} current="jobs" flash={p.flash}>
+    <h1>{p.query.project ? `Jobs in ${p.query.project}` : "Jobs in all your projects"}</h1>
     <nav aria-label="Filter by status" class="filters">
       <ul>
         {[undefined, ...JobStatus.options].map((s) => (
           <li>
-            <a href={uiHref("/ui/jobs", { status: s, pool: p.query.pool })} aria-current={p.query.status === s ? "page" : undefined}>
+            <a href={uiHref("/ui/jobs", { project: p.query.project, status: s, pool: p.query.pool })} aria-current={p.query.status === s ? "page" : undefined}>
               {s ?? "all"}
             </a>
           </li>
@@ -95,6 +124,7 @@ export const JobsPage: FC<{ session: Session; jobs: JobSummary[]; nextCursor: st
       </ul>
     </nav>
     <form method="get" action="/ui/jobs" class="inline" role="search" aria-label="Filter jobs by pool">
+      {p.query.project && <input type="hidden" name="project" value={p.query.project} />}
       {p.query.status && <input type="hidden" name="status" value={p.query.status} />}
       <label for="pool-filter">Pool</label>
       <input id="pool-filter" name="pool" value={p.query.pool ?? ""} placeholder="any pool" />
@@ -147,8 +177,11 @@ const Timeline: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, attempts }
   </ol>
 );
 
-/** Status, result, timeline and artifacts: the part of the job page that refreshes while the job runs. */
-export const JobLive: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, attempts }) => {
+/**
+ * Status, result, timeline and artifacts: the part of the job page that refreshes while the
+ * job runs. `canCancel` is false for a viewer (the API would refuse them anyway).
+ */
+export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boolean }> = ({ job, attempts, canCancel }) => {
   const done = isTerminal(job.status);
   const spec = job.spec as { task?: { kind?: string } } | null;
   return (
@@ -167,6 +200,20 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, atte
           <div>
             <dt>Failure reason</dt>
             <dd id="job-failure">{job.failure_reason ? `${job.failure_reason}${job.failure_message ? `: ${job.failure_message}` : ""}` : <span class="muted">—</span>}</dd>
+          </div>
+          <div>
+            <dt>Project</dt>
+            <dd>{job.project}</dd>
+          </div>
+          <div>
+            <dt>Submitted by</dt>
+            <dd id="job-submitted-by">{job.submitted_by}</dd>
+          </div>
+          <div>
+            <dt>Tags</dt>
+            <dd>
+              <Tags tags={job.tags} />
+            </dd>
           </div>
           <div>
             <dt>Pool</dt>
@@ -197,7 +244,7 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, atte
             <dd>{job.priority}</dd>
           </div>
         </dl>
-        {!done && (
+        {!done && canCancel && (
           <form method="post" action={`/ui/jobs/${enc(job.id)}/cancel`} class="actions">
             <button type="submit" class="danger">
               Cancel job
@@ -310,16 +357,17 @@ const TaskView: FC<{ spec: unknown; resolved?: JobDetail["resolved"] }> = ({ spe
   return <pre class="code">{JSON.stringify(task ?? spec, null, 2)}</pre>;
 };
 
-export const JobPage: FC<{ session: Session; job: JobDetail; attempts: Attempt[]; log: LogPage; flash?: Flash }> = ({ session, job, attempts, log, flash }) => (
-  <Layout title={`Job ${job.id}`} session={session} current="jobs" flash={flash}>
+export const JobPage: FC<{ viewer: Viewer; job: JobDetail; attempts: Attempt[]; log: LogPage; canCancel: boolean; flash?: Flash }> = ({ viewer, job, attempts, log, canCancel, flash }) => (
+  <Layout title={`Job ${job.id}`} viewer={viewer} current="jobs" flash={flash}>
     <p class="crumbs">
-      <a href="/ui/jobs">Jobs</a> /
+      <a href={uiHref("/ui/jobs", { project: job.project })}>Jobs in {job.project}</a> /
     </p>
     <h1>
       Job <code>{job.id}</code>
+      {job.name && <span class="subtitle">{job.name}</span>}
     </h1>
     <div class="columns">
-      <JobLive job={job} attempts={attempts} />
+      <JobLive job={job} attempts={attempts} canCancel={canCancel} />
       <div>
         <section class="card" aria-labelledby="log-title">
           <h2 id="log-title">Log</h2>

@@ -1,7 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { Session } from "../session.ts";
-import { EmptyState, formatDuration, Layout, LiveRegion, uiHref, type Flash } from "./parts.tsx";
+import { EmptyState, formatDuration, Layout, LiveRegion, uiHref, type Flash, type Viewer } from "./parts.tsx";
 import type { PoolStats, PoolSummary } from "./types.ts";
 
 export const OVERVIEW_REFRESH_MS = 5000;
@@ -157,8 +156,8 @@ export const PoolCards: FC<{ overview: Overview }> = ({ overview }) => (
   </LiveRegion>
 );
 
-export const OverviewPage: FC<{ session: Session; overview: Overview; flash?: Flash }> = ({ session, overview, flash }) => (
-  <Layout title="Overview" session={session} current="overview" flash={flash}>
+export const OverviewPage: FC<{ viewer: Viewer; overview: Overview; flash?: Flash }> = ({ viewer, overview, flash }) => (
+  <Layout title="Overview" viewer={viewer} current="overview" flash={flash}>
     <h1>Pools</h1>
     <PoolCards overview={overview} />
   </Layout>

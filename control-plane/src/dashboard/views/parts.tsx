@@ -1,21 +1,44 @@
 /** @jsxImportSource hono/jsx */
 import type { Child, FC, PropsWithChildren } from "hono/jsx";
+import type { Standing } from "../../auth/roles.ts";
 import type { Session } from "../session.ts";
 
-export type NavPage = "overview" | "jobs" | "run" | "workers";
+export type NavPage = "overview" | "jobs" | "run" | "workers" | "projects" | "sessions";
 
 const NAV: { page: NavPage; href: string; label: string }[] = [
   { page: "overview", href: "/ui", label: "Overview" },
   { page: "jobs", href: "/ui/jobs", label: "Jobs" },
   { page: "run", href: "/ui/run", label: "Run Python" },
   { page: "workers", href: "/ui/workers", label: "Workers" },
+  { page: "projects", href: "/ui/projects", label: "Projects" },
+  { page: "sessions", href: "/ui/sessions", label: "Sessions" },
 ];
+
+/** A project the viewer may switch to, with their standing in it. */
+export interface ProjectChoice {
+  name: string;
+  role: Standing;
+}
+
+/** Who is looking, the projects they can switch between, and the one chosen (none: all of them). */
+export interface Viewer {
+  session: Session;
+  projects: ProjectChoice[];
+  project: string | undefined;
+}
+
+export const viewerName = (session: Session) => (session.principal.kind === "admin" ? "admin" : session.principal.name);
 
 /** Messages a redirect after a successful action may show (by code, so a link cannot inject text). */
 export const DONE_MESSAGES = {
   canceled: "Cancel requested: the job is canceled and its container stopped.",
   drained: "Worker drained: it takes no new jobs; running ones finish.",
   undrained: "Worker undrained: it takes jobs again.",
+  member_saved: "Member saved.",
+  member_removed: "Member removed.",
+  secret_saved: "Secret saved. Its value is not shown again.",
+  secret_deleted: "Secret deleted.",
+  session_revoked: "Session signed out: the browser holding it has to sign in again.",
 } as const;
 export type DoneCode = keyof typeof DONE_MESSAGES;
 
@@ -24,8 +47,28 @@ export interface Flash {
   error?: string | undefined;
 }
 
-/** The page frame: skip link, navigation, who is signed in, and the sign-out button. */
-export const Layout: FC<PropsWithChildren<{ title: string; session?: Session; current?: NavPage; flash?: Flash }>> = ({ title, session, current, flash, children }) => (
+/** The switcher submits to the page it is on (a job's page: the job list), which shows the chosen project. */
+const switchTarget = (current: NavPage | undefined) => NAV.find((n) => n.page === current)?.href ?? "/ui/jobs";
+
+const ProjectSwitcher: FC<{ viewer: Viewer; current?: NavPage | undefined }> = ({ viewer, current }) => (
+  <form method="get" action={switchTarget(current)} class="switcher" aria-label="Switch project">
+    <label for="project-switch">Project</label>
+    <select id="project-switch" name="project">
+      <option value="" selected={!viewer.project}>
+        All projects
+      </option>
+      {viewer.projects.map((p) => (
+        <option value={p.name} selected={p.name === viewer.project}>
+          {p.role ? `${p.name} (${p.role})` : p.name}
+        </option>
+      ))}
+    </select>
+    <button type="submit">Switch</button>
+  </form>
+);
+
+/** The page frame: skip link, navigation, the project switcher, who is signed in, and the sign-out button. */
+export const Layout: FC<PropsWithChildren<{ title: string; viewer?: Viewer | undefined; current?: NavPage; flash?: Flash | undefined }>> = ({ title, viewer, current, flash, children }) => (
   <html lang="en">
     <head>
       <meta charset="utf-8" />
@@ -42,7 +85,7 @@ export const Layout: FC<PropsWithChildren<{ title: string; session?: Session; cu
         <a class="brand" href="/ui">
           gridx
         </a>
-        {session && (
+        {viewer && (
           <nav aria-label="Main">
             <ul>
               {NAV.map((n) => (
@@ -55,9 +98,10 @@ export const Layout: FC<PropsWithChildren<{ title: string; session?: Session; cu
             </ul>
           </nav>
         )}
-        {session && (
+        {viewer && viewer.projects.length > 0 && <ProjectSwitcher viewer={viewer} current={current} />}
+        {viewer && (
           <form method="post" action="/ui/logout" class="signout">
-            <span class="who">{session.principal.kind === "admin" ? "admin" : "user"}</span>
+            <span class="who">{viewerName(viewer.session)}</span>
             <button type="submit">Log out</button>
           </form>
         )}

@@ -1,7 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import type { Session } from "../session.ts";
-import { Ago, EmptyState, formatMemoryMb, Layout, LiveRegion, StatusBadge, uiHref, type Flash } from "./parts.tsx";
+import { Ago, EmptyState, formatMemoryMb, Layout, LiveRegion, StatusBadge, uiHref, type Flash, type Viewer } from "./parts.tsx";
 import type { Worker } from "./types.ts";
 
 export const WORKERS_REFRESH_MS = 3000;
@@ -111,10 +110,10 @@ export const WorkerTable: FC<{ workers: Worker[]; pool: string | undefined; admi
   </LiveRegion>
 );
 
-export const WorkersPage: FC<{ session: Session; workers: Worker[]; pool: string | undefined; now: number; flash?: Flash }> = (p) => {
-  const admin = p.session.principal.kind === "admin";
+export const WorkersPage: FC<{ viewer: Viewer; workers: Worker[]; pool: string | undefined; now: number; flash?: Flash }> = (p) => {
+  const admin = p.viewer.session.principal.kind === "admin";
   return (
-    <Layout title="Workers" session={p.session} current="workers" flash={p.flash}>
+    <Layout title="Workers" viewer={p.viewer} current="workers" flash={p.flash}>
       <h1>Workers</h1>
       <form method="get" action="/ui/workers" class="inline" role="search" aria-label="Filter workers by pool">
         <label for="worker-pool">Pool</label>

@@ -1,0 +1,185 @@
+/** @jsxImportSource hono/jsx */
+import { Hono, type Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { JobStatus } from "../../../../protocol/index.ts";
+import { standingIn } from "../../auth/access.ts";
+import { allows } from "../../auth/roles.ts";
+import { AppError } from "../../errors.ts";
+import { apiFor, call, type Api } from "../api.ts";
+import { enc, flashFrom, orExplain, page, withQuery } from "../render.tsx";
+import { wantsFragment, type DashEnv, type Session } from "../session.ts";
+import { viewerOf } from "../viewer.ts";
+import { isTerminal, JobLive, JobPage, JobsPage, JobTable, jobHref, LogLines, RunStatus, type JobListQuery } from "../views/jobs.tsx";
+import type { Flash, Viewer } from "../views/parts.tsx";
+import { DEFAULT_RUN_FORM, RunPage, RunResult, type RunForm } from "../views/run.tsx";
+import type { LogPage } from "../views/types.ts";
+
+/** Jobs per page of the job list. */
+const JOBS_PER_PAGE = 50;
+
+function jobQuery(c: Context<DashEnv>, project: string | undefined): JobListQuery {
+  const status = JobStatus.safeParse(c.req.query("status"));
+  return { project, status: status.success ? status.data : undefined, pool: c.req.query("pool") || undefined, cursor: c.req.query("cursor") || undefined };
+}
+
+async function jobList(api: Api, q: JobListQuery) {
+  return call(api.v1.jobs.$get(withQuery({}, { project: q.project, status: q.status, pool: q.pool, cursor: q.cursor, limit: String(JOBS_PER_PAGE) })));
+}
+
+async function jobAndAttempts(api: Api, id: string) {
+  const param = { id: enc(id) };
+  const [job, history] = await Promise.all([call(api.v1.jobs[":id"].$get({ param })), call(api.v1.jobs[":id"].attempts.$get({ param }))]);
+  return { job, attempts: history.attempts };
+}
+
+async function logPage(api: Api, id: string, after: string | undefined): Promise<LogPage> {
+  return (await call(api.v1.jobs[":id"].logs.$get(withQuery({ param: { id: enc(id) } }, { after })))) as unknown as LogPage;
+}
+
+async function poolNames(api: Api) {
+  return (await call(api.v1.pools.$get())).pools.map((p) => p.pool);
+}
+
+/** Whether the signed-in user may submit and cancel in a project (a viewer may not; the API says so too). */
+const actsIn = (session: Session, project: string) => allows(standingIn(session.principal, project), "member");
+
+/** The jobs list, the job page with its live parts, cancel, artifacts, and the run page. */
+export const jobPages = new Hono<DashEnv>();
+
+jobPages.get("/ui/jobs", async (c) => {
+  const api = await apiFor(c);
+  const viewer = await viewerOf(c, api);
+  const q = jobQuery(c, viewer.project);
+  const list = await jobList(api, q);
+  return page(c, <JobsPage viewer={viewer} jobs={list.jobs} nextCursor={list.next_cursor} query={q} now={Date.now()} flash={flashFrom(c)} />);
+});
+// The fragment names its project in its URL, so what it shows never depends on the cookie.
+jobPages.get("/ui/live/jobs", async (c) => {
+  const q = jobQuery(c, c.req.query("project") || undefined);
+  const list = await jobList(await apiFor(c), q);
+  return c.html(<JobTable jobs={list.jobs} nextCursor={list.next_cursor} query={q} now={Date.now()} />);
+});
+
+async function renderJobPage(c: Context<DashEnv>, id: string, flash: Flash, status: ContentfulStatusCode = 200) {
+  const api = await apiFor(c);
+  // Another project's job is a 404 from the API, and so the dashboard's 404 page.
+  const [{ job, attempts }, log, viewer] = await Promise.all([jobAndAttempts(api, id), logPage(api, id, undefined), viewerOf(c, api)]);
+  return page(c, <JobPage viewer={viewer} job={job} attempts={attempts} log={log} canCancel={actsIn(c.var.session, job.project)} flash={flash} />, status);
+}
+
+jobPages.get("/ui/jobs/:id", (c) => renderJobPage(c, c.req.param("id"), flashFrom(c)));
+jobPages.get("/ui/live/jobs/:id", async (c) => {
+  const { job, attempts } = await jobAndAttempts(await apiFor(c), c.req.param("id"));
+  return c.html(<JobLive job={job} attempts={attempts} canCancel={actsIn(c.var.session, job.project)} />);
+});
+
+// New log lines after a cursor; the headers tell the script where to go on and when to stop.
+jobPages.get("/ui/live/jobs/:id/log", async (c) => {
+  const after = c.req.query("after") || undefined;
+  const log = await logPage(await apiFor(c), c.req.param("id"), after);
+  const next = log.next_cursor ?? after;
+  if (next) c.header("x-gridx-after", next);
+  c.header("x-gridx-done", isTerminal(log.status) && log.lines.length === 0 ? "1" : "0");
+  return c.html(<LogLines lines={log.lines} />);
+});
+
+jobPages.post("/ui/jobs/:id/cancel", async (c) => {
+  const id = c.req.param("id");
+  return orExplain(
+    async () => {
+      await call((await apiFor(c)).v1.jobs[":id"].cancel.$post({ param: { id: enc(id) } }));
+      return c.redirect(`${jobHref(id)}?done=canceled`, 303);
+    },
+    (message, status) => renderJobPage(c, id, { error: `Could not cancel: ${message}` }, status),
+  );
+});
+
+// Artifacts: the API answers with a short-lived presigned URL, which the browser follows.
+jobPages.get("/ui/jobs/:id/artifacts/:name{.+}", async (c) => {
+  const name = c.req.param("name").split("/").map(enc).join("/");
+  const res = await (await apiFor(c)).v1.jobs[":id"].artifacts[":name{.+}"].$get({ param: { id: enc(c.req.param("id")), name }, query: {} });
+  const location = res.headers.get("location");
+  if (res.status === 302 && location) return c.redirect(location, 302);
+  await call(res);
+  throw new AppError("internal", "the API did not answer with a download URL");
+});
+
+// Run Python (seed 003's "Colab-lite").
+function runFormFrom(body: Record<string, unknown>): RunForm {
+  const text = (k: keyof RunForm) => (typeof body[k] === "string" ? (body[k] as string) : "");
+  return {
+    script: text("script").replace(/\r\n/g, "\n"),
+    project: text("project").trim(),
+    pool: text("pool").trim(),
+    name: text("name").trim(),
+    tags: text("tags").trim(),
+    timeout_s: text("timeout_s").trim(),
+    memory_mb: text("memory_mb").trim(),
+  };
+}
+
+/** A form value as a number for the API to judge; an unreadable one stays text so the API names it. */
+const numeric = (raw: string) => (raw !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw || undefined);
+
+/** The projects the viewer may submit to. */
+const submittable = (viewer: Viewer) => viewer.projects.filter((p) => allows(p.role, "member")).map((p) => p.name);
+
+jobPages.get("/ui/run", async (c) => {
+  const api = await apiFor(c);
+  const id = c.req.query("job");
+  const [viewer, pools, shown] = await Promise.all([viewerOf(c, api), poolNames(api), id ? Promise.all([jobAndAttempts(api, id), logPage(api, id, undefined)]) : undefined]);
+  const projects = submittable(viewer);
+  let form: RunForm = { ...DEFAULT_RUN_FORM, project: viewer.project && projects.includes(viewer.project) ? viewer.project : (projects[0] ?? "") };
+  if (shown) {
+    const { job } = shown[0];
+    const task = (job.spec as { task?: { python?: { script?: string } } } | null)?.task;
+    form = {
+      script: task?.python?.script ?? form.script,
+      project: job.project,
+      pool: job.pool,
+      name: job.name ?? "",
+      tags: job.tags.join(", "),
+      timeout_s: String(job.limits.timeout_s),
+      memory_mb: String(job.limits.memory_mb),
+    };
+  }
+  return page(c, <RunPage viewer={viewer} form={form} projects={projects} pools={pools} job={shown?.[0].job} log={shown?.[1]} />);
+});
+
+jobPages.post("/ui/run", async (c) => {
+  const form = runFormFrom(await c.req.parseBody());
+  const api = await apiFor(c);
+  const tags = form.tags.split(/[\s,]+/).filter(Boolean);
+  const request = {
+    kind: "python" as const,
+    python: { script: form.script },
+    project: form.project || undefined,
+    name: form.name || undefined,
+    tags: tags.length > 0 ? tags : undefined,
+    pool: form.pool || undefined,
+    // An unreadable number goes to the API as typed, so its answer names the field.
+    limits: { timeout_s: numeric(form.timeout_s), memory_mb: numeric(form.memory_mb) } as { timeout_s?: number; memory_mb?: number },
+  };
+  return orExplain(
+    async () => {
+      const job = await call(api.v1.jobs.$post({ json: request, header: {} }));
+      const log: LogPage = { lines: [], next_cursor: null, status: job.status };
+      if (wantsFragment(c)) {
+        c.header("x-gridx-job", job.id);
+        return c.html(<RunResult job={job} log={log} />, 201);
+      }
+      return c.redirect(`/ui/run?job=${enc(job.id)}`, 303);
+    },
+    async (message, status) => {
+      const error = `The job was not submitted: ${message}`;
+      if (wantsFragment(c)) return c.html(<RunResult error={error} />, status);
+      const [viewer, pools] = await Promise.all([viewerOf(c, api), poolNames(api)]);
+      return page(c, <RunPage viewer={viewer} form={form} projects={submittable(viewer)} pools={pools} flash={{ error }} />, status);
+    },
+  );
+});
+
+jobPages.get("/ui/live/runs/:id", async (c) => {
+  const { job } = await jobAndAttempts(await apiFor(c), c.req.param("id"));
+  return c.html(<RunStatus job={job} />);
+});
