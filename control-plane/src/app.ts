@@ -10,6 +10,7 @@ import { jobAttemptRoutes } from "./routes/job-attempts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
+import { sessionRoutes } from "./routes/sessions.ts";
 import { poolRoutes } from "./routes/pools.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -36,6 +37,7 @@ export const app = base
   .route("/v1", tokenRoutes)
   .route("/v1", userRoutes)
   .route("/v1/audit", auditRoutes)
+  .route("/v1/sessions", sessionRoutes)
   // Test-only, and a 404 unless GRIDX_FAULTS is "on"; never in the OpenAPI document.
   .route("/v1/test", faultRoutes)
   // The document is built from the routes' own zod schemas, so it cannot drift from what they accept.

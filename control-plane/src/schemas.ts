@@ -226,6 +226,20 @@ export const TokenInfo = z
   })
   .openapi("Token");
 export const TokenList = z.object({ tokens: z.array(TokenInfo) }).openapi("TokenList");
+export const SessionInfo = z
+  .object({
+    id: Id("ses_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    user: z.string().openapi({ description: "the user's name, or `admin` for a session opened with the admin token" }),
+    user_id: z.string().nullable(),
+    created_at: Timestamp,
+    last_used_at: Timestamp.nullable().openapi({ description: "updated at most once a minute" }),
+    expires_at: Timestamp.openapi({ description: "never later than the expiry of the token it was opened with" }),
+    ip: z.string().nullable().openapi({ description: "the address it was opened from" }),
+    user_agent: z.string().nullable(),
+    current: z.boolean().openapi({ description: "true for the session this request was made with" }),
+  })
+  .openapi("Session");
+export const SessionList = z.object({ sessions: z.array(SessionInfo) }).openapi("SessionList");
 
 export const UserCreate = z.object({ name: UserName }).strict().openapi("UserCreate");
 export const User = z.object({ id: Id("u_01jd2x7k8m9n0p1q2r3s4t5v6w"), name: z.string(), created_at: Timestamp }).openapi("User");

@@ -49,6 +49,8 @@ const SettingsSchema = z.object({
   MAX_JOB_OUTPUT_MB: z.coerce.number().positive().default(10 * 1024),
   /** An upload not completed within this many hours is aborted and its dataset deleted. */
   ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
+  /** A dashboard sign-in lasts this many hours (never longer than the token it was made with). */
+  DASHBOARD_SESSION_H: z.coerce.number().positive().max(24 * 30).default(12),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
