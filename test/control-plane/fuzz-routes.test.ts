@@ -2,12 +2,27 @@ import { SELF } from "cloudflare:test";
 import * as fc from "fast-check";
 import type { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentTokenRequest, ApiTokenRequest, ArtifactComplete, ArtifactPrepare, DatasetCreate, JobRequest, PartUrlsRequest, ProbeRequest, SecretValue, UploadComplete } from "../../control-plane/src/schemas.ts";
+import {
+  AgentTokenRequest,
+  ApiTokenRequest,
+  ArtifactComplete,
+  ArtifactPrepare,
+  DatasetCreate,
+  JobRequest,
+  MemberPut,
+  PartUrlsRequest,
+  ProbeRequest,
+  ProjectCreate,
+  ProjectPatch,
+  SecretValue,
+  UploadComplete,
+  UserCreate,
+} from "../../control-plane/src/schemas.ts";
 import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
-import { ADMIN, agentToken, api, FakeAgent, submit, uniquePool, userToken } from "./helpers.ts";
+import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
 /**
  * Every route of /openapi.json, fed generated requests: valid and mutated bodies, arbitrary
@@ -56,7 +71,8 @@ async function created(path: string, json: unknown): Promise<string> {
 }
 
 async function buildWorld(): Promise<World> {
-  const { token: user } = await userToken();
+  await newProject({ name: "fuzz" });
+  const { token: user, user: userName } = await userToken({ project: "fuzz", role: "owner" });
   const pool = uniquePool();
   const agent = await agentToken(pool, "fuzz");
   const holder = await FakeAgent.join(agent, { name: "holder", slots: 1 });
@@ -84,7 +100,8 @@ async function buildWorld(): Promise<World> {
     job_id: fc.constantFrom(held, queued),
     attempt: fc.constantFrom(1, 2),
     pool: fc.constantFrom(pool, "default"),
-    project: fc.constant("fuzz"),
+    project: fc.constantFrom("fuzz", "default"),
+    user: fc.constantFrom(userName, "admin"),
     name: fc.constantFrom("tok", "out/result.txt", "holder"),
     image: fc.constantFrom("gridx/python:latest", "busybox:1"),
     code_repo_url: fc.constant("https://example.com/code.git"),
@@ -312,7 +329,22 @@ const describeRequest = ({ url, init }: { url: string; init: RequestInit }) => {
 };
 
 /** The zod schema behind each request body the document names, to check the generator against. */
-const BODY_SCHEMAS: Record<string, z.ZodType> = { AgentTokenRequest, ApiTokenRequest, ArtifactComplete, ArtifactPrepare, DatasetCreate, JobRequest, PartUrlsRequest, ProbeRequest, SecretValue, UploadComplete };
+const BODY_SCHEMAS: Record<string, z.ZodType> = {
+  AgentTokenRequest,
+  ApiTokenRequest,
+  ArtifactComplete,
+  ArtifactPrepare,
+  DatasetCreate,
+  JobRequest,
+  MemberPut,
+  PartUrlsRequest,
+  ProbeRequest,
+  ProjectCreate,
+  ProjectPatch,
+  SecretValue,
+  UploadComplete,
+  UserCreate,
+};
 
 beforeAll(async () => {
   world = await buildWorld();

@@ -44,6 +44,8 @@ export function listProjects(db: Db, names: string[] | null) {
 }
 
 export async function updateProject(db: Db, name: string, change: { quotas?: Quotas; weight?: number }): Promise<ProjectRow | undefined> {
+  // An empty change is a read: drizzle has nothing to SET.
+  if (change.quotas === undefined && change.weight === undefined) return getProject(db, name);
   const [row] = await db.update(projects).set(change).where(eq(projects.name, name)).returning();
   return row;
 }
