@@ -2,7 +2,7 @@ import { SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
 import { formatDuration } from "../../control-plane/src/dashboard/views/parts.tsx";
-import { ADMIN, agentToken, api, caps, FakeAgent, submit, uniquePool, waitForJob } from "./helpers.ts";
+import { ADMIN, agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
 const BASE = "http://gridx.test";
 const ORIGIN = { origin: BASE };
@@ -23,8 +23,8 @@ async function ui(path: string, init: UiInit = {}) {
 }
 
 /** Signs in through the form; resolves with the cookie to send back. */
-async function signIn(token = ADMIN): Promise<string> {
-  const res = await ui("/ui/login", { form: { token, next: "/ui" }, headers: ORIGIN });
+async function signIn(token = ADMIN, headers: Record<string, string> = {}): Promise<string> {
+  const res = await ui("/ui/login", { form: { token, next: "/ui" }, headers: { ...ORIGIN, ...headers } });
   expect(res.status).toBe(303);
   const set = res.headers.get("set-cookie") ?? "";
   const pair = /^(gridx_session=[^;]+)/.exec(set);
@@ -32,8 +32,20 @@ async function signIn(token = ADMIN): Promise<string> {
   return pair[1]!;
 }
 
-async function userToken(): Promise<string> {
-  return (await api("/v1/api-tokens", { method: "POST", json: { name: "dash-user" } })).json.token as string;
+/** The session secret a cookie holds: what the dashboard sends the API as its bearer. */
+const secretOf = (cookie: string) => cookie.slice("gridx_session=".length);
+
+/** The id of the session a cookie holds, as GET /v1/sessions names it. */
+async function sessionIdOf(cookie: string): Promise<string> {
+  const res = await api("/v1/sessions", { token: secretOf(cookie) });
+  return res.json.sessions.find((s: any) => s.current).id;
+}
+
+/** Whether a cookie still opens a dashboard page (a dead one is sent to sign in). */
+async function admitted(cookie: string) {
+  const res = await ui("/ui/jobs", { cookie });
+  if (res.status === 303) expect(res.headers.get("location")).toBe("/ui/login?next=%2Fui%2Fjobs");
+  return res.status === 200;
 }
 
 /** Runs one job to its end over a fake agent: started, two log lines, the given exit code. */
@@ -116,10 +128,11 @@ describe("dashboard: signing in", () => {
     expect(https.status).toBe(303);
     expect(https.headers.get("set-cookie")).toMatch(/Secure/i);
 
-    const user = await signIn(await userToken());
+    const { token, user: name } = await userToken();
+    const user = await signIn(token);
     const page = await ui("/ui", { cookie: user });
     expect(page.status).toBe(200);
-    expect(page.text).toContain('<span class="who">user</span>');
+    expect(page.text).toContain(`<span class="who">${name}</span>`);
   });
 
   it("returns only to dashboard paths after signing in", async () => {
@@ -297,7 +310,7 @@ describe("dashboard: pages", () => {
     expect((await ui(`/ui/workers/${workerId}/undrain`, { cookie: admin, form: {}, headers: ORIGIN })).status).toBe(303);
     expect((await workers()).status).toBe("online");
 
-    const user = await signIn(await userToken());
+    const user = await signIn((await userToken()).token);
     const userPage = await ui(`/ui/workers?pool=${pool}`, { cookie: user });
     expect(userPage.text).toContain("dash-w3");
     expect(userPage.text).not.toContain("/drain");
@@ -339,7 +352,7 @@ describe("API for the dashboard: pools and attempts", () => {
     await submit({ pool });
     await agent.next("assign_job");
     await submit({ pool, requirements: { labels: { never: "matches" } } });
-    const res = await api("/v1/pools", { token: await userToken() });
+    const res = await api("/v1/pools", { token: (await userToken()).token });
     expect(res.status).toBe(200);
     expect(res.json.pools.find((p: any) => p.pool === pool)).toEqual({
       pool,
@@ -381,7 +394,7 @@ describe("API for the dashboard: pools and attempts", () => {
     const pool = uniquePool();
     const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "dash-w6" });
     const job = await runJob(agent, pool, 0);
-    const res = await api(`/v1/jobs/${job.id}/attempts`, { token: await userToken() });
+    const res = await api(`/v1/jobs/${job.id}/attempts`, { token: (await userToken()).token });
     expect(res.status).toBe(200);
     expect(res.json.attempts).toHaveLength(1);
     expect(res.json.attempts[0]).toMatchObject({ attempt: 1, worker_id: workerId, worker_name: "dash-w6", status: "finished", exit_code: 0, failure_reason: null });
@@ -422,5 +435,302 @@ describe("dashboard: pure pieces", () => {
       "2 h 3 min",
       "3 d 4 h",
     ]);
+  });
+});
+
+describe("dashboard: sessions of their own", () => {
+  it("signing in opens a session: the cookie holds its secret, never the token, and it lasts DASHBOARD_SESSION_H", async () => {
+    const u = await userToken();
+    const res = await ui("/ui/login", { form: { token: u.token, next: "/ui" }, headers: { ...ORIGIN, "user-agent": "dash-test-browser/1.0", "cf-connecting-ip": "198.51.100.7" } });
+    expect(res.status).toBe(303);
+    const set = res.headers.get("set-cookie")!;
+    expect(set).toMatch(/^gridx_session=gxs_[A-Za-z0-9_-]{43};/);
+    expect(set).not.toContain(u.token);
+    expect(set).toMatch(/Max-Age=43200/);
+    const cookie = /^(gridx_session=[^;]+)/.exec(set)![1]!;
+
+    const listed = await api("/v1/sessions", { token: u.token });
+    expect(listed.status).toBe(200);
+    expect(listed.json.sessions).toHaveLength(1);
+    const [s] = listed.json.sessions;
+    expect(Object.keys(s).sort()).toEqual(["created_at", "current", "expires_at", "id", "ip", "last_used_at", "user", "user_agent", "user_id"]);
+    expect(s).toMatchObject({ user: u.user, user_id: u.userId, ip: "198.51.100.7", user_agent: "dash-test-browser/1.0", current: false });
+    expect(s.id).toMatch(/^ses_/);
+    expect(Date.parse(s.expires_at) - Date.parse(s.created_at)).toBe(12 * 3_600_000);
+    expect(listed.text).not.toContain(secretOf(cookie));
+    // Called with the session's own secret, the list marks it as the caller's.
+    expect((await api("/v1/sessions", { token: secretOf(cookie) })).json.sessions[0]).toMatchObject({ id: s.id, current: true });
+
+    const page = await ui("/ui/jobs", { cookie });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain(`<span class="who">${u.user}</span>`);
+
+    const events = (await api(`/v1/audit?action=session.start&actor=${u.user}`)).json.events;
+    expect(events).toHaveLength(1);
+    expect(events[0]).toMatchObject({ actor: u.user, target: s.id, ip: "198.51.100.7" });
+    expect(JSON.stringify(events)).not.toContain(secretOf(cookie));
+
+    // A session's secret is no token to sign in with.
+    const again = await ui("/ui/login", { form: { token: secretOf(cookie) }, headers: ORIGIN });
+    expect(again.status).toBe(401);
+  });
+
+  it("a session never outlives the token it was opened with", async () => {
+    const u = await userToken({ expires_in_s: 600 });
+    await signIn(u.token);
+    const [s] = (await api("/v1/sessions", { token: u.token })).json.sessions;
+    expect(Date.parse(s.expires_at) - Date.parse(s.created_at)).toBeLessThanOrEqual(600_000);
+  });
+
+  it("signing out revokes the session server-side: the old cookie is sent to sign in and its secret gets 401", async () => {
+    const u = await userToken();
+    const cookie = await signIn(u.token);
+    const id = await sessionIdOf(cookie);
+    expect(await admitted(cookie)).toBe(true);
+
+    const out = await ui("/ui/logout", { cookie, form: {}, headers: ORIGIN });
+    expect(out.status).toBe(303);
+    expect(out.headers.get("location")).toBe("/ui/login?signed_out=1");
+    expect(await admitted(cookie)).toBe(false);
+    expect((await ui("/ui/live/jobs", { cookie })).status).toBe(401);
+    expect((await api("/v1/me", { token: secretOf(cookie) })).status).toBe(401);
+    expect((await api("/v1/sessions", { token: u.token })).json.sessions).toEqual([]);
+    const ended = (await api(`/v1/audit?action=session.end&actor=${u.user}`)).json.events;
+    expect(ended.map((e: any) => e.target)).toEqual([id]);
+    // The token itself still works: signing out ends the session, not the token.
+    expect((await api("/v1/me", { token: u.token })).status).toBe(200);
+  });
+
+  it("revoking the API token ends the sessions opened with it", async () => {
+    const u = await userToken();
+    const cookie = await signIn(u.token);
+    expect(await admitted(cookie)).toBe(true);
+    expect((await api(`/v1/api-tokens/${u.tokenId}`, { method: "DELETE" })).status).toBe(204);
+    expect(await admitted(cookie)).toBe(false);
+    expect((await api("/v1/sessions", { token: secretOf(cookie) })).status).toBe(401);
+  });
+
+  it("GET and DELETE /v1/sessions are the caller's own; another user's session is 404; the admin sees and revokes any", async () => {
+    const a = await userToken();
+    const b = await userToken();
+    const aCookie = await signIn(a.token);
+    const bCookie = await signIn(b.token);
+    const bId = await sessionIdOf(bCookie);
+
+    const mine = (await api("/v1/sessions", { token: a.token })).json.sessions;
+    expect(mine.map((s: any) => s.user)).toEqual([a.user]);
+    const refused = await api(`/v1/sessions/${bId}`, { method: "DELETE", token: a.token });
+    expect(refused.status).toBe(404);
+    expect(refused.json.error.message).toBe(`no session ${bId}`);
+    expect(await admitted(bCookie)).toBe(true);
+
+    const all = (await api("/v1/sessions")).json.sessions.map((s: any) => s.id);
+    expect(all).toEqual(expect.arrayContaining([bId, await sessionIdOf(aCookie)]));
+    expect((await api(`/v1/sessions/${bId}`, { method: "DELETE" })).status).toBe(204);
+    expect(await admitted(bCookie)).toBe(false);
+    expect((await api(`/v1/sessions/${bId}`, { method: "DELETE" })).status).toBe(404);
+    expect(await admitted(aCookie)).toBe(true);
+
+    expect((await api("/v1/sessions", { token: await agentToken(uniquePool()) })).status).toBe(403);
+    expect((await api("/v1/sessions", { token: null })).status).toBe(401);
+  });
+
+  it("the sessions page lists the user's sessions, signs another out, and signing out this one goes to sign in", async () => {
+    const u = await userToken();
+    const here = await signIn(u.token, { "user-agent": "here-browser" });
+    const there = await signIn(u.token, { "user-agent": "there-browser" });
+    const thereId = await sessionIdOf(there);
+
+    const page = await ui("/ui/sessions", { cookie: here });
+    expect(page.status).toBe(200);
+    expect(page.text.match(/<tr data-session="ses_/g)).toHaveLength(2);
+    expect(page.text.match(/this browser<\/small>/g)).toHaveLength(1);
+    expect(page.text).toContain("there-browser");
+    expect(page.text).toContain(`action="/ui/sessions/${thereId}/revoke"`);
+    expect(page.text).not.toContain(secretOf(here));
+
+    const revoke = await ui(`/ui/sessions/${thereId}/revoke`, { cookie: here, form: {}, headers: ORIGIN });
+    expect(revoke.status).toBe(303);
+    expect(revoke.headers.get("location")).toBe("/ui/sessions?done=session_revoked");
+    expect(await admitted(there)).toBe(false);
+    expect(await admitted(here)).toBe(true);
+
+    const other = await signIn((await userToken()).token);
+    expect((await ui(`/ui/sessions/${await sessionIdOf(other)}/revoke`, { cookie: here, form: {}, headers: ORIGIN })).status).toBe(404);
+    expect(await admitted(other)).toBe(true);
+
+    const self = await ui(`/ui/sessions/${await sessionIdOf(here)}/revoke`, { cookie: here, form: {}, headers: ORIGIN });
+    expect(self.status).toBe(303);
+    expect(self.headers.get("location")).toBe("/ui/login?signed_out=1");
+    expect(self.headers.get("set-cookie")).toMatch(/gridx_session=;.*Max-Age=0/i);
+    expect(await admitted(here)).toBe(false);
+  });
+});
+
+describe("dashboard: projects", () => {
+  /** The cookie pair a response set for the remembered project. */
+  const projectCookie = (res: { headers: Headers }) => /gridx_project=[^;]*/.exec(res.headers.get("set-cookie") ?? "")?.[0];
+
+  it("switches project: the jobs list and its fragment show only that project's jobs, with name, tags and who submitted", async () => {
+    const p1 = await newProject();
+    const p2 = await newProject();
+    const u = await userToken({ project: p1, role: "member" });
+    await api(`/v1/projects/${p2}/members/${u.user}`, { method: "PUT", json: { role: "viewer" } });
+    const pool = uniquePool();
+    const job1 = (await api("/v1/jobs", { method: "POST", token: u.token, json: { kind: "python", python: { script: "print(1)" }, pool, project: p1, name: "nightly <b>", tags: ["team=ml"] } })).json;
+    const job2 = (await submit({ pool, project: p2 })).json;
+    const cookie = await signIn(u.token);
+
+    const all = await ui(`/ui/jobs?pool=${pool}`, { cookie });
+    expect(all.text).toContain(job1.id);
+    expect(all.text).toContain(job2.id);
+    expect(all.text).toContain(`<option value="${p1}">${p1} (member)</option>`);
+    expect(all.text).toContain(`<option value="${p2}">${p2} (viewer)</option>`);
+
+    const one = await ui(`/ui/jobs?project=${p1}&pool=${pool}`, { cookie });
+    expect(one.status).toBe(200);
+    expect(one.text).toContain(job1.id);
+    expect(one.text).not.toContain(job2.id);
+    expect(one.text).toContain(`<option value="${p1}" selected="">`);
+    expect(one.text).toContain("<strong>nightly &lt;b&gt;</strong>");
+    expect(one.text).toContain("<code>team=ml</code>");
+    expect(one.text).toContain(`<td data-label="By">${u.user}</td>`);
+    expect(one.text).toContain(`data-live="/ui/live/jobs?project=${p1}&amp;pool=${pool}"`);
+    const remembered = projectCookie(one)!;
+    expect(remembered).toBe(`gridx_project=${p1}`);
+
+    // The choice is remembered across pages, and "all projects" forgets it.
+    const again = await ui(`/ui/jobs?pool=${pool}`, { cookie: `${cookie}; ${remembered}` });
+    expect(again.text).toContain(job1.id);
+    expect(again.text).not.toContain(job2.id);
+    const cleared = await ui(`/ui/jobs?project=&pool=${pool}`, { cookie: `${cookie}; ${remembered}` });
+    expect(cleared.text).toContain(job2.id);
+    expect(projectCookie(cleared)).toBe("gridx_project=");
+
+    const live = await ui(`/ui/live/jobs?project=${p2}&pool=${pool}`, { cookie });
+    expect(live.text).toContain(job2.id);
+    expect(live.text).not.toContain(job1.id);
+
+    // A project the user is not in is no choice: nothing of it shows, and it is not remembered.
+    const foreign = await newProject();
+    const hidden = (await submit({ pool, project: foreign })).json;
+    const stranger = await ui(`/ui/jobs?project=${foreign}&pool=${pool}`, { cookie: `${cookie}; ${remembered}` });
+    expect(stranger.text).not.toContain(`value="${foreign}"`);
+    expect(stranger.text).not.toContain(hidden.id);
+    expect(projectCookie(stranger)).toBe("gridx_project=");
+  });
+
+  it("a job page shows its project, name, tags and submitter; a viewer has no cancel button and is refused; another project's job is the dashboard's 404", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const viewer = await userToken({ project, role: "viewer" });
+    const outsider = await userToken({ project: await newProject(), role: "member" });
+    const job = (await api("/v1/jobs", { method: "POST", token: member.token, json: { kind: "python", python: { script: "print(1)" }, pool: uniquePool(), project, name: "train", tags: ["run=7"] } })).json;
+
+    const own = await ui(`/ui/jobs/${job.id}`, { cookie: await signIn(member.token) });
+    expect(own.status).toBe(200);
+    expect(own.text).toContain('<span class="subtitle">train</span>');
+    expect(own.text).toContain("<code>run=7</code>");
+    expect(own.text).toContain(`<dd id="job-submitted-by">${member.user}</dd>`);
+    expect(own.text).toContain(`<dt>Project</dt><dd>${project}</dd>`);
+    expect(own.text).toContain(`action="/ui/jobs/${job.id}/cancel"`);
+
+    const viewerCookie = await signIn(viewer.token);
+    const read = await ui(`/ui/jobs/${job.id}`, { cookie: viewerCookie });
+    expect(read.status).toBe(200);
+    expect(read.text).toContain(job.id);
+    expect(read.text).not.toContain("Cancel job");
+    expect((await ui(`/ui/live/jobs/${job.id}`, { cookie: viewerCookie })).text).not.toContain("Cancel job");
+    const cancel = await ui(`/ui/jobs/${job.id}/cancel`, { cookie: viewerCookie, form: {}, headers: ORIGIN });
+    expect(cancel.status).toBe(403);
+    expect(cancel.text).toContain("Could not cancel: this needs the member role");
+    expect((await api(`/v1/jobs/${job.id}`)).json.status).toBe("queued");
+
+    const hidden = await ui(`/ui/jobs/${job.id}`, { cookie: await signIn(outsider.token) });
+    expect(hidden.status).toBe(404);
+    expect(hidden.text).toContain("Not found");
+    expect(hidden.text).not.toContain("train");
+  });
+
+  it("the run form submits into the chosen project with a name and tags; a viewer gets no run button and is refused", async () => {
+    const p1 = await newProject();
+    const p2 = await newProject();
+    const u = await userToken({ project: p1, role: "member" });
+    await api(`/v1/projects/${p2}/members/${u.user}`, { method: "PUT", json: { role: "member" } });
+    const cookie = await signIn(u.token);
+
+    const form = await ui(`/ui/run?project=${p2}`, { cookie });
+    expect(form.text).toMatch(new RegExp(`<select id="run-project" name="project" required=""><option value="${p1}">${p1}</option><option value="${p2}" selected="">`));
+    const res = await ui("/ui/run", { cookie, form: { script: "print(1)", project: p2, pool: uniquePool(), name: "from the form", tags: "a=1, b=2", timeout_s: "30", memory_mb: "256" }, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    const id = /^\/ui\/run\?job=(.+)$/.exec(res.headers.get("location")!)![1]!;
+    expect((await api(`/v1/jobs/${id}`)).json).toMatchObject({ project: p2, name: "from the form", tags: ["a=1", "b=2"], submitted_by: u.user });
+    const shown = await ui(`/ui/run?job=${id}`, { cookie });
+    expect(shown.text).toContain('value="from the form"');
+    expect(shown.text).toContain('value="a=1, b=2"');
+
+    const viewer = await userToken({ project: p1, role: "viewer" });
+    const viewerCookie = await signIn(viewer.token);
+    const page = await ui("/ui/run", { cookie: viewerCookie });
+    expect(page.status).toBe(200);
+    expect(page.text).not.toContain('id="run-button"');
+    expect(page.text).toContain("Running jobs needs the member role");
+    const refused = await ui("/ui/run", { cookie: viewerCookie, form: { script: "print(1)", project: p1, pool: uniquePool(), timeout_s: "30", memory_mb: "256" }, headers: ORIGIN });
+    expect(refused.status).toBe(403);
+    expect(refused.text).toContain("The job was not submitted: this needs the member role");
+  });
+
+  it("the project page shows members, quotas and usage; a non-member gets 404; a viewer cannot manage; an owner adds members and secrets", async () => {
+    const project = await newProject({ quotas: { max_queued_jobs: 5 } });
+    const owner = await userToken({ project, role: "owner" });
+    const viewer = await userToken({ project, role: "viewer" });
+    const outsider = await userToken({ role: null });
+    await submit({ pool: uniquePool(), project });
+    const href = `/ui/projects/${project}`;
+    const ownerCookie = await signIn(owner.token);
+
+    const page = await ui(href, { cookie: ownerCookie });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain(`<tr data-member="${owner.user}"><td data-label="User">${owner.user}</td><td data-label="Role">owner</td>`);
+    expect(page.text).toContain(`<tr data-member="${viewer.user}"><td data-label="User">${viewer.user}</td><td data-label="Role">viewer</td>`);
+    expect(page.text).toContain('<td data-label="What">Queued jobs</td><td data-label="In use">1</td><td data-label="Quota">5</td>');
+    expect(page.text).toContain('id="member-form"');
+    expect(page.text).toContain('id="secret-form"');
+
+    expect((await ui(href, { cookie: await signIn(outsider.token) })).status).toBe(404);
+    expect((await ui("/ui/projects", { cookie: await signIn(outsider.token) })).text).toContain("You are not a member of any project yet");
+
+    const viewerCookie = await signIn(viewer.token);
+    const viewed = await ui(href, { cookie: viewerCookie });
+    expect(viewed.status).toBe(200);
+    expect(viewed.text).not.toContain('id="member-form"');
+    expect(viewed.text).not.toContain('id="secret-form"');
+    expect(viewed.text).not.toContain("/remove");
+    const put = await ui(`${href}/members`, { cookie: viewerCookie, form: { user: outsider.user, role: "member" }, headers: ORIGIN });
+    expect(put.status).toBe(403);
+    expect(put.text).toContain("Could not save the member: this needs the owner role");
+    const members = async () => (await api(`/v1/projects/${project}/members`)).json.members.map((m: any) => `${m.user}:${m.role}`).sort();
+    expect(await members()).toEqual([`${owner.user}:owner`, `${viewer.user}:viewer`].sort());
+
+    const added = await ui(`${href}/members`, { cookie: ownerCookie, form: { user: outsider.user, role: "member" }, headers: ORIGIN });
+    expect(added.status).toBe(303);
+    expect(added.headers.get("location")).toBe(`${href}?done=member_saved`);
+    expect(await members()).toEqual([`${owner.user}:owner`, `${viewer.user}:viewer`, `${outsider.user}:member`].sort());
+    const unknown = await ui(`${href}/members`, { cookie: ownerCookie, form: { user: "nobody-at-all", role: "member" }, headers: ORIGIN });
+    expect(unknown.status).toBe(404);
+    expect(unknown.text).toContain("Could not save the member: no user nobody-at-all");
+
+    const saved = await ui(`${href}/secrets`, { cookie: ownerCookie, form: { name: "api-key", value: "s3cr3t-value" }, headers: ORIGIN });
+    expect(saved.status).toBe(303);
+    const withSecret = await ui(`${href}?done=secret_saved`, { cookie: ownerCookie });
+    expect(withSecret.text).toContain("<code>api-key</code>");
+    expect(withSecret.text).not.toContain("s3cr3t-value");
+    expect((await ui(href, { cookie: viewerCookie })).text).toContain("<code>api-key</code>");
+    expect((await ui(`${href}/secrets/api-key/delete`, { cookie: viewerCookie, form: {}, headers: ORIGIN })).status).toBe(403);
+    expect((await ui(`${href}/secrets/api-key/delete`, { cookie: ownerCookie, form: {}, headers: ORIGIN })).status).toBe(303);
+    expect((await api(`/v1/projects/${project}/secrets`)).json.secrets).toEqual([]);
+
+    expect((await ui(`${href}/members/${outsider.user}/remove`, { cookie: ownerCookie, form: {}, headers: ORIGIN })).headers.get("location")).toBe(`${href}?done=member_removed`);
+    expect(await members()).toEqual([`${owner.user}:owner`, `${viewer.user}:viewer`].sort());
   });
 });
