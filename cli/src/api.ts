@@ -17,7 +17,17 @@ type OkBody<R> = R extends ClientResponse<infer T, infer S, infer F> ? (S extend
 export interface Hints {
   notFound?: string;
   forbidden?: string;
+  /** The flags (or arguments) that set this call's fields, before the job flags below. */
+  fields?: [prefix: string, flag: string][];
 }
+
+/** A quota named in a 429 or 413, and the flag of `gridx projects set` that changes it. */
+const QUOTA_FLAGS: Record<string, string> = {
+  max_running_jobs: "--max-running",
+  max_queued_jobs: "--max-queued",
+  max_gpus: "--max-gpus",
+  max_dataset_bytes: "--max-dataset-bytes",
+};
 
 /** The request field a 400 names, and the flag that sets it. */
 const FIELD_FLAGS: [prefix: string, flag: string][] = [
@@ -38,12 +48,32 @@ const FIELD_FLAGS: [prefix: string, flag: string][] = [
   ["python.script", "the script file"],
   ["python.args", "the script's arguments"],
   ["repo", "--code-repo, --code-commit, --env-repo, --env-commit or --dockerfile"],
+  ["project", "--project, GRIDX_PROJECT or `gridx config set project`"],
+  ["name", "--name"],
+  ["tags", "--tag"],
 ];
+
+type ErrorDetail = { code?: string; message?: string; field?: string; quota?: string; limit?: number; usage?: number };
+
+/** What a quota refusal or a rate limit adds to its message: the quota and how to raise it, when to retry. */
+function limitText(error: ErrorDetail | undefined, retryAfter: string | null): string {
+  const parts: string[] = [];
+  if (error?.quota) {
+    const flag = QUOTA_FLAGS[error.quota];
+    const used = error.limit !== undefined ? `: ${error.usage ?? "?"} of ${error.limit} in use` : "";
+    parts.push(`quota ${error.quota}${used}`);
+    if (flag) parts.push(`a project owner raises it with gridx projects set PROJECT ${flag} N`);
+  } else if (error?.limit !== undefined) {
+    parts.push(`the limit is ${error.limit}`);
+  }
+  if (retryAfter) parts.push(`retry after ${retryAfter} s`);
+  return parts.length ? ` (${parts.join("; ")})` : "";
+}
 
 /** Turns an answer that is not a success into an error that says what to do. */
 async function apiError(res: AnyResponse, base: string, hints: Hints = {}): Promise<CliError> {
   const text = await res.text().catch(() => "");
-  let error: { code?: string; message?: string; field?: string } | undefined;
+  let error: ErrorDetail | undefined;
   try {
     error = (JSON.parse(text) as { error?: typeof error }).error;
   } catch {
@@ -58,12 +88,15 @@ async function apiError(res: AnyResponse, base: string, hints: Hints = {}): Prom
     case 404:
       return new CliError(`${message}${hints.notFound ? `: ${hints.notFound}` : ""}`);
     case 400: {
-      const flag = error?.field ? FIELD_FLAGS.find(([prefix]) => error.field === prefix || error.field!.startsWith(`${prefix}.`))?.[1] : undefined;
+      const field = error?.field;
+      const flag = field ? [...(hints.fields ?? []), ...FIELD_FLAGS].find(([prefix]) => field === prefix || field.startsWith(`${prefix}.`))?.[1] : undefined;
       return new CliError(`the server refused the request: ${message}${flag ? ` (set by ${flag})` : ""}`);
     }
     case 409:
-    case 413:
       return new CliError(message);
+    case 413:
+    case 429:
+      return new CliError(`${message}${limitText(error, res.headers.get("retry-after"))}`);
     default:
       if (res.status >= 500) return new CliError(`the control plane failed (${res.status}): ${message}; try again, and if it persists, read its logs (wrangler tail)`);
       return new CliError(`${res.status}: ${message}`);

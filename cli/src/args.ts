@@ -75,6 +75,22 @@ export function memoryMb(flag: string, raw: string): number {
   return mb;
 }
 
+const BYTE_UNITS: Record<string, number> = { "": 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4, p: 1024 ** 5 };
+
+/**
+ * A size in bytes: a bare number is bytes; `k`, `m`, `g`, `t`, `p` (with or without `b`, `ib`,
+ * any case) are powers of 1024.
+ *
+ * @example
+ * byteSize("--max-dataset-bytes", "500g") // 536870912000
+ */
+export function byteSize(flag: string, raw: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$/i.exec(raw.trim());
+  const n = m ? Number(m[1]) * BYTE_UNITS[m[2]!.toLowerCase()]! : NaN;
+  if (!Number.isSafeInteger(n)) throw new UsageError(`${flag} takes a size such as 500g, 2t or 1048576 (bytes), a whole number of bytes, not "${raw}"`);
+  return n;
+}
+
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /**

@@ -1,7 +1,7 @@
 import type { ParseArgsOptionsConfig } from "node:util";
 import { ApiClient } from "./api.ts";
 import { parseFlags, splitAtProgram } from "./args.ts";
-import { resolveConfig } from "./config.ts";
+import { resolveConfig, resolveProject } from "./config.ts";
 import { UsageError } from "./errors.ts";
 import { EXIT, EXIT_CODES_HELP } from "./exit-codes.ts";
 
@@ -21,11 +21,15 @@ export interface Context {
   json: boolean;
   /** The API client for the configured control plane (`gridx login`, or GRIDX_URL / GRIDX_TOKEN). */
   api(): ApiClient;
+  /** The project to act in: the --project flag, else GRIDX_PROJECT, else the saved default; undefined is the server's (`default`). */
+  project(flag: string | undefined): string | undefined;
   /** Prints `--json` data as JSON, or the human text. */
   print(human: string, data: unknown): void;
   /** A note for the user on stderr (not in `--json` mode). */
   note(text: string): void;
 }
+
+const GROUPS = ["Jobs", "Projects", "Access", "Grid", "Datasets", "Setup"] as const;
 
 const GLOBAL_FLAGS = {
   json: { type: "boolean" },
@@ -39,7 +43,7 @@ type Values<O extends ParseArgsOptionsConfig> = {
 export interface Command<O extends ParseArgsOptionsConfig = ParseArgsOptionsConfig> {
   /** One or two words: `status`, `artifacts get`. */
   name: string;
-  group: "Jobs" | "Grid" | "Datasets" | "Setup";
+  group: (typeof GROUPS)[number];
   summary: string;
   /** Usage lines, each after `gridx `. */
   usage: string[];
@@ -69,9 +73,8 @@ export function commandHelp(c: Command): string {
 }
 
 export function mainHelp(commands: Command[]): string {
-  const groups = ["Jobs", "Grid", "Datasets", "Setup"] as const;
   const width = Math.max(...commands.map((c) => c.name.length)) + 2;
-  const sections = groups.map((g) => `${g}:\n${commands.filter((c) => c.group === g).map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}`);
+  const sections = GROUPS.map((g) => `${g}:\n${commands.filter((c) => c.group === g).map((c) => `  ${c.name.padEnd(width)}${c.summary}`).join("\n")}`);
   return `gridx — run jobs on a gridx grid from the command line
 
 Usage: gridx COMMAND [options]     (gridx COMMAND --help for a command's options and examples)
@@ -81,12 +84,15 @@ ${sections.join("\n\n")}
 Every command takes --json (machine-readable output on stdout) and --help.
 \`gridx login URL\` saves the control plane's URL and a token in $XDG_CONFIG_HOME/gridx/config.json
 (~/.config/gridx/config.json), readable by you only; GRIDX_URL and GRIDX_TOKEN override it.
+\`gridx config set project P\` makes P the project of jobs and datasets without --project
+(GRIDX_PROJECT overrides it; the flag wins over both).
 
 Examples:
   gridx login https://gridx.example.com
   gridx run train.py --epochs 3            # follow the logs, exit with the job's exit code
   gridx submit --image gridx/python:latest -- python3 -c 'print(1)'
-  gridx list --status running
+  gridx list --status running --tag sweep=lr
+  gridx projects                           # your projects, your role, quotas and usage
   gridx logs j_01jd2x7k8m -f
 
 ${EXIT_CODES_HELP}
@@ -139,6 +145,7 @@ export async function dispatch(commands: Command[], argv: string[], io: Io, vers
     io,
     json,
     api: () => (api ??= ApiClient.fromConfig(resolveConfig(io.env))),
+    project: (flag) => resolveProject(flag, io.env),
     print: (human, data) => io.stdout.write((json ? JSON.stringify(data, null, 2) : human) + "\n"),
     note: (text) => {
       if (!json) io.stderr.write(text + "\n");

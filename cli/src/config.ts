@@ -10,6 +10,14 @@ export interface Config {
   token: string;
 }
 
+/** What the config file holds: `gridx login` saves the URL and token, `gridx config set` the rest. */
+export interface SavedConfig {
+  url?: string;
+  token?: string;
+  /** The project job and dataset commands use when they are not given --project. */
+  project?: string;
+}
+
 type Env = Record<string, string | undefined>;
 
 /** `$XDG_CONFIG_HOME/gridx/config.json`, or `~/.config/gridx/config.json`. */
@@ -20,20 +28,20 @@ export function configPath(env: Env = process.env): string {
 }
 
 /** The saved config, or null when there is none; a file that is not a config is an error that says how to fix it. */
-export function readConfig(path: string): Partial<Config> | null {
+export function readConfig(path: string): SavedConfig | null {
   if (!existsSync(path)) return null;
   try {
     const parsed = JSON.parse(readFileSync(path, "utf8")) as unknown;
     if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
-    const { url, token } = parsed as Record<string, unknown>;
-    return { ...(typeof url === "string" ? { url } : {}), ...(typeof token === "string" ? { token } : {}) };
+    const fields = parsed as Record<string, unknown>;
+    return Object.fromEntries((["url", "token", "project"] as const).filter((k) => typeof fields[k] === "string").map((k) => [k, fields[k]])) as SavedConfig;
   } catch (err) {
     throw new CliError(`${path} is not a gridx config (${(err as Error).message}): run \`gridx login URL\` to write it again`, EXIT.auth);
   }
 }
 
 /** Writes the config readable by its owner only (0600, in a 0700 folder), whole or not at all. */
-export function writeConfig(path: string, config: Config): void {
+export function writeConfig(path: string, config: SavedConfig): void {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const tmp = `${path}.${process.pid}.tmp`;
   writeFileSync(tmp, JSON.stringify(config, null, 2) + "\n", { mode: 0o600 });
@@ -73,4 +81,15 @@ export function resolveConfig(env: Env = process.env, path = configPath(env)): C
     throw new CliError(`no control-plane ${missing}: run \`gridx login URL\` (or set GRIDX_URL and GRIDX_TOKEN)`, EXIT.auth);
   }
   return { url: normalizeUrl(url), token };
+}
+
+/**
+ * The project a job or dataset command acts in: its --project flag, else `GRIDX_PROJECT`, else
+ * the saved default (`gridx config set project P`); undefined leaves it to the server (`default`).
+ *
+ * @example
+ * resolveProject(undefined, { GRIDX_PROJECT: "lab" }) // "lab"
+ */
+export function resolveProject(flag: string | undefined, env: Env = process.env, path = configPath(env)): string | undefined {
+  return flag ?? (env.GRIDX_PROJECT || readConfig(path)?.project);
 }

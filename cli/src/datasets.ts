@@ -63,7 +63,13 @@ function loadState(file: string): ResumeState | null {
  * parallel multipart parts, each part recorded as it lands so a rerun after an interruption
  * sends only what is missing. Returns the ready dataset.
  */
-export async function uploadDataset(api: ApiClient, file: string, name = basename(file), log: (line: string) => void = (l) => process.stderr.write(l + "\n")): Promise<Dataset> {
+export async function uploadDataset(
+  api: ApiClient,
+  file: string,
+  name = basename(file),
+  log: (line: string) => void = (l) => process.stderr.write(l + "\n"),
+  project?: string,
+): Promise<Dataset> {
   const st = await stat(file).catch(() => null);
   if (!st?.isFile()) throw new UsageError(`${file} is not a file`);
   let state = loadState(file);
@@ -73,7 +79,12 @@ export async function uploadDataset(api: ApiClient, file: string, name = basenam
   } else {
     log(`hashing ${file}…`);
     const sha256 = await sha256File(file);
-    const created = await api.json(api.rpc.v1.datasets.$post({ json: { name, size: st.size, sha256 } }));
+    const created = await api.json(api.rpc.v1.datasets.$post({ json: { name, size: st.size, sha256, ...(project ? { project } : {}) } }), {
+      fields: [
+        ["name", "--name"],
+        ["project", "--project"],
+      ],
+    });
     if ("method" in created.upload) {
       const progress = new Progress(`uploading ${name}`, st.size);
       await putWhole(created.upload.url, file, st.size, progress);

@@ -32,17 +32,29 @@ export function duration(ms: number): string {
   return `${Math.floor(total / 86400)}d${Math.floor((total % 86400) / 3600)}h`;
 }
 
+/** Whole seconds, short and coarse: `12s`, `3m`, `2h`, `4d`. */
+const span = (s: number) => (s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m` : s < 86400 ? `${Math.floor(s / 3600)}h` : `${Math.floor(s / 86400)}d`);
+
 /** How long ago an ISO time was, relative to `now`: `just now`, `12s ago`, `3m ago`, `2h ago`, `4d ago`. */
 export function ago(iso: string | null | undefined, now = Date.now()): string {
   if (!iso) return "-";
   const ms = now - Date.parse(iso);
   if (Number.isNaN(ms)) return "-";
   if (ms < 2000) return "just now";
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s ago`;
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
-  return `${Math.floor(s / 86400)}d ago`;
+  return `${span(Math.floor(ms / 1000))} ago`;
+}
+
+/** A time that may be ahead, such as an expiry: `in 29d`, `in 5m`, or as `ago` once it has passed. */
+export function fromNow(iso: string | null | undefined, now = Date.now()): string {
+  if (!iso) return "-";
+  const ms = Date.parse(iso) - now;
+  if (Number.isNaN(ms) || ms <= 0) return ago(iso, now);
+  return `in ${span(Math.ceil(ms / 1000))}`;
+}
+
+/** Usage against an optional limit: `3/10`, or `3` where there is no limit. */
+export function ofLimit(used: number, limit: number | undefined, show: (n: number) => string = String): string {
+  return limit === undefined ? show(used) : `${show(used)}/${show(limit)}`;
 }
 
 /** Bytes in binary units: `512 B`, `1.5 KiB`, `300.0 MiB`, `2.0 GiB`. */
@@ -67,3 +79,11 @@ export function labels(l: Record<string, string>): string {
   const entries = Object.entries(l);
   return entries.length ? entries.map(([k, v]) => `${k}=${v}`).join(",") : "-";
 }
+
+/**
+ * A value as one shell word, quoted only where it must be, for a command line to copy.
+ *
+ * @example
+ * shellWord("a b") // "'a b'"
+ */
+export const shellWord = (v: string) => (/^[\w@%+=:,./-]+$/.test(v) ? v : `'${v.replace(/'/g, "'\\''")}'`);

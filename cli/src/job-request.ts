@@ -27,6 +27,8 @@ export const JOB_FLAGS = {
   env: { type: "string", multiple: true, short: "e" },
   input: { type: "string", multiple: true },
   "idempotency-key": { type: "string" },
+  name: { type: "string" },
+  tag: { type: "string", multiple: true },
 } as const satisfies ParseArgsOptionsConfig;
 
 export const JOB_KINDS_HELP = `Job kinds:
@@ -37,10 +39,14 @@ export const JOB_KINDS_HELP = `Job kinds:
                                working directory), run with ARGV in the image built from the
                                environment repo's Dockerfile (default Dockerfile) at its REF.
                                Private repos: --code-credentials / --env-credentials NAME name a
-                               secret of --project (default: default)
+                               secret of the job's project (--project)
 gridx's options come before FILE or --; everything after belongs to the job.`;
 
-export const JOB_FLAGS_HELP = `  --pool NAME                  the pool to run in (default: default)
+export const JOB_FLAGS_HELP = `  --project P                  the job's project (default: GRIDX_PROJECT, else the saved
+                               \`gridx config set project P\`, else default)
+  --name TEXT                  a name for the job, up to 200 characters (gridx list --name finds it)
+  --tag KEY=VALUE              a tag, up to 16 (repeat; gridx list --tag finds it)
+  --pool NAME                  the pool to run in (default: default)
   --cpus N                     CPU limit, also reserved (default 1; 0.5 works)
   --memory SIZE                memory limit, also reserved: 512m, 2g (default 512m)
   --gpus N                     GPUs to reserve (default 0)
@@ -76,7 +82,7 @@ export interface BuildContext {
  * // { kind: "python", python: { script: "...", args: ["--lr", "0.1"] }, pool: "gpu", requirements: { gpus: 1 } }
  */
 export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildContext): JobBody {
-  const repoFlags = (["code-repo", "code-commit", "env-repo", "env-commit", "dockerfile", "project", "code-credentials", "env-credentials"] as const).filter((f) => flags[f] !== undefined);
+  const repoFlags = (["code-repo", "code-commit", "env-repo", "env-commit", "dockerfile", "code-credentials", "env-credentials"] as const).filter((f) => flags[f] !== undefined);
   if (flags.image !== undefined && repoFlags.length) throw new UsageError(`--image and --${repoFlags[0]} do not go together: a job is a command in an image or a repo job`);
 
   const common = commonFields(flags, ctx);
@@ -86,7 +92,6 @@ export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildCo
     if (!program.length) throw new UsageError("a repo job needs its command after --, such as -- python train.py");
     const repo: RepoSource = { code_repo_url: flags["code-repo"]!, code_commit_id: flags["code-commit"]!, env_repo_url: flags["env-repo"]!, env_commit_id: flags["env-commit"]! };
     if (flags.dockerfile !== undefined) repo.dockerfile_path = flags.dockerfile;
-    if (flags.project !== undefined) repo.project = flags.project;
     if (flags["code-credentials"] !== undefined) repo.code_credentials = flags["code-credentials"];
     if (flags["env-credentials"] !== undefined) repo.env_credentials = flags["env-credentials"];
     return { kind: "repo", repo, command: program, ...common };
@@ -114,7 +119,14 @@ function commonFields(flags: JobFlags, ctx: BuildContext) {
     if (colon <= 0 || colon === raw.length - 1) throw new UsageError(`--input takes DATASET:PATH, such as ds_01abc:data/train.bin, not "${raw}"`);
     return { dataset: raw.slice(0, colon), path: raw.slice(colon + 1) };
   });
+  const tags = (flags.tag ?? []).map((raw) => {
+    if (raw.indexOf("=") <= 0) throw new UsageError(`--tag takes KEY=VALUE, such as sweep=lr or owner=ada, not "${raw}"`);
+    return raw;
+  });
   return {
+    ...(flags.project !== undefined ? { project: flags.project } : {}),
+    ...(flags.name !== undefined ? { name: flags.name } : {}),
+    ...(tags.length ? { tags } : {}),
     ...(Object.keys(limits).length ? { limits } : {}),
     ...(Object.keys(requirements).length ? { requirements } : {}),
     ...(flags.pool !== undefined ? { pool: flags.pool } : {}),

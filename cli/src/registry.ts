@@ -1,8 +1,10 @@
 import type { Command } from "./cli.ts";
+import { accessCommands } from "./commands/access.ts";
 import { datasetCommands } from "./commands/datasets.ts";
 import { gridCommands } from "./commands/grid.ts";
 import { jobCommands } from "./commands/jobs.ts";
+import { projectCommands } from "./commands/projects.ts";
 import { setupCommands } from "./commands/setup.ts";
 
 /** Every command, in the order `gridx --help` lists them. */
-export const COMMANDS: Command[] = [...jobCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...jobCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];

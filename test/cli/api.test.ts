@@ -70,6 +70,28 @@ describe("ApiClient", () => {
     expect(err.message).toMatch(message);
   });
 
+  it("shows a quota refusal's quota, its use and how to raise it, and when to retry a rate limit", async () => {
+    const quota = { error: { code: "too_many_requests", message: "project: quota max_queued_jobs: 10 of 10 jobs are queued already", field: "project", quota: "max_queued_jobs", limit: 10, usage: 10 } };
+    const refused = client(429, quota);
+    const err = await failure(refused.api.json(refused.api.rpc.v1.jobs.$post({ json: { kind: "python", python: { script: "print(1)" } }, header: {} })));
+    expect(err.exitCode).toBe(EXIT.error);
+    expect(err.message).toBe(
+      "project: quota max_queued_jobs: 10 of 10 jobs are queued already (quota max_queued_jobs: 10 of 10 in use; a project owner raises it with gridx projects set PROJECT --max-queued N)",
+    );
+    const limited = client(429, { error: { code: "too_many_requests", message: "too many requests for this token", limit: 20 } }, { "retry-after": "3" });
+    expect((await failure(limited.api.json(limited.api.rpc.v1.me.$get()))).message).toBe("too many requests for this token (the limit is 20; retry after 3 s)");
+    const full = client(413, { error: { code: "payload_too_large", message: "project: quota max_dataset_bytes: the project holds 90 of 100 bytes; this upload needs 20", quota: "max_dataset_bytes", limit: 100, usage: 90 } });
+    expect((await failure(full.api.json(full.api.rpc.v1.me.$get()))).message).toMatch(/\(quota max_dataset_bytes: 90 of 100 in use; a project owner raises it with gridx projects set PROJECT --max-dataset-bytes N\)$/);
+  });
+
+  it("names the flag of a refused field, the call's own before the job flags", async () => {
+    const bad = (field: string) => client(400, error("validation_failed", `${field}: bad`, field));
+    const name = bad("name");
+    expect((await failure(name.api.json(name.api.rpc.v1.users.$post({ json: { name: "-x" } }), { fields: [["name", "NAME"]] }))).message).toMatch(/\(set by NAME\)$/);
+    const job = bad("tags.0");
+    expect((await failure(job.api.json(job.api.rpc.v1.me.$get()))).message).toMatch(/\(set by --tag\)$/);
+  });
+
   it("says what to check when the control plane cannot be reached", async () => {
     // A port that was free a moment ago: nothing listens there.
     const server = createServer().listen(0, "127.0.0.1");

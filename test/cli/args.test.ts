@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { integer, memoryMb, pairs, parseFlags, seconds, splitAtProgram } from "../../cli/src/args.ts";
+import { byteSize, integer, memoryMb, pairs, parseFlags, seconds, splitAtProgram } from "../../cli/src/args.ts";
 import { UsageError } from "../../cli/src/errors.ts";
 import { JOB_FLAGS } from "../../cli/src/job-request.ts";
 
@@ -52,6 +52,22 @@ describe("flag values", () => {
 
   it.each(["", "lots", "0", "-1g", "1.5k", "2x"])("refuses memory %j", (raw) => {
     expect(() => memoryMb("--memory", raw)).toThrow(/--memory takes a size/);
+  });
+
+  it.each([
+    ["0", 0],
+    ["1048576", 1048576],
+    ["1k", 1024],
+    ["1.5KiB", 1536],
+    ["500g", 500 * 1024 ** 3],
+    ["2T", 2 * 1024 ** 4],
+    ["1pb", 1024 ** 5],
+  ])("reads size %s as %i bytes", (raw, n) => {
+    expect(byteSize("--max-dataset-bytes", raw)).toBe(n);
+  });
+
+  it.each(["", "lots", "-1g", "1.5", "0.1k", "1e3", "9999999p"])("refuses size %j", (raw) => {
+    expect(() => byteSize("--max-dataset-bytes", raw)).toThrow(/--max-dataset-bytes takes a size such as 500g/);
   });
 
   it.each([

@@ -24,10 +24,21 @@ function fakeIo(env: Record<string, string> = {}) {
 }
 
 describe("gridx commands", () => {
-  it("are the ones the issue asks for, plus datasets and logout", () => {
+  it("are the ones the issues ask for, plus datasets, logout and config", () => {
     expect(COMMANDS.map((c) => c.name).sort()).toEqual(
-      ["run", "submit", "status", "list", "logs", "cancel", "artifacts ls", "artifacts get", "workers", "drain", "undrain", "tokens create", "datasets upload", "datasets download", "datasets ls", "login", "logout"].sort(),
+      [
+        ...["run", "submit", "status", "list", "logs", "cancel", "artifacts ls", "artifacts get", "workers", "drain", "undrain"],
+        ...["projects", "projects show", "projects create", "projects set", "members ls", "members add", "members rm"],
+        ...["whoami", "users create", "users ls", "tokens create", "tokens ls", "tokens revoke"],
+        ...["datasets upload", "datasets download", "datasets ls", "login", "logout", "config set", "config unset", "config show"],
+      ].sort(),
     );
+  });
+
+  it("reach every two-word command, though `projects` is a command of its own", async () => {
+    const { io, out } = fakeIo();
+    expect(await dispatch(COMMANDS, ["projects", "show", "--help"], io, "1.0.0")).toBe(0);
+    expect(out.stdout).toMatch(/^gridx projects show — /);
   });
 
   it.each(COMMANDS.map((c) => [c.name, c] as const))("%s has --help with usage, examples and exit codes", async (name, c) => {
@@ -67,6 +78,23 @@ describe("gridx commands", () => {
     [["artifacts", "get", "j_1"], /give the job id and the artifact's name/],
     [["tokens", "create", "x", "--pool", "p"], /--pool is for agent tokens/],
     [["login"], /give the control plane's URL/],
+    [["projects", "shwo"], /takes no arguments \(got shwo\); see also gridx projects show/],
+    [["projects", "set", "lab"], /say what to change/],
+    [["projects", "set", "lab", "--max-running", "many"], /--max-running takes a whole number/],
+    [["projects", "create", "lab", "--max-dataset-bytes", "lots"], /--max-dataset-bytes takes a size/],
+    [["projects", "create", "lab", "--weight", "0"], /--weight takes a positive number/],
+    [["members"], /needs one of: ls, add, rm/],
+    [["members", "add", "lab", "ada"], /give the role: --role owner, member, viewer/],
+    [["members", "add", "lab", "ada", "--role", "boss"], /there is no role "boss"/],
+    [["tokens", "create", "x", "--agent", "--user", "ada"], /--user is for API tokens/],
+    [["tokens", "create", "x", "--expires-in", "a month"], /--expires-in takes a duration such as 90, 90s, 10m, 1h30m or 2d, not "a month"/],
+    [["tokens", "revoke"], /give one token id/],
+    [["list", "--tag", "sweep"], /--tag takes KEY=VALUE/],
+    [["list", "--project", "a", "--all-projects"], /do not go together/],
+    [["submit", "--tag", "nokey", "--image", "i", "--", "true"], /--tag takes KEY=VALUE/],
+    [["config", "set", "colour", "blue"], /there is no setting "colour"/],
+    [["config", "set", "constructor", "x"], /there is no setting "constructor"/],
+    [["config", "set", "project"], /give one value/],
     [["run"], /give a Python script/],
   ])("refuses %j as bad usage", async (argv, message) => {
     const { io } = fakeIo({ GRIDX_URL: "http://127.0.0.1:9", GRIDX_TOKEN: "t" });

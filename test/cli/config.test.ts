@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { configPath, normalizeUrl, readConfig, removeConfig, resolveConfig, writeConfig } from "../../cli/src/config.ts";
+import { configPath, normalizeUrl, readConfig, removeConfig, resolveConfig, resolveProject, writeConfig } from "../../cli/src/config.ts";
 import { CliError } from "../../cli/src/errors.ts";
 import { EXIT } from "../../cli/src/exit-codes.ts";
 
@@ -68,10 +68,23 @@ describe("config", () => {
     expect(() => normalizeUrl("ftp://x")).toThrow(/https:\/\//);
   });
 
-  it("keeps the file's contents to the URL and token", () => {
+  it("keeps the file's contents to the URL, the token and the settings", () => {
     const dir = tempDir();
     const path = join(dir, "c.json");
     writeConfig(path, { url: "http://h", token: "t" });
     expect(JSON.parse(readFileSync(path, "utf8"))).toEqual({ url: "http://h", token: "t" });
+  });
+
+  it("takes the project from the flag, else GRIDX_PROJECT, else the saved default, else leaves it to the server", () => {
+    const dir = tempDir();
+    const env = { XDG_CONFIG_HOME: dir };
+    expect(resolveProject(undefined, env)).toBeUndefined();
+    writeConfig(configPath(env), { url: "http://h", token: "t", project: "saved" });
+    expect(readConfig(configPath(env))).toEqual({ url: "http://h", token: "t", project: "saved" });
+    expect(resolveProject(undefined, env)).toBe("saved");
+    expect(resolveProject(undefined, { ...env, GRIDX_PROJECT: "from-env" })).toBe("from-env");
+    expect(resolveProject("flag", { ...env, GRIDX_PROJECT: "from-env" })).toBe("flag");
+    // The saved project does not change where the CLI talks to.
+    expect(resolveConfig(env)).toEqual({ url: "http://h", token: "t" });
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ago, bytes, duration, keyValues, labels, mib, table } from "../../cli/src/format.ts";
+import { ago, bytes, duration, fromNow, keyValues, labels, mib, ofLimit, shellWord, table } from "../../cli/src/format.ts";
 
 describe("table", () => {
   it("aligns columns two spaces apart and does not pad the last one", () => {
@@ -39,6 +39,16 @@ describe("times and sizes", () => {
   });
 
   it.each([
+    ["2026-12-22T12:00:00Z", "in 30d"],
+    ["2026-11-22T12:04:30Z", "in 4m"],
+    ["2026-11-22T12:00:00.500Z", "in 1s"],
+    ["2026-11-22T11:57:00Z", "3m ago"],
+    [null, "-"],
+  ])("shows the time ahead %s as %s", (iso, text) => {
+    expect(fromNow(iso, now)).toBe(text);
+  });
+
+  it.each([
     [850, "850ms"],
     [4200, "4.2s"],
     [42_000, "42s"],
@@ -65,5 +75,24 @@ describe("times and sizes", () => {
     expect(mib(1536)).toBe("1536 MiB");
     expect(labels({})).toBe("-");
     expect(labels({ zone: "lab", os: "linux" })).toBe("zone=lab,os=linux");
+  });
+
+  it("shows usage against a limit, and alone where there is none", () => {
+    expect(ofLimit(3, 10)).toBe("3/10");
+    expect(ofLimit(3, undefined)).toBe("3");
+    expect(ofLimit(0, 0)).toBe("0/0");
+    expect(ofLimit(1536, 2048, bytes)).toBe("1.5 KiB/2.0 KiB");
+  });
+});
+
+describe("shellWord", () => {
+  it.each([
+    ["sweep=lr", "sweep=lr"],
+    ["ada@lab", "ada@lab"],
+    ["lr sweep", "'lr sweep'"],
+    ["it's", "'it'\\''s'"],
+    ["$HOME", "'$HOME'"],
+  ])("quotes %j as %s", (raw, word) => {
+    expect(shellWord(raw)).toBe(word);
   });
 });

@@ -99,9 +99,22 @@ describe("buildJobRequest", () => {
       repo: { code_repo_url: "https://x/r.git", code_commit_id: "main", env_repo_url: "https://x/env.git", env_commit_id: "v1" },
       command: ["make"],
     });
+    // The credentials are the job's project's secrets: --project names the job's project, not the repo's.
     const withSecret = buildJobRequest({ ...required, project: "lab", "code-credentials": "gh" }, ["make"], ctx());
-    expect(withSecret).toMatchObject({ repo: { project: "lab", code_credentials: "gh" } });
+    expect(withSecret).toMatchObject({ project: "lab", repo: { code_credentials: "gh" } });
+    expect((withSecret as { repo: object }).repo).not.toHaveProperty("project");
     expect(JobRequest.safeParse(withSecret).success).toBe(true);
+  });
+
+  it("puts --project, --name and each --tag in the body, for every kind of job", () => {
+    const flags = { project: "lab", name: "lr sweep, run 3", tag: ["sweep=lr", "owner=ada", "note=a=b"] };
+    const python = buildJobRequest(flags, ["job.py"], ctx());
+    expect(python).toEqual({ kind: "python", python: { script: "print(1)\n", args: [] }, project: "lab", name: "lr sweep, run 3", tags: ["sweep=lr", "owner=ada", "note=a=b"] });
+    expect(JobRequest.safeParse(python).success).toBe(true);
+    const command = buildJobRequest({ ...flags, image: "img" }, ["true"], ctx());
+    expect(command).toMatchObject({ kind: "command", project: "lab", name: "lr sweep, run 3", tags: ["sweep=lr", "owner=ada", "note=a=b"] });
+    // Only --project, of the job's own fields, does not make a job a repo job.
+    expect(buildJobRequest({ project: "lab" }, ["job.py"], ctx())).toEqual({ kind: "python", python: { script: "print(1)\n", args: [] }, project: "lab" });
   });
 
   it.each([
@@ -118,6 +131,8 @@ describe("buildJobRequest", () => {
     [{ gpus: "one" }, ["job.py"], /--gpus takes a whole number/],
     [{ memory: "big" }, ["job.py"], /--memory takes a size/],
     [{ label: ["zone"] }, ["job.py"], /--label takes KEY=VALUE/],
+    [{ tag: ["sweep"] }, ["job.py"], /--tag takes KEY=VALUE/],
+    [{ tag: ["=lr"] }, ["job.py"], /--tag takes KEY=VALUE/],
   ] as const)("refuses %j %j as a usage error", (flags, program, message) => {
     const build = () => buildJobRequest(flags as Parameters<typeof buildJobRequest>[0], [...program], ctx());
     expect(build).toThrow(UsageError);

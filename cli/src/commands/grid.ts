@@ -72,34 +72,4 @@ const drainCommand = (drain: boolean) =>
 export const drain = drainCommand(true);
 export const undrain = drainCommand(false);
 
-export const tokensCreate = command({
-  name: "tokens create",
-  group: "Grid",
-  summary: "issue an API token (or, with --agent, an agent token); admin",
-  usage: ["tokens create NAME [--agent [--pool P]]"],
-  options: { agent: { type: "boolean" }, pool: { type: "string" } },
-  optionsHelp: `  --agent                      an agent token (joins machines to a pool), not an API token
-  --pool P                     the agent token's pool (default: default)`,
-  notes: "The token is printed once, on stdout; the control plane keeps only its hash.",
-  examples: ["gridx tokens create alice", "gridx tokens create lab-3 --agent --pool gpu", "TOKEN=$(gridx tokens create ci) && gridx login https://gridx.example.com --token \"$TOKEN\""],
-  async run({ values, positionals }, ctx) {
-    const [name] = positionals;
-    if (!name || positionals.length > 1) throw new UsageError("give the token a name: gridx tokens create NAME");
-    if (values.pool && !values.agent) throw new UsageError("--pool is for agent tokens: add --agent");
-    const api = ctx.api();
-    const hints = { forbidden: "issuing tokens needs the admin token (GRIDX_ADMIN_TOKEN)" };
-    const issued = await api.json(
-      values.agent ? api.rpc.v1["agent-tokens"].$post({ json: { name, ...(values.pool ? { pool: values.pool } : {}) } }) : api.rpc.v1["api-tokens"].$post({ json: { name } }),
-      hints,
-    );
-    ctx.print(issued.token, issued);
-    ctx.note(
-      issued.kind === "agent"
-        ? `[gridx: agent token ${issued.id} for pool ${issued.pool}; it is shown only now. Start an agent with GRIDX_AGENT_TOKEN=<token>]`
-        : `[gridx: API token ${issued.id} (${issued.name}); it is shown only now. Use it with: gridx login ${api.base} --token <token>]`,
-    );
-    return EXIT.ok;
-  },
-});
-
-export const gridCommands = [workers, drain, undrain, tokensCreate];
+export const gridCommands = [workers, drain, undrain];

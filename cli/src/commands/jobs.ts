@@ -6,7 +6,7 @@ import { downloadArtifact, listArtifacts } from "../artifacts.ts";
 import { command, type Context } from "../cli.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT, jobExitCode } from "../exit-codes.ts";
-import { ago, bytes, duration, keyValues, labels, mib, table } from "../format.ts";
+import { ago, bytes, duration, keyValues, labels, mib, shellWord, table } from "../format.ts";
 import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody, type JobFlags } from "../job-request.ts";
 import { followLogs, LogPrinter, readLogs } from "../logs.ts";
 
@@ -14,7 +14,7 @@ const notFound = "list jobs with `gridx list`";
 const TERMINAL = new Set(["completed", "failed", "canceled"]);
 
 type JobDetail = Awaited<ReturnType<typeof getJob>>;
-type JobSummary = Pick<JobDetail, "id" | "status" | "kind" | "pool" | "exit_code" | "failure_reason" | "created_at" | "started_at" | "finished_at">;
+type JobSummary = Pick<JobDetail, "id" | "status" | "kind" | "project" | "name" | "submitted_by" | "pool" | "exit_code" | "failure_reason" | "created_at" | "started_at" | "finished_at">;
 
 function getJob(api: ApiClient, id: string) {
   return api.json(api.rpc.v1.jobs[":id"].$get({ param: { id } }), { notFound });
@@ -30,12 +30,16 @@ function readScript(path: string): string {
 }
 
 async function submitJob(ctx: Context, flags: JobFlags, program: string[]) {
-  const body: JobBody = buildJobRequest(flags, program, { readScript, env: ctx.io.env });
+  const project = ctx.project(flags.project);
+  const body: JobBody = buildJobRequest({ ...flags, ...(project ? { project } : {}) }, program, { readScript, env: ctx.io.env });
   const api = ctx.api();
   const key = flags["idempotency-key"];
   // A repo job's body is checked by the server; the protocol's request type gains the kind with it.
   return api.json(api.rpc.v1.jobs.$post({ json: body as JobRequest, header: key ? { "Idempotency-Key": key } : {} }));
 }
+
+/** Where a job went, for the notes: `pool gpu (project lab)`. */
+const where = (j: Pick<JobSummary, "pool" | "project">) => `pool ${j.pool} (project ${j.project})`;
 
 /** The status of a job as one word, with the reason it failed. */
 const statusText = (j: Pick<JobSummary, "status" | "failure_reason" | "exit_code">) =>
@@ -87,10 +91,10 @@ Prints the job's id on stdout (with --json, the whole job).`,
     const job = await submitJob(ctx, values, positionals);
     if (!values.wait) {
       ctx.print(job.id, job);
-      ctx.note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; follow it with: gridx logs ${job.id} -f]`);
+      ctx.note(`[gridx: job ${job.id} ${job.status} in ${where(job)}; follow it with: gridx logs ${job.id} -f]`);
       return EXIT.ok;
     }
-    ctx.note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; waiting for it to end]`);
+    ctx.note(`[gridx: job ${job.id} ${job.status} in ${where(job)}; waiting for it to end]`);
     const done = await waitForEnd(ctx.api(), job.id);
     ctx.print(`${done.id}  ${statusText(done)}`, done);
     const note = endNote(done);
@@ -135,7 +139,7 @@ line, then {"type":"end","job":{...}}.`,
     const note = (text: string) => {
       if (!quiet) ctx.io.stderr.write(text + "\n");
     };
-    note(`[gridx: job ${job.id} ${job.status} in pool ${job.pool}; Ctrl-C ${values["no-cancel"] ? "detaches" : "cancels it"}]`);
+    note(`[gridx: job ${job.id} ${job.status} in ${where(job)}; Ctrl-C ${values["no-cancel"] ? "detaches" : "cancels it"}]`);
 
     let interrupted = false;
     const onSignal = () => {
@@ -179,9 +183,14 @@ export const status = command({
     const l = j.limits;
     const human = keyValues([
       ["id", j.id],
+      ["name", j.name ?? undefined],
       ["status", statusText(j)],
       ["message", j.failure_message ?? undefined],
+      ["waiting", j.pending_reason ?? undefined],
       ["kind", j.kind],
+      ["project", j.project],
+      ["submitted by", j.submitted_by],
+      ["tags", j.tags.length ? j.tags.join(" ") : undefined],
       ["pool", j.pool],
       ["worker", j.worker_id ?? undefined],
       ["attempt", `${j.attempt} (of up to ${j.max_retries + 1})`],
@@ -199,36 +208,56 @@ export const status = command({
   },
 });
 
+const LIST_FILTERS = {
+  status: { type: "string" },
+  pool: { type: "string" },
+  project: { type: "string" },
+  tag: { type: "string" },
+  name: { type: "string" },
+  "submitted-by": { type: "string" },
+} as const;
+
 export const list = command({
   name: "list",
   group: "Jobs",
   summary: "list jobs, newest first",
-  usage: ["list [--status S] [--pool P] [--limit N] [--cursor C | --all]"],
-  options: { status: { type: "string" }, pool: { type: "string" }, limit: { type: "string", short: "n" }, cursor: { type: "string" }, all: { type: "boolean" } },
-  optionsHelp: `  --status S                   queued, assigned, running, completed, failed or canceled
+  usage: ["list [--project P | -A] [--status S] [--pool P] [--tag K=V] [--name TEXT] [--submitted-by USER] [--limit N] [--cursor C | --all]"],
+  options: { ...LIST_FILTERS, "all-projects": { type: "boolean", short: "A" }, limit: { type: "string", short: "n" }, cursor: { type: "string" }, all: { type: "boolean" } },
+  optionsHelp: `  --project P                  only this project (default: GRIDX_PROJECT, else the saved
+                               \`gridx config set project P\`, else every project you can read)
+  -A, --all-projects           every project you can read, whatever the default
+  --status S                   queued, assigned, running, completed, failed or canceled
   --pool P                     only this pool
+  --tag KEY=VALUE              only jobs with this tag
+  --name TEXT                  only jobs whose name contains TEXT
+  --submitted-by USER          only jobs this user (by name, or admin) submitted
   -n, --limit N                jobs per page, 1 to 200 (default 20)
   --cursor C                   the page after C (printed when there are more)
   --all                        every page`,
-  examples: ["gridx list", "gridx list --status failed --pool gpu", "gridx list --all --json | jq -r '.jobs[].id'"],
+  examples: ["gridx list", "gridx list --status failed --pool gpu", "gridx list --project lab --tag sweep=lr --submitted-by ada", "gridx list --all --json | jq -r '.jobs[].id'"],
   async run({ values, positionals }, ctx) {
-    if (positionals.length) throw new UsageError(`gridx list takes no arguments (got ${positionals.join(" ")}); filter with --status and --pool`);
+    if (positionals.length) throw new UsageError(`gridx list takes no arguments (got ${positionals.join(" ")}); filter with --status, --pool, --project, --tag, --name or --submitted-by`);
+    if (values.project && values["all-projects"]) throw new UsageError("--project and --all-projects do not go together");
+    if (values.tag !== undefined && values.tag.indexOf("=") <= 0) throw new UsageError(`--tag takes KEY=VALUE, such as sweep=lr, not "${values.tag}"`);
+    const project = values["all-projects"] ? undefined : ctx.project(values.project);
+    const filters = { ...values, project };
+    const given = (Object.keys(LIST_FILTERS) as (keyof typeof LIST_FILTERS)[]).filter((f) => filters[f] !== undefined);
     const api = ctx.api();
     const limit = String(values.limit ? integer("--limit", values.limit, 1, 200) : 20);
+    const query = Object.fromEntries(given.map((f) => [f.replace("-", "_"), filters[f]!])) as { status?: JobSummary["status"]; pool?: string; project?: string; tag?: string; name?: string; submitted_by?: string };
     const jobs: JobSummary[] = [];
     let cursor = values.cursor;
     for (;;) {
-      const page = await api.json(
-        api.rpc.v1.jobs.$get({ query: { limit, ...(values.status ? { status: values.status as JobSummary["status"] } : {}), ...(values.pool ? { pool: values.pool } : {}), ...(cursor ? { cursor } : {}) } }),
-      );
+      const page = await api.json(api.rpc.v1.jobs.$get({ query: { limit, ...query, ...(cursor ? { cursor } : {}) } }));
       jobs.push(...page.jobs);
       cursor = page.next_cursor ?? undefined;
       if (!values.all || !cursor) break;
     }
     const now = Date.now();
-    const rows = jobs.map((j) => [j.id, statusText(j), j.kind, j.pool, j.exit_code === null ? "-" : String(j.exit_code), ago(j.created_at, now), runTime(j, now)]);
-    ctx.print(jobs.length ? table(["ID", "STATUS", "KIND", "POOL", "EXIT", "CREATED", "RAN"], rows) : "no jobs", { jobs, next_cursor: cursor ?? null });
-    if (cursor) ctx.note(`more: gridx list --cursor ${cursor}${values.status ? ` --status ${values.status}` : ""}${values.pool ? ` --pool ${values.pool}` : ""} (or --all)`);
+    const rows = jobs.map((j) => [j.id, statusText(j), j.kind, j.project, j.pool, j.exit_code === null ? "-" : String(j.exit_code), j.submitted_by, ago(j.created_at, now), runTime(j, now), j.name ?? "-"]);
+    const header = ["ID", "STATUS", "KIND", "PROJECT", "POOL", "EXIT", "SUBMITTED BY", "CREATED", "RAN", "NAME"];
+    ctx.print(jobs.length ? table(header, rows) : "no jobs", { jobs, next_cursor: cursor ?? null });
+    if (cursor) ctx.note(`more: gridx list --cursor ${cursor}${given.map((f) => ` --${f} ${shellWord(filters[f]!)}`).join("")} (or --all)`);
     return EXIT.ok;
   },
 });

@@ -1,0 +1,279 @@
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { PassThrough } from "node:stream";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { dispatch, type Io } from "../../cli/src/cli.ts";
+import { CliError } from "../../cli/src/errors.ts";
+import { COMMANDS } from "../../cli/src/registry.ts";
+
+/** A request the fake control plane saw. */
+interface Seen {
+  method: string;
+  path: string;
+  query: Record<string, string>;
+  body: unknown;
+}
+type Reply = { status: number; body?: unknown };
+
+/*
+ * The commands against a fake control plane over real HTTP: what each sends (method, path,
+ * query, body) is what these tests hold; the canned answers carry just the fields printed.
+ */
+let server: Server;
+let url: string;
+let seen: Seen[] = [];
+let routes: Record<string, Reply> = {};
+
+beforeAll(async () => {
+  server = createServer((req, res) => {
+    let text = "";
+    req.on("data", (c: Buffer) => (text += c.toString()));
+    req.on("end", () => {
+      const u = new URL(req.url!, "http://x");
+      seen.push({ method: req.method!, path: u.pathname, query: Object.fromEntries(u.searchParams), body: text ? JSON.parse(text) : undefined });
+      const reply = routes[`${req.method} ${u.pathname}`] ?? { status: 404, body: { error: { code: "not_found", message: `no route ${req.method} ${u.pathname}` } } };
+      res.writeHead(reply.status, { "content-type": "application/json" });
+      res.end(reply.body === undefined ? "" : JSON.stringify(reply.body));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  url = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+});
+afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+let configHome: string;
+beforeEach(() => {
+  seen = [];
+  routes = {};
+  configHome = mkdtempSync(join(tmpdir(), "gridx-cli-commands-"));
+});
+
+async function gridx(argv: string[], env: Record<string, string> = {}) {
+  const out = { stdout: "", stderr: "" };
+  const io: Io = {
+    stdout: { write: (t: string) => (out.stdout += t) },
+    stderr: { write: (t: string) => (out.stderr += t) },
+    stdin: new PassThrough(),
+    env: { GRIDX_URL: url, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: configHome, ...env },
+    signals: process,
+    exit: (code) => {
+      throw new Error(`exit ${code}`);
+    },
+  };
+  const code = await dispatch(COMMANDS, argv, io, "1.0.0");
+  return { code, ...out };
+}
+
+const job = (over: Record<string, unknown> = {}) => ({
+  id: "j_1",
+  status: "queued",
+  kind: "command",
+  project: "lab",
+  name: null,
+  tags: [],
+  submitted_by: "ada",
+  pool: "default",
+  exit_code: null,
+  failure_reason: null,
+  created_at: new Date().toISOString(),
+  started_at: null,
+  finished_at: null,
+  ...over,
+});
+const project = (over: Record<string, unknown> = {}) => ({
+  name: "lab",
+  quotas: {},
+  weight: 1,
+  usage: { running_jobs: 0, queued_jobs: 0, gpus: 0, dataset_bytes: 0 },
+  role: "owner",
+  created_at: new Date().toISOString(),
+  ...over,
+});
+
+describe("job commands and the project", () => {
+  it("submit sends --name, each --tag and the project: the flag, else GRIDX_PROJECT, else the saved default", async () => {
+    routes["POST /v1/jobs"] = { status: 201, body: job() };
+    expect((await gridx(["config", "set", "project", "lab"])).code).toBe(0);
+    expect(JSON.parse(readFileSync(join(configHome, "gridx", "config.json"), "utf8"))).toEqual({ project: "lab" });
+
+    const res = await gridx(["submit", "--name", "lr sweep", "--tag", "sweep=lr", "--tag", "seed=1", "--image", "img", "--", "true"]);
+    expect(res.code).toBe(0);
+    expect(res.stderr).toContain("queued in pool default (project lab)");
+    await gridx(["submit", "--project", "other", "--image", "img", "--", "true"], { GRIDX_PROJECT: "from-env" });
+    await gridx(["submit", "--image", "img", "--", "true"], { GRIDX_PROJECT: "from-env" });
+    expect(seen.map((s) => s.body)).toEqual([
+      { kind: "command", command: { image: "img", argv: ["true"] }, project: "lab", name: "lr sweep", tags: ["sweep=lr", "seed=1"] },
+      { kind: "command", command: { image: "img", argv: ["true"] }, project: "other" },
+      { kind: "command", command: { image: "img", argv: ["true"] }, project: "from-env" },
+    ]);
+
+    expect((await gridx(["config", "unset", "project"])).stdout).toBe("project unset (was lab)\n");
+    await gridx(["submit", "--image", "img", "--", "true"]);
+    expect(seen.at(-1)!.body).not.toHaveProperty("project");
+  });
+
+  it("list filters by tag, name, submitter and the default project, -A lists every project, and shows who and what", async () => {
+    routes["GET /v1/jobs"] = { status: 200, body: { jobs: [job({ name: "lr sweep", tags: ["sweep=lr"] })], next_cursor: "j_0" } };
+    await gridx(["config", "set", "project", "lab"]);
+    const res = await gridx(["list", "--tag", "sweep=lr", "--name", "lr sweep", "--submitted-by", "ada"]);
+    expect(res.code).toBe(0);
+    expect(seen[0]).toMatchObject({ method: "GET", path: "/v1/jobs", query: { limit: "20", project: "lab", tag: "sweep=lr", name: "lr sweep", submitted_by: "ada" } });
+    const [header, row] = res.stdout.trimEnd().split("\n");
+    expect(header).toMatch(/^ID +STATUS +KIND +PROJECT +POOL +EXIT +SUBMITTED BY +CREATED +RAN +NAME$/);
+    expect(row).toMatch(/^j_1 +queued +command +lab +default +- +ada +just now +- +lr sweep$/);
+    expect(res.stderr).toBe("more: gridx list --cursor j_0 --project lab --tag sweep=lr --name 'lr sweep' --submitted-by ada (or --all)\n");
+
+    await gridx(["list", "-A"]);
+    expect(seen[1]!.query).toEqual({ limit: "20" });
+  });
+
+  it("status shows the project, name, tags, submitter and why a job waits", async () => {
+    routes["GET /v1/jobs/j_1"] = {
+      status: 200,
+      body: {
+        ...job({ name: "lr sweep", tags: ["sweep=lr", "seed=1"] }),
+        attempt: 0,
+        max_retries: 2,
+        priority: 0,
+        pending_reason: "waiting for quota max_running_jobs: 4 of 4 jobs running",
+        failure_message: null,
+        worker_id: null,
+        limits: { cpus: 1, memory_mb: 512, pids: 256, timeout_s: 3600 },
+        requirements: { gpus: 0, labels: {} },
+        artifacts: [],
+      },
+    };
+    const { stdout } = await gridx(["status", "j_1"]);
+    expect(stdout).toMatch(/^name +lr sweep$/m);
+    expect(stdout).toMatch(/^waiting +waiting for quota max_running_jobs: 4 of 4 jobs running$/m);
+    expect(stdout).toMatch(/^project +lab$/m);
+    expect(stdout).toMatch(/^submitted by +ada$/m);
+    expect(stdout).toMatch(/^tags +sweep=lr seed=1$/m);
+  });
+
+  it("datasets upload and ls name the project", async () => {
+    routes["GET /v1/datasets"] = { status: 200, body: { datasets: [], next_cursor: null } };
+    await gridx(["datasets", "ls", "--project", "lab"]);
+    await gridx(["datasets", "ls"], { GRIDX_PROJECT: "env" });
+    await gridx(["datasets", "ls", "-A"], { GRIDX_PROJECT: "env" });
+    expect(seen.map((s) => s.query)).toEqual([{ project: "lab" }, { project: "env" }, {}]);
+  });
+});
+
+describe("projects and members", () => {
+  it("projects lists role, usage against quotas and weight", async () => {
+    routes["GET /v1/projects"] = {
+      status: 200,
+      body: { projects: [project({ quotas: { max_running_jobs: 4, max_dataset_bytes: 1024 ** 3 }, usage: { running_jobs: 3, queued_jobs: 7, gpus: 1, dataset_bytes: 512 * 1024 ** 2 } }), project({ name: "default", role: "member" })] },
+    };
+    const { stdout } = await gridx(["projects"]);
+    expect(stdout.trimEnd().split("\n")).toEqual([
+      "NAME     ROLE    RUNNING  QUEUED  GPUS  DATASETS           WEIGHT",
+      "lab      owner   3/4      7       1     512.0 MiB/1.0 GiB  1",
+      "default  member  0        0       0     0 B                1",
+    ]);
+  });
+
+  it("projects create sends the quotas and weight the flags give", async () => {
+    routes["POST /v1/projects"] = { status: 201, body: project() };
+    await gridx(["projects", "create", "lab", "--max-running", "8", "--max-dataset-bytes", "1t", "--weight", "2.5"]);
+    expect(seen[0]).toMatchObject({ method: "POST", path: "/v1/projects", body: { name: "lab", quotas: { max_running_jobs: 8, max_dataset_bytes: 1024 ** 4 }, weight: 2.5 } });
+  });
+
+  it("projects set reads the current quotas and sends them back whole, with the changes", async () => {
+    routes["GET /v1/projects/lab"] = { status: 200, body: project({ quotas: { max_running_jobs: 4, max_gpus: 2 } }) };
+    routes["PATCH /v1/projects/lab"] = { status: 200, body: project({ quotas: { max_running_jobs: 4, max_queued_jobs: 100 } }) };
+    const res = await gridx(["projects", "set", "lab", "--max-queued", "100", "--max-gpus", "none"]);
+    expect(res.code).toBe(0);
+    expect(seen.map((s) => [s.method, s.path, s.body])).toEqual([
+      ["GET", "/v1/projects/lab", undefined],
+      ["PATCH", "/v1/projects/lab", { quotas: { max_running_jobs: 4, max_queued_jobs: 100 } }],
+    ]);
+    expect(res.stdout).toMatch(/^queued jobs +0\/100$/m);
+    expect(res.stdout).toMatch(/^gpus in use +0  \(no quota\)$/m);
+
+    // The weight alone leaves the quotas out of the body: nothing to read first.
+    seen = [];
+    await gridx(["projects", "set", "lab", "--weight", "3"]);
+    expect(seen.map((s) => [s.method, s.body])).toEqual([["PATCH", { weight: 3 }]]);
+  });
+
+  it("members ls, add and rm call the project's member routes", async () => {
+    const members = { members: [{ user_id: "u_1", user: "ada", role: "viewer", added_at: new Date().toISOString() }] };
+    routes["GET /v1/projects/lab/members"] = { status: 200, body: members };
+    routes["PUT /v1/projects/lab/members/ada"] = { status: 200, body: members };
+    routes["DELETE /v1/projects/lab/members/ada"] = { status: 204 };
+    expect((await gridx(["members", "ls", "lab"])).stdout).toMatch(/^USER +ROLE +ADDED +ID\nada +viewer +just now +u_1\n$/);
+    expect((await gridx(["members", "add", "lab", "ada", "--role", "viewer"])).stdout).toBe("ada is viewer of lab\n");
+    expect((await gridx(["members", "rm", "lab", "ada"])).stdout).toBe("ada removed from lab\n");
+    expect(seen.map((s) => [s.method, s.path, s.body])).toEqual([
+      ["GET", "/v1/projects/lab/members", undefined],
+      ["PUT", "/v1/projects/lab/members/ada", { role: "viewer" }],
+      ["DELETE", "/v1/projects/lab/members/ada", undefined],
+    ]);
+  });
+
+  it("a 403 names the role needed and exits 3", async () => {
+    routes["PUT /v1/projects/lab/members/ada"] = { status: 403, body: { error: { code: "forbidden", message: "this needs the owner role in project lab; you are member" } } };
+    const run = gridx(["members", "add", "lab", "ada", "--role", "member"]);
+    await expect(run).rejects.toThrow(CliError);
+    await expect(gridx(["members", "add", "lab", "ada", "--role", "member"])).rejects.toMatchObject({ exitCode: 3, message: expect.stringMatching(/owner role .*: ask an owner of the project/) });
+  });
+});
+
+describe("users and tokens", () => {
+  it("users create and whoami", async () => {
+    routes["POST /v1/users"] = { status: 201, body: { id: "u_1", name: "ada", created_at: new Date().toISOString() } };
+    routes["GET /v1/me"] = { status: 200, body: { kind: "user", user: { id: "u_1", name: "ada", created_at: new Date().toISOString() }, projects: [{ project: "default", role: "member" }, { project: "lab", role: "owner" }] } };
+    expect((await gridx(["users", "create", "ada"])).stdout).toBe("u_1\n");
+    expect(seen[0]!.body).toEqual({ name: "ada" });
+    const me = await gridx(["whoami"]);
+    expect(me.stdout).toMatch(/^you are +ada \(u_1\)\nprojects +default \(member\), lab \(owner\)\n/);
+  });
+
+  it("tokens create sends the user and the lifetime in seconds", async () => {
+    routes["POST /v1/api-tokens"] = { status: 201, body: { id: "tok_1", token: "gxu_secret", kind: "user", name: "laptop", pool: null, user_id: "u_1", created_at: new Date().toISOString(), expires_at: new Date(Date.now() + 30 * 86400_000).toISOString() } };
+    const res = await gridx(["tokens", "create", "laptop", "--user", "ada", "--expires-in", "30d"]);
+    expect(res.stdout).toBe("gxu_secret\n");
+    expect(res.stderr).toMatch(/acting as ada, expires in 30d/);
+    await gridx(["tokens", "create", "mine"]);
+    expect(seen.map((s) => s.body)).toEqual([{ name: "laptop", user: "ada", expires_in_s: 30 * 86400 }, { name: "mine" }]);
+  });
+
+  it("tokens ls lists API tokens, or agent tokens with --agent", async () => {
+    const t = { id: "tok_1", kind: "user", name: "laptop", pool: null, user_id: "u_1", user: "ada", created_at: new Date().toISOString(), last_used_at: null, expires_at: null };
+    routes["GET /v1/api-tokens"] = { status: 200, body: { tokens: [t] } };
+    routes["GET /v1/agent-tokens"] = { status: 200, body: { tokens: [{ ...t, id: "tok_2", kind: "agent", name: "lab-3", pool: "gpu", user_id: null, user: null }] } };
+    expect((await gridx(["tokens", "ls"])).stdout).toMatch(/^ID +NAME +USER +CREATED +LAST USED +EXPIRES\ntok_1 +laptop +ada +just now +never +never\n$/);
+    expect((await gridx(["tokens", "ls", "--agent"])).stdout).toMatch(/^ID +NAME +POOL +CREATED +LAST USED +EXPIRES\ntok_2 +lab-3 +gpu +/);
+  });
+
+  it("tokens revoke finds the token's kind: an API token, else an agent token", async () => {
+    routes["DELETE /v1/api-tokens/tok_api"] = { status: 204 };
+    routes["DELETE /v1/agent-tokens/tok_agent"] = { status: 204 };
+    expect((await gridx(["tokens", "revoke", "tok_api"])).stdout).toBe("revoked API token tok_api\n");
+    expect((await gridx(["tokens", "revoke", "tok_agent"])).stdout).toBe("revoked agent token tok_agent\n");
+    expect((await gridx(["tokens", "revoke", "tok_agent", "--agent"])).stdout).toBe("revoked agent token tok_agent\n");
+    expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([
+      "DELETE /v1/api-tokens/tok_api",
+      "DELETE /v1/api-tokens/tok_agent",
+      "DELETE /v1/agent-tokens/tok_agent",
+      "DELETE /v1/agent-tokens/tok_agent",
+    ]);
+    await expect(gridx(["tokens", "revoke", "tok_none"])).rejects.toThrow(/no token tok_none that you may revoke: see `gridx tokens ls` and `gridx tokens ls --agent`/);
+    routes["DELETE /v1/agent-tokens/tok_theirs"] = { status: 403, body: { error: { code: "forbidden", message: "a user token cannot use this route" } } };
+    await expect(gridx(["tokens", "revoke", "tok_theirs"])).rejects.toThrow(/^no token tok_theirs that you may revoke: see `gridx tokens ls`$/);
+  });
+});
+
+describe("login", () => {
+  it("keeps the saved default project", async () => {
+    routes["GET /v1/jobs"] = { status: 200, body: { jobs: [], next_cursor: null } };
+    await gridx(["config", "set", "project", "lab"]);
+    expect((await gridx(["login", url, "--token", "gxu_new"])).code).toBe(0);
+    expect(JSON.parse(readFileSync(join(configHome, "gridx", "config.json"), "utf8"))).toEqual({ url, token: "gxu_new", project: "lab" });
+    expect((await gridx(["config", "show"], { GRIDX_URL: "", GRIDX_TOKEN: "" })).stdout).toMatch(/^url +http:\/\/127\.0\.0\.1:\d+  \(from .*config\.json\)\ntoken +set  \(from .*\)\nproject +lab  \(from .*config\.json\)\n$/);
+  });
+});
