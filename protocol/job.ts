@@ -102,7 +102,7 @@ export const JobRequirements = z.object({
 });
 export type JobRequirements = z.infer<typeof JobRequirements>;
 
-const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name");
+export const EnvName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, "an environment variable name");
 const JobEnv = z
   .record(EnvName, z.string().max(JOB_LIMITS.env_value_chars.max))
   .refine((e) => Object.keys(e).length <= JOB_LIMITS.env_vars.max, `at most ${JOB_LIMITS.env_vars.max} variables`);
@@ -135,10 +135,17 @@ const JobTags = z
   .array(JobTag)
   .max(JOB_LIMITS.tags.max, `at most ${JOB_LIMITS.tags.max} tags`)
   .refine((t) => new Set(t).size === t.length, "a tag is given twice");
+/** Environment variables gridx sets itself (GRIDX_JOB_ID, GRIDX_ATTEMPT, ...): no secret may take one. */
+export const RESERVED_ENV_PREFIX = "GRIDX_";
 /** Environment variables a job takes from its project's secrets: `{"ENV_NAME": "secret-name"}`. */
 const SecretEnv = z
   .record(EnvName, SecretName)
-  .refine((e) => Object.keys(e).length <= JOB_LIMITS.secret_env.max, `at most ${JOB_LIMITS.secret_env.max} secrets`);
+  .refine((e) => Object.keys(e).length <= JOB_LIMITS.secret_env.max, `at most ${JOB_LIMITS.secret_env.max} secrets`)
+  .superRefine((e, ctx) => {
+    for (const name of Object.keys(e).filter((n) => n.startsWith(RESERVED_ENV_PREFIX))) {
+      ctx.addIssue({ code: "custom", path: [name], message: `${RESERVED_ENV_PREFIX}* variables are set by gridx; name the secret's variable otherwise` });
+    }
+  });
 
 const JobCommon = z.object({
   project: ProjectName.default("default"),
@@ -165,6 +172,12 @@ export const JobRequest = z
     JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
     JobCommon.extend({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }).strict(),
   ])
+  .superRefine((job, ctx) => {
+    // One variable, two values: which one the job sees would be an accident of order.
+    for (const name of Object.keys(job.secrets).filter((n) => Object.hasOwn(job.env, n))) {
+      ctx.addIssue({ code: "custom", path: ["secrets", name], message: `${name} is also in env; a variable comes from env or from a secret, not both` });
+    }
+  })
   .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, project, name, tags, secrets, ...task }): JobSpec => ({
     // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
     task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,

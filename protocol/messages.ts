@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { FailureReason, JobSpec, Labels } from "./job.ts";
+import { EnvName, FailureReason, JOB_LIMITS, JobSpec, Labels } from "./job.ts";
 import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
 
 const JobId = z.string().min(1).max(64);
@@ -157,6 +157,15 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
 ]);
 export type AgentToCoordinator = z.infer<typeof AgentToCoordinator>;
 
+/**
+ * The decrypted values of the secrets a job asks for as environment variables, by variable:
+ * for one attempt's container only. Never stored, logged or written to the job's folder; the
+ * agent masks each value in the output it sends back. A value is at most the vault's 16 KiB.
+ */
+const SecretEnvValues = z
+  .record(EnvName, z.string().max(16 * 1024))
+  .refine((e) => Object.keys(e).length <= JOB_LIMITS.secret_env.max, `at most ${JOB_LIMITS.secret_env.max} secrets`);
+
 export const CoordinatorToAgent = z.discriminatedUnion("type", [
   z.object({
     type: z.literal("hello_ack"),
@@ -177,6 +186,8 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
       inputs: z.array(InputDownload).default([]),
       /** Decrypted project secrets for a repo job's fetches: for this attempt only, never logged. */
       credentials: RepoCredentials.optional(),
+      /** `spec.secrets` opened from the job's own project; a secret it names but this lacks could not be opened (deleted since submit). */
+      secret_env: SecretEnvValues.optional(),
     }),
   }),
   z.object({

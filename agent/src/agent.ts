@@ -256,7 +256,7 @@ export class Agent {
     let result: RunOutcome;
     try {
       result = await this.runner.run(
-        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials },
+        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials, secretEnv: assignment.secret_env },
         {
           started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
           output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),

@@ -9,6 +9,7 @@ import { collectOutputs, type Uploads } from "./finish.ts";
 import { createJobFolder } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
 import type { RunnerImages } from "./kinds.ts";
+import { maskedHooks, SecretMasker } from "./masking.ts";
 import { classifyExit, errorText, type Verdict } from "./outcome.ts";
 import { prepareJob } from "./prepare.ts";
 import { PrestartedSandboxes, takesPrestarted } from "./prestart.ts";
@@ -86,16 +87,19 @@ export class DockerRunner implements JobRunner {
     await this.prestarted?.close();
   }
 
-  async run(req: RunRequest, hooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
+  async run(req: RunRequest, runHooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
+    // Repo credentials are secrets too: a job or a failing fetch may print them.
+    const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env]);
+    const hooks = maskedHooks(runHooks, masker);
     // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
     const sandbox = takesPrestarted(req) ? (this.prestarted?.take() ?? null) : null;
     const held: Held = { sandbox, container: sandbox?.container };
     const dir = sandbox?.folder.dir ?? join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
     let jobLog: JobLogFile | undefined;
     let resolved: ResolvedCommits | undefined;
-    const outcome = (v: Verdict): RunOutcome => ({ ...v, resolved });
-    const env = { ...req.spec.env, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
+    const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && masker.text(v.message), resolved });
+    const env = { ...req.spec.env, ...req.secretEnv, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
     try {
       const folder = sandbox?.folder ?? (await createJobFolder(dir));
       const prepared = await prepareJob(
@@ -108,7 +112,7 @@ export class DockerRunner implements JobRunner {
       );
       resolved = prepared.ok ? prepared.job.resolved : prepared.resolved;
       if (!prepared.ok) return outcome(prepared.verdict);
-      jobLog = new JobLogFile(join(dir, "job.log"), this.opts.transfers?.logCapBytes ?? 0, log);
+      jobLog = new JobLogFile(join(dir, "job.log"), this.opts.transfers?.logCapBytes ?? 0, masker.stream(), log);
       if (stop.aborted) return outcome({ exit_code: null, failure_reason: null, message: `stopped before start (${String(stop.reason)})` });
 
       const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels() }, req, prepared.job, folder, env, held, hooks, stop, log);
@@ -141,6 +145,8 @@ export class DockerRunner implements JobRunner {
       log.error("run failed", { err });
       return outcome({ exit_code: null, failure_reason: "internal", message: `the agent failed to run the job: ${errorText(err)}` });
     } finally {
+      // A stream holds back bytes that may begin a secret until it sees what follows; nothing follows now.
+      hooks.end();
       jobLog?.destroy();
       await this.release(held, dir, log);
     }

@@ -28,6 +28,12 @@ export type PrepareResult = { ok: true; job: Prepared } | { ok: false; verdict: 
  * image is there: it runs), null for a container made with it.
  */
 export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: JobFolder, env: Record<string, string> | null, hooks: RunHooks, stop: AbortSignal): Promise<PrepareResult> {
+  const unopened = Object.entries(req.spec.secrets).find(([variable]) => req.secretEnv?.[variable] === undefined);
+  if (unopened) {
+    const [variable, name] = unopened;
+    const message = `secret ${name} (for ${variable}) could not be had: it was deleted from project ${req.spec.project} since the job was submitted, or the control plane could not open it`;
+    return { ok: false, verdict: { exit_code: null, failure_reason: "input_error", message } };
+  }
   let job: Prepared;
   try {
     job = await handlerFor(req.spec.task).prepare(req.spec.task, {

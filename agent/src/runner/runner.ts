@@ -9,6 +9,11 @@ export interface RunRequest {
   inputs: InputDownload[];
   /** A repo job's git credentials, for this attempt only; never logged. */
   credentials?: RepoCredentials;
+  /**
+   * The values of `spec.secrets`, by variable, for this attempt's container only: never
+   * logged or written to disk, and masked in all the run reports. One missing fails the job.
+   */
+  secretEnv?: Record<string, string>;
 }
 
 /** How a run ended, as the agent reports it in `job_result`. */

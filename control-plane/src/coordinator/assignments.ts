@@ -31,28 +31,38 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
     }
   }
   const credentials = spec.task.kind === "repo" ? await credentialsFor(c, spec.task.repo.project ?? spec.project, spec.task.repo) : undefined;
-  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials } };
+  // The job's own project, whatever its repo names: submit checked the secrets there.
+  const opened = await openSecrets(c, spec.project, Object.values(spec.secrets));
+  const secretEnv = Object.fromEntries(Object.entries(spec.secrets).flatMap(([env, name]) => (opened.has(name) ? [[env, opened.get(name)!]] : [])));
+  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv } };
+}
+
+/** Decrypts the project secrets a repo job's fetches use, for its assignment only. */
+async function credentialsFor(c: AssignmentContext, project: string, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
+  if (!repo.code_credentials && !repo.env_credentials) return undefined;
+  const opened = await openSecrets(c, project, [repo.code_credentials, repo.env_credentials].filter((n) => n !== undefined));
+  return { code: repo.code_credentials && opened.get(repo.code_credentials), env: repo.env_credentials && opened.get(repo.env_credentials) };
 }
 
 /**
- * Decrypts the project secrets a repo job names, for its assignment only. A secret deleted
- * since submission (or a vault that cannot open it) is left out: the agent's fetch then
- * fails and the job says so, rather than the queue stalling.
+ * Decrypts some of a project's secrets, by name, for one assignment. A secret deleted since
+ * submission (or a vault that cannot open it) is left out: the agent then fails the job and
+ * says which is missing, rather than the queue stalling.
  */
-async function credentialsFor(c: AssignmentContext, project: string, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
-  if (!repo.code_credentials && !repo.env_credentials) return undefined;
+async function openSecrets(c: AssignmentContext, project: string, names: string[]): Promise<Map<string, string>> {
+  const opened = new Map<string, string>();
+  if (names.length === 0) return opened;
   try {
     const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
-    const open = async (name: string | undefined) => {
-      const row = name ? await getSecret(c.db, project, name) : undefined;
-      return row ? vault.open(project, row.name, row.sealed) : undefined;
-    };
-    return { code: await open(repo.code_credentials), env: await open(repo.env_credentials) };
+    for (const name of new Set(names)) {
+      const row = await getSecret(c.db, project, name);
+      if (row) opened.set(name, await vault.open(project, row.name, row.sealed));
+    }
   } catch (err) {
     // Never the secret itself: only why it could not be opened.
     console.error(`coordinator(${c.pool}): project ${project} secrets could not be opened`, errorText(err));
-    return undefined;
   }
+  return opened;
 }
 
 /**
