@@ -34,6 +34,12 @@ const SettingsSchema = z.object({
     .default("gridx/python:latest")
     .transform((s) => s.split(",").map((i) => i.trim()).filter(Boolean)),
   POOL_POLICIES: PolicyMap,
+  /**
+   * Fair share forgets a project's past use of a pool at this rate: its decayed slot-seconds
+   * halve every half-life. An hour outlasts most runs, so a long job's use is not forgotten
+   * before it ends, and a morning's burst no longer counts by the afternoon (1/16 after 4 h).
+   */
+  FAIR_SHARE_HALF_LIFE_S: seconds(3600),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
   /** R2's S3 API, path-style: https://<account>.r2.cloudflarestorage.com, or wrangler dev's /cdn-cgi/local/r2/s3. */
   S3_ENDPOINT: z.string().default(""),

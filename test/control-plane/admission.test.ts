@@ -21,6 +21,7 @@ const attempt = (over: Partial<AttemptWithJob> = {}): AttemptWithJob => ({
   jobAttempt: 1,
   maxRetries: 2,
   timeoutS: 60,
+  project: "default",
   ...over,
 });
 const ref = { job_id: "j1", attempt: 1 };

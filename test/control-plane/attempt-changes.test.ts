@@ -21,6 +21,7 @@ const attempt = (over: Partial<AttemptWithJob> = {}): AttemptWithJob => ({
   jobAttempt: 1,
   maxRetries: 1,
   timeoutS: 30,
+  project: "default",
   ...over,
 });
 const bounds = { prepareTimeoutMs: 3_600_000, deadlineGraceMs: 60_000 };

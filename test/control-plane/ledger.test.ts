@@ -40,6 +40,7 @@ const attempt = (jobId: string, workerId: string, over: Partial<AttemptWithJob> 
   jobAttempt: 1,
   maxRetries: 0,
   timeoutS: 60,
+  project: "default",
   ...over,
 });
 

@@ -24,8 +24,10 @@ import {
   pastDeadline,
   queuedJobs,
   storeAssignments,
+  type QueuedProject,
 } from "../db/attempts.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
+import { usageOf } from "../db/projects.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
@@ -36,6 +38,7 @@ import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
 import { buildAssignment, withoutUnreadyInputs, type AssignmentContext } from "./assignments.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
+import { fairOrder, PoolUsage, type ProjectStanding, type SavedUsage } from "./fair-share.ts";
 import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
 import { isTerminal } from "./job-state.ts";
 import { attemptKey, PoolLedger } from "./ledger.ts";
@@ -73,6 +76,9 @@ const DISPATCH_BATCH = 500;
 const READ_PER_FREE_SLOT = 4;
 const DISPATCH_MIN_READ = 32;
 
+/** Queued jobs read per round across projects at most; with many projects each gets a part (at least DISPATCH_MIN_READ). */
+const DISPATCH_READ_TOTAL = 4 * DISPATCH_BATCH;
+
 /** A socket whose hello could not be recorded is closed with this, so the agent redials with backoff. */
 const TRY_AGAIN_CLOSE = 1013;
 
@@ -95,6 +101,12 @@ export class Coordinator extends DurableObject<Bindings> {
   private readonly settlements: SettlementQueue<Report, Admission["kind"]>;
   private readonly hellos: SettlementQueue<HelloEvent, void>;
   private metrics = new CoordinatorMetrics();
+  /**
+   * Fair share's decayed usage per project in this pool. A heuristic, so it is stored only at
+   * each sweep: an eviction forgets at most one sweep's accrual, which nobody can tell apart
+   * from a slightly shorter half-life.
+   */
+  private usage: PoolUsage;
   private pool: string | null = null;
   private scheduler = initialSchedulerState();
   private serial: Promise<unknown> = Promise.resolve();
@@ -112,6 +124,7 @@ export class Coordinator extends DurableObject<Bindings> {
     this.faults = faultsEnabled(env) ? new Faults() : null;
     this.db = createDb(this.faults ? faultyD1(env.DB, this.faults) : env.DB);
     this.settings = settingsOf(env);
+    this.usage = new PoolUsage(this.settings.FAIR_SHARE_HALF_LIFE_S * 1000, undefined, Date.now());
     this.sockets = new SocketRegistry(
       () => ctx.getWebSockets(),
       () => this.pool,
@@ -136,6 +149,8 @@ export class Coordinator extends DurableObject<Bindings> {
     void ctx.blockConcurrencyWhile(async () => {
       this.pool = (await ctx.storage.get<string>("pool")) ?? null;
       this.metrics = new CoordinatorMetrics((await ctx.storage.get<Sample[]>("metrics")) ?? []);
+      // The slots held while the object was away accrue from the saved time when the next change comes.
+      this.usage = new PoolUsage(this.settings.FAIR_SHARE_HALF_LIFE_S * 1000, await ctx.storage.get<SavedUsage>("fair_share"), Date.now());
     });
   }
 
@@ -235,6 +250,17 @@ export class Coordinator extends DurableObject<Bindings> {
       await this.forget(ws, Date.now());
     }
     return closed;
+  }
+
+  /** Each project's decayed usage of this pool (slot-seconds) and the slots its attempts hold now. */
+  async fairShare(pool: string): Promise<{ project: string; usage_slot_s: number; running: number }[]> {
+    await this.bindPool(pool);
+    return this.exclusive(async () => {
+      const running = (await this.ledger()).slotsByProject();
+      this.usage.advance(Date.now(), running);
+      const names = new Set([...this.usage.entries().map(([p]) => p), ...running.keys()]);
+      return [...names].map((project) => ({ project, usage_slot_s: this.usage.of(project), running: running.get(project) ?? 0 }));
+    });
   }
 
   /** This pool's counters, for `/metrics`. */
@@ -408,7 +434,7 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const [workerId, ws] of this.sockets.entries()) if (!live.has(ws)) await this.offline(workerId, ws, now);
     const clock = await this.ctx.storage.get<{ lastSweepAt: number; graceUntil: number | null }>("sweep");
     const { judge, graceUntil } = judgement({ now, lastSweepAt: clock?.lastSweepAt ?? null, graceUntil: clock?.graceUntil ?? null, sweepMs: this.sweepMs(), workerTimeoutMs: limits.workerTimeoutMs });
-    await this.ctx.storage.put({ sweep: { lastSweepAt: now, graceUntil }, metrics: this.metrics.snapshot() });
+    await this.ctx.storage.put({ sweep: { lastSweepAt: now, graceUntil }, metrics: this.metrics.snapshot(), fair_share: this.usage.saved() });
     await this.exclusive(async () => {
       await touchWorkers(this.db, seen);
       await markOfflineExcept(this.db, pool, this.sockets.workerIds());
@@ -624,11 +650,19 @@ export class Coordinator extends DurableObject<Bindings> {
     const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
     if (free === 0) return;
     const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
-    const queued = await withoutUnreadyInputs(this.assignmentContext(), await queuedJobs(this.db, pool, limit));
+    const head = await queuedJobs(this.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });
+    const queued = await withoutUnreadyInputs(this.assignmentContext(), head.jobs);
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
+    const now = Date.now();
+    this.usage.advance(now, ledger.slotsByProject());
+    const { order } = fairOrder(
+      queued.map((j) => ({ id: j.id, project: j.project, gpus: j.spec.requirements.gpus, spec: j.spec })),
+      await this.standings(head.projects),
+      this.usage.chargeS,
+    );
     const plan = planDispatch(
-      queued.map(({ id, spec: { task, requirements } }) => ({
+      order.map(({ id, spec: { task, requirements } }) => ({
         id,
         requirements,
         affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
@@ -638,7 +672,6 @@ export class Coordinator extends DurableObject<Bindings> {
       this.scheduler,
     );
     this.scheduler = plan.state;
-    const now = Date.now();
     const stored = await storeAssignments(
       this.db,
       plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })),
@@ -663,6 +696,21 @@ export class Coordinator extends DurableObject<Bindings> {
     if (stored.length === limit) this.dispatchAgain = true;
   }
 
+  /**
+   * How fair share weighs each project with queued jobs: its usage here, its weight and, for a
+   * project with a running-jobs or GPU quota, what it holds in every pool (one read, only then).
+   */
+  private async standings(projects: ReadonlyMap<string, QueuedProject>): Promise<Map<string, ProjectStanding>> {
+    const limited = [...projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
+    const held = await usageOf(this.db, limited);
+    const standings = new Map<string, ProjectStanding>();
+    for (const [name, p] of projects) {
+      const u = held.get(name);
+      standings.set(name, { usage: this.usage.of(name), weight: p.weight, quota: u && { quotas: p.quotas, running_jobs: u.running_jobs, gpus: u.gpus } });
+    }
+    return standings;
+  }
+
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
@@ -682,7 +730,12 @@ export class Coordinator extends DurableObject<Bindings> {
     const statements = writes.statements(this.db);
     if (statements.length) await this.db.$client.batch(statements);
     const ledger = await this.ledger();
-    for (const a of writes.written) ledger.record(a);
+    // Up to now the slots were held as before these writes.
+    this.usage.advance(Date.now(), ledger.slotsByProject());
+    for (const a of writes.written) {
+      ledger.record(a);
+      if (a.status === "finished" && a.finishedAt !== null) this.usage.finished(a.finishedAt - a.assignedAt);
+    }
   }
 
   /**

@@ -66,6 +66,13 @@ export class PoolLedger {
     return this.attempts.get(attemptKey(jobId, attempt));
   }
 
+  /** Slots held by each project's attempts, for fair share. */
+  slotsByProject(): Map<string, number> {
+    const slots = new Map<string, number>();
+    for (const a of this.attempts.values()) slots.set(a.project, (slots.get(a.project) ?? 0) + 1);
+    return slots;
+  }
+
   /** Every connected worker as the scheduler sees it, with what its attempts hold. */
   views(): WorkerView[] {
     const views: WorkerView[] = [];

@@ -3,7 +3,7 @@ import type { JobSpec, ResolvedCommits } from "../../../protocol/index.ts";
 import type { Transition } from "../coordinator/job-state.ts";
 import type { Assignment } from "../coordinator/scheduler.ts";
 import type { Db } from "./client.ts";
-import { attempts, jobs } from "./schema.ts";
+import { attempts, jobs, type Quotas } from "./schema.ts";
 
 export type AttemptRow = typeof attempts.$inferSelect;
 /** An attempt with the job fields the coordinator decides on. */
@@ -13,6 +13,8 @@ export type AttemptWithJob = AttemptRow & {
   maxRetries: number;
   /** The job's own time limit (0: none), which a start turns into a deadline. */
   timeoutS: number;
+  /** The job's project, whose fair-share usage the attempt's slot counts toward. */
+  project: string;
 };
 
 /** Attempts that still hold a slot on their worker. */
@@ -24,10 +26,10 @@ export const HOLDING = ["assigned", "running", "canceling"] as const;
  */
 const SELECT_WITH_JOB =
   "SELECT a.job_id, a.attempt, a.worker_id, a.status, a.cpus_milli, a.memory_mb, a.gpu_indices, a.queued_at, a.assigned_at, a.started_at, a.finished_at, " +
-  "a.deadline_at, a.exit_code, a.failure_reason, j.status, j.attempt, j.max_retries, coalesce(json_extract(j.spec, '$.limits.timeout_s'), 0) " +
+  "a.deadline_at, a.exit_code, a.failure_reason, j.status, j.attempt, j.max_retries, coalesce(json_extract(j.spec, '$.limits.timeout_s'), 0), j.project " +
   "FROM attempts a JOIN jobs j ON j.id = a.job_id";
 
-type WithJobRow = [string, number, string, AttemptRow["status"], number, number, string, number, number, number | null, number | null, number | null, number | null, string | null, AttemptWithJob["jobStatus"], number, number, number];
+type WithJobRow = [string, number, string, AttemptRow["status"], number, number, string, number, number, number | null, number | null, number | null, number | null, string | null, AttemptWithJob["jobStatus"], number, number, number, string];
 
 function withJob(r: WithJobRow): AttemptWithJob {
   return {
@@ -49,6 +51,7 @@ function withJob(r: WithJobRow): AttemptWithJob {
     jobAttempt: r[15],
     maxRetries: r[16],
     timeoutS: r[17],
+    project: r[18],
   };
 }
 
@@ -96,14 +99,37 @@ export interface QueuedRow {
   attempt: number;
   maxRetries: number;
   queuedAt: number;
+  project: string;
   spec: JobSpec;
 }
 
-/** The head of a pool's queue: highest priority first, then oldest. Read every scheduling round. */
-export async function queuedJobs(db: Db, pool: string, limit: number): Promise<QueuedRow[]> {
-  const rows = await db.$client.prepare(SQL.queued).bind(pool, limit).raw<[string, number, number, number, string]>();
-  return rows.map((r) => ({ id: r[0], attempt: r[1], maxRetries: r[2], queuedAt: r[3], spec: JSON.parse(r[4]) as JobSpec }));
+/** A project with queued jobs in the pool, as fair share weighs it. */
+export interface QueuedProject {
+  weight: number;
+  quotas: Quotas;
 }
+
+/**
+ * The head of each project's queue in a pool (highest priority first, then oldest), with each
+ * project's weight and quotas, in one statement. Each project gets `perProject` rows, fewer
+ * when many projects share `total` (never fewer than `floor`); at most QUEUE_PROJECTS projects
+ * are read, in name order. Read every scheduling round.
+ */
+export async function queuedJobs(db: Db, pool: string, read: { perProject: number; total: number; floor: number }): Promise<{ jobs: QueuedRow[]; projects: Map<string, QueuedProject> }> {
+  const rows = await db.$client
+    .prepare(SQL.queued)
+    .bind(pool, read.perProject, read.total, read.floor, QUEUE_PROJECTS)
+    .raw<[string, number, number, number, string, string, number, string]>();
+  const projects = new Map<string, QueuedProject>();
+  const jobs = rows.map((r) => {
+    if (!projects.has(r[5])) projects.set(r[5], { weight: r[6], quotas: JSON.parse(r[7]) as Quotas });
+    return { id: r[0], attempt: r[1], maxRetries: r[2], queuedAt: r[3], spec: JSON.parse(r[4]) as JobSpec, project: r[5] };
+  });
+  return { jobs, projects };
+}
+
+/** Projects read per scheduling round at most; beyond it, projects later by name wait for a round with fewer. */
+const QUEUE_PROJECTS = 256;
 
 export async function hasUnfinishedJobs(db: Db, pool: string): Promise<boolean> {
   const row = await db
@@ -127,7 +153,19 @@ const JOB_END_ROWS = rowsOf("job_id", "attempt", "prev_status", "status", "exit_
  * scanning a status index instead of looking each row up by its key.
  */
 const SQL = {
-  queued: "SELECT id, attempt, max_retries, queued_at, spec FROM jobs WHERE pool = ?1 AND status = 'queued' ORDER BY priority DESC, id ASC LIMIT ?2",
+  // The projects with queued jobs are found by seeking from one to the next in the queue index
+  // (a skip scan), then each one's head is read from the same index: the cost follows the rows
+  // read, not the depth of the queue.
+  queued:
+    "WITH RECURSIVE next(project) AS (" +
+    "SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued') " +
+    "UNION ALL SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued' AND project > n.project) FROM next n WHERE n.project IS NOT NULL LIMIT ?5), " +
+    "heads AS MATERIALIZED (SELECT project FROM next WHERE project IS NOT NULL) " +
+    "SELECT j.id, j.attempt, j.max_retries, j.queued_at, j.spec, h.project, coalesce(p.weight, 1), coalesce(p.quotas, '{}') " +
+    "FROM heads h JOIN jobs j ON j.id IN (SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND project = h.project ORDER BY priority DESC, id " +
+    "LIMIT max(?4, min(?2, ?3 / (SELECT count(*) FROM heads)))) LEFT JOIN projects p ON p.name = h.project " +
+    // An IN list is probed in key order: the rows are put back in queue order.
+    "ORDER BY h.project, j.priority DESC, j.id",
   assignJobs:
     "UPDATE jobs SET status = 'assigned', attempt = v.prev + 1, worker_id = v.worker_id, assigned_at = ?2, started_at = NULL " +
     `FROM ${rowsOf("job_id", "prev", "worker_id")} WHERE jobs.id = v.job_id AND +jobs.status = 'queued' AND jobs.attempt = v.prev RETURNING id`,
@@ -202,6 +240,7 @@ export async function storeAssignments(
         jobAttempt: job.attempt + 1,
         maxRetries: job.maxRetries,
         timeoutS: job.spec.limits.timeout_s,
+        project: job.project,
       },
     }));
 }
