@@ -27,12 +27,13 @@ function gridx(args: string[], opts: { env?: Record<string, string | undefined>;
 }
 
 /**
- * Runs the CLI with --json right after the command's name (after a script, flags are the
- * script's) and parses its stdout, failing with its stderr when it did not succeed.
+ * Runs the CLI with --json (right after submit or run, since after a script flags are the
+ * script's; last for the other commands) and parses its stdout, failing with its stderr when
+ * it did not succeed.
  */
-async function gridxJson(args: string[]): Promise<any> {
-  const words = ["artifacts", "datasets", "tokens"].includes(args[0]!) ? 2 : 1;
-  const res = await gridx([...args.slice(0, words), "--json", ...args.slice(words)]);
+async function gridxJson(args: string[], env?: Record<string, string | undefined>): Promise<any> {
+  const program = args[0] === "submit" || args[0] === "run";
+  const res = await gridx(program ? [args[0]!, "--json", ...args.slice(1)] : [...args, "--json"], { env });
   if (res.code !== 0) throw new Error(`gridx ${args.join(" ")} exited ${res.code}: ${res.stderr}`);
   return JSON.parse(res.stdout);
 }
@@ -167,11 +168,11 @@ describe("the gridx CLI against wrangler dev and a real agent", () => {
     const list = await gridx(["list", "--pool", pool, "--limit", "1"]);
     expect(list.code).toBe(0);
     const [header, row, ...rest] = list.stdout.trimEnd().split("\n");
-    expect(header).toMatch(/^ID +STATUS +KIND +POOL +EXIT +CREATED +RAN$/);
+    expect(header).toMatch(/^ID +STATUS +KIND +PROJECT +POOL +EXIT +SUBMITTED BY +CREATED +RAN +NAME$/);
     expect(rest).toEqual([]);
     const at = (column: string) => row!.slice(header!.indexOf(column));
-    expect(at("STATUS")).toMatch(/^completed +command +/);
-    expect(at("POOL")).toMatch(new RegExp(`^${pool} +0 +`));
+    expect(at("STATUS")).toMatch(/^completed +command +default +/);
+    expect(at("POOL")).toMatch(new RegExp(`^${pool} +0 +admin +`));
     expect(list.stderr).toMatch(/more: gridx list --cursor j_\w+ --pool /);
     const workers = await gridx(["workers", "--pool", pool]);
     expect(workers.stdout).toMatch(new RegExp(`^NAME +ID +POOL +STATUS +JOBS +CPUS +MEMORY +GPUS +SEEN +LABELS\\n${agentName} +w_\\w+ +${pool} +online +\\d/2 `));
@@ -207,8 +208,11 @@ describe("the gridx CLI against wrangler dev and a real agent", () => {
     expect(notLoggedIn.code).toBe(3);
     expect(notLoggedIn.stderr).toMatch(/gridx login URL/);
 
-    // An API token made by the CLI, read from stdin as a script would pipe it.
-    const token = (await gridx(["tokens", "create", uniqueName("cli-user")])).stdout.trim();
+    // An API token made by the CLI for a new user of project default, read from stdin as a script would pipe it.
+    const user = uniqueName("cli-user");
+    expect((await gridx(["users", "create", user])).code).toBe(0);
+    expect((await gridx(["members", "add", "default", user, "--role", "member"])).code).toBe(0);
+    const token = (await gridx(["tokens", "create", "laptop", "--user", user])).stdout.trim();
     expect(token).toMatch(/^gxu_/);
     const login = await gridx(["login", `${cp().url}/`, "--json"], { env: noEnv, stdin: `${token}\n` });
     expect(login.code).toBe(0);
@@ -226,5 +230,52 @@ describe("the gridx CLI against wrangler dev and a real agent", () => {
 
     expect((await gridx(["logout"], { env: noEnv })).code).toBe(0);
     expect(existsSync(path)).toBe(false);
+  });
+
+  it("as the admin makes a user, a project and a token; as that user submits with --project, --name and --tag, finds it by tag, revokes the token and is refused", async () => {
+    const user = uniqueName("cli-ada");
+    const project = uniqueName("cli-lab");
+    const created = await gridxJson(["users", "create", user]);
+    expect(created).toMatchObject({ id: expect.stringMatching(/^u_/), name: user });
+    expect(await gridxJson(["projects", "create", project, "--max-queued", "50"])).toMatchObject({ name: project, quotas: { max_queued_jobs: 50 } });
+    const members = await gridxJson(["members", "add", project, user, "--role", "member"]);
+    expect(members.members).toEqual([expect.objectContaining({ user, role: "member" })]);
+    const issued = await gridxJson(["tokens", "create", "e2e", "--user", user, "--expires-in", "1h"]);
+    expect(issued).toMatchObject({ kind: "user", user_id: created.id, token: expect.stringMatching(/^gxu_/) });
+    // Issued an hour ahead of the request (give or take the request's own time).
+    expect(Math.abs(Date.parse(issued.expires_at) - Date.parse(issued.created_at) - 3600_000)).toBeLessThan(60_000);
+
+    // The user's own config home: its default project is set there, and the token comes from the environment.
+    const as = { GRIDX_TOKEN: issued.token, XDG_CONFIG_HOME: mkdtempSync(join(cp().stateDir, "cli-ada-")) };
+    const me = await gridxJson(["whoami"], as);
+    expect(me).toEqual({ kind: "user", user: expect.objectContaining({ name: user }), projects: expect.arrayContaining([{ project, role: "member" }]) });
+
+    const tag = `suite=${uniqueName("cli")}`;
+    const done = await gridx(["submit", "--wait", "--project", project, "--name", "e2e lr sweep", "--tag", tag, "--tag", "run=1", "--pool", pool, "--image", "gridx/python:latest", "--", "true"], { env: as });
+    expect(done.code).toBe(0);
+    expect(done.stderr).toContain(`(project ${project})`);
+    expect((await gridx(["config", "set", "project", project], { env: as })).code).toBe(0);
+    const byDefault = await gridxJson(["submit", "--tag", tag, "--pool", pool, "--image", "gridx/python:latest", "--", "true"], as);
+    expect(byDefault).toMatchObject({ project, submitted_by: user, tags: [tag] });
+    await waitForJob(byDefault.id, isDone);
+
+    const listed = await gridxJson(["list", "--tag", tag], as);
+    expect(listed.jobs.map((j: any) => [j.project, j.name, j.submitted_by, j.tags])).toEqual([
+      [project, null, user, [tag]],
+      [project, "e2e lr sweep", user, [tag, "run=1"]],
+    ]);
+    const table = await gridx(["list", "--tag", tag, "--name", "lr sweep"], { env: as });
+    expect(table.stdout.trimEnd().split("\n")[1]).toMatch(new RegExp(`^j_\\w+ +completed +command +${project} +${pool} +0 +${user} +.* +e2e lr sweep$`));
+    // The project's queue quota and usage, as the member sees them.
+    expect(await gridxJson(["projects", "show", project], as)).toMatchObject({ role: "member", quotas: { max_queued_jobs: 50 }, usage: { queued_jobs: 0 } });
+
+    const tokens = await gridxJson(["tokens", "ls"], as);
+    expect(tokens.tokens).toEqual([expect.objectContaining({ id: issued.id, user, name: "e2e", expires_at: issued.expires_at })]);
+    const revoked = await gridx(["tokens", "revoke", issued.id], { env: as });
+    expect(revoked.code).toBe(0);
+    expect(revoked.stdout).toBe(`revoked API token ${issued.id}\n`);
+    const refused = await gridx(["list"], { env: as });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toMatch(/refused the token \(.*revoked\)/);
   });
 });
