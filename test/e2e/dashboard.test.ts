@@ -1,15 +1,15 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Cookie, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 /** Screenshots of every page, desktop and phone width, for a person to look at. */
 const SHOTS = join(ROOT, "test-output", "dashboard");
 const PHONE = { width: 375, height: 812 };
 
-describe("dashboard in Chromium: sign in, run Python, follow jobs, drain a worker", () => {
+describe("dashboard in Chromium: sign in, run Python, follow jobs, drain a worker, switch project, sign out", () => {
   const pool = uniqueName("dash");
   const workerName = uniqueName("dash-node");
   let agent: AgentProcess;
@@ -168,6 +168,75 @@ describe("dashboard in Chromium: sign in, run Python, follow jobs, drain a worke
     await expectText(page.getByRole("status"), "You are signed out");
     await page.goto(cp().url + "/ui/workers");
     expect(new URL(page.url()).pathname).toBe("/ui/login");
+  });
+
+  it("signs in as a user, switches project and sees only its jobs; after signing out neither the back button nor the old cookie gets back in", async () => {
+    const [alpha, beta] = [uniqueName("alpha"), uniqueName("beta")];
+    const user = uniqueName("ada");
+    expect((await api("/v1/users", { method: "POST", json: { name: user } })).status).toBe(201);
+    for (const project of [alpha, beta]) {
+      expect((await api("/v1/projects", { method: "POST", json: { name: project } })).status).toBe(201);
+      expect((await api(`/v1/projects/${project}/members/${user}`, { method: "PUT", json: { role: "member" } })).status).toBe(200);
+    }
+    const issued = await api("/v1/api-tokens", { method: "POST", json: { name: "browser", user } });
+    expect(issued.status).toBe(201);
+    const token = issued.json.token as string;
+    // A pool no worker serves: the jobs stay queued, listed, and cost nothing.
+    const idle = uniqueName("idle");
+    const job = (project: string) => submit({ kind: "python", python: { script: "print(1)" }, pool: idle, project, name: `${project}-job` });
+    await Promise.all([job(alpha), job(beta)]);
+
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    let session: Cookie | undefined;
+    try {
+      const tab = await context.newPage();
+      await tab.goto(cp().url + "/ui/jobs");
+      await tab.getByLabel("API or admin token").fill(token);
+      await tab.getByRole("button", { name: "Sign in" }).click();
+      await tab.getByRole("heading", { name: "Jobs in all your projects" }).waitFor();
+      session = (await context.cookies()).find((c) => c.name === "gridx_session");
+      expect(session?.value).toMatch(/^gxs_/);
+      expect(session?.value).not.toContain(token);
+      expect(await tab.locator("header .who").innerText()).toBe(user);
+
+      const list = tab.locator("#jobs-live");
+      for (const [shown, hidden] of [
+        [alpha, beta],
+        [beta, alpha],
+      ] as const) {
+        await tab.getByLabel("Project", { exact: true }).selectOption(shown);
+        await tab.getByRole("button", { name: "Switch" }).click();
+        await tab.getByRole("heading", { name: `Jobs in ${shown}` }).waitFor();
+        await expectText(list, `${shown}-job`);
+        expect(await list.innerText()).not.toContain(`${hidden}-job`);
+      }
+      // The choice is remembered from page to page.
+      await tab.getByRole("link", { name: "Overview" }).click();
+      await tab.getByRole("link", { name: "Jobs", exact: true }).click();
+      await tab.getByRole("heading", { name: `Jobs in ${beta}` }).waitFor();
+      await tab.screenshot({ path: join(SHOTS, "jobs-of-a-project-desktop.png"), fullPage: true });
+
+      await tab.getByRole("button", { name: "Log out" }).click();
+      await expectText(tab.getByRole("status"), "You are signed out");
+      await tab.goBack();
+      await tab.waitForURL((url) => url.pathname === "/ui/login");
+      expect(await tab.locator("body").innerText()).not.toContain(`${beta}-job`);
+    } finally {
+      await context.close();
+    }
+
+    // The cookie, replayed from elsewhere, names a session that has ended.
+    const replay = await browser.newContext();
+    try {
+      await replay.addCookies([session!]);
+      const tab = await replay.newPage();
+      await tab.goto(cp().url + "/ui/jobs");
+      expect(new URL(tab.url()).pathname).toBe("/ui/login");
+    } finally {
+      await replay.close();
+    }
+    const me = await fetch(cp().url + "/v1/me", { headers: { authorization: `Bearer ${session!.value}` } });
+    expect(me.status).toBe(401);
   });
 });
 

@@ -41,6 +41,12 @@ header nav ul { display: flex; flex-wrap: wrap; gap: 4px; list-style: none; marg
 header nav a { display: block; padding: 6px 10px; border-radius: 6px; text-decoration: none; }
 header nav a[aria-current="page"] { background: var(--accent); color: var(--on-accent); }
 .signout { margin-left: auto; display: flex; align-items: center; gap: 8px; }
+.switcher { display: flex; align-items: center; gap: 6px; }
+.switcher label { font-size: 13px; }
+.switcher select { max-width: 60vw; }
+.subtitle { display: block; font-size: 14px; font-weight: 400; color: var(--muted); }
+.project-list { list-style: none; padding: 0; margin: 0; display: grid; gap: 8px; }
+.project-list a { font-weight: 600; }
 .who { font-size: 12px; color: var(--muted); border: 1px solid var(--line); border-radius: 999px; padding: 1px 8px; }
 main { max-width: 1240px; margin: 0 auto; padding: 16px; }
 
@@ -51,7 +57,7 @@ button { font: inherit; padding: 7px 14px; min-height: 38px; border-radius: 6px;
 button.primary { background: var(--accent); border-color: var(--accent); color: var(--on-accent); font-weight: 600; }
 button.danger { color: var(--bad); border-color: currentColor; }
 button:disabled { opacity: 0.6; cursor: progress; }
-input, textarea { font: inherit; padding: 7px 9px; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); color: var(--fg); max-width: 100%; }
+input, textarea, select { font: inherit; padding: 7px 9px; border: 1px solid var(--line); border-radius: 6px; background: var(--bg); color: var(--fg); max-width: 100%; }
 label { font-weight: 600; }
 .stack { display: flex; flex-direction: column; gap: 8px; }
 .stack button { align-self: flex-start; }
@@ -101,7 +107,7 @@ pre.code { background: var(--bg); padding: 12px; border-radius: 8px; overflow: a
 textarea[data-editor] { display: block; width: 100%; min-height: 280px; font-family: var(--mono); font-size: 14px; line-height: 1.45; tab-size: 4; white-space: pre; overflow-wrap: normal; overflow: auto; resize: vertical; }
 .run-options { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-end; margin: 12px 0 16px; }
 .field { display: flex; flex-direction: column; gap: 4px; }
-.field input { width: 170px; }
+.field input, .field select { width: 170px; }
 .run-output .more { margin: 8px 0 0; }
 
 .pools { display: grid; grid-template-columns: repeat(auto-fill, minmax(min(100%, 540px), 1fr)); gap: 16px; }
@@ -130,13 +136,14 @@ textarea[data-editor] { display: block; width: 100%; min-height: 280px; font-fam
   .columns, .charts { grid-template-columns: minmax(0, 1fr); }
   .stats { grid-template-columns: repeat(2, minmax(0, 1fr)); }
   .signout { margin-left: 0; }
+  .switcher { flex-wrap: wrap; }
   .grid thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
   .grid, .grid tbody, .grid tr, .grid td { display: block; width: 100%; }
   .grid tr { border: 1px solid var(--line); border-radius: 8px; margin: 0 0 10px; padding: 4px 10px; }
   .grid td { position: relative; border: 0; padding: 4px 0 4px 8.5em; min-height: 28px; overflow-wrap: anywhere; }
   .grid td.nowrap { white-space: normal; }
   .grid td::before { content: attr(data-label); position: absolute; left: 0; top: 5px; width: 8em; font-size: 12px; color: var(--muted); }
-  .field, .field input { width: 100%; }
+  .field, .field input, .field select { width: 100%; }
   .run-options button { width: 100%; }
 }
 `;

@@ -129,7 +129,8 @@ jobPages.get("/ui/run", async (c) => {
   const id = c.req.query("job");
   const [viewer, pools, shown] = await Promise.all([viewerOf(c, api), poolNames(api), id ? Promise.all([jobAndAttempts(api, id), logPage(api, id, undefined)]) : undefined]);
   const projects = submittable(viewer);
-  let form: RunForm = { ...DEFAULT_RUN_FORM, project: viewer.project && projects.includes(viewer.project) ? viewer.project : (projects[0] ?? "") };
+  const project = [viewer.project, "default"].find((p) => p !== undefined && projects.includes(p)) ?? projects[0] ?? "";
+  let form: RunForm = { ...DEFAULT_RUN_FORM, project };
   if (shown) {
     const { job } = shown[0];
     const task = (job.spec as { task?: { python?: { script?: string } } } | null)?.task;

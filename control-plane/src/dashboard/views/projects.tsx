@@ -50,7 +50,7 @@ const Quotas: FC<{ project: Project }> = ({ project }) => (
         const show = (n: number) => (r.bytes ? formatBytes(n) : String(n));
         return (
           <tr>
-            <th scope="row">{r.label}</th>
+            <td data-label="What">{r.label}</td>
             <td data-label="In use">{show(project.usage[r.usage])}</td>
             <td data-label="Quota">{limit === undefined ? <span class="muted">no limit</span> : show(limit)}</td>
           </tr>
