@@ -99,12 +99,11 @@ ${EXIT_CODES_HELP}
 `;
 }
 
+/** The command the words name; the longest name wins, so `projects show` is not `projects` with an argument. */
 function findCommand(commands: Command[], words: string[]): { command: Command; rest: string[] } | undefined {
-  for (const c of commands) {
-    const parts = c.name.split(" ");
-    if (parts.every((p, i) => words[i] === p)) return { command: c, rest: words.slice(parts.length) };
-  }
-  return undefined;
+  const matches = commands.filter((c) => c.name.split(" ").every((p, i) => words[i] === p));
+  const longest = matches.sort((a, b) => b.name.length - a.name.length)[0];
+  return longest && { command: longest, rest: words.slice(longest.name.split(" ").length) };
 }
 
 /**

@@ -192,5 +192,4 @@ export const membersRm = command({
   },
 });
 
-// `projects` comes after its two-word commands: the first whose words match the command line runs.
-export const projectCommands = [projectsShow, projectsCreate, projectsSet, projectsList, membersLs, membersAdd, membersRm];
+export const projectCommands = [projectsList, projectsShow, projectsCreate, projectsSet, membersLs, membersAdd, membersRm];
