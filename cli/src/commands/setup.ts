@@ -85,7 +85,7 @@ GRIDX_URL and GRIDX_TOKEN, when set, override what is saved.`,
 export const logout = command({
   name: "logout",
   group: "Setup",
-  summary: "forget the saved URL and token",
+  summary: "forget the saved URL, token and settings (the whole config file)",
   usage: ["logout"],
   options: {},
   optionsHelp: "",
