@@ -48,6 +48,8 @@ const ROUTES = [
   ["put", "/v1/projects/{project}/members/{user}"],
   ["delete", "/v1/projects/{project}/members/{user}"],
   ["get", "/v1/audit"],
+  ["get", "/v1/sessions"],
+  ["delete", "/v1/sessions/{id}"],
   ["post", "/v1/agent/artifacts/prepare"],
   ["post", "/v1/agent/artifacts/complete"],
   ["get", "/v1/agent/connect"],
