@@ -38,6 +38,10 @@ export default defineConfig({
                 S3_SECRET_ACCESS_KEY: "test-secret",
                 MULTIPART_THRESHOLD_MB: "10",
                 PART_SIZE_MB: "5",
+                // User tokens keep their defaults (20/s, bursts of 100): above what any file asks of one
+                // token. An agent token's are cut to the same, so rate-limits.test.ts can drain one.
+                AGENT_RATE_LIMIT_RPS: "20",
+                AGENT_RATE_LIMIT_BURST: "100",
               },
             },
           }),

@@ -3,6 +3,7 @@ import type { Bindings } from "./env.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
 
 export { Coordinator } from "./coordinator/coordinator.ts";
+export { RateLimiter } from "./limits/rate-limiter.ts";
 
 export default {
   fetch: app.fetch,
