@@ -55,6 +55,8 @@ const SettingsSchema = z.object({
   MAX_JOB_OUTPUT_MB: z.coerce.number().positive().default(10 * 1024),
   /** An upload not completed within this many hours is aborted and its dataset deleted. */
   ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
+  /** A dashboard sign-in lasts this many hours (never longer than the token it was made with). */
+  DASHBOARD_SESSION_H: z.coerce.number().positive().max(24 * 30).default(12),
   /** Requests per second an API token (with its dashboard sessions) may make, and how many at once. */
   RATE_LIMIT_RPS: z.coerce.number().positive().default(20),
   RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
@@ -68,8 +70,6 @@ const SettingsSchema = z.object({
   AUTH_FAILURES_PER_MIN: z.coerce.number().int().min(1).default(30),
   /** "off" only to measure what the limits cost (`npm run bench`). */
   RATE_LIMITS: z.enum(["on", "off"]).default("on"),
-  /** A dashboard sign-in lasts this many hours (never longer than the token it was made with). */
-  DASHBOARD_SESSION_H: z.coerce.number().positive().max(24 * 30).default(12),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
