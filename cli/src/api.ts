@@ -51,6 +51,7 @@ const FIELD_FLAGS: [prefix: string, flag: string][] = [
   ["project", "--project, GRIDX_PROJECT or `gridx config set project`"],
   ["name", "--name"],
   ["tags", "--tag"],
+  ["secrets", "--secret"],
 ];
 
 type ErrorDetail = { code?: string; message?: string; field?: string; quota?: string; limit?: number; usage?: number };

@@ -29,6 +29,7 @@ export const JOB_FLAGS = {
   "idempotency-key": { type: "string" },
   name: { type: "string" },
   tag: { type: "string", multiple: true },
+  secret: { type: "string", multiple: true },
 } as const satisfies ParseArgsOptionsConfig;
 
 export const JOB_KINDS_HELP = `Job kinds:
@@ -56,6 +57,8 @@ export const JOB_FLAGS_HELP = `  --project P                  the job's project 
   --retries N                  tries after a lost worker (default 2)
   --label KEY=VALUE            only on workers with this label (repeat)
   -e, --env KEY[=VALUE]        environment variable; KEY alone passes gridx's own (repeat)
+  --secret ENV=NAME            the project's secret NAME as the variable ENV, masked as *** in
+                               the job's output (repeat)
   --input DATASET:PATH         mount a dataset read-only at /work/input/PATH (repeat)
   --idempotency-key KEY        resubmitting with the same key gives the same job`;
 
@@ -133,6 +136,7 @@ function commonFields(flags: JobFlags, ctx: BuildContext) {
     ...(flags.priority !== undefined ? { priority: integer("--priority", flags.priority) } : {}),
     ...(flags.retries !== undefined ? { max_retries: integer("--retries", flags.retries) } : {}),
     ...(flags.env?.length ? { env: pairs("--env", flags.env, (name) => ctx.env[name]) } : {}),
+    ...(flags.secret?.length ? { secrets: pairs("--secret", flags.secret) } : {}),
     ...(inputs.length ? { inputs } : {}),
   };
 }

@@ -36,6 +36,7 @@ describe("buildJobRequest", () => {
         retries: "0",
         label: ["zone=lab", "gpu=a100"],
         env: ["SEED=1", "HOME"],
+        secret: ["API_KEY=api-key"],
         input: ["ds_01abc:data/train.bin", "ds_02def:x"],
       },
       ["job.py"],
@@ -50,6 +51,7 @@ describe("buildJobRequest", () => {
       priority: -5,
       max_retries: 0,
       env: { SEED: "1", HOME: "/home/me" },
+      secrets: { API_KEY: "api-key" },
       inputs: [
         { dataset: "ds_01abc", path: "data/train.bin" },
         { dataset: "ds_02def", path: "x" },
