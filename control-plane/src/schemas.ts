@@ -370,5 +370,19 @@ export const PoolStats = z
         .object({ start: Timestamp, completed: Count, failed: Count, canceled: Count, started: Count, median_wait_ms: z.number().nullable() })
         .openapi("PoolBucket"),
     ),
+    projects: z
+      .array(
+        z
+          .object({
+            project: z.string().openapi({ description: 'A project the caller can read, or "other": every project it cannot, added together.' }),
+            weight: z.number().openapi({ description: "Its share of contested capacity relative to other projects' (for other: their sum)." }),
+            share: z.number().min(0).max(1).openapi({ description: "Its fraction of the pool's decayed usage." }),
+            usage_slot_s: z.number().openapi({ description: "Its decayed usage of this pool: slot-seconds, halving every FAIR_SHARE_HALF_LIFE_S." }),
+            running: Count.openapi({ description: "Slots its attempts hold in this pool now." }),
+            queued: Count,
+          })
+          .openapi("PoolProjectShare"),
+      )
+      .openapi({ description: "Fair share: each project with usage, running or queued jobs in this pool, most usage first." }),
   })
   .openapi("PoolStats");

@@ -7,7 +7,7 @@ const HOUR = 3_600_000;
 const flood = (project: string, n: number, t0 = 0, gpus = 0): FairJob[] => Array.from({ length: n }, (_, i) => ({ id: `j${String(t0 + i).padStart(5, "0")}-${project}`, project, gpus }));
 
 const standings = (entries: Record<string, Partial<ProjectStanding>>) =>
-  new Map(Object.entries(entries).map(([name, s]) => [name, { usage: 0, weight: 1, ...s }]));
+  new Map(Object.entries(entries).map(([name, s]) => [name, { usage: 0, held: 0, weight: 1, ...s }]));
 
 const projectsOf = (jobs: FairJob[]) => jobs.map((j) => j.project);
 const count = (projects: string[], p: string) => projects.filter((x) => x === p).length;
@@ -35,6 +35,12 @@ describe("fair share: the order a round offers jobs in", () => {
     const { order } = fairOrder([...flood("busy", 10), ...flood("fresh", 10, 100)], standings({ busy: { usage: 300 }, fresh: { usage: 0 } }), 60);
     // fresh pays 60 a job: it goes first five times (0..240 < 300), then ties at 300 and the oldest job (busy's) wins.
     expect(projectsOf(order).slice(0, 8)).toEqual(["fresh", "fresh", "fresh", "fresh", "fresh", "busy", "fresh", "busy"]);
+  });
+
+  it("charges the slots a project holds now as runs to come", () => {
+    // Neither has accrued usage yet, but busy's three runs will: fresh gets the next three slots.
+    const { order } = fairOrder([...flood("busy", 5), ...flood("fresh", 5, 100)], standings({ busy: { held: 3 }, fresh: {} }), 60);
+    expect(projectsOf(order).slice(0, 4)).toEqual(["fresh", "fresh", "fresh", "busy"]);
   });
 
   it("keeps priority order within a project", () => {

@@ -655,10 +655,11 @@ export class Coordinator extends DurableObject<Bindings> {
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const now = Date.now();
-    this.usage.advance(now, ledger.slotsByProject());
+    const held = ledger.slotsByProject();
+    this.usage.advance(now, held);
     const { order } = fairOrder(
       queued.map((j) => ({ id: j.id, project: j.project, gpus: j.spec.requirements.gpus, spec: j.spec })),
-      await this.standings(head.projects),
+      await this.standings(head.projects, held),
       this.usage.chargeS,
     );
     const plan = planDispatch(
@@ -700,13 +701,13 @@ export class Coordinator extends DurableObject<Bindings> {
    * How fair share weighs each project with queued jobs: its usage here, its weight and, for a
    * project with a running-jobs or GPU quota, what it holds in every pool (one read, only then).
    */
-  private async standings(projects: ReadonlyMap<string, QueuedProject>): Promise<Map<string, ProjectStanding>> {
+  private async standings(projects: ReadonlyMap<string, QueuedProject>, slots: ReadonlyMap<string, number>): Promise<Map<string, ProjectStanding>> {
     const limited = [...projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
     const held = await usageOf(this.db, limited);
     const standings = new Map<string, ProjectStanding>();
     for (const [name, p] of projects) {
       const u = held.get(name);
-      standings.set(name, { usage: this.usage.of(name), weight: p.weight, quota: u && { quotas: p.quotas, running_jobs: u.running_jobs, gpus: u.gpus } });
+      standings.set(name, { usage: this.usage.of(name), held: slots.get(name) ?? 0, weight: p.weight, quota: u && { quotas: p.quotas, running_jobs: u.running_jobs, gpus: u.gpus } });
     }
     return standings;
   }

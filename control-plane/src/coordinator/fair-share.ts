@@ -12,6 +12,8 @@ export interface FairJob {
 export interface ProjectStanding {
   /** Decayed slot-seconds the project used in this pool (see PoolUsage). */
   usage: number;
+  /** Slots its attempts hold in this pool now. */
+  held: number;
   /** Its share of contested capacity relative to other projects' (default 1). */
   weight: number;
   /** Only for a project with a running-jobs or GPU quota: the quotas, and what it holds now in every pool. */
@@ -26,10 +28,12 @@ export interface QuotaHeld {
 
 /**
  * The order in which a round offers queued jobs to planDispatch: each next job comes from the
- * project with the least (usage + what this round gave it) / weight, and within a project in
- * the order given (priority, then FIFO). Every job taken charges its project `chargeS`
- * slot-seconds, the expected length of a run, so one round does not hand every free slot to
- * the project that was poorest when it began. Ties go to the project whose next job is the
+ * project with the least (usage + charges) / weight, and within a project in the order given
+ * (priority, then FIFO). A run is expected to cost `chargeS` slot-seconds: each slot a project
+ * holds now and each job this round gives it is charged that, so one round does not hand every
+ * free slot to the project that was poorest when it began, nor the next round the slot to the
+ * project whose new runs have not yet accrued (HTCondor likewise counts claimed slots against
+ * a submitter's share in each negotiation cycle). Ties go to the project whose next job is the
  * oldest. A job its project's quota holds is left out and counted in `held`, and a job
  * taken counts against the quota for the jobs after it (so a job offered but placed nowhere
  * still holds its quota for the round: the quota is never overrun). Pure.
@@ -41,7 +45,7 @@ export function fairOrder<J extends FairJob>(jobs: readonly J[], projects: Reado
     if (!q) {
       const standing = projects.get(job.project);
       const weight = standing && standing.weight > 0 ? standing.weight : 1;
-      q = { jobs: [], next: 0, cost: standing?.usage ?? 0, weight, running: standing?.quota?.running_jobs ?? 0, gpus: standing?.quota?.gpus ?? 0 };
+      q = { jobs: [], next: 0, cost: (standing?.usage ?? 0) + (standing?.held ?? 0) * chargeS, weight, running: standing?.quota?.running_jobs ?? 0, gpus: standing?.quota?.gpus ?? 0 };
       queues.set(job.project, q);
     }
     q.jobs.push(job);

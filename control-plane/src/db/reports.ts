@@ -89,6 +89,12 @@ export async function poolSummaries(db: Db): Promise<PoolSummary[]> {
   });
 }
 
+/** Queued jobs of each project in a pool (counted on the queue index). */
+export async function queuedByProject(db: Db, pool: string): Promise<Map<string, number>> {
+  const rows = await db.all<{ project: string; n: number }>(sql`SELECT project, COUNT(*) AS n FROM jobs WHERE pool = ${pool} AND status = 'queued' GROUP BY project`);
+  return new Map(rows.map((r) => [r.project, Number(r.n)]));
+}
+
 export interface PoolBucket {
   start: string;
   completed: number;

@@ -1,13 +1,55 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { PoolName } from "../../../protocol/index.ts";
+import { readableProjects } from "../auth/access.ts";
+import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb } from "../db/client.ts";
-import { poolSeries, poolSummaries } from "../db/reports.ts";
+import { listProjects } from "../db/projects.ts";
+import { poolSeries, poolSummaries, queuedByProject } from "../db/reports.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { PoolList, PoolStats } from "../schemas.ts";
 import { policyFor, settingsOf } from "../settings.ts";
 
 /** Buckets in a stats series, whatever the window. */
 const STATS_BUCKETS = 60;
+
+/** Where every project the caller cannot read is counted, so their names do not leak. */
+const OTHER = "other";
+
+interface ProjectShare {
+  project: string;
+  weight: number;
+  share: number;
+  usage_slot_s: number;
+  running: number;
+  queued: number;
+}
+
+/**
+ * Each project's part of a pool, most usage first, with the projects the caller cannot read
+ * (`readable` null: it reads all) added together as "other".
+ */
+function projectShares(
+  usage: { project: string; usage_slot_s: number; running: number }[],
+  queued: ReadonlyMap<string, number>,
+  weights: ReadonlyMap<string, number>,
+  readable: string[] | null,
+): ProjectShare[] {
+  const total = usage.reduce((sum, u) => sum + u.usage_slot_s, 0);
+  const byName = new Map(usage.map((u) => [u.project, u]));
+  const rows = new Map<string, ProjectShare>();
+  for (const project of new Set([...byName.keys(), ...queued.keys()])) {
+    const u = byName.get(project);
+    const name = readable === null || readable.includes(project) ? project : OTHER;
+    const row = rows.get(name) ?? { project: name, weight: 0, share: 0, usage_slot_s: 0, running: 0, queued: 0 };
+    row.weight += weights.get(project) ?? 1;
+    row.usage_slot_s += u?.usage_slot_s ?? 0;
+    row.share = total > 0 ? row.usage_slot_s / total : 0;
+    row.running += u?.running ?? 0;
+    row.queued += queued.get(project) ?? 0;
+    rows.set(name, row);
+  }
+  return [...rows.values()].sort((a, b) => b.usage_slot_s - a.usage_slot_s || (a.project < b.project ? -1 : 1));
+}
 
 const tags = ["pools"];
 const user = access("admin", "user");
@@ -39,14 +81,25 @@ export const poolRoutes = router()
       tags,
       method: "get",
       path: "/{pool}/stats",
-      summary: "A pool's throughput and wait over a recent window, in 60 buckets",
+      summary: "A pool's throughput and wait over a recent window, in 60 buckets, and each project's fair share",
       request: { params: StatsParams, query: StatsQuery },
-      responses: { 200: json(PoolStats, "Jobs finished by outcome, attempts started and their median wait, per bucket."), ...errors(400, 401, 403) },
+      responses: {
+        200: json(PoolStats, "Jobs finished by outcome, attempts started and their median wait, per bucket; each project's usage, share, running and queued jobs."),
+        ...errors(400, 401, 403),
+      },
     }),
     async (c) => {
       const { pool } = c.req.valid("param");
       const minutes = c.req.valid("query").minutes ?? 60;
       const bucketMs = Math.ceil((minutes * 60_000) / STATS_BUCKETS);
-      return c.json({ pool, ...(await poolSeries(createDb(c.env.DB), pool, { now: Date.now(), bucketMs, buckets: STATS_BUCKETS })) }, 200);
+      const db = createDb(c.env.DB);
+      const [series, usage, queued] = await Promise.all([
+        poolSeries(db, pool, { now: Date.now(), bucketMs, buckets: STATS_BUCKETS }),
+        coordinatorFor(c.env, pool).fairShare(pool),
+        queuedByProject(db, pool),
+      ]);
+      const names = [...new Set([...usage.map((u) => u.project), ...queued.keys()])];
+      const weights = new Map((names.length ? await listProjects(db, names) : []).map((p) => [p.name, p.weight]));
+      return c.json({ pool, ...series, projects: projectShares(usage, queued, weights, readableProjects(c.get("principal"))) }, 200);
     },
   );
