@@ -143,14 +143,14 @@ export async function jobCounts(cp: BenchPlane, pool: string): Promise<Partial<R
   return counts;
 }
 
-/** Submits `count` no-op python jobs to a pool from `concurrency` clients, one job per POST. */
-export async function submitJobs(cp: BenchPlane, pool: string, count: number, concurrency: number): Promise<void> {
+/** Submits `count` no-op python jobs to a pool from `concurrency` clients, one job per POST, with `extra` fields (e.g. a project). */
+export async function submitJobs(cp: BenchPlane, pool: string, count: number, concurrency: number, extra: Record<string, unknown> = {}): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < count) {
         next++;
-        await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: "pass" } });
+        await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: "pass" }, ...extra });
       }
     }),
   );

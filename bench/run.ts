@@ -3,12 +3,14 @@
  * figures as JSON and an SVG chart under bench/results/. Never fails on a timing.
  * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
- * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down).
+ * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
+ * (1000 per project).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
 import { benchDispatch } from "./dispatch.ts";
+import { benchFairShare } from "./fairshare.ts";
 import { benchFleet } from "./fleet.ts";
 import { benchFootprint } from "./footprint.ts";
 import { benchControlPlane } from "./grid.ts";
@@ -19,7 +21,7 @@ import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -32,8 +34,8 @@ async function main() {
       process.stderr.write(`bench: ${name} failed: ${(err as Error).message}\n`);
     }
   };
-  // These sections share one control plane and need the runner images; fleet and storm start
-  // their own control planes and run no containers.
+  // These sections share one control plane and need the runner images; fleet, storm and
+  // fairshare start their own control planes and run no containers.
   if (["overhead", "footprint", "transfers", "dispatch"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
@@ -47,6 +49,7 @@ async function main() {
     }
   }
   await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
+  await section("fairshare", () => benchFairShare({ jobs: num("BENCH_FAIRSHARE_JOBS", 1000), agents: 10, slots: 4, runMs: 250, limitMs: 5 * 60_000 }));
   await section("storm", () => benchStorm({ agents: num("BENCH_STORM_AGENTS", 5000), jobs: num("BENCH_STORM_JOBS", 1000), downMs: num("BENCH_STORM_DOWN_S", 0) * 1000, limitMs: 10 * 60_000 }));
 
   // A partial run (BENCH_ONLY) keeps the other sections' last figures.

@@ -7,6 +7,8 @@ export interface SimAgentOptions {
   batchFrames?: boolean;
   /** Keep each job running once started, until `finishJobs()`; by default a job finishes at once. */
   hold?: boolean;
+  /** Each job runs this long (ms) after it starts; by default it finishes at once. A result due while disconnected is dropped. */
+  runMs?: number;
 }
 
 /** The real agent's limit on an opening handshake (agent/src/connection.ts). */
@@ -30,6 +32,7 @@ export class SimAgent {
   /** Jobs held (`hold`): running, or finished with a result not yet acknowledged. */
   private readonly held = new Map<string, { ref: AttemptRef; finished: boolean }>();
   private readonly batchFrames: boolean;
+  private readonly runMs: number;
   /** Keep started jobs running; cleared by `finishJobs()`. */
   private hold: boolean;
   /** When the current connection's hello_ack came; null while not connected. */
@@ -53,6 +56,7 @@ export class SimAgent {
   ) {
     this.batchFrames = opts.batchFrames ?? true;
     this.hold = opts.hold ?? false;
+    this.runMs = opts.runMs ?? 0;
   }
 
   /** Jobs this agent holds and has not finished. */
@@ -136,6 +140,12 @@ export class SimAgent {
       reports.push(encode({ type: "job_started", payload: ref }));
       if (this.hold) {
         this.held.set(keyOf(ref), { ref, finished: false });
+      } else if (this.runMs > 0) {
+        setTimeout(() => {
+          if (ws.readyState !== WebSocket.OPEN) return;
+          ws.send(encode({ type: "job_result", payload: { ...ref, exit_code: 0, failure_reason: null, message: null } }));
+          this.completed++;
+        }, this.runMs);
       } else {
         reports.push(encode({ type: "job_result", payload: { ...ref, exit_code: 0, failure_reason: null, message: null } }));
         this.completed++;

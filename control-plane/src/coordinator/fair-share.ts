@@ -52,10 +52,10 @@ export function fairOrder<J extends FairJob>(jobs: readonly J[], projects: Reado
   }
   const order: J[] = [];
   const held = new Map<string, QuotaHeld>();
-  const hold = (project: string, hit: QuotaHit, jobs: number) => {
+  const hold = (project: string, hit: QuotaHit, count: number) => {
     const h = held.get(project);
-    if (h) h.jobs += jobs;
-    else held.set(project, { hit, jobs });
+    if (h) h.jobs += count;
+    else held.set(project, { hit, jobs: count });
   };
   for (;;) {
     let pick: string | null = null;

@@ -121,11 +121,11 @@ export async function queuedJobs(db: Db, pool: string, read: { perProject: numbe
     .bind(pool, read.perProject, read.total, read.floor, QUEUE_PROJECTS)
     .raw<[string, number, number, number, string, string, number, string]>();
   const projects = new Map<string, QueuedProject>();
-  const jobs = rows.map((r) => {
+  const head = rows.map((r) => {
     if (!projects.has(r[5])) projects.set(r[5], { weight: r[6], quotas: JSON.parse(r[7]) as Quotas });
     return { id: r[0], attempt: r[1], maxRetries: r[2], queuedAt: r[3], spec: JSON.parse(r[4]) as JobSpec, project: r[5] };
   });
-  return { jobs, projects };
+  return { jobs: head, projects };
 }
 
 /** Projects read per scheduling round at most; beyond it, projects later by name wait for a round with fewer. */
