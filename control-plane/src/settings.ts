@@ -57,7 +57,7 @@ const SettingsSchema = z.object({
   ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
   /** A dashboard sign-in lasts this many hours (never longer than the token it was made with). */
   DASHBOARD_SESSION_H: z.coerce.number().positive().max(24 * 30).default(12),
-  /** Requests per second an API token (with its dashboard sessions) may make, and how many at once. */
+  /** Requests per second an API token or a dashboard session may make, and how many at once. */
   RATE_LIMIT_RPS: z.coerce.number().positive().default(20),
   RATE_LIMIT_BURST: z.coerce.number().int().min(1).default(100),
   /** An agent token's HTTP calls (its socket is not counted); one token usually serves a whole pool. */

@@ -1,6 +1,6 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { spend } from "../../control-plane/src/limits/gate.ts";
+import { authenticate } from "../../control-plane/src/limits/gate.ts";
 import { settingsOf } from "../../control-plane/src/settings.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { agentToken, api, FakeAgent, uniquePool, userToken } from "./helpers.ts";
@@ -54,7 +54,9 @@ describe("the per-token rate limit", () => {
 
   it("lets the request through when the limiter itself fails", async () => {
     const broken = { ...env, RATE_LIMITER: { idFromName: () => { throw new Error("limiter down"); } } } as unknown as Env;
-    expect(await spend(broken, { kind: "admin", tokenId: "admin", name: "admin" })).toBeNull();
+    const { token, userId } = await userToken();
+    expect(await authenticate(broken, token, newAddress(), true)).toMatchObject({ resolved: { principal: { kind: "user", userId } } });
+    expect(await authenticate(broken, "gxu_nope", newAddress(), true)).toEqual({ resolved: null, refusal: null });
   });
 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { addressKey, ruleFor } from "../../control-plane/src/limits/gate.ts";
+import { addressKey, ruleForSecret } from "../../control-plane/src/limits/gate.ts";
 import { retryAfterSeconds, take, type Bucket, type Rule } from "../../control-plane/src/limits/token-bucket.ts";
 import { settingsOf } from "../../control-plane/src/settings.ts";
 
@@ -89,13 +89,14 @@ describe("the address a failure is counted under", () => {
   });
 });
 
-describe("the rule a token is limited by", () => {
+describe("the rule a secret is limited by", () => {
   const s = settingsOf({} as Env);
 
-  it("is, by default, one per kind of token", () => {
-    expect(ruleFor("user", s)).toEqual({ perSecond: 20, burst: 100, setting: "RATE_LIMIT_RPS" });
-    expect(ruleFor("agent", s)).toEqual({ perSecond: 200, burst: 2000, setting: "AGENT_RATE_LIMIT_RPS" });
-    expect(ruleFor("admin", s)).toEqual({ perSecond: 500, burst: 5000, setting: "ADMIN_RATE_LIMIT_RPS" });
+  it("is told by the secret's prefix, with these defaults", () => {
+    expect(ruleForSecret("gxu_x", s)).toEqual({ perSecond: 20, burst: 100, setting: "RATE_LIMIT_RPS" });
+    expect(ruleForSecret("gxs_x", s)).toEqual({ perSecond: 20, burst: 100, setting: "RATE_LIMIT_RPS" });
+    expect(ruleForSecret("gxa_x", s)).toEqual({ perSecond: 200, burst: 2000, setting: "AGENT_RATE_LIMIT_RPS" });
+    expect(ruleForSecret("the-admin-token", s)).toEqual({ perSecond: 500, burst: 5000, setting: "ADMIN_RATE_LIMIT_RPS" });
     expect(s.AUTH_FAILURES_PER_MIN).toBe(30);
   });
 });

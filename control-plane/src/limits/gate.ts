@@ -1,5 +1,4 @@
-import type { Principal } from "../auth/principal.ts";
-import { resolveSecret, type Resolved } from "../auth/tokens.ts";
+import { PREFIX, resolveSecret, sha256Hex, type Resolved } from "../auth/tokens.ts";
 import { createDb } from "../db/client.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
@@ -16,16 +15,26 @@ export interface Refusal {
 
 /** A limiter that answers no sooner than this is skipped: the request goes through. */
 export const LIMITER_TIMEOUT_MS = 1000;
-/** Addresses this isolate knows to be over their failure limit, answered with no lookup at all. */
-const BLOCKED_CACHED = 10_000;
+/** How many addresses this isolate remembers the standing of (below), the oldest forgotten first. */
+const ADDRESSES_CACHED = 10_000;
+/**
+ * An address the limiter found clear is not asked about again in this isolate for this long.
+ * A failure from it is still counted at once, and its answer blocks the address here at once.
+ */
+export const ADDRESS_CLEAR_MS = 1000;
 
 type Limited = Rule & { setting: string };
 
-/** The per-token rule for a kind of token. */
-export function ruleFor(kind: Principal["kind"], s: Settings): Limited {
-  if (kind === "admin") return { perSecond: s.ADMIN_RATE_LIMIT_RPS, burst: s.ADMIN_RATE_LIMIT_BURST, setting: "ADMIN_RATE_LIMIT_RPS" };
-  if (kind === "agent") return { perSecond: s.AGENT_RATE_LIMIT_RPS, burst: s.AGENT_RATE_LIMIT_BURST, setting: "AGENT_RATE_LIMIT_RPS" };
-  return { perSecond: s.RATE_LIMIT_RPS, burst: s.RATE_LIMIT_BURST, setting: "RATE_LIMIT_RPS" };
+/**
+ * The rate rule for a secret, told by its prefix before any lookup, so the limiter is asked
+ * alongside it: agent tokens', API tokens' and dashboard sessions' (an admin's session too: a
+ * person at a browser), and the admin token's (the only secret with none of the prefixes that
+ * resolves).
+ */
+export function ruleForSecret(bearer: string, s: Settings): Limited {
+  if (bearer.startsWith(PREFIX.agent)) return { perSecond: s.AGENT_RATE_LIMIT_RPS, burst: s.AGENT_RATE_LIMIT_BURST, setting: "AGENT_RATE_LIMIT_RPS" };
+  if (bearer.startsWith(PREFIX.user) || bearer.startsWith(PREFIX.session)) return { perSecond: s.RATE_LIMIT_RPS, burst: s.RATE_LIMIT_BURST, setting: "RATE_LIMIT_RPS" };
+  return { perSecond: s.ADMIN_RATE_LIMIT_RPS, burst: s.ADMIN_RATE_LIMIT_BURST, setting: "ADMIN_RATE_LIMIT_RPS" };
 }
 
 const failureRule = (s: Settings): Rule => ({ perSecond: s.AUTH_FAILURES_PER_MIN / 60, burst: s.AUTH_FAILURES_PER_MIN });
@@ -70,12 +79,13 @@ async function ask(what: string, call: () => Promise<Answer>): Promise<Answer | 
 
 const limiter = (env: Bindings, name: string) => env.RATE_LIMITER.get(env.RATE_LIMITER.idFromName(name));
 
-const blocked = new Map<string, number>();
+/** Per address, as this isolate last learned it: blocked until, or clear until (ms). */
+const standings = new Map<string, { blocked: boolean; until: number }>();
 
-function rememberBlocked(key: string, until: number) {
-  blocked.delete(key);
-  if (blocked.size >= BLOCKED_CACHED) blocked.delete(blocked.keys().next().value!);
-  blocked.set(key, until);
+function remember(key: string, blocked: boolean, until: number) {
+  standings.delete(key);
+  if (standings.size >= ADDRESSES_CACHED) standings.delete(standings.keys().next().value!);
+  standings.set(key, { blocked, until });
 }
 
 function failureRefusal(s: Settings, retryAfterMs: number): Refusal {
@@ -91,46 +101,47 @@ function failureRefusal(s: Settings, retryAfterMs: number): Refusal {
 export type Authentication = { resolved: Resolved } | { resolved: null; refusal: Refusal | null };
 
 /**
- * Resolves a bearer secret under the per-address limit on failed authentications. An address
- * past it is refused whatever it sends, so a right guess looks like a wrong one; one this
- * isolate already knows to be past it is refused before any lookup. Only a secret that does
- * not resolve counts. A request with no client address (`CF-Connecting-IP`, which Cloudflare's
- * edge and wrangler dev always set) is not limited by address.
+ * Resolves a bearer secret under both limits. The failed-authentication limit is per client
+ * address: an address past it is refused whatever it sends, so a right guess looks like a wrong
+ * one; one this isolate already knows to be past it is refused before any lookup; only a secret
+ * that does not resolve counts. A request with no client address (`CF-Connecting-IP`, which
+ * Cloudflare's edge and wrangler dev always set) is not limited by address. The rate limit is
+ * per secret, unless `count` is false (the agents' socket). The lookup, the secret's limiter
+ * and the address's (at most once per ADDRESS_CLEAR_MS here while it is clear) are asked at
+ * once, so the limits add the slowest of them, not their sum.
  */
-export async function authenticate(env: Bindings, bearer: string, ip: string | null): Promise<Authentication> {
+export async function authenticate(env: Bindings, bearer: string, ip: string | null, count: boolean): Promise<Authentication> {
   const s = settingsOf(env);
   const lookup = () => resolveSecret(createDb(env.DB), bearer, env.GRIDX_ADMIN_TOKEN);
-  if (s.RATE_LIMITS === "off" || ip === null) {
+  if (s.RATE_LIMITS === "off") {
     const resolved = await lookup();
     return resolved ? { resolved } : { resolved: null, refusal: null };
   }
-  const key = addressKey(ip);
+  const key = ip === null ? null : addressKey(ip);
   const now = Date.now();
-  const until = blocked.get(key) ?? 0;
-  if (until > now) return { resolved: null, refusal: failureRefusal(s, until - now) };
-  const rule = failureRule(s);
-  const [resolved, standing] = await Promise.all([lookup(), ask("an address check", () => limiter(env, `address:${key}`).peek(rule))]);
-  if (standing && !standing.allowed) {
-    rememberBlocked(key, now + standing.retryAfterMs);
-    return { resolved: null, refusal: failureRefusal(s, standing.retryAfterMs) };
+  const known = key === null ? undefined : standings.get(key);
+  const fresh = known && known.until > now ? known : undefined;
+  if (fresh?.blocked) return { resolved: null, refusal: failureRefusal(s, fresh.until - now) };
+  const failures = failureRule(s);
+  const rule = ruleForSecret(bearer, s);
+  const [resolved, standing, spent] = await Promise.all([
+    lookup(),
+    key === null || fresh ? null : ask("an address check", () => limiter(env, `address:${key}`).peek(failures)),
+    count ? ask("a token's rate check", async () => limiter(env, `secret:${await sha256Hex(bearer)}`).take(rule)) : null,
+  ]);
+  if (key !== null && standing) {
+    remember(key, !standing.allowed, now + (standing.allowed ? ADDRESS_CLEAR_MS : standing.retryAfterMs));
+    if (!standing.allowed) return { resolved: null, refusal: failureRefusal(s, standing.retryAfterMs) };
   }
-  if (resolved) return { resolved };
-  const after = await ask("counting a failed authentication", () => limiter(env, `address:${key}`).take(rule));
-  if (after && after.retryAfterMs > 0) rememberBlocked(key, Date.now() + after.retryAfterMs);
-  return { resolved: null, refusal: null };
-}
-
-/** Spends one of a token's requests; a refusal when it has none left. */
-export async function spend(env: Bindings, principal: Principal): Promise<Refusal | null> {
-  const s = settingsOf(env);
-  if (s.RATE_LIMITS === "off") return null;
-  const rule = ruleFor(principal.kind, s);
-  const answer = await ask("a token's rate check", () => limiter(env, `token:${principal.tokenId}`).take(rule));
-  if (!answer || answer.allowed) return null;
-  const retryAfterS = retryAfterSeconds(answer.retryAfterMs);
-  return {
-    message: `this ${principal.kind} token is over its rate limit of ${rule.perSecond} requests/s with bursts of ${rule.burst} (${rule.setting}); retry in ${retryAfterS} s`,
-    limit: rule.perSecond,
-    retryAfterS,
-  };
+  if (!resolved) {
+    const after = key === null ? null : await ask("counting a failed authentication", () => limiter(env, `address:${key}`).take(failures));
+    if (key !== null && after && after.retryAfterMs > 0) remember(key, true, Date.now() + after.retryAfterMs);
+    return { resolved: null, refusal: null };
+  }
+  if (spent && !spent.allowed) {
+    const retryAfterS = retryAfterSeconds(spent.retryAfterMs);
+    const message = `this token is over its rate limit of ${rule.perSecond} requests/s with bursts of ${rule.burst} (${rule.setting}); retry in ${retryAfterS} s`;
+    return { resolved: null, refusal: { message, limit: rule.perSecond, retryAfterS } };
+  }
+  return { resolved };
 }

@@ -3,7 +3,7 @@ import type { Principal } from "../auth/principal.ts";
 import { clientAddress } from "../audit.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
-import { authenticate, spend, type Refusal } from "../limits/gate.ts";
+import { authenticate, type Refusal } from "../limits/gate.ts";
 
 /** The bearer secret of a request, if it sent one in the expected form. */
 export const bearerOf = (c: Context) => /^Bearer\s+(\S+)$/i.exec(c.req.header("authorization") ?? "")?.[1] ?? null;
@@ -34,17 +34,15 @@ export function requireAuth(...kinds: Principal["kind"][]): MiddlewareHandler<Ap
   return async function auth(c, next) {
     const bearer = bearerOf(c);
     if (!bearer) throw new AppError("unauthorized", "send a token as `Authorization: Bearer <token>`");
-    const found = await authenticate(c.env, bearer, clientAddress(c));
+    // A fleet reconnecting after a restart, usually on one token per pool, must not be turned away.
+    const socket = c.req.path === AGENT_SOCKET && c.req.header("upgrade")?.toLowerCase() === "websocket";
+    const found = await authenticate(c.env, bearer, clientAddress(c), !socket);
     if (!found.resolved) {
       if (found.refusal) return tooManyRequests(c, found.refusal);
       throw new AppError("unauthorized", "the token is not valid, has expired or has been revoked");
     }
     const { resolved } = found;
     const { principal } = resolved;
-    // A fleet reconnecting after a restart, usually on one token per pool, must not be turned away.
-    const socket = c.req.path === AGENT_SOCKET && c.req.header("upgrade")?.toLowerCase() === "websocket";
-    const refusal = socket ? null : await spend(c.env, principal);
-    if (refusal) return tooManyRequests(c, refusal);
     if (!kinds.includes(principal.kind)) {
       const article = (k: string) => (/^[aeiou]/.test(k) ? `an ${k}` : `a ${k}`);
       throw new AppError("forbidden", `${article(principal.kind)} token cannot use this route; it needs ${kinds.map(article).join(" or ")} token`);
