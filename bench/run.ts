@@ -4,11 +4,12 @@
  * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
- * (1000 per project).
+ * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
+import { benchAuth } from "./auth.ts";
 import { benchDispatch } from "./dispatch.ts";
 import { benchFairShare } from "./fairshare.ts";
 import { benchFleet } from "./fleet.ts";
@@ -21,7 +22,7 @@ import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare,auth").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -49,6 +50,7 @@ async function main() {
     }
   }
   await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
+  await section("auth", () => benchAuth(num("BENCH_AUTH_ROUNDS", 500), 3 * 60_000));
   await section("fairshare", () => benchFairShare({ jobs: num("BENCH_FAIRSHARE_JOBS", 1000), agents: 10, slots: 4, runMs: 250, limitMs: 5 * 60_000 }));
   await section("storm", () => benchStorm({ agents: num("BENCH_STORM_AGENTS", 5000), jobs: num("BENCH_STORM_JOBS", 1000), downMs: num("BENCH_STORM_DOWN_S", 0) * 1000, limitMs: 10 * 60_000 }));
 
