@@ -60,13 +60,17 @@ CREATE INDEX `jobs_project_status` ON `jobs` (`project`,`status`);--> statement-
 ALTER TABLE `tokens` ADD `user_id` text;--> statement-breakpoint
 ALTER TABLE `tokens` ADD `expires_at` integer;--> statement-breakpoint
 CREATE INDEX `tokens_user` ON `tokens` (`user_id`);--> statement-breakpoint
--- Upgrade: everything that exists belongs to project `default`, every existing API token becomes a user of its own (named after the token), and those users own `default`, so nobody loses what they could do before.
+-- Upgrade: everything that exists belongs to project `default`, every existing API token becomes a user of its own (named after the token), and those users own every project that exists now, so nobody loses what they could do before.
 INSERT INTO `projects` (`name`, `quotas`, `weight`, `created_at`) VALUES ('default', '{}', 1, CAST(unixepoch('subsec') * 1000 AS INTEGER)) ON CONFLICT DO NOTHING;--> statement-breakpoint
+-- Secrets named their project before projects existed: each of those becomes a project too, so its secrets stay reachable.
+INSERT INTO `projects` (`name`, `quotas`, `weight`, `created_at`) SELECT DISTINCT `project`, '{}', 1, CAST(unixepoch('subsec') * 1000 AS INTEGER) FROM `secrets` WHERE true ON CONFLICT DO NOTHING;--> statement-breakpoint
+-- Stored specs gain the fields every reader now expects, as the API would have filled them.
+UPDATE `jobs` SET `spec` = json_set(`spec`, '$.project', 'default', '$.name', NULL, '$.tags', json('[]'), '$.secrets', json('{}')) WHERE json_extract(`spec`, '$.project') IS NULL;--> statement-breakpoint
 INSERT INTO `users` (`id`, `name`, `created_at`)
   SELECT 'u_' || substr(t.`id`, 5),
     CASE WHEN (SELECT count(*) FROM `tokens` d WHERE d.`kind` = 'user' AND d.`name` = t.`name`) > 1 THEN t.`name` || '-' || substr(t.`id`, -6) ELSE t.`name` END,
     t.`created_at`
   FROM `tokens` t WHERE t.`kind` = 'user';--> statement-breakpoint
 UPDATE `tokens` SET `user_id` = 'u_' || substr(`id`, 5) WHERE `kind` = 'user';--> statement-breakpoint
-INSERT INTO `members` (`project`, `user_id`, `role`, `created_at`) SELECT 'default', `id`, 'owner', `created_at` FROM `users`;--> statement-breakpoint
+INSERT INTO `members` (`project`, `user_id`, `role`, `created_at`) SELECT p.`name`, u.`id`, 'owner', u.`created_at` FROM `users` u CROSS JOIN `projects` p;--> statement-breakpoint
 UPDATE `jobs` SET `submitted_by` = coalesce((SELECT u.`name` FROM `tokens` t JOIN `users` u ON u.`id` = t.`user_id` WHERE t.`id` = `jobs`.`created_by`), 'admin');

@@ -14,9 +14,9 @@ describe("upgrading a deployment to projects", () => {
     const now = Date.now();
     await db.batch([
       db.prepare("INSERT INTO tokens (id, kind, pool, name, hash, created_at) VALUES ('tok_alice', 'user', NULL, 'alice', 'h1', ?1), ('tok_ci', 'user', NULL, 'ci', 'h2', ?1), ('tok_ci2', 'user', NULL, 'ci', 'h3', ?1), ('tok_agent', 'agent', 'default', 'node', 'h4', ?1)").bind(now),
-      db.prepare("INSERT INTO jobs (id, pool, kind, spec, status, priority, max_retries, created_by, created_at, queued_at) VALUES ('j_old', 'default', 'python', '{}', 'queued', 0, 2, 'tok_alice', ?1, ?1), ('j_admin', 'default', 'python', '{}', 'completed', 0, 2, 'admin', ?1, ?1)").bind(now),
+      db.prepare("INSERT INTO jobs (id, pool, kind, spec, status, priority, max_retries, created_by, created_at, queued_at) VALUES ('j_old', 'default', 'python', ?2, 'queued', 0, 2, 'tok_alice', ?1, ?1), ('j_admin', 'default', 'python', ?2, 'completed', 0, 2, 'admin', ?1, ?1)").bind(now, JSON.stringify({ pool: "default", env: {}, inputs: [] })),
       db.prepare("INSERT INTO datasets (id, name, size, status, key, created_by, created_at) VALUES ('ds_old', 'in', 1, 'ready', 'datasets/ds_old', 'tok_alice', ?1)").bind(now),
-      db.prepare("INSERT INTO secrets (project, name, sealed, created_by, created_at, updated_at) VALUES ('default', 'k', 'v1.x.y', 'tok_alice', ?1, ?1)").bind(now),
+      db.prepare("INSERT INTO secrets (project, name, sealed, created_by, created_at, updated_at) VALUES ('default', 'k', 'v1.x.y', 'tok_alice', ?1, ?1), ('ml', 'k', 'v1.x.y', 'tok_alice', ?1, ?1)").bind(now),
     ]);
     await applyD1Migrations(db, env.MIGRATIONS);
 
@@ -26,7 +26,11 @@ describe("upgrading a deployment to projects", () => {
       { id: "j_old", project: "default", submitted_by: "alice" },
     ]);
     expect(await rows("SELECT project FROM datasets")).toEqual([{ project: "default" }]);
-    expect(await rows("SELECT name FROM projects")).toEqual([{ name: "default" }]);
+    // A project that only secrets named becomes a project, so its secrets stay reachable.
+    expect(await rows("SELECT name FROM projects ORDER BY name")).toEqual([{ name: "default" }, { name: "ml" }]);
+    expect(await rows("SELECT count(*) AS n FROM members WHERE project = 'ml'")).toEqual([{ n: 3 }]);
+    // Stored specs carry what readers of a spec now expect.
+    expect(JSON.parse(((await rows("SELECT spec FROM jobs WHERE id = 'j_old'"))[0] as { spec: string }).spec)).toEqual({ pool: "default", env: {}, inputs: [], project: "default", name: null, tags: [], secrets: {} });
     // Two tokens of one name become two users, told apart by their token id.
     expect(await rows("SELECT u.name, m.role FROM users u JOIN members m ON m.user_id = u.id AND m.project = 'default' ORDER BY u.name")).toEqual([
       { name: "alice", role: "owner" },

@@ -2,7 +2,7 @@ import type { CoordinatorToAgent, JobSpec, RepoCredentials } from "../../../prot
 import type { Db } from "../db/client.ts";
 import { failQueued } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
-import { getSecret } from "../db/secrets.ts";
+import { secretsByNames } from "../db/secrets.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { SecretVault } from "../secrets/vault.ts";
@@ -30,34 +30,29 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
       inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
     }
   }
-  const credentials = spec.task.kind === "repo" ? await credentialsFor(c, spec.task.repo.project ?? spec.project, spec.task.repo) : undefined;
-  // The job's own project, whatever its repo names: submit checked the secrets there.
-  const opened = await openSecrets(c, spec.project, Object.values(spec.secrets));
+  // Every secret comes from the job's own project, whatever its repo names: submit refused any other.
+  const repo = spec.task.kind === "repo" ? spec.task.repo : undefined;
+  const wanted = [repo?.code_credentials, repo?.env_credentials, ...Object.values(spec.secrets)].filter((n) => n !== undefined);
+  const opened = await openSecrets(c, spec.project, wanted);
+  const credentials: RepoCredentials | undefined =
+    repo && (repo.code_credentials || repo.env_credentials)
+      ? { code: repo.code_credentials && opened.get(repo.code_credentials), env: repo.env_credentials && opened.get(repo.env_credentials) }
+      : undefined;
   const secretEnv = Object.fromEntries(Object.entries(spec.secrets).flatMap(([env, name]) => (opened.has(name) ? [[env, opened.get(name)!]] : [])));
   return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv } };
 }
 
-/** Decrypts the project secrets a repo job's fetches use, for its assignment only. */
-async function credentialsFor(c: AssignmentContext, project: string, repo: Extract<JobSpec["task"], { kind: "repo" }>["repo"]): Promise<RepoCredentials | undefined> {
-  if (!repo.code_credentials && !repo.env_credentials) return undefined;
-  const opened = await openSecrets(c, project, [repo.code_credentials, repo.env_credentials].filter((n) => n !== undefined));
-  return { code: repo.code_credentials && opened.get(repo.code_credentials), env: repo.env_credentials && opened.get(repo.env_credentials) };
-}
-
 /**
- * Decrypts some of a project's secrets, by name, for one assignment. A secret deleted since
- * submission (or a vault that cannot open it) is left out: the agent then fails the job and
- * says which is missing, rather than the queue stalling.
+ * Decrypts some of a project's secrets, by name, for one assignment, in one read. A secret
+ * deleted since submission (or a vault that cannot open it) is left out: the agent then fails
+ * the job and says which is missing, rather than the queue stalling.
  */
 async function openSecrets(c: AssignmentContext, project: string, names: string[]): Promise<Map<string, string>> {
   const opened = new Map<string, string>();
   if (names.length === 0) return opened;
   try {
     const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
-    for (const name of new Set(names)) {
-      const row = await getSecret(c.db, project, name);
-      if (row) opened.set(name, await vault.open(project, row.name, row.sealed));
-    }
+    for (const row of await secretsByNames(c.db, project, [...new Set(names)])) opened.set(row.name, await vault.open(project, row.name, row.sealed));
   } catch (err) {
     // Never the secret itself: only why it could not be opened.
     console.error(`coordinator(${c.pool}): project ${project} secrets could not be opened`, errorText(err));

@@ -1,5 +1,5 @@
-import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
-import type { Db } from "./client.ts";
+import { and, desc, eq, lt, type SQL } from "drizzle-orm";
+import { inJson, type Db } from "./client.ts";
 import { auditEvents } from "./schema.ts";
 
 export type AuditRow = typeof auditEvents.$inferSelect;
@@ -11,7 +11,7 @@ export function insertAudit(db: Db, row: AuditRow) {
 /** Newest first; the cursor is the last id of the previous page. `projects` null: every project. */
 export async function listAudit(db: Db, q: { projects: string[] | null; project?: string; actor?: string; action?: string; cursor?: string; limit: number }) {
   const where: SQL[] = [];
-  if (q.projects) where.push(inArray(auditEvents.project, q.projects));
+  if (q.projects) where.push(inJson(auditEvents.project, q.projects));
   if (q.project) where.push(eq(auditEvents.project, q.project));
   if (q.actor) where.push(eq(auditEvents.actor, q.actor));
   if (q.action) where.push(eq(auditEvents.action, q.action));

@@ -1,4 +1,6 @@
+import { sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/d1";
+import type { SQLiteColumn } from "drizzle-orm/sqlite-core";
 import * as schema from "./schema.ts";
 
 // drizzle() walks the whole schema to build its relational config, which profiling showed as
@@ -13,3 +15,9 @@ export function createDb(d1: D1Database) {
   return db;
 }
 export type Db = ReturnType<typeof createDb>;
+
+/**
+ * `column IN (the list)`, with the list bound as one JSON parameter: D1 takes at most 100 bound
+ * parameters a statement, and a caller may belong to more projects than that.
+ */
+export const inJson = (column: SQLiteColumn, values: readonly string[]) => sql`${column} IN (SELECT value FROM json_each(${JSON.stringify(values)}))`;

@@ -1,5 +1,5 @@
 import { and, desc, eq, inArray, lt, type SQL } from "drizzle-orm";
-import type { Db } from "./client.ts";
+import { inJson, type Db } from "./client.ts";
 import { datasets } from "./schema.ts";
 
 export type DatasetRow = typeof datasets.$inferSelect;
@@ -28,7 +28,7 @@ export function deleteDataset(db: Db, id: string) {
 export async function listDatasets(db: Db, q: { projects: string[] | null; project?: string; limit: number; cursor?: string }) {
   const { limit, cursor } = q;
   const where: SQL[] = [];
-  if (q.projects) where.push(inArray(datasets.project, q.projects));
+  if (q.projects) where.push(inJson(datasets.project, q.projects));
   if (q.project) where.push(eq(datasets.project, q.project));
   if (cursor) where.push(lt(datasets.id, cursor));
   const rows = await db

@@ -1,6 +1,6 @@
-import { and, desc, eq, inArray, lt, sql, type SQL } from "drizzle-orm";
+import { and, desc, eq, lt, sql, type SQL } from "drizzle-orm";
 import type { FailureReason, JobSpec, JobStatus } from "../../../protocol/index.ts";
-import type { Db } from "./client.ts";
+import { inJson, type Db } from "./client.ts";
 import { jobs } from "./schema.ts";
 
 export type JobRow = typeof jobs.$inferSelect;
@@ -95,7 +95,7 @@ export interface JobFilter {
 /** Newest first; the cursor is the last id of the previous page. */
 export async function listJobs(db: Db, opts: JobFilter) {
   const where: SQL[] = [];
-  if (opts.projects) where.push(inArray(jobs.project, opts.projects));
+  if (opts.projects) where.push(inJson(jobs.project, opts.projects));
   if (opts.project) where.push(eq(jobs.project, opts.project));
   if (opts.status) where.push(eq(jobs.status, opts.status));
   if (opts.pool) where.push(eq(jobs.pool, opts.pool));

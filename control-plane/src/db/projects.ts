@@ -1,6 +1,6 @@
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq } from "drizzle-orm";
 import type { Role, Standing } from "../auth/roles.ts";
-import type { Db } from "./client.ts";
+import { inJson, type Db } from "./client.ts";
 import { startHold } from "../quotas.ts";
 import { members, projects, users, type Quotas } from "./schema.ts";
 
@@ -39,7 +39,7 @@ export function listProjects(db: Db, names: string[] | null) {
   return db
     .select()
     .from(projects)
-    .where(names ? inArray(projects.name, names) : undefined)
+    .where(names ? inJson(projects.name, names) : undefined)
     .orderBy(asc(projects.name));
 }
 

@@ -1,5 +1,5 @@
 import { and, asc, eq } from "drizzle-orm";
-import type { Db } from "./client.ts";
+import { inJson, type Db } from "./client.ts";
 import { secrets } from "./schema.ts";
 
 type SecretRow = typeof secrets.$inferSelect;
@@ -28,6 +28,14 @@ export function listSecrets(db: Db, project: string) {
 
 export function getSecret(db: Db, project: string, name: string): Promise<SecretRow | undefined> {
   return db.query.secrets.findFirst({ where: and(eq(secrets.project, project), eq(secrets.name, name)) });
+}
+
+/** Several of a project's secrets by name, in one statement. */
+export function secretsByNames(db: Db, project: string, names: string[]): Promise<SecretRow[]> {
+  return db
+    .select()
+    .from(secrets)
+    .where(and(eq(secrets.project, project), inJson(secrets.name, names)));
 }
 
 export async function deleteSecret(db: Db, project: string, name: string): Promise<boolean> {
