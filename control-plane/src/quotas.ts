@@ -43,3 +43,17 @@ export function datasetRefusal(quotas: Quotas, usage: Pick<QuotaUsage, "dataset_
   if (limit === undefined || usage.dataset_bytes + bytes <= limit) return null;
   return { quota: "max_dataset_bytes", limit, usage: usage.dataset_bytes, message: `quota max_dataset_bytes: the project holds ${usage.dataset_bytes} of ${limit} bytes; this upload needs ${bytes}` };
 }
+
+/**
+ * The first quota that `next` raises or removes compared with `current`, or null when `next`
+ * only keeps or lowers them: an owner may tighten its project's quotas, not loosen what the
+ * admin set.
+ */
+export function loosened(current: Quotas, next: Quotas): keyof Quotas | null {
+  for (const key of Object.keys(current) as (keyof Quotas)[]) {
+    const now = current[key];
+    const then = next[key];
+    if (now !== undefined && (then === undefined || then > now)) return key;
+  }
+  return null;
+}

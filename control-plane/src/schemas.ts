@@ -190,6 +190,8 @@ export const TOKEN_EXPIRY_S = { min: 60, max: 5 * 365 * 24 * 3600 } as const;
 export const UserName = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$/, "letters, digits, '.', '_', '@' or '-', 1 to 100 characters")
+  // Names the audit log and submitted_by use for others, and the prefix that says "an id".
+  .refine((n) => n !== "admin" && !n.startsWith("u_") && !n.startsWith("tok_"), "admin, and names starting u_ or tok_, are reserved")
   .openapi({ example: "ada" });
 export const AgentTokenRequest = z.object({ pool: PoolName.default("default"), name: TokenName }).strict().openapi("AgentTokenRequest");
 export const ApiTokenRequest = z

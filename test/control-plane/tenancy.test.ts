@@ -27,14 +27,18 @@ async function team(): Promise<Team> {
 
 const sha = "a".repeat(64);
 
+/** The id of what a setup request created; setup that fails stops the suite with the answer. */
+function created(res: { status: number; text: string; json: { id: string } }): string {
+  if (res.status !== 201) throw new Error(`setup: ${res.status} ${res.text}`);
+  return res.json.id;
+}
+
 describe("jobs, logs, artifacts and attempts follow the role", () => {
   let t: Team;
   let jobId: string;
   beforeAll(async () => {
     t = await team();
-    const res = await api("/v1/jobs", { method: "POST", token: t.member, json: { kind: "python", python: { script: "print(1)" }, project: t.project, pool: uniquePool(), name: "nightly sweep", tags: ["team=ml", "run=7"] } });
-    expect(res.status).toBe(201);
-    jobId = res.json.id;
+    jobId = created(await api("/v1/jobs", { method: "POST", token: t.member, json: { kind: "python", python: { script: "print(1)" }, project: t.project, pool: uniquePool(), name: "nightly sweep", tags: ["team=ml", "run=7"] } }));
   });
 
   it("shows the job's project, name, tags and who submitted it", async () => {
@@ -104,10 +108,7 @@ describe("datasets follow the role", () => {
   let id: string;
   beforeAll(async () => {
     t = await team();
-    const res = await api("/v1/datasets", { method: "POST", token: t.member, json: { name: "in.bin", size: 4, sha256: sha, project: t.project } });
-    expect(res.status).toBe(201);
-    expect(res.json.project).toBe(t.project);
-    id = res.json.id;
+    id = created(await api("/v1/datasets", { method: "POST", token: t.member, json: { name: "in.bin", size: 4, sha256: sha, project: t.project } }));
   });
 
   it("answers 404 to a non-member, lets a viewer read and refuses its writes", async () => {
@@ -127,6 +128,10 @@ describe("datasets follow the role", () => {
     expect(other.json.error.field).toBe("inputs.0.dataset");
     const own = await api("/v1/jobs", { method: "POST", token: t.member, json: { kind: "python", python: { script: "1" }, project: t.project, inputs: [{ dataset: id, path: "in.bin" }] } });
     expect(own.status).toBe(201);
+  });
+
+  it("belongs to the project it was uploaded into", async () => {
+    expect((await api(`/v1/datasets/${id}`, { token: t.member })).json.project).toBe(t.project);
   });
 
   it("lets a member delete", async () => {
@@ -166,8 +171,8 @@ describe("secrets follow the role", () => {
     expect((await api("/v1/jobs", { method: "POST", json: job(attacker.project) })).json.error.field).toBe("repo.code_credentials");
     // And into the victim's project itself, the attacker is not a member.
     expect((await api("/v1/jobs", { method: "POST", token: attacker.token, json: job(victim.project) })).status).toBe(404);
-    const env = await api("/v1/jobs", { method: "POST", token: attacker.token, json: { kind: "python", python: { script: "1" }, project: attacker.project, secrets: { KEY: "deploy-key" } } });
-    expect([env.status, env.json.error.field]).toEqual([400, "secrets.KEY"]);
+    const asEnv = await api("/v1/jobs", { method: "POST", token: attacker.token, json: { kind: "python", python: { script: "1" }, project: attacker.project, secrets: { KEY: "deploy-key" } } });
+    expect([asEnv.status, asEnv.json.error.field]).toEqual([400, "secrets.KEY"]);
   });
 });
 
@@ -230,6 +235,16 @@ describe("tokens", () => {
     expect((await api("/v1/agent-tokens")).json.tokens.map((t: { id: string }) => t.id)).not.toContain(listed.id);
   });
 
+  it("lets an expiring token mint only tokens that expire no later", async () => {
+    const a = await userToken({ expires_in_s: 3600 });
+    const parent = Date.parse((await api("/v1/api-tokens", { token: a.token })).json.tokens[0].expires_at);
+    const forever = await api("/v1/api-tokens", { method: "POST", token: a.token, json: { name: "forever" } });
+    expect(forever.status).toBe(201);
+    expect(Date.parse(forever.json.expires_at)).toBe(parent);
+    const longer = await api("/v1/api-tokens", { method: "POST", token: a.token, json: { name: "longer", expires_in_s: 7200 } });
+    expect(Date.parse(longer.json.expires_at)).toBe(parent);
+  });
+
   it("keeps agent tokens to the admin", async () => {
     const a = await userToken();
     expect((await api("/v1/agent-tokens", { token: a.token })).status).toBe(403);
@@ -274,8 +289,18 @@ describe("projects and members", () => {
     expect((await api(`/v1/projects/${t.project}`, { method: "PATCH", token: t.owner, json: { weight: 5 } })).json.error.field).toBe("weight");
     const patched = await api(`/v1/projects/${t.project}`, { method: "PATCH", token: t.owner, json: { quotas: { max_queued_jobs: 10 } } });
     expect(patched.json.quotas).toEqual({ max_queued_jobs: 10 });
+    // An owner tightens; raising or removing a quota is the admin's.
+    expect((await api(`/v1/projects/${t.project}`, { method: "PATCH", token: t.owner, json: { quotas: { max_queued_jobs: 5 } } })).json.quotas).toEqual({ max_queued_jobs: 5 });
+    const raise = await api(`/v1/projects/${t.project}`, { method: "PATCH", token: t.owner, json: { quotas: { max_queued_jobs: 50 } } });
+    expect([raise.status, raise.json.error.field]).toEqual([403, "quotas.max_queued_jobs"]);
+    expect((await api(`/v1/projects/${t.project}`, { method: "PATCH", token: t.owner, json: { quotas: {} } })).status).toBe(403);
+    expect((await api(`/v1/projects/${t.project}`, { method: "PATCH", json: { quotas: { max_queued_jobs: 50 }, weight: 2 } })).json).toMatchObject({ quotas: { max_queued_jobs: 50 }, weight: 2 });
     expect((await api(`/v1/projects/${t.project}/members/${extra.user}`, { method: "DELETE", token: t.owner })).status).toBe(204);
     expect((await api(`/v1/jobs?project=${t.project}`, { token: extra.token })).json.jobs).toEqual([]);
+  });
+
+  it("reserves the names the audit log uses for others", async () => {
+    for (const name of ["admin", "u_x", "tok_x"]) expect((await api("/v1/users", { method: "POST", json: { name } })).json.error.field).toBe("name");
   });
 
   it("keeps a last owner from stepping down", async () => {
@@ -295,6 +320,15 @@ describe("quotas", () => {
     expect(res.status).toBe(429);
     expect(res.json.error).toMatchObject({ code: "too_many_requests", field: "project", quota: "max_queued_jobs", limit: 2, usage: 2 });
     expect((await api(`/v1/projects/${project}`)).json.usage.queued_jobs).toBe(2);
+  });
+
+  it("still answers a retried submit with its job when the queue is full", async () => {
+    const project = await newProject({ quotas: { max_queued_jobs: 1 } });
+    const headers = { "Idempotency-Key": `full-${project}` };
+    const first = await submit({ project, pool: uniquePool() }, headers);
+    expect(first.status).toBe(201);
+    const again = await submit({ project, pool: first.json.pool }, headers);
+    expect([again.status, again.json.id]).toEqual([200, first.json.id]);
   });
 
   it("refuses an upload past max_dataset_bytes with 413", async () => {

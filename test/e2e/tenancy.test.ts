@@ -12,12 +12,19 @@ async function as(token: string, path: string, init: RequestInit & { json?: unkn
   return readResponse(await fetch(cp().url + path, { redirect: "manual", ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body }));
 }
 
-async function user(project: string | null, role: string) {
+/** Setup that must work: a failure stops the suite with the answer. */
+async function must(status: number, res: Promise<Awaited<ReturnType<typeof api>>>) {
+  const answer = await res;
+  if (answer.status !== status) throw new Error(`setup: ${answer.status} ${answer.text}`);
+  return answer;
+}
+
+/** A user with an API token, a member of `project` with `role`. */
+async function user(project: string, role: string) {
   const name = uniqueName("user");
-  expect((await api("/v1/users", { method: "POST", json: { name } })).status).toBe(201);
-  if (project) expect((await api(`/v1/projects/${project}/members/${name}`, { method: "PUT", json: { role } })).status).toBe(200);
-  const issued = await api("/v1/api-tokens", { method: "POST", json: { name: `${name}-cli`, user: name } });
-  expect(issued.status).toBe(201);
+  await must(201, api("/v1/users", { method: "POST", json: { name } }));
+  await must(200, api(`/v1/projects/${project}/members/${name}`, { method: "PUT", json: { role } }));
+  const issued = await must(201, api("/v1/api-tokens", { method: "POST", json: { name: `${name}-cli`, user: name } }));
   return { name, token: issued.json.token as string, id: issued.json.id as string };
 }
 
@@ -36,18 +43,22 @@ describe("projects on a real grid", () => {
   let jobId: string;
 
   beforeAll(async () => {
-    for (const name of [project, other]) expect((await api("/v1/projects", { method: "POST", json: { name } })).status).toBe(201);
+    for (const name of [project, other]) await must(201, api("/v1/projects", { method: "POST", json: { name } }));
     [member, viewer, outsider] = await Promise.all([user(project, "member"), user(project, "viewer"), user(other, "owner")]);
     agent = await launchOnlineAgent({ pool, name: uniqueName("node") });
     const script = "import os\nprint('secret work')\nopen('/work/output/result.txt', 'w').write('42')";
     const res = await as(member.token, "/v1/jobs", { method: "POST", json: { kind: "python", python: { script }, pool, project, name: "e2e run", tags: ["suite=tenancy"] } });
-    expect(res.status).toBe(201);
+    if (res.status !== 201) throw new Error(`submit: ${res.status} ${res.text}`);
     jobId = res.json.id;
-    expect(await waitForJob(jobId, isDone)).toMatchObject({ status: "completed", project, submitted_by: member.name });
+    await waitForJob(jobId, isDone);
   });
 
   afterAll(async () => {
     await agent?.stop("SIGTERM");
+  });
+
+  it("runs the member's job in its project, under its name", async () => {
+    expect(await waitForJob(jobId, isDone)).toMatchObject({ status: "completed", project, name: "e2e run", submitted_by: member.name });
   });
 
   it("shows the job, its logs and its artifact to members and viewers, and to no one else", async () => {

@@ -7,7 +7,15 @@ import type { Role } from "./roles.ts";
  */
 export type Principal =
   | { kind: "admin"; tokenId: "admin"; name: "admin" }
-  | { kind: "user"; tokenId: string; userId: string; name: string; roles: ReadonlyMap<string, Role> }
+  | {
+      kind: "user";
+      tokenId: string;
+      userId: string;
+      name: string;
+      roles: ReadonlyMap<string, Role>;
+      /** When the token (or the dashboard session) stops working; null: until revoked. */
+      expiresAt: number | null;
+    }
   | { kind: "agent"; tokenId: string; pool: string };
 
 /** The name an action is recorded under: the user's, "admin", or the agent token's id. */

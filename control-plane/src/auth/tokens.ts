@@ -76,7 +76,7 @@ export async function resolveSecret(db: Db, bearer: string, adminToken: string |
     const touch = r[5] === null || now - r[5] >= TOKEN_TOUCH_MS ? () => d1.prepare(SQL.touchSession).bind(r[0], now).run() : undefined;
     if (r[1] === "admin") return adminToken ? { principal: { kind: "admin", tokenId: "admin", name: "admin" }, sessionId: r[0], touch } : null;
     if (!r[2] || !r[3]) return null;
-    return { principal: { kind: "user", tokenId: r[1], userId: r[2], name: r[3], roles: rolesOf(r[6]) }, sessionId: r[0], touch };
+    return { principal: { kind: "user", tokenId: r[1], userId: r[2], name: r[3], roles: rolesOf(r[6]), expiresAt: r[4] }, sessionId: r[0], touch };
   }
   if (!bearer.startsWith(PREFIX.agent) && !bearer.startsWith(PREFIX.user)) return null;
   const [r] = await d1.prepare(SQL.token).bind(hash).raw<TokenRow>();
@@ -84,7 +84,7 @@ export async function resolveSecret(db: Db, bearer: string, adminToken: string |
   const touch = r[6] === null || now - r[6] >= TOKEN_TOUCH_MS ? () => d1.prepare(SQL.touchToken).bind(r[0], now).run() : undefined;
   if (r[1] === "agent") return r[2] ? { principal: { kind: "agent", tokenId: r[0], pool: r[2] }, touch } : null;
   if (!r[3] || !r[4]) return null;
-  return { principal: { kind: "user", tokenId: r[0], userId: r[3], name: r[4], roles: rolesOf(r[7]) }, touch };
+  return { principal: { kind: "user", tokenId: r[0], userId: r[3], name: r[4], roles: rolesOf(r[7]), expiresAt: r[5] }, touch };
 }
 
 /** The principal of a bearer secret, for callers with no request to record its use on. */

@@ -1,9 +1,10 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { JobStatus, JobTag, ProjectName, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
-import { readableProjects, requireRole } from "../auth/access.ts";
-import { actorName, type Principal } from "../auth/principal.ts";
-import { sha256Hex } from "../auth/tokens.ts";
+import { readableProjects, requireRole, standingIn } from "../auth/access.ts";
+import { actorName } from "../auth/principal.ts";
+import { resolveSecret, sha256Hex } from "../auth/tokens.ts";
+import { bearerOf } from "../middleware/auth.ts";
 import { audit } from "../audit.ts";
 import { getProject, pendingReasons, usageOf } from "../db/projects.ts";
 import { queueRefusal } from "../quotas.ts";
@@ -22,6 +23,8 @@ import { access, body, errors, json, router } from "../openapi.ts";
 import { ArtifactList, JobDetail, JobPage, JobRequest, LogPage } from "../schemas.ts";
 import { settingsOf } from "../settings.ts";
 
+/** How often a following log reader's token and membership are checked again. */
+const FOLLOW_REAUTH_MS = 30_000;
 /** How often a following log reader looks for new lines. */
 const FOLLOW_POLL_MS = 500;
 /** Log batches per page of `GET /v1/jobs/:id/logs`. */
@@ -91,10 +94,11 @@ async function requireProjectResources(db: Db, spec: JobSpec) {
   }
 }
 
-/** A submit into a project must find it, the caller a member there, and its queue quota with room. */
-async function admitSubmit(db: Db, principal: Principal, spec: JobSpec) {
-  const missing = () => new AppError("not_found", `project: no project ${spec.project}`, "project");
-  requireRole(principal, spec.project, "member", missing);
+const noProject = (spec: JobSpec) => () => new AppError("not_found", `project: no project ${spec.project}`, "project");
+
+/** A submit into a project must find it, and its queue quota with room. */
+async function admitSubmit(db: Db, spec: JobSpec) {
+  const missing = noProject(spec);
   const project = await getProject(db, spec.project);
   if (!project) throw missing();
   if (project.quotas.max_queued_jobs === undefined) return;
@@ -135,10 +139,10 @@ export const jobRoutes = router()
       }
       const db = createDb(c.env.DB);
       const principal = c.get("principal");
-      await admitSubmit(db, principal, spec);
-      await requireProjectResources(db, spec);
+      requireRole(principal, spec.project, "member", noProject(spec));
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
+      // A retry gets its job even when the queue has filled since: it adds nothing to it.
       if (key) {
         const existing = await findByIdempotencyKey(db, principal.tokenId, key);
         if (existing) {
@@ -146,6 +150,8 @@ export const jobRoutes = router()
           return c.json(await fullJobView(db, existing), 200);
         }
       }
+      await admitSubmit(db, spec);
+      await requireProjectResources(db, spec);
       const now = Date.now();
       const id = newId("j", now);
       const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, submittedBy: actorName(principal), idempotencyKey: key, requestHash, now });
@@ -268,7 +274,7 @@ export const jobRoutes = router()
       responses: {
         200: {
           description:
-            "Without `follow`, a page of lines (follow `next_cursor`). With `follow=1`, server-sent events: `log` events (data: a LogLine, id: its cursor) until the job ends, then one `end` event (data: `{status, exit_code, failure_reason}`).",
+            "Without `follow`, a page of lines (follow `next_cursor`). With `follow=1`, server-sent events: `log` events (data: a LogLine, id: its cursor) until the job ends, then one `end` event (data: `{status, exit_code, failure_reason}`). The token and its membership are checked again every 30 s: if either is gone, one `error` event ends the stream.",
           content: {
             "application/json": { schema: LogPage },
             "text/event-stream": { schema: z.string().openapi({ description: "event: log | end" }) },
@@ -286,13 +292,24 @@ export const jobRoutes = router()
         const page = await readLog(db, job.id, start, LOG_PAGE_CHUNKS);
         return c.json({ lines: page.lines, next_cursor: page.cursor ? formatCursor(page.cursor) : null, status: job.status }, 200);
       }
+      const bearer = bearerOf(c);
       return streamSSE(c, async (stream) => {
         let cursor = start;
         const abort = { requested: false };
         stream.onAbort(() => {
           abort.requested = true;
         });
+        let authorizedAt = Date.now();
         while (!abort.requested) {
+          // A follow can outlast its token or its membership: it is checked again now and then.
+          if (Date.now() - authorizedAt >= FOLLOW_REAUTH_MS) {
+            const again = bearer ? await resolveSecret(db, bearer, c.env.GRIDX_ADMIN_TOKEN) : null;
+            if (!again || standingIn(again.principal, job.project) === null) {
+              await stream.writeSSE({ event: "error", data: JSON.stringify({ code: "unauthorized", message: "the token was revoked or no longer reads this project" }) });
+              return;
+            }
+            authorizedAt = Date.now();
+          }
           // Read the status before the lines, so lines written just before the end are not missed.
           const current = (await getJob(db, job.id)) ?? job;
           const page = await readLog(db, job.id, cursor, LOG_PAGE_CHUNKS);

@@ -6,6 +6,7 @@ import { createDb } from "../db/client.ts";
 import { deleteMember, findUser, getProject, insertProject, listMembers, listProjects, memberView, projectView, putMember, updateProject, usageOf } from "../db/projects.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
+import { loosened } from "../quotas.ts";
 import { MemberList, MemberPut, Project, ProjectCreate, ProjectList, ProjectPatch } from "../schemas.ts";
 
 const tags = ["projects"];
@@ -79,7 +80,7 @@ export const projectRoutes = router()
       tags,
       method: "patch",
       path: "/{project}",
-      summary: "Change a project's quotas (owner) or weight (admin)",
+      summary: "Change a project's quotas (owners lower them, the admin sets them) or weight (admin)",
       request: { params: ProjectParams, body: body(ProjectPatch) },
       responses: { 200: json(Project, "The project as changed."), ...errors(400, 401, 403, 404, 413) },
     }),
@@ -90,6 +91,10 @@ export const projectRoutes = router()
       const standing = requireRole(principal, project, "owner", noProject(project));
       if (req.weight !== undefined && standing !== "admin") throw new AppError("forbidden", "weight: only the admin sets a project's fair-share weight", "weight");
       const db = createDb(c.env.DB);
+      const current = await getProject(db, project);
+      if (!current) throw noProject(project)();
+      const raised = req.quotas && standing !== "admin" ? loosened(current.quotas, req.quotas) : null;
+      if (raised) throw new AppError("forbidden", `quotas.${raised}: an owner may lower the project's quotas; raising or removing one is the admin's`, `quotas.${raised}`);
       const row = await updateProject(db, project, req);
       if (!row) throw noProject(project)();
       await audit(c, "project.update", { project, target: project, detail: req });

@@ -74,7 +74,7 @@ export const tokenRoutes = router()
       method: "post",
       path: "/api-tokens",
       summary: "Issue an API token acting as a user",
-      description: `${user.description} The admin issues tokens for any user; a user issues its own. The token's text is shown only in this answer.`,
+      description: `${user.description} The admin issues tokens for any user; a user issues its own, expiring no later than the token (or dashboard session) that asks. The token's text is shown only in this answer.`,
       request: { body: body(ApiTokenRequest) },
       responses: { 201: json(IssuedToken, "The new token."), ...errors(400, 401, 403, 404, 413) },
     }),
@@ -93,7 +93,10 @@ export const tokenRoutes = router()
         if (req.user && req.user !== principal.userId && req.user !== principal.name) throw new AppError("forbidden", "user: a user issues tokens for itself only; the admin issues them for others", "user");
         userId = principal.userId;
       }
-      const expiresAt = req.expires_in_s === undefined ? null : Date.now() + req.expires_in_s * 1000;
+      const asked = req.expires_in_s === undefined ? null : Date.now() + req.expires_in_s * 1000;
+      // A token (or a session) that expires cannot mint one that outlives it.
+      const limit = principal.kind === "user" ? principal.expiresAt : null;
+      const expiresAt = limit === null ? asked : Math.min(asked ?? limit, limit);
       const issued = await issueToken(db, { kind: "user", name: req.name, pool: null, userId, expiresAt });
       await audit(c, "token.issue", { target: issued.id, detail: { kind: "user", name: req.name, user_id: userId, expires_at: issued.expires_at } });
       return c.json(issued, 201);
