@@ -1,4 +1,4 @@
-import { env } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { authenticate } from "../../control-plane/src/limits/gate.ts";
 import { settingsOf } from "../../control-plane/src/settings.ts";
@@ -94,6 +94,26 @@ describe("failed authentication, per client address", () => {
     expect(refused.json.error.message).toContain("AUTH_FAILURES_PER_MIN");
     expect((await api("/v1/projects", { token, headers: from(address) })).status).toBe(429);
     expect((await api("/v1/projects", { token, headers: from(newAddress()) })).status).toBe(200);
+  });
+
+  it("holds the dashboard's sign-in form to the same limit", async () => {
+    const address = newAddress();
+    const { token } = await userToken();
+    const signIn = async (t: string) => {
+      const res = await SELF.fetch("http://gridx.test/ui/login", {
+        method: "POST",
+        headers: { ...from(address), origin: "http://gridx.test", "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ token: t, next: "/ui" }).toString(),
+        redirect: "manual",
+      });
+      await res.text();
+      return res;
+    };
+    for (let i = 0; i < settings.AUTH_FAILURES_PER_MIN; i++) expect([i, (await signIn(`gxu_guess${i}`)).status]).toEqual([i, 401]);
+    const refused = await signIn(token);
+    expect(refused.status).toBe(429);
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect((await api("/v1/projects", { token, headers: from(address) })).status).toBe(429);
   });
 
   it("does not count successful requests", async () => {

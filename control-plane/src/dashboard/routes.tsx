@@ -44,7 +44,12 @@ dashboardRoutes.post("/ui/login", async (c) => {
   const token = typeof form.token === "string" ? form.token.trim() : "";
   const next = safeNext(typeof form.next === "string" ? form.next : undefined);
   if (!token) return page(c, <LoginPage next={next} error="Enter a token." />, 400);
-  if (!(await openSession(c, token))) {
+  const opened = await openSession(c, token);
+  if (!opened.ok && opened.limited) {
+    c.header("retry-after", String(opened.limited.retryAfterS));
+    return page(c, <LoginPage next={next} error={`Too many failed sign-ins from this address: try again in ${opened.limited.retryAfterS} s.`} />, 429);
+  }
+  if (!opened.ok) {
     return page(c, <LoginPage next={next} error="That token was refused: it is not a valid API or admin token, or it has been revoked." />, 401);
   }
   return c.redirect(next, 303);

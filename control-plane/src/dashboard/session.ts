@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { Principal } from "../auth/principal.ts";
 import { PREFIX, randomSecret, resolveSecret, sha256Hex } from "../auth/tokens.ts";
+import { authenticate, type Refusal } from "../limits/gate.ts";
 import { auditAs, clientAddress } from "../audit.ts";
 import { createDb } from "../db/client.ts";
 import { insertSession } from "../db/sessions.ts";
@@ -36,16 +37,19 @@ export const FRAGMENT_HEADER = "x-gridx-fragment";
 export const isHttps = (c: Context) => new URL(c.req.url).protocol === "https:";
 
 /**
- * Exchanges an API or admin token for a new session and sets its cookie; false for a token
- * that does not resolve. Agent tokens are refused (they connect agents and nothing else), and
- * so is another session's secret: a session is opened with a token.
+ * Exchanges an API or admin token for a new session and sets its cookie; not ok for a token
+ * that does not resolve (`limited` when its address is past the failed-authentication limit).
+ * Agent tokens are refused (they connect agents and nothing else), and so is another
+ * session's secret: a session is opened with a token.
  */
-export async function openSession(c: Context<DashEnv>, token: string): Promise<boolean> {
-  if (token.startsWith(PREFIX.session)) return false;
+export async function openSession(c: Context<DashEnv>, token: string): Promise<{ ok: true } | { ok: false; limited: Refusal | null }> {
+  if (token.startsWith(PREFIX.session)) return { ok: false, limited: null };
   const db = createDb(c.env.DB);
-  const resolved = await resolveSecret(db, token, c.env.GRIDX_ADMIN_TOKEN);
+  // Under the same failed-authentication limit per address as the API, so the form is no faster way to guess.
+  const auth = await authenticate(c.env, token, clientAddress(c), false);
+  const resolved = auth.resolved;
   const principal = resolved?.principal;
-  if (!resolved || !principal || principal.kind === "agent") return false;
+  if (!resolved || !principal || principal.kind === "agent") return { ok: false, limited: auth.resolved ? null : auth.refusal };
   if (resolved.touch) later(c, resolved.touch);
   const now = Date.now();
   const tokenExpiry = principal.kind === "user" ? ((await getToken(db, principal.tokenId))?.expiresAt ?? null) : null;
@@ -67,7 +71,7 @@ export async function openSession(c: Context<DashEnv>, token: string): Promise<b
   });
   await auditAs(db, principal, ip, "session.start", { target: id, detail: { token_id: principal.tokenId } });
   setCookie(c, COOKIE, secret, { path: COOKIE_PATH, httpOnly: true, secure: isHttps(c), sameSite: "Strict", maxAge: Math.ceil((expiresAt - now) / 1000) });
-  return true;
+  return { ok: true };
 }
 
 /** The session the request's cookie names, if it is still live (not revoked, not expired, its token not revoked). */
