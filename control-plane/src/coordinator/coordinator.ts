@@ -703,10 +703,10 @@ export class Coordinator extends DurableObject<Bindings> {
    */
   private async standings(projects: ReadonlyMap<string, QueuedProject>, slots: ReadonlyMap<string, number>): Promise<Map<string, ProjectStanding>> {
     const limited = [...projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
-    const held = await usageOf(this.db, limited);
+    const inUse = await usageOf(this.db, limited);
     const standings = new Map<string, ProjectStanding>();
     for (const [name, p] of projects) {
-      const u = held.get(name);
+      const u = inUse.get(name);
       standings.set(name, { usage: this.usage.of(name), held: slots.get(name) ?? 0, weight: p.weight, quota: u && { quotas: p.quotas, running_jobs: u.running_jobs, gpus: u.gpus } });
     }
     return standings;
