@@ -238,18 +238,19 @@ export class Coordinator extends DurableObject<Bindings> {
   /** An agent token was revoked: its sockets close now, with a code after which the agent does not redial. */
   async revokeToken(pool: string, tokenId: string): Promise<number> {
     await this.bindPool(pool);
-    let closed = 0;
-    for (const ws of this.ctx.getWebSockets()) {
-      if (sessionOf(ws)?.tokenId !== tokenId) continue;
-      closed++;
+    const revoked = this.ctx.getWebSockets().filter((ws) => sessionOf(ws)?.tokenId === tokenId);
+    // Every socket closes first: a D1 failure while marking workers offline must not leave one open.
+    for (const ws of revoked) {
       try {
         ws.close(CloseCode.revoked, "the agent token was revoked");
       } catch {
         // closed already
       }
-      await this.forget(ws, Date.now());
     }
-    return closed;
+    for (const ws of revoked) {
+      await this.forget(ws, Date.now()).catch((err: unknown) => console.error(`coordinator(${this.pool}): forgetting a revoked socket failed; the sweep marks its worker offline`, errorText(err)));
+    }
+    return revoked.length;
   }
 
   /** Each project's decayed usage of this pool (slot-seconds) and the slots its attempts hold now. */
