@@ -55,14 +55,17 @@ const ERROR_TEXT = {
 type ErrorStatus = keyof typeof ERROR_TEXT;
 
 /**
- * The error responses a route can give, each `{error: {code, message, field?}}`.
+ * The error responses a route can give, each `{error: {code, message, field?}}`; with 401
+ * (a route that takes a token) comes 429, the rate limit.
  *
  * @example
  * responses: { 200: json(Job, "the job"), ...errors(400, 401, 403, 404) }
  */
 export function errors<C extends ErrorStatus>(...codes: C[]) {
-  return Object.fromEntries(codes.map((code) => [code, json(ErrorBody, ERROR_TEXT[code])])) as {
-    [K in C]: { description: string; content: { "application/json": { schema: typeof ErrorBody } } };
+  // A route that takes a token may be over a rate limit, whatever else it answers.
+  const all: ErrorStatus[] = codes.includes(401 as C) && !codes.includes(429 as C) ? [...codes, 429] : codes;
+  return Object.fromEntries(all.map((code) => [code, json(ErrorBody, ERROR_TEXT[code])])) as {
+    [K in C | 429]: { description: string; content: { "application/json": { schema: typeof ErrorBody } } };
   };
 }
 

@@ -303,7 +303,10 @@ function problemWith(status: number, type: string, text: string): string | null 
     typeof e.message === "string" &&
     e.message.length > 0 &&
     (e.field === undefined || typeof e.field === "string") &&
-    Object.keys(e).every((k) => ["code", "message", "field"].includes(k));
+    // A quota or a rate limit says which, its value and the usage: numbers and a name, as documented.
+    (e.quota === undefined || typeof e.quota === "string") &&
+    ["limit", "usage"].every((k) => e[k] === undefined || typeof e[k] === "number") &&
+    Object.keys(e).every((k) => ["code", "message", "field", "quota", "limit", "usage"].includes(k));
   return shaped ? null : `answered ${status} with a body not of the error shape: ${text.slice(0, 300)}`;
 }
 

@@ -164,8 +164,9 @@ describe("large files through R2 presigned URLs", () => {
     expect(await sha256Of(out)).toBe(fileSha);
   });
 
-  it("fails a job naming a dataset that does not exist failed/input_error", async () => {
-    const done = await waitForJob((await submit({ kind: "python", pool, python: { script: "print(1)" }, inputs: [{ dataset: "ds_nothing", path: "x" }] })).id, isDone);
-    expect(done).toMatchObject({ status: "failed", failure_reason: "input_error", failure_message: "input dataset ds_nothing does not exist" });
+  it("refuses at submit a job naming a dataset its project does not have", async () => {
+    const res = await api("/v1/jobs", { method: "POST", json: { kind: "python", pool, python: { script: "print(1)" }, inputs: [{ dataset: "ds_nothing", path: "x" }] } });
+    expect(res.status).toBe(400);
+    expect(res.json.error).toMatchObject({ field: "inputs.0.dataset", message: "inputs.0.dataset: project default has no dataset ds_nothing" });
   });
 });

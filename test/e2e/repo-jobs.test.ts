@@ -33,8 +33,16 @@ let agent: AgentProcess;
 let worker: { id: string };
 let envCommit: string;
 
-const repoJob = (repo: Record<string, unknown>, command = ["python3", "main.py"]) =>
-  submit({ kind: "repo", pool, repo: { code_repo_url: `${server.url}/code`, env_repo_url: `${server.url}/env`, env_commit_id: envCommit, ...repo }, command, limits: { timeout_s: 120 } });
+const repoJob = (repo: Record<string, unknown>, command = ["python3", "main.py"], project = "default") =>
+  submit({ kind: "repo", pool, project, repo: { code_repo_url: `${server.url}/code`, env_repo_url: `${server.url}/env`, env_commit_id: envCommit, ...repo }, command, limits: { timeout_s: 120 } });
+
+/** A project of its own, for a test's secrets. */
+async function newProject() {
+  const name = uniqueName("proj");
+  const res = await api("/v1/projects", { method: "POST", json: { name } });
+  if (res.status !== 201) throw new Error(`project: ${res.status} ${res.text}`);
+  return name;
+}
 
 beforeAll(async () => {
   const root = mkdtempSync(join(cp().stateDir, "git-"));
@@ -127,10 +135,10 @@ describe("repo jobs on a real agent, real git and real Docker", () => {
   });
 
   it("fetches a private repository with a project secret, and never shows the secret", async () => {
-    const project = uniqueName("proj");
+    const project = await newProject();
     const put = await api(`/v1/projects/${project}/secrets/git`, { method: "PUT", json: { value: `${gitAuth.user}:${gitAuth.password}` } });
     expect(put.status).toBe(200);
-    const withSecret = await repoJob({ code_repo_url: `${server.url}/private/code`, code_commit_id: "main", dockerfile_path: "docker/Dockerfile", project, code_credentials: "git" });
+    const withSecret = await repoJob({ code_repo_url: `${server.url}/private/code`, code_commit_id: "main", dockerfile_path: "docker/Dockerfile", code_credentials: "git" }, undefined, project);
     const ok = await waitForJob(withSecret.id, isDone, 120_000);
     expect(ok).toMatchObject({ status: "completed" });
     expect(ok.stdout).toContain("private code ran");
@@ -151,10 +159,10 @@ describe("repo jobs on a real agent, real git and real Docker", () => {
   it("fetches over ssh with a private key kept as a project secret", async () => {
     const sshd = await startSshd(cp().stateDir);
     try {
-      const project = uniqueName("proj");
+      const project = await newProject();
       await api(`/v1/projects/${project}/secrets/deploy-key`, { method: "PUT", json: { value: readFileSync(sshd.clientKey, "utf8") } });
       const url = `ssh://${sshd.user}@127.0.0.1:${sshd.port}${privateCode.dir}`;
-      const job = await repoJob({ code_repo_url: url, code_commit_id: "main", dockerfile_path: "docker/Dockerfile", project, code_credentials: "deploy-key" });
+      const job = await repoJob({ code_repo_url: url, code_commit_id: "main", dockerfile_path: "docker/Dockerfile", code_credentials: "deploy-key" }, undefined, project);
       const done = await waitForJob(job.id, isDone, 120_000);
       expect(done).toMatchObject({ status: "completed" });
       expect(done.stdout).toContain("private code ran");
