@@ -95,6 +95,12 @@ export async function queuedByProject(db: Db, pool: string): Promise<Map<string,
   return new Map(rows.map((r) => [r.project, Number(r.n)]));
 }
 
+/** Whether a pool has ever had a worker or a job: only then has it a coordinator worth asking. */
+export async function poolKnown(db: Db, pool: string): Promise<boolean> {
+  const [row] = await db.all<{ known: number }>(sql`SELECT EXISTS (SELECT 1 FROM workers WHERE pool = ${pool}) OR EXISTS (SELECT 1 FROM jobs WHERE pool = ${pool}) AS known`);
+  return Number(row?.known) === 1;
+}
+
 export interface PoolBucket {
   start: string;
   completed: number;

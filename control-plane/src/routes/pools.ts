@@ -4,7 +4,7 @@ import { readableProjects } from "../auth/access.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb } from "../db/client.ts";
 import { listProjects } from "../db/projects.ts";
-import { poolSeries, poolSummaries, queuedByProject } from "../db/reports.ts";
+import { poolKnown, poolSeries, poolSummaries, queuedByProject } from "../db/reports.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { PoolList, PoolStats } from "../schemas.ts";
 import { policyFor, settingsOf } from "../settings.ts";
@@ -28,8 +28,11 @@ interface ProjectShare {
  * Each project's part of a pool, most usage first, with the projects the caller cannot read
  * (`readable` null: it reads all) added together as "other".
  */
+/** A project's decayed use of a pool and the slots it holds there, as its coordinator keeps them. */
+type ProjectUsage = { project: string; usage_slot_s: number; running: number };
+
 function projectShares(
-  usage: { project: string; usage_slot_s: number; running: number }[],
+  usage: ProjectUsage[],
   queued: ReadonlyMap<string, number>,
   weights: ReadonlyMap<string, number>,
   readable: string[] | null,
@@ -95,7 +98,8 @@ export const poolRoutes = router()
       const db = createDb(c.env.DB);
       const [series, usage, queued] = await Promise.all([
         poolSeries(db, pool, { now: Date.now(), bucketMs, buckets: STATS_BUCKETS }),
-        coordinatorFor(c.env, pool).fairShare(pool),
+        // A name no worker or job ever had is not given a coordinator of its own just by asking.
+        poolKnown(db, pool).then(async (known): Promise<ProjectUsage[]> => (known ? [...(await coordinatorFor(c.env, pool).fairShare(pool))] : [])),
         queuedByProject(db, pool),
       ]);
       const names = [...new Set([...usage.map((u) => u.project), ...queued.keys()])];
