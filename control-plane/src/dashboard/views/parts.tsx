@@ -189,6 +189,17 @@ export const LiveRegion: FC<PropsWithChildren<{ src: string | null; every: numbe
 
 export const EmptyState: FC<{ children: Child }> = ({ children }) => <p class="empty">{children}</p>;
 
+/** A table row's one destructive action: a form posting to `action`, its button naming the row for screen readers. */
+export const RowAction: FC<{ action: string; label: string; what: string }> = ({ action, label, what }) => (
+  <td data-label="Action">
+    <form method="post" action={action}>
+      <button type="submit" class="danger">
+        {label} <span class="sr-only">{what}</span>
+      </button>
+    </form>
+  </td>
+);
+
 /** The `/ui/...` link to a path inside the dashboard with a query, dropping empty values. */
 export function uiHref(path: string, query: Record<string, string | undefined>): string {
   const params = new URLSearchParams();

@@ -1,7 +1,7 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
 import { ROLES } from "../../auth/roles.ts";
-import { EmptyState, formatBytes, Layout, Time, uiHref, type Flash, type ProjectChoice, type Viewer } from "./parts.tsx";
+import { EmptyState, formatBytes, Layout, RowAction, Time, uiHref, type Flash, type ProjectChoice, type Viewer } from "./parts.tsx";
 import type { Member, Project, Secret } from "./types.ts";
 
 const enc = encodeURIComponent;
@@ -93,15 +93,7 @@ const Members: FC<{ project: string; members: Member[]; manage: boolean }> = ({ 
               <td data-label="Added">
                 <Time iso={m.added_at} />
               </td>
-              {manage && (
-                <td data-label="Action">
-                  <form method="post" action={`${projectHref(project)}/members/${enc(m.user)}/remove`}>
-                    <button type="submit" class="danger">
-                      Remove <span class="sr-only">{m.user}</span>
-                    </button>
-                  </form>
-                </td>
-              )}
+              {manage && <RowAction action={`${projectHref(project)}/members/${enc(m.user)}/remove`} label="Remove" what={m.user} />}
             </tr>
           ))}
         </tbody>
@@ -145,15 +137,7 @@ const Secrets: FC<{ project: string; secrets: Secret[]; manage: boolean }> = ({ 
               <td data-label="Updated">
                 <Time iso={s.updated_at} />
               </td>
-              {manage && (
-                <td data-label="Action">
-                  <form method="post" action={`${projectHref(project)}/secrets/${enc(s.name)}/delete`}>
-                    <button type="submit" class="danger">
-                      Delete <span class="sr-only">{s.name}</span>
-                    </button>
-                  </form>
-                </td>
-              )}
+              {manage && <RowAction action={`${projectHref(project)}/secrets/${enc(s.name)}/delete`} label="Delete" what={s.name} />}
             </tr>
           ))}
         </tbody>

@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import { Ago, EmptyState, Layout, Time, type Flash, type Viewer } from "./parts.tsx";
+import { Ago, EmptyState, Layout, RowAction, Time, type Flash, type Viewer } from "./parts.tsx";
 import type { DashboardSession } from "./types.ts";
 
 /** The viewer's dashboard sessions (the admin: everyone's), each with a button that ends it. */
@@ -42,13 +42,7 @@ export const SessionsPage: FC<{ viewer: Viewer; sessions: DashboardSession[]; no
               <td data-label="Expires">
                 <Time iso={s.expires_at} />
               </td>
-              <td data-label="Action">
-                <form method="post" action={`/ui/sessions/${encodeURIComponent(s.id)}/revoke`}>
-                  <button type="submit" class="danger">
-                    Sign out <span class="sr-only">{s.current ? "this browser" : `session ${s.id}`}</span>
-                  </button>
-                </form>
-              </td>
+              <RowAction action={`/ui/sessions/${encodeURIComponent(s.id)}/revoke`} label="Sign out" what={s.current ? "this browser" : `session ${s.id}`} />
             </tr>
           ))}
         </tbody>
