@@ -9,6 +9,7 @@ import { mergeQuotas, QUOTA_FIELDS, QUOTA_FLAGS, QUOTA_FLAGS_HELP, quotaChanges 
 const ROLES = ["owner", "member", "viewer"] as const;
 const notFound = "see your projects with `gridx projects`";
 const ownerOnly = "ask an owner of the project (gridx members ls PROJECT), or the admin";
+const quotaRules = "an owner (gridx members ls PROJECT) may add or lower the project's quotas; raising or removing one, and the weight, are the admin's";
 
 type Project = Awaited<ReturnType<typeof getProject>>;
 
@@ -105,11 +106,12 @@ export const projectsCreate = command({
 export const projectsSet = command({
   name: "projects set",
   group: "Projects",
-  summary: "change a project's quotas (owner) or weight (admin)",
+  summary: "change a project's quotas (owners lower them, the admin sets them) or weight (admin)",
   usage: ["projects set PROJECT [--max-running N|none] [--max-queued N|none] [--max-gpus N|none] [--max-dataset-bytes SIZE|none] [--weight W]"],
   options: QUOTA_FLAGS,
   optionsHelp: QUOTA_FLAGS_HELP,
   notes: `A quota flag sets that quota, \`none\` removes it; the quotas not named stay as they are.
+An owner may add a quota or lower one; raising or removing one is the admin's.
 The API replaces a project's quotas as a whole, so this reads the current ones first and sends
 them back with the changes: a change someone else makes in between is overwritten.`,
   examples: ["gridx projects set lab --max-running 16", "gridx projects set lab --max-gpus none --max-queued 1000", "gridx projects set lab --weight 3   # admin"],
@@ -122,7 +124,7 @@ them back with the changes: a change someone else makes in between is overwritte
     const quotas = Object.keys(changes).length ? mergeQuotas((await getProject(api, project)).quotas, changes) : undefined;
     const p = await api.json(
       api.rpc.v1.projects[":project"].$patch({ param: { project }, json: { ...(quotas ? { quotas } : {}), ...(weight === undefined ? {} : { weight }) } }),
-      { notFound, forbidden: ownerOnly, fields: QUOTA_FIELDS },
+      { notFound, forbidden: quotaRules, fields: QUOTA_FIELDS },
     );
     ctx.print(projectText(p), p);
     return EXIT.ok;
