@@ -1,6 +1,6 @@
 import type { Quotas } from "./db/schema.ts";
 
-/** What a project holds now, as quotas count it. */
+/** What a project holds now, as quotas count it (and `GET /v1/projects/:project` shows it). */
 export interface QuotaUsage {
   running_jobs: number;
   queued_jobs: number;

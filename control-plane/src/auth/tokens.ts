@@ -8,7 +8,7 @@ import type { Role } from "./roles.ts";
 export const PREFIX = { agent: "gxa_", user: "gxu_", session: "gxs_" } as const;
 
 /** `last_used_at` is written at most this often per token. */
-export const TOKEN_TOUCH_MS = 60_000;
+const TOKEN_TOUCH_MS = 60_000;
 
 export async function sha256Hex(text: string): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
@@ -85,9 +85,4 @@ export async function resolveSecret(db: Db, bearer: string, adminToken: string |
   if (r[1] === "agent") return r[2] ? { principal: { kind: "agent", tokenId: r[0], pool: r[2] }, touch } : null;
   if (!r[3] || !r[4]) return null;
   return { principal: { kind: "user", tokenId: r[0], userId: r[3], name: r[4], roles: rolesOf(r[7]), expiresAt: r[5] }, touch };
-}
-
-/** The principal of a bearer secret, for callers with no request to record its use on. */
-export async function principalFor(db: Db, bearer: string, adminToken: string | undefined): Promise<Principal | null> {
-  return (await resolveSecret(db, bearer, adminToken))?.principal ?? null;
 }

@@ -1,7 +1,7 @@
 import { and, asc, eq } from "drizzle-orm";
 import type { Role, Standing } from "../auth/roles.ts";
 import { inJson, type Db } from "./client.ts";
-import { startHold } from "../quotas.ts";
+import { startHold, type QuotaUsage } from "../quotas.ts";
 import { members, projects, users, type Quotas } from "./schema.ts";
 
 export type ProjectRow = typeof projects.$inferSelect;
@@ -73,13 +73,6 @@ export function listMembers(db: Db, project: string) {
 
 export const memberView = (m: { userId: string; name: string; role: Role; createdAt: number }) => ({ user_id: m.userId, user: m.name, role: m.role, added_at: iso(m.createdAt) });
 
-/** What a project holds now, against its quotas. */
-export interface Usage {
-  running_jobs: number;
-  queued_jobs: number;
-  gpus: number;
-  dataset_bytes: number;
-}
 
 const USAGE_SQL =
   "SELECT p.name, " +
@@ -90,13 +83,13 @@ const USAGE_SQL =
   "FROM projects p WHERE p.name IN (SELECT value FROM json_each(?1))";
 
 /** Usage of each named project, in one statement. */
-export async function usageOf(db: Db, names: string[]): Promise<Map<string, Usage>> {
+export async function usageOf(db: Db, names: string[]): Promise<Map<string, QuotaUsage>> {
   if (names.length === 0) return new Map();
   const rows = await db.$client.prepare(USAGE_SQL).bind(JSON.stringify(names)).raw<[string, number, number, number, number]>();
   return new Map(rows.map((r) => [r[0], { running_jobs: r[1], queued_jobs: r[2], gpus: r[3], dataset_bytes: r[4] }]));
 }
 
-export const projectView = (p: ProjectRow, usage: Usage | undefined, role: Standing) => ({
+export const projectView = (p: ProjectRow, usage: QuotaUsage | undefined, role: Standing) => ({
   name: p.name,
   quotas: p.quotas,
   weight: p.weight,
