@@ -73,7 +73,7 @@ export function listMembers(db: Db, project: string) {
 
 export const memberView = (m: { userId: string; name: string; role: Role; createdAt: number }) => ({ user_id: m.userId, user: m.name, role: m.role, added_at: iso(m.createdAt) });
 
-
+/** What each project holds now, against its quotas. */
 const USAGE_SQL =
   "SELECT p.name, " +
   "(SELECT count(*) FROM jobs j WHERE j.project = p.name AND j.status IN ('assigned', 'running')), " +
