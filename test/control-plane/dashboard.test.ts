@@ -1,6 +1,8 @@
-import { SELF } from "cloudflare:test";
+import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { resolveSecret, sha256Hex } from "../../control-plane/src/auth/tokens.ts";
 import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
+import { createDb } from "../../control-plane/src/db/client.ts";
 import { formatDuration } from "../../control-plane/src/dashboard/views/parts.tsx";
 import { ADMIN, agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
@@ -66,6 +68,17 @@ async function runJob(agent: FakeAgent, pool: string, exitCode: number) {
 }
 
 describe("dashboard: signing in", () => {
+  it("ends the admin's sessions when the admin token changes, and stores nothing that checks a guess at it", async () => {
+    const cookie = await signIn(ADMIN);
+    const db = createDb(env.DB);
+    expect((await resolveSecret(db, secretOf(cookie), ADMIN))?.principal.kind).toBe("admin");
+    // The same session, read by a control plane whose GRIDX_ADMIN_TOKEN was rotated.
+    expect(await resolveSecret(db, secretOf(cookie), "rotated-admin-token")).toBeNull();
+    const row = await env.DB.prepare("SELECT token_id FROM sessions WHERE hash = ?1").bind(await sha256Hex(secretOf(cookie))).first<{ token_id: string }>();
+    expect(row!.token_id).toMatch(/^admin:[0-9a-f]{32}$/);
+    expect(row!.token_id).not.toContain((await sha256Hex(ADMIN)).slice(0, 32));
+  });
+
   it("sends browsers from / to /ui and leaves API clients a JSON 404", async () => {
     const browser = await ui("/", { headers: { accept: "text/html,application/xhtml+xml" } });
     expect(browser.status).toBe(302);

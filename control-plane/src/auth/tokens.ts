@@ -43,7 +43,7 @@ const SQL = {
   session:
     `SELECT s.id, s.token_id, t.user_id, u.name, min(s.expires_at, coalesce(t.expires_at, s.expires_at)), s.last_used_at, ${MEMBERSHIPS} ` +
     "FROM sessions s LEFT JOIN tokens t ON t.id = s.token_id LEFT JOIN users u ON u.id = t.user_id " +
-    "WHERE s.hash = ?1 AND s.revoked_at IS NULL AND (s.token_id = 'admin' OR (t.revoked_at IS NULL AND t.kind = 'user'))",
+    "WHERE s.hash = ?1 AND s.revoked_at IS NULL AND (s.token_id LIKE 'admin:%' OR (t.revoked_at IS NULL AND t.kind = 'user'))",
   touchToken: "UPDATE tokens SET last_used_at = ?2 WHERE id = ?1",
   touchSession: "UPDATE sessions SET last_used_at = ?2 WHERE id = ?1",
 } as const;
@@ -52,6 +52,17 @@ type TokenRow = [string, "agent" | "user", string | null, string | null, string 
 type SessionRow = [string, string, string | null, string | null, number, number | null, string];
 
 const rolesOf = (json: string) => new Map((JSON.parse(json) as [string, Role][]).filter(([p]) => p !== null));
+
+const ADMIN_SESSION = "admin:";
+
+/**
+ * What an admin session records as its token: a digest of the admin token keyed by the
+ * session's own secret, so the session ends when the admin token changes, and D1 holds
+ * nothing that checks a guess at the admin token without that secret.
+ */
+export async function adminSessionTag(adminToken: string, sessionSecret: string): Promise<string> {
+  return ADMIN_SESSION + (await sha256Hex(`${adminToken}\n${sessionSecret}`)).slice(0, 32);
+}
 
 /** What resolving a secret found, and the write that records its use (at most once a minute). */
 export interface Resolved {
@@ -74,7 +85,10 @@ export async function resolveSecret(db: Db, bearer: string, adminToken: string |
     const [r] = await d1.prepare(SQL.session).bind(hash).raw<SessionRow>();
     if (!r || r[4] <= now) return null;
     const touch = r[5] === null || now - r[5] >= TOKEN_TOUCH_MS ? () => d1.prepare(SQL.touchSession).bind(r[0], now).run() : undefined;
-    if (r[1] === "admin") return adminToken ? { principal: { kind: "admin", tokenId: "admin", name: "admin" }, sessionId: r[0], touch } : null;
+    if (r[1].startsWith(ADMIN_SESSION)) {
+      // Opened with the admin token as it is now: rotating GRIDX_ADMIN_TOKEN ends the admin's sessions.
+      return adminToken && r[1] === (await adminSessionTag(adminToken, bearer)) ? { principal: { kind: "admin", tokenId: "admin", name: "admin" }, sessionId: r[0], touch } : null;
+    }
     if (!r[2] || !r[3]) return null;
     return { principal: { kind: "user", tokenId: r[1], userId: r[2], name: r[3], roles: rolesOf(r[6]), expiresAt: r[4] }, sessionId: r[0], touch };
   }

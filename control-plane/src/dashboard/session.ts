@@ -1,7 +1,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { deleteCookie, getCookie, setCookie } from "hono/cookie";
 import type { Principal } from "../auth/principal.ts";
-import { PREFIX, randomSecret, resolveSecret, sha256Hex } from "../auth/tokens.ts";
+import { adminSessionTag, PREFIX, randomSecret, resolveSecret, sha256Hex } from "../auth/tokens.ts";
 import { authenticate, type Refusal } from "../limits/gate.ts";
 import { auditAs, clientAddress } from "../audit.ts";
 import { createDb } from "../db/client.ts";
@@ -60,7 +60,7 @@ export async function openSession(c: Context<DashEnv>, token: string): Promise<{
   await insertSession(db, {
     id,
     hash: await sha256Hex(secret),
-    tokenId: principal.tokenId,
+    tokenId: principal.kind === "admin" ? await adminSessionTag(c.env.GRIDX_ADMIN_TOKEN!, secret) : principal.tokenId,
     userId: principal.kind === "user" ? principal.userId : null,
     ip,
     userAgent: c.req.header("user-agent")?.slice(0, USER_AGENT_CHARS) ?? null,

@@ -68,7 +68,7 @@ export const sessions = sqliteTable(
   {
     id: text("id").primaryKey(),
     hash: text("hash").notNull(),
-    /** The token signed in with: revoking it ends its sessions. "admin" for the admin token. */
+    /** The token signed in with: revoking it ends its sessions. For the admin token, `admin:` and a keyed digest of it (auth/tokens.ts adminSessionTag). */
     tokenId: text("token_id").notNull(),
     userId: text("user_id"),
     ip: text("ip"),

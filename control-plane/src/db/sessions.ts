@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull, or, type SQL } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, like, or, type SQL } from "drizzle-orm";
 import type { Db } from "./client.ts";
 import { sessions, tokens, users } from "./schema.ts";
 
@@ -18,7 +18,7 @@ const live = (now: number): SQL =>
   and(
     isNull(sessions.revokedAt),
     gt(sessions.expiresAt, now),
-    or(eq(sessions.tokenId, "admin"), and(eq(tokens.kind, "user"), isNull(tokens.revokedAt), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, now)))),
+    or(like(sessions.tokenId, "admin:%"), and(eq(tokens.kind, "user"), isNull(tokens.revokedAt), or(isNull(tokens.expiresAt), gt(tokens.expiresAt, now)))),
   )!;
 
 function select(db: Db, where: SQL) {
