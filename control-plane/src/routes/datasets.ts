@@ -1,11 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { createDb } from "../db/client.ts";
 import { ProjectName } from "../../../protocol/index.ts";
-import { readableProjects, requireRole } from "../auth/access.ts";
+import { readableProjects } from "../auth/access.ts";
 import { datasetView, deleteDataset, getDataset, insertDataset, listDatasets, markReady } from "../db/datasets.ts";
-import { getProject, usageOf } from "../db/projects.ts";
+import { usageOf } from "../db/projects.ts";
 import { datasetRefusal } from "../quotas.ts";
-import { mustGetDataset } from "./guards.ts";
+import { mustGetDataset, mustGetProject } from "./guards.ts";
 import { AppError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
@@ -46,10 +46,7 @@ export const datasetRoutes = router()
       const req = c.req.valid("json");
       const settings = settingsOf(c.env);
       const db = createDb(c.env.DB);
-      const missing = () => new AppError("not_found", `project: no project ${req.project}`, "project");
-      requireRole(c.get("principal"), req.project, "member", missing);
-      const project = await getProject(db, req.project);
-      if (!project) throw missing();
+      const { project } = await mustGetProject(db, c.get("principal"), req.project, "member", "project");
       if (req.size > settings.MAX_DATASET_MB * MIB) throw new AppError("payload_too_large", `size: a dataset is at most ${settings.MAX_DATASET_MB} MiB`, "size");
       const hit = datasetRefusal(project.quotas, (await usageOf(db, [req.project])).get(req.project)!, req.size);
       if (hit) throw new AppError("payload_too_large", `size: ${hit.message}`, "size", { quota: hit.quota, limit: hit.limit, usage: hit.usage });

@@ -2,17 +2,17 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import { JobStatus, JobTag, ProjectName, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
 import { readableProjects, requireRole, standingIn } from "../auth/access.ts";
-import { actorName } from "../auth/principal.ts";
+import { actorName, type Principal } from "../auth/principal.ts";
 import { resolveSecret, sha256Hex } from "../auth/tokens.ts";
 import { bearerOf } from "../middleware/auth.ts";
 import { audit } from "../audit.ts";
-import { getProject, pendingReasons, usageOf } from "../db/projects.ts";
+import { pendingReasons, usageOf } from "../db/projects.ts";
 import { queueRefusal } from "../quotas.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
 import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
 import { datasetsByIds } from "../db/datasets.ts";
-import { mustGetJob } from "./guards.ts";
+import { mustGetJob, mustGetProject, noProject } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
 import { getSecret } from "../db/secrets.ts";
 import { ObjectStore } from "../storage/object-store.ts";
@@ -94,13 +94,9 @@ async function requireProjectResources(db: Db, spec: JobSpec) {
   }
 }
 
-const noProject = (spec: JobSpec) => () => new AppError("not_found", `project: no project ${spec.project}`, "project");
-
 /** A submit into a project must find it, and its queue quota with room. */
-async function admitSubmit(db: Db, spec: JobSpec) {
-  const missing = noProject(spec);
-  const project = await getProject(db, spec.project);
-  if (!project) throw missing();
+async function admitSubmit(db: Db, principal: Principal, spec: JobSpec) {
+  const { project } = await mustGetProject(db, principal, spec.project, "member", "project");
   if (project.quotas.max_queued_jobs === undefined) return;
   const usage = (await usageOf(db, [spec.project])).get(spec.project)!;
   const hit = queueRefusal(project.quotas, usage, 1);
@@ -139,7 +135,8 @@ export const jobRoutes = router()
       }
       const db = createDb(c.env.DB);
       const principal = c.get("principal");
-      requireRole(principal, spec.project, "member", noProject(spec));
+      // Before the retry lookup, so a key says nothing to someone outside the project.
+      requireRole(principal, spec.project, "member", noProject(spec.project, "project"));
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
       // A retry gets its job even when the queue has filled since: it adds nothing to it.
@@ -150,7 +147,7 @@ export const jobRoutes = router()
           return c.json(await fullJobView(db, existing), 200);
         }
       }
-      await admitSubmit(db, spec);
+      await admitSubmit(db, principal, spec);
       await requireProjectResources(db, spec);
       const now = Date.now();
       const id = newId("j", now);

@@ -3,11 +3,12 @@ import { ProjectName } from "../../../protocol/index.ts";
 import { readableProjects, requireRole, standingIn } from "../auth/access.ts";
 import { audit } from "../audit.ts";
 import { createDb } from "../db/client.ts";
-import { deleteMember, findUser, getProject, insertProject, listMembers, listProjects, memberView, projectView, putMember, updateProject, usageOf } from "../db/projects.ts";
+import { deleteMember, findUser, insertProject, listMembers, listProjects, memberView, projectView, putMember, updateProject, usageOf } from "../db/projects.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
 import { loosened } from "../quotas.ts";
 import { MemberList, MemberPut, Project, ProjectCreate, ProjectList, ProjectPatch } from "../schemas.ts";
+import { mustGetProject, noProject } from "./guards.ts";
 
 const tags = ["projects"];
 const admin = access("admin");
@@ -15,7 +16,6 @@ const user = access("admin", "user");
 const ProjectParams = z.object({ project: ProjectName.clone().openapi({ param: { name: "project", in: "path" }, example: "default" }) });
 const MemberParams = ProjectParams.extend({ user: z.string().min(1).max(100).openapi({ param: { name: "user", in: "path" }, description: "a user's id or name", example: "ada" }) });
 
-const noProject = (name: string) => () => new AppError("not_found", `no project ${name}`);
 
 /** Projects own jobs, datasets, artifacts, logs and secrets; members act on them by role. */
 export const projectRoutes = router()
@@ -67,10 +67,8 @@ export const projectRoutes = router()
     async (c) => {
       const { project } = c.req.valid("param");
       const principal = c.get("principal");
-      const standing = requireRole(principal, project, "viewer", noProject(project));
       const db = createDb(c.env.DB);
-      const row = await getProject(db, project);
-      if (!row) throw noProject(project)();
+      const { project: row, standing } = await mustGetProject(db, principal, project, "viewer");
       return c.json(projectView(row, (await usageOf(db, [project])).get(project), standing), 200);
     },
   )
@@ -88,11 +86,9 @@ export const projectRoutes = router()
       const { project } = c.req.valid("param");
       const req = c.req.valid("json");
       const principal = c.get("principal");
-      const standing = requireRole(principal, project, "owner", noProject(project));
-      if (req.weight !== undefined && standing !== "admin") throw new AppError("forbidden", "weight: only the admin sets a project's fair-share weight", "weight");
       const db = createDb(c.env.DB);
-      const current = await getProject(db, project);
-      if (!current) throw noProject(project)();
+      const { project: current, standing } = await mustGetProject(db, principal, project, "owner");
+      if (req.weight !== undefined && standing !== "admin") throw new AppError("forbidden", "weight: only the admin sets a project's fair-share weight", "weight");
       const raised = req.quotas && standing !== "admin" ? loosened(current.quotas, req.quotas) : null;
       if (raised) throw new AppError("forbidden", `quotas.${raised}: an owner may lower the project's quotas; raising or removing one is the admin's`, `quotas.${raised}`);
       const row = await updateProject(db, project, req);
@@ -113,9 +109,8 @@ export const projectRoutes = router()
     }),
     async (c) => {
       const { project } = c.req.valid("param");
-      requireRole(c.get("principal"), project, "viewer", noProject(project));
       const db = createDb(c.env.DB);
-      if (!(await getProject(db, project))) throw noProject(project)();
+      await mustGetProject(db, c.get("principal"), project, "viewer");
       return c.json({ members: (await listMembers(db, project)).map(memberView) }, 200);
     },
   )
@@ -134,9 +129,8 @@ export const projectRoutes = router()
       const { project, user: who } = c.req.valid("param");
       const { role } = c.req.valid("json");
       const principal = c.get("principal");
-      requireRole(principal, project, "owner", noProject(project));
       const db = createDb(c.env.DB);
-      if (!(await getProject(db, project))) throw noProject(project)();
+      await mustGetProject(db, principal, project, "owner");
       const target = await findUser(db, who);
       if (!target) throw new AppError("not_found", `no user ${who}`, "user");
       // The last owner cannot step down: a project always has someone who can manage it.

@@ -1,28 +1,18 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName, SecretName } from "../../../protocol/index.ts";
-import { requireRole } from "../auth/access.ts";
-import type { Principal } from "../auth/principal.ts";
-import type { Role } from "../auth/roles.ts";
 import { audit } from "../audit.ts";
-import { createDb, type Db } from "../db/client.ts";
-import { getProject } from "../db/projects.ts";
+import { createDb } from "../db/client.ts";
 import { deleteSecret, listSecrets, putSecret, secretView } from "../db/secrets.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
 import { Secret, SecretList, SecretValue } from "../schemas.ts";
 import { SecretVault } from "../secrets/vault.ts";
+import { mustGetProject } from "./guards.ts";
 
 const tags = ["secrets"];
 const user = access("admin", "user");
 const ProjectParams = z.object({ project: ProjectName.clone().openapi({ param: { name: "project", in: "path" }, example: "default" }) });
 const SecretParams = ProjectParams.extend({ name: SecretName.clone().openapi({ param: { name: "name", in: "path" }, example: "github-token" }) });
-
-/** The project must exist and the caller hold `need` there; to a non-member it does not exist. */
-async function mustBeIn(db: Db, principal: Principal, project: string, need: Role) {
-  const missing = () => new AppError("not_found", `no project ${project}`);
-  requireRole(principal, project, need, missing);
-  if (!(await getProject(db, project))) throw missing();
-}
 
 /**
  * Per-project secrets (repository credentials, and environment variables a job asks for).
@@ -44,7 +34,7 @@ export const secretRoutes = router()
     async (c) => {
       const { project } = c.req.valid("param");
       const db = createDb(c.env.DB);
-      await mustBeIn(db, c.get("principal"), project, "viewer");
+      await mustGetProject(db, c.get("principal"), project, "viewer");
       const rows = await listSecrets(db, project);
       return c.json({ secrets: rows.map(secretView) }, 200);
     },
@@ -63,7 +53,7 @@ export const secretRoutes = router()
     async (c) => {
       const { project, name } = c.req.valid("param");
       const db = createDb(c.env.DB);
-      await mustBeIn(db, c.get("principal"), project, "owner");
+      await mustGetProject(db, c.get("principal"), project, "owner");
       const vault = await SecretVault.fromKey(c.env.SECRETS_KEY);
       const sealed = await vault.seal(project, name, c.req.valid("json").value);
       const row = await putSecret(db, { project, name, sealed, createdBy: c.get("principal").tokenId, now: Date.now() });
@@ -84,7 +74,7 @@ export const secretRoutes = router()
     async (c) => {
       const { project, name } = c.req.valid("param");
       const db = createDb(c.env.DB);
-      await mustBeIn(db, c.get("principal"), project, "owner");
+      await mustGetProject(db, c.get("principal"), project, "owner");
       if (!(await deleteSecret(db, project, name))) throw new AppError("not_found", `no secret ${name} in project ${project}`);
       await audit(c, "secret.delete", { project, target: name });
       return c.body(null, 204);
