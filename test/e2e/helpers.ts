@@ -45,6 +45,13 @@ export async function waitForWorker(pool: string, name: string, status = "online
   throw new Error(`worker ${name} in ${pool} did not become ${status}`);
 }
 
+/** A new project (the admin creates it), for a test's own jobs and secrets. */
+export async function newProject(name = uniqueName("proj")) {
+  const res = await api("/v1/projects", { method: "POST", json: { name } });
+  if (res.status !== 201) throw new Error(`project: ${res.status} ${res.text}`);
+  return name;
+}
+
 export async function submit(body: Record<string, unknown>) {
   const res = await api("/v1/jobs", { method: "POST", json: body });
   if (res.status !== 201) throw new Error(`submit failed: ${res.status} ${res.text}`);

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envKey } from "../../protocol/index.ts";
 import { runCommand, type AgentProcess } from "../../scripts/local-grid.ts";
 import { TestRepo } from "../support/git-repos.ts";
-import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, newProject, submit, uniqueName, waitForJob } from "./helpers.ts";
 import { startGitServer, type GitServer } from "./git-server.ts";
 import { startSshd } from "./sshd.ts";
 
@@ -35,14 +35,6 @@ let envCommit: string;
 
 const repoJob = (repo: Record<string, unknown>, command = ["python3", "main.py"], project = "default") =>
   submit({ kind: "repo", pool, project, repo: { code_repo_url: `${server.url}/code`, env_repo_url: `${server.url}/env`, env_commit_id: envCommit, ...repo }, command, limits: { timeout_s: 120 } });
-
-/** A project of its own, for a test's secrets. */
-async function newProject() {
-  const name = uniqueName("proj");
-  const res = await api("/v1/projects", { method: "POST", json: { name } });
-  if (res.status !== 201) throw new Error(`project: ${res.status} ${res.text}`);
-  return name;
-}
 
 beforeAll(async () => {
   const root = mkdtempSync(join(cp().stateDir, "git-"));

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
 import { readResponse } from "../helpers/http.ts";
-import { api, cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, newProject, uniqueName, waitForJob } from "./helpers.ts";
 
 /** The API as one user: the same requests a client of that user's token makes. */
 async function as(token: string, path: string, init: RequestInit & { json?: unknown } = {}) {
@@ -43,7 +43,7 @@ describe("projects on a real grid", () => {
   let jobId: string;
 
   beforeAll(async () => {
-    for (const name of [project, other]) await must(201, api("/v1/projects", { method: "POST", json: { name } }));
+    for (const name of [project, other]) await newProject(name);
     [member, viewer, outsider] = await Promise.all([user(project, "member"), user(project, "viewer"), user(other, "owner")]);
     agent = await launchOnlineAgent({ pool, name: uniqueName("node") });
     const script = "import os\nprint('secret work')\nopen('/work/output/result.txt', 'w').write('42')";
