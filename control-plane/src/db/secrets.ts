@@ -26,10 +26,6 @@ export function listSecrets(db: Db, project: string) {
     .orderBy(asc(secrets.name));
 }
 
-export function getSecret(db: Db, project: string, name: string): Promise<SecretRow | undefined> {
-  return db.query.secrets.findFirst({ where: and(eq(secrets.project, project), eq(secrets.name, name)) });
-}
-
 /** Several of a project's secrets by name, in one statement. */
 export function secretsByNames(db: Db, project: string, names: string[]): Promise<SecretRow[]> {
   return db

@@ -14,7 +14,7 @@ import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow
 import { datasetsByIds } from "../db/datasets.ts";
 import { mustGetJob, mustGetProject, noProject } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
-import { getSecret } from "../db/secrets.ts";
+import { secretsByNames } from "../db/secrets.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
 import { AppError } from "../errors.ts";
@@ -71,20 +71,23 @@ async function fullJobView(db: Db, job: JobRow) {
  * server the job chooses.
  */
 async function requireProjectResources(db: Db, spec: JobSpec) {
-  if (spec.task.kind === "repo") {
-    const repo: RepoSource = spec.task.repo;
-    for (const side of ["code", "env"] as const) {
-      const name = repo[`${side}_credentials`];
-      const field = `repo.${side}_credentials`;
-      if (!name) continue;
-      if (repo.project !== undefined && repo.project !== spec.project) {
-        throw new AppError("forbidden", `${field}: secrets are usable only by jobs of their own project; this job is in ${spec.project}, the secret in ${repo.project}`, field);
-      }
-      if (!(await getSecret(db, spec.project, name))) throw new AppError("validation_failed", `${field}: project ${spec.project} has no secret ${name}`, field);
+  const repo: RepoSource | undefined = spec.task.kind === "repo" ? spec.task.repo : undefined;
+  // Every secret the job names, with the field that names it, checked against one read.
+  const named: [field: string, name: string][] = [];
+  for (const side of ["code", "env"] as const) {
+    const name = repo?.[`${side}_credentials`];
+    const field = `repo.${side}_credentials`;
+    if (!name) continue;
+    if (repo!.project !== undefined && repo!.project !== spec.project) {
+      throw new AppError("forbidden", `${field}: secrets are usable only by jobs of their own project; this job is in ${spec.project}, the secret in ${repo!.project}`, field);
     }
+    named.push([field, name]);
   }
-  for (const [env, name] of Object.entries(spec.secrets)) {
-    if (!(await getSecret(db, spec.project, name))) throw new AppError("validation_failed", `secrets.${env}: project ${spec.project} has no secret ${name}`, `secrets.${env}`);
+  for (const [env, name] of Object.entries(spec.secrets)) named.push([`secrets.${env}`, name]);
+  if (named.length) {
+    const have = new Set((await secretsByNames(db, spec.project, [...new Set(named.map(([, n]) => n))])).map((r) => r.name));
+    const missing = named.find(([, name]) => !have.has(name));
+    if (missing) throw new AppError("validation_failed", `${missing[0]}: project ${spec.project} has no secret ${missing[1]}`, missing[0]);
   }
   // Inputs too are the project's own: another project's dataset reads as one that does not exist.
   if (spec.inputs.length) {
