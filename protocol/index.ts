@@ -63,3 +63,15 @@ export {
   SecretName,
   WarmCache,
 } from "./repo.ts";
+export {
+  AttemptSandbox,
+  BuildNetwork,
+  EgressTarget,
+  ImagePattern,
+  imageMatches,
+  JobNetwork,
+  OCI_RUNTIME,
+  PoolSandbox,
+  Runtime,
+  SANDBOX_LIMITS,
+} from "./sandbox.ts";

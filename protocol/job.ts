@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { ProjectName, RepoSource, SecretName } from "./repo.ts";
+import { JobNetwork, Runtime } from "./sandbox.ts";
 
 /** Lifecycle states of a job; the terminal ones never change again. */
 export const JobStatus = z.enum(["queued", "assigned", "running", "completed", "failed", "canceled"]);
@@ -76,6 +77,8 @@ export const ImageRef = z.string().regex(/^[a-z0-9][a-z0-9._/:@-]{0,254}$/, "an 
 export const CommandTask = z.object({
   image: ImageRef,
   argv: z.array(Arg).min(1, "argv needs at least the program").max(JOB_LIMITS.args.max),
+  /** A project secret holding `username:password` for the image's registry; the agent pulls with it. */
+  registry_credentials: SecretName.optional(),
 });
 export type CommandTask = z.infer<typeof CommandTask>;
 
@@ -157,6 +160,9 @@ const JobCommon = z.object({
   priority: bounded("priority").default(JOB_LIMITS.priority.default),
   max_retries: bounded("max_retries").default(JOB_LIMITS.max_retries.default),
   pool: PoolName.default("default"),
+  /** The sandbox's runtime; the pool's default_runtime when absent. */
+  runtime: Runtime.optional(),
+  network: JobNetwork.default("none"),
   env: JobEnv.default({}),
   inputs: z
     .array(JobInput)
@@ -178,7 +184,7 @@ export const JobRequest = z
       ctx.addIssue({ code: "custom", path: ["secrets", name], message: `${name} is also in env; a variable comes from env or from a secret, not both` });
     }
   })
-  .transform(({ limits, requirements, priority, max_retries, pool, env, inputs, project, name, tags, secrets, ...task }): JobSpec => ({
+  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, ...task }): JobSpec => ({
     // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
     task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,
     project,
@@ -186,16 +192,20 @@ export const JobRequest = z
     tags,
     secrets,
     limits,
-    // A job that states no reservation reserves what its limits allow it to use.
+    // A worker reserves at least what the container may use, so no worker is over-committed:
+    // a reservation below the limits is raised to them; one above them only picks a bigger machine.
     requirements: {
       gpus: requirements.gpus ?? JOB_LIMITS.gpus.default,
-      cpus: requirements.cpus ?? limits.cpus,
-      memory_mb: requirements.memory_mb ?? limits.memory_mb,
+      cpus: Math.max(requirements.cpus ?? 0, limits.cpus),
+      memory_mb: Math.max(requirements.memory_mb ?? 0, limits.memory_mb),
       labels: requirements.labels ?? {},
     },
     priority,
     max_retries,
     pool,
+    // Submit fills in the pool's default; null only in specs stored before runtimes existed (runc).
+    runtime: runtime ?? null,
+    network,
     env,
     inputs,
   }));
@@ -214,6 +224,8 @@ export const JobSpec = z.object({
   priority: z.number().int(),
   max_retries: z.number().int(),
   pool: PoolName,
+  runtime: Runtime.nullable().default(null),
+  network: JobNetwork.default("none"),
   env: z.record(z.string(), z.string()),
   inputs: z.array(JobInput).default([]),
 });

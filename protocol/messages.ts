@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { EnvName, FailureReason, JOB_LIMITS, JobSpec, Labels } from "./job.ts";
 import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
+import { AttemptSandbox, Runtime } from "./sandbox.ts";
 
 const JobId = z.string().min(1).max(64);
 /** Far above any job's retries: an attempt number past it is a forged or broken message. */
@@ -42,6 +43,10 @@ export const WorkerCaps = z.object({
   os: z.string().max(100),
   arch: z.string().max(50),
   wsl: z.boolean(),
+  /** Runtimes registered with this machine's dockerd that the agent can run jobs on. */
+  runtimes: z.array(Runtime).default(["runc"]),
+  /** Whether the agent keeps a filtered network for jobs that ask for egress (it needs CAP_NET_ADMIN on the host). */
+  egress: z.boolean().default(false),
 });
 export type WorkerCaps = z.infer<typeof WorkerCaps>;
 
@@ -188,6 +193,7 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
       credentials: RepoCredentials.optional(),
       /** `spec.secrets` opened from the job's own project; a secret it names but this lacks could not be opened (deleted since submit). */
       secret_env: SecretEnvValues.optional(),
+      sandbox: AttemptSandbox.optional(),
     }),
   }),
   z.object({

@@ -80,14 +80,20 @@ export type RepoSource = z.infer<typeof RepoSource>;
 
 /** The commits an attempt actually ran, resolved on the agent. */
 export const ResolvedCommits = z.object({
-  code_commit_id: z.string().regex(COMMIT_ID),
-  env_commit_id: z.string().regex(COMMIT_ID),
+  code_commit_id: z.string().regex(COMMIT_ID).optional(),
+  env_commit_id: z.string().regex(COMMIT_ID).optional(),
+  /** The image that ran: a repo job's environment tag, or a pulled image pinned by digest (`name@sha256:…`). */
   image: z.string().max(300),
 });
 export type ResolvedCommits = z.infer<typeof ResolvedCommits>;
 
 /** Git credentials for one attempt, decrypted by the coordinator: a token (https) or a private key (ssh). */
-export const RepoCredentials = z.object({ code: z.string().max(16384).optional(), env: z.string().max(16384).optional() });
+export const RepoCredentials = z.object({
+  code: z.string().max(16384).optional(),
+  env: z.string().max(16384).optional(),
+  /** A command job's registry login, `username:password`. */
+  registry: z.string().max(16384).optional(),
+});
 export type RepoCredentials = z.infer<typeof RepoCredentials>;
 
 /** 64-bit FNV-1a over UTF-8, as hex: a short, stable, synchronous digest both runtimes compute alike. */

@@ -1,4 +1,4 @@
-import { envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
+import { AttemptSandbox, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
@@ -256,7 +256,7 @@ export class Agent {
     let result: RunOutcome;
     try {
       result = await this.runner.run(
-        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials, secretEnv: assignment.secret_env },
+        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials, secretEnv: assignment.secret_env, sandbox: assignment.sandbox ?? AttemptSandbox.parse({}) },
         {
           started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
           output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),

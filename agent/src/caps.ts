@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import os from "node:os";
 import { promisify } from "node:util";
 import type { DockerEngine } from "./docker/engine.ts";
-import type { GpuDevice, Labels, WorkerCaps } from "../../protocol/index.ts";
+import { OCI_RUNTIME, Runtime, type GpuDevice, type Labels, type WorkerCaps } from "../../protocol/index.ts";
 
 const run = promisify(execFile);
 
@@ -41,6 +41,13 @@ export interface CapsOverrides {
   cpus?: number;
   memoryMb?: number;
   labels: Labels;
+  /** Whether the agent's filtered egress network is set up (see sandbox-net/). */
+  egress?: boolean;
+}
+
+/** The runtimes of `Runtime` that dockerd has registered (its `Runtimes` in `GET /info`); runc is always there. */
+export function runtimesOf(registered: Record<string, unknown> | undefined): Runtime[] {
+  return Runtime.options.filter((r) => r === "runc" || Boolean(registered && OCI_RUNTIME[r] in registered));
 }
 
 /** What this machine offers, capped by what the operator chose to give the grid. */
@@ -57,5 +64,7 @@ export async function detectCaps(docker: DockerEngine, overrides: CapsOverrides)
     os: `${os.type()} ${os.release()}`,
     arch: os.arch(),
     wsl,
+    runtimes: runtimesOf(info?.Runtimes),
+    egress: overrides.egress ?? false,
   };
 }

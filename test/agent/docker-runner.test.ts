@@ -1,3 +1,4 @@
+import { AttemptSandbox } from "../../protocol/index.ts";
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -56,7 +57,7 @@ function recorder() {
 }
 
 const python = (script: string) => JobRequest.parse({ kind: "python", python: { script } });
-const request = (jobId: string, script: string) => ({ jobId, attempt: 1, spec: python(script), gpuIndices: [], inputs: [] });
+const request = (jobId: string, script: string) => ({ jobId, attempt: 1, spec: python(script), gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) });
 
 /** An artifact store stand-in: presigned PUTs to a local server, and the prepare and complete calls as the agent made them. */
 async function artifactStore() {

@@ -1,3 +1,4 @@
+import { AttemptSandbox } from "../../protocol/index.ts";
 import { describe, expect, it } from "vitest";
 import { MASK, maskedHooks, MIN_MASKED_CHARS, SecretMasker } from "../../agent/src/runner/masking.ts";
 import { prepareJob, type PrepareDeps } from "../../agent/src/runner/prepare.ts";
@@ -133,7 +134,7 @@ describe("a job's secrets on the agent", () => {
   it("fail the job input_error, naming the secret, when one did not come with the assignment", async () => {
     const folder = { dir: "/nonexistent", input: "/nonexistent/input", output: "/nonexistent/output", code: "/nonexistent/code" };
     // Nothing of the job is prepared, so it needs none of the deps.
-    const prepared = await prepareJob({} as PrepareDeps, { jobId: "j_1", attempt: 1, spec, gpuIndices: [], inputs: [], secretEnv: { API_KEY: "v-1234" } }, folder, null, hooks, new AbortController().signal);
+    const prepared = await prepareJob({} as PrepareDeps, { jobId: "j_1", attempt: 1, spec, gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}), secretEnv: { API_KEY: "v-1234" } }, folder, null, hooks, new AbortController().signal);
     expect(prepared).toMatchObject({ ok: false, verdict: { exit_code: null, failure_reason: "input_error" } });
     expect(!prepared.ok && prepared.verdict.message).toMatch(/secret tok \(for TOKEN\).*deleted from project lab/);
   });

@@ -1,3 +1,4 @@
+import { AttemptSandbox } from "../../protocol/index.ts";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -71,13 +72,13 @@ describe("prestarted sandboxes on the real engine", () => {
     const { r, sandbox } = await readyRunner();
     const { seen, hooks } = recorder();
     const spec = JobRequest.parse({ kind: "python", python: { script: SELF_REPORT, args: ["a b"] }, env: { GREETING: "hi" } });
-    const out = await r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    const out = await r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) }, hooks, new AbortController().signal);
     expect(out).toMatchObject({ exit_code: 3, failure_reason: "exit_code" });
     expect(seen).toEqual({ stdout: `${sandbox.slice(0, 12)} hi j_pre 2 False [] ['a b']\n`, stderr: "to stderr\n", started: 1 });
 
     const cold = runner(0);
     const coldSeen = recorder();
-    const coldOut = await cold.r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [] }, coldSeen.hooks, new AbortController().signal);
+    const coldOut = await cold.r.run({ jobId: "j_pre", attempt: 2, spec, gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) }, coldSeen.hooks, new AbortController().signal);
     expect(coldOut).toEqual(out);
     expect(coldSeen.seen.stdout.split(" ").slice(1)).toEqual(seen.stdout.split(" ").slice(1));
   });
@@ -86,14 +87,14 @@ describe("prestarted sandboxes on the real engine", () => {
     const { r, sandbox } = await readyRunner();
     const { seen, hooks } = recorder();
     const spec = python("import socket\nprint(socket.gethostname(), flush=True)\nx = bytearray(400 * 1024 * 1024)\nprint(len(x))", { limits: { memory_mb: 64 } });
-    const out = await r.run({ jobId: "j_oom", attempt: 1, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    const out = await r.run({ jobId: "j_oom", attempt: 1, spec, gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) }, hooks, new AbortController().signal);
     expect(out).toMatchObject({ failure_reason: "oom", message: expect.stringContaining("64 MiB") });
     expect(seen.stdout).toBe(`${sandbox.slice(0, 12)}\n`);
   });
 
   it("are replaced after use, and a used one is removed with its job", async () => {
     const { r, name, sandbox } = await readyRunner();
-    const out = await r.run({ jobId: "j_once", attempt: 1, spec: python("print(1)"), gpuIndices: [], inputs: [] }, recorder().hooks, new AbortController().signal);
+    const out = await r.run({ jobId: "j_once", attempt: 1, spec: python("print(1)"), gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) }, recorder().hooks, new AbortController().signal);
     expect(out).toMatchObject({ exit_code: 0, failure_reason: null });
     await pollUntil(async () => r.prestarted!.ready, (n) => n === 1, { timeoutMs: 20_000, intervalMs: 20, what: "a replacement sandbox" });
     const now = await sandboxesOf(name);
@@ -106,7 +107,7 @@ describe("prestarted sandboxes on the real engine", () => {
     await docker.stopContainer(sandbox, 0);
     const { seen, hooks } = recorder();
     const spec = python(SELF_REPORT, { env: { GREETING: "hello" } });
-    const out = await r.run({ jobId: "j_dead", attempt: 1, spec, gpuIndices: [], inputs: [] }, hooks, new AbortController().signal);
+    const out = await r.run({ jobId: "j_dead", attempt: 1, spec, gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) }, hooks, new AbortController().signal);
     expect(out).toMatchObject({ exit_code: 3, failure_reason: "exit_code" });
     const [host, ...rest] = seen.stdout.split(" ");
     expect(rest.join(" ")).toBe("hello j_dead 1 False [] []\n");

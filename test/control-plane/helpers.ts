@@ -69,6 +69,8 @@ export const caps = (over: Partial<WorkerCaps> = {}): WorkerCaps => ({
   os: "Linux test",
   arch: "x64",
   wsl: false,
+  runtimes: ["runc"],
+  egress: false,
   ...over,
 });
 

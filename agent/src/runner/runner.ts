@@ -1,4 +1,4 @@
-import type { FailureReason, InputDownload, JobSpec, LogStream, RepoCredentials, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { AttemptSandbox, FailureReason, InputDownload, JobSpec, LogStream, RepoCredentials, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 export interface RunRequest {
   jobId: string;
@@ -14,6 +14,8 @@ export interface RunRequest {
    * logged or written to disk, and masked in all the run reports. One missing fails the job.
    */
   secretEnv?: Record<string, string>;
+  /** The runtime and network this attempt's container gets, and what its environment build may reach. */
+  sandbox: AttemptSandbox;
 }
 
 /** How a run ended, as the agent reports it in `job_result`. */
