@@ -1,16 +1,22 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { credentialEnv } from "../../agent/src/repos/git.ts";
 import { GitCache, RepoError } from "../../agent/src/repos/git-cache.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { TestRepo } from "../support/git-repos.ts";
+import { startGitServer } from "../e2e/git-server.ts";
+import { startSshd } from "../e2e/sshd.ts";
+
+const AUTH_TTL_MS = 300_000;
 
 function setup(capBytes = 1 << 30) {
   const root = mkdtempSync(join(tmpdir(), "gridx-git-"));
-  const cache = new GitCache({ root: join(root, "cache"), capBytes, timeoutMs: 30_000, allowLocal: true, log: silentLogger });
-  return { root, cache };
+  const clock = { now: 1_000_000 };
+  const cache = new GitCache({ root: join(root, "cache"), capBytes, timeoutMs: 30_000, allowLocal: true, authTtlMs: AUTH_TTL_MS, now: () => clock.now, log: silentLogger });
+  return { root, cache, clock };
 }
 
 describe("GitCache (real git)", () => {
@@ -57,7 +63,7 @@ describe("GitCache (real git)", () => {
 
   it("refuses local paths unless the operator allows them", async () => {
     const root = mkdtempSync(join(tmpdir(), "gridx-git-"));
-    const strict = new GitCache({ root, capBytes: 1 << 30, timeoutMs: 10_000, allowLocal: false, log: silentLogger });
+    const strict = new GitCache({ root, capBytes: 1 << 30, timeoutMs: 10_000, allowLocal: false, authTtlMs: AUTH_TTL_MS, log: silentLogger });
     await expect(strict.resolve("/srv/repo", "main", undefined)).rejects.toThrow(/--allow-local-repos/);
     await expect(strict.resolve("file:///srv/repo", "main", undefined)).rejects.toThrow(/not allowed/);
   });
@@ -85,6 +91,101 @@ describe("GitCache (real git)", () => {
   });
 });
 
+describe("GitCache authorization: a cached commit goes only to jobs the origin lets in (real git over HTTP and SSH)", () => {
+  const stops: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const stop of stops.splice(0)) await stop();
+  });
+
+  async function served() {
+    const env = setup();
+    const auth = { user: "gridx", password: "right-token" };
+    const server = await startGitServer(env.root, auth);
+    stops.push(server.stop);
+    const mirrors = () => readdirSync(join(env.root, "cache")).filter((n) => n.endsWith(".git"));
+    /** The requests `fn` made of the origin. */
+    const asked = async (fn: () => Promise<unknown>) => {
+      const before = server.requests.length;
+      await fn();
+      return server.requests.slice(before);
+    };
+    return { ...env, auth, server, mirrors, asked };
+  }
+
+  it("private: refuses no credential and a wrong one after the right one cached the commit, and asks again after the TTL", async () => {
+    const { root, cache, clock, auth, server, asked } = await served();
+    const repo = TestRepo.create(join(root, "private", "code"));
+    const commit = repo.commit({ "secret.py": "KEY = 1\n" });
+    const url = `${server.url}/private/code`;
+    const right = `${auth.user}:${auth.password}`;
+
+    const a = await cache.resolve(url, commit, right);
+    expect(a.fetchedObjects).toBe(3);
+
+    const anonymous = `${url} needs credentials: the origin refused a request without them (name a project secret in code_credentials or env_credentials)`;
+    const wrong = `the origin refused this job's credentials for ${url}`;
+    for (const [credential, message] of [[undefined, anonymous], [undefined, anonymous], ["gridx:wrong-token", wrong]] as const) {
+      let error: unknown;
+      const seen = await asked(() => cache.resolve(url, commit, credential).catch((e: unknown) => (error = e)));
+      expect(error).toBeInstanceOf(RepoError);
+      expect((error as Error).message).toBe(message);
+      // The origin heard this job itself; a refusal is never remembered as a pass.
+      expect(seen).toContain("GET /private/code/info/refs");
+    }
+
+    // The right credential's fetch is its proof: within the TTL, no request at all.
+    expect(await asked(async () => expect(await cache.resolve(url, commit, right)).toEqual({ commit, fetchedObjects: 0 }))).toEqual([]);
+
+    clock.now += AUTH_TTL_MS;
+    const again = await asked(async () => expect(await cache.resolve(url, commit, right)).toEqual({ commit, fetchedObjects: 0 }));
+    expect(again[0]).toBe("GET /private/code/info/refs");
+    expect(await asked(() => cache.resolve(url, commit, right))).toEqual([]);
+
+    // A revoked token keeps its proof until the TTL runs out, and no longer.
+    auth.password = "rotated";
+    expect(await cache.resolve(url, commit, right)).toEqual({ commit, fetchedObjects: 0 });
+    clock.now += AUTH_TTL_MS;
+    await expect(cache.resolve(url, commit, right)).rejects.toThrow(`the origin refused this job's credentials for ${url}`);
+    await expect(cache.resolve(url, "main", right)).rejects.toThrow(`the origin refused this job's credentials for ${url}`);
+  });
+
+  it("public: jobs without credentials share one mirror; the second fetches nothing and asks nothing", async () => {
+    const { root, cache, clock, server, mirrors, asked } = await served();
+    const repo = TestRepo.create(join(root, "public", "code"));
+    const commit = repo.commit({ "main.py": "print(1)\n" });
+    const url = `${server.url}/public/code`;
+
+    expect((await cache.resolve(url, commit, undefined)).fetchedObjects).toBe(3);
+    expect(await asked(async () => expect(await cache.resolve(url, commit, undefined)).toEqual({ commit, fetchedObjects: 0 }))).toEqual([]);
+    // The anonymous proof says the repository is public: it serves a job with any credential.
+    expect(await asked(() => cache.resolve(url, commit, "someone:else"))).toEqual([]);
+    expect(mirrors()).toHaveLength(1);
+
+    clock.now += AUTH_TTL_MS;
+    const renewed = await asked(async () => expect(await cache.resolve(url, commit, undefined)).toEqual({ commit, fetchedObjects: 0 }));
+    expect(renewed[0]).toBe("GET /public/code/info/refs");
+    expect(await asked(() => cache.resolve(url, commit, undefined))).toEqual([]);
+  });
+
+  it("ssh: a cached commit needs the job's own key", async () => {
+    const { root, cache } = setup();
+    const sshd = await startSshd(root);
+    stops.push(sshd.stop);
+    const repo = TestRepo.create(join(root, "private-ssh"));
+    const commit = repo.commit({ "secret.py": "KEY = 2\n" });
+    const url = `ssh://${sshd.user}@127.0.0.1:${sshd.port}${repo.dir}`;
+    const key = readFileSync(sshd.clientKey, "utf8");
+    const otherKey = join(root, "other_ed25519");
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", otherKey]);
+
+    expect((await cache.resolve(url, commit, key)).fetchedObjects).toBe(3);
+    await expect(cache.resolve(url, commit, readFileSync(otherKey, "utf8"))).rejects.toThrow(`the origin refused this job's credentials for ${url}`);
+
+    await expect(cache.resolve(url, commit, undefined)).rejects.toThrow(`${url} needs credentials`);
+    expect(await cache.resolve(url, commit, key)).toEqual({ commit, fetchedObjects: 0 });
+  });
+});
+
 describe("credentialEnv", () => {
   it("puts an https token in a header scoped to the URL, never on the command line", async () => {
     const { env } = await credentialEnv("https://git.example.com/x.git", "tok123", "/kh");
@@ -101,5 +202,13 @@ describe("credentialEnv", () => {
     expect(env.GIT_SSH_COMMAND).toContain("UserKnownHostsFile=/state/known_hosts");
     await cleanup();
     expect(() => statSync(keyFile)).toThrow(/ENOENT/);
+  });
+
+  it("offers ssh no key at all without a credential, so the agent user's own keys never speak for a job", async () => {
+    // ssh finds default keys through the passwd home, not $HOME, so a test cannot plant one there.
+    const { env } = await credentialEnv("git@h:org/x.git", undefined, "/state/known_hosts");
+    expect(env.GIT_SSH_COMMAND).toMatch(/-o PubkeyAuthentication=no/);
+    expect(env.GIT_SSH_COMMAND).toMatch(/-o BatchMode=yes/);
+    expect(env.GIT_SSH_COMMAND).not.toMatch(/-i /);
   });
 });

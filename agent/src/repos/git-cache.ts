@@ -6,6 +6,7 @@ import type { Readable } from "node:stream";
 import { COMMIT_ID } from "../../../protocol/index.ts";
 import type { Logger } from "../logger.ts";
 import { folderBytes } from "../folder-bytes.ts";
+import { AuthProofs } from "./auth-proofs.ts";
 import { credentialEnv, git, GitError } from "./git.ts";
 
 export interface GitCacheOptions {
@@ -17,6 +18,10 @@ export interface GitCacheOptions {
   timeoutMs: number;
   /** Whether jobs may name local paths (`/path`, `file://`) as repositories. */
   allowLocal: boolean;
+  /** How long the origin's word that a credential (or none) may read a repository serves cached commits; 0 asks every time. */
+  authTtlMs: number;
+  /** The clock proofs are timed by. */
+  now?: () => number;
   log: Logger;
 }
 
@@ -34,16 +39,24 @@ const URL_FILE = "gridx-url";
 
 const isLocal = (url: string) => url.startsWith("/") || url.startsWith("file://");
 
+/** What git says when the origin will not let this credential (or none) read the repository. */
+const REFUSED = /authentication failed|could not read (username|password)|terminal prompts disabled|returned error: 40[13]|permission denied \(|repository not found|access denied/i;
+
 /**
  * One bare mirror per repository URL. A job's commit is fetched only when the mirror lacks
- * it, and only that ref, so a cached repository never re-clones. Operations on one
- * repository run one at a time; different repositories run side by side.
+ * it, and only that ref, so a cached repository never re-clones. Jobs with different
+ * credentials share a mirror, so a cached commit goes only to a job whose own credential (or
+ * none) the origin accepted for that URL within `authTtlMs` (see AuthProofs). Operations on
+ * one repository run one at a time; different repositories run side by side.
  */
 export class GitCache {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly inUse = new Map<string, number>();
+  private readonly proofs: AuthProofs;
 
-  constructor(private readonly opts: GitCacheOptions) {}
+  constructor(private readonly opts: GitCacheOptions) {
+    this.proofs = new AuthProofs(opts.authTtlMs, opts.now);
+  }
 
   private dirOf(url: string) {
     return join(this.opts.root, createHash("sha256").update(url).digest("hex").slice(0, 32) + ".git");
@@ -72,16 +85,22 @@ export class GitCache {
   }
 
   /**
-   * The commit `ref` names in `url`. A full commit id already in the mirror costs no network;
-   * anything else fetches just that ref (a branch or tag is resolved anew each time).
+   * The commit `ref` names in `url`. A full commit id already in the mirror costs no fetch, only
+   * an `ls-remote` with the job's credential when no proof of it is fresh; anything else
+   * fetches just that ref (a branch or tag is resolved anew each time). Local repositories are
+   * the operator's, allowed by --allow-local-repos, and need no proof.
    */
   async resolve(url: string, ref: string, credential: string | undefined, signal?: AbortSignal): Promise<Resolved> {
-    if (isLocal(url) && !this.opts.allowLocal) throw new RepoError(`${url}: local repository paths are not allowed on this worker (start the agent with --allow-local-repos)`);
+    const local = isLocal(url);
+    if (local && !this.opts.allowLocal) throw new RepoError(`${url}: local repository paths are not allowed on this worker (start the agent with --allow-local-repos)`);
     const resolved = await this.exclusive(url, async (dir) => {
       const run = { timeoutMs: this.opts.timeoutMs, signal };
       await this.ensureMirror(dir, url);
       await touch(join(dir, USED_MARK));
-      if (COMMIT_ID.test(ref) && (await hasCommit(dir, ref))) return { commit: ref, fetchedObjects: 0 };
+      if (COMMIT_ID.test(ref) && (await hasCommit(dir, ref))) {
+        if (!local) await this.authorize(dir, url, credential, run);
+        return { commit: ref, fetchedObjects: 0 };
+      }
       const auth = await credentialEnv(url, credential, this.knownHosts);
       try {
         const before = await objectCount(dir);
@@ -97,6 +116,8 @@ export class GitCache {
           commit = (await hasCommit(dir, ref)) ? ref : null;
         }
         if (!commit || (COMMIT_ID.test(ref) && commit !== ref)) throw new RepoError(`commit ${ref} does not exist in ${url}`);
+        // The origin served this credential, so it may have the cache's copy too.
+        this.proofs.prove(url, credential);
         // A ref keeps the commit from garbage collection, and tells the next fetch what we have.
         await git(["--git-dir", dir, "update-ref", `refs/gridx/${commit}`, commit], run);
         return { commit, fetchedObjects: (await objectCount(dir)) - before };
@@ -104,13 +125,41 @@ export class GitCache {
         if (err instanceof RepoError) throw err;
         const text = err instanceof Error ? err.message : String(err);
         if (/couldn't find remote ref|not our ref|unadvertised object/i.test(text)) throw new RepoError(`commit or ref ${ref} does not exist in ${url}`);
-        throw new RepoError(`could not fetch ${ref} from ${url}: ${redact(text, credential)}`);
+        throw this.failure(url, credential, `could not fetch ${ref} from ${url}`, err);
       } finally {
         await auth.cleanup();
       }
     });
     await this.evict(this.dirOf(url)).catch((err: unknown) => this.opts.log.warn("git cache eviction failed", { err }));
     return resolved;
+  }
+
+  /** Asks the origin, unless a fresh proof answers, whether `credential` (or none) may read `url`. */
+  private async authorize(dir: string, url: string, credential: string | undefined, run: { timeoutMs: number; signal?: AbortSignal }): Promise<void> {
+    if (this.proofs.admits(url, credential)) return;
+    const auth = await credentialEnv(url, credential, this.knownHosts);
+    try {
+      // Branch heads only: the cheapest question the origin answers only for a reader.
+      await git(["--git-dir", dir, "ls-remote", "--heads", "origin"], { ...run, env: auth.env });
+    } catch (err) {
+      throw this.failure(url, credential, `could not check this job's access to ${url}`, err);
+    } finally {
+      await auth.cleanup();
+    }
+    this.proofs.prove(url, credential);
+  }
+
+  /** A failed talk with the origin as the job's RepoError: a refusal says so, anything else keeps git's words. */
+  private failure(url: string, credential: string | undefined, doing: string, err: unknown): RepoError {
+    const text = err instanceof Error ? err.message : String(err);
+    const stderr = err instanceof GitError ? err.stderr : text;
+    if (!REFUSED.test(stderr)) return new RepoError(`${doing}: ${redact(text, credential)}`);
+    this.proofs.refuse(url, credential);
+    return new RepoError(
+      credential
+        ? `the origin refused this job's credentials for ${url}`
+        : `${url} needs credentials: the origin refused a request without them (name a project secret in code_credentials or env_credentials)`,
+    );
   }
 
   /** Writes the commit's files (no .git) into `target`. */

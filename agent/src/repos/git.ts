@@ -60,9 +60,11 @@ export function git(args: string[], run: GitRun): Promise<string> {
  * an HTTP Authorization header scoped to that URL, or an SSH private key in a 0600 file (host
  * keys are trusted on first use and remembered in `knownHostsFile`).
  * Passed as GIT_CONFIG_* variables, so it is never on a command line another user can read.
+ * Without a credential, ssh offers no key at all: the agent's own keys never speak for a job.
  */
 export async function credentialEnv(url: string, credential: string | undefined, knownHostsFile: string): Promise<{ env: Record<string, string>; cleanup: () => Promise<void> }> {
-  if (!credential) return { env: {}, cleanup: async () => {} };
+  const ssh = `ssh -o BatchMode=yes -o GSSAPIAuthentication=no -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=${knownHostsFile}`;
+  if (!credential) return { env: { GIT_SSH_COMMAND: `${ssh} -o PubkeyAuthentication=no` }, cleanup: async () => {} };
   if (/^https?:\/\//.test(url)) {
     const basic = credential.includes(":") ? credential : `x-access-token:${credential}`;
     return {
@@ -74,7 +76,7 @@ export async function credentialEnv(url: string, credential: string | undefined,
   const keyFile = join(dir, "key");
   await writeFile(keyFile, credential.endsWith("\n") ? credential : credential + "\n", { mode: 0o600 });
   return {
-    env: { GIT_SSH_COMMAND: `ssh -i ${keyFile} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=${knownHostsFile}` },
+    env: { GIT_SSH_COMMAND: `${ssh} -i ${keyFile} -o IdentitiesOnly=yes` },
     cleanup: () => rm(dir, { recursive: true, force: true }),
   };
 }
