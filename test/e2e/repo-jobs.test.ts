@@ -138,9 +138,19 @@ describe("repo jobs on a real agent, real git and real Docker", () => {
     const without = await repoJob({ code_repo_url: `${server.url}/private/code`, code_commit_id: "main", dockerfile_path: "docker/Dockerfile" });
     const refused = await waitForJob(without.id, isDone, 60_000);
     expect(refused).toMatchObject({ status: "failed", failure_reason: "input_error" });
-    expect(refused.failure_message).toMatch(/could not fetch main from .*private\/code/);
+    expect(refused.failure_message).toContain(`${server.url}/private/code needs credentials`);
 
-    for (const id of [withSecret.id, without.id]) {
+    // The commit is in this worker's mirror now; a job of another project without the secret asks
+    // for it by id, and the origin is asked (and refuses) instead of the cache answering.
+    const requestsBefore = server.requests.length;
+    const other = await repoJob({ code_repo_url: `${server.url}/private/code`, code_commit_id: ok.resolved.code_commit_id, dockerfile_path: "docker/Dockerfile" }, undefined, await newProject());
+    const cached = await waitForJob(other.id, isDone, 60_000);
+    expect(cached).toMatchObject({ status: "failed", failure_reason: "input_error", worker_id: ok.worker_id });
+    expect(cached.failure_message).toContain(`${server.url}/private/code needs credentials`);
+    expect(cached.stdout ?? "").not.toContain("private code ran");
+    expect(server.requests.slice(requestsBefore)).toContain("GET /private/code/info/refs");
+
+    for (const id of [withSecret.id, without.id, other.id]) {
       const everything = JSON.stringify({ job: (await api(`/v1/jobs/${id}`)).json, logs: await logLines(id) });
       expect(everything).not.toContain(gitAuth.password);
       expect(everything).not.toContain(Buffer.from(`${gitAuth.user}:${gitAuth.password}`).toString("base64"));
