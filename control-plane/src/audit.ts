@@ -20,6 +20,7 @@ export const AUDIT_ACTIONS = [
   "worker.drain",
   "worker.undrain",
   "worker.probe",
+  "pool.sandbox",
   "session.start",
   "session.end",
 ] as const;

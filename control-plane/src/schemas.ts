@@ -18,7 +18,9 @@ import {
   PartUrl,
   PartUrlsRequest as PartUrlsRequestSchema,
   PoolName,
+  PoolSandbox as PoolSandboxSchema,
   ProjectName,
+  Runtime,
   ProbeRequest as ProbeRequestSchema,
   ResolvedCommits as ResolvedCommitsSchema,
   WarmCache as WarmCacheSchema,
@@ -132,6 +134,8 @@ export const Worker = z
       os: z.string(),
       arch: z.string(),
       wsl: z.boolean(),
+      runtimes: z.array(Runtime).openapi({ description: "Runtimes the worker's Docker engine has registered: runc, and gvisor (runsc) where installed." }),
+      egress: z.boolean().openapi({ description: "Whether the agent keeps the filtered network that egress jobs and builds use." }),
     }),
     agent_version: z.string(),
     slots: z.number().int(),
@@ -141,6 +145,19 @@ export const Worker = z
     last_seen: Timestamp,
   })
   .openapi("Worker");
+
+export const PoolSandbox = named(PoolSandboxSchema, "PoolSandbox", {
+  description: "A pool's sandbox policy: the runtimes its jobs may use and get by default, whether they may reach the outside world, what builds may reach, and which images command jobs may pull.",
+  example: { default_runtime: "gvisor", runtimes: ["gvisor"], egress: true, egress_allow: ["pypi.org", "203.0.113.0/24"], build_network: "egress", images: ["ghcr.io/acme/*"] },
+});
+export const PoolSandboxView = z
+  .object({
+    pool: PoolName,
+    sandbox: PoolSandbox,
+    updated_at: Timestamp.nullable().openapi({ description: "null while the pool has the defaults" }),
+    updated_by: z.string().nullable(),
+  })
+  .openapi("PoolSandboxView");
 
 export const WorkerList = z.object({ workers: z.array(Worker) }).openapi("WorkerList");
 

@@ -3,14 +3,14 @@ import { fits, initialSchedulerState, planDispatch, type Policy, type QueuedJob,
 
 const worker = (id: string, over: Partial<WorkerView> = {}): WorkerView => ({
   id,
-  caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: {} },
+  caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: {}, runtimes: ["runc"], egress: false },
   slots: 2,
   draining: false,
   used: { slots: 0, cpusMilli: 0, memoryMb: 0, gpuIndices: [] },
   warm: { envs: [], repos: [] },
   ...over,
 });
-const job = (id: string, req: Partial<QueuedJob["requirements"]> = {}): QueuedJob => ({ id, requirements: { gpus: 0, cpus: 1, memory_mb: 512, labels: {}, ...req } });
+const job = (id: string, req: Partial<QueuedJob["requirements"]> = {}): QueuedJob => ({ id, requirements: { gpus: 0, cpus: 1, memory_mb: 512, labels: {}, ...req }, sandbox: { runtime: "runc", network: "none" } });
 const place = (jobs: QueuedJob[], workers: WorkerView[], policy: Policy, random?: () => number) =>
   planDispatch(jobs, workers, policy, initialSchedulerState(), random).assignments.map((a) => `${a.jobId}->${a.workerId}`);
 
@@ -23,10 +23,23 @@ describe("fits", () => {
     expect(fits(worker("a", { used: { slots: 1, cpusMilli: 3600, memoryMb: 0, gpuIndices: [] } }), job("j", { cpus: 0.5 }).requirements)).toBe(false);
     expect(fits(worker("a"), job("j", { memory_mb: 9000 }).requirements)).toBe(false);
     expect(fits(worker("a"), job("j", { gpus: 1 }).requirements)).toBe(false);
-    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [{ index: 0, model: "x", memory_mb: 1 }], labels: {} } }), job("j", { gpus: 1 }).requirements)).toBe(true);
+    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [{ index: 0, model: "x", memory_mb: 1 }], labels: {}, runtimes: ["runc"], egress: false } }), job("j", { gpus: 1 }).requirements)).toBe(true);
     expect(fits(worker("a"), job("j", { labels: { zone: "lab" } }).requirements)).toBe(false);
-    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: { zone: "lab" } } }), job("j", { labels: { zone: "lab" } }).requirements)).toBe(true);
+    expect(fits(worker("a", { caps: { cpu_cores: 4, memory_mb: 8192, gpus: [], labels: { zone: "lab" }, runtimes: ["runc"], egress: false } }), job("j", { labels: { zone: "lab" } }).requirements)).toBe(true);
     expect(fits(worker("a", { draining: true }), job("j").requirements)).toBe(false);
+  });
+
+  it("places a job only on a worker that offers its runtime, and egress only where the agent filters it", () => {
+    const gvisor = { runtime: "gvisor" as const, network: "none" as const };
+    const egress = { runtime: "runc" as const, network: "egress" as const };
+    const caps = (over: Partial<WorkerView["caps"]>) => ({ cpu_cores: 4, memory_mb: 8192, gpus: [], labels: {}, runtimes: ["runc" as const], egress: false, ...over });
+    expect(fits(worker("a"), job("j").requirements, gvisor)).toBe(false);
+    expect(fits(worker("a", { caps: caps({ runtimes: ["runc", "gvisor"] }) }), job("j").requirements, gvisor)).toBe(true);
+    expect(fits(worker("a"), job("j").requirements, egress)).toBe(false);
+    expect(fits(worker("a", { caps: caps({ egress: true }) }), job("j").requirements, egress)).toBe(true);
+    const plain = worker("a");
+    const sandboxed = worker("b", { caps: caps({ runtimes: ["runc", "gvisor"] }) });
+    expect(place([{ ...job("g"), sandbox: gvisor }, job("r")], [plain, sandboxed], "first-idle")).toEqual(["g->b", "r->a"]);
   });
 });
 
@@ -51,8 +64,8 @@ describe("planDispatch", () => {
   });
 
   it("weighted shares jobs in proportion to weights", () => {
-    const big = worker("big", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "3" } } });
-    const small = worker("small", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "1" } } });
+    const big = worker("big", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "3" }, runtimes: ["runc"], egress: false } });
+    const small = worker("small", { slots: 100, caps: { cpu_cores: 64, memory_mb: 1e6, gpus: [], labels: { weight: "1" }, runtimes: ["runc"], egress: false } });
     const jobs = Array.from({ length: 40 }, (_, i) => job(String(i)));
     const out = planDispatch(jobs, [big, small], "weighted", initialSchedulerState()).assignments;
     expect(out.filter((a) => a.workerId === "big")).toHaveLength(30);
@@ -71,7 +84,7 @@ describe("planDispatch", () => {
 
   it("hands out distinct free GPU indices", () => {
     const gpus = [0, 1, 2, 3].map((index) => ({ index, model: "A100", memory_mb: 40000 }));
-    const w = worker("g", { slots: 4, caps: { cpu_cores: 16, memory_mb: 65536, gpus, labels: {} }, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [1] } });
+    const w = worker("g", { slots: 4, caps: { cpu_cores: 16, memory_mb: 65536, gpus, labels: {}, runtimes: ["runc"], egress: false }, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [1] } });
     const out = planDispatch([job("x", { gpus: 2 }), job("y", { gpus: 1 }), job("z", { gpus: 1 })], [w], "first-idle", initialSchedulerState()).assignments;
     expect(out.map((a) => [a.jobId, a.gpuIndices])).toEqual([
       ["x", [0, 2]],

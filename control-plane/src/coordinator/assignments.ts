@@ -1,4 +1,4 @@
-import type { CoordinatorToAgent, JobSpec, RepoCredentials } from "../../../protocol/index.ts";
+import type { CoordinatorToAgent, JobSpec, PoolSandbox, RepoCredentials } from "../../../protocol/index.ts";
 import type { Db } from "../db/client.ts";
 import { failQueued } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
@@ -8,13 +8,15 @@ import { errorText } from "../errors.ts";
 import { SecretVault } from "../secrets/vault.ts";
 import type { Settings } from "../settings.ts";
 import { ObjectStore } from "../storage/object-store.ts";
+import { attemptSandbox, sandboxRefusal } from "../sandbox-policy.ts";
 
-/** What building an assignment needs: the pool's D1, its bindings and settings. */
+/** What building an assignment needs: the pool's D1, its bindings, settings and sandbox policy (read once per round). */
 export interface AssignmentContext {
   db: Db;
   env: Bindings;
   settings: Settings;
   pool: string | null;
+  sandbox: PoolSandbox;
 }
 
 /** An assignment, with presigned downloads of the job's inputs issued for this attempt. */
@@ -32,14 +34,18 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
   }
   // Every secret comes from the job's own project, whatever its repo names: submit refused any other.
   const repo = spec.task.kind === "repo" ? spec.task.repo : undefined;
-  const wanted = [repo?.code_credentials, repo?.env_credentials, ...Object.values(spec.secrets)].filter((n) => n !== undefined);
+  const registry = spec.task.kind === "command" ? spec.task.command.registry_credentials : undefined;
+  const wanted = [repo?.code_credentials, repo?.env_credentials, registry, ...Object.values(spec.secrets)].filter((n) => n !== undefined);
   const opened = await openSecrets(c, spec.project, wanted);
   const credentials: RepoCredentials | undefined =
     repo && (repo.code_credentials || repo.env_credentials)
       ? { code: repo.code_credentials && opened.get(repo.code_credentials), env: repo.env_credentials && opened.get(repo.env_credentials) }
-      : undefined;
+      : registry
+        ? { registry: opened.get(registry) }
+        : undefined;
   const secretEnv = Object.fromEntries(Object.entries(spec.secrets).flatMap(([env, name]) => (opened.has(name) ? [[env, opened.get(name)!]] : [])));
-  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv } };
+  const sandbox = attemptSandbox(spec, c.sandbox);
+  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv, sandbox } };
 }
 
 /**
@@ -61,10 +67,21 @@ async function openSecrets(c: AssignmentContext, project: string, names: string[
 }
 
 /**
- * Fails, instead of scheduling, queued jobs whose datasets do not exist or are still
- * uploading: they could never start, and the user learns why at once.
+ * Fails, instead of scheduling, queued jobs that could never start, so the user learns why at
+ * once: datasets that do not exist or are still uploading, or a runtime, network or image the
+ * pool's sandbox policy no longer admits (it was changed since the job's submit).
  */
-export async function withoutUnreadyInputs<J extends { id: string; spec: JobSpec }>(c: AssignmentContext, jobs: J[]): Promise<J[]> {
+export async function withoutUnstartable<J extends { id: string; spec: JobSpec }>(c: AssignmentContext, jobs: J[]): Promise<J[]> {
+  const admitted: J[] = [];
+  for (const job of jobs) {
+    const refusal = sandboxRefusal(job.spec, c.sandbox, c.settings.ALLOWED_IMAGES);
+    if (refusal) await failQueued(c.db, job.id, "input_error", `pool ${job.spec.pool}'s sandbox policy changed since submit: ${refusal.field}: ${refusal.message}`, Date.now());
+    else admitted.push(job);
+  }
+  return withReadyInputs(c, admitted);
+}
+
+async function withReadyInputs<J extends { id: string; spec: JobSpec }>(c: AssignmentContext, jobs: J[]): Promise<J[]> {
   const wanted = [...new Set(jobs.flatMap((j) => j.spec.inputs.map((i) => i.dataset)))];
   if (wanted.length === 0) return jobs;
   const ready = new Map((await datasetsByIds(c.db, wanted)).map((d) => [d.id, d.status]));

@@ -36,7 +36,8 @@ import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { policyFor, settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
-import { buildAssignment, withoutUnreadyInputs, type AssignmentContext } from "./assignments.ts";
+import { buildAssignment, withoutUnstartable, type AssignmentContext } from "./assignments.ts";
+import { getPoolSandbox } from "../db/pools.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { fairOrder, PoolUsage, type ProjectStanding, type SavedUsage } from "./fair-share.ts";
 import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
@@ -652,7 +653,8 @@ export class Coordinator extends DurableObject<Bindings> {
     if (free === 0) return;
     const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
     const head = await queuedJobs(this.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });
-    const queued = await withoutUnreadyInputs(this.assignmentContext(), head.jobs);
+    const context = await this.assignmentContext(pool);
+    const queued = await withoutUnstartable(context, head.jobs);
     if (queued.length === 0) return;
     const byId = new Map(queued.map((j) => [j.id, j]));
     const now = Date.now();
@@ -664,9 +666,10 @@ export class Coordinator extends DurableObject<Bindings> {
       this.usage.chargeS,
     );
     const plan = planDispatch(
-      order.map(({ id, spec: { task, requirements } }) => ({
+      order.map(({ id, spec: { task, requirements, runtime, network } }) => ({
         id,
         requirements,
+        sandbox: { runtime: runtime ?? "runc", network },
         affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
       })),
       views,
@@ -686,7 +689,7 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const { job, attempt } of stored) {
       try {
         const batch = outgoing.get(attempt.workerId) ?? [];
-        batch.push(await buildAssignment(this.assignmentContext(), job.id, attempt.attempt, job.spec, attempt.gpuIndices));
+        batch.push(await buildAssignment(context, job.id, attempt.attempt, job.spec, attempt.gpuIndices));
         outgoing.set(attempt.workerId, batch);
       } catch (err) {
         // Not sent: the start bound takes it back and requeues it, the others go now.
@@ -716,11 +719,11 @@ export class Coordinator extends DurableObject<Bindings> {
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
-    this.sockets.send(a.workerId, await buildAssignment(this.assignmentContext(), a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
+    this.sockets.send(a.workerId, await buildAssignment(await this.assignmentContext(job.pool), a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
   }
 
-  private assignmentContext(): AssignmentContext {
-    return { db: this.db, env: this.env, settings: this.settings, pool: this.pool };
+  private async assignmentContext(pool: string): Promise<AssignmentContext> {
+    return { db: this.db, env: this.env, settings: this.settings, pool, sandbox: (await getPoolSandbox(this.db, pool)).sandbox };
   }
 
   // ---- plumbing -----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ export class PoolLedger {
   /** A worker joined (or the ledger was rebuilt): its row and everything it holds, read from D1. */
   join(worker: WorkerRow, holding: readonly AttemptWithJob[]): void {
     this.leave(worker.id);
-    this.workers.set(worker.id, { id: worker.id, caps: worker.caps as WorkerCaps, slots: worker.slots, drain: worker.drain, warm: worker.warm });
+    this.workers.set(worker.id, { id: worker.id, caps: withSandboxDefaults(worker.caps as Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">), slots: worker.slots, drain: worker.drain, warm: worker.warm });
     this.byWorker.set(worker.id, new Map());
     for (const a of holding) this.record(a);
   }
@@ -89,3 +89,6 @@ export class PoolLedger {
     return views;
   }
 }
+
+/** A worker stored before agents reported runtimes runs runc only and offers no egress. */
+const withSandboxDefaults = (caps: Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">): WorkerCaps => ({ ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false });

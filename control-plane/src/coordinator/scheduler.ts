@@ -1,4 +1,4 @@
-import type { JobRequirements, WorkerCaps } from "../../../protocol/index.ts";
+import type { JobNetwork, JobRequirements, Runtime, WorkerCaps } from "../../../protocol/index.ts";
 
 export const POLICIES = ["first-idle", "least-loaded", "round-robin", "weighted", "random"] as const;
 export type Policy = (typeof POLICIES)[number];
@@ -6,7 +6,7 @@ export type Policy = (typeof POLICIES)[number];
 /** A connected worker as the scheduler sees it: what it has, and what its jobs hold. */
 export interface WorkerView {
   id: string;
-  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels">;
+  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels" | "runtimes" | "egress">;
   slots: number;
   draining: boolean;
   used: { slots: number; cpusMilli: number; memoryMb: number; gpuIndices: readonly number[] };
@@ -17,6 +17,8 @@ export interface WorkerView {
 export interface QueuedJob {
   id: string;
   requirements: JobRequirements;
+  /** The sandbox the job runs in: only a worker with that runtime (and the filtered network, for egress) takes it. */
+  sandbox: { runtime: Runtime; network: JobNetwork };
   /** A repo job's environment and code repository keys: workers with them warm are preferred. */
   affinity?: { env: string; repo: string };
 }
@@ -44,9 +46,15 @@ function freeGpuIndices(w: WorkerView): number[] {
   return w.caps.gpus.map((g) => g.index).filter((i) => !used.has(i));
 }
 
+/** Whether a worker can ever run a job's sandbox: its runtime, and egress through the agent's filtered network. */
+export function offersSandbox(w: Pick<WorkerView, "caps">, sandbox: QueuedJob["sandbox"]): boolean {
+  return w.caps.runtimes.includes(sandbox.runtime) && (sandbox.network === "none" || w.caps.egress);
+}
+
 /** Whether a worker can take a job now: capabilities, labels and a free slot. */
-export function fits(w: WorkerView, req: JobRequirements): boolean {
+export function fits(w: WorkerView, req: JobRequirements, sandbox: QueuedJob["sandbox"] = { runtime: "runc", network: "none" }): boolean {
   if (w.draining || w.used.slots >= w.slots) return false;
+  if (!offersSandbox(w, sandbox)) return false;
   if (w.used.cpusMilli + toMilli(req.cpus) > toMilli(w.caps.cpu_cores)) return false;
   if (w.used.memoryMb + req.memory_mb > w.caps.memory_mb) return false;
   if (freeGpuIndices(w).length < req.gpus) return false;
@@ -118,7 +126,7 @@ export function planDispatch(
   for (const job of jobs) {
     if (!pool.some((w) => w.used.slots < w.slots && !w.draining)) break;
     const fitting = preferWarm(
-      pool.filter((w) => fits(w, job.requirements)),
+      pool.filter((w) => fits(w, job.requirements, job.sandbox)),
       job.affinity,
     );
     if (fitting.length === 0) continue;

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { PoolSandbox, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 /** API and agent tokens. Only a SHA-256 of the token is stored. */
 export const tokens = sqliteTable(
@@ -49,6 +49,14 @@ export const projects = sqliteTable("projects", {
   /** Its share of contested capacity under fair share, relative to other projects'. */
   weight: real("weight").notNull().default(1),
   createdAt: integer("created_at").notNull(),
+});
+
+/** A pool's sandbox policy (protocol PoolSandbox); a pool without a row has the defaults. */
+export const poolSandbox = sqliteTable("pool_sandbox", {
+  pool: text("pool").primaryKey(),
+  policy: text("policy", { mode: "json" }).$type<PoolSandbox>().notNull(),
+  updatedAt: integer("updated_at").notNull(),
+  updatedBy: text("updated_by").notNull(),
 });
 
 export const members = sqliteTable(

@@ -112,6 +112,9 @@ export function workerView(row: WorkerRow, running: number) {
       os: caps.os,
       arch: caps.arch,
       wsl: caps.wsl,
+      // Workers that said hello before runtimes were reported run runc only, unfiltered egress never.
+      runtimes: caps.runtimes ?? ["runc"],
+      egress: caps.egress ?? false,
     },
     agent_version: row.agentVersion,
     slots: row.slots,

@@ -15,6 +15,8 @@ import { datasetsByIds } from "../db/datasets.ts";
 import { mustGetJob, mustGetProject, noProject } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
 import { secretsByNames } from "../db/secrets.ts";
+import { getPoolSandbox } from "../db/pools.ts";
+import { sandboxRefusal, withPoolRuntime } from "../sandbox-policy.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
 import { AppError } from "../errors.ts";
@@ -83,6 +85,7 @@ async function requireProjectResources(db: Db, spec: JobSpec) {
     }
     named.push([field, name]);
   }
+  if (spec.task.kind === "command" && spec.task.command.registry_credentials) named.push(["command.registry_credentials", spec.task.command.registry_credentials]);
   for (const [env, name] of Object.entries(spec.secrets)) named.push([`secrets.${env}`, name]);
   if (named.length) {
     const have = new Set((await secretsByNames(db, spec.project, [...new Set(named.map(([, n]) => n))])).map((r) => r.name));
@@ -132,16 +135,17 @@ export const jobRoutes = router()
       },
     }),
     async (c) => {
-      const spec = c.req.valid("json");
-      if (spec.task.kind === "command" && !settingsOf(c.env).ALLOWED_IMAGES.includes(spec.task.command.image)) {
-        throw new AppError("validation_failed", `command.image: ${spec.task.command.image} is not an allowed image (${settingsOf(c.env).ALLOWED_IMAGES.join(", ")})`, "command.image");
-      }
+      const requested = c.req.valid("json");
       const db = createDb(c.env.DB);
+      const policy = (await getPoolSandbox(db, requested.pool)).sandbox;
+      const refusal = sandboxRefusal(requested, policy, settingsOf(c.env).ALLOWED_IMAGES);
+      if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
+      const spec = withPoolRuntime(requested, policy);
       const principal = c.get("principal");
       // Before the retry lookup, so a key says nothing to someone outside the project.
       requireRole(principal, spec.project, "member", noProject(spec.project, "project"));
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
-      const requestHash = key ? await sha256Hex(JSON.stringify(spec)) : null;
+      const requestHash = key ? await sha256Hex(JSON.stringify(requested)) : null;
       // A retry gets its job even when the queue has filled since: it adds nothing to it.
       if (key) {
         const existing = await findByIdempotencyKey(db, principal.tokenId, key);

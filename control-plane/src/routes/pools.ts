@@ -5,8 +5,11 @@ import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb } from "../db/client.ts";
 import { listProjects } from "../db/projects.ts";
 import { poolKnown, poolSeries, poolSummaries, queuedByProject } from "../db/reports.ts";
-import { access, errors, json, router } from "../openapi.ts";
-import { PoolList, PoolStats } from "../schemas.ts";
+import { getPoolSandbox, putPoolSandbox } from "../db/pools.ts";
+import { audit } from "../audit.ts";
+import { actorName } from "../auth/principal.ts";
+import { access, body, errors, json, router } from "../openapi.ts";
+import { PoolList, PoolSandbox, PoolSandboxView, PoolStats } from "../schemas.ts";
 import { policyFor, settingsOf } from "../settings.ts";
 
 /** Buckets in a stats series, whatever the window. */
@@ -56,6 +59,7 @@ function projectShares(
 
 const tags = ["pools"];
 const user = access("admin", "user");
+const admin = access("admin");
 const StatsParams = z.object({ pool: PoolName.clone().openapi({ param: { name: "pool", in: "path" }, example: "default" }) });
 const StatsQuery = z.object({
   minutes: z.coerce.number().int().min(1).max(7 * 24 * 60).optional().openapi({ description: "The window, ending now; 60 minutes unless given." }),
@@ -105,5 +109,35 @@ export const poolRoutes = router()
       const names = [...new Set([...usage.map((u) => u.project), ...queued.keys()])];
       const weights = new Map((names.length ? await listProjects(db, names) : []).map((p) => [p.name, p.weight]));
       return c.json({ pool, ...series, projects: projectShares(usage, queued, weights, readableProjects(c.get("principal"))) }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{pool}/sandbox",
+      summary: "A pool's sandbox policy: runtimes, egress, build network, pullable images",
+      request: { params: StatsParams },
+      responses: { 200: json(PoolSandboxView, "The policy; a pool nobody configured has the defaults."), ...errors(400, 401, 403) },
+    }),
+    async (c) => c.json(await getPoolSandbox(createDb(c.env.DB), c.req.valid("param").pool), 200),
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "put",
+      path: "/{pool}/sandbox",
+      summary: "Set a pool's sandbox policy (admin); it applies to jobs submitted from now on",
+      request: { params: StatsParams, body: body(PoolSandbox) },
+      responses: { 200: json(PoolSandboxView, "The policy as stored, every default filled in."), ...errors(400, 401, 403, 413) },
+    }),
+    async (c) => {
+      const { pool } = c.req.valid("param");
+      const policy = c.req.valid("json");
+      const view = await putPoolSandbox(createDb(c.env.DB), pool, policy, actorName(c.get("principal")), Date.now());
+      await audit(c, "pool.sandbox", { target: pool, detail: policy });
+      return c.json(view, 200);
     },
   );

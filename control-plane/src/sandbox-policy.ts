@@ -1,0 +1,47 @@
+import { imageMatches, type AttemptSandbox, type JobSpec, type PoolSandbox } from "../../protocol/index.ts";
+
+/** Why a pool's policy refuses a job: the request field at fault and what to change. */
+export interface SandboxRefusal {
+  field: string;
+  message: string;
+}
+
+/**
+ * Whether a pool's sandbox policy admits a job as submitted: its runtime among the pool's, egress
+ * only where the pool allows it, a command image in ALLOWED_IMAGES or matching one of the pool's
+ * patterns. Pure; submit turns a refusal into a 400 naming the field.
+ */
+export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages: readonly string[]): SandboxRefusal | null {
+  const runtime = spec.runtime ?? policy.default_runtime;
+  if (!policy.runtimes.includes(runtime)) {
+    return { field: "runtime", message: `pool ${spec.pool} runs jobs under ${policy.runtimes.join(" or ")}, not ${runtime}` };
+  }
+  if (spec.network === "egress" && !policy.egress) {
+    return { field: "network", message: `pool ${spec.pool} does not allow egress; the admin may allow it (PUT /v1/pools/${spec.pool}/sandbox {"egress": true})` };
+  }
+  if (spec.task.kind === "command") {
+    const image = spec.task.command.image;
+    if (!allowedImages.includes(image) && !policy.images.some((p) => imageMatches(image, p))) {
+      const allowed = [...allowedImages, ...policy.images];
+      return { field: "command.image", message: `${image} is not an allowed image in pool ${spec.pool} (${allowed.join(", ") || "none"})` };
+    }
+  }
+  return null;
+}
+
+/** The job as stored: the pool's default runtime filled in, so a later policy change does not move a queued job to another runtime. */
+export const withPoolRuntime = (spec: JobSpec, policy: PoolSandbox): JobSpec => ({ ...spec, runtime: spec.runtime ?? policy.default_runtime });
+
+/**
+ * What an attempt's sandbox is: the job's runtime and network, and what the pool's policy lets
+ * egress and builds reach now. Dispatch re-checks `sandboxRefusal` first, so a job the policy
+ * stopped admitting since its submit fails rather than running with what was withdrawn.
+ */
+export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandbox {
+  return {
+    runtime: spec.runtime ?? "runc",
+    network: spec.network,
+    egress_allow: policy.egress_allow,
+    build_network: policy.build_network,
+  };
+}
