@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -165,6 +165,21 @@ describe("GitCache authorization: a cached commit goes only to jobs the origin l
     const renewed = await asked(async () => expect(await cache.resolve(url, commit, undefined)).toEqual({ commit, fetchedObjects: 0 }));
     expect(renewed[0]).toBe("GET /public/code/info/refs");
     expect(await asked(() => cache.resolve(url, commit, undefined))).toEqual([]);
+  });
+
+  it("a job without credentials never borrows the agent user's ~/.netrc", async () => {
+    const { root, cache, auth, server } = await served();
+    TestRepo.create(join(root, "private", "code")).commit({ "secret.py": "KEY = 3\n" });
+    const home = join(root, "home");
+    mkdirSync(home);
+    writeFileSync(join(home, ".netrc"), `machine 127.0.0.1 login ${auth.user} password ${auth.password}\n`, { mode: 0o600 });
+    const savedHome = process.env.HOME;
+    process.env.HOME = home;
+    try {
+      await expect(cache.resolve(`${server.url}/private/code`, "main", undefined)).rejects.toThrow(`${server.url}/private/code needs credentials`);
+    } finally {
+      process.env.HOME = savedHome;
+    }
   });
 
   it("ssh: a cached commit needs the job's own key", async () => {

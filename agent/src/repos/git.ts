@@ -22,8 +22,13 @@ export interface GitRun {
 /** The most of git's stderr a failure message carries. */
 const STDERR_KEEP = 4000;
 
-/** git never prompts, never reads the user's or the system's config, and never runs a pager. */
+/**
+ * git never prompts, never reads the user's or the system's config, and never runs a pager.
+ * HOME points nowhere, so curl never reads the agent user's ~/.netrc: a job's only credential
+ * is its own.
+ */
 const QUIET_ENV = {
+  HOME: "/nonexistent",
   GIT_TERMINAL_PROMPT: "0",
   GIT_ASKPASS: "",
   SSH_ASKPASS: "",
@@ -36,7 +41,7 @@ const QUIET_ENV = {
 /** Runs git and returns its stdout; a non-zero exit, a timeout or an abort is a GitError. */
 export function git(args: string[], run: GitRun): Promise<string> {
   return new Promise((resolve, reject) => {
-    const child = spawn("git", args, { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/", ...QUIET_ENV, ...run.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn("git", args, { env: { PATH: process.env.PATH ?? "/usr/bin:/bin", ...QUIET_ENV, ...run.env }, stdio: ["ignore", "pipe", "pipe"] });
     const out: Buffer[] = [];
     let err = "";
     child.stdout.on("data", (c: Buffer) => out.push(c));
