@@ -2,7 +2,8 @@ import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { Labels } from "../../protocol/index.ts";
+import { ImagePattern, Labels } from "../../protocol/index.ts";
+import { DEFAULT_PULL_TIMEOUT_S } from "./runner/command-image.ts";
 import { LEASE_DEFAULTS } from "./runner/warden.ts";
 
 /** Where the agent looks for a config file when neither --config nor GRIDX_CONFIG names one. */
@@ -23,8 +24,10 @@ export const AgentConfig = z.object({
   cpus: z.coerce.number().positive().optional(),
   memoryMb: z.coerce.number().int().positive().optional(),
   pythonImage: z.string().min(1).default("gridx/python:latest"),
-  /** Images `command` jobs may use here; empty trusts the control plane's ALLOWED_IMAGES. */
-  allowImages: z.array(z.string().min(1)).default([]),
+  /** Image patterns (`*` = any characters) `command` jobs may use here; empty trusts the control plane's policy. */
+  allowImages: z.array(ImagePattern).default([]),
+  /** One image pull, the registry's first answer included, may take this long. */
+  pullTimeoutS: z.coerce.number().int().min(1).max(86_400).default(DEFAULT_PULL_TIMEOUT_S),
   /** Seconds between SIGTERM and SIGKILL when a job is stopped. */
   stopGraceS: z.coerce.number().min(0).max(3600).default(10),
   /** Seconds running jobs get to finish when the agent is asked to stop. */
@@ -75,6 +78,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "memoryMb", flag: "memory-mb", env: "GRIDX_MEMORY_MB" },
   { key: "pythonImage", flag: "python-image", env: "GRIDX_PYTHON_IMAGE" },
   { key: "allowImages", flag: "allow-image", env: "GRIDX_ALLOW_IMAGES", list: true },
+  { key: "pullTimeoutS", flag: "pull-timeout", env: "GRIDX_PULL_TIMEOUT_S" },
   { key: "stopGraceS", flag: "stop-grace", env: "GRIDX_STOP_GRACE_S" },
   { key: "drainGraceS", flag: "drain-grace", env: "GRIDX_DRAIN_GRACE_S" },
   { key: "leaseS", flag: "lease-s", env: "GRIDX_LEASE_S" },

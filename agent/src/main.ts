@@ -19,7 +19,7 @@ import { artifactApi } from "./transfer/uploader.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
-       [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image IMG]... [--stop-grace S]
+       [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image PATTERN]... [--pull-timeout S] [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
@@ -96,6 +96,7 @@ async function main(): Promise<number> {
       tmpfsMb: config.tmpfsMb,
       outputCapBytes: config.outputCapMb * 1024 * 1024,
       allowedImages: config.allowImages,
+      pullTimeoutS: config.pullTimeoutS,
       // More could never all be in use at once.
       prestart: Math.min(config.prestart, slots),
       transfers: {

@@ -1,7 +1,7 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import { readBody } from "../transfer/http.ts";
-import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary } from "./types.ts";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary, PullEvent } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
 export type EngineAddress = { socketPath: string } | { host: string; port: number };
@@ -171,14 +171,33 @@ export class DockerEngine {
       headers: { "content-type": "application/x-tar" },
       signal: opts.signal,
     });
-    let partial = "";
-    res.setEncoding("utf8");
-    for await (const chunk of res as AsyncIterable<string>) {
-      const lines = (partial + chunk).split("\n");
-      partial = lines.pop() ?? "";
-      for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as BuildEvent);
+    await readJsonLines(res, onEvent);
+  }
+
+  /**
+   * Pulls `image` at `tag` (a tag or a `sha256:` digest) with the registry login in `auth`,
+   * passing each progress line to `onEvent`. The whole pull, the registry's first answer
+   * included, must end within `timeoutMs`, else it rejects with a PullTimeoutError; `signal`
+   * abandons it. A refusal before any layer moves (no such image, login refused, registry
+   * down) rejects with the engine's DockerError; one after resolves, its failure being an
+   * event with `error`, as with builds.
+   */
+  async pullImage(image: string, opts: PullOptions, onEvent: (event: PullEvent) => void): Promise<void> {
+    const bound = AbortSignal.timeout(opts.timeoutMs);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, bound]) : bound;
+    try {
+      const res = await this.long("POST", "/images/create", {
+        query: { fromImage: image, tag: opts.tag },
+        headers: opts.auth ? { "x-registry-auth": registryAuthHeader(opts.auth) } : {},
+        signal,
+        // The registry, not the engine, is what a pull waits for: the pull's own bound covers it.
+        extraMs: opts.timeoutMs,
+      });
+      await readJsonLines(res, onEvent);
+    } catch (err) {
+      if (bound.aborted && !opts.signal?.aborted) throw new PullTimeoutError(`${image}:${opts.tag}`, opts.timeoutMs);
+      throw err;
     }
-    if (partial.trim()) onEvent(JSON.parse(partial) as BuildEvent);
   }
 
   /** Creates a container and returns its id. */
@@ -329,6 +348,53 @@ export class DockerEngine {
     }
     return this.version;
   }
+}
+
+/** A registry login for one pull. */
+export interface RegistryAuth {
+  username: string;
+  password: string;
+  /** The registry's host (`ghcr.io`, `127.0.0.1:5000`). */
+  serveraddress: string;
+}
+
+export interface PullOptions {
+  tag: string;
+  auth?: RegistryAuth;
+  timeoutMs: number;
+  signal?: AbortSignal;
+}
+
+/** A pull ran past its time bound (`--pull-timeout`): a slow or hung registry, not the engine. */
+export class PullTimeoutError extends Error {
+  override readonly name = "PullTimeoutError";
+
+  constructor(
+    readonly image: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`pulling ${image} took longer than ${timeoutMs / 1000}s`);
+  }
+}
+
+/**
+ * `X-Registry-Auth`: the login as JSON in URL-safe base64. Padded, since Docker 20.10 refuses
+ * unpadded (it reads it as no login at all: "no basic auth credentials").
+ */
+export function registryAuthHeader(auth: RegistryAuth): string {
+  return Buffer.from(JSON.stringify(auth)).toString("base64").replace(/\+/g, "-").replace(/\//g, "_");
+}
+
+/** Reads a JSON-lines progress body (a build's, a pull's) to its end, a line at a time. */
+async function readJsonLines<T>(res: IncomingMessage, onEvent: (event: T) => void): Promise<void> {
+  let partial = "";
+  res.setEncoding("utf8");
+  for await (const chunk of res as AsyncIterable<string>) {
+    const lines = (partial + chunk).split("\n");
+    partial = lines.pop() ?? "";
+    for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as T);
+  }
+  if (partial.trim()) onEvent(JSON.parse(partial) as T);
 }
 
 /** An image reference as a path: its slashes stay, anything else unusual is escaped. */

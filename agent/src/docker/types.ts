@@ -67,6 +67,8 @@ export interface ContainerSummary {
 export interface ImageInspect {
   /** `sha256:…`; a rebuild under the same name gets a new one. */
   Id: string;
+  /** `name@sha256:…` for each repository the image was pulled from or pushed to; empty for an image only built here. */
+  RepoDigests?: string[] | null;
 }
 
 /** One entry of `GET /images/json`. */
@@ -84,6 +86,16 @@ export interface EngineInfo {
 /** One line of `POST /build`'s JSON-lines progress. A failed build is such a line, not an HTTP error. */
 export interface BuildEvent {
   stream?: string;
+  error?: string;
+  errorDetail?: { message?: string };
+}
+
+/** One line of `POST /images/create`'s JSON-lines progress: a layer's (`id`) state, or the pull's. */
+export interface PullEvent {
+  status?: string;
+  /** A layer's short id, or the tag for the pull's own lines ("Pulling from acme/tool"). */
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
   error?: string;
   errorDetail?: { message?: string };
 }

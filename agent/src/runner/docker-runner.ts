@@ -5,6 +5,7 @@ import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
+import { CommandImages, DEFAULT_PULL_TIMEOUT_S, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
 import { createJobFolder } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
@@ -33,8 +34,10 @@ export interface DockerRunnerOptions {
   tmpfsMb: number;
   /** A job whose /work/output grows past this is stopped and fails output_too_large. */
   outputCapBytes: number;
-  /** Images `command` jobs may use on this machine; empty trusts the control plane's list. */
+  /** Image patterns (`*` = any characters) `command` jobs may use on this machine; empty trusts the control plane's list. */
   allowedImages: string[];
+  /** One image pull may take this long (default DEFAULT_PULL_TIMEOUT_S). */
+  pullTimeoutS?: number;
   /** Inputs in, outputs out; without it a job with inputs fails and outputs stay local. */
   transfers?: Transfers;
   /** Git cache and environment builds; without it repo jobs fail input_error. */
@@ -58,12 +61,18 @@ export interface Transfers extends Uploads {
 export class DockerRunner implements JobRunner {
   /** Python sandboxes started ahead of their jobs; null when `prestart` is 0. */
   readonly prestarted: PrestartedSandboxes | null;
+  private readonly commandImages: CommandImages;
 
   constructor(
     private readonly docker: DockerEngine,
     private readonly opts: DockerRunnerOptions,
     private readonly log: Logger,
   ) {
+    this.commandImages = new CommandImages(docker, {
+      allowed: opts.allowedImages,
+      pullTimeoutMs: (opts.pullTimeoutS ?? DEFAULT_PULL_TIMEOUT_S) * 1000,
+      loginPullsFile: join(opts.stateDir, "images", "pulled-with-login.json"),
+    });
     this.prestarted = opts.prestart
       ? new PrestartedSandboxes(docker, { count: opts.prestart, jobsDir: this.jobsDir(), image: opts.images.python, tmpfsMb: opts.tmpfsMb, labels: this.agentLabels() }, log)
       : null;
@@ -89,8 +98,8 @@ export class DockerRunner implements JobRunner {
 
   async run(req: RunRequest, runHooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
-    // Repo credentials are secrets too: a job or a failing fetch may print them.
-    const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env]);
+    // Repo and registry credentials are secrets too: a job, a failing fetch or a pull may print them.
+    const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env, ...loginSecrets(req.credentials?.registry)]);
     const hooks = maskedHooks(runHooks, masker);
     // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
     const sandbox = takesPrestarted(req) ? (this.prestarted?.take() ?? null) : null;
@@ -103,7 +112,7 @@ export class DockerRunner implements JobRunner {
     try {
       const folder = sandbox?.folder ?? (await createJobFolder(dir));
       const prepared = await prepareJob(
-        { docker: this.docker, images: this.opts.images, allowedImages: this.opts.allowedImages, repos: this.opts.repos ?? null, cache: this.opts.transfers?.cache ?? null },
+        { docker: this.docker, images: this.opts.images, commandImages: this.commandImages, repos: this.opts.repos ?? null, cache: this.opts.transfers?.cache ?? null },
         req,
         folder,
         sandbox ? env : null,

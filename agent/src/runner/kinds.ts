@@ -2,6 +2,7 @@ import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { JobTask, RepoCredentials, ResolvedCommits } from "../../../protocol/index.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
+import type { CommandImages } from "./command-image.ts";
 import { TaskError } from "./runner.ts";
 
 /** What a kind may use to get its job ready. */
@@ -17,6 +18,8 @@ export interface PrepareContext {
    */
   env: Record<string, string> | null;
   repos: RepoWorkspace | null;
+  /** Command jobs' images: allowed here, pulled, pinned. */
+  commandImages: CommandImages;
   credentials: RepoCredentials | undefined;
   system(text: string): void;
   build(text: string): void;
@@ -60,7 +63,16 @@ export const KINDS: Registry = {
     },
   },
   command: {
-    prepare: async (task) => ({ image: task.command.image, argv: task.command.argv, code: false }),
+    async prepare(task, ctx) {
+      const secret = task.command.registry_credentials;
+      const value = ctx.credentials?.registry;
+      if (secret && value === undefined) {
+        throw new TaskError("input_error", `command.registry_credentials: secret ${secret} could not be had: it was deleted from the project since the job was submitted, or the control plane could not open it`);
+      }
+      const login = secret && value !== undefined ? { secret, value } : undefined;
+      const { image, resolved } = await ctx.commandImages.ensure(task.command.image, login, ctx, ctx.stop);
+      return { image, argv: task.command.argv, code: false, resolved };
+    },
   },
   repo: {
     async prepare(task, ctx) {

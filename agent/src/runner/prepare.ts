@@ -4,6 +4,7 @@ import type { ResolvedCommits } from "../../../protocol/index.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
+import type { CommandImages } from "./command-image.ts";
 import type { JobFolder } from "./job-folder.ts";
 import { handlerFor, type Prepared, type RunnerImages } from "./kinds.ts";
 import { errorText, failedStep, prepareFailure, type Verdict } from "./outcome.ts";
@@ -12,8 +13,8 @@ import type { RunHooks, RunRequest, StopReason } from "./runner.ts";
 export interface PrepareDeps {
   docker: DockerEngine;
   images: RunnerImages;
-  /** Images `command` jobs may use on this machine; empty trusts the control plane's list. */
-  allowedImages: string[];
+  /** Command jobs' images: allowed on this machine, pulled, pinned. */
+  commandImages: CommandImages;
   repos: RepoWorkspace | null;
   /** Where inputs come from; without it a job with inputs fails. */
   cache: InputCache | null;
@@ -23,9 +24,10 @@ export interface PrepareDeps {
 export type PrepareResult = { ok: true; job: Prepared } | { ok: false; verdict: Verdict; resolved?: ResolvedCommits };
 
 /**
- * Gets a job ready in its folder: the kind's files and image, the image allowed and on this
- * machine, the inputs in place. `env` is the job's environment for a prestarted sandbox (its
- * image is there: it runs), null for a container made with it.
+ * Gets a job ready in its folder: the kind's files and image (a command job's allowed here
+ * and pulled if need be), the image on this machine, the inputs in place. `env` is the
+ * job's environment for a prestarted sandbox (its image is there: it runs), null for a
+ * container made with it.
  */
 export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: JobFolder, env: Record<string, string> | null, hooks: RunHooks, stop: AbortSignal): Promise<PrepareResult> {
   const unopened = Object.entries(req.spec.secrets).find(([variable]) => req.secretEnv?.[variable] === undefined);
@@ -42,6 +44,7 @@ export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: Job
       codeDir: folder.code,
       env,
       repos: deps.repos,
+      commandImages: deps.commandImages,
       credentials: req.credentials,
       system: hooks.system,
       build: (text) => hooks.output("build", Buffer.from(text + "\n")),
@@ -51,9 +54,6 @@ export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: Job
     return { ok: false, verdict: prepareFailure(err, stop.aborted ? (stop.reason as StopReason) : null) };
   }
   const failed = (verdict: Verdict): PrepareResult => ({ ok: false, verdict, resolved: job.resolved });
-  if (req.spec.task.kind === "command" && deps.allowedImages.length && !deps.allowedImages.includes(job.image)) {
-    return failed({ exit_code: null, failure_reason: "input_error", message: `image ${job.image} is not allowed on this worker (allowed: ${deps.allowedImages.join(", ")})` });
-  }
   if (!env) {
     try {
       await deps.docker.inspectImage(job.image);
