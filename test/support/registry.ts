@@ -6,11 +6,11 @@
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { request } from "node:http";
-import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { engineAddress, registryAuthHeader } from "../../agent/src/docker/engine.ts";
+import { freePort } from "../../scripts/local-grid.ts";
 import { pollUntil } from "../helpers/poll.ts";
 
 const run = promisify(execFile);
@@ -27,14 +27,6 @@ export interface LocalRegistry {
   push(local: string, name: string, login: Login): Promise<string>;
   /** Stops the registry (by its PID) and removes its storage. */
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** Starts a registry that lets in `login` only; resolves once it answers. */
