@@ -51,6 +51,10 @@ export const AgentConfig = z.object({
   dockerTimeoutS: z.coerce.number().int().min(1).max(3600).default(30),
   /** Let repo jobs name local paths (`/srv/repo`, `file://`) as repositories; off, since a job could read any repository on the machine. */
   allowLocalRepos: z.coerce.boolean().default(false),
+  /** Never offer jobs egress from this machine, even where iptables could filter it. */
+  noEgress: z.coerce.boolean().default(false),
+  /** IPv4 ranges egress never reaches, on top of the built-in private, link-local and reserved ones: a LAN on public addresses, the control plane's own. */
+  egressDeny: z.array(z.string().regex(/^(\d{1,3}\.){3}\d{1,3}(\/([12]?\d|3[0-2]))?$/, "an IPv4 address or CIDR such as 203.0.113.0/24")).default([]),
   /** Take one job, run it, exit: for throwaway machines. */
   once: z.coerce.boolean().default(false),
   /** PEM file of extra CA certificates to trust (corporate TLS inspection). */
@@ -92,6 +96,8 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "buildTimeoutS", flag: "build-timeout", env: "GRIDX_BUILD_TIMEOUT_S" },
   { key: "dockerTimeoutS", flag: "docker-timeout", env: "GRIDX_DOCKER_TIMEOUT_S" },
   { key: "allowLocalRepos", flag: "allow-local-repos", env: "GRIDX_ALLOW_LOCAL_REPOS", bool: true },
+  { key: "noEgress", flag: "no-egress", env: "GRIDX_NO_EGRESS", bool: true },
+  { key: "egressDeny", flag: "egress-deny", env: "GRIDX_EGRESS_DENY", list: true },
   { key: "once", flag: "once", env: "GRIDX_ONCE", bool: true },
   { key: "caFile", flag: "ca-file", env: "GRIDX_CA_FILE" },
   { key: "probeSshTarget", flag: "probe-ssh-target", env: "GRIDX_PROBE_SSH_TARGET" },

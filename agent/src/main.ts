@@ -7,6 +7,7 @@ import { DEFAULT_PATHS, install, SERVICE_NAME, status, uninstall } from "./servi
 import { createLogger } from "./logger.ts";
 import { connectUrl } from "./connection.ts";
 import { networkOptions } from "./network.ts";
+import { EgressNetworks } from "./sandbox-net/egress.ts";
 import { EnvImages } from "./repos/env-images.ts";
 import { GitCache } from "./repos/git-cache.ts";
 import { RepoWorkspace } from "./repos/workspace.ts";
@@ -22,6 +23,7 @@ const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--p
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image PATTERN]... [--pull-timeout S] [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
+       [--no-egress] [--egress-deny CIDR]...
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
@@ -84,13 +86,15 @@ async function main(): Promise<number> {
     ca: networkOptions(config.url, {}, config.caFile).ca,
   };
   const slots = config.once ? 1 : config.slots;
-  const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels });
+  const instance = agentInstance(config.url, config.token, config.name);
+  const egress = await EgressNetworks.start(docker, { instance, deny: config.egressDeny, off: config.noEgress }, log);
+  const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available });
   const runner = new DockerRunner(
     docker,
     {
       stateDir: config.stateDir,
       agentName: config.name,
-      instance: agentInstance(config.url, config.token, config.name),
+      instance,
       images: { python: config.pythonImage },
       stopGraceS: config.stopGraceS,
       tmpfsMb: config.tmpfsMb,
@@ -99,6 +103,7 @@ async function main(): Promise<number> {
       pullTimeoutS: config.pullTimeoutS,
       // More could never all be in use at once.
       prestart: Math.min(config.prestart, slots),
+      egress,
       transfers: {
         cache: new InputCache(join(config.stateDir, "cache"), config.cacheMb * 1024 * 1024, http),
         artifacts: (jobId, attempt) => artifactApi(config.url, config.token, jobId, attempt, http),
@@ -132,9 +137,13 @@ async function main(): Promise<number> {
     log,
   );
   // Before the agent takes a job: the lease then covers every container it starts.
-  const warden = await startWarden(docker, engineAddress(process.env), { stateDir: config.stateDir, instance: agentInstance(config.url, config.token, config.name), agentName: config.name, leaseS: config.leaseS, onLapse: () => agent.stopAll("lease") }, log);
+  const warden = await startWarden(docker, engineAddress(process.env), { stateDir: config.stateDir, instance, agentName: config.name, leaseS: config.leaseS, onLapse: () => agent.stopAll("lease") }, log);
   // Only once the agent has closed, so no job is left: should closing fail, the lease expires and the warden stops what remains.
-  const close = (graceMs: number) => agent.close(graceMs).then(() => warden?.close());
+  const close = (graceMs: number) =>
+    agent
+      .close(graceMs)
+      .then(() => warden?.close())
+      .then(() => egress.close().catch((err: unknown) => log.warn("could not remove the egress networks; the next start removes them", { err })));
   const { fatal, finished } = await agent.start();
 
   return new Promise<number>((resolve) => {

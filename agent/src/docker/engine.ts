@@ -1,7 +1,7 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import { readBody } from "../transfer/http.ts";
-import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary, PullEvent } from "./types.ts";
+import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary, NetworkCreateOptions, NetworkInspect, PullEvent } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
 export type EngineAddress = { socketPath: string } | { host: string; port: number };
@@ -256,6 +256,27 @@ export class DockerEngine {
   /** Containers, running or not, carrying every one of `labels` (`key` or `key=value`). */
   listContainers(labels: string[]): Promise<ContainerSummary[]> {
     return this.json("GET", "/containers/json", { query: { all: "1", filters: JSON.stringify({ label: labels }) } });
+  }
+
+  /** Creates a network and returns its id. */
+  async createNetwork(body: NetworkCreateOptions): Promise<string> {
+    const created = await this.json<{ Id: string }>("POST", "/networks/create", { json: body });
+    return created.Id;
+  }
+
+  /** The network, by name or id; a missing one rejects with status 404. */
+  inspectNetwork(name: string): Promise<NetworkInspect> {
+    return this.json("GET", `/networks/${encodeURIComponent(name)}`);
+  }
+
+  /** Removes the network; one a container is still attached to is refused (403). */
+  async removeNetwork(name: string): Promise<void> {
+    await this.text("DELETE", `/networks/${encodeURIComponent(name)}`);
+  }
+
+  /** Networks carrying every one of `labels` (`key` or `key=value`); all of them for none. */
+  listNetworks(labels: string[] = []): Promise<NetworkInspect[]> {
+    return this.json("GET", "/networks", { query: labels.length ? { filters: JSON.stringify({ label: labels }) } : {} });
   }
 
   private async json<T>(method: string, path: string, call?: Call): Promise<T> {

@@ -45,7 +45,33 @@ export interface HostConfig extends ContainerResources {
   LogConfig?: { Type: string; Config: Record<string, string> };
   DeviceRequests?: { Driver: string; DeviceIDs: string[]; Capabilities: string[][] }[];
   RestartPolicy?: { Name: "no" | "always" | "unless-stopped" | "on-failure"; MaximumRetryCount?: number };
+  /** Namespaced kernel settings inside the container (`net.*` ones need a network of its own). */
+  Sysctls?: Record<string, string>;
 }
+
+/** `POST /networks/create`. */
+export interface NetworkCreateOptions {
+  Name: string;
+  /** Refuse a second network of the same name rather than make one. */
+  CheckDuplicate?: boolean;
+  Driver: string;
+  EnableIPv6?: boolean;
+  /** Driver options: for `bridge`, `com.docker.network.bridge.*`. */
+  Options?: Record<string, string>;
+  Labels?: Record<string, string>;
+}
+
+/** `GET /networks/{id}` and each entry of `GET /networks`. */
+export interface NetworkInspect {
+  Id: string;
+  Name: string;
+  Driver: string;
+  Labels: Record<string, string> | null;
+  Options: Record<string, string> | null;
+  /** The subnets Docker's address management gave it. */
+  IPAM: { Config: { Subnet?: string; Gateway?: string }[] | null };
+}
+
 
 /** `GET /containers/{id}/json`. */
 export interface ContainerInspect {

@@ -4,6 +4,7 @@ import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
+import type { EgressAttachment, EgressNetworks } from "../sandbox-net/egress.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
 import { CommandImages, DEFAULT_PULL_TIMEOUT_S, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
@@ -11,10 +12,10 @@ import { createJobFolder } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
 import type { RunnerImages } from "./kinds.ts";
 import { maskedHooks, SecretMasker } from "./masking.ts";
-import { classifyExit, errorText, type Verdict } from "./outcome.ts";
+import { classifyExit, errorText, failedStep, type Verdict } from "./outcome.ts";
 import { prepareJob } from "./prepare.ts";
 import { PrestartedSandboxes, takesPrestarted } from "./prestart.ts";
-import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "./runner.ts";
+import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest } from "./runner.ts";
 import { LABELS } from "./sandbox.ts";
 import { startJob, type Held } from "./start.ts";
 import { supervise } from "./supervise.ts";
@@ -44,6 +45,8 @@ export interface DockerRunnerOptions {
   repos?: RepoWorkspace;
   /** Python sandboxes kept started ahead of their jobs (see PrestartedSandboxes); none without it. */
   prestart?: number;
+  /** The filtered networks of jobs with egress; without it such jobs fail input_error. */
+  egress?: EgressNetworks;
 }
 
 export interface Transfers extends Uploads {
@@ -110,6 +113,9 @@ export class DockerRunner implements JobRunner {
     const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && masker.text(v.message), resolved });
     const env = { ...req.spec.env, ...req.secretEnv, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
     try {
+      // Before anything is fetched or built for a job that could not run here anyway.
+      const noEgress = req.sandbox.network === "egress" ? (this.opts.egress ? this.opts.egress.unavailable : "it runs without egress networks") : null;
+      if (noEgress) return outcome({ exit_code: null, failure_reason: "input_error", message: `this worker cannot give the job egress: ${noEgress}` });
       const folder = sandbox?.folder ?? (await createJobFolder(dir));
       const prepared = await prepareJob(
         { docker: this.docker, images: this.opts.images, commandImages: this.commandImages, repos: this.opts.repos ?? null, cache: this.opts.transfers?.cache ?? null },
@@ -124,7 +130,16 @@ export class DockerRunner implements JobRunner {
       jobLog = new JobLogFile(join(dir, "job.log"), this.opts.transfers?.logCapBytes ?? 0, masker.stream(), log);
       if (stop.aborted) return outcome({ exit_code: null, failure_reason: null, message: `stopped before start (${String(stop.reason)})` });
 
-      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels() }, req, prepared.job, folder, env, held, hooks, stop, log);
+      let network: EgressAttachment | undefined;
+      if (req.sandbox.network === "egress") {
+        try {
+          // Just before the start, so the rules (and the host names in them) are the latest.
+          network = await this.opts.egress!.attach(req.sandbox.egress_allow);
+        } catch (err) {
+          return outcome(err instanceof TaskError ? { exit_code: null, failure_reason: err.reason, message: err.message } : failedStep(err, "internal", "could not set up the egress network"));
+        }
+      }
+      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network }, req, prepared.job, folder, env, held, hooks, stop, log);
       if (!started.ok) return outcome(started.verdict);
       const exited = await supervise(
         { docker: this.docker, stopGraceS: this.opts.stopGraceS, outputCapBytes: this.opts.outputCapBytes },
@@ -172,6 +187,8 @@ export class DockerRunner implements JobRunner {
   async cleanupLeftovers(): Promise<number> {
     const leftovers = await this.docker.listContainers([`${LABELS.instance}=${this.opts.instance}`]);
     await Promise.all(leftovers.map((c) => this.docker.removeContainer(c.Id)));
+    // Only once no container of this instance is left on them.
+    await this.opts.egress?.cleanupLeftovers();
     await rm(this.jobsDir(), { recursive: true, force: true });
     await mkdir(this.jobsDir(), { recursive: true });
     return leftovers.length;

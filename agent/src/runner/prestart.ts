@@ -35,10 +35,11 @@ const execFileAsync = promisify(execFile);
 /**
  * Whether a job may run in a prestarted sandbox: one made from the python runner image with
  * no devices, so python jobs that asked for no GPUs. Not one with secrets: a sandbox takes its
- * environment from task.json in the job's folder, and secrets never go to disk.
+ * environment from task.json in the job's folder, and secrets never go to disk. Nor one with
+ * egress: a sandbox has no network.
  */
-export function takesPrestarted(req: Pick<RunRequest, "spec" | "gpuIndices">): boolean {
-  return req.spec.task.kind === "python" && req.gpuIndices.length === 0 && Object.keys(req.spec.secrets).length === 0;
+export function takesPrestarted(req: Pick<RunRequest, "spec" | "gpuIndices"> & { sandbox?: Pick<RunRequest["sandbox"], "network"> }): boolean {
+  return req.spec.task.kind === "python" && req.gpuIndices.length === 0 && Object.keys(req.spec.secrets).length === 0 && req.sandbox?.network !== "egress";
 }
 
 /** A started python-runner container whose entrypoint waits for a job. */

@@ -1,5 +1,6 @@
 import type { ContainerCreateOptions, ContainerResources } from "../docker/types.ts";
 import type { JobLimits } from "../../../protocol/index.ts";
+import type { EgressAttachment } from "../sandbox-net/egress.ts";
 
 /** The uid:gid every job runs as; never root. */
 export const JOB_USER = "1000:1000";
@@ -30,13 +31,15 @@ export interface SandboxInput {
   codeDir: string | null;
   tmpfsMb: number;
   labels: Record<string, string>;
+  /** The filtered egress network the job joins (sandbox-net/); absent: no network at all. */
+  network?: EgressAttachment;
 }
 
 /**
  * The container a job runs in, locked down as PRODUCT.md's container contract says: read-only
- * root, no capabilities, no privilege gain, bounded pids, CPU and memory, no network, a
- * non-root user, a small tmpfs for /tmp, and no host path but the job's own folders (input
- * and code read-only).
+ * root, no capabilities, no privilege gain, bounded pids, CPU and memory, no network (or the
+ * filtered egress network, for a job allowed it), a non-root user, a small tmpfs for /tmp,
+ * and no host path but the job's own folders (input and code read-only).
  * Pure, so every flag is checked by a unit test.
  */
 export function containerOptions(s: SandboxInput): ContainerCreateOptions {
@@ -48,14 +51,16 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
     User: JOB_USER,
     WorkingDir: s.codeDir ? "/work/code" : "/work/output",
     Labels: s.labels,
-    NetworkDisabled: true,
+    NetworkDisabled: !s.network,
     AttachStdout: true,
     AttachStderr: true,
     Tty: false,
     OpenStdin: false,
     HostConfig: {
       Binds: [`${s.inputDir}:/work/input:ro`, `${s.outputDir}:/work/output:rw`, ...(s.codeDir ? [`${s.codeDir}:/work/code:ro`] : [])],
-      NetworkMode: "none",
+      NetworkMode: s.network?.name ?? "none",
+      // Not left to the engine's version: with IPv6 on, link-local addresses would reach past the IPv4 filter.
+      ...(s.network?.disableIpv6 ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1" } } : {}),
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true"],

@@ -2,6 +2,7 @@ import type { Readable } from "node:stream";
 import type { JobLimits } from "../../../protocol/index.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
+import type { EgressAttachment } from "../sandbox-net/egress.ts";
 import type { JobFolder } from "./job-folder.ts";
 import type { Prepared } from "./kinds.ts";
 import { failedStep, type Verdict } from "./outcome.ts";
@@ -22,6 +23,8 @@ export interface StartDeps {
   tmpfsMb: number;
   /** Labels every container of this agent carries. */
   labels: Record<string, string>;
+  /** The egress network this job's container joins; none for a job without egress. */
+  network?: EgressAttachment;
 }
 
 export type StartResult = { ok: true; container: string; output: Readable } | { ok: false; verdict: Verdict };
@@ -56,6 +59,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
       codeDir: job.code ? folder.code : null,
       tmpfsMb: deps.tmpfsMb,
       labels: { ...deps.labels, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
+      network: deps.network,
     });
     try {
       held.container = await deps.docker.createContainer(options);
