@@ -28,7 +28,7 @@ describe("POST /v1/jobs validation", () => {
     [{ kind: "python", python: { script: "x" }, limits: { memory_mb: 1.5 } }, "limits.memory_mb", /whole/],
     [{ kind: "python", python: { script: "x" }, priority: 5000 }, "priority", /priority|<=|less/i],
     [{ kind: "python", python: { script: "x" }, pool: "Bad Pool" }, "pool", /lowercase/],
-    [{ kind: "python", python: { script: "x" }, surprise: 1 }, "", /surprise|unrecognized/i],
+    [{ kind: "python", python: { script: "x" }, surprise: 1 }, "surprise", /surprise|unrecognized/i],
     [{ kind: "command", command: { image: "gridx/python:latest", argv: [] } }, "command.argv", /program/],
     [{ kind: "python", python: { script: "x", args: [1] } }, "python.args.0", /string/],
   ])("rejects %j naming the field", async (body, field, message) => {

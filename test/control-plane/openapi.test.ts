@@ -16,6 +16,8 @@ const ROUTES = [
   ["get", "/v1/jobs/{id}/attempts"],
   ["get", "/v1/pools"],
   ["get", "/v1/pools/{pool}/stats"],
+  ["get", "/v1/pools/{pool}/sandbox"],
+  ["put", "/v1/pools/{pool}/sandbox"],
   ["get", "/v1/projects/{project}/secrets"],
   ["put", "/v1/projects/{project}/secrets/{name}"],
   ["delete", "/v1/projects/{project}/secrets/{name}"],

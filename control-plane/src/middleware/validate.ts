@@ -8,7 +8,8 @@ import { settingsOf } from "../settings.ts";
 /** Turns the first zod issue into a 400 that names the field and the problem. */
 function validationError(error: z.ZodError, prefix = ""): AppError {
   const issue = error.issues[0];
-  const path = issue?.path.map(String) ?? [];
+  // An unknown key is named by the key itself, so the client sees which one to drop.
+  const path = [...(issue?.path.map(String) ?? []), ...(issue?.code === "unrecognized_keys" ? issue.keys.slice(0, 1) : [])];
   const field = [prefix, ...path].filter(Boolean).join(".");
   return new AppError("validation_failed", `${field || "body"}: ${issue?.message ?? "invalid"}`, field || undefined);
 }
