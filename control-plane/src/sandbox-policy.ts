@@ -19,6 +19,10 @@ export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages
   if (spec.network === "egress" && !policy.egress) {
     return { field: "network", message: `pool ${spec.pool} does not allow egress; the admin may allow it (PUT /v1/pools/${spec.pool}/sandbox {"egress": true})` };
   }
+  // Agents register runsc with --network=none (it refuses a `--network none` container's namespace otherwise), so a gVisor job has loopback only.
+  if (spec.network === "egress" && runtime === "gvisor") {
+    return { field: "network", message: `egress jobs run under runc: gVisor's runtime is registered without networking; submit with "runtime": "runc"` };
+  }
   if (spec.task.kind === "command") {
     const image = spec.task.command.image;
     if (!allowedImages.includes(image) && !policy.images.some((p) => imageMatches(image, p))) {

@@ -64,7 +64,9 @@ export const JobRequest = named(JobRequestSchema, "JobRequest", {
   example: { kind: "python", python: { script: "print(6*7)" }, limits: { timeout_s: 600 } },
 });
 
-const ResolvedCommits = named(ResolvedCommitsSchema, "ResolvedCommits", { description: "The commits and environment image a repo job's latest attempt ran, as its agent resolved them." });
+const ResolvedCommits = named(ResolvedCommitsSchema, "ResolvedCommits", {
+  description: "What a job's latest attempt ran, as its agent resolved it: a repo job's commits and environment image; a command job's image pinned by digest (`name@sha256:…`, or the image id of one only built locally).",
+});
 const WarmCache = named(WarmCacheSchema, "WarmCache", { description: "Keys of the environments and repositories a worker has cached, most recently used first." });
 
 export const Job = z

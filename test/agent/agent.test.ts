@@ -313,10 +313,10 @@ describe("Agent", () => {
     expect(code).toBe(1000);
   });
   it("stays up on a Docker engine that stops answering: each job fails internal, naming the call", async () => {
-    // The engine tells its version and knows the image, then hangs.
+    // The engine tells its version, its info and knows the image, then hangs.
     const engine = await hungEngine((path, res) => {
       if (path === "/version") res.end('{"ApiVersion":"1.41"}');
-      else if (path.startsWith("/images/")) res.end("{}");
+      else if (path === "/info" || path.startsWith("/images/")) res.end("{}");
       else return false;
       return true;
     });

@@ -169,10 +169,10 @@ describe("DockerRunner against an engine that does not answer", () => {
   afterEach(() => engine.close());
 
   it("fails the job internal, naming the call, not image_error", async () => {
-    // It tells its version and knows the image, then hangs: the create never comes back.
+    // It tells its version and info and knows the image, then hangs: the create never comes back.
     engine = await hungEngine((path, res) => {
       if (path === "/version") res.end('{"ApiVersion":"1.41"}');
-      else if (path.startsWith("/images/")) res.end("{}");
+      else if (path === "/info" || path.startsWith("/images/")) res.end("{}");
       else return false;
       return true;
     });

@@ -38,6 +38,7 @@ describe("the warden's container and the lease's pure rules", () => {
         ReadonlyRootfs: true,
         CapDrop: ["ALL"],
         SecurityOpt: ["no-new-privileges:true"],
+        UsernsMode: "host",
         Privileged: false,
         RestartPolicy: { Name: "unless-stopped" },
         PidsLimit: 16,

@@ -74,6 +74,8 @@ describe("submitting under a pool's policy", () => {
     expect(refused.json.error).toMatchObject({ field: "network", message: expect.stringContaining("does not allow egress") });
     await putPolicy(pool, { egress: true });
     expect((await submit({ pool, network: "egress" })).json.spec.network).toBe("egress");
+    const gvisor = await submit({ pool, network: "egress", runtime: "gvisor" });
+    expect(gvisor.json.error).toMatchObject({ field: "network", message: expect.stringContaining('"runtime": "runc"') });
   });
 
   it("admits command images from ALLOWED_IMAGES or the pool's patterns only", async () => {

@@ -47,6 +47,8 @@ export interface HostConfig extends ContainerResources {
   RestartPolicy?: { Name: "no" | "always" | "unless-stopped" | "on-failure"; MaximumRetryCount?: number };
   /** Namespaced kernel settings inside the container (`net.*` ones need a network of its own). */
   Sysctls?: Record<string, string>;
+  /** `host`: the host's user namespace, even on an engine started with --userns-remap. */
+  UsernsMode?: string;
 }
 
 /** `POST /networks/create`. */
@@ -107,6 +109,10 @@ export interface ImageSummary {
 /** `GET /info`. */
 export interface EngineInfo {
   Runtimes?: Record<string, unknown>;
+  /** `name=seccomp,profile=default`, `name=userns` (started with --userns-remap), ... */
+  SecurityOptions?: string[];
+  /** The data root; under --userns-remap, `<data-root>/<uid>.<gid>` of the remapped root. */
+  DockerRootDir?: string;
 }
 
 /** One line of `POST /build`'s JSON-lines progress. A failed build is such a line, not an HTTP error. */

@@ -8,7 +8,7 @@ import type { EgressAttachment, EgressNetworks } from "../sandbox-net/egress.ts"
 import type { InputCache } from "../transfer/input-cache.ts";
 import { CommandImages, DEFAULT_PULL_TIMEOUT_S, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
-import { createJobFolder } from "./job-folder.ts";
+import { createJobFolder, giveToJobUser, jobUserOnHost, type HostIds } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
 import type { RunnerImages } from "./kinds.ts";
 import { maskedHooks, SecretMasker } from "./masking.ts";
@@ -64,6 +64,8 @@ export interface Transfers extends Uploads {
 export class DockerRunner implements JobRunner {
   /** Python sandboxes started ahead of their jobs; null when `prestart` is 0. */
   readonly prestarted: PrestartedSandboxes | null;
+  /** The job user's host ids, asked of the engine once (they differ under userns-remap); a failed ask is asked again. */
+  private jobUser: Promise<HostIds> | null = null;
   private readonly commandImages: CommandImages;
 
   constructor(
@@ -116,7 +118,15 @@ export class DockerRunner implements JobRunner {
       // Before anything is fetched or built for a job that could not run here anyway.
       const noEgress = req.sandbox.network === "egress" ? (this.opts.egress ? this.opts.egress.unavailable : "it runs without egress networks") : null;
       if (noEgress) return outcome({ exit_code: null, failure_reason: "input_error", message: `this worker cannot give the job egress: ${noEgress}` });
-      const folder = sandbox?.folder ?? (await createJobFolder(dir));
+      let jobUser: HostIds;
+      try {
+        jobUser = await this.jobUserOnHost();
+      } catch (err) {
+        return outcome(failedStep(err, "internal", "could not learn from the Docker engine how it maps the job user"));
+      }
+      // A sandbox's folder was made before the engine was asked; its entrypoint writes there only after the go.
+      if (sandbox) await giveToJobUser(sandbox.folder.output, jobUser);
+      const folder = sandbox?.folder ?? (await createJobFolder(dir, jobUser));
       const prepared = await prepareJob(
         { docker: this.docker, images: this.opts.images, commandImages: this.commandImages, repos: this.opts.repos ?? null, cache: this.opts.transfers?.cache ?? null },
         req,
@@ -174,6 +184,14 @@ export class DockerRunner implements JobRunner {
       jobLog?.destroy();
       await this.release(held, dir, log);
     }
+  }
+
+  private jobUserOnHost(): Promise<HostIds> {
+    this.jobUser ??= this.docker.info().then(jobUserOnHost, (err: unknown) => {
+      this.jobUser = null;
+      throw err;
+    });
+    return this.jobUser;
   }
 
   /** Removes what a run held, each part whatever became of the others. */

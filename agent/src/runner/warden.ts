@@ -64,8 +64,9 @@ export function renewEveryMs(leaseS: number): number {
  * The warden's container: it needs the engine's socket and nothing else, so no network, a
  * read-only root and the lease folder read-only. It runs as uid 0 with every capability
  * dropped: enough to open a socket owned by root (or, rootless, by the user the engine runs
- * as, which uid 0 maps to), not enough to get past any other file's permissions. Restarted
- * by the engine after a crash or an engine restart until the agent removes it.
+ * as, which uid 0 maps to), not enough to get past any other file's permissions. It keeps the
+ * host's user namespace on an engine with --userns-remap, whose uid 0 could not open the
+ * socket. Restarted by the engine after a crash or an engine restart until the agent removes it.
  * Pure, so every flag is checked by a unit test.
  */
 export function wardenOptions(o: Required<Omit<WardenOptions, "onLapse">>): ContainerCreateOptions {
@@ -96,6 +97,7 @@ export function wardenOptions(o: Required<Omit<WardenOptions, "onLapse">>): Cont
       NanoCpus: 0.25e9,
       PidsLimit: 16,
       IpcMode: "private",
+      UsernsMode: "host",
       Privileged: false,
       AutoRemove: false,
       RestartPolicy: { Name: "unless-stopped" },
