@@ -8,7 +8,8 @@ import type { EgressAttachment, EgressNetworks } from "../sandbox-net/egress.ts"
 import type { InputCache } from "../transfer/input-cache.ts";
 import { CommandImages, DEFAULT_PULL_TIMEOUT_S, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
-import { createJobFolder, giveToJobUser, jobUserOnHost, type HostIds } from "./job-folder.ts";
+import { HostPaths, hostPathsHidden } from "./host-paths.ts";
+import { createJobFolder, giveToJobUser, jobFolderAt, jobUserOnHost, type HostIds } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
 import type { RunnerImages } from "./kinds.ts";
 import { maskedHooks, SecretMasker } from "./masking.ts";
@@ -105,14 +106,16 @@ export class DockerRunner implements JobRunner {
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
     // Repo and registry credentials are secrets too: a job, a failing fetch or a pull may print them.
     const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env, ...loginSecrets(req.credentials?.registry)]);
-    const hooks = maskedHooks(runHooks, masker);
     // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
     const sandbox = takesPrestarted(req) ? (this.prestarted?.take() ?? null) : null;
     const held: Held = { sandbox, container: sandbox?.container };
     const dir = sandbox?.folder.dir ?? join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
+    // Masked first, so that a secret holding a path is still matched whole.
+    const paths = new HostPaths(this.opts.stateDir, jobFolderAt(dir));
+    const hooks = maskedHooks(hostPathsHidden(runHooks, paths), masker);
     let jobLog: JobLogFile | undefined;
     let resolved: ResolvedCommits | undefined;
-    const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && masker.text(v.message), resolved });
+    const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && paths.text(masker.text(v.message)), resolved });
     const env = { ...req.spec.env, ...req.secretEnv, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
     try {
       // Before anything is fetched or built for a job that could not run here anyway.
