@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { once } from "node:events";
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync } from "node:fs";
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -43,7 +43,9 @@ async function startRemappedDockerd(): Promise<RemappedDockerd> {
   const socket = join(root, "docker.sock");
   const log = join(root, "dockerd.log");
   for (const dir of ["data", "exec"]) mkdirSync(join(root, dir));
-  const args = ["--userns-remap=default", "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"];
+  // Its own settings, not the machine's daemon.json: that may name hosts, a data root or runtimes.
+  writeFileSync(join(root, "daemon.json"), "{}");
+  const args = ["--config-file", join(root, "daemon.json"), "--userns-remap=default", "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"];
   args.push("--host", `unix://${socket}`, "--data-root", join(root, "data"), "--exec-root", join(root, "exec"), "--pidfile", join(root, "docker.pid"));
   const out = openSync(log, "a");
   const child = spawn("dockerd", args, { stdio: ["ignore", out, out] });
