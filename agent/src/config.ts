@@ -47,6 +47,16 @@ export const AgentConfig = z.object({
   gitAuthTtlS: z.coerce.number().int().min(0).max(86_400).default(300),
   /** One environment image build may take this long. */
   buildTimeoutS: z.coerce.number().int().min(1).max(86_400).default(1800),
+  /** CPUs each environment build, and all of this agent's builds together, may use. */
+  buildCpus: z.coerce.number().min(0.1).max(1024).default(2),
+  /** Memory (no swap) each environment build, and all of this agent's builds together, may use; 6 MiB is Docker's least. */
+  buildMemoryMb: z.coerce.number().int().min(6).max(1024 * 1024).default(4096),
+  /** Processes (threads included) all of this agent's builds together may run at once. */
+  buildPids: z.coerce.number().int().min(16).max(4_194_304).default(1024),
+  /** A built environment image (its base included) may be at most this big, else the build fails. */
+  buildMaxGb: z.coerce.number().positive().max(10_000).default(20),
+  /** Disk budget of built environment images, least recently used out first. */
+  imageCacheGb: z.coerce.number().positive().max(100_000).default(50),
   /** Each Docker Engine call must be answered within this (a stop gets its grace on top); a hung engine then fails the job rather than stalling it. */
   dockerTimeoutS: z.coerce.number().int().min(1).max(3600).default(30),
   /** Let repo jobs name local paths (`/srv/repo`, `file://`) as repositories; off, since a job could read any repository on the machine. */
@@ -94,6 +104,11 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "gitTimeoutS", flag: "git-timeout", env: "GRIDX_GIT_TIMEOUT_S" },
   { key: "gitAuthTtlS", flag: "git-auth-ttl-s", env: "GRIDX_GIT_AUTH_TTL_S" },
   { key: "buildTimeoutS", flag: "build-timeout", env: "GRIDX_BUILD_TIMEOUT_S" },
+  { key: "buildCpus", flag: "build-cpus", env: "GRIDX_BUILD_CPUS" },
+  { key: "buildMemoryMb", flag: "build-memory-mb", env: "GRIDX_BUILD_MEMORY_MB" },
+  { key: "buildPids", flag: "build-pids", env: "GRIDX_BUILD_PIDS" },
+  { key: "buildMaxGb", flag: "build-max-gb", env: "GRIDX_BUILD_MAX_GB" },
+  { key: "imageCacheGb", flag: "image-cache-gb", env: "GRIDX_IMAGE_CACHE_GB" },
   { key: "dockerTimeoutS", flag: "docker-timeout", env: "GRIDX_DOCKER_TIMEOUT_S" },
   { key: "allowLocalRepos", flag: "allow-local-repos", env: "GRIDX_ALLOW_LOCAL_REPOS", bool: true },
   { key: "noEgress", flag: "no-egress", env: "GRIDX_NO_EGRESS", bool: true },

@@ -8,6 +8,7 @@ import { createLogger } from "./logger.ts";
 import { connectUrl } from "./connection.ts";
 import { networkOptions } from "./network.ts";
 import { EgressNetworks } from "./sandbox-net/egress.ts";
+import { confineBuilds, removeBuildCgroup } from "./repos/build-limits.ts";
 import { EnvImages } from "./repos/env-images.ts";
 import { GitCache } from "./repos/git-cache.ts";
 import { RepoWorkspace } from "./repos/workspace.ts";
@@ -22,7 +23,8 @@ import { AGENT_VERSION } from "./version.ts";
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image PATTERN]... [--pull-timeout S] [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
-       [--git-timeout S] [--build-timeout S] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
+       [--git-timeout S] [--build-timeout S] [--build-cpus N] [--build-memory-mb N] [--build-pids N] [--build-max-gb N]
+       [--image-cache-gb N] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
        [--no-egress] [--egress-deny CIDR]...
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
@@ -89,6 +91,8 @@ async function main(): Promise<number> {
   const instance = agentInstance(config.url, config.token, config.name);
   const egress = await EgressNetworks.start(docker, { instance, deny: config.egressDeny, off: config.noEgress }, log);
   const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available });
+  const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
+  const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
   const runner = new DockerRunner(
     docker,
     {
@@ -112,7 +116,15 @@ async function main(): Promise<number> {
       },
       repos: new RepoWorkspace(
         new GitCache({ root: join(config.stateDir, "git"), capBytes: config.gitCacheMb * 1024 * 1024, timeoutMs: config.gitTimeoutS * 1000, authTtlMs: config.gitAuthTtlS * 1000, allowLocal: config.allowLocalRepos, log }),
-        new EnvImages(docker, { buildTimeoutMs: config.buildTimeoutS * 1000, log }),
+        new EnvImages(docker, {
+          agentName: config.name,
+          limits: buildLimits,
+          cgroup: buildCgroup,
+          cacheBytes: config.imageCacheGb * 1024 ** 3,
+          usesFile: join(config.stateDir, "env-images.json"),
+          egressNetwork: egress.buildNetwork,
+          log,
+        }),
       ),
     },
     log,
@@ -143,6 +155,7 @@ async function main(): Promise<number> {
     agent
       .close(graceMs)
       .then(() => warden?.close())
+      .then(() => removeBuildCgroup(buildCgroup))
       .then(() => egress.close().catch((err: unknown) => log.warn("could not remove the egress networks; the next start removes them", { err })));
   const { fatal, finished } = await agent.start();
 

@@ -99,6 +99,23 @@ export interface BuildOptions {
   dockerfile: string;
   labels: Record<string, string>;
   signal?: AbortSignal;
+  /** What every RUN step's container gets; the classic builder has no pids limit, hence `cgroupParent`. */
+  confine?: BuildConfinement;
+}
+
+/** The limits and network of a build's RUN containers, as `POST /build` takes them. */
+export interface BuildConfinement {
+  memoryBytes: number;
+  /** Memory plus swap; equal to `memoryBytes` for no swap. */
+  memswapBytes: number;
+  /** CFS quota over `cpuPeriodUs`: the CPUs a step may use. */
+  cpuQuotaUs: number;
+  cpuPeriodUs: number;
+  /** `none`, or a network's name. */
+  networkMode: string;
+  ulimits: { Name: string; Soft: number; Hard: number }[];
+  /** A cgroup (cgroupfs path) the step containers are made under, whose own limits bind them all. */
+  cgroupParent?: string;
 }
 
 interface Call {
@@ -166,7 +183,7 @@ export class DockerEngine {
    */
   async buildImage(context: Readable, opts: BuildOptions, onEvent: (event: BuildEvent) => void): Promise<void> {
     const res = await this.long("POST", "/build", {
-      query: { t: opts.tag, dockerfile: opts.dockerfile, labels: JSON.stringify(opts.labels), rm: "1", forcerm: "1" },
+      query: { t: opts.tag, dockerfile: opts.dockerfile, labels: JSON.stringify(opts.labels), rm: "1", forcerm: "1", ...(opts.confine && confinementQuery(opts.confine)) },
       body: context,
       headers: { "content-type": "application/x-tar" },
       signal: opts.signal,
@@ -198,6 +215,14 @@ export class DockerEngine {
       if (bound.aborted && !opts.signal?.aborted) throw new PullTimeoutError(`${image}:${opts.tag}`, opts.timeoutMs);
       throw err;
     }
+  }
+
+  /**
+   * Removes the image (by name: the name; by id: an untagged image) and the untagged parents
+   * only it needed. Never forced: one a container uses, or with children, is refused (409).
+   */
+  async removeImage(name: string): Promise<void> {
+    await this.text("DELETE", `/images/${imageRef(name)}`);
   }
 
   /** Creates a container and returns its id. */
@@ -416,6 +441,18 @@ async function readJsonLines<T>(res: IncomingMessage, onEvent: (event: T) => voi
     for (const line of lines) if (line.trim()) onEvent(JSON.parse(line) as T);
   }
   if (partial.trim()) onEvent(JSON.parse(partial) as T);
+}
+
+function confinementQuery(c: BuildConfinement): Record<string, string> {
+  return {
+    memory: String(c.memoryBytes),
+    memswap: String(c.memswapBytes),
+    cpuquota: String(c.cpuQuotaUs),
+    cpuperiod: String(c.cpuPeriodUs),
+    networkmode: c.networkMode,
+    ulimits: JSON.stringify(c.ulimits),
+    ...(c.cgroupParent && { cgroupparent: c.cgroupParent }),
+  };
 }
 
 /** An image reference as a path: its slashes stay, anything else unusual is escaped. */

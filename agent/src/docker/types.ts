@@ -97,18 +97,30 @@ export interface ImageInspect {
   Id: string;
   /** `name@sha256:…` for each repository the image was pulled from or pushed to; empty for an image only built here. */
   RepoDigests?: string[] | null;
+  /** Names it has; empty for an untagged (intermediate or dangling) image. */
+  RepoTags?: string[] | null;
+  /** Bytes, its parents' layers included. */
+  Size: number;
 }
 
 /** One entry of `GET /images/json`. */
 export interface ImageSummary {
+  Id: string;
+  RepoTags: string[] | null;
   /** Seconds since the epoch. */
   Created: number;
+  /** Bytes, its parents' layers included. */
+  Size: number;
   Labels: Record<string, string> | null;
 }
 
 /** `GET /info`. */
 export interface EngineInfo {
   Runtimes?: Record<string, unknown>;
+  /** "1" or "2". */
+  CgroupVersion?: string;
+  /** "cgroupfs" or "systemd". */
+  CgroupDriver?: string;
   /** `name=seccomp,profile=default`, `name=userns` (started with --userns-remap), ... */
   SecurityOptions?: string[];
   /** The data root; under --userns-remap, `<data-root>/<uid>.<gid>` of the remapped root. */
@@ -119,7 +131,8 @@ export interface EngineInfo {
 export interface BuildEvent {
   stream?: string;
   error?: string;
-  errorDetail?: { message?: string };
+  /** `code`: a failed RUN step's exit code. */
+  errorDetail?: { message?: string; code?: number };
 }
 
 /** One line of `POST /images/create`'s JSON-lines progress: a layer's (`id`) state, or the pull's. */

@@ -1,4 +1,5 @@
-import { envKey, REPO_LIMITS, repoKey, type JobTask, type RepoCredentials, type ResolvedCommits, type WarmCache } from "../../../protocol/index.ts";
+import { existsSync } from "node:fs";
+import { envKey, REPO_LIMITS, repoKey, type AttemptSandbox, type JobTask, type RepoCredentials, type ResolvedCommits, type WarmCache } from "../../../protocol/index.ts";
 import { TaskError } from "../runner/runner.ts";
 import { BuildError, EnvImages } from "./env-images.ts";
 import { GitCache, RepoError, type Resolved } from "./git-cache.ts";
@@ -21,9 +22,10 @@ export class RepoWorkspace {
 
   /**
    * Resolves both commits (a missing one is the job's `input_error`), writes the code into
-   * `codeDir`, and finds or builds the environment (a failed build is its `image_error`).
+   * `codeDir`, and finds or builds the environment (a failed build is its `image_error`) on
+   * the build network `sandbox` allows.
    */
-  async prepare(task: RepoTask, credentials: RepoCredentials | undefined, codeDir: string, out: RepoOutput, stop: AbortSignal): Promise<{ image: string; resolved: ResolvedCommits }> {
+  async prepare(task: RepoTask, credentials: RepoCredentials | undefined, sandbox: AttemptSandbox, codeDir: string, out: RepoOutput, stop: AbortSignal): Promise<{ image: string; resolved: ResolvedCommits }> {
     const r = task.repo;
     const [code, env] = await this.step("input_error", async () => {
       const c = await this.git.resolve(r.code_repo_url, r.code_commit_id, credentials?.code, stop);
@@ -39,6 +41,8 @@ export class RepoWorkspace {
         (use) => this.git.withArchive(r.env_repo_url, env.commit, use),
         out.build,
         stop,
+        // The runner removes a job's folder only once its container is gone: until then the image is the job's.
+        { network: sandbox.build_network, egressAllow: sandbox.egress_allow, held: () => existsSync(codeDir) },
       ),
     );
     const said = { built: "built", joined: "built by a build another job started; this job waited for it", reused: "reused, no build" };

@@ -1,6 +1,6 @@
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { JobTask, RepoCredentials, ResolvedCommits } from "../../../protocol/index.ts";
+import type { AttemptSandbox, JobTask, RepoCredentials, ResolvedCommits } from "../../../protocol/index.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { CommandImages } from "./command-image.ts";
 import { TaskError } from "./runner.ts";
@@ -21,6 +21,8 @@ export interface PrepareContext {
   /** Command jobs' images: allowed here, pulled, pinned. */
   commandImages: CommandImages;
   credentials: RepoCredentials | undefined;
+  /** The attempt's sandbox: what a repo job's environment build may reach. */
+  sandbox: AttemptSandbox;
   system(text: string): void;
   build(text: string): void;
   stop: AbortSignal;
@@ -77,7 +79,7 @@ export const KINDS: Registry = {
   repo: {
     async prepare(task, ctx) {
       if (!ctx.repos) throw new TaskError("input_error", "this worker does not run repo jobs");
-      const { image, resolved } = await ctx.repos.prepare(task, ctx.credentials, ctx.codeDir, ctx, ctx.stop);
+      const { image, resolved } = await ctx.repos.prepare(task, ctx.credentials, ctx.sandbox, ctx.codeDir, ctx, ctx.stop);
       return { image, argv: task.command, code: true, resolved };
     },
   },

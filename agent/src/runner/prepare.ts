@@ -46,6 +46,7 @@ export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: Job
       repos: deps.repos,
       commandImages: deps.commandImages,
       credentials: req.credentials,
+      sandbox: req.sandbox,
       system: hooks.system,
       build: (text) => hooks.output("build", Buffer.from(text + "\n")),
       stop,

@@ -5,12 +5,10 @@ import {
   type CoordinatorToAgent,
   decodeFrame,
   ErrorCode,
-  envKey,
   HEARTBEAT_ACK_FRAME,
   HEARTBEAT_FRAME,
   type JobSpec,
   type MessageOf,
-  repoKey,
 } from "../../../protocol/index.ts";
 import { createDb, type Db } from "../db/client.ts";
 import {
@@ -22,30 +20,26 @@ import {
   hasUnfinishedJobs,
   holdingAttempts,
   pastDeadline,
-  queuedJobs,
-  storeAssignments,
-  type QueuedProject,
 } from "../db/attempts.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
-import { usageOf } from "../db/projects.ts";
 import { chunkRows } from "../db/logs.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
 import { logChunks } from "../db/schema.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
-import { policyFor, settingsOf, type Settings } from "../settings.ts";
+import { settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
-import { buildAssignment, withoutUnstartable, type AssignmentContext } from "./assignments.ts";
-import { getPoolSandbox } from "../db/pools.ts";
+import { buildAssignment } from "./assignments.ts";
+import { assignmentContext, dispatchRound } from "./dispatch-round.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
-import { fairOrder, PoolUsage, type ProjectStanding, type SavedUsage } from "./fair-share.ts";
+import { PoolUsage, type SavedUsage } from "./fair-share.ts";
 import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
 import { isTerminal } from "./job-state.ts";
 import { attemptKey, PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
 import { COUNTERS, CoordinatorMetrics, type Counter, type Sample } from "./metrics.ts";
-import { initialSchedulerState, planDispatch } from "./scheduler.ts";
+import { initialSchedulerState } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
@@ -64,21 +58,6 @@ const HELLO_BATCH = 100;
 
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
-
-/** Jobs read per scheduling round at most; more wait for the next round. */
-const DISPATCH_BATCH = 500;
-
-/**
- * A round reads this many queued jobs per free slot (at least DISPATCH_MIN_READ): while jobs
- * flow, a round follows every few results with a handful of slots free, and reading the
- * whole batch each time made decoding rows the coordinator's largest cost. The margin lets
- * jobs that fit nowhere yet be passed over for ones behind them.
- */
-const READ_PER_FREE_SLOT = 4;
-const DISPATCH_MIN_READ = 32;
-
-/** Queued jobs read per round across projects at most; with many projects each gets a part (at least DISPATCH_MIN_READ). */
-const DISPATCH_READ_TOTAL = 4 * DISPATCH_BATCH;
 
 /** A socket whose hello could not be recorded is closed with this, so the agent redials with backoff. */
 const TRY_AGAIN_CLOSE = 1013;
@@ -647,83 +626,26 @@ export class Coordinator extends DurableObject<Bindings> {
   private async dispatchRound(): Promise<void> {
     const pool = this.pool;
     if (!pool) return;
-    const ledger = await this.ledger();
-    const views = ledger.views();
-    const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
-    if (free === 0) return;
-    const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
-    const head = await queuedJobs(this.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });
-    const context = await this.assignmentContext(pool);
-    const queued = await withoutUnstartable(context, head.jobs);
-    if (queued.length === 0) return;
-    const byId = new Map(queued.map((j) => [j.id, j]));
-    const now = Date.now();
-    const held = ledger.slotsByProject();
-    this.usage.advance(now, held);
-    const { order } = fairOrder(
-      queued.map((j) => ({ id: j.id, project: j.project, gpus: j.spec.requirements.gpus, spec: j.spec })),
-      await this.standings(head.projects, held),
-      this.usage.chargeS,
-    );
-    const plan = planDispatch(
-      order.map(({ id, spec: { task, requirements, runtime, network } }) => ({
-        id,
-        requirements,
-        sandbox: { runtime: runtime ?? "runc", network },
-        affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
-      })),
-      views,
-      policyFor(this.settings, pool),
-      this.scheduler,
-    );
-    this.scheduler = plan.state;
-    const stored = await storeAssignments(
-      this.db,
-      plan.assignments.map((assignment) => ({ assignment, job: byId.get(assignment.jobId)! })),
-      now,
-      now + this.settings.START_TIMEOUT_S * 1000,
-    );
-    // Every stored attempt holds its slot, whether or not its message can be built.
-    for (const { attempt } of stored) ledger.record(attempt);
-    const outgoing = new Map<string, CoordinatorToAgent[]>();
-    for (const { job, attempt } of stored) {
-      try {
-        const batch = outgoing.get(attempt.workerId) ?? [];
-        batch.push(await buildAssignment(context, job.id, attempt.attempt, job.spec, attempt.gpuIndices));
-        outgoing.set(attempt.workerId, batch);
-      } catch (err) {
-        // Not sent: the start bound takes it back and requeues it, the others go now.
-        this.count(COUNTERS.handlerFailures, { entry: "assignment" });
-        console.error(`coordinator(${this.pool}): the assignment of ${job.id} could not be built`, errorText(err));
-      }
-    }
-    for (const [workerId, messages] of outgoing) this.sockets.send(workerId, ...messages);
-    if (stored.length === limit) this.dispatchAgain = true;
-  }
-
-  /**
-   * How fair share weighs each project with queued jobs: its usage here, its weight and, for a
-   * project with a running-jobs or GPU quota, what it holds in every pool (one read, only then).
-   */
-  private async standings(projects: ReadonlyMap<string, QueuedProject>, slots: ReadonlyMap<string, number>): Promise<Map<string, ProjectStanding>> {
-    const limited = [...projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
-    const inUse = await usageOf(this.db, limited);
-    const standings = new Map<string, ProjectStanding>();
-    for (const [name, p] of projects) {
-      const u = inUse.get(name);
-      standings.set(name, { usage: this.usage.of(name), held: slots.get(name) ?? 0, weight: p.weight, quota: u && { quotas: p.quotas, running_jobs: u.running_jobs, gpus: u.gpus } });
-    }
-    return standings;
+    const round = await dispatchRound({
+      db: this.db,
+      env: this.env,
+      settings: this.settings,
+      pool,
+      ledger: await this.ledger(),
+      usage: this.usage,
+      scheduler: this.scheduler,
+      send: (workerId, messages) => this.sockets.send(workerId, ...messages),
+      unbuilt: () => this.count(COUNTERS.handlerFailures, { entry: "assignment" }),
+    });
+    this.scheduler = round.scheduler;
+    if (round.more) this.dispatchAgain = true;
   }
 
   private async sendAssignment(a: AttemptWithJob): Promise<void> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
-    this.sockets.send(a.workerId, await buildAssignment(await this.assignmentContext(job.pool), a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
-  }
-
-  private async assignmentContext(pool: string): Promise<AssignmentContext> {
-    return { db: this.db, env: this.env, settings: this.settings, pool, sandbox: (await getPoolSandbox(this.db, pool)).sandbox };
+    const context = await assignmentContext(this.db, this.env, this.settings, job.pool);
+    this.sockets.send(a.workerId, await buildAssignment(context, a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
   }
 
   // ---- plumbing -----------------------------------------------------------------------------
