@@ -16,6 +16,9 @@ export const JOB_FLAGS = {
   "code-credentials": { type: "string" },
   "env-credentials": { type: "string" },
   pool: { type: "string" },
+  runtime: { type: "string" },
+  network: { type: "string" },
+  "registry-credentials": { type: "string" },
   cpus: { type: "string" },
   memory: { type: "string" },
   gpus: { type: "string" },
@@ -34,7 +37,9 @@ export const JOB_FLAGS = {
 
 export const JOB_KINDS_HELP = `Job kinds:
   FILE [ARGS...]               a Python script (FILE, or - for stdin) run with ARGS
-  --image IMG -- ARGV...       a command (argv, never a shell string) in an allowed image
+  --image IMG -- ARGV...       a command (argv, never a shell string) in an allowed image;
+                               --registry-credentials NAME names a project secret holding
+                               username:password to pull it with
   --code-repo URL --code-commit REF --env-repo URL --env-commit REF [--dockerfile PATH] -- ARGV...
                                a versioned repo: the code at REF (read-only at /work/code, the
                                working directory), run with ARGV in the image built from the
@@ -48,6 +53,9 @@ export const JOB_FLAGS_HELP = `  --project P                  the job's project 
   --name TEXT                  a name for the job, up to 200 characters (gridx list --name finds it)
   --tag KEY=VALUE              a tag, up to 16 (repeat; gridx list --tag finds it)
   --pool NAME                  the pool to run in (default: default)
+  --runtime runc|gvisor        the sandbox's runtime (default: the pool's default_runtime)
+  --network none|egress        egress reaches the outside world through the agent's filtered
+                               network, where the pool allows it (default: none)
   --cpus N                     CPU limit, also reserved (default 1; 0.5 works)
   --memory SIZE                memory limit, also reserved: 512m, 2g (default 512m)
   --gpus N                     GPUs to reserve (default 0)
@@ -86,6 +94,7 @@ export interface BuildContext {
  */
 export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildContext): JobBody {
   const repoFlags = (["code-repo", "code-commit", "env-repo", "env-commit", "dockerfile", "code-credentials", "env-credentials"] as const).filter((f) => flags[f] !== undefined);
+  if (flags["registry-credentials"] !== undefined && flags.image === undefined) throw new UsageError("--registry-credentials goes with --image: it is the login for pulling that image");
   if (flags.image !== undefined && repoFlags.length) throw new UsageError(`--image and --${repoFlags[0]} do not go together: a job is a command in an image or a repo job`);
 
   const common = commonFields(flags, ctx);
@@ -101,7 +110,8 @@ export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildCo
   }
   if (flags.image !== undefined) {
     if (!program.length) throw new UsageError(`--image needs the command to run after --, such as --image ${flags.image} -- python3 -c 'print(1)'`);
-    return { kind: "command", command: { image: flags.image, argv: program }, ...common };
+    const registry = flags["registry-credentials"];
+    return { kind: "command", command: { image: flags.image, argv: program, ...(registry !== undefined ? { registry_credentials: registry } : {}) }, ...common };
   }
   const [file, ...args] = program;
   if (!file) throw new UsageError("give a Python script (gridx submit job.py), a command (--image IMG -- ARGV...) or a repo job (--code-repo ...)");
@@ -133,10 +143,18 @@ function commonFields(flags: JobFlags, ctx: BuildContext) {
     ...(Object.keys(limits).length ? { limits } : {}),
     ...(Object.keys(requirements).length ? { requirements } : {}),
     ...(flags.pool !== undefined ? { pool: flags.pool } : {}),
+    ...(flags.runtime !== undefined ? { runtime: oneOf("--runtime", flags.runtime, ["runc", "gvisor"]) } : {}),
+    ...(flags.network !== undefined ? { network: oneOf("--network", flags.network, ["none", "egress"]) } : {}),
     ...(flags.priority !== undefined ? { priority: integer("--priority", flags.priority) } : {}),
     ...(flags.retries !== undefined ? { max_retries: integer("--retries", flags.retries) } : {}),
     ...(flags.env?.length ? { env: pairs("--env", flags.env, (name) => ctx.env[name]) } : {}),
     ...(flags.secret?.length ? { secrets: pairs("--secret", flags.secret) } : {}),
     ...(inputs.length ? { inputs } : {}),
   };
+}
+
+/** A flag that takes one of a few words; anything else is a usage error listing them. */
+function oneOf<const W extends string>(flag: string, value: string, words: readonly W[]): W {
+  if (!(words as readonly string[]).includes(value)) throw new UsageError(`${flag} takes ${words.join(" or ")}, not "${value}"`);
+  return value as W;
 }

@@ -66,6 +66,16 @@ describe("buildJobRequest", () => {
     expect(JobRequest.safeParse(body).success).toBe(true);
   });
 
+  it("chooses the sandbox with --runtime and --network, and a registry login with --registry-credentials", () => {
+    const body = buildJobRequest({ image: "ghcr.io/acme/tool:1", runtime: "gvisor", network: "none", "registry-credentials": "ghcr" }, ["tool"], ctx());
+    expect(body).toEqual({ kind: "command", command: { image: "ghcr.io/acme/tool:1", argv: ["tool"], registry_credentials: "ghcr" }, runtime: "gvisor", network: "none" });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+    expect(buildJobRequest({ network: "egress" }, ["job.py"], ctx())).toMatchObject({ network: "egress" });
+    expect(() => buildJobRequest({ runtime: "kata" }, ["job.py"], ctx())).toThrow('--runtime takes runc or gvisor, not "kata"');
+    expect(() => buildJobRequest({ network: "host" }, ["job.py"], ctx())).toThrow("--network takes none or egress");
+    expect(() => buildJobRequest({ "registry-credentials": "ghcr" }, ["job.py"], ctx())).toThrow("--registry-credentials goes with --image");
+  });
+
   it("makes a repo job of the repo flags and the command after --", () => {
     const body = buildJobRequest(
       {
