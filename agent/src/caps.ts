@@ -50,6 +50,32 @@ export function runtimesOf(registered: Record<string, unknown> | undefined): Run
   return Runtime.options.filter((r) => r === "runc" || Boolean(registered && OCI_RUNTIME[r] in registered));
 }
 
+/** What a job asking for `wanted` is told where the engine has only `registered`; null when it has it. */
+export function runtimeMissing(wanted: Runtime, registered: Runtime[]): string | null {
+  if (registered.includes(wanted)) return null;
+  return `runtime "${wanted}" (${OCI_RUNTIME[wanted]}) is not registered with this machine's Docker engine; it has ${registered.join(", ")}`;
+}
+
+/** The runtimeArgs runsc is registered with here, each with what gVisor jobs lose without it (docs/decisions/0012-gvisor.md). */
+export const RUNSC_ARGS = {
+  "--oci-seccomp": "the job seccomp profile is not applied inside gVisor (gVisor ignores it unless told)",
+  "--host-fifo=open": "gVisor jobs start cold: a prestarted sandbox waits on a FIFO the agent made on the host, which gVisor opens only with it",
+} as const;
+
+/** The RUNSC_ARGS that `runsc`'s registration lacks; none when runsc is not registered. Flags count as `--name=value`, with one dash or two. */
+export function runscArgsMissing(registered: Record<string, unknown> | undefined): (keyof typeof RUNSC_ARGS)[] {
+  const runsc = registered?.[OCI_RUNTIME.gvisor] as { runtimeArgs?: unknown } | undefined;
+  if (!runsc) return [];
+  const args = (Array.isArray(runsc.runtimeArgs) ? runsc.runtimeArgs : []).map((a) => String(a).replace(/^-+/, "--"));
+  return (Object.keys(RUNSC_ARGS) as (keyof typeof RUNSC_ARGS)[]).filter((a) => !args.includes(a));
+}
+
+/** The registered runtimes whose python sandboxes can be prestarted: runc, and gVisor where runsc may open host FIFOs. */
+export function prestartableRuntimes(registered: Record<string, unknown> | undefined): Runtime[] {
+  const noFifo = runscArgsMissing(registered).includes("--host-fifo=open");
+  return runtimesOf(registered).filter((r) => r !== "gvisor" || !noFifo);
+}
+
 /** What this machine offers, capped by what the operator chose to give the grid. */
 export async function detectCaps(docker: DockerEngine, overrides: CapsOverrides): Promise<WorkerCaps> {
   const [gpus, wsl, info] = await Promise.all([detectGpus(), isWsl(), docker.info().catch(() => null)]);

@@ -109,7 +109,7 @@ describe("jumpRules", () => {
 });
 
 describe("egress jobs in the sandbox", () => {
-  const input = { name: "n", image: "i", argv: null, env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} };
+  const input = { name: "n", image: "i", argv: null, env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {}, runtime: "runc" as const };
 
   it("join the egress network with IPv6 off, and keep every other lock", () => {
     const none = containerOptions(input);

@@ -4,6 +4,8 @@ import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { release } from "node:os";
+import { prestartableRuntimes } from "../../agent/src/caps.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
@@ -33,7 +35,7 @@ function runner(prestart: number) {
 /** A runner whose one sandbox is waiting, and that sandbox's container id. */
 async function readyRunner() {
   const made = runner(1);
-  made.r.start();
+  await made.r.start();
   await pollUntil(async () => made.r.prestarted!.ready, (n) => n === 1, { timeoutMs: 20_000, intervalMs: 20, what: "a prestarted sandbox" });
   return { ...made, sandbox: (await sandboxesOf(made.name))[0]! };
 }
@@ -121,6 +123,48 @@ describe("prestarted sandboxes on the real engine", () => {
     await r.close();
     expect(await sandboxesOf(name)).toEqual([]);
     expect(readdirSync(jobsDir)).toEqual([]);
-    expect(r.prestarted!.take()).toBeNull();
+    expect(r.prestarted!.take("runc")).toBeNull();
+  });
+});
+
+/** Runtimes other than runc this engine can prestart sandboxes for (gVisor, where runsc has --host-fifo=open). */
+const otherRuntimes = prestartableRuntimes((await docker.info()).Runtimes).filter((r) => r !== "runc");
+/** Prints the container's name and its kernel's release: the host's under runc, gVisor's own under gVisor. */
+const WHERE = "import socket\nprint(socket.gethostname(), open('/proc/version').read().split()[2])";
+
+describe.each(otherRuntimes)("prestarted sandboxes with %s beside runc", (other) => {
+  it("are made for the runtime the last python job asked for, and a job takes only one of its own", async () => {
+    const { r, name, sandbox: first } = await readyRunner();
+    const job = async (runtime: "runc" | typeof other) => {
+      const { seen, hooks } = recorder();
+      const out = await r.run({ jobId: `j_${runtime}`, attempt: 1, spec: python(WHERE), gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({ runtime }) }, hooks, new AbortController().signal);
+      expect(out).toMatchObject({ exit_code: 0, failure_reason: null });
+      const [host, kernel] = seen.stdout.trim().split(" ");
+      return { host: host!, kernel: kernel! };
+    };
+    const waiting = async (what: string) => {
+      await pollUntil(async () => r.prestarted!.ready, (n) => n === 1, { timeoutMs: 20_000, intervalMs: 20, what });
+      return (await sandboxesOf(name))[0]!;
+    };
+
+    // The runc sandbox does not serve it: it starts cold, and the pool turns to its runtime.
+    const cold = await job(other);
+    expect(first.startsWith(cold.host)).toBe(false);
+    expect(cold.kernel).not.toBe(release());
+    const second = await waiting(`a ${other} sandbox`);
+    expect(await sandboxesOf(name)).toEqual([second]);
+    expect(second).not.toBe(first);
+
+    const warm = await job(other);
+    expect(second.startsWith(warm.host)).toBe(true);
+    expect(warm.kernel).toBe(cold.kernel);
+
+    // And back: a runc job does not get a sandbox of another runtime.
+    const third = await waiting(`a replacement ${other} sandbox`);
+    const runc = await job("runc");
+    expect(third.startsWith(runc.host)).toBe(false);
+    expect(runc.kernel).toBe(release());
+    const fourth = await waiting("a runc sandbox again");
+    expect((await job("runc")).host).toBe(fourth.slice(0, 12));
   });
 });

@@ -5,7 +5,7 @@ import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
 import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
-import { containerOptions, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
+import { containerOptions, JOB_SECCOMP, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
 import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
@@ -128,6 +128,7 @@ describe("containerOptions", () => {
     codeDir: null,
     tmpfsMb: 64,
     labels: { "gridx.job_id": "j" },
+    runtime: "runc",
   });
 
   it("locks the container down as the contract says", () => {
@@ -136,7 +137,8 @@ describe("containerOptions", () => {
     expect(JOB_USER.startsWith("0")).toBe(false);
     expect(h.ReadonlyRootfs).toBe(true);
     expect(h.CapDrop).toEqual(["ALL"]);
-    expect(h.SecurityOpt).toContain("no-new-privileges:true");
+    expect(h.SecurityOpt).toEqual(["no-new-privileges:true", JOB_SECCOMP]);
+    expect(h.Runtime).toBe("runc");
     expect(h.NetworkMode).toBe("none");
     expect(h.PidsLimit).toBe(64);
     expect(h.NanoCpus).toBe(1.5e9);
@@ -151,14 +153,14 @@ describe("containerOptions", () => {
   });
 
   it("requests only the assigned GPUs", () => {
-    const gpu = containerOptions({ ...{ name: "n", image: "i", argv: ["nvidia-smi"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }, gpuIndices: [2, 3] });
+    const gpu = containerOptions({ ...{ name: "n", image: "i", argv: ["nvidia-smi"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {}, runtime: "runc" }, gpuIndices: [2, 3] });
     expect(gpu.HostConfig!.DeviceRequests).toEqual([{ Driver: "nvidia", DeviceIDs: ["2", "3"], Capabilities: [["gpu"]] }]);
     expect(gpu.Entrypoint).toEqual(["nvidia-smi"]);
     expect(gpu.Cmd).toEqual([]);
   });
 
   it("mounts a repo job's code read-only and runs there", () => {
-    const repo = containerOptions({ name: "n", image: "gridx-env:abc", argv: ["python3", "main.py"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: "/c", tmpfsMb: 1, labels: {} });
+    const repo = containerOptions({ name: "n", image: "gridx-env:abc", argv: ["python3", "main.py"], env: {}, limits: { timeout_s: 1, memory_mb: 16, cpus: 1, pids: 16 }, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: "/c", tmpfsMb: 1, labels: {}, runtime: "runc" });
     expect(repo.HostConfig!.Binds).toEqual(["/i:/work/input:ro", "/o:/work/output:rw", "/c:/work/code:ro"]);
     expect(repo.WorkingDir).toBe("/work/code");
     expect(opts.WorkingDir).toBe("/work/output");
@@ -190,7 +192,7 @@ describe("limitsUpdate", () => {
     const wanted = { ...defaults, memory_mb: 64, cpus: 0.5 };
     const update = limitsUpdate(defaults, wanted);
     expect(update).toEqual({ Memory: 64 * 1024 * 1024, MemorySwap: 64 * 1024 * 1024, NanoCpus: 0.5e9, PidsLimit: 256 });
-    const fresh = containerOptions({ name: "n", image: "i", argv: null, env: {}, limits: wanted, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {} }).HostConfig!;
+    const fresh = containerOptions({ name: "n", image: "i", argv: null, env: {}, limits: wanted, gpuIndices: [], inputDir: "/i", outputDir: "/o", codeDir: null, tmpfsMb: 1, labels: {}, runtime: "runc" }).HostConfig!;
     expect(update).toEqual({ Memory: fresh.Memory, MemorySwap: fresh.MemorySwap, NanoCpus: fresh.NanoCpus, PidsLimit: fresh.PidsLimit });
     expect(limitsUpdate(defaults, { ...defaults, pids: 64 })).toMatchObject({ PidsLimit: 64 });
   });

@@ -36,6 +36,8 @@ export interface HostConfig extends ContainerResources {
   ReadonlyRootfs?: boolean;
   CapDrop?: string[];
   SecurityOpt?: string[];
+  /** The OCI runtime, by the name dockerd registered it under; dockerd's default (runc) when absent. */
+  Runtime?: string;
   Tmpfs?: Record<string, string>;
   Ulimits?: { Name: string; Soft: number; Hard: number }[];
   IpcMode?: string;

@@ -1,7 +1,9 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import { prestartableRuntimes, RUNSC_ARGS, runscArgsMissing, runtimeMissing, runtimesOf } from "../caps.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
+import type { EngineInfo } from "../docker/types.ts";
 import type { Logger } from "../logger.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { EgressAttachment, EgressNetworks } from "../sandbox-net/egress.ts";
@@ -65,8 +67,8 @@ export interface Transfers extends Uploads {
 export class DockerRunner implements JobRunner {
   /** Python sandboxes started ahead of their jobs; null when `prestart` is 0. */
   readonly prestarted: PrestartedSandboxes | null;
-  /** The job user's host ids, asked of the engine once (they differ under userns-remap); a failed ask is asked again. */
-  private jobUser: Promise<HostIds> | null = null;
+  /** What the engine says of itself, asked once: the job user's host ids (they differ under userns-remap), its runtimes. A failed ask is asked again. */
+  private engineInfo: Promise<EngineInfo> | null = null;
   private readonly commandImages: CommandImages;
 
   constructor(
@@ -94,8 +96,13 @@ export class DockerRunner implements JobRunner {
     return { [LABELS.managed]: "true", [LABELS.agent]: this.opts.agentName, [LABELS.instance]: this.opts.instance };
   }
 
-  start(): void {
-    this.prestarted?.start();
+  async start(): Promise<void> {
+    const registered = await this.info().then(
+      (info) => info.Runtimes,
+      (err: unknown) => (this.log.warn("could not ask the Docker engine for its runtimes; only runc sandboxes are prestarted", { err }), undefined),
+    );
+    for (const arg of runscArgsMissing(registered)) this.log.warn(`runsc is registered without ${arg}: ${RUNSC_ARGS[arg]}`);
+    this.prestarted?.start(prestartableRuntimes(registered));
   }
 
   async close(): Promise<void> {
@@ -107,7 +114,7 @@ export class DockerRunner implements JobRunner {
     // Repo and registry credentials are secrets too: a job, a failing fetch or a pull may print them.
     const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env, ...loginSecrets(req.credentials?.registry)]);
     // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
-    const sandbox = takesPrestarted(req) ? (this.prestarted?.take() ?? null) : null;
+    const sandbox = takesPrestarted(req) ? (this.prestarted?.take(req.sandbox.runtime) ?? null) : null;
     const held: Held = { sandbox, container: sandbox?.container };
     const dir = sandbox?.folder.dir ?? join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
     // Masked first, so that a secret holding a path is still matched whole.
@@ -121,9 +128,17 @@ export class DockerRunner implements JobRunner {
       // Before anything is fetched or built for a job that could not run here anyway.
       const noEgress = req.sandbox.network === "egress" ? (this.opts.egress ? this.opts.egress.unavailable : "it runs without egress networks") : null;
       if (noEgress) return outcome({ exit_code: null, failure_reason: "input_error", message: `this worker cannot give the job egress: ${noEgress}` });
+      let info: EngineInfo;
+      try {
+        info = await this.info();
+      } catch (err) {
+        return outcome(failedStep(err, "internal", "could not ask the Docker engine which runtimes it has"));
+      }
+      const noRuntime = runtimeMissing(req.sandbox.runtime, runtimesOf(info.Runtimes));
+      if (noRuntime) return outcome({ exit_code: null, failure_reason: "input_error", message: noRuntime });
       let jobUser: HostIds;
       try {
-        jobUser = await this.jobUserOnHost();
+        jobUser = jobUserOnHost(info);
       } catch (err) {
         return outcome(failedStep(err, "internal", "could not learn from the Docker engine how it maps the job user"));
       }
@@ -153,6 +168,8 @@ export class DockerRunner implements JobRunner {
         }
       }
       const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network }, req, prepared.job, folder, env, held, hooks, stop, log);
+      // A python job that found no sandbox of its runtime has them made for it from now on.
+      if (takesPrestarted(req)) this.prestarted?.fill();
       if (!started.ok) return outcome(started.verdict);
       const exited = await supervise(
         { docker: this.docker, stopGraceS: this.opts.stopGraceS, outputCapBytes: this.opts.outputCapBytes },
@@ -189,12 +206,12 @@ export class DockerRunner implements JobRunner {
     }
   }
 
-  private jobUserOnHost(): Promise<HostIds> {
-    this.jobUser ??= this.docker.info().then(jobUserOnHost, (err: unknown) => {
-      this.jobUser = null;
+  private info(): Promise<EngineInfo> {
+    this.engineInfo ??= this.docker.info().catch((err: unknown) => {
+      this.engineInfo = null;
       throw err;
     });
-    return this.jobUser;
+    return this.engineInfo;
   }
 
   /** Removes what a run held, each part whatever became of the others. */

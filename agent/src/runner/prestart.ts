@@ -5,7 +5,7 @@ import { open, rm, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { promisify } from "node:util";
-import { JobLimits } from "../../../protocol/index.ts";
+import { JobLimits, type Runtime } from "../../../protocol/index.ts";
 import { backoffDelay } from "../backoff.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { Logger } from "../logger.ts";
@@ -45,6 +45,8 @@ export function takesPrestarted(req: Pick<RunRequest, "spec" | "gpuIndices"> & {
 /** A started python-runner container whose entrypoint waits for a job. */
 export interface PrestartedSandbox {
   container: string;
+  /** Fixed when it was made: it serves only jobs of this runtime. */
+  runtime: Runtime;
   /** Bind-mounted exactly as a job's; the job's files go in before `go`. */
   folder: JobFolder;
   /** The limits it was made with. */
@@ -75,14 +77,20 @@ export interface PrestartOptions {
  * Keeps up to `count` python sandboxes created, attached and started ahead of their jobs, so
  * a python job skips the engine's create and start (most of its start latency). Each still
  * runs one job and is removed after it, by whoever took it; the pool only makes them.
+ * A container's runtime is fixed at create, so they are made for the runtime the last python
+ * job asked for (runc until one asks otherwise), and a job takes only one of its own runtime.
  *
  * @example
  * const pool = new PrestartedSandboxes(docker, { count: 1, jobsDir, image, tmpfsMb: 64, labels }, log);
- * pool.start();
- * const sandbox = pool.take(); // null until one is ready
+ * pool.start(["runc", "gvisor"]);
+ * const sandbox = pool.take("runc"); // null until one is ready
  */
 export class PrestartedSandboxes {
   private readonly waiting: PrestartedSandbox[] = [];
+  /** The runtime new sandboxes are made for. */
+  private runtime: Runtime = "runc";
+  /** The runtimes sandboxes can be made for here (see prestartableRuntimes); until `start`, none. */
+  private prestartable: readonly Runtime[] = [];
   private filling: Promise<void> | null = null;
   private closing: Promise<void> | null = null;
   /** Ends a retry pause early, when closing. */
@@ -99,18 +107,23 @@ export class PrestartedSandboxes {
     return this.waiting.length;
   }
 
-  /** Begins filling; call after `cleanupLeftovers`, which would remove these too. */
-  start(): void {
+  /** Begins filling, for runc; call after `cleanupLeftovers`, which would remove these too. */
+  start(prestartable: readonly Runtime[]): void {
+    this.prestartable = prestartable;
     this.fill();
   }
 
   /**
-   * A waiting sandbox, from now on the caller's to use and remove, or null if none is ready.
-   * Never waits. Its replacement starts once it has had its go (or been given up), so that
-   * starting one never competes with the job's own start for the engine.
+   * A waiting sandbox of `runtime`, from now on the caller's to use and remove, or null if
+   * none is ready. Never waits. Later sandboxes are made for `runtime`, where they can be.
+   * Its replacement starts once it has had its go (or been given up), and a job that found
+   * none calls `fill` once it has started, so that making one never competes with the job's
+   * own start for the engine.
    */
-  take(): PrestartedSandbox | null {
-    return this.waiting.shift() ?? null;
+  take(runtime: Runtime): PrestartedSandbox | null {
+    if (this.prestartable.includes(runtime)) this.runtime = runtime;
+    const i = this.waiting.findIndex((s) => s.runtime === runtime);
+    return i < 0 ? null : this.waiting.splice(i, 1)[0]!;
   }
 
   /** Stops filling and removes the waiting sandboxes; taken ones are their takers'. Safe to call more than once. */
@@ -123,20 +136,28 @@ export class PrestartedSandboxes {
     return this.closing;
   }
 
-  /** Prestarts sandboxes one at a time until `count` wait; one filler at most, so never more. */
-  private fill(): void {
-    if (this.filling || this.closing) return;
+  /**
+   * Prestarts sandboxes one at a time until `count` of the current runtime wait, removing
+   * waiting ones of another runtime to make room; one filler at most, so never more.
+   */
+  fill(): void {
+    if (this.filling || this.closing || !this.prestartable.length) return;
     this.filling = (async () => {
       let failures = 0;
-      while (!this.closing && this.waiting.length < this.opts.count) {
+      while (!this.closing && this.waiting.filter((s) => s.runtime === this.runtime).length < this.opts.count) {
         try {
-          const sandbox = await this.prestart();
+          if (this.waiting.length >= this.opts.count) {
+            // Taken out before the first await, so it is never handed to a job while it goes.
+            await this.discard(this.waiting.splice(this.waiting.findIndex((s) => s.runtime !== this.runtime), 1)[0]!);
+            continue;
+          }
+          const sandbox = await this.prestart(this.runtime);
           if (this.closing) await this.discard(sandbox);
           else this.waiting.push(sandbox);
           failures = 0;
         } catch (err) {
           const retryMs = backoffDelay(failures++, RETRY);
-          this.log.warn("could not prestart a sandbox; python jobs start cold meanwhile (is the runner image up to date? npm run images)", { err, retry_ms: retryMs });
+          this.log.warn("could not prestart a sandbox; python jobs start cold meanwhile (is the runner image up to date? npm run images)", { err, runtime: this.runtime, retry_ms: retryMs });
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, retryMs);
             this.wake = () => (clearTimeout(timer), resolve());
@@ -147,7 +168,7 @@ export class PrestartedSandboxes {
     })().finally(() => (this.filling = null));
   }
 
-  private async prestart(): Promise<PrestartedSandbox> {
+  private async prestart(runtime: Runtime): Promise<PrestartedSandbox> {
     const id = randomUUID();
     const folder = await createJobFolder(join(this.opts.jobsDir, `prestarted-${id}`));
     const fifo = join(folder.output, GO_FIFO);
@@ -168,13 +189,14 @@ export class PrestartedSandboxes {
           codeDir: null,
           tmpfsMb: this.opts.tmpfsMb,
           labels: { ...this.opts.labels, [LABELS.prestarted]: "true" },
+          runtime,
         }),
       );
       output = await this.docker.attachContainer(container);
       // Unread while it waits; without a listener a dropped engine connection would crash the agent.
       output.on("error", () => undefined);
       await this.docker.startContainer(container);
-      return waitingSandbox(container, folder, output, await openWhenListening(fifo), () => this.fill());
+      return waitingSandbox(container, runtime, folder, output, await openWhenListening(fifo), () => this.fill());
     } catch (err) {
       output?.destroy();
       if (container) await this.docker.removeContainer(container).catch(() => undefined);
@@ -191,7 +213,7 @@ export class PrestartedSandboxes {
 }
 
 /** `settled` runs once, when the sandbox has had its go or been given up. */
-function waitingSandbox(container: string, folder: JobFolder, output: Readable, line: FileHandle, settled: () => void): PrestartedSandbox {
+function waitingSandbox(container: string, runtime: Runtime, folder: JobFolder, output: Readable, line: FileHandle, settled: () => void): PrestartedSandbox {
   let done = false;
   const settle = async () => {
     done = true;
@@ -205,6 +227,7 @@ function waitingSandbox(container: string, folder: JobFolder, output: Readable, 
   };
   return {
     container,
+    runtime,
     folder,
     limits: SANDBOX_LIMITS,
     output,

@@ -55,7 +55,7 @@ export interface JobRunner {
   /** Removes containers and job folders left by an earlier, crashed agent. */
   cleanupLeftovers(): Promise<number>;
   /** Begins getting ready for jobs ahead of them (prestarted sandboxes); after `cleanupLeftovers`, which would undo it. */
-  start(): void;
+  start(): void | Promise<void>;
   /** Stops getting ready for new jobs and removes what waited; running jobs go on. Safe to call more than once. */
   close(): Promise<void>;
   /** Names the runner images missing on this machine. */

@@ -1,6 +1,15 @@
 import type { ContainerCreateOptions, ContainerResources } from "../docker/types.ts";
-import type { JobLimits } from "../../../protocol/index.ts";
+import { OCI_RUNTIME, type JobLimits, type Runtime } from "../../../protocol/index.ts";
+import jobSeccompProfile from "../../seccomp/gridx.json" with { type: "json" };
 import type { EgressAttachment } from "../sandbox-net/egress.ts";
+
+/**
+ * The seccomp profile of every job: Moby's default less io_uring, bpf, userfaultfd, the kernel
+ * keyrings, perf_event_open, kexec and ptrace (agent/seccomp/gridx.json, which
+ * scripts/seccomp-profile.ts derives). Inline, as the engine's API takes it; part of the bundle,
+ * so an installed agent needs no file beside it.
+ */
+export const JOB_SECCOMP = `seccomp=${JSON.stringify(jobSeccompProfile)}`;
 
 /** The uid:gid every job runs as; never root. */
 export const JOB_USER = "1000:1000";
@@ -31,13 +40,16 @@ export interface SandboxInput {
   codeDir: string | null;
   tmpfsMb: number;
   labels: Record<string, string>;
+  /** Made with it, the container keeps it: a prestarted sandbox serves only jobs of its runtime. */
+  runtime: Runtime;
   /** The filtered egress network the job joins (sandbox-net/); absent: no network at all. */
   network?: EgressAttachment;
 }
 
 /**
  * The container a job runs in, locked down as PRODUCT.md's container contract says: read-only
- * root, no capabilities, no privilege gain, bounded pids, CPU and memory, no network (or the
+ * root, no capabilities, no privilege gain, JOB_SECCOMP, the runtime the job asked for
+ * (runc or gVisor), bounded pids, CPU and memory, no network (or the
  * filtered egress network, for a job allowed it), a non-root user, a small tmpfs for /tmp,
  * and no host path but the job's own folders (input and code read-only).
  * Pure, so every flag is checked by a unit test.
@@ -63,7 +75,8 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
       ...(s.network?.disableIpv6 ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1" } } : {}),
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],
-      SecurityOpt: ["no-new-privileges:true"],
+      SecurityOpt: ["no-new-privileges:true", JOB_SECCOMP],
+      Runtime: OCI_RUNTIME[s.runtime],
       ...resources(s.limits),
       Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
       Ulimits: [{ Name: "nofile", Soft: 4096, Hard: 4096 }],

@@ -59,6 +59,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
       codeDir: job.code ? folder.code : null,
       tmpfsMb: deps.tmpfsMb,
       labels: { ...deps.labels, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
+      runtime: req.sandbox.runtime,
       network: deps.network,
     });
     try {
