@@ -171,8 +171,9 @@ export class EnvImages {
         await this.docker.removeImage(ref);
         removed.push(ref);
       } catch (err) {
-        if (!(err instanceof DockerError && err.status === 409)) throw err;
-        this.opts.log.info("environment image in use; kept", { image: ref });
+        // 409: a container took it up since the list was made; 404: someone else removed it.
+        if (!(err instanceof DockerError && (err.status === 409 || err.status === 404))) throw err;
+        if (err.status === 409) this.opts.log.info("environment image in use; kept", { image: ref });
       }
     }
     if (removed.length) this.opts.log.info("environment images removed to fit the cache budget", { images: removed, budget_bytes: this.opts.cacheBytes });
