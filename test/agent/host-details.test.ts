@@ -86,4 +86,17 @@ describe("what a job and its submitter see of the agent's host", () => {
     expect(roots.get("/work/input")).toBe(`/jobs/${INSTANCE}/j_mounts.1/input`);
     expect(roots.get("/work/output")).toBe(`/jobs/${INSTANCE}/j_mounts.1/output`);
   });
+
+  it("under gVisor, /proc/self/mountinfo shows no host path at all, wherever the state folder is", async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), "gridx-hostpaths-"));
+    const { seen, hooks } = recorder();
+    const out = await runner(stateDir).run(request("j_mounts_gvisor", PRINT_MOUNTINFO, [], AttemptSandbox.parse({ runtime: "gvisor" })), hooks, new AbortController().signal);
+    expect(out).toMatchObject({ exit_code: 0 });
+    // gVisor's own mount table: every mount is its filesystem's root, served through its gofer.
+    const roots = mountRoots(seen.stdout);
+    expect(roots.get("/work/input")).toBe("/");
+    expect(roots.get("/work/output")).toBe("/");
+    expect(seen.stdout).not.toContain(stateDir);
+    expect(seen.stdout).not.toContain("/var/lib/docker");
+  });
 });
