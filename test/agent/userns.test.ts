@@ -26,10 +26,13 @@ function run(command: string, args: string[]) {
 
 /**
  * A second dockerd, with --userns-remap=default, beside the machine's own: its socket, data,
- * exec root and pidfile are in `root`, and it has no bridge and no iptables rules to touch.
+ * exec root and pidfile are in `root`, its default bridge is one of its own, and it has no
+ * iptables rules to touch. (With `--bridge=none` a dockerd deletes docker0 at start, the
+ * machine's own dockerd's bridge, which every later container on it then fails to join.)
  */
 interface RemappedDockerd {
   root: string;
+  bridge: string;
   child: ChildProcess;
   engine: DockerEngine;
 }
@@ -45,7 +48,10 @@ async function startRemappedDockerd(): Promise<RemappedDockerd> {
   for (const dir of ["data", "exec"]) mkdirSync(join(root, dir));
   // Its own settings, not the machine's daemon.json: that may name hosts, a data root or runtimes.
   writeFileSync(join(root, "daemon.json"), "{}");
-  const args = ["--config-file", join(root, "daemon.json"), "--userns-remap=default", "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"];
+  const bridge = `gxuns${process.pid % 100000}`;
+  run("ip", ["link", "add", bridge, "type", "bridge"]);
+  run("ip", ["addr", "add", "172.31.254.1/24", "dev", bridge]);
+  const args = ["--config-file", join(root, "daemon.json"), "--userns-remap=default", `--bridge=${bridge}`, "--iptables=false", "--ip6tables=false", "--ip-masq=false"];
   args.push("--host", `unix://${socket}`, "--data-root", join(root, "data"), "--exec-root", join(root, "exec"), "--pidfile", join(root, "docker.pid"));
   const out = openSync(log, "a");
   const child = spawn("dockerd", args, { stdio: ["ignore", out, out] });
@@ -54,7 +60,7 @@ async function startRemappedDockerd(): Promise<RemappedDockerd> {
   let ended: Error | null = null;
   child.on("error", (err) => (ended = new Error(`dockerd could not be started (is docker.io installed, dockerd on PATH?): ${err.message}`)));
   child.on("exit", (code, signal) => (ended ??= new Error(`dockerd exited (${code ?? signal}); its log ends:\n${readFileSync(log, "utf8").slice(-2000)}`)));
-  const daemon = { root, child, engine: new DockerEngine({ socketPath: socket }) };
+  const daemon = { root, bridge, child, engine: new DockerEngine({ socketPath: socket }) };
   try {
     const state = await pollUntil(async () => ended ?? (await daemon.engine.ping().then(() => "up", () => null)), (s) => s !== null, { timeoutMs: 30_000, intervalMs: 50, what: "the userns-remap dockerd answering" });
     if (state instanceof Error) throw state;
@@ -76,6 +82,7 @@ async function stopRemappedDockerd(d: RemappedDockerd): Promise<void> {
   }
   run("umount", ["--recursive", d.root]);
   rmdirSync(d.root);
+  run("ip", ["link", "del", d.bridge]);
 }
 
 /** Copies the runner image from the machine's engine into `socket`'s: only that image, as one stream. */
