@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileS
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { credentialEnv } from "../../agent/src/repos/git.ts";
+import { credentialEnv, subcommand } from "../../agent/src/repos/git.ts";
 import { GitCache, RepoError } from "../../agent/src/repos/git-cache.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { TestRepo } from "../support/git-repos.ts";
@@ -18,6 +18,14 @@ function setup(capBytes = 1 << 30) {
   const cache = new GitCache({ root: join(root, "cache"), capBytes, timeoutMs: 30_000, allowLocal: true, authTtlMs: AUTH_TTL_MS, now: () => clock.now, log: silentLogger });
   return { root, cache, clock };
 }
+
+describe("git's messages", () => {
+  it("name the subcommand, not a folder given to an option before it", () => {
+    expect(subcommand(["--git-dir", "/var/lib/gridx/git/ab.git", "fetch", "--quiet", "origin"])).toBe("fetch");
+    expect(subcommand(["-c", "a=b", "-C", "/srv", "ls-remote", "--heads"])).toBe("ls-remote");
+    expect(subcommand(["init", "--bare", "/x"])).toBe("init");
+  });
+});
 
 describe("GitCache (real git)", () => {
   it("resolves a branch and a commit id, and exports the tree without .git", async () => {

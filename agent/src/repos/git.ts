@@ -38,6 +38,18 @@ const QUIET_ENV = {
   LC_ALL: "C",
 };
 
+/** Options of git's own that take a value (`--git-dir DIR`), so the subcommand is found after them. */
+const VALUED_OPTIONS = new Set(["--git-dir", "--work-tree", "-C", "-c"]);
+
+/** The subcommand of a git argv (`fetch` in `--git-dir D fetch origin`), for messages. */
+export function subcommand(args: string[]): string {
+  for (let i = 0; i < args.length; i++) {
+    if (VALUED_OPTIONS.has(args[i]!)) i++;
+    else if (!args[i]!.startsWith("-")) return args[i]!;
+  }
+  return "";
+}
+
 /** Runs git and returns its stdout; a non-zero exit, a timeout or an abort is a GitError. */
 export function git(args: string[], run: GitRun): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -55,7 +67,7 @@ export function git(args: string[], run: GitRun): Promise<string> {
       run.signal?.removeEventListener("abort", onAbort);
       if (code === 0) return resolve(Buffer.concat(out).toString());
       const why = signal ? (run.signal?.aborted ? "was stopped" : `timed out after ${Math.round(run.timeoutMs / 1000)}s`) : `failed (${code})`;
-      reject(new GitError(`git ${args.find((a) => !a.startsWith("-")) ?? ""} ${why}: ${err.trim().split("\n").slice(-3).join(" / ")}`, err));
+      reject(new GitError(`git ${subcommand(args)} ${why}: ${err.trim().split("\n").slice(-3).join(" / ")}`, err));
     });
   });
 }
