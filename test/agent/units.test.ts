@@ -5,7 +5,7 @@ import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
 import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
-import { containerOptions, JOB_SECCOMP, JOB_USER, limitsUpdate } from "../../agent/src/runner/sandbox.ts";
+import { containerOptions, JOB_SECCOMP, JOB_USER, limitsUpdate, withinReservation } from "../../agent/src/runner/sandbox.ts";
 import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
@@ -177,6 +177,18 @@ describe("takesPrestarted", () => {
     expect(takesPrestarted({ spec: JobRequest.parse({ kind: "command", command: { image: "gridx/python:latest", argv: ["true"] } }), gpuIndices: [] })).toBe(false);
     const repo = { code_repo_url: "https://h/code.git", code_commit_id: "main", env_repo_url: "https://h/env.git", env_commit_id: "v1" };
     expect(takesPrestarted({ spec: JobRequest.parse({ kind: "repo", repo, command: ["python3", "main.py"] }), gpuIndices: [] })).toBe(false);
+  });
+});
+
+describe("withinReservation", () => {
+  const limits = { timeout_s: 60, memory_mb: 20000, cpus: 2, pids: 65536 };
+  it("holds a container to what its worker reserved, never above", () => {
+    expect(withinReservation({ limits, requirements: { gpus: 0, cpus: 0.05, memory_mb: 16, labels: {} } })).toEqual({ timeout_s: 60, memory_mb: 16, cpus: 0.05, pids: 65536 });
+    expect(withinReservation({ limits, requirements: { gpus: 0, cpus: 4, memory_mb: 32000, labels: {} } })).toEqual(limits);
+  });
+  it("changes nothing for a spec made today: submit raised its reservation to its limits", () => {
+    const spec = JobRequest.parse({ kind: "python", python: { script: "x" }, requirements: { memory_mb: 16, cpus: 0.05 }, limits });
+    expect(withinReservation(spec)).toEqual(limits);
   });
 });
 

@@ -19,7 +19,7 @@ import { classifyExit, errorText, failedStep, type Verdict } from "./outcome.ts"
 import { prepareJob } from "./prepare.ts";
 import { PrestartedSandboxes, takesPrestarted } from "./prestart.ts";
 import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest } from "./runner.ts";
-import { LABELS } from "./sandbox.ts";
+import { LABELS, withinReservation } from "./sandbox.ts";
 import { startJob, type Held } from "./start.ts";
 import { supervise } from "./supervise.ts";
 
@@ -109,7 +109,8 @@ export class DockerRunner implements JobRunner {
     await this.prestarted?.close();
   }
 
-  async run(req: RunRequest, runHooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
+  async run(asked: RunRequest, runHooks: RunHooks, stop: AbortSignal): Promise<RunOutcome> {
+    const req: RunRequest = { ...asked, spec: { ...asked.spec, limits: withinReservation(asked.spec) } };
     const log = this.log.child({ job_id: req.jobId, attempt: req.attempt });
     // Repo and registry credentials are secrets too: a job, a failing fetch or a pull may print them.
     const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env, ...loginSecrets(req.credentials?.registry)]);

@@ -1,5 +1,5 @@
 import type { ContainerCreateOptions, ContainerResources } from "../docker/types.ts";
-import { OCI_RUNTIME, type JobLimits, type Runtime } from "../../../protocol/index.ts";
+import { OCI_RUNTIME, type JobLimits, type JobSpec, type Runtime } from "../../../protocol/index.ts";
 import jobSeccompProfile from "../../seccomp/gridx.json" with { type: "json" };
 import type { EgressAttachment } from "../sandbox-net/egress.ts";
 
@@ -95,6 +95,16 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
 function resources(limits: JobLimits): Required<ContainerResources> {
   const memory = limits.memory_mb * 1024 * 1024;
   return { Memory: memory, MemorySwap: memory, NanoCpus: Math.round(limits.cpus * 1e9), PidsLimit: limits.pids };
+}
+
+/**
+ * The limits a job's container gets: never more CPU or memory than the worker reserved for it.
+ * The control plane raises a reservation below the limits to them at submit; a spec stored
+ * before it did is held to its reservation here, so no worker is over-committed either way.
+ */
+export function withinReservation(spec: Pick<JobSpec, "limits" | "requirements">): JobLimits {
+  const { limits, requirements } = spec;
+  return { ...limits, cpus: Math.min(limits.cpus, requirements.cpus), memory_mb: Math.min(limits.memory_mb, requirements.memory_mb) };
 }
 
 /**
