@@ -304,7 +304,7 @@ describe("dashboard: pages", () => {
   it("lists workers with capabilities, slots and heartbeat; an admin drains and undrains, a user cannot", async () => {
     const admin = await signIn();
     const pool = uniquePool();
-    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "dash-w3", slots: 2, caps: caps({ labels: { zone: "lab" }, os: "Debian 12" }) });
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "dash-w3", slots: 2, caps: caps({ labels: { zone: "lab" }, os: "Debian 12", runtimes: ["runc", "gvisor"], egress: true }) });
     const page = await ui(`/ui/workers?pool=${pool}`, { cookie: admin });
     expect(page.status).toBe(200);
     expect(page.text).toContain("dash-w3");
@@ -312,6 +312,7 @@ describe("dashboard: pages", () => {
     expect(page.text).toContain("8.0 GiB");
     expect(page.text).toContain("zone=lab");
     expect(page.text).toContain("Debian 12 · x64");
+    expect(page.text).toContain("runc, gvisor · egress");
     expect(page.text).toMatch(/ago<\/time>/);
     expect(page.text).toContain(`action="/ui/workers/${workerId}/drain"`);
 

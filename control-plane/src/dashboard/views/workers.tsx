@@ -61,6 +61,7 @@ export const WorkerTable: FC<{ workers: Worker[]; pool: string | undefined; admi
             <th scope="col">Memory</th>
             <th scope="col">GPUs</th>
             <th scope="col">OS</th>
+            <th scope="col">Sandbox</th>
             <th scope="col">Labels</th>
             <th scope="col">Last heartbeat</th>
             {admin && <th scope="col">Action</th>}
@@ -90,6 +91,10 @@ export const WorkerTable: FC<{ workers: Worker[]; pool: string | undefined; admi
               <td data-label="OS">
                 {w.caps.os} · {w.caps.arch}
                 {w.caps.wsl ? " · WSL" : ""}
+              </td>
+              <td data-label="Sandbox">
+                {w.caps.runtimes.join(", ")}
+                {w.caps.egress ? " · egress" : ""}
               </td>
               <td data-label="Labels">
                 <Labels labels={w.caps.labels} />
