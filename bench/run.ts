@@ -4,7 +4,8 @@
  * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
- * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off).
+ * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
+ * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,13 +17,14 @@ import { benchFleet } from "./fleet.ts";
 import { benchFootprint } from "./footprint.ts";
 import { benchControlPlane } from "./grid.ts";
 import { benchOverhead } from "./overhead.ts";
+import { benchRuntimes } from "./runtimes.ts";
 import { benchStorm } from "./storm.ts";
 import { machine, svg, table } from "./report.ts";
 import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare,auth").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare,auth,runtimes").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -49,6 +51,8 @@ async function main() {
       await cp.stop();
     }
   }
+  // No control plane: the agent's runner, on this machine's engine, under each of its runtimes.
+  await section("runtimes", async () => (await ensureRunnerImages(), benchRuntimes(num("BENCH_RUNTIME_RUNS", 7))));
   await section("fleet", () => benchFleet(num("BENCH_AGENTS", 2000), 20_000));
   await section("auth", () => benchAuth(num("BENCH_AUTH_ROUNDS", 500), 3 * 60_000));
   await section("fairshare", () => benchFairShare({ jobs: num("BENCH_FAIRSHARE_JOBS", 1000), agents: 10, slots: 4, runMs: 250, limitMs: 5 * 60_000 }));
