@@ -56,6 +56,23 @@ export function runtimeMissing(wanted: Runtime, registered: Runtime[]): string |
   return `runtime "${wanted}" (${OCI_RUNTIME[wanted]}) is not registered with this machine's Docker engine; it has ${registered.join(", ")}`;
 }
 
+/**
+ * Why a job with GPUs cannot run under `runtime` on this engine, or null. gVisor reaches
+ * NVIDIA GPUs only through nvproxy (`runsc --nvproxy`), which older runsc (Debian 12's, of
+ * 2022) does not have; without it the device would not work inside gVisor's kernel.
+ */
+export function gpuRuntimeProblem(runtime: Runtime, registered: Record<string, unknown> | undefined): string | null {
+  if (runtime !== "gvisor") return null;
+  const args = runscArgs(registered);
+  return args.includes("--nvproxy") || args.includes("--nvproxy=true") ? null : `GPU jobs cannot run under gVisor here: runsc is not registered with --nvproxy (older runsc has no GPU support)`;
+}
+
+/** runsc's registered runtimeArgs, flags written `--name=value` whether they came with one dash or two. */
+function runscArgs(registered: Record<string, unknown> | undefined): string[] {
+  const runsc = registered?.[OCI_RUNTIME.gvisor] as { runtimeArgs?: unknown } | undefined;
+  return (Array.isArray(runsc?.runtimeArgs) ? runsc.runtimeArgs : []).map((a) => String(a).replace(/^-+/, "--"));
+}
+
 /** The runtimeArgs runsc is registered with here, each with what gVisor jobs lose without it (docs/decisions/0012-gvisor.md). */
 export const RUNSC_ARGS = {
   "--oci-seccomp": "the job seccomp profile is not applied inside gVisor (gVisor ignores it unless told)",
@@ -64,9 +81,8 @@ export const RUNSC_ARGS = {
 
 /** The RUNSC_ARGS that `runsc`'s registration lacks; none when runsc is not registered. Flags count as `--name=value`, with one dash or two. */
 export function runscArgsMissing(registered: Record<string, unknown> | undefined): (keyof typeof RUNSC_ARGS)[] {
-  const runsc = registered?.[OCI_RUNTIME.gvisor] as { runtimeArgs?: unknown } | undefined;
-  if (!runsc) return [];
-  const args = (Array.isArray(runsc.runtimeArgs) ? runsc.runtimeArgs : []).map((a) => String(a).replace(/^-+/, "--"));
+  if (!registered?.[OCI_RUNTIME.gvisor]) return [];
+  const args = runscArgs(registered);
   return (Object.keys(RUNSC_ARGS) as (keyof typeof RUNSC_ARGS)[]).filter((a) => !args.includes(a));
 }
 

@@ -2,7 +2,7 @@ import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { prestartableRuntimes, runscArgsMissing, runtimeMissing, runtimesOf } from "../../agent/src/caps.ts";
+import { gpuRuntimeProblem, prestartableRuntimes, runscArgsMissing, runtimeMissing, runtimesOf } from "../../agent/src/caps.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
@@ -34,6 +34,13 @@ describe("runtimes", () => {
     expect(prestartableRuntimes(runsc(["--oci-seccomp"]))).toEqual(["runc"]);
     expect(prestartableRuntimes(runsc(["--host-fifo=open"]))).toEqual(["runc", "gvisor"]);
     expect(prestartableRuntimes(undefined)).toEqual(["runc"]);
+  });
+
+  it("take GPU jobs under gVisor only where runsc has nvproxy", () => {
+    expect(gpuRuntimeProblem("runc", runsc())).toBeNull();
+    expect(gpuRuntimeProblem("gvisor", runsc(["--network=none", "--nvproxy"]))).toBeNull();
+    expect(gpuRuntimeProblem("gvisor", runsc(["-nvproxy=true"]))).toBeNull();
+    expect(gpuRuntimeProblem("gvisor", runsc(["--network=none"]))).toMatch(/^GPU jobs cannot run under gVisor here: runsc is not registered with --nvproxy/);
   });
 
   it("are the container's, by the name dockerd knows them under", () => {

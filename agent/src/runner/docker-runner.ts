@@ -1,7 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
-import { prestartableRuntimes, RUNSC_ARGS, runscArgsMissing, runtimeMissing, runtimesOf } from "../caps.ts";
+import { gpuRuntimeProblem, prestartableRuntimes, RUNSC_ARGS, runscArgsMissing, runtimeMissing, runtimesOf } from "../caps.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { EngineInfo } from "../docker/types.ts";
 import type { Logger } from "../logger.ts";
@@ -135,7 +135,7 @@ export class DockerRunner implements JobRunner {
       } catch (err) {
         return outcome(failedStep(err, "internal", "could not ask the Docker engine which runtimes it has"));
       }
-      const noRuntime = runtimeMissing(req.sandbox.runtime, runtimesOf(info.Runtimes));
+      const noRuntime = runtimeMissing(req.sandbox.runtime, runtimesOf(info.Runtimes)) ?? (req.gpuIndices.length ? gpuRuntimeProblem(req.sandbox.runtime, info.Runtimes) : null);
       if (noRuntime) return outcome({ exit_code: null, failure_reason: "input_error", message: noRuntime });
       let jobUser: HostIds;
       try {
