@@ -9,10 +9,10 @@ export interface SandboxRefusal {
 /**
  * Whether a pool's sandbox policy admits a job as submitted: its runtime among the pool's, egress
  * only where the pool allows it, a command image in ALLOWED_IMAGES or matching one of the pool's
- * patterns. Pure; submit turns a refusal into a 400 naming the field.
+ * patterns. Pure; submit (after `withPoolRuntime`) turns a refusal into a 400 naming the field.
  */
 export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages: readonly string[]): SandboxRefusal | null {
-  const runtime = spec.runtime ?? policy.default_runtime;
+  const runtime = effectiveRuntime(spec);
   if (!policy.runtimes.includes(runtime)) {
     return { field: "runtime", message: `pool ${spec.pool} runs jobs under ${policy.runtimes.join(" or ")}, not ${runtime}` };
   }
@@ -33,6 +33,9 @@ export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages
   return null;
 }
 
+/** The runtime a job runs under: a spec stored before runtimes existed has none and ran under runc, so it still does (and a gVisor-only pool refuses it). */
+export const effectiveRuntime = (spec: Pick<JobSpec, "runtime">) => spec.runtime ?? "runc";
+
 /** The job as stored: the pool's default runtime filled in, so a later policy change does not move a queued job to another runtime. */
 export const withPoolRuntime = (spec: JobSpec, policy: PoolSandbox): JobSpec => ({ ...spec, runtime: spec.runtime ?? policy.default_runtime });
 
@@ -43,7 +46,7 @@ export const withPoolRuntime = (spec: JobSpec, policy: PoolSandbox): JobSpec => 
  */
 export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandbox {
   return {
-    runtime: spec.runtime ?? "runc",
+    runtime: effectiveRuntime(spec),
     network: spec.network,
     egress_allow: policy.egress_allow,
     build_network: policy.build_network,

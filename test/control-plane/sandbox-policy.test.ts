@@ -67,6 +67,13 @@ describe("submitting under a pool's policy", () => {
     expect((await submit({ pool, runtime: "kata" })).json.error.field).toBe("runtime");
   });
 
+  it("says nothing of a pool's policy to someone outside the job's project", async () => {
+    const outsider = await userToken({ project: await newProject(), role: "member" });
+    const res = await api("/v1/jobs", { method: "POST", token: outsider.token, json: { kind: "python", python: { script: "x" }, project: await newProject(), pool: uniquePool(), network: "egress" } });
+    expect(res.status).toBe(404);
+    expect(res.text).not.toContain("egress");
+  });
+
   it("refuses egress in a pool that does not allow it, and takes it where the admin allowed it", async () => {
     const pool = uniquePool();
     const refused = await submit({ pool, network: "egress" });
@@ -157,6 +164,17 @@ describe("dispatch under a pool's policy", () => {
     const failed = await waitForJob(job.id, (j) => j.status === "failed");
     expect(failed).toMatchObject({ failure_reason: "input_error" });
     expect(failed.failure_message).toContain("sandbox policy changed since submit: network");
+    agent.close();
+  });
+
+  it("runs a spec stored before runtimes existed under runc, so a gVisor-only pool fails it rather than running it under runc", async () => {
+    const pool = uniquePool();
+    const job = (await submit({ pool })).json;
+    await env.DB.prepare("UPDATE jobs SET spec = json_remove(spec, '$.runtime', '$.network') WHERE id = ?").bind(job.id).run();
+    await putPolicy(pool, { default_runtime: "gvisor", runtimes: ["gvisor"] });
+    const { agent } = await FakeAgent.join(await agentToken(pool), { caps: caps({ runtimes: ["runc", "gvisor"] }) });
+    const failed = await waitForJob(job.id, (j) => j.status === "failed");
+    expect(failed.failure_message).toContain("runtime: pool " + pool + " runs jobs under gvisor, not runc");
     agent.close();
   });
 

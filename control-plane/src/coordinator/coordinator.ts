@@ -32,6 +32,7 @@ import { settingsOf, type Settings } from "../settings.ts";
 import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
 import { buildAssignment } from "./assignments.ts";
 import { assignmentContext, dispatchRound } from "./dispatch-round.ts";
+import { sandboxRefusal } from "../sandbox-policy.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { PoolUsage, type SavedUsage } from "./fair-share.ts";
 import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
@@ -645,6 +646,8 @@ export class Coordinator extends DurableObject<Bindings> {
     const job = await getJob(this.db, a.jobId);
     if (!job) return;
     const context = await assignmentContext(this.db, this.env, this.settings, job.pool);
+    // Not sent again once the pool's policy stopped admitting it: the start bound takes it back, and dispatch fails it saying why.
+    if (sandboxRefusal(job.spec as JobSpec, context.sandbox, this.settings.ALLOWED_IMAGES)) return;
     this.sockets.send(a.workerId, await buildAssignment(context, a.jobId, a.attempt, job.spec as JobSpec, a.gpuIndices));
   }
 

@@ -6,6 +6,7 @@ import { usageOf } from "../db/projects.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { policyFor, type Settings } from "../settings.ts";
+import { effectiveRuntime } from "../sandbox-policy.ts";
 import { buildAssignment, withoutUnstartable, type AssignmentContext } from "./assignments.ts";
 import { fairOrder, type PoolUsage, type ProjectStanding } from "./fair-share.ts";
 import type { PoolLedger } from "./ledger.ts";
@@ -68,7 +69,7 @@ export async function dispatchRound(c: RoundContext): Promise<{ scheduler: Sched
     order.map(({ id, spec: { task, requirements, runtime, network } }) => ({
       id,
       requirements,
-      sandbox: { runtime: runtime ?? "runc", network },
+      sandbox: { runtime: effectiveRuntime({ runtime }), network },
       affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
     })),
     views,

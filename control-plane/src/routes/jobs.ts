@@ -137,13 +137,13 @@ export const jobRoutes = router()
     async (c) => {
       const requested = c.req.valid("json");
       const db = createDb(c.env.DB);
-      const policy = (await getPoolSandbox(db, requested.pool)).sandbox;
-      const refusal = sandboxRefusal(requested, policy, settingsOf(c.env).ALLOWED_IMAGES);
-      if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
-      const spec = withPoolRuntime(requested, policy);
       const principal = c.get("principal");
-      // Before the retry lookup, so a key says nothing to someone outside the project.
-      requireRole(principal, spec.project, "member", noProject(spec.project, "project"));
+      // Before the retry lookup and the pool's policy, so neither says anything to someone outside the project.
+      requireRole(principal, requested.project, "member", noProject(requested.project, "project"));
+      const policy = (await getPoolSandbox(db, requested.pool)).sandbox;
+      const spec = withPoolRuntime(requested, policy);
+      const refusal = sandboxRefusal(spec, policy, settingsOf(c.env).ALLOWED_IMAGES);
+      if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(requested)) : null;
       // A retry gets its job even when the queue has filled since: it adds nothing to it.
