@@ -42,7 +42,7 @@ async function runJob(runtime: Runtime, script: string, limits: Partial<JobLimit
 
 /** Tries each way out and prints one JSON line: "ok" where a step worked, else its errno's name. */
 const PROBE = String.raw`
-import ctypes, errno, json, os, socket, stat, time
+import ctypes, errno, json, os, socket, stat, threading, time
 libc = ctypes.CDLL(None, use_errno=True)
 name = lambda e: errno.errorcode.get(e, str(e))
 def attempt(fn):
@@ -68,6 +68,10 @@ def ptrace_a_child():
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     return r
+def a_thread():
+    t = threading.Thread(target=time.sleep, args=(0,))
+    t.start()
+    t.join()
 status = dict(l.rstrip("\n").split(":\t", 1) for l in open("/proc/self/status"))
 params = ctypes.create_string_buffer(128)
 report = {
@@ -87,6 +91,8 @@ report = {
     "write_proc_sys": write("/proc/sys/kernel/hostname"),
     "write_sys": write("/sys/kernel/uevent_helper"),
     "dev": sorted(os.listdir("/dev")),
+    # What a job does need, refused by nothing: threads (clone3 refused with ENOSYS, glibc falls back to clone).
+    "thread": attempt(a_thread),
     "mknod": attempt(lambda: os.mknod("/work/output/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3))),
     "mount": checked(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
     "unshare_user": checked(libc.unshare(0x10000000)),
@@ -166,6 +172,7 @@ describe.each(runtimes)("a job under %s", (runtime) => {
       write_proc_sys: refusals.readOnly,
       write_sys: refusals.readOnly,
       dev: refusals.dev,
+      thread: "ok",
       mknod: "EPERM",
       ...Object.fromEntries(DENIED.map((d) => [d, "EPERM"])),
     });

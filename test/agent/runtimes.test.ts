@@ -7,6 +7,7 @@ import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { containerOptions, type SandboxInput } from "../../agent/src/runner/sandbox.ts";
+import { JOB_SECCOMP } from "../../agent/src/runner/seccomp.ts";
 import { AttemptSandbox, JobRequest } from "../../protocol/index.ts";
 import { hungEngine, type HungEngine } from "../support/hung-engine.ts";
 
@@ -48,8 +49,9 @@ describe("runtimes", () => {
     const gvisor = containerOptions(input).HostConfig!;
     const runc = containerOptions({ ...input, runtime: "runc" }).HostConfig!;
     expect([gvisor.Runtime, runc.Runtime]).toEqual(["runsc", "runc"]);
-    // Nothing else differs: gVisor is on top of the same lock-down, not instead of it.
-    expect({ ...gvisor, Runtime: "runc" }).toEqual(runc);
+    // Nothing else differs but the profile's clone3 (see forGvisor): gVisor is on top of the same lock-down, not instead of it.
+    expect(gvisor.SecurityOpt).toEqual(["no-new-privileges:true", JOB_SECCOMP.gvisor]);
+    expect({ ...gvisor, Runtime: "runc", SecurityOpt: runc.SecurityOpt }).toEqual(runc);
   });
 });
 

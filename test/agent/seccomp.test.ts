@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { JOB_SECCOMP } from "../../agent/src/runner/sandbox.ts";
+import { forGvisor, JOB_SECCOMP } from "../../agent/src/runner/seccomp.ts";
 import { JOB_DENIED_SYSCALLS, jobSeccompProfile, PROFILE_FILES, profileText, type SeccompProfile, type SeccompRule } from "../../scripts/seccomp-profile.ts";
 
 const read = (path: string) => JSON.parse(readFileSync(path, "utf8")) as SeccompProfile;
@@ -35,6 +35,14 @@ describe("the job seccomp profile", () => {
   });
 
   it("goes to the engine inline, as the API takes it", () => {
-    expect(JOB_SECCOMP).toBe(`seccomp=${JSON.stringify(job)}`);
+    expect(JOB_SECCOMP.runc).toBe(`seccomp=${JSON.stringify(job)}`);
+    expect(JOB_SECCOMP.gvisor).toBe(`seccomp=${JSON.stringify(forGvisor(job))}`);
+  });
+
+  it("lets clone3 through to gVisor's kernel, which says ENOSYS itself, and changes nothing else", () => {
+    const gvisor = forGvisor(job);
+    const changed = gvisor.syscalls.filter((r, i) => JSON.stringify(r) !== JSON.stringify(job.syscalls[i]));
+    expect(changed).toEqual([{ names: ["clone3"], action: "SCMP_ACT_ALLOW", excludes: { caps: ["CAP_SYS_ADMIN"] } }]);
+    expect(gvisor.syscalls).toHaveLength(job.syscalls.length);
   });
 });

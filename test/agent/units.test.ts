@@ -5,7 +5,8 @@ import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
 import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
-import { containerOptions, JOB_SECCOMP, JOB_USER, limitsUpdate, withinReservation } from "../../agent/src/runner/sandbox.ts";
+import { containerOptions, JOB_USER, limitsUpdate, withinReservation } from "../../agent/src/runner/sandbox.ts";
+import { JOB_SECCOMP } from "../../agent/src/runner/seccomp.ts";
 import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
@@ -137,7 +138,7 @@ describe("containerOptions", () => {
     expect(JOB_USER.startsWith("0")).toBe(false);
     expect(h.ReadonlyRootfs).toBe(true);
     expect(h.CapDrop).toEqual(["ALL"]);
-    expect(h.SecurityOpt).toEqual(["no-new-privileges:true", JOB_SECCOMP]);
+    expect(h.SecurityOpt).toEqual(["no-new-privileges:true", JOB_SECCOMP.runc]);
     expect(h.Runtime).toBe("runc");
     expect(h.NetworkMode).toBe("none");
     expect(h.PidsLimit).toBe(64);

@@ -1,15 +1,7 @@
 import type { ContainerCreateOptions, ContainerResources } from "../docker/types.ts";
 import { OCI_RUNTIME, type JobLimits, type JobSpec, type Runtime } from "../../../protocol/index.ts";
-import jobSeccompProfile from "../../seccomp/gridx.json" with { type: "json" };
+import { JOB_SECCOMP } from "./seccomp.ts";
 import type { EgressAttachment } from "../sandbox-net/egress.ts";
-
-/**
- * The seccomp profile of every job: Moby's default less io_uring, bpf, userfaultfd, the kernel
- * keyrings, perf_event_open, kexec and ptrace (agent/seccomp/gridx.json, which
- * scripts/seccomp-profile.ts derives). Inline, as the engine's API takes it; part of the bundle,
- * so an installed agent needs no file beside it.
- */
-export const JOB_SECCOMP = `seccomp=${JSON.stringify(jobSeccompProfile)}`;
 
 /** The uid:gid every job runs as; never root. */
 export const JOB_USER = "1000:1000";
@@ -75,7 +67,7 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
       ...(s.network?.disableIpv6 ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1" } } : {}),
       ReadonlyRootfs: true,
       CapDrop: ["ALL"],
-      SecurityOpt: ["no-new-privileges:true", JOB_SECCOMP],
+      SecurityOpt: ["no-new-privileges:true", JOB_SECCOMP[s.runtime]],
       Runtime: OCI_RUNTIME[s.runtime],
       ...resources(s.limits),
       Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
