@@ -1,4 +1,5 @@
-import { imageMatches, type AttemptSandbox, type JobSpec, type PoolSandbox } from "../../protocol/index.ts";
+import { imageMatches, type AttemptSandbox, type JobSpec, type PoolSandbox, type WorkerCaps } from "../../protocol/index.ts";
+import { offersSandbox } from "./coordinator/scheduler.ts";
 
 /** Why a pool's policy refuses a job: the request field at fault and what to change. */
 export interface SandboxRefusal {
@@ -51,4 +52,15 @@ export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandb
     egress_allow: policy.egress_allow,
     build_network: policy.build_network,
   };
+}
+
+/**
+ * Why a queued job waits for its sandbox, when no online worker of its pool could ever run it
+ * (its runtime, or the filtered egress network); null when one could. Pure.
+ */
+export function sandboxWait(spec: Pick<JobSpec, "pool" | "runtime" | "network">, online: readonly { caps: Pick<WorkerCaps, "runtimes" | "egress"> }[]): string | null {
+  const sandbox = { runtime: effectiveRuntime(spec), network: spec.network };
+  if (online.some((w) => offersSandbox(w, sandbox))) return null;
+  const needs = [sandbox.runtime !== "runc" && sandbox.runtime, sandbox.network === "egress" && "the filtered egress network"].filter(Boolean).join(" and ");
+  return `no online worker in pool ${spec.pool} offers ${needs || "runc"}`;
 }

@@ -142,6 +142,23 @@ describe("dispatch under a pool's policy", () => {
     gvisor.agent.close();
   });
 
+  it("says why a queued job waits when no online worker of its pool offers its sandbox", async () => {
+    const pool = uniquePool();
+    await putPolicy(pool, { egress: true });
+    const { agent } = await FakeAgent.join(await agentToken(pool));
+    const gvisor = (await submit({ pool, runtime: "gvisor" })).json;
+    const egress = (await submit({ pool, network: "egress" })).json;
+    expect((await api(`/v1/jobs/${gvisor.id}`)).json).toMatchObject({ status: "queued", pending_reason: `no online worker in pool ${pool} offers gvisor` });
+    expect((await api(`/v1/jobs/${egress.id}`)).json.pending_reason).toBe(`no online worker in pool ${pool} offers the filtered egress network`);
+    const listed = (await api(`/v1/jobs?pool=${pool}`)).json.jobs;
+    expect(listed.find((j: { id: string }) => j.id === gvisor.id).pending_reason).toContain("offers gvisor");
+    // Once such a worker is online, the job is just waiting for it.
+    const sandboxed = await FakeAgent.join(await agentToken(pool, "gv"), { name: "gv", caps: caps({ runtimes: ["runc", "gvisor"] }) });
+    expect((await sandboxed.agent.next("assign_job")).payload.job_id).toBe(gvisor.id);
+    agent.close();
+    sandboxed.agent.close();
+  });
+
   it("gives an egress job only to a worker whose agent filters egress", async () => {
     const pool = uniquePool();
     await putPolicy(pool, { egress: true });

@@ -1,6 +1,6 @@
 import type { WorkerCaps } from "../../../protocol/index.ts";
 import { HOLDING, type AttemptWithJob } from "../db/attempts.ts";
-import type { WorkerRow } from "../db/workers.ts";
+import { capsOf, type WorkerRow } from "../db/workers.ts";
 import type { WorkerView } from "./scheduler.ts";
 
 /** A connected worker as the coordinator last wrote it. */
@@ -27,7 +27,7 @@ export class PoolLedger {
   /** A worker joined (or the ledger was rebuilt): its row and everything it holds, read from D1. */
   join(worker: WorkerRow, holding: readonly AttemptWithJob[]): void {
     this.leave(worker.id);
-    this.workers.set(worker.id, { id: worker.id, caps: withSandboxDefaults(worker.caps as Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">), slots: worker.slots, drain: worker.drain, warm: worker.warm });
+    this.workers.set(worker.id, { id: worker.id, caps: capsOf(worker), slots: worker.slots, drain: worker.drain, warm: worker.warm });
     this.byWorker.set(worker.id, new Map());
     for (const a of holding) this.record(a);
   }
@@ -89,6 +89,3 @@ export class PoolLedger {
     return views;
   }
 }
-
-/** A worker stored before agents reported runtimes runs runc only and offers no egress. */
-const withSandboxDefaults = (caps: Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">): WorkerCaps => ({ ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false });

@@ -47,7 +47,7 @@ function freeGpuIndices(w: WorkerView): number[] {
 }
 
 /** Whether a worker can ever run a job's sandbox: its runtime, and egress through the agent's filtered network. */
-export function offersSandbox(w: Pick<WorkerView, "caps">, sandbox: QueuedJob["sandbox"]): boolean {
+export function offersSandbox(w: { caps: Pick<WorkerCaps, "runtimes" | "egress"> }, sandbox: QueuedJob["sandbox"]): boolean {
   return w.caps.runtimes.includes(sandbox.runtime) && (sandbox.network === "none" || w.caps.egress);
 }
 

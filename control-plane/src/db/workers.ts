@@ -93,9 +93,15 @@ export function silentSince(db: Db, pool: string, cutoff: number) {
     .where(and(eq(workers.pool, pool), lt(workers.lastSeen, cutoff)));
 }
 
+/** A worker's capabilities as stored; one that said hello before agents reported runtimes runs runc only, without egress. */
+export function capsOf(row: Pick<WorkerRow, "caps">): WorkerCaps {
+  const caps = row.caps as Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">;
+  return { ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false };
+}
+
 /** What the API shows of a worker. */
 export function workerView(row: WorkerRow, running: number) {
-  const caps = row.caps as WorkerCaps;
+  const caps = capsOf(row);
   const status: "online" | "offline" | "draining" = !row.online ? "offline" : row.drain ? "draining" : "online";
   return {
     id: row.id,
@@ -112,9 +118,8 @@ export function workerView(row: WorkerRow, running: number) {
       os: caps.os,
       arch: caps.arch,
       wsl: caps.wsl,
-      // Workers that said hello before runtimes were reported run runc only, unfiltered egress never.
-      runtimes: caps.runtimes ?? ["runc"],
-      egress: caps.egress ?? false,
+      runtimes: caps.runtimes,
+      egress: caps.egress,
     },
     agent_version: row.agentVersion,
     slots: row.slots,
