@@ -13,7 +13,11 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
-/** The syscalls no job may make, by why; Moby's default allows some of them (and Docker 20.10's, all but kexec and bpf). */
+/**
+ * The syscalls no job may make, by why. To a container without capabilities, Moby's current
+ * default allows ptrace and process_vm_readv/writev, and Docker 20.10's (Debian 12) io_uring too;
+ * the rest it allows only with capabilities, which jobs never hold.
+ */
 export const JOB_DENIED = {
   /** Asynchronous I/O that bypasses the seccomp checks of the calls it stands in for, and a long run of kernel escalations. */
   io_uring: ["io_uring_setup", "io_uring_enter", "io_uring_register"],
