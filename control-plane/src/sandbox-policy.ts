@@ -20,6 +20,10 @@ export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages
   if (spec.network === "egress" && !policy.egress) {
     return { field: "network", message: `pool ${spec.pool} does not allow egress; the admin may allow it (PUT /v1/pools/${spec.pool}/sandbox {"egress": true})` };
   }
+  // Debian's runsc has no nvproxy, so an agent would refuse the job; saying so now beats a failed job.
+  if (spec.requirements.gpus > 0 && runtime === "gvisor") {
+    return { field: "runtime", message: `GPU jobs run under runc: gVisor reaches GPUs only through nvproxy, which the agents' runsc lacks; submit with "runtime": "runc"` };
+  }
   // Agents register runsc with --network=none (it refuses a `--network none` container's namespace otherwise), so a gVisor job has loopback only.
   if (spec.network === "egress" && runtime === "gvisor") {
     return { field: "network", message: `egress jobs run under runc: gVisor's runtime is registered without networking; submit with "runtime": "runc"` };

@@ -65,6 +65,8 @@ describe("submitting under a pool's policy", () => {
     expect(refused.status).toBe(400);
     expect(refused.json.error).toMatchObject({ field: "runtime", message: expect.stringContaining(`pool ${pool} runs jobs under gvisor, not runc`) });
     expect((await submit({ pool, runtime: "kata" })).json.error.field).toBe("runtime");
+    const gpu = await submit({ pool, requirements: { gpus: 1 } });
+    expect(gpu.json.error).toMatchObject({ field: "runtime", message: expect.stringContaining("GPU jobs run under runc") });
   });
 
   it("says nothing of a pool's policy to someone outside the job's project", async () => {
