@@ -12,6 +12,7 @@ import { confineBuilds, removeBuildCgroup } from "./repos/build-limits.ts";
 import { EnvImages } from "./repos/env-images.ts";
 import { GitCache } from "./repos/git-cache.ts";
 import { RepoWorkspace } from "./repos/workspace.ts";
+import { LoginPulls, loginPullsFile } from "./runner/command-image.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
 import { LEASE_DEFAULTS, startWarden } from "./runner/warden.ts";
 import { agentInstance } from "./identity.ts";
@@ -93,6 +94,8 @@ async function main(): Promise<number> {
   const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available });
   const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
   const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
+  // One record for command jobs' pulls and builds' bases, so a build sees a pull made a moment ago.
+  const loginPulls = new LoginPulls(loginPullsFile(config.stateDir));
   const runner = new DockerRunner(
     docker,
     {
@@ -108,6 +111,7 @@ async function main(): Promise<number> {
       // More could never all be in use at once.
       prestart: Math.min(config.prestart, slots),
       egress,
+      loginPulls,
       transfers: {
         cache: new InputCache(join(config.stateDir, "cache"), config.cacheMb * 1024 * 1024, http),
         artifacts: (jobId, attempt) => artifactApi(config.url, config.token, jobId, attempt, http),
@@ -123,6 +127,8 @@ async function main(): Promise<number> {
           cacheBytes: config.imageCacheGb * 1024 ** 3,
           usesFile: join(config.stateDir, "env-images.json"),
           egressNetwork: egress.buildNetwork,
+          loginPulls,
+          deny: config.egressDeny,
           log,
         }),
       ),

@@ -1,7 +1,8 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer, type Server } from "node:net";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer, type AddressInfo, type Server } from "node:net";
 import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -9,9 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { prepareBuildCgroup, removeBuildCgroup, type BuildCgroup, type BuildLimits } from "../../agent/src/repos/build-limits.ts";
-import { EnvImages, type EgressNetworkFor, type EnvImagesOptions } from "../../agent/src/repos/env-images.ts";
+import { EnvImages, type BuildSource, type EgressNetworkFor, type EnvImagesOptions } from "../../agent/src/repos/env-images.ts";
 import { GitCache } from "../../agent/src/repos/git-cache.ts";
 import { RepoWorkspace } from "../../agent/src/repos/workspace.ts";
+import { LoginPulls } from "../../agent/src/runner/command-image.ts";
 import { TaskError } from "../../agent/src/runner/runner.ts";
 import { EgressNetworks } from "../../agent/src/sandbox-net/egress.ts";
 import { AttemptSandbox, envKey } from "../../protocol/index.ts";
@@ -39,8 +41,20 @@ const built = new Set<string>();
 let cgroup: BuildCgroup;
 
 function images(opts: Partial<EnvImagesOptions> = {}): EnvImages {
-  return new EnvImages(docker, { agentName: `agent-${instance}`, limits, cgroup, cacheBytes: 1024 ** 4, usesFile: join(root, "env-images.json"), log: silentLogger, ...opts });
+  return new EnvImages(docker, {
+    agentName: `agent-${instance}`,
+    limits,
+    cgroup,
+    cacheBytes: 1024 ** 4,
+    usesFile: join(root, "env-images.json"),
+    loginPulls: new LoginPulls(join(root, "pulled-with-login.json")),
+    log: silentLogger,
+    ...opts,
+  });
 }
+
+/** A commit's Dockerfile, and a context no test expects to be asked for: the image is there already. */
+const noBuild = (commit: string): BuildSource => ({ dockerfile: (max) => git.archivedFile(repo.dir, commit, "Dockerfile", max), context: () => Promise.reject(new Error("no build expected")) });
 
 interface Prepared {
   image: string;
@@ -50,8 +64,12 @@ interface Prepared {
 }
 
 /** Commits `files` (a Dockerfile among them) and gets the environment as a repo job would. */
-async function prepare(files: Record<string, string>, envImages = images(), sandbox: Partial<AttemptSandbox> = {}, held = true): Promise<Prepared> {
-  const commit = repo.commit({ ...files, "nonce.txt": randomBytes(8).toString("hex") });
+async function prepare(files: Record<string, string>, envImages = images(), sandbox: Partial<AttemptSandbox> = {}, held = true, message?: string): Promise<Prepared> {
+  return prepareAt(repo.commit({ ...files, "nonce.txt": randomBytes(8).toString("hex") }, message), envImages, sandbox, held);
+}
+
+/** Gets the environment of an env commit made already. */
+async function prepareAt(commit: string, envImages = images(), sandbox: Partial<AttemptSandbox> = {}, held = true): Promise<Prepared> {
   const image = EnvImages.tagFor({ url: repo.dir, commit, dockerfile: "Dockerfile" });
   built.add(image);
   const lines: string[] = [];
@@ -159,6 +177,12 @@ describe("confined environment builds (real engine)", () => {
       const targets = [gateway, ...hostAddrs];
       const probe = `import os, socket, sys
 print("interfaces", " ".join(sorted(os.listdir("/sys/class/net"))))
+try:
+    v6 = sorted(l.split()[5] for l in open("/proc/net/if_inet6"))
+except OSError:
+    v6 = []
+print("ipv6 addresses on", " ".join(v6) or "none")
+print("disable_ipv6", " ".join(n + "=" + open("/proc/sys/net/ipv6/conf/%s/disable_ipv6" % n).read().strip() for n in sorted(os.listdir("/sys/class/net")) if os.path.exists("/proc/sys/net/ipv6/conf/" + n)))
 for host in sys.argv[2:]:
     s = socket.socket(); s.settimeout(1)
     try:
@@ -195,10 +219,74 @@ for host in sys.argv[2:]:
         expect(got.failure).toBeNull();
         expect(got.lines.find((l) => l.startsWith("[gridx: build network:"))).toMatch(/^\[gridx: build network: egress through \S+\]$/);
         expect(got.lines).toContain("interfaces eth0 lo");
+        // The engine gives a step on a network without IPv6 no IPv6 at all: not even link-local on eth0.
+        expect(got.lines).toContain("ipv6 addresses on none");
+        expect(got.lines).toContain("disable_ipv6 eth0=1 lo=1");
         for (const host of targets) expect(got.lines.find((l) => l.startsWith(`probe ${host} `))).toMatch(/ blocked /);
       } finally {
         await egress.close();
       }
+    });
+  });
+
+  describe("what the engine itself would fetch, outside the build's network", () => {
+    let server: HttpServer;
+    let port: number;
+    /** Every request the server on the host's loopback got: a refused build must make none. */
+    const requests: string[] = [];
+    beforeAll(async () => {
+      server = createHttpServer((req, res) => {
+        requests.push(req.url ?? "");
+        res.end("a secret of the host\n");
+      });
+      await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+      port = (server.address() as AddressInfo).port;
+    });
+    afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+    it("refuses an ADD of a URL and a FROM of a registry on the host's loopback, export-subst included: image_error naming the line, and the server sees no request", async () => {
+      const add = await prepare({ Dockerfile: `FROM gridx/python:latest\nRUN true\nadd \\\n  # the URL on the next line\n  http://127.0.0.1:${port}/add /x\n` });
+      expect(add.failure?.reason).toBe("image_error");
+      expect(add.failure?.message).toBe(
+        `the environment's Dockerfile is refused: line 3: ADD http://127.0.0.1:${port}/add /x: the Docker engine fetches http://127.0.0.1:${port}/add itself, on the host's network, outside the build's network; add the file to the env repository, or fetch it in a RUN step`,
+      );
+      const from = await prepare({ Dockerfile: `FROM 127.0.0.1:${port}/acme/base:1\n` });
+      expect(from.failure?.message).toMatch(/^the environment's Dockerfile is refused: line 1: FROM 127\.0\.0\.1:\d+\/acme\/base:1: \S+ has an IP address for its registry/);
+      // git archive writes the commit's subject where the Dockerfile says $Format:%s$: the check reads what the engine gets.
+      const subst = await prepare({ ".gitattributes": "Dockerfile export-subst\n", Dockerfile: "FROM gridx/python:latest\n$Format:%s$\n" }, images(), {}, true, `ADD http://127.0.0.1:${port}/subst /x`);
+      repo.commit({ ".gitattributes": "" });
+      expect(subst.failure?.message).toMatch(/line 2: ADD http:\/\/127\.0\.0\.1:\d+\/subst \/x: the Docker engine fetches/);
+      expect(requests).toEqual([]);
+      expect([await exists(add.image), await exists(from.image), await exists(subst.image)]).toEqual([false, false, false]);
+    });
+
+    it("refuses a base image whose ONBUILD trigger fetches a URL, before the builder runs it", async () => {
+      const base = `gridx-test-onbuild-${instance}:1`;
+      built.add(base);
+      const dir = mkdtempSync(join(root, "onbuild-"));
+      writeFileSync(join(dir, "Dockerfile"), `FROM gridx/python:latest\nONBUILD ADD http://127.0.0.1:${port}/onbuild /x\n`);
+      await run("docker", ["build", "--quiet", "--tag", base, dir], { env: { ...process.env, DOCKER_BUILDKIT: "0" } });
+      const got = await prepare({ Dockerfile: `FROM ${base}\nRUN true\n` });
+      expect(got.failure?.reason).toBe("image_error");
+      expect(got.failure?.message).toMatch(/^the environment build failed: base image gridx-test-onbuild-\S+ has ONBUILD ADD http:\/\/127\.0\.0\.1:\d+\/onbuild \/x: the Docker engine fetches/);
+      expect(requests).toEqual([]);
+    });
+
+    it("refuses a base whose repository a command job pulled here with a login (the builder would use the copy here as it is), for an image built before the pull too", async () => {
+      const privateRepo = `registry.test/acme/private-${instance}`;
+      built.add(`${privateRepo}:1`);
+      await run("docker", ["tag", "gridx/python:latest", `${privateRepo}:1`]);
+      const loginPulls = new LoginPulls(join(mkdtempSync(join(root, "record-")), "pulled-with-login.json"));
+      const envs = images({ loginPulls });
+      // Nothing recorded: registry.test does not resolve, so this builds only because the builder takes the local copy.
+      const before = await prepare({ Dockerfile: `FROM ${privateRepo}:1\nRUN echo on the local copy\n` }, envs);
+      expect(before.failure).toBeNull();
+      await loginPulls.add(privateRepo);
+      const refused = await prepare({ Dockerfile: `FROM gridx/python:latest AS base\nFROM ${privateRepo}:1\n` }, envs);
+      expect(refused.failure).toMatchObject({ reason: "image_error", message: expect.stringMatching(/^the environment's Dockerfile is refused: line 2: FROM registry\.test\/\S+: its repository was pulled on this worker with a registry login/) });
+      const copied = await prepare({ Dockerfile: `FROM gridx/python:latest\nCOPY --from=${privateRepo}:1 /etc/hostname /h\n` }, envs);
+      expect(copied.failure?.message).toMatch(/line 2: COPY --from \S+: its repository was pulled on this worker with a registry login/);
+      expect((await prepareAt(before.commit, envs)).failure?.message).toMatch(/line 1: FROM registry\.test\/\S+: its repository was pulled/);
     });
   });
 
@@ -217,7 +305,7 @@ for host in sys.argv[2:]:
         // Only one of the four fits: the held one and the one a container uses cannot go, and the oldest free one goes first.
         const small = images({ ...gcAgent, cacheBytes: size + 1 });
         // Another job's hold on the held image (a restarted agent knows only its own jobs').
-        await small.ensure({ url: repo.dir, commit: held.commit, dockerfile: "Dockerfile", key: "k" }, () => Promise.reject(new Error("no build expected")), () => undefined, new AbortController().signal, {
+        await small.ensure({ url: repo.dir, commit: held.commit, dockerfile: "Dockerfile", key: "k" }, noBuild(held.commit), () => undefined, new AbortController().signal, {
           network: "none",
           egressAllow: [],
           held: () => true,
@@ -238,7 +326,7 @@ for host in sys.argv[2:]:
       const b = await prepare({ Dockerfile: "FROM gridx/python:latest\nLABEL gc=b\n" }, first, {}, false);
       // A job uses a again: the more recent now, though built first.
       const aKey = envKey({ env_repo_url: repo.dir, env_commit_id: a.commit, dockerfile_path: "Dockerfile" });
-      const reused = await first.ensure({ url: repo.dir, commit: a.commit, dockerfile: "Dockerfile", key: aKey }, () => Promise.reject(new Error("no build expected")), () => undefined, new AbortController().signal, {
+      const reused = await first.ensure({ url: repo.dir, commit: a.commit, dockerfile: "Dockerfile", key: aKey }, noBuild(a.commit), () => undefined, new AbortController().signal, {
         network: "none",
         egressAllow: [],
         held: () => false,

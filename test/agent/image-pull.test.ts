@@ -1,14 +1,16 @@
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AttemptSandbox, JobRequest, type RepoCredentials } from "../../protocol/index.ts";
 import { loadConfig } from "../../agent/src/config.ts";
 import { DockerEngine, registryAuthHeader } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
-import { familiarName, LoginPulls, loginSecrets, parseImage, parseLogin, pinnedReference, pullDecision, PullProgress } from "../../agent/src/runner/command-image.ts";
+import { familiarName, LoginPulls, loginSecrets, namesImage, notARepository, parseImage, parseLogin, pinnedReference, pullDecision, PullProgress } from "../../agent/src/runner/command-image.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import type { RunHooks } from "../../agent/src/runner/runner.ts";
 import { buildCatImage, removeImages, startRegistry, type LocalRegistry } from "../support/registry.ts";
@@ -21,6 +23,27 @@ describe("image references, logins and pull decisions", () => {
     expect(parseImage("python:3.11")).toEqual({ repository: "python", tag: "3.11", digest: false, registry: "docker.io" });
     expect(parseImage("acme/tool")).toMatchObject({ registry: "docker.io", tag: "latest" });
     expect(parseImage("localhost/acme/tool:2")).toMatchObject({ registry: "localhost", tag: "2" });
+    // Docker ignores a tag beside a digest: the repository is the name alone, so the login record matches it.
+    expect(parseImage("ghcr.io/acme/x:1@sha256:" + "a".repeat(64))).toEqual({ repository: "ghcr.io/acme/x", tag: "sha256:" + "a".repeat(64), digest: true, registry: "ghcr.io" });
+  });
+
+  it("refuses names that are no repository: image ids, bare hex Docker takes as an id prefix, and the agent's own environment images", () => {
+    expect(notARepository("3f1a2b3c4d5e")).toMatch(/^names an image by its id/);
+    expect(notARepository("sha256:" + "a".repeat(64))).toMatch(/^names an image by its id/);
+    expect(notARepository("gridx-env:0123")).toMatch(/this agent's environment images/);
+    expect(notARepository("docker.io/library/gridx-env:0123")).toMatch(/this agent's environment images/);
+    expect([notARepository("python:3.11"), notARepository("acme/3f1a2b"), notARepository("ghcr.io/acme/gridx-env:1")]).toEqual([null, null, null]);
+  });
+
+  it("takes an inspected image as the one named only when that tag or digest is among its names", () => {
+    const inspect = { RepoTags: ["python:3.11", "127.0.0.1:5000/acme/tool:1"], RepoDigests: ["python@sha256:2"] };
+    expect(namesImage(parseImage("docker.io/library/python:3.11"), inspect)).toBe(true);
+    expect(namesImage(parseImage("127.0.0.1:5000/acme/tool:1"), inspect)).toBe(true);
+    expect(namesImage(parseImage("python@sha256:2"), inspect)).toBe(true);
+    expect(namesImage(parseImage("python:3.12"), inspect)).toBe(false);
+    expect(namesImage(parseImage("python@sha256:3"), inspect)).toBe(false);
+    expect(namesImage(parseImage("acme/tool:1"), inspect)).toBe(false);
+    expect(namesImage(parseImage("python"), { RepoTags: [], RepoDigests: [] })).toBe(false);
   });
 
   it("finds the digest that pins the named repository, Docker Hub's short names included", () => {
@@ -236,6 +259,22 @@ describe("command jobs pull their images from a registry", () => {
     const out = await runner().run(commandJob("gridx/python:latest", ["true"]), hooks, new AbortController().signal);
     expect(out).toEqual({ exit_code: 0, failure_reason: null, message: null, resolved: { image: id } });
     expect(seen.system.filter((l) => l.includes("pulling"))).toEqual([]);
+  });
+
+  it("refuses input_error, with a pattern as broad as *, an image named by id or id prefix and an environment image built here", async () => {
+    const id = (await docker.inspectImage("gridx/python:latest")).Id;
+    const envImage = `gridx-env:test${randomBytes(4).toString("hex")}`;
+    await promisify(execFile)("docker", ["tag", "gridx/python:latest", envImage]);
+    try {
+      for (const name of [id.slice("sha256:".length, "sha256:".length + 12), id, envImage]) {
+        const { seen, hooks } = recorder();
+        const out = await runner({ allowedImages: ["*"] }).run(commandJob(name, ["true"]), hooks, new AbortController().signal);
+        expect(out).toMatchObject({ exit_code: null, failure_reason: "input_error", message: expect.stringMatching(new RegExp(`^command\\.image: ${name.replace(/[.:]/g, "\\$&")} (names an image by its id|is one of this agent's environment images)`)) });
+        expect(seen.system.filter((l) => l.includes("pulling"))).toEqual([]);
+      }
+    } finally {
+      await removeImages(envImage);
+    }
   });
 
   it("gives up a pull the registry never answers after --pull-timeout, image_error", async () => {

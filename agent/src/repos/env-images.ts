@@ -1,10 +1,13 @@
 import { createHash } from "node:crypto";
+import { lookup } from "node:dns/promises";
 import type { Readable } from "node:stream";
 import { DockerError, type DockerEngine } from "../docker/engine.ts";
-import type { ImageSummary } from "../docker/types.ts";
+import type { ImageInspect, ImageSummary } from "../docker/types.ts";
 import { REPO_LIMITS, type BuildNetwork } from "../../../protocol/index.ts";
 import type { Logger } from "../logger.ts";
+import { ENV_IMAGE_REPOSITORY, parseImage, PullProgress, type LoginPulls } from "../runner/command-image.ts";
 import { buildConfinement, describeLimits, explainStepFailure, oversize, type BuildCgroup, type BuildLimits } from "./build-limits.ts";
+import { addressProblem, checkDockerfile, checkTriggers, DOCKERFILE_MAX_BYTES, hostOnly, registryHost, type ImageUse } from "./dockerfile-check.ts";
 import { chooseEvictions, LastUse } from "./image-gc.ts";
 
 /** An environment to build: the env repository at a resolved commit, and the Dockerfile in it. */
@@ -16,8 +19,22 @@ export interface EnvSource {
   key: string;
 }
 
-/** Why an environment could not be had: the build failed, took too long or made too big an image. */
+/** Why an environment could not be had: its Dockerfile was refused, the build failed, took too long or made too big an image. */
 export class BuildError extends Error {}
+
+/** Where a build's Dockerfile and context come from: the env commit, read while its repository is held (GitCache). */
+export interface BuildSource {
+  /** The Dockerfile's bytes as the context holds them; rejects when it is no file there or larger than `maxBytes`. */
+  dockerfile(maxBytes: number): Promise<Buffer>;
+  /** The build context, a tar of the env commit, handed to `use`. */
+  context(use: (tar: Readable) => Promise<void>): Promise<void>;
+}
+
+/** How long a registry's name may take to resolve before a build; one that does not resolve is left to the pull to fail. */
+const REGISTRY_LOOKUP_TIMEOUT_MS = 10_000;
+
+/** An inspected base image, with the ONBUILD triggers the builder runs in a stage built on it. */
+type BaseImage = ImageInspect & { Config?: { OnBuild?: string[] | null } };
 
 /**
  * Build lines kept for jobs that join a build in progress: a joiner sees at most this many of
@@ -29,7 +46,7 @@ export const REPLAY_LINES = 20_000;
 const ENV_LABEL = "gridx.env_key";
 /** The agent that built it, whose budget it counts against. */
 const BUILDER_LABEL = "gridx.env_builder";
-const TAG_REPO = "gridx-env";
+const TAG_REPO = ENV_IMAGE_REPOSITORY;
 
 /** The filtered egress network a build with this allowlist may use, or null where the agent has none (see sandbox-net/). */
 export type EgressNetworkFor = (allow: string[]) => Promise<string | null>;
@@ -46,6 +63,10 @@ export interface EnvImagesOptions {
   usesFile: string;
   /** Absent: builds never get a network. */
   egressNetwork?: EgressNetworkFor;
+  /** The repositories command jobs pulled with a login: a build may not use their images, since it gives no login. */
+  loginPulls: LoginPulls;
+  /** Ranges refused for registries on top of the blocked ones (`--egress-deny`); default none. */
+  deny?: string[];
   log: Logger;
 }
 
@@ -98,22 +119,24 @@ export class EnvImages {
   }
 
   /**
-   * The environment's image, built first if it does not exist. `context` gives the build
-   * context (a tar of the env commit) when a build is needed; `line` receives the build's
-   * output. A stopped job stops waiting; the build itself goes on for the jobs after it.
+   * The environment's image, built first if it does not exist. `source` gives the Dockerfile,
+   * checked first (also for an image that exists: the login record may have grown since), and
+   * the build context when a build is needed; `line` receives the build's output. A stopped job
+   * stops waiting; the build itself goes on for the jobs after it.
    */
-  async ensure(env: EnvSource, context: (use: (tar: Readable) => Promise<void>) => Promise<void>, line: (text: string) => void, signal: AbortSignal, use: EnvUse): Promise<{ image: string; how: "reused" | "built" | "joined" }> {
+  async ensure(env: EnvSource, source: BuildSource, line: (text: string) => void, signal: AbortSignal, use: EnvUse): Promise<{ image: string; how: "reused" | "built" | "joined" }> {
     const image = EnvImages.tagFor(env);
     this.hold(image, use.held);
     let build = this.builds.get(image);
     const how = build ? "joined" : "built";
     if (!build) {
       await this.collecting;
+      const images = await this.vet(env, source);
       if (await this.exists(image)) {
         await this.uses.touch(image);
         return { image, how: "reused" };
       }
-      build = this.start(image, env, context, use);
+      build = this.start(image, env, source, images, use);
     }
     const replay = [...build.lines];
     replay.forEach(line);
@@ -219,7 +242,80 @@ export class EnvImages {
     return { mode: name, said: `egress through ${name}${use.egressAllow.length ? `, only to ${use.egressAllow.join(", ")}` : ""}` };
   }
 
-  private start(image: string, env: EnvSource, context: (use: (tar: Readable) => Promise<void>) => Promise<void>, use: EnvUse): SharedBuild {
+  /**
+   * The images the Dockerfile uses; a BuildError when it asks the engine for what the agent
+   * refuses (dockerfile-check.ts) or names a repository pulled here with a login.
+   */
+  private async vet(env: EnvSource, source: BuildSource): Promise<ImageUse[]> {
+    const checked = checkDockerfile(await source.dockerfile(DOCKERFILE_MAX_BYTES));
+    const refusals = [...checked.refusals];
+    for (const use of checked.images) {
+      if (await this.opts.loginPulls.has(parseImage(use.ref).repository)) {
+        refusals.push(
+          `line ${use.line}: ${use.how} ${use.ref}: its repository was pulled on this worker with a registry login, and a build gives none, so the copy here may be another project's (build on a public image)`,
+        );
+      }
+    }
+    if (refusals.length) throw new BuildError(`the environment's ${env.dockerfile} is refused: ${refusals.slice(0, 3).join("; ")}${refusals.length > 3 ? ` (and ${refusals.length - 3} more)` : ""}`);
+    return checked.images;
+  }
+
+  /** Refuses a registry named by DNS whose name resolves to an address a build may not reach: the engine connects from the host's network. */
+  private async checkRegistries(images: ImageUse[]): Promise<void> {
+    for (const use of images) {
+      const host = registryHost(use.ref);
+      if (!host) continue;
+      const problem = (await resolveAll(hostOnly(host))).map((a) => addressProblem(a, this.opts.deny ?? [])).find((p) => p !== null);
+      if (problem) throw new BuildError(`line ${use.line}: ${use.how} ${use.ref}: its registry ${hostOnly(host)} resolves to ${problem}, which a build may not reach`);
+    }
+  }
+
+  /**
+   * Pulls the base images not on this machine (without a login, as the builder would), so that
+   * their ONBUILD triggers, which the builder runs itself, are read before the build: one
+   * that fetches a URL is refused (dockerfile-check.ts, checkTriggers).
+   */
+  private async checkBases(images: ImageUse[], emit: (text: string) => void, signal: AbortSignal): Promise<void> {
+    for (const ref of new Set(images.filter((u) => u.how === "FROM").map((u) => u.ref))) {
+      let base = await this.inspectBase(ref);
+      if (!base) {
+        emit(`[gridx: pulling the base image ${ref} without a login, to read its ONBUILD instructions before the build]`);
+        await this.pullBase(ref, emit, signal);
+        base = await this.inspectBase(ref);
+        if (!base) throw new BuildError(`the base image ${ref} was pulled but is not on this worker: it was removed meanwhile`);
+      }
+      const refused = checkTriggers(ref, base.Config?.OnBuild ?? []);
+      if (refused.length) throw new BuildError(refused.join("; "));
+    }
+  }
+
+  private async inspectBase(ref: string): Promise<BaseImage | null> {
+    try {
+      return (await this.docker.inspectImage(ref)) as BaseImage;
+    } catch (err) {
+      if (err instanceof DockerError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  private async pullBase(ref: string, emit: (text: string) => void, signal: AbortSignal): Promise<void> {
+    const name = parseImage(ref);
+    const progress = new PullProgress();
+    let failure: string | null = null;
+    try {
+      await this.docker.pullImage(name.repository, { tag: name.tag, timeoutMs: this.opts.limits.timeoutMs, signal }, (event) => {
+        if (event.error) failure = event.errorDetail?.message ?? event.error;
+        const line = progress.line(event);
+        if (line) emit(`${ref}: ${line}`);
+      });
+    } catch (err) {
+      if (!(err instanceof DockerError)) throw err;
+      failure = err.message;
+    }
+    if (failure !== null) throw new BuildError(`could not pull the base image ${ref} (a build gives no registry login): ${failure}`);
+  }
+
+  private start(image: string, env: EnvSource, source: BuildSource, images: ImageUse[], use: EnvUse): SharedBuild {
     const { limits, cgroup } = this.opts;
     const build: SharedBuild = { lines: [], listeners: new Set(), done: Promise.resolve() };
     const emit = (text: string) => {
@@ -239,7 +335,9 @@ export class EnvImages {
       // The last step's image: what a failed build leaves behind, untagged.
       let stepImage: string | null = null;
       try {
-        await context(async (tar) => {
+        await this.checkRegistries(images);
+        await this.checkBases(images, emit, timeout);
+        await source.context(async (tar) => {
           const labels = { [ENV_LABEL]: env.key, [BUILDER_LABEL]: this.opts.agentName, "gridx.env_repo": env.url, "gridx.env_commit": env.commit };
           await this.docker.buildImage(tar, { tag: image, dockerfile: env.dockerfile, labels, signal: timeout, confine: buildConfinement(limits, network.mode, cgroup) }, (event) => {
             if (event.stream) {
@@ -294,6 +392,17 @@ export class EnvImages {
     const img = await this.docker.inspectImage(id).catch(() => null);
     if (!img || img.RepoTags?.length) return;
     await this.docker.removeImage(id).catch(() => undefined);
+  }
+}
+
+/** Every address `host` resolves to now (IPv4 and IPv6, /etc/hosts first), as the engine's resolver would find them; none when it does not resolve in time. */
+async function resolveAll(host: string): Promise<string[]> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string[]>((r) => (timer = setTimeout(() => r([]), REGISTRY_LOOKUP_TIMEOUT_MS)));
+  try {
+    return await Promise.race([lookup(host, { all: true }).then((found) => found.map((a) => a.address), () => []), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -182,6 +182,21 @@ export class GitCache {
     });
   }
 
+  /**
+   * One file of the commit, byte for byte as `withArchive` puts it in the build context: git
+   * archive applies the tree's own export-subst, eol and working-tree-encoding attributes, so
+   * `git show` could read another text than the engine gets. A RepoError when the path is no
+   * regular file there (missing, a symlink, a folder) or is larger than `maxBytes`.
+   */
+  async archivedFile(url: string, commit: string, path: string, maxBytes: number): Promise<Buffer> {
+    const tar = await this.exclusive(url, (dir) => archiveBytes(dir, commit, path, maxBytes + TAR_OVERHEAD_BYTES));
+    if (tar === null) throw new RepoError(`${path} in ${url} @ ${commit.slice(0, 12)} is larger than ${maxBytes} bytes`);
+    const entry = tarEntry(tar, path);
+    if (entry?.kind !== "file") throw new RepoError(`${path} is not a file in ${url} @ ${commit.slice(0, 12)}${entry ? ` (it is a ${entry.kind})` : ""}`);
+    if (entry.data.length > maxBytes) throw new RepoError(`${path} in ${url} @ ${commit.slice(0, 12)} is larger than ${maxBytes} bytes`);
+    return entry.data;
+  }
+
   /** URLs of the cached repositories, most recently used first. */
   async urls(): Promise<string[]> {
     const entries = await this.mirrors();
@@ -265,6 +280,67 @@ function pipeArchive(dir: string, commit: string, tar: ReturnType<typeof spawn>)
     archive.on("error", reject);
     tar.on("error", reject);
   });
+}
+
+/** What git archive adds around one file: its global and extended headers, folders, the file's header, the end blocks. */
+const TAR_OVERHEAD_BYTES = 64 * 1024;
+
+/** `git archive` of one path (taken literally, not as a pattern); null when the archive runs past `maxBytes`. */
+function archiveBytes(dir: string, commit: string, path: string, maxBytes: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const child = spawn("git", ["--literal-pathspecs", "--git-dir", dir, "archive", "--format=tar", commit, "--", path], { stdio: ["ignore", "pipe", "pipe"] });
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let over = false;
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => {
+      bytes += c.length;
+      if (bytes > maxBytes) {
+        over = true;
+        child.kill();
+      } else chunks.push(c);
+    });
+    child.stderr.on("data", (c: Buffer) => (err = (err + c.toString()).slice(-2000)));
+    child.on("error", reject);
+    child.on("close", (code) => {
+      if (over) resolve(null);
+      else if (code === 0) resolve(Buffer.concat(chunks));
+      // A path the commit does not have: git says so and exits 128.
+      else if (/did not match any files/.test(err)) resolve(Buffer.alloc(0));
+      else reject(new RepoError(`git archive failed (${code}): ${err.trim().slice(-500)}`));
+    });
+  });
+}
+
+const TAR_TYPES: Record<string, "file" | "symlink" | "folder" | "link"> = { "0": "file", "\0": "file", "1": "link", "2": "symlink", "5": "folder" };
+
+/**
+ * The entry at `path` in a tar (ustar names with their prefix, or a pax `path`), or null. Only
+ * what git archive writes is read: pax global and extended headers, and plain entries.
+ */
+export function tarEntry(tar: Buffer, path: string): { kind: "file"; data: Buffer } | { kind: "symlink" | "folder" | "link" | "special file" } | null {
+  const text = (at: number, len: number) => tar.subarray(at, at + len).toString("utf8").replace(/\0.*$/s, "");
+  let paxPath: string | null = null;
+  for (let head = 0; head + 512 <= tar.length; ) {
+    if (tar.subarray(head, head + 512).every((b) => b === 0)) return null;
+    const size = parseInt(text(head + 124, 12).trim() || "0", 8);
+    const type = String.fromCharCode(tar[head + 156]!);
+    const data = tar.subarray(head + 512, head + 512 + size);
+    const prefix = text(head + 345, 155);
+    const ustarName = (prefix ? `${prefix}/` : "") + text(head, 100);
+    head += 512 + Math.ceil(size / 512) * 512;
+    if (type === "g") continue;
+    if (type === "x") {
+      paxPath = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(data.toString("utf8"))?.[1] ?? null;
+      continue;
+    }
+    const name = paxPath ?? ustarName;
+    paxPath = null;
+    if (name.replace(/\/$/, "") !== path) continue;
+    const kind = TAR_TYPES[type] ?? "special file";
+    return kind === "file" ? { kind, data } : { kind };
+  }
+  return null;
 }
 
 /** A credential can never end up in a message, even if a server echoes it. */

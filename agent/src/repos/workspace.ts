@@ -38,7 +38,7 @@ export class RepoWorkspace {
     const { image, how } = await this.step("image_error", () =>
       this.images.ensure(
         { url: r.env_repo_url, commit: env.commit, dockerfile: r.dockerfile_path, key: envKey(r) },
-        (use) => this.git.withArchive(r.env_repo_url, env.commit, use),
+        { dockerfile: (maxBytes) => this.git.archivedFile(r.env_repo_url, env.commit, r.dockerfile_path, maxBytes), context: (use) => this.git.withArchive(r.env_repo_url, env.commit, use) },
         out.build,
         stop,
         // The runner removes a job's folder only once its container is gone: until then the image is the job's.

@@ -1,5 +1,5 @@
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { imageMatches, type ResolvedCommits } from "../../../protocol/index.ts";
 import { DockerError, PullTimeoutError, type DockerEngine, type RegistryAuth } from "../docker/engine.ts";
 import type { ImageInspect, PullEvent } from "../docker/types.ts";
@@ -37,16 +37,14 @@ export function parseImage(image: string): ImageName {
   const at = image.indexOf("@");
   let repository = image;
   let tag = "latest";
-  if (at !== -1) {
-    repository = image.slice(0, at);
-    tag = image.slice(at + 1);
-  } else {
-    const colon = image.lastIndexOf(":");
-    if (colon > image.lastIndexOf("/")) {
-      repository = image.slice(0, colon);
-      tag = image.slice(colon + 1);
-    }
-  }
+  const named = at === -1 ? image : image.slice(0, at);
+  // `name:tag@sha256:…` is the digest's: Docker ignores the tag, so the repository must not keep it.
+  const colon = named.lastIndexOf(":");
+  if (colon > named.lastIndexOf("/")) {
+    repository = named.slice(0, colon);
+    tag = named.slice(colon + 1);
+  } else repository = named;
+  if (at !== -1) tag = image.slice(at + 1);
   const slash = repository.indexOf("/");
   const first = slash === -1 ? "" : repository.slice(0, slash);
   const registry = first && (first.includes(".") || first.includes(":") || first === "localhost") ? first : DOCKER_HUB;
@@ -57,6 +55,29 @@ export function parseImage(image: string): ImageName {
 export function familiarName(repository: string): string {
   const short = repository.replace(/^(docker\.io|index\.docker\.io|registry-1\.docker\.io)\//, "");
   return short.startsWith("library/") && short.split("/").length === 2 ? short.slice("library/".length) : short;
+}
+
+/** The repository of the environment images this agent builds (env-images.ts): never a command job's image, nor a build's base. */
+export const ENV_IMAGE_REPOSITORY = "gridx-env";
+
+/**
+ * Why `image` names no repository a job may ask for, or null. An image id (`sha256:…`, or bare
+ * hex that Docker also takes as an id prefix) finds any image on this machine, a private
+ * build's or another project's pull among them; `gridx-env` images hold repo jobs' private
+ * environments.
+ */
+export function notARepository(image: string): string | null {
+  if (/^sha256:/i.test(image) || /^[0-9a-f]+$/i.test(image)) return "names an image by its id; name its repository (name:tag or name@sha256:…)";
+  if (familiarName(parseImage(image).repository) === ENV_IMAGE_REPOSITORY) return `is one of this agent's environment images (${ENV_IMAGE_REPOSITORY}), built from repo jobs' repositories`;
+  return null;
+}
+
+/** Whether `inspect` is the image `name` names: its tag (or digest) is among the image's names, not only an id or prefix Docker matched. */
+export function namesImage(name: ImageName, inspect: Pick<ImageInspect, "RepoTags" | "RepoDigests">): boolean {
+  const wanted = familiarName(name.repository);
+  const has = (names: string[] | null | undefined, sep: string) =>
+    (names ?? []).some((n) => familiarName(n.slice(0, n.lastIndexOf(sep))) === wanted && n.slice(n.lastIndexOf(sep) + 1) === name.tag);
+  return name.digest ? has(inspect.RepoDigests, "@") : has(inspect.RepoTags, ":");
 }
 
 /** The `name@sha256:…` that pins `name`'s repository in `inspect`, if the image came from (or went to) it. */
@@ -175,13 +196,16 @@ export class LoginPulls {
   }
 }
 
+/** Where an agent with state folder `stateDir` records the repositories it pulled with a login. */
+export const loginPullsFile = (stateDir: string) => join(stateDir, "images", "pulled-with-login.json");
+
 export interface CommandImagesOptions {
   /** Patterns (`*` = any characters) command jobs' images must match here; empty trusts the control plane's list. */
   allowed: string[];
   /** One pull, the registry's first answer included, must end within this. */
   pullTimeoutMs: number;
-  /** Where the repositories pulled with a login are recorded (LoginPulls). */
-  loginPullsFile: string;
+  /** The repositories pulled with a login; environment builds read the same record. */
+  loginPulls: LoginPulls;
 }
 
 export interface ImageOutput {
@@ -201,32 +225,30 @@ export interface JobLogin {
  * job's `resolved.image` says which.
  */
 export class CommandImages {
-  private readonly loginPulls: LoginPulls;
-
   constructor(
     private readonly docker: DockerEngine,
     private readonly opts: CommandImagesOptions,
-  ) {
-    this.loginPulls = new LoginPulls(opts.loginPullsFile);
-  }
+  ) {}
 
   /** The image to run (a digest reference or an image id) and what the job reports it ran; a TaskError says why not. */
   async ensure(image: string, login: JobLogin | undefined, out: ImageOutput, stop: AbortSignal): Promise<{ image: string; resolved: ResolvedCommits }> {
     if (this.opts.allowed.length && !this.opts.allowed.some((p) => imageMatches(image, p))) {
       throw new TaskError("input_error", `image ${image} is not allowed on this worker (allowed: ${this.opts.allowed.join(", ")})`);
     }
+    const notRepo = notARepository(image);
+    if (notRepo) throw new TaskError("input_error", `command.image: ${image} ${notRepo}`);
     const name = parseImage(image);
     const auth = login && parseLogin(login.value, name.registry);
-    const local = await this.inspect(image);
-    const pulledWithLogin = await this.loginPulls.has(name.repository);
+    const local = await this.inspect(name);
+    const pulledWithLogin = await this.opts.loginPulls.has(name.repository);
     let had = pullDecision({ local: local !== null, login: Boolean(auth), pulledWithLogin }) === "use" ? local : null;
     if (!had) {
-      if (auth) await this.loginPulls.add(name.repository);
+      if (auth) await this.opts.loginPulls.add(name.repository);
       const why = auth ? `with the registry login in secret ${login.secret}` : local ? "without a login: it was pulled here for a job that gave one" : "without a login";
       out.system(`[gridx: pulling image ${image} ${why}]`);
       await this.pull(name, auth, out, stop, local !== null && !auth);
-      had = await this.inspect(image);
-      if (!had) throw new TaskError("image_error", `image ${image} was pulled but is not on this worker: it was removed meanwhile`);
+      had = await this.inspect(name);
+      if (!had) throw new TaskError("image_error", `image ${image} was pulled but is not on this worker under that name: it was removed meanwhile`);
     }
     const pinned = name.digest ? image : pinnedReference(name, had);
     const run = pinned ?? had.Id;
@@ -256,10 +278,12 @@ export class CommandImages {
     }
   }
 
-  /** The image, or null when it is not on this machine. */
-  private async inspect(image: string): Promise<ImageInspect | null> {
+  /** The image `name` names, or null when it is not on this machine by that name (Docker may match something else, such as an id prefix). */
+  private async inspect(name: ImageName): Promise<ImageInspect | null> {
+    const ref = `${name.repository}${name.digest ? "@" : ":"}${name.tag}`;
     try {
-      return await this.docker.inspectImage(image);
+      const found = await this.docker.inspectImage(ref);
+      return namesImage(name, found) ? found : null;
     } catch (err) {
       if (err instanceof DockerError && err.status === 404) return null;
       throw err;

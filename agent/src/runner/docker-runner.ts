@@ -8,7 +8,7 @@ import type { Logger } from "../logger.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { EgressAttachment, EgressNetworks } from "../sandbox-net/egress.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
-import { CommandImages, DEFAULT_PULL_TIMEOUT_S, loginSecrets } from "./command-image.ts";
+import { CommandImages, DEFAULT_PULL_TIMEOUT_S, LoginPulls, loginPullsFile, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
 import { HostPaths, hostPathsHidden } from "./host-paths.ts";
 import { createJobFolder, giveToJobUser, jobFolderAt, jobUserOnHost, type HostIds } from "./job-folder.ts";
@@ -50,6 +50,8 @@ export interface DockerRunnerOptions {
   prestart?: number;
   /** The filtered networks of jobs with egress; without it such jobs fail input_error. */
   egress?: EgressNetworks;
+  /** The record of repositories pulled with a login, shared with environment builds; default: one at `loginPullsFile(stateDir)`. */
+  loginPulls?: LoginPulls;
 }
 
 export interface Transfers extends Uploads {
@@ -79,7 +81,7 @@ export class DockerRunner implements JobRunner {
     this.commandImages = new CommandImages(docker, {
       allowed: opts.allowedImages,
       pullTimeoutMs: (opts.pullTimeoutS ?? DEFAULT_PULL_TIMEOUT_S) * 1000,
-      loginPullsFile: join(opts.stateDir, "images", "pulled-with-login.json"),
+      loginPulls: opts.loginPulls ?? new LoginPulls(loginPullsFile(opts.stateDir)),
     });
     this.prestarted = opts.prestart
       ? new PrestartedSandboxes(docker, { count: opts.prestart, jobsDir: this.jobsDir(), image: opts.images.python, tmpfsMb: opts.tmpfsMb, labels: this.agentLabels() }, log)
