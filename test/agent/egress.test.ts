@@ -12,7 +12,7 @@ import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { FrameDemuxer } from "../../agent/src/docker/frames.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
-import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { TaskError, type RunHooks } from "../../agent/src/runner/runner.ts";
 import { EgressNetworks } from "../../agent/src/sandbox-net/egress.ts";
 import { chainPrefix, egressNames } from "../../agent/src/sandbox-net/rules.ts";
 import { AttemptSandbox, JobRequest } from "../../protocol/index.ts";
@@ -265,6 +265,32 @@ describe("egress networks on the real engine and iptables", () => {
     // Ahead of whatever else DOCKER-USER holds.
     const lines = (await sh("iptables", "-S", "DOCKER-USER")).split("\n");
     expect(lines.indexOf(userRules[1]!)).toBeLessThan(lines.indexOf("-A DOCKER-USER -j RETURN"));
+  });
+
+  it("makes room only from a network idle in the same turn as its teardown: one a job has just joined is never removed", async ({ expect }) => {
+    let now = 0;
+    const one = await EgressNetworks.start(docker, { instance: randomBytes(16).toString("hex"), deny: [], off: false, maxNetworks: 1, evictIdleMs: 1000, now: () => now }, silentLogger);
+    teardown.push(() => one.close());
+    const first = await one.attach([addr.internet]);
+    now = 5000;
+    // The second allowlist finds the first network idle and takes its room; the first allowlist's job comes right after.
+    const [other, again] = await Promise.allSettled([one.attach([addr.internet2]), one.attach([addr.internet])]);
+    expect(other.status).toBe("fulfilled");
+    expect(again).toMatchObject({ status: "rejected", reason: { message: expect.stringMatching(/^this worker already keeps 1 egress networks \(one per allowlist\), each used within the last 1 s/) } });
+    expect(again.status === "rejected" && again.reason instanceof TaskError).toBe(false);
+    await expect(docker.inspectNetwork(first.name)).rejects.toMatchObject({ status: 404 });
+    if (other.status === "fulfilled") expect((await docker.inspectNetwork(other.value.name)).Name).toBe(other.value.name);
+  });
+
+  it("fails a job internal, not input_error, when every network is in use or egress is shutting down: the worker's shortage, for now", async ({ expect }) => {
+    const full = await EgressNetworks.start(docker, { instance: randomBytes(16).toString("hex"), deny: [], off: false, maxNetworks: 1 }, silentLogger);
+    teardown.push(() => full.close());
+    await full.attach([addr.internet]);
+    const { outcome } = await runJob(newRunner(full), `egress-full-${id}`, "print(1)", { network: "egress", egress_allow: [addr.internet2] });
+    expect(outcome).toMatchObject({ exit_code: null, failure_reason: "internal", message: expect.stringMatching(/^could not set up the egress network: this worker already keeps 1 egress networks/) });
+    await full.close();
+    const { outcome: closing } = await runJob(newRunner(full), `egress-closing-${id}`, "print(1)", { network: "egress", egress_allow: [addr.internet] });
+    expect(closing).toMatchObject({ failure_reason: "internal", message: expect.stringContaining("shutting down its egress networks") });
   });
 
   it("gives builds the same filtered network", async ({ expect }) => {

@@ -40,6 +40,8 @@ export interface EgressOptions {
   off: boolean;
   maxNetworks?: number;
   evictIdleMs?: number;
+  /** The clock idleness is measured by; Date.now unless a test holds it. */
+  now?: () => number;
 }
 
 /** Runs `iptables` (or `iptables-restore` with `input` on stdin), waiting for the xtables lock; rejects with its stderr. */
@@ -109,12 +111,17 @@ const readOrNull = (path: string) => readFile(path, "utf8").catch(() => null);
  */
 export class EgressNetworks {
   /** Networks made in this run, by allowlist key, with when a container last joined. */
-  private readonly made = new Map<string, { names: EgressNames; created: Promise<void>; usedAt: number }>();
-  /** iptables writes, one at a time: two reapplications must not interleave their checks and inserts. */
+  private readonly made = new Map<string, { names: EgressNames; usedAt: number }>();
+  /**
+   * Attachments, removals and cleanup, one at a time: two reapplications must not interleave
+   * their checks and inserts, and a network must not be torn down between a job's attach and
+   * the idleness check that chose it.
+   */
   private queue: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | null = null;
   private readonly maxNetworks: number;
   private readonly evictIdleMs: number;
+  private readonly now: () => number;
 
   private constructor(
     private readonly docker: DockerEngine,
@@ -127,6 +134,7 @@ export class EgressNetworks {
   ) {
     this.maxNetworks = opts.maxNetworks ?? EGRESS_DEFAULTS.maxNetworks;
     this.evictIdleMs = opts.evictIdleMs ?? EGRESS_DEFAULTS.evictIdleMs;
+    this.now = opts.now ?? Date.now;
   }
 
   /** Checks whether the rules can be written here, and says why not when they cannot. Nothing is made until a job asks. */
@@ -143,24 +151,27 @@ export class EgressNetworks {
 
   /**
    * The network for `allow` (empty: anywhere not blocked), made if need be, its rules
-   * rewritten now. Rejects with a TaskError (input_error) when this agent has no egress or
-   * keeps as many networks as it may, all in use.
+   * rewritten now. Rejects with a TaskError (input_error) when this agent has no egress at
+   * all. When it keeps as many networks as it may, all in use, or is shutting them down, the
+   * shortage is this worker's for now, not the job's: a plain Error, which fails the job
+   * `internal`.
    */
   async attach(allow: readonly string[]): Promise<EgressAttachment> {
     if (this.unavailable) throw new TaskError("input_error", `this worker cannot give the job egress: ${this.unavailable}`);
-    if (this.closing) throw new TaskError("input_error", "this worker is shutting down its egress networks");
     const names = egressNames(this.opts.instance, allow);
-    let entry = this.made.get(names.key);
-    if (!entry) {
-      await this.makeRoom();
-      entry = { names, created: this.create(names), usedAt: Date.now() };
-      this.made.set(names.key, entry);
-      entry.created.catch(() => this.made.delete(names.key));
-    }
-    entry.usedAt = Date.now();
-    await entry.created;
-    await this.serial(() => this.apply(names, canonicalAllow(allow)));
-    return { name: names.network, disableIpv6: existsSync("/proc/sys/net/ipv6") };
+    return this.serial(async () => {
+      if (this.closing) throw new Error("this worker is shutting down its egress networks; the job can run once the agent is back");
+      let entry = this.made.get(names.key);
+      if (!entry) {
+        await this.makeRoom();
+        await this.create(names);
+        entry = { names, usedAt: this.now() };
+        this.made.set(names.key, entry);
+      }
+      entry.usedAt = this.now();
+      await this.apply(names, canonicalAllow(allow));
+      return { name: names.network, disableIpv6: existsSync("/proc/sys/net/ipv6") };
+    });
   }
 
   /** A network for an environment build to run its steps on; null when this agent has no egress. */
@@ -240,17 +251,23 @@ export class EgressNetworks {
     if (existsSync(ipv6)) await writeFile(ipv6, "1");
   }
 
-  /** Removes a network of this run idle long enough when there is no room for another; refuses when every one is in use. */
+  /**
+   * Removes a network of this run idle long enough when there is no room for another (Docker
+   * keeps one a container is on); throws when every one is in use. Runs in the queue, as every
+   * attach does, so no job can join a network between its idleness check and its teardown.
+   */
   private async makeRoom(): Promise<void> {
     if (this.made.size < this.maxNetworks) return;
-    const idle = [...this.made.values()].filter((e) => Date.now() - e.usedAt >= this.evictIdleMs).sort((a, b) => a.usedAt - b.usedAt);
+    const idle = [...this.made.values()].filter((e) => this.now() - e.usedAt >= this.evictIdleMs).sort((a, b) => a.usedAt - b.usedAt);
     for (const e of idle) {
-      if (await this.serial(() => this.teardown(e.names))) {
+      if (await this.teardown(e.names)) {
         this.made.delete(e.names.key);
         return;
       }
     }
-    throw new TaskError("input_error", `this worker already keeps ${this.maxNetworks} egress networks (one per allowlist), all in use within the last ${this.evictIdleMs / 60_000} minutes`);
+    throw new Error(
+      `this worker already keeps ${this.maxNetworks} egress networks (one per allowlist), each used within the last ${Math.round(this.evictIdleMs / 1000)} s; a job with another allowlist can run once one has been idle that long`,
+    );
   }
 
   /**
