@@ -4,6 +4,12 @@ import type { AgentProcess } from "../../scripts/local-grid.ts";
 import { buildCatImage, removeImages, startRegistry, type LocalRegistry } from "../support/registry.ts";
 import { api, isDone, launchOnlineAgent, newProject, submit, uniqueName, waitForJob } from "./helpers.ts";
 
+/** Setup that must succeed before the tests mean anything. */
+async function ok(request: Promise<{ status: number; text: string }>) {
+  const res = await request;
+  if (res.status !== 200) throw new Error(`setup: ${res.status} ${res.text}`);
+}
+
 describe("command jobs pull images from a private registry the pool allows, with a login from a project secret", () => {
   const pool = uniqueName("pull");
   const login = { username: "acme", password: `pw-${randomBytes(8).toString("hex")}` };
@@ -22,9 +28,9 @@ describe("command jobs pull images from a private registry the pool allows, with
     digest = await registry.push(built, image, login);
     await removeImages(image, built);
     agent = await launchOnlineAgent({ pool, name: uniqueName("pull-node") });
-    expect((await api(`/v1/pools/${pool}/sandbox`, { method: "PUT", json: { images: [`${registry.host}/acme/*`] } })).status).toBe(200);
+    await ok(api(`/v1/pools/${pool}/sandbox`, { method: "PUT", json: { images: [`${registry.host}/acme/*`] } }));
     project = await newProject();
-    expect((await api(`/v1/projects/${project}/secrets/${secret}`, { method: "PUT", json: { value: `${login.username}:${login.password}` } })).status).toBe(200);
+    await ok(api(`/v1/projects/${project}/secrets/${secret}`, { method: "PUT", json: { value: `${login.username}:${login.password}` } }));
   });
 
   afterAll(async () => {
