@@ -1,7 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
-import { gpuRuntimeProblem, prestartableRuntimes, RUNSC_ARGS, runscArgsMissing, runtimeMissing, runtimesOf } from "../caps.ts";
+import { prestartableRuntimes, RUNSC_ARGS, runscArgsMissing } from "../caps.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { EngineInfo } from "../docker/types.ts";
 import type { Logger } from "../logger.ts";
@@ -11,11 +11,12 @@ import type { InputCache } from "../transfer/input-cache.ts";
 import { CommandImages, DEFAULT_PULL_TIMEOUT_S, LoginPulls, loginPullsFile, loginSecrets } from "./command-image.ts";
 import { collectOutputs, type Uploads } from "./finish.ts";
 import { HostPaths, hostPathsHidden } from "./host-paths.ts";
-import { createJobFolder, giveToJobUser, jobFolderAt, jobUserOnHost, type HostIds } from "./job-folder.ts";
+import { createJobFolder, giveToJobUser, jobFolderAt } from "./job-folder.ts";
 import { JobLogFile } from "./job-log.ts";
 import type { RunnerImages } from "./kinds.ts";
 import { maskedHooks, SecretMasker } from "./masking.ts";
 import { classifyExit, errorText, failedStep, type Verdict } from "./outcome.ts";
+import { preflight } from "./preflight.ts";
 import { prepareJob } from "./prepare.ts";
 import { PrestartedSandboxes, takesPrestarted } from "./prestart.ts";
 import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequest } from "./runner.ts";
@@ -62,7 +63,8 @@ export interface Transfers extends Uploads {
 
 /**
  * Runs each job in a Docker container of its own, or in a python sandbox started before the
- * job came: prepare (prepare.ts), start (start.ts), supervise to its exit (supervise.ts),
+ * job came: check the machine can give it its sandbox (preflight.ts), prepare (prepare.ts),
+ * start (start.ts), supervise to its exit (supervise.ts),
  * collect its outputs (finish.ts), and judge the outcome (outcome.ts). Whatever happens,
  * the run's container and folder are removed after it.
  */
@@ -129,22 +131,9 @@ export class DockerRunner implements JobRunner {
     const env = { ...req.spec.env, ...req.secretEnv, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
     try {
       // Before anything is fetched or built for a job that could not run here anyway.
-      const noEgress = req.sandbox.network === "egress" ? (this.opts.egress ? this.opts.egress.unavailable : "it runs without egress networks") : null;
-      if (noEgress) return outcome({ exit_code: null, failure_reason: "input_error", message: `this worker cannot give the job egress: ${noEgress}` });
-      let info: EngineInfo;
-      try {
-        info = await this.info();
-      } catch (err) {
-        return outcome(failedStep(err, "internal", "could not ask the Docker engine which runtimes it has"));
-      }
-      const noRuntime = runtimeMissing(req.sandbox.runtime, runtimesOf(info.Runtimes)) ?? (req.gpuIndices.length ? gpuRuntimeProblem(req.sandbox.runtime, info.Runtimes) : null);
-      if (noRuntime) return outcome({ exit_code: null, failure_reason: "input_error", message: noRuntime });
-      let jobUser: HostIds;
-      try {
-        jobUser = jobUserOnHost(info);
-      } catch (err) {
-        return outcome(failedStep(err, "internal", "could not learn from the Docker engine how it maps the job user"));
-      }
+      const ready = await preflight({ egress: this.opts.egress, info: () => this.info() }, req);
+      if (!ready.ok) return outcome(ready.verdict);
+      const { jobUser } = ready;
       // A sandbox's folder was made before the engine was asked; its entrypoint writes there only after the go.
       if (sandbox) await giveToJobUser(sandbox.folder.output, jobUser);
       const folder = sandbox?.folder ?? (await createJobFolder(dir, jobUser));
