@@ -132,7 +132,7 @@ describe("confined environment builds (real engine)", () => {
   it("stops a fork bomb at the process limit: image_error, saying so", async () => {
     const got = await prepare({ Dockerfile: "FROM gridx/python:latest\nRUN python3 -c 'import os; [os.fork() for _ in iter(int, 1)]'\n" });
     expect(got.failure?.reason).toBe("image_error");
-    expect(got.failure?.message).toMatch(/environment build failed: The command .* returned a non-zero code: 1; a step could not start more processes: the build process limit is 64 \(--build-pids\); output: .*Resource temporarily unavailable/);
+    expect(got.failure?.message).toMatch(/environment build failed: The command .* returned a non-zero code: 1; a step could not start more processes: the build process limit is 64 \(--build-pids\); output: .*(Resource temporarily unavailable|BlockingIOError)/);
     expect(await exists(got.image)).toBe(false);
   });
 
