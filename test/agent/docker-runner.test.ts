@@ -12,7 +12,7 @@ import { silentLogger } from "../../agent/src/logger.ts";
 import { folderBytes } from "../../agent/src/folder-bytes.ts";
 import { DockerRunner, type Transfers } from "../../agent/src/runner/docker-runner.ts";
 import { OUTPUT_LIMITS } from "../../agent/src/runner/output-rules.ts";
-import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { recorder } from "../support/run-hooks.ts";
 import { LABELS } from "../../agent/src/runner/sandbox.ts";
 import { InputCache } from "../../agent/src/transfer/input-cache.ts";
 import type { ArtifactApi } from "../../agent/src/transfer/uploader.ts";
@@ -44,17 +44,6 @@ function runner({ name = "r", stateDir = tempDir("gridx-runner-"), python = "gri
 }
 
 const noHooks = { started() {}, output() {}, system() {}, congested: () => false };
-
-function recorder() {
-  const seen = { stdout: "", system: [] as string[], started: 0 };
-  const hooks: RunHooks = {
-    started: () => seen.started++,
-    output: (stream, chunk) => void (stream === "stdout" && (seen.stdout += chunk.toString())),
-    system: (text) => void seen.system.push(text),
-    congested: () => false,
-  };
-  return { seen, hooks };
-}
 
 const python = (script: string) => JobRequest.parse({ kind: "python", python: { script } });
 const request = (jobId: string, script: string) => ({ jobId, attempt: 1, spec: python(script), gpuIndices: [], inputs: [], sandbox: AttemptSandbox.parse({}) });

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner, type Transfers } from "../../agent/src/runner/docker-runner.ts";
-import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { recorder } from "../support/run-hooks.ts";
 import { AttemptSandbox, JobRequest, type InputDownload } from "../../protocol/index.ts";
 import { localStore } from "../support/local-store.ts";
 
@@ -21,17 +21,6 @@ afterEach(async () => {
 
 function runner(stateDir: string, transfers?: Transfers) {
   return new DockerRunner(docker, { stateDir, agentName: "host-details", instance: INSTANCE, images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: [], transfers }, silentLogger);
-}
-
-function recorder() {
-  const seen = { stdout: "", system: [] as string[] };
-  const hooks: RunHooks = {
-    started() {},
-    output: (stream, chunk) => void (stream === "stdout" && (seen.stdout += chunk.toString())),
-    system: (text) => void seen.system.push(text),
-    congested: () => false,
-  };
-  return { seen, hooks };
 }
 
 function request(jobId: string, script: string, inputs: InputDownload[] = [], sandbox = AttemptSandbox.parse({})) {

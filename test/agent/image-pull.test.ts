@@ -12,7 +12,7 @@ import { DockerEngine, registryAuthHeader } from "../../agent/src/docker/engine.
 import { silentLogger } from "../../agent/src/logger.ts";
 import { familiarName, LoginPulls, loginSecrets, namesImage, notARepository, parseImage, parseLogin, pinnedReference, pullDecision, PullProgress } from "../../agent/src/runner/command-image.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
-import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { recorder } from "../support/run-hooks.ts";
 import { buildCatImage, removeImages, startRegistry, type LocalRegistry } from "../support/registry.ts";
 
 describe("image references, logins and pull decisions", () => {
@@ -144,20 +144,6 @@ function runner(opts: { allowedImages?: string[]; pullTimeoutS?: number; stateDi
   stateDirs.push(stateDir);
   const instance = randomBytes(16).toString("hex");
   return new DockerRunner(docker, { stateDir, agentName: "pull", instance, images: { python: "gridx/python:latest" }, stopGraceS: 1, tmpfsMb: 16, outputCapBytes: 1 << 20, allowedImages: opts.allowedImages ?? [], pullTimeoutS: opts.pullTimeoutS }, silentLogger);
-}
-
-function recorder() {
-  const seen = { stdout: "", build: [] as string[], system: [] as string[], started: [] as unknown[] };
-  const hooks: RunHooks = {
-    started: (resolved) => void seen.started.push(resolved),
-    output: (stream, chunk) => {
-      if (stream === "stdout") seen.stdout += chunk.toString();
-      if (stream === "build") seen.build.push(...chunk.toString().split("\n").filter(Boolean));
-    },
-    system: (text) => void seen.system.push(text),
-    congested: () => false,
-  };
-  return { seen, hooks };
 }
 
 /** A command job naming `imageName`, with the login `registry` (if any) under secret `reg`. */

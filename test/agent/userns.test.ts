@@ -8,7 +8,7 @@ import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { jobUserOnHost } from "../../agent/src/runner/job-folder.ts";
-import type { RunHooks } from "../../agent/src/runner/runner.ts";
+import { recorder } from "../support/run-hooks.ts";
 import { LABELS } from "../../agent/src/runner/sandbox.ts";
 import { Warden } from "../../agent/src/runner/warden.ts";
 import { AttemptSandbox, JobRequest } from "../../protocol/index.ts";
@@ -92,17 +92,6 @@ async function loadImage(socket: string): Promise<void> {
   copy.stderr.on("data", (c: Buffer) => (err += c.toString()));
   const [code] = (await once(copy, "exit")) as [number];
   if (code !== 0) throw new Error(`docker save ${IMAGE} | docker load failed (${code}): ${err.trim()}`);
-}
-
-function recorder() {
-  const seen = { stdout: "", system: [] as string[] };
-  const hooks: RunHooks = {
-    started() {},
-    output: (stream, chunk) => void (stream === "stdout" && (seen.stdout += chunk.toString())),
-    system: (text) => void seen.system.push(text),
-    congested: () => false,
-  };
-  return { seen, hooks };
 }
 
 // Reads its input, writes an output file, and says how its user namespace maps uids.
