@@ -1,5 +1,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
+import { HEARTBEAT_FRAME } from "../../protocol/index.ts";
+import { pollUntil } from "../helpers/poll.ts";
 import { agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
 const putPolicy = (pool: string, json: unknown, token?: string) => api(`/v1/pools/${pool}/sandbox`, { method: "PUT", json, token });
@@ -184,6 +186,32 @@ describe("dispatch under a pool's policy", () => {
     expect(failed).toMatchObject({ failure_reason: "input_error" });
     expect(failed.failure_message).toContain("sandbox policy changed since submit: network");
     agent.close();
+  });
+
+  it("does not re-send, to a reconnecting agent, an assignment the policy stopped admitting: the start bound takes it back and dispatch fails it", async () => {
+    const pool = uniquePool();
+    await putPolicy(pool, { egress: true });
+    const token = await agentToken(pool);
+    const first = await FakeAgent.join(token, { name: "re", caps: caps({ egress: true }) });
+    const job = (await submit({ pool, network: "egress" })).json;
+    expect((await first.agent.next("assign_job")).payload).toMatchObject({ job_id: job.id, sandbox: { network: "egress" } });
+    await putPolicy(pool, { egress: false });
+    first.agent.close();
+    // The assignment was never taken: a reconnect would have it sent again, as it was.
+    const again = await FakeAgent.join(token, { name: "re", caps: caps({ egress: true }) });
+    // Alive while the start bound runs out, so the attempt is taken back, not lost with a silent worker.
+    const failed = await pollUntil(
+      async () => {
+        again.agent.sendRaw(HEARTBEAT_FRAME);
+        return (await api(`/v1/jobs/${job.id}`)).json;
+      },
+      (j) => j.status === "failed",
+      { timeoutMs: 15_000, intervalMs: 200, what: `job ${job.id} failed` },
+    );
+    expect(failed.failure_message).toContain("sandbox policy changed since submit: network");
+    // A re-send goes out with the hello's answer, seconds before the start bound could fail the job.
+    await expect(again.agent.next("assign_job", 50)).rejects.toThrow("no assign_job");
+    again.agent.close();
   });
 
   it("runs a spec stored before runtimes existed under runc, so a gVisor-only pool fails it rather than running it under runc", async () => {
