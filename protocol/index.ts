@@ -75,3 +75,4 @@ export {
   Runtime,
   SANDBOX_LIMITS,
 } from "./sandbox.ts";
+export { JobEvent, JobEventType, jobEventType } from "./events.ts";

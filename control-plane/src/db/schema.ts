@@ -282,3 +282,80 @@ export const secrets = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.project, t.name] })],
 );
+
+/**
+ * Every change of a job's status, in commit order: the events stream's record and its cursor
+ * (`id`), and what webhooks deliver. Written by triggers on `jobs` (migration 0008) in the same
+ * transaction as the change, whichever statement made it, so no change is missed or invented.
+ */
+export const jobEvents = sqliteTable(
+  "job_events",
+  {
+    id: integer("id").primaryKey({ autoIncrement: true }),
+    jobId: text("job_id").notNull(),
+    project: text("project").notNull(),
+    pool: text("pool").notNull(),
+    status: text("status", { enum: ["queued", "assigned", "running", "completed", "failed", "canceled"] }).notNull(),
+    attempt: integer("attempt").notNull(),
+    exitCode: integer("exit_code"),
+    failureReason: text("failure_reason"),
+    at: integer("at").notNull(),
+  },
+  (t) => [index("job_events_project").on(t.project, t.id), index("job_events_job").on(t.jobId, t.id)],
+);
+
+/**
+ * A run of one attempt's log batches moved out of D1 into one R2 object (JSON lines of
+ * StoredLine), so D1 holds a bounded window of each attempt's log and R2 the rest.
+ */
+export const logSegments = sqliteTable(
+  "log_segments",
+  {
+    jobId: text("job_id").notNull(),
+    attempt: integer("attempt").notNull(),
+    firstSeq: integer("first_seq").notNull(),
+    lastSeq: integer("last_seq").notNull(),
+    key: text("key").notNull(),
+    bytes: integer("bytes").notNull(),
+    lines: integer("lines").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.attempt, t.firstSeq] })],
+);
+
+/** A subscription: job events of one project (or, for the admin, every project) POSTed to `url`. */
+export const webhooks = sqliteTable(
+  "webhooks",
+  {
+    id: text("id").primaryKey(),
+    /** null: every project (admin only). */
+    project: text("project"),
+    url: text("url").notNull(),
+    /** e.g. `["job.completed", "job.failed"]` */
+    events: text("events", { mode: "json" }).$type<string[]>().notNull(),
+    /** The signing secret, sealed like project secrets (it must be read back to sign). */
+    sealedSecret: text("sealed_secret").notNull(),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("webhooks_project").on(t.project)],
+);
+
+/** One job event to one webhook: retried with backoff until delivered or given up. */
+export const webhookDeliveries = sqliteTable(
+  "webhook_deliveries",
+  {
+    id: text("id").primaryKey(),
+    webhookId: text("webhook_id").notNull(),
+    eventId: integer("event_id").notNull(),
+    event: text("event").notNull(),
+    payload: text("payload").notNull(),
+    status: text("status", { enum: ["pending", "delivered", "failed"] }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    nextAt: integer("next_at").notNull(),
+    lastStatus: integer("last_status"),
+    lastError: text("last_error"),
+    createdAt: integer("created_at").notNull(),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId), index("webhook_deliveries_due").on(t.status, t.nextAt), index("webhook_deliveries_webhook").on(t.webhookId, t.createdAt)],
+);
