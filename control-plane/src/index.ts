@@ -4,6 +4,9 @@ import { abortAbandonedUploads } from "./storage/sweeper.ts";
 
 export { Coordinator } from "./coordinator/coordinator.ts";
 export { RateLimiter } from "./limits/rate-limiter.ts";
+export { LogStream } from "./logs/log-stream.ts";
+export { EventHub } from "./events/hub.ts";
+export { WebhookDispatcher } from "./webhooks/dispatcher.ts";
 
 export default {
   fetch: app.fetch,
