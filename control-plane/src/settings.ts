@@ -70,6 +70,18 @@ const SettingsSchema = z.object({
   AUTH_FAILURES_PER_MIN: z.coerce.number().int().min(1).default(30),
   /** "off" only to measure what the limits cost (`npm run bench`). */
   RATE_LIMITS: z.enum(["on", "off"]).default("on"),
+  /** A follow stream (logs, events) ends after this long with a `resume` event; the client goes on from its cursor. */
+  FOLLOW_MAX_S: seconds(3600),
+  /** A follow stream with nothing to say sends a comment this often, so proxies keep it open. */
+  FOLLOW_KEEPALIVE_S: seconds(15),
+  /** While a stream has followers it looks in D1 this often for what a lost notice did not bring. */
+  FOLLOW_BACKSTOP_S: seconds(5),
+  /** D1 keeps at most about this much of each attempt's log; older batches move to R2 in segments. */
+  LOG_D1_WINDOW_BYTES: z.coerce.number().int().min(64 * 1024).default(4 * 1024 * 1024),
+  /** The size of one R2 log segment (one object, read whole by a page). */
+  LOG_SEGMENT_BYTES: z.coerce.number().int().min(16 * 1024).default(1024 * 1024),
+  /** The most log text one page of `GET /v1/jobs/:id/logs` returns (at least one batch). */
+  LOG_PAGE_BYTES: z.coerce.number().int().min(64 * 1024).default(1024 * 1024),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 
