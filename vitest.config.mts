@@ -42,6 +42,9 @@ export default defineConfig({
                 // token. An agent token's are cut to the same, so rate-limits.test.ts can drain one.
                 AGENT_RATE_LIMIT_RPS: "20",
                 AGENT_RATE_LIMIT_BURST: "100",
+                // Webhook tests deliver to a receiver on 127.0.0.1 and see retries within seconds.
+                WEBHOOK_ALLOW_TARGETS: "loopback",
+                WEBHOOK_BACKOFF_S: "1",
               },
             },
           }),

@@ -112,8 +112,9 @@ async function stopProcess(proc: ChildProcess, signal: NodeJS.Signals = "SIGTERM
 export async function startControlPlane(opts: ControlPlaneOptions): Promise<ControlPlane> {
   await applyMigrations(opts.persistTo);
   const port = opts.port ?? (await freePort());
-  // Presigned URLs point at wrangler dev's own S3 endpoint for the local bucket.
-  const vars = { S3_ENDPOINT: `http://127.0.0.1:${port}/cdn-cgi/local/r2/s3`, ...opts.vars };
+  // Presigned URLs point at wrangler dev's own S3 endpoint for the local bucket; webhooks may
+  // reach a receiver on this machine.
+  const vars = { S3_ENDPOINT: `http://127.0.0.1:${port}/cdn-cgi/local/r2/s3`, WEBHOOK_ALLOW_TARGETS: "loopback", ...opts.vars };
   const args = [
     "dev",
     "--ip",

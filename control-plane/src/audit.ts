@@ -21,6 +21,8 @@ export const AUDIT_ACTIONS = [
   "worker.undrain",
   "worker.probe",
   "pool.sandbox",
+  "webhook.create",
+  "webhook.delete",
   "session.start",
   "session.end",
 ] as const;

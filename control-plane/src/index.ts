@@ -1,6 +1,7 @@
 import { app } from "./app.ts";
 import type { Bindings } from "./env.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
+import { pokeWebhooks } from "./webhooks/poke.ts";
 
 export { Coordinator } from "./coordinator/coordinator.ts";
 export { RateLimiter } from "./limits/rate-limiter.ts";
@@ -12,5 +13,7 @@ export default {
   fetch: app.fetch,
   async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
+    // A backstop: the dispatcher re-arms itself while it has work, this restarts it if it ever stopped.
+    ctx.waitUntil(pokeWebhooks(env).catch((err) => console.error("poking the webhook dispatcher failed", err)));
   },
 } satisfies ExportedHandler<Bindings>;

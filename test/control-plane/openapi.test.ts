@@ -52,6 +52,11 @@ const ROUTES = [
   ["get", "/v1/audit"],
   ["get", "/v1/sessions"],
   ["delete", "/v1/sessions/{id}"],
+  ["post", "/v1/webhooks"],
+  ["get", "/v1/webhooks"],
+  ["get", "/v1/webhooks/{id}"],
+  ["delete", "/v1/webhooks/{id}"],
+  ["get", "/v1/webhooks/{id}/deliveries"],
   ["post", "/v1/agent/artifacts/prepare"],
   ["post", "/v1/agent/artifacts/complete"],
   ["get", "/v1/agent/connect"],
@@ -72,7 +77,7 @@ describe("GET /openapi.json", () => {
     expect(doc.info).toMatchObject({ title: "gridx" });
     expect(doc.servers).toEqual([{ url: "http://gridx.test", description: "this control plane" }]);
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "projects", "tokens", "secrets", "pools", "agent", "ops"]);
+    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "projects", "tokens", "secrets", "pools", "webhooks", "agent", "ops"]);
   });
 
   it("lists every public route, and nothing else", async () => {

@@ -19,6 +19,9 @@ export const E2E_VARS = {
   ALLOWED_IMAGES: "gridx/python:latest,python:3.11-slim-bookworm",
   // The fault suite's hook, POST /v1/test/faults (routes/faults.ts); never set in wrangler.toml.
   GRIDX_FAULTS: "on",
+  // Webhook retries within seconds, and events found without a poke within a second.
+  WEBHOOK_BACKOFF_S: "1",
+  WEBHOOK_SCAN_S: "1",
 };
 
 let cp: ControlPlane | undefined;

@@ -1,4 +1,5 @@
 import type { Bindings } from "../env.ts";
+import { pokeWebhooks } from "../webhooks/poke.ts";
 
 /**
  * Tells the readers of job events that some were written (by the `jobs` triggers, migration
@@ -12,6 +13,6 @@ export function jobEventsWritten(env: Bindings, projects: Iterable<string>): Pro
   return Promise.allSettled(unique.flatMap((project) => noticesFor(env, project))).then(() => undefined);
 }
 
-function noticesFor(_env: Bindings, _project: string): Promise<unknown>[] {
-  return [];
+function noticesFor(env: Bindings, _project: string): Promise<unknown>[] {
+  return [pokeWebhooks(env)];
 }
