@@ -48,6 +48,8 @@ export {
   WorkerCaps,
 } from "./messages.ts";
 export type { MessageOf } from "./messages.ts";
+export { cpusMilli, startsBeside } from "./slots.ts";
+export type { SlotClaim } from "./slots.ts";
 export {
   COMMIT_ID,
   DockerfilePath,

@@ -24,6 +24,8 @@ export const CAPS_LIMITS = {
   gpu_index: 1023,
   /** 1 TiB. */
   gpu_memory_mb: 1024 * 1024,
+  /** Attempts an agent holds waiting beyond its slots: a small read-ahead, never a second queue. */
+  prefetch: 8,
 } as const;
 
 export const GpuDevice = z.object({
@@ -47,6 +49,12 @@ export const WorkerCaps = z.object({
   runtimes: z.array(Runtime).default(["runc"]),
   /** Whether the agent keeps a filtered network for jobs that ask for egress (it needs CAP_NET_ADMIN on the host). */
   egress: z.boolean().default(false),
+  /**
+   * Attempts the coordinator may assign beyond the free slots: they wait on the agent, taken
+   * and prepared, and start the moment a slot frees (see `startsBeside`). Absent: none, as
+   * agents that predate it expect.
+   */
+  prefetch: z.number().int().min(0).max(CAPS_LIMITS.prefetch).optional(),
 });
 export type WorkerCaps = z.infer<typeof WorkerCaps>;
 

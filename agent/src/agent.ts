@@ -1,10 +1,11 @@
-import { AttemptSandbox, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
+import { AttemptSandbox, cpusMilli, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import type { Logger } from "./logger.ts";
 import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
 import { errorText } from "./runner/outcome.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
 import { runProbe, type ProbeConfig } from "./probe.ts";
+import { SlotGate } from "./slot-gate.ts";
 
 export interface AgentOptions {
   url: string;
@@ -62,7 +63,9 @@ const failedInside = (err: unknown): RunOutcome => ({ exit_code: null, failure_r
  */
 export class Agent {
   private readonly connection: Connection;
+  /** Jobs taken: running, preparing, or prefetched and waiting in `slots` for one to free. */
   private readonly active = new Map<string, ActiveJob>();
+  private readonly slots: SlotGate;
   /** Results sent but not yet acknowledged; re-sent after every reconnect and on a timer. */
   private readonly unacked = new Map<string, Unacked>();
   private draining = false;
@@ -94,6 +97,7 @@ export class Agent {
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),
     });
+    this.slots = new SlotGate(opts.slots, opts.caps);
   }
 
   /**
@@ -206,7 +210,8 @@ export class Agent {
       return;
     }
     if (this.unacked.has(key)) return;
-    if (this.draining || this.active.size >= this.opts.slots) {
+    // Up to the prefetch depth it advertised beyond its slots: those wait, prepared, for a slot.
+    if (this.draining || this.active.size >= this.opts.slots + (this.opts.caps.prefetch ?? 0)) {
       this.report(attemptRef, { exit_code: null, failure_reason: "canceled_by_worker", message: this.draining ? "the worker is shutting down" : "the worker had no free slot" });
       return;
     }
@@ -230,6 +235,7 @@ export class Agent {
         this.report(attemptRef, failedInside(err));
       })
       .finally(() => {
+        this.slots.release(key);
         this.active.delete(key);
         if (task.kind === "repo") void this.runner.warm().then((w) => this.reportWarm(w), (err: unknown) => this.log.warn("could not list warm caches", { err }));
       });
@@ -262,6 +268,8 @@ export class Agent {
           output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
           system: (text) => batcher.system(text),
           congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
+          slot: () => this.slots.take(keyOf(ref), { cpusMilli: cpusMilli(spec.requirements.cpus), memoryMb: spec.requirements.memory_mb }, stop),
+          exited: () => this.slots.release(keyOf(ref)),
         },
         stop,
       );

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { ImagePattern, Labels } from "../../protocol/index.ts";
+import { CAPS_LIMITS, ImagePattern, Labels } from "../../protocol/index.ts";
 import { DEFAULT_PULL_TIMEOUT_S } from "./runner/command-image.ts";
 import { LEASE_DEFAULTS } from "./runner/warden.ts";
 
@@ -19,6 +19,11 @@ export const AgentConfig = z.object({
   slots: z.coerce.number().int().min(1).max(256).default(1),
   /** Python sandboxes kept started ahead of their jobs (at most `slots`); 0 starts every job cold. */
   prestart: z.coerce.number().int().min(0).max(256).default(1),
+  /**
+   * Jobs taken beyond the slots, prepared while every slot is busy, that start the moment one
+   * frees (0: a job is assigned only to a free slot). Never with --once.
+   */
+  prefetch: z.coerce.number().int().min(0).max(CAPS_LIMITS.prefetch).default(1),
   labels: Labels.default({}),
   stateDir: z.string().min(1).default("/var/lib/gridx"),
   cpus: z.coerce.number().positive().optional(),
@@ -86,6 +91,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "name", flag: "name", env: "GRIDX_AGENT_NAME" },
   { key: "slots", flag: "slots", env: "GRIDX_SLOTS" },
   { key: "prestart", flag: "prestart", env: "GRIDX_PRESTART" },
+  { key: "prefetch", flag: "prefetch", env: "GRIDX_PREFETCH" },
   { key: "labels", flag: "label", env: "GRIDX_LABELS", list: true },
   { key: "stateDir", flag: "state-dir", env: "GRIDX_STATE_DIR" },
   { key: "cpus", flag: "cpus", env: "GRIDX_CPUS" },

@@ -21,7 +21,7 @@ import { InputCache } from "./transfer/input-cache.ts";
 import { artifactApi } from "./transfer/uploader.ts";
 import { AGENT_VERSION } from "./version.ts";
 
-const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--label k=v]... [--once]
+const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--prefetch N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image PATTERN]... [--pull-timeout S] [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--build-cpus N] [--build-memory-mb N] [--build-pids N] [--build-max-gb N]
@@ -91,7 +91,8 @@ async function main(): Promise<number> {
   const slots = config.once ? 1 : config.slots;
   const instance = agentInstance(config.url, config.token, config.name);
   const egress = await EgressNetworks.start(docker, { instance, deny: config.egressDeny, off: config.noEgress }, log);
-  const caps = await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available });
+  const prefetch = config.once ? 0 : config.prefetch;
+  const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available })), prefetch };
   const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
   const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
   // One record for command jobs' pulls and builds' bases, so a build sees a pull made a moment ago.
@@ -108,8 +109,8 @@ async function main(): Promise<number> {
       outputCapBytes: config.outputCapMb * 1024 * 1024,
       allowedImages: config.allowImages,
       pullTimeoutS: config.pullTimeoutS,
-      // More could never all be in use at once.
-      prestart: Math.min(config.prestart, slots),
+      // More could never all be in use at once: prefetched jobs hold theirs while they wait.
+      prestart: Math.min(config.prestart, slots + prefetch),
       egress,
       loginPulls,
       transfers: {

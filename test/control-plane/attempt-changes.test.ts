@@ -65,4 +65,10 @@ describe("what the sweep does past a deadline", () => {
     expect(deadlineStep(attempt({ deadlineAt: 3_605_000 }), 60_000)).toEqual({ kind: "take_back", bound: "PREPARE_TIMEOUT_S" });
     expect(deadlineStep(attempt({ status: "running" }), 60_000)).toEqual({ kind: "time_out" });
   });
+
+  it("re-arms the prepare bound of a taken attempt waiting on its agent for a slot, but takes back one never taken", () => {
+    expect(deadlineStep(attempt({ deadlineAt: 3_605_000 }), 60_000, true)).toEqual({ kind: "wait" });
+    expect(deadlineStep(attempt(), 60_000, true)).toEqual({ kind: "take_back", bound: "START_TIMEOUT_S" });
+    expect(deadlineStep(attempt({ status: "running" }), 60_000, true)).toEqual({ kind: "time_out" });
+  });
 });

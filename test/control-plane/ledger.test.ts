@@ -87,4 +87,25 @@ describe("pool ledger", () => {
     ledger.update("w1", { drain: "agent", warm: { envs: ["e"], repos: [] } });
     expect(ledger.views()).toMatchObject([{ draining: true, warm: { envs: ["e"], repos: [] } }]);
   });
+
+  it("counts assigned attempts that cannot start beside the others as waiting, in the order they were assigned", () => {
+    const ledger = new PoolLedger();
+    const w = worker("w1", { slots: 1, caps: caps({ cpu_cores: 2, prefetch: 1 }) });
+    ledger.join(w, [attempt("j2", "w1", { assignedAt: 2 }), attempt("j1", "w1", { status: "running", jobStatus: "running" })]);
+    expect(ledger.views()[0]).toMatchObject({ used: { slots: 1, cpusMilli: 1000 }, waiting: 1 });
+    expect(ledger.waiting("j2", 1)).toBe(true);
+    expect(ledger.waiting("j1", 1)).toBe(false);
+    // Fair share counts the slot held, not the attempt that waits for one.
+    expect(ledger.slotsByProject()).toEqual(new Map([["default", 1]]));
+    ledger.record({ ...attempt("j1", "w1"), status: "finished" });
+    expect(ledger.waiting("j2", 1)).toBe(false);
+    expect(ledger.views()[0]).toMatchObject({ used: { slots: 1 }, waiting: 0 });
+  });
+
+  it("lets a waiting attempt start only where CPUs and memory allow, and none overtakes it", () => {
+    const ledger = new PoolLedger();
+    const w = worker("w1", { slots: 3, caps: caps({ cpu_cores: 2, prefetch: 2 }) });
+    ledger.join(w, [attempt("j1", "w1", { status: "running", assignedAt: 1 }), attempt("big", "w1", { cpusMilli: 2000, assignedAt: 2 }), attempt("small", "w1", { assignedAt: 3 })]);
+    expect(ledger.views()[0]).toMatchObject({ used: { slots: 1 }, waiting: 2 });
+  });
 });

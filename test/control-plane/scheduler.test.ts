@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { fits, initialSchedulerState, planDispatch, type Policy, type QueuedJob, type WorkerView } from "../../control-plane/src/coordinator/scheduler.ts";
+import { fits, initialSchedulerState, planDispatch, prefetches, type Policy, type QueuedJob, type WorkerView } from "../../control-plane/src/coordinator/scheduler.ts";
 
 const worker = (id: string, over: Partial<WorkerView> = {}): WorkerView => ({
   id,
@@ -130,5 +130,37 @@ describe("planDispatch", () => {
       expect(place([repoJob("1", "new"), repoJob("2", "new"), repoJob("3", "new")], ws, "round-robin")).toEqual(["1->a", "2->a", "3->a"]);
       expect(place([job("1"), job("2")], ws, "round-robin")).toEqual(["1->a", "2->b"]);
     });
+  });
+});
+
+describe("prefetch", () => {
+  const full = (id: string, over: Partial<WorkerView> = {}) =>
+    worker(id, { slots: 1, caps: { cpu_cores: 2, memory_mb: 4096, gpus: [], labels: {}, runtimes: ["runc"], egress: false, prefetch: 1 }, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [] }, ...over });
+
+  it("assigns a job beyond the free slots only within the depth the agent asked for", () => {
+    expect(place([job("1"), job("2")], [full("a")], "first-idle")).toEqual(["1->a"]);
+    expect(place([job("1")], [full("a", { waiting: 1 })], "first-idle")).toEqual([]);
+    expect(place([job("1")], [full("a", { caps: { ...full("a").caps, prefetch: undefined } })], "first-idle")).toEqual([]);
+  });
+
+  it("fills free slots anywhere before it prefetches, and prefetches on the least-waiting worker", () => {
+    const caps = { ...full("a").caps, prefetch: 2 };
+    expect(place([job("1"), job("2")], [full("a"), worker("b", { slots: 1 })], "first-idle")).toEqual(["1->b", "2->a"]);
+    expect(place([job("1"), job("2")], [full("a", { caps, waiting: 1 }), full("b", { caps })], "first-idle")).toEqual(["1->b", "2->a"]);
+  });
+
+  it("never prefetches a GPU job, onto a draining worker, or a job the worker could never run", () => {
+    const gpuCaps = { ...full("a").caps, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }] };
+    expect(prefetches(full("a", { caps: gpuCaps }), job("g", { gpus: 1 }).requirements, { runtime: "runc", network: "none" })).toBe(false);
+    expect(prefetches(full("a", { draining: true }), job("j").requirements, { runtime: "runc", network: "none" })).toBe(false);
+    expect(prefetches(full("a"), job("j", { cpus: 3 }).requirements, { runtime: "runc", network: "none" })).toBe(false);
+    expect(prefetches(full("a"), job("j", { labels: { zone: "lab" } }).requirements, { runtime: "runc", network: "none" })).toBe(false);
+    expect(prefetches(full("a"), job("j").requirements, { runtime: "gvisor", network: "none" })).toBe(false);
+    expect(prefetches(full("a"), job("j", { cpus: 2 }).requirements, { runtime: "runc", network: "none" })).toBe(true);
+  });
+
+  it("gives a prefetched job no GPUs and leaves the slot accounting to the ledger", () => {
+    const plan = planDispatch([job("1")], [full("a")], "first-idle", initialSchedulerState());
+    expect(plan.assignments).toEqual([{ jobId: "1", workerId: "a", gpuIndices: [], cpusMilli: 1000, memoryMb: 512 }]);
   });
 });

@@ -159,7 +159,8 @@ export class DockerRunner implements JobRunner {
           return outcome(err instanceof TaskError ? { exit_code: null, failure_reason: err.reason, message: err.message } : failedStep(err, "internal", "could not set up the egress network"));
         }
       }
-      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network }, req, prepared.job, folder, env, held, hooks, stop, log);
+      const slot = async () => await runHooks.slot?.();
+      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network, slot }, req, prepared.job, folder, env, held, hooks, stop, log);
       // A python job that found no sandbox of its runtime has them made for it from now on.
       if (takesPrestarted(req)) this.prestarted?.fill();
       if (!started.ok) return outcome(started.verdict);
@@ -174,6 +175,8 @@ export class DockerRunner implements JobRunner {
         stop,
         log,
       );
+      // Outputs are collected and the container removed after this; the next job need not wait for that.
+      runHooks.exited?.();
       if (!exited.ok) return outcome(exited.verdict);
       await jobLog.end();
       const collected = await collectOutputs(this.opts.transfers ?? null, req, folder.output, jobLog.path, this.opts.outputCapBytes, hooks);

@@ -44,6 +44,14 @@ export interface RunHooks {
   system(text: string): void;
   /** True while logs are not getting through fast enough; the runner stops reading output until it is false. */
   congested(): boolean;
+  /**
+   * Resolves when the job may start: a slot is free for it. The runner prepares first (its
+   * files, inputs and sandbox), so a job prefetched while every slot was busy starts the moment
+   * one frees. Absent: at once.
+   */
+  slot?(): Promise<void>;
+  /** The job's container has exited (or none will start): its slot is free for the next. */
+  exited?(): void;
 }
 
 /** Why a run was stopped before it ended by itself; "lease": this agent lost its lease, and the warden stopped (or will stop) its containers. */

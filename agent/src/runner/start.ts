@@ -25,6 +25,11 @@ export interface StartDeps {
   labels: Record<string, string>;
   /** The egress network this job's container joins; none for a job without egress. */
   network?: EgressAttachment;
+  /**
+   * Resolves when a slot is free for the job. Everything up to the engine's start (or the
+   * sandbox's go) is done before it, so a prefetched job waits ready and starts the moment one frees.
+   */
+  slot(): Promise<void>;
 }
 
 export type StartResult = { ok: true; container: string; output: Readable } | { ok: false; verdict: Verdict };
@@ -38,7 +43,12 @@ export const containerName = (req: Pick<RunRequest, "jobId" | "attempt">) => `gr
  * is to remove as soon as there is.
  */
 export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, folder: JobFolder, env: Record<string, string>, held: Held, hooks: RunHooks, stop: AbortSignal, log: Logger): Promise<StartResult> {
+  const stopped = (): StartResult => ({ ok: false, verdict: { exit_code: null, failure_reason: null, message: `stopped before start (${String(stop.reason)})` } });
   const sandbox = held.sandbox;
+  if (sandbox) {
+    await deps.slot();
+    if (stop.aborted) return stopped();
+  }
   if (sandbox && !(await go(deps.docker, sandbox, req.spec.limits, log))) {
     held.sandbox = null;
     held.container = undefined;
@@ -69,7 +79,9 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
     }
     // Attach before start so no early output is lost; it waits, unread, until connected.
     output = await deps.docker.attachContainer(held.container);
-    if (stop.aborted) return { ok: false, verdict: { exit_code: null, failure_reason: null, message: `stopped before start (${String(stop.reason)})` } };
+    // Not again for a job whose sandbox died: it had its slot before the go.
+    if (!sandbox) await deps.slot();
+    if (stop.aborted) return stopped();
     try {
       await deps.docker.startContainer(held.container);
     } catch (err) {

@@ -59,14 +59,17 @@ export function applyReport(writes: AttemptWrites, a: AttemptWithJob, r: Report,
 }
 
 /** What the sweep does with an attempt past its deadline. */
-export type DeadlineStep = { kind: "take_back"; bound: "START_TIMEOUT_S" | "PREPARE_TIMEOUT_S" } | { kind: "time_out" };
+export type DeadlineStep = { kind: "take_back"; bound: "START_TIMEOUT_S" | "PREPARE_TIMEOUT_S" } | { kind: "time_out" } | { kind: "wait" };
 
 /**
  * An assignment past its deadline was not taken (START_TIMEOUT_S) or, once taken, not started
  * (PREPARE_TIMEOUT_S): taken back. A running attempt past its deadline outlived its timeout.
+ * A taken attempt that waits on its agent for a slot (prefetched, see ledger.ts) is not late:
+ * its prepare bound measures from when it could start, so it is armed afresh (`wait`).
  */
-export function deadlineStep(a: Pick<AttemptWithJob, "status" | "deadlineAt" | "assignedAt">, startTimeoutMs: number): DeadlineStep {
+export function deadlineStep(a: Pick<AttemptWithJob, "status" | "deadlineAt" | "assignedAt">, startTimeoutMs: number, waiting = false): DeadlineStep {
   if (a.status !== "assigned") return { kind: "time_out" };
   const taken = a.deadlineAt !== null && a.deadlineAt - a.assignedAt > startTimeoutMs;
+  if (taken && waiting) return { kind: "wait" };
   return { kind: "take_back", bound: taken ? "PREPARE_TIMEOUT_S" : "START_TIMEOUT_S" };
 }

@@ -587,8 +587,13 @@ export class Coordinator extends DurableObject<Bindings> {
    */
   private async enforceDeadlines(pool: string, now: number): Promise<void> {
     const startTimeoutMs = this.settings.START_TIMEOUT_S * 1000;
+    const ledger = await this.ledger();
     for (const a of await pastDeadline(this.db, pool, now, startTimeoutMs)) {
-      const step = deadlineStep(a, startTimeoutMs);
+      const step = deadlineStep(a, startTimeoutMs, ledger.waiting(a.jobId, a.attempt));
+      if (step.kind === "wait") {
+        await this.commit((w) => w.accept(a, now + this.settings.PREPARE_TIMEOUT_S * 1000));
+        continue;
+      }
       if (step.kind === "take_back") {
         await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was not started in time (${step.bound}); taken back from worker ${a.workerId}`, now));
       } else {

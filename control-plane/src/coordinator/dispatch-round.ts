@@ -49,7 +49,8 @@ export interface RoundContext {
 export async function dispatchRound(c: RoundContext): Promise<{ scheduler: SchedulerState; more: boolean }> {
   const { ledger, pool } = c;
   const views = ledger.views();
-  const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots)), 0);
+  // Room in the workers' prefetch depths counts: a full pool still reads ahead what will run next.
+  const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots) + Math.max(0, (w.caps.prefetch ?? 0) - (w.waiting ?? 0))), 0);
   if (free === 0) return { scheduler: c.scheduler, more: false };
   const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
   const head = await queuedJobs(c.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });

@@ -1,4 +1,4 @@
-import type { WorkerCaps } from "../../../protocol/index.ts";
+import { startsBeside, type WorkerCaps } from "../../../protocol/index.ts";
 import { HOLDING, type AttemptWithJob } from "../db/attempts.ts";
 import { capsOf, type WorkerRow } from "../db/workers.ts";
 import type { WorkerView } from "./scheduler.ts";
@@ -29,7 +29,8 @@ export class PoolLedger {
     this.leave(worker.id);
     this.workers.set(worker.id, { id: worker.id, caps: capsOf(worker), slots: worker.slots, drain: worker.drain, warm: worker.warm });
     this.byWorker.set(worker.id, new Map());
-    for (const a of holding) this.record(a);
+    // In the order they were assigned, as the agent got them: that is the order waiting ones start in.
+    for (const a of [...holding].sort((x, y) => x.assignedAt - y.assignedAt || (x.jobId < y.jobId ? -1 : x.jobId > y.jobId ? 1 : 0))) this.record(a);
   }
 
   /** A worker's last socket went: it and its attempts are forgotten until it joins again. */
@@ -66,10 +67,19 @@ export class PoolLedger {
     return this.attempts.get(attemptKey(jobId, attempt));
   }
 
-  /** Slots held by each project's attempts, for fair share. */
+  /**
+   * Whether a held attempt waits on its agent for a slot (prefetched), rather than running or
+   * able to start now; its start and prepare bounds do not run while it waits.
+   */
+  waiting(jobId: string, attempt: number): boolean {
+    const a = this.attempt(jobId, attempt);
+    return a !== undefined && this.split(a.workerId).waiting.includes(a);
+  }
+
+  /** Slots held by each project's attempts, for fair share: a prefetched attempt holds none until it can start. */
   slotsByProject(): Map<string, number> {
     const slots = new Map<string, number>();
-    for (const a of this.attempts.values()) slots.set(a.project, (slots.get(a.project) ?? 0) + 1);
+    for (const id of this.workers.keys()) for (const a of this.split(id).holding) slots.set(a.project, (slots.get(a.project) ?? 0) + 1);
     return slots;
   }
 
@@ -77,15 +87,33 @@ export class PoolLedger {
   views(): WorkerView[] {
     const views: WorkerView[] = [];
     for (const w of this.workers.values()) {
-      const used = { slots: 0, cpusMilli: 0, memoryMb: 0, gpuIndices: [] as number[] };
-      for (const a of this.byWorker.get(w.id)!.values()) {
-        used.slots++;
+      const { holding, waiting } = this.split(w.id);
+      const used = { slots: holding.length, cpusMilli: 0, memoryMb: 0, gpuIndices: [] as number[] };
+      for (const a of holding) {
         used.cpusMilli += a.cpusMilli;
         used.memoryMb += a.memoryMb;
         used.gpuIndices.push(...a.gpuIndices);
       }
-      views.push({ id: w.id, caps: w.caps, slots: w.slots, draining: w.drain !== null, warm: w.warm, used });
+      views.push({ id: w.id, caps: w.caps, slots: w.slots, draining: w.drain !== null, warm: w.warm, used, waiting: waiting.length });
     }
     return views;
+  }
+
+  /**
+   * A worker's attempts, split as its agent splits them: started ones hold their slots, and
+   * assigned ones, in the order they were assigned, start while `startsBeside` lets them; the
+   * first that cannot waits, and every one after it.
+   */
+  private split(workerId: string): { holding: AttemptWithJob[]; waiting: AttemptWithJob[] } {
+    const w = this.workers.get(workerId);
+    const all = [...(this.byWorker.get(workerId)?.values() ?? [])];
+    const holding = all.filter((a) => a.status !== "assigned");
+    const waiting: AttemptWithJob[] = [];
+    for (const a of all) {
+      if (a.status !== "assigned") continue;
+      if (w && waiting.length === 0 && startsBeside(holding, a, w.slots, w.caps)) holding.push(a);
+      else waiting.push(a);
+    }
+    return { holding, waiting };
   }
 }

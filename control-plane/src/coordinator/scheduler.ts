@@ -1,4 +1,4 @@
-import type { JobNetwork, JobRequirements, Runtime, WorkerCaps } from "../../../protocol/index.ts";
+import { cpusMilli as toMilli, type JobNetwork, type JobRequirements, type Runtime, type WorkerCaps } from "../../../protocol/index.ts";
 
 export const POLICIES = ["first-idle", "least-loaded", "round-robin", "weighted", "random"] as const;
 export type Policy = (typeof POLICIES)[number];
@@ -6,10 +6,13 @@ export type Policy = (typeof POLICIES)[number];
 /** A connected worker as the scheduler sees it: what it has, and what its jobs hold. */
 export interface WorkerView {
   id: string;
-  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels" | "runtimes" | "egress">;
+  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels" | "runtimes" | "egress" | "prefetch">;
   slots: number;
   draining: boolean;
+  /** What its attempts that hold slots (running, or able to start now) hold. */
   used: { slots: number; cpusMilli: number; memoryMb: number; gpuIndices: readonly number[] };
+  /** Attempts assigned here that wait on the agent for a slot (prefetched); see ledger.ts. */
+  waiting?: number;
   /** Keys of the environments and repositories the worker has cached (protocol `envKey`, `repoKey`). */
   warm: { envs: readonly string[]; repos: readonly string[] };
 }
@@ -39,8 +42,6 @@ export interface SchedulerState {
 
 export const initialSchedulerState = (): SchedulerState => ({ lastWorkerId: null, credits: {} });
 
-const toMilli = (cpus: number) => Math.round(cpus * 1000);
-
 function freeGpuIndices(w: WorkerView): number[] {
   const used = new Set(w.used.gpuIndices);
   return w.caps.gpus.map((g) => g.index).filter((i) => !used.has(i));
@@ -60,6 +61,21 @@ export function fits(w: WorkerView, req: JobRequirements, sandbox: QueuedJob["sa
   if (freeGpuIndices(w).length < req.gpus) return false;
   return Object.entries(req.labels).every(([k, v]) => w.caps.labels[k] === v);
 }
+
+/**
+ * Whether a job may be prefetched onto a worker whose slots are full: the agent holds it,
+ * prepared, and starts it the moment a slot frees. Only within the depth the agent asked for
+ * (`caps.prefetch`), and never a GPU job, whose devices are picked when it is placed.
+ */
+export function prefetches(w: WorkerView, req: JobRequirements, sandbox: QueuedJob["sandbox"]): boolean {
+  if (w.draining || (w.waiting ?? 0) >= (w.caps.prefetch ?? 0) || req.gpus > 0) return false;
+  if (!offersSandbox(w, sandbox)) return false;
+  if (toMilli(req.cpus) > toMilli(w.caps.cpu_cores) || req.memory_mb > w.caps.memory_mb) return false;
+  return Object.entries(req.labels).every(([k, v]) => w.caps.labels[k] === v);
+}
+
+/** Whether a worker could take another job this round, in a slot or waiting for one. */
+const hasRoom = (w: WorkerView) => !w.draining && (w.used.slots < w.slots || (w.waiting ?? 0) < (w.caps.prefetch ?? 0));
 
 /** A worker's share under the weighted policy: its `weight` label, else its CPU cores. */
 function weightOf(w: WorkerView): number {
@@ -108,8 +124,10 @@ function choose<W extends WorkerView>(policy: Policy, fitting: W[], all: readonl
 /**
  * Plans one scheduling round: takes queued jobs in the order given (priority, then FIFO),
  * places each on a fitting worker chosen by the pool's policy, and skips jobs that fit
- * nowhere now so they do not block smaller jobs behind them. Pure: the returned state and
- * assignments are all it does.
+ * nowhere now so they do not block smaller jobs behind them. A job no free slot takes is
+ * prefetched, if a full worker has room for it in its depth (the least-waiting one first), so
+ * fair share's order decides the read-ahead as it decides the slots. Pure: the returned
+ * state and assignments are all it does.
  */
 export function planDispatch(
   jobs: readonly QueuedJob[],
@@ -121,28 +139,37 @@ export function planDispatch(
   const next: SchedulerState = { lastWorkerId: state.lastWorkerId, credits: { ...state.credits } };
   const pool = [...workers]
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-    .map((w) => ({ ...w, used: { ...w.used, gpuIndices: [...w.used.gpuIndices] }, warm: { envs: [...w.warm.envs], repos: [...w.warm.repos] } }));
+    .map((w) => ({ ...w, waiting: w.waiting ?? 0, used: { ...w.used, gpuIndices: [...w.used.gpuIndices] }, warm: { envs: [...w.warm.envs], repos: [...w.warm.repos] } }));
   const assignments: Assignment[] = [];
   for (const job of jobs) {
-    if (!pool.some((w) => w.used.slots < w.slots && !w.draining)) break;
+    if (!pool.some(hasRoom)) break;
     const fitting = preferWarm(
       pool.filter((w) => fits(w, job.requirements, job.sandbox)),
       job.affinity,
     );
-    if (fitting.length === 0) continue;
-    const worker = choose(policy, fitting, pool, next, random);
+    // No free slot takes it: the least-waiting full worker with room in its depth holds it.
+    const waitable = fitting.length ? [] : pool.filter((w) => prefetches(w, job.requirements, job.sandbox));
+    const least = Math.min(...waitable.map((w) => w.waiting));
+    const candidates = fitting.length ? fitting : preferWarm(waitable.filter((w) => w.waiting === least), job.affinity);
+    if (candidates.length === 0) continue;
+    const worker = choose(policy, candidates, pool, next, random);
     // The worker builds the environment for this job, so the next job of the same one follows it.
     if (job.affinity) {
       worker.warm.envs.push(job.affinity.env);
       worker.warm.repos.push(job.affinity.repo);
     }
-    const gpuIndices = freeGpuIndices(worker).slice(0, job.requirements.gpus);
     const cpusMilli = toMilli(job.requirements.cpus);
+    next.lastWorkerId = worker.id;
+    if (!fitting.length) {
+      worker.waiting += 1;
+      assignments.push({ jobId: job.id, workerId: worker.id, gpuIndices: [], cpusMilli, memoryMb: job.requirements.memory_mb });
+      continue;
+    }
+    const gpuIndices = freeGpuIndices(worker).slice(0, job.requirements.gpus);
     worker.used.slots += 1;
     worker.used.cpusMilli += cpusMilli;
     worker.used.memoryMb += job.requirements.memory_mb;
     worker.used.gpuIndices = [...worker.used.gpuIndices, ...gpuIndices];
-    next.lastWorkerId = worker.id;
     assignments.push({ jobId: job.id, workerId: worker.id, gpuIndices, cpusMilli, memoryMb: job.requirements.memory_mb });
   }
   return { assignments, state: next };
