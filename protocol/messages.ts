@@ -61,10 +61,12 @@ export type WorkerCaps = z.infer<typeof WorkerCaps>;
 /** `build`: output of building a repo job's environment image, before the job itself runs. */
 export const LogStream = z.enum(["stdout", "stderr", "system", "build"]);
 export type LogStream = z.infer<typeof LogStream>;
-/** Bounds on log frames; the agent cuts lines at `line_chars` before sending (see its LogLimits). */
+/** Bounds on log frames; the agent splits longer lines into pieces before sending (see its LogLimits). */
 export const LOG_LIMITS = {
-  /** The agent's own cut (64 KiB) and its marker, with room to spare. */
+  /** The agent's pieces (64 KiB), with room to spare. */
   line_chars: 64 * 1024 + 256,
+  /** The largest log cap (LOG_MAX_BYTES) an assignment may carry: 1 TiB. */
+  max_bytes: 2 ** 40,
   /** Batches of one attempt's log: far more than an attempt's output cap allows. */
   seq_max: 10_000_000,
   /** Text in one `job_log`: the agent sends 64 KiB batches (plus one line). */
@@ -202,6 +204,8 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
       /** `spec.secrets` opened from the job's own project; a secret it names but this lacks could not be opened (deleted since submit). */
       secret_env: SecretEnvValues.optional(),
       sandbox: AttemptSandbox.optional(),
+      /** The job's log cap (LOG_MAX_BYTES): past it the agent counts lines instead of sending them; absent, the agent's own. */
+      log_max_bytes: z.number().int().min(0).max(LOG_LIMITS.max_bytes).optional(),
     }),
   }),
   z.object({

@@ -1,7 +1,8 @@
-import { AttemptSandbox, cpusMilli, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type LogStream, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
+import { AttemptSandbox, cpusMilli, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
+import { LogSender } from "./log-sender.ts";
 import type { Logger } from "./logger.ts";
-import { DEFAULT_LOG_LIMITS, LineSplitter, LogBatcher, type LogLimits } from "./runner/log-collector.ts";
+import { DEFAULT_LOG_LIMITS, type LogLimits } from "./runner/log-collector.ts";
 import { errorText } from "./runner/outcome.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
 import { runProbe, type ProbeConfig } from "./probe.ts";
@@ -16,8 +17,6 @@ export interface AgentOptions {
   caps: WorkerCaps;
   logLimits?: LogLimits;
   connection?: Partial<Pick<ConnectionOptions, "backoff" | "wsOptions">>;
-  /** Job output pauses while this many bytes wait to be sent (default 8 MiB). */
-  backlogLimitBytes?: number;
   /** Take one job, run it, and finish (for throwaway machines). */
   once?: boolean;
   probes?: ProbeConfig | null;
@@ -45,8 +44,6 @@ const keyOf = (r: AttemptRef) => `${r.job_id}#${r.attempt}`;
 /** How long closing waits for the last results to be acknowledged. */
 const CLOSE_ACK_WAIT_MS = 5000;
 
-const DEFAULT_BACKLOG_LIMIT = 8 * 1024 * 1024;
-
 /**
  * The coordinator may fail to settle a result (a D1 write that failed) without the line
  * dropping; re-sending on a timer, not only after a reconnect, gets it settled then too.
@@ -63,6 +60,7 @@ const failedInside = (err: unknown): RunOutcome => ({ exit_code: null, failure_r
  */
 export class Agent {
   private readonly connection: Connection;
+  private readonly logs: LogSender;
   /** Jobs taken: running, preparing, or prefetched and waiting in `slots` for one to free. */
   private readonly active = new Map<string, ActiveJob>();
   private readonly slots: SlotGate;
@@ -96,8 +94,10 @@ export class Agent {
       }),
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),
+      onDrained: () => this.logs.drained(),
     });
     this.slots = new SlotGate(opts.slots, opts.caps);
+    this.logs = new LogSender(this.connection, opts.logLimits ?? DEFAULT_LOG_LIMITS);
   }
 
   /**
@@ -142,7 +142,10 @@ export class Agent {
         const timer = new Promise((r) => setTimeout(r, graceMs).unref());
         await Promise.race([all(), timer]);
         for (const job of this.active.values()) job.stop.abort("drain" satisfies StopReason);
+        // Logs with no line to go out on do not hold the close (a job's result waits for its log).
+        const abandon = setTimeout(() => this.logs.abandon(), CLOSE_ACK_WAIT_MS);
         await all();
+        clearTimeout(abandon);
       });
       const deadline = Date.now() + CLOSE_ACK_WAIT_MS;
       while (this.unacked.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
@@ -230,8 +233,9 @@ export class Agent {
     // Say at once that this environment is coming here, so its next job follows it rather than building elsewhere.
     if (task.kind === "repo") this.reportWarm({ envs: [envKey(task.repo), ...this.warm.envs], repos: [repoKey(task.repo.code_repo_url), ...this.warm.repos] });
     job.done = this.execute(attemptRef, assignment, stop.signal)
-      .catch((err: unknown) => {
+      .catch(async (err: unknown) => {
         this.log.error("the job failed inside the agent", { job_id: attemptRef.job_id, attempt: attemptRef.attempt, err });
+        await this.logs.finish(attemptRef);
         this.report(attemptRef, failedInside(err));
       })
       .finally(() => {
@@ -253,21 +257,18 @@ export class Agent {
   private async execute(ref: AttemptRef, assignment: Assignment, stop: AbortSignal): Promise<void> {
     const spec = assignment.spec;
     const log = this.log.child({ job_id: ref.job_id, attempt: ref.attempt });
-    const limits = this.opts.logLimits ?? DEFAULT_LOG_LIMITS;
-    let seq = 0;
-    const batcher = new LogBatcher(limits, (lines) => this.connection.send({ type: "job_log", payload: { ...ref, seq: seq++, lines } }));
-    const splitter = (stream: Exclude<LogStream, "system">) => new LineSplitter(stream, limits.lineBytes, (s, t) => batcher.add(s, t));
-    const splitters: Record<Exclude<LogStream, "system">, LineSplitter> = { stdout: splitter("stdout"), stderr: splitter("stderr"), build: splitter("build") };
+    const logMaxBytes = assignment.log_max_bytes ?? (this.opts.logLimits ?? DEFAULT_LOG_LIMITS).jobBytes;
+    const jobLog = this.logs.open(ref, logMaxBytes);
     log.info("job assigned", { kind: spec.task.kind });
     let result: RunOutcome;
     try {
       result = await this.runner.run(
-        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials, secretEnv: assignment.secret_env, sandbox: assignment.sandbox ?? AttemptSandbox.parse({}) },
+        { jobId: ref.job_id, attempt: ref.attempt, spec, gpuIndices: assignment.gpu_indices, inputs: assignment.inputs, credentials: assignment.credentials, secretEnv: assignment.secret_env, sandbox: assignment.sandbox ?? AttemptSandbox.parse({}), logMaxBytes },
         {
           started: (resolved) => this.connection.send({ type: "job_started", payload: { ...ref, resolved } }),
-          output: (stream, chunk) => (stream === "system" ? batcher.system(chunk.toString()) : splitters[stream].write(chunk)),
-          system: (text) => batcher.system(text),
-          congested: () => this.connection.backlog > (this.opts.backlogLimitBytes ?? DEFAULT_BACKLOG_LIMIT),
+          output: (stream, chunk) => (stream === "system" ? jobLog.system(chunk.toString()) : jobLog.write(stream, chunk)),
+          system: (text) => jobLog.system(text),
+          congested: () => jobLog.congested(),
           slot: () => this.slots.take(keyOf(ref), { cpusMilli: cpusMilli(spec.requirements.cpus), memoryMb: spec.requirements.memory_mb }, stop),
           exited: () => this.slots.release(keyOf(ref)),
         },
@@ -277,9 +278,8 @@ export class Agent {
       log.error("the runner failed", { err });
       result = failedInside(err);
     }
-    Object.values(splitters).forEach((s) => s.end());
-    if (result.message && result.failure_reason) batcher.system(`[gridx: ${result.failure_reason}: ${result.message}]`);
-    batcher.flush();
+    // The result follows the whole log, so a reader that sees the job end has seen all of it.
+    await this.logs.finish(ref, result.message && result.failure_reason ? `[gridx: ${result.failure_reason}: ${result.message}]` : null);
     log.info("job finished", { exit_code: result.exit_code, failure_reason: result.failure_reason });
     this.report(ref, result);
   }

@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   onFatal(reason: string): void;
   /** Options passed to `ws` (a proxy agent, CA certificates). */
   wsOptions?: ClientOptions;
+  /** The socket may take more now: what was written has gone out, or a connection was greeted. */
+  onDrained?(): void;
 }
 
 /** How long a closing socket waits for the coordinator's close frame before it is cut. */
@@ -53,6 +55,9 @@ export class Connection {
   private failures = 0;
   private queue: string[] = [];
   private queuedBytes = 0;
+  /** Frames given to `ws` whose write has not completed. */
+  private inFlight = 0;
+  private inFlightBytes = 0;
   private heartbeat: NodeJS.Timeout | null = null;
   private reconnectTimer: NodeJS.Timeout | null = null;
   private lastHeard = 0;
@@ -65,12 +70,14 @@ export class Connection {
     this.dial();
   }
 
-  /**
-   * Bytes accepted but not yet written to the network. Nothing is ever dropped: producers
-   * (job output) pause while this is high, so it stays bounded.
-   */
-  get backlog(): number {
-    return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes + this.outboxBytes;
+  /** Connected and greeted: what is sent now goes out on this socket, not the next. */
+  get writable(): boolean {
+    return this.isReady();
+  }
+
+  /** Bytes sent on this socket and not yet written to the network (the log sender waits while there are many). */
+  get buffered(): number {
+    return this.outboxBytes + Math.max(this.ws?.bufferedAmount ?? 0, this.inFlightBytes);
   }
 
   /** Sends if connected and greeted, else keeps the message for the next connection. */
@@ -110,7 +117,19 @@ export class Connection {
       for (const o of out) if (o.keep) this.keep(o.frame);
       return;
     }
-    for (const frame of packFrames(out.map((o) => o.frame), this.batchFrames)) this.ws!.send(frame);
+    for (const frame of packFrames(out.map((o) => o.frame), this.batchFrames)) this.write(this.ws!, frame);
+  }
+
+  /** Writes a frame, keeping count of those not yet written out; the last one out says the socket drained. */
+  private write(ws: WebSocket, frame: string): void {
+    this.inFlight++;
+    this.inFlightBytes += frame.length;
+    ws.send(frame, () => {
+      if (ws !== this.ws) return;
+      this.inFlight--;
+      this.inFlightBytes -= frame.length;
+      if (this.inFlight === 0) this.opts.onDrained?.();
+    });
   }
 
   private keep(frame: string): void {
@@ -145,6 +164,8 @@ export class Connection {
     const url = connectUrl(this.opts.url);
     const ws = new WebSocket(url, { ...this.opts.wsOptions, headers: { authorization: `Bearer ${this.opts.token}` }, handshakeTimeout: 15_000 });
     this.ws = ws;
+    this.inFlight = 0;
+    this.inFlightBytes = 0;
     ws.on("open", () => {
       this.lastHeard = Date.now();
       ws.send(encode({ type: "hello", payload: { ...this.opts.hello(), batch_frames: true } }));
@@ -185,10 +206,11 @@ export class Connection {
       const queued = this.queue;
       this.queue = [];
       this.queuedBytes = 0;
-      for (const frame of packFrames(queued, this.batchFrames)) this.ws?.send(frame);
+      for (const frame of packFrames(queued, this.batchFrames)) if (this.ws) this.write(this.ws, frame);
     }
     if (msg.type === "error") this.opts.log.warn("the coordinator reported an error", msg.payload);
     this.opts.onMessage(msg);
+    if (msg.type === "hello_ack") this.opts.onDrained?.();
   }
 
   private onClose(ws: WebSocket, code: number, reason: string): void {

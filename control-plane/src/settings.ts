@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { LOG_LIMITS } from "../../protocol/index.ts";
 import { POLICIES, type Policy } from "./coordinator/scheduler.ts";
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -82,6 +83,8 @@ const SettingsSchema = z.object({
   LOG_SEGMENT_BYTES: z.coerce.number().int().min(16 * 1024).default(1024 * 1024),
   /** The most log text one page of `GET /v1/jobs/:id/logs` returns (at least one batch). */
   LOG_PAGE_BYTES: z.coerce.number().int().min(64 * 1024).default(1024 * 1024),
+  /** A job's log cap, sent to the agent with each assignment: past it lines are counted in a marker, not kept. */
+  LOG_MAX_BYTES: z.coerce.number().int().min(0).max(LOG_LIMITS.max_bytes).default(100 * 1024 * 1024),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

@@ -8,6 +8,7 @@ import { WebSocketServer, type WebSocket } from "ws";
 import { Agent, type AgentOptions } from "../../agent/src/agent.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
+import { DEFAULT_LOG_LIMITS } from "../../agent/src/runner/log-collector.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
 import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
@@ -225,7 +226,7 @@ describe("Agent", () => {
   });
 
   it("signals congestion while output cannot get out, and loses none of it", async () => {
-    const { coord, runner } = await setup({ backlogLimitBytes: 4096 });
+    const { coord, runner } = await setup({ logLimits: { ...DEFAULT_LOG_LIMITS, highWaterBytes: 4096, lowWaterBytes: 1024 } });
     coord.send({ type: "assign_job", payload: { job_id: "j_8", attempt: 1, spec, gpu_indices: [], inputs: [] } });
     await until(() => runner.runs.length === 1);
     const hooks = runner.runs[0]!.hooks;
@@ -248,6 +249,25 @@ describe("Agent", () => {
     const texts = fresh.received.flatMap((m) => (m.type === "job_log" ? m.payload.lines.map((l) => l.text) : []));
     expect(texts).toEqual(Array.from({ length: 200 }, (_, i) => `line ${i} ${"z".repeat(50)}`));
   });
+  it("caps a job's log at the assignment's log_max_bytes and sends the count marker last, then the result", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_cap", attempt: 1, spec, gpu_indices: [], inputs: [], log_max_bytes: 12 } });
+    await until(() => runner.runs.length === 1);
+    expect(runner.runs[0]!.req.logMaxBytes).toBe(12);
+    for (let i = 0; i < 5; i++) runner.runs[0]!.hooks.output("stdout", Buffer.from(`line ${i}\n`));
+    runner.runs[0]!.finish({ exit_code: 1, failure_reason: "exit_code", message: "exit 1" });
+    await coord.waitFor("job_result", (m) => m.payload.job_id === "j_cap");
+    const after = coord.received.filter((m) => m.type === "job_log" || m.type === "job_result");
+    expect(after.at(-1)!.type).toBe("job_result");
+    const texts = after.flatMap((m) => (m.type === "job_log" ? m.payload.lines.map((l) => l.text) : []));
+    expect(texts).toEqual([
+      "line 0",
+      "[gridx: log cap LOG_MAX_BYTES (12 B) reached: further lines are counted, not kept]",
+      "[gridx: exit_code: exit 1]",
+      "[gridx: 4 lines / 28 B dropped: log cap LOG_MAX_BYTES]",
+    ]);
+  });
+
   it("says it accepted an assignment before the runner prepares it, and again for a re-sent one it runs", async () => {
     const { coord, runner } = await setup();
     const assign = { type: "assign_job" as const, payload: { job_id: "j_a", attempt: 3, spec, gpu_indices: [], inputs: [] } };

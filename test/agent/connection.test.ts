@@ -36,7 +36,7 @@ async function coordinator(batchFrames: boolean) {
   return { url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, frames, send: (raw: string) => socket!.send(raw), socket: () => socket };
 }
 
-async function connect(url: string, onFatal: (reason: string) => void = () => undefined) {
+async function connect(url: string, onFatal: (reason: string) => void = () => undefined, onDrained?: () => void) {
   const received: CoordinatorToAgent[] = [];
   let ready: () => void;
   const greeted = new Promise<void>((r) => (ready = r));
@@ -47,6 +47,7 @@ async function connect(url: string, onFatal: (reason: string) => void = () => un
     hello: () => ({ agent_version: "test", name: "n", slots: 2, caps, running: [], warm: { envs: [], repos: [] } }),
     onMessage: (m) => (received.push(m), m.type === "hello_ack" && ready()),
     onFatal,
+    onDrained,
   });
   conn.start();
   closers.push(() => conn.close());
@@ -90,6 +91,22 @@ describe("agent connection frames", () => {
     server.send(`[${encode({ type: "result_ack", payload: { job_id: "j1", attempt: 1 } })},${encode({ type: "drain", payload: {} })}]`);
     await until(() => received.length === 3);
     expect(received.slice(1).map((m) => m.type)).toEqual(["result_ack", "drain"]);
+  });
+});
+
+describe("agent connection drain", () => {
+  it("counts what it was given as buffered until the socket has written it, then says it drained", async () => {
+    const server = await coordinator(true);
+    let drains = 0;
+    const { conn } = await connect(server.url, undefined, () => drains++);
+    // Greeted: it drained once already, with nothing sent.
+    await until(() => drains === 1);
+    expect([conn.writable, conn.buffered]).toEqual([true, 0]);
+    conn.send(result("j1"));
+    expect(conn.buffered).toBeGreaterThan(0);
+    await until(() => drains === 2);
+    expect(conn.buffered).toBe(0);
+    await until(() => server.frames.length === 2);
   });
 });
 

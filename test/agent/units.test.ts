@@ -3,11 +3,10 @@ import { agentInstance } from "../../agent/src/identity.ts";
 import { backoffDelay } from "../../agent/src/backoff.ts";
 import { parseNvidiaSmi } from "../../agent/src/caps.ts";
 import { loadConfig } from "../../agent/src/config.ts";
-import { LINE_CUT_MARKER, LineSplitter, LogBatcher } from "../../agent/src/runner/log-collector.ts";
 import { takesPrestarted } from "../../agent/src/runner/prestart.ts";
 import { containerOptions, JOB_USER, limitsUpdate, withinReservation } from "../../agent/src/runner/sandbox.ts";
 import { JOB_SECCOMP } from "../../agent/src/runner/seccomp.ts";
-import { JobRequest, MAX_LOG_BATCH_LINES, type LogLine } from "../../protocol/index.ts";
+import { JobRequest } from "../../protocol/index.ts";
 
 describe("backoffDelay", () => {
   it("draws from [0, min(max, base·2^n)] (full jitter)", () => {
@@ -62,57 +61,6 @@ describe("parseNvidiaSmi", () => {
       { index: 1, model: "NVIDIA H100 80GB HBM3", memory_mb: 81559 },
     ]);
     expect(parseNvidiaSmi("")).toEqual([]);
-  });
-});
-
-describe("LineSplitter", () => {
-  const collect = (max = 10) => {
-    const out: string[] = [];
-    return { out, s: new LineSplitter("stdout", max, (_s, t) => out.push(t)) };
-  };
-
-  it("joins lines across chunks and keeps multi-byte characters whole", () => {
-    const { out, s } = collect(100);
-    const euro = Buffer.from("€");
-    s.write(Buffer.concat([Buffer.from("ab"), euro.subarray(0, 1)]));
-    s.write(Buffer.concat([euro.subarray(1), Buffer.from("c\r\nnext\n")]));
-    s.write(Buffer.from("tail"));
-    s.end();
-    expect(out).toEqual(["ab€c", "next", "tail"]);
-  });
-
-  it("cuts an over-long line with a marker and skips the rest of it", () => {
-    const { out, s } = collect(10);
-    s.write(Buffer.from("0123456789abcdef"));
-    s.write(Buffer.from("more of the same line\nshort\n"));
-    expect(out).toEqual([`0123456789${LINE_CUT_MARKER}`, "short"]);
-  });
-});
-
-describe("LogBatcher", () => {
-  it("flushes by size, then by time, and caps a job's output with one marker", async () => {
-    const batches: LogLine[][] = [];
-    const b = new LogBatcher({ lineBytes: 100, jobBytes: 30, batchBytes: 12, batchLines: 100, flushMs: 20 }, (l) => batches.push(l), () => 7);
-    b.add("stdout", "aaaaa"); // 6 bytes
-    b.add("stdout", "bbbbb"); // 12: flush by size
-    expect(batches).toHaveLength(1);
-    b.add("stderr", "cc");
-    await new Promise((r) => setTimeout(r, 50));
-    expect(batches).toHaveLength(2);
-    b.add("stdout", "x".repeat(20)); // over the 30-byte job cap
-    b.add("stdout", "dropped");
-    expect(batches.flat().map((l) => l.text)).toEqual(["aaaaa", "bbbbb", "cc", "[gridx: output exceeded 30 bytes; further output is dropped]"]);
-    expect(batches.flat().at(-1)!.stream).toBe("system");
-  });
-});
-
-describe("LogBatcher line bound", () => {
-  it("never puts more lines in a batch than the protocol accepts", () => {
-    const batches: LogLine[][] = [];
-    const b = new LogBatcher({ lineBytes: 100, jobBytes: 1e9, batchBytes: 1e9, batchLines: 1e9, flushMs: 1e6 }, (l) => batches.push(l));
-    for (let i = 0; i < MAX_LOG_BATCH_LINES * 2 + 1; i++) b.add("stdout", "x");
-    b.flush();
-    expect(batches.map((x) => x.length)).toEqual([MAX_LOG_BATCH_LINES, MAX_LOG_BATCH_LINES, 1]);
   });
 });
 

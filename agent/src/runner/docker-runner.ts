@@ -147,7 +147,7 @@ export class DockerRunner implements JobRunner {
       );
       resolved = prepared.ok ? prepared.job.resolved : prepared.resolved;
       if (!prepared.ok) return outcome(prepared.verdict);
-      jobLog = new JobLogFile(join(dir, "job.log"), this.opts.transfers?.logCapBytes ?? 0, masker.stream(), log);
+      jobLog = new JobLogFile(join(dir, "job.log"), req.logMaxBytes ?? this.opts.transfers?.logCapBytes ?? 0, masker.stream(), log);
       if (stop.aborted) return outcome({ exit_code: null, failure_reason: null, message: `stopped before start (${String(stop.reason)})` });
 
       let network: EgressAttachment | undefined;

@@ -1,125 +1,254 @@
-import { MAX_LOG_BATCH_LINES, type LogLine, type LogStream } from "../../../protocol/index.ts";
+import { LOG_LIMITS, MAX_LOG_BATCH_LINES, type LogLine, type LogStream } from "../../../protocol/index.ts";
 
-/** Bounds on what a job's output may cost; past them output is cut with a visible marker. */
+/** Bounds on what a job's log may cost the agent, the line and the control plane. */
 export interface LogLimits {
-  /** A longer line is cut here and marked. */
+  /** A longer line is sent as consecutive pieces of at most this many bytes. */
   lineBytes: number;
-  /** Past this much output in one job, further lines are dropped after one marker line. */
+  /** A job's log cap when its assignment carries none (LOG_MAX_BYTES): past it lines are counted, not kept. */
   jobBytes: number;
-  /** A batch is sent once it holds this many bytes or lines... */
+  /** One batch carries at most this many bytes (see `lineCost`) and lines. */
   batchBytes: number;
   batchLines: number;
-  /** ...or this long after its first line. */
-  flushMs: number;
+  /** Past this much waiting to be sent, the job's output is no longer read (its writes block)... */
+  highWaterBytes: number;
+  /** ...until it is back down to this. */
+  lowWaterBytes: number;
 }
 
-export const DEFAULT_LOG_LIMITS: LogLimits = { lineBytes: 64 * 1024, jobBytes: 100 * 1024 * 1024, batchBytes: 64 * 1024, batchLines: MAX_LOG_BATCH_LINES, flushMs: 200 };
+export const DEFAULT_LOG_LIMITS: LogLimits = {
+  lineBytes: 64 * 1024,
+  jobBytes: 100 * 1024 * 1024,
+  batchBytes: 64 * 1024,
+  batchLines: MAX_LOG_BATCH_LINES,
+  highWaterBytes: 4 * 1024 * 1024,
+  lowWaterBytes: 1024 * 1024,
+};
 
-export const LINE_CUT_MARKER = " [gridx: line cut]";
+/** What a queued line costs beyond its text: its object here, its JSON on the wire (about the same). */
+const LINE_OVERHEAD_BYTES = 64;
+/** What a line costs while it waits and in a batch, so a flood of empty lines is bounded too. */
+const lineCost = (line: LogLine) => line.text.length + LINE_OVERHEAD_BYTES;
 
 /**
- * Splits one stream's bytes into lines. A line longer than the limit is emitted cut, with a
- * marker, and the rest of it up to the next newline is skipped.
+ * Cuts one stream's bytes into pieces of at most `maxBytes`: each line, or, for a longer line,
+ * consecutive pieces of it (never splitting a UTF-8 character) whose concatenation is the line.
+ * A piece of a long line leaves as soon as it is full, so a line never waits for its end.
+ * `endsLine` says a piece was followed by a newline; pieces keep a trailing `\r`.
  */
-export class LineSplitter {
+export class PieceSplitter {
   private pending: Buffer = Buffer.alloc(0);
-  private skipping = false;
 
   constructor(
-    private readonly stream: LogStream,
     private readonly maxBytes: number,
-    private readonly emit: (stream: LogStream, text: string) => void,
+    private readonly emit: (piece: Buffer, endsLine: boolean) => void,
   ) {}
 
   write(chunk: Buffer): void {
     let data = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
-    for (;;) {
-      const nl = data.indexOf(0x0a);
-      if (nl === -1) break;
-      const line = data.subarray(0, nl);
+    for (let nl = data.indexOf(0x0a); nl !== -1; nl = data.indexOf(0x0a)) {
+      this.emitLine(data.subarray(0, nl), true);
       data = data.subarray(nl + 1);
-      if (this.skipping) this.skipping = false;
-      else this.emitLine(line);
     }
-    if (this.skipping) data = Buffer.alloc(0);
-    else if (data.length > this.maxBytes) {
-      this.emit(this.stream, cutUtf8(data, this.maxBytes) + LINE_CUT_MARKER);
-      this.skipping = true;
-      data = Buffer.alloc(0);
-    }
+    while (data.length > this.maxBytes) data = this.emitPiece(data);
     this.pending = Buffer.from(data);
   }
 
   /** Emits what is left as a last, unterminated line. */
   end(): void {
-    if (this.pending.length && !this.skipping) this.emitLine(this.pending);
+    if (this.pending.length) this.emitLine(this.pending, false);
     this.pending = Buffer.alloc(0);
-    this.skipping = false;
   }
 
-  private emitLine(line: Buffer): void {
-    const body = line.at(-1) === 0x0d ? line.subarray(0, -1) : line;
-    if (body.length > this.maxBytes) this.emit(this.stream, cutUtf8(body, this.maxBytes) + LINE_CUT_MARKER);
-    else this.emit(this.stream, body.toString("utf8"));
+  private emitLine(line: Buffer, endsLine: boolean): void {
+    while (line.length > this.maxBytes) line = this.emitPiece(line);
+    this.emit(line, endsLine);
+  }
+
+  /** Emits the first piece of `data` (longer than a piece) and returns the rest. */
+  private emitPiece(data: Buffer): Buffer {
+    const end = utf8Boundary(data, this.maxBytes);
+    this.emit(data.subarray(0, end), false);
+    return data.subarray(end);
   }
 }
 
-/** Decodes at most `max` bytes without splitting a UTF-8 character. */
-function cutUtf8(buf: Buffer, max: number): string {
-  let end = Math.min(max, buf.length);
-  while (end > 0 && end < buf.length && (buf[end]! & 0xc0) === 0x80) end--;
-  return buf.subarray(0, end).toString("utf8");
+/** The largest cut at or before `max` that does not split a UTF-8 character (`max` itself if none). */
+function utf8Boundary(buf: Buffer, max: number): number {
+  let end = max;
+  while (end > max - 4 && end > 0 && (buf[end]! & 0xc0) === 0x80) end--;
+  return end > 0 && (buf[end]! & 0xc0) !== 0x80 ? end : max;
+}
+
+/** One stream's lines as text: pieces of at most `maxBytes`, a line's `\r\n` read as its end. */
+export class LineSplitter {
+  private readonly pieces: PieceSplitter;
+
+  constructor(
+    private readonly stream: OutputStream,
+    maxBytes: number,
+    /** `bytes`: what the piece was in the output, its newline included (what the log cap counts). */
+    emit: (stream: OutputStream, text: string, bytes: number) => void,
+  ) {
+    this.pieces = new PieceSplitter(maxBytes, (piece, endsLine) => {
+      const body = endsLine && piece.at(-1) === 0x0d ? piece.subarray(0, -1) : piece;
+      emit(this.stream, body.toString("utf8"), piece.length + 1);
+    });
+  }
+
+  write(chunk: Buffer): void {
+    this.pieces.write(chunk);
+  }
+
+  end(): void {
+    this.pieces.end();
+  }
 }
 
 /**
- * Gathers lines into sequenced batches by size and time, and enforces the job's output cap.
- * `onBatch` receives each batch once; the sender keeps order and retries.
+ * A job's log cap: lines are kept while they fit, and from the first that does not, every
+ * line is counted instead (the log has no holes, only an end). The live log and the archived
+ * `.gridx/job.log` count the same way and end with the same `marker()`.
  */
-export class LogBatcher {
-  private lines: LogLine[] = [];
-  private bytes = 0;
-  private total = 0;
-  private capped = false;
-  private timer: NodeJS.Timeout | null = null;
+export class LogCap {
+  private used = 0;
+  private droppedLines = 0;
+  private droppedBytes = 0;
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Whether a line of `bytes` (its newline included) is kept. */
+  admit(bytes: number): boolean {
+    if (this.droppedLines === 0 && this.used + bytes <= this.maxBytes) {
+      this.used += bytes;
+      return true;
+    }
+    this.droppedLines++;
+    this.droppedBytes += bytes;
+    return false;
+  }
+
+  get reached(): boolean {
+    return this.droppedLines > 0;
+  }
+
+  /** The last line of a log past its cap, or null when nothing was dropped. */
+  marker(): string | null {
+    return this.reached ? capMarker(this.droppedLines, this.droppedBytes) : null;
+  }
+}
+
+/** `[gridx: 12,345 lines / 3.4 MiB dropped: log cap LOG_MAX_BYTES]` */
+export const capMarker = (lines: number, bytes: number) => `[gridx: ${lines.toLocaleString("en-US")} lines / ${formatBytes(bytes)} dropped: log cap LOG_MAX_BYTES]`;
+
+/** Bytes in binary units with one decimal: 512 B, 1.5 KiB, 3.4 MiB, 2.0 GiB. */
+export function formatBytes(bytes: number): string {
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  if (bytes < 1024) return `${bytes} B`;
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** What the container printed, by stream; `system` lines are the agent's own. */
+export type OutputStream = Exclude<LogStream, "system">;
+
+/**
+ * One job's log on its way out: its streams cut into lines, its cap applied, and the lines
+ * waiting for the socket in order. `onLines` hears that lines are waiting; the sender takes
+ * them a batch at a time. While more than the high-water mark waits, `congested()` says so
+ * (and keeps saying so until the low-water mark), and the runner stops reading the output.
+ */
+export class JobLog {
+  private readonly queue: LogLine[] = [];
+  private head = 0;
+  private queuedCost = 0;
+  private paused = false;
+  private ended = false;
+  private readonly cap: LogCap;
+  private readonly splitters: Record<OutputStream, LineSplitter>;
 
   constructor(
     private readonly limits: LogLimits,
-    private readonly onBatch: (lines: LogLine[]) => void,
+    capBytes: number,
+    private readonly onLines: () => void,
     private readonly now: () => number = Date.now,
-  ) {}
-
-  add(stream: LogStream, text: string): void {
-    if (this.capped) return;
-    const size = Buffer.byteLength(text) + 1;
-    if (this.total + size > this.limits.jobBytes) {
-      this.capped = true;
-      this.push({ stream: "system", text: `[gridx: output exceeded ${this.limits.jobBytes} bytes; further output is dropped]`, ts: this.now() }, 0);
-      this.flush();
-      return;
-    }
-    this.total += size;
-    this.push({ stream, text, ts: this.now() }, size);
+  ) {
+    this.cap = new LogCap(capBytes);
+    const splitter = (stream: OutputStream) => new LineSplitter(stream, limits.lineBytes, (s, text, bytes) => this.add(s, text, bytes));
+    this.splitters = { stdout: splitter("stdout"), stderr: splitter("stderr"), build: splitter("build") };
   }
 
-  /** A line from the agent itself (image build, lifecycle), outside the job's output cap. */
+  write(stream: OutputStream, chunk: Buffer): void {
+    this.splitters[stream].write(chunk);
+  }
+
+  /** A line from the agent itself (lifecycle, failures), outside the job's cap. */
   system(text: string): void {
-    this.push({ stream: "system", text, ts: this.now() }, Buffer.byteLength(text) + 1);
+    this.push({ stream: "system", text: text.slice(0, LOG_LIMITS.line_chars), ts: this.now() });
   }
 
-  flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    if (this.lines.length === 0) return;
-    const batch = this.lines;
-    this.lines = [];
-    this.bytes = 0;
-    this.onBatch(batch);
+  /** The output is over: what the streams held back, `lastWords`, and the cap's marker, in that order, last. */
+  end(lastWords: string | null = null): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const s of Object.values(this.splitters)) s.end();
+    if (lastWords) this.system(lastWords);
+    const marker = this.cap.marker();
+    if (marker) this.system(marker);
   }
 
-  private push(line: LogLine, size: number): void {
-    this.lines.push(line);
-    this.bytes += size;
-    if (this.bytes >= this.limits.batchBytes || this.lines.length >= Math.min(this.limits.batchLines, MAX_LOG_BATCH_LINES)) this.flush();
-    else if (!this.timer) this.timer = setTimeout(() => this.flush(), this.limits.flushMs);
+  get done(): boolean {
+    return this.ended && this.waiting === 0;
+  }
+
+  get waiting(): number {
+    return this.queue.length - this.head;
+  }
+
+  congested(): boolean {
+    if (this.queuedCost >= this.limits.highWaterBytes) this.paused = true;
+    else if (this.queuedCost <= this.limits.lowWaterBytes) this.paused = false;
+    return this.paused;
+  }
+
+  /** The next batch: the oldest lines, within the batch bounds (at least one line), or null. */
+  take(): LogLine[] | null {
+    if (this.waiting === 0) return null;
+    const maxLines = Math.min(this.limits.batchLines, MAX_LOG_BATCH_LINES);
+    const batch: LogLine[] = [];
+    let cost = 0;
+    let chars = 0;
+    while (this.head < this.queue.length && batch.length < maxLines) {
+      const line = this.queue[this.head]!;
+      const c = lineCost(line);
+      if (batch.length && (cost + c > this.limits.batchBytes || chars + line.text.length > LOG_LIMITS.batch_chars)) break;
+      batch.push(line);
+      cost += c;
+      chars += line.text.length;
+      this.head++;
+    }
+    this.queuedCost -= cost;
+    // Taken lines are let go in steps, not one shift at a time.
+    if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+    return batch;
+  }
+
+  private add(stream: OutputStream, text: string, bytes: number): void {
+    const first = !this.cap.reached;
+    if (this.cap.admit(bytes)) this.push({ stream, text, ts: this.now() });
+    else if (first) this.system(`[gridx: log cap LOG_MAX_BYTES (${formatBytes(this.cap.maxBytes)}) reached: further lines are counted, not kept]`);
+  }
+
+  private push(line: LogLine): void {
+    this.queue.push(line);
+    this.queuedCost += lineCost(line);
+    this.onLines();
   }
 }

@@ -16,6 +16,8 @@ export interface RunRequest {
   secretEnv?: Record<string, string>;
   /** The runtime and network this attempt's container gets, and what its environment build may reach. */
   sandbox: AttemptSandbox;
+  /** The job's log cap, for the archived log as for the live one; absent, the runner's own. */
+  logMaxBytes?: number;
 }
 
 /** How a run ended, as the agent reports it in `job_result`. */

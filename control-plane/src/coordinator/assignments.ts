@@ -45,7 +45,7 @@ export async function buildAssignment(c: AssignmentContext, jobId: string, attem
         : undefined;
   const secretEnv = Object.fromEntries(Object.entries(spec.secrets).flatMap(([env, name]) => (opened.has(name) ? [[env, opened.get(name)!]] : [])));
   const sandbox = attemptSandbox(spec, c.sandbox);
-  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv, sandbox } };
+  return { type: "assign_job", payload: { job_id: jobId, attempt, spec, gpu_indices: gpuIndices, inputs, credentials, secret_env: secretEnv, sandbox, log_max_bytes: c.settings.LOG_MAX_BYTES } };
 }
 
 /**
