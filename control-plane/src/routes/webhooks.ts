@@ -55,7 +55,7 @@ export const webhookRoutes = router()
       method: "post",
       path: "/",
       summary: "Create a webhook; its signing secret is shown only in this answer",
-      description: `${user.description} The project's owner, or the admin (who alone may leave out \`project\`: every project). The url is refused (400) when it targets a loopback, private or link-local address the operator does not allow (WEBHOOK_ALLOW_TARGETS), or is plain http to a public one. 409 past WEBHOOK_MAX_PER_PROJECT; 503 without SECRETS_KEY, which seals the secret.`,
+      description: `${user.description} The project's owner, or the admin (who alone may leave out \`project\`: every project). The url is refused (400) when it targets a loopback, private or link-local address the operator does not allow (WEBHOOK_ALLOW_TARGETS), or is plain http to a public one. 409 past WEBHOOK_MAX_PER_PROJECT; 503 without SECRETS_KEY, which seals the secret. Each delivery is a JSON POST of the job event with headers \`gridx-webhook-id\`, \`gridx-delivery-id\`, \`gridx-timestamp\` (unix seconds) and \`gridx-signature\`: \`v1=\` and the hex HMAC-SHA256, keyed with the secret, of \`<timestamp>.<body>\`; anything but a 2xx is retried with backoff for WEBHOOK_RETRY_FOR_H (docs/webhooks.md).`,
       request: { body: body(WebhookCreate) },
       responses: { 201: json(WebhookCreated, "The webhook, with its signing secret."), ...errors(400, 401, 403, 404, 409, 413) },
     }),
