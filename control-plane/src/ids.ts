@@ -29,6 +29,9 @@ export function newId(prefix: string, now = Date.now()): string {
   return `${prefix}_${encodeTime(time)}${random.map((d) => ALPHABET[d]).join("")}`;
 }
 
+/** The smallest id of the millisecond `ms`, whatever ids were made since: `id < firstIdAt(prefix, t)` means "made before t". */
+export const firstIdAt = (prefix: string, ms: number) => `${prefix}_${encodeTime(ms)}${ALPHABET[0]!.repeat(RANDOM_CHARS)}`;
+
 function encodeTime(ms: number): string {
   let out = "";
   let t = ms;

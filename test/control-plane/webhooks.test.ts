@@ -1,6 +1,11 @@
 import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { eq } from "drizzle-orm";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { pollUntil } from "../helpers/poll.ts";
+import { createDb } from "../../control-plane/src/db/client.ts";
+import { webhookDeliveries } from "../../control-plane/src/db/schema.ts";
+import { insertDeliveries, pruneDeliveries } from "../../control-plane/src/db/webhooks.ts";
+import { firstIdAt } from "../../control-plane/src/ids.ts";
 import { retryAfterFailure, settle } from "../../control-plane/src/webhooks/backoff.ts";
 import { deliveriesFor } from "../../control-plane/src/webhooks/routing.ts";
 import { newSigningSecret, signatureHeader } from "../../control-plane/src/webhooks/signature.ts";
@@ -341,5 +346,25 @@ describe("the webhook dispatcher", () => {
     expect(d!.next_at).not.toBeNull();
     expect(received.every((r) => r.url === "http://127.0.0.1:9/moved")).toBe(true);
     expect((await api(`/v1/webhooks/${made.json.id}`, { method: "DELETE" })).status).toBe(204);
+  });
+});
+
+describe("webhook delivery retention", () => {
+  // A pending row is due only tomorrow, so the dispatcher does not take it for an orphan meanwhile.
+  it("deletes finished deliveries made before the cut, oldest first, never a pending one", async () => {
+    const db = createDb(env.DB);
+    const now = Date.now();
+    const day = 86_400_000;
+    const row = (id: string, status: "pending" | "delivered" | "failed", eventId: number) => ({ id, webhookId: `wh_prune_${now}`, eventId, event: "job.completed", payload: "{}", status, attempts: 1, nextAt: now + day, lastStatus: null, lastError: null, createdAt: now, finishedAt: status === "pending" ? null : now });
+    // newId never goes back in time within an isolate, so past ids are built from their time.
+    const old = [firstIdAt("whd", now - 9 * day), firstIdAt("whd", now - 8 * day), firstIdAt("whd", now - 8 * day + 1)];
+    const recent = firstIdAt("whd", now - day);
+    await insertDeliveries(db, [row(old[0]!, "delivered", 1), row(old[1]!, "failed", 2), row(old[2]!, "pending", 3), row(recent, "delivered", 4)]);
+    const cut = firstIdAt("whd", now - 7 * day);
+    expect(await pruneDeliveries(db, cut, 1)).toBe(1);
+    expect(await pruneDeliveries(db, cut, 10)).toBe(1);
+    expect(await pruneDeliveries(db, cut, 10)).toBe(0);
+    const left = await db.select({ id: webhookDeliveries.id }).from(webhookDeliveries).where(eq(webhookDeliveries.webhookId, `wh_prune_${now}`));
+    expect(left.map((r) => r.id).sort()).toEqual([old[2]!, recent].sort());
   });
 });

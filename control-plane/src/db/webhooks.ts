@@ -1,4 +1,4 @@
-import { and, asc, count, desc, eq, getTableColumns, gt, inArray, lt, lte, min, sql, type SQL } from "drizzle-orm";
+import { and, asc, count, desc, eq, getTableColumns, gt, inArray, lt, lte, min, ne, sql, type SQL } from "drizzle-orm";
 import type { JobEventType } from "../../../protocol/index.ts";
 import { inJson, type Db } from "./client.ts";
 import { jobEvents, webhookDeliveries, webhooks } from "./schema.ts";
@@ -134,6 +134,18 @@ export async function recordAttempts(db: Db, records: AttemptRecord[]): Promise<
 
 export async function deleteDeliveries(db: Db, ids: string[]): Promise<void> {
   if (ids.length) await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.id, ids));
+}
+
+/** Deletes up to `limit` finished deliveries made before the one with id `before`; resolves with how many. */
+export async function pruneDeliveries(db: Db, before: string, limit: number): Promise<number> {
+  const oldest = db
+    .select({ id: webhookDeliveries.id })
+    .from(webhookDeliveries)
+    .where(and(lt(webhookDeliveries.id, before), ne(webhookDeliveries.status, "pending")))
+    .orderBy(asc(webhookDeliveries.id))
+    .limit(limit);
+  const gone = await db.delete(webhookDeliveries).where(inArray(webhookDeliveries.id, oldest)).returning({ id: webhookDeliveries.id });
+  return gone.length;
 }
 
 /** When the soonest pending delivery is due; null when none is pending. */

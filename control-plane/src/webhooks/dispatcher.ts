@@ -1,9 +1,9 @@
 import { DurableObject } from "cloudflare:workers";
 import { createDb, type Db } from "../db/client.ts";
-import { deleteDeliveries, dueDeliveries, eventsAfter, insertDeliveries, lastEventId, nextDueAt, recordAttempts, webhookRoutes } from "../db/webhooks.ts";
+import { deleteDeliveries, dueDeliveries, eventsAfter, insertDeliveries, lastEventId, nextDueAt, pruneDeliveries, recordAttempts, webhookRoutes } from "../db/webhooks.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
-import { newId } from "../ids.ts";
+import { firstIdAt, newId } from "../ids.ts";
 import { SecretVault } from "../secrets/vault.ts";
 import { settle, type Settled } from "./backoff.ts";
 import { deliveriesFor } from "./routing.ts";
@@ -14,6 +14,13 @@ import { openSigningSecret } from "./signature.ts";
 /** Storage key of the id of the last job event turned into deliveries. */
 const CURSOR = "cursor";
 
+/** After a round that failed outright (its settings do not parse, D1 is down), the next one comes this much later. */
+const AFTER_FAILED_ROUND_MS = 30_000;
+
+/** Finished deliveries past WEBHOOK_KEEP_DAYS are deleted at most this often, at most PRUNE_ROWS at a time. */
+const PRUNE_EVERY_MS = 3_600_000;
+const PRUNE_ROWS = 1000;
+
 /**
  * Turns job events into webhook deliveries and sends them, retrying with backoff. One for the
  * grid (`dispatcherOf`), driven by its alarm: each round reads the events after its cursor,
@@ -22,10 +29,13 @@ const CURSOR = "cursor";
  * try whose outcome could not be written is sent again. The alarm never throws and is armed
  * again while work remains: now while a round was full, at the next due retry, and every
  * WEBHOOK_SCAN_S while any webhook exists, so events reach webhooks even when no poke came.
+ * Finished deliveries are kept WEBHOOK_KEEP_DAYS, so the table stays bounded.
  */
 export class WebhookDispatcher extends DurableObject<Bindings> {
   /** Pokes so far; one that lands during a round makes the next round start at once. */
   private pokes = 0;
+  /** When finished deliveries were last pruned (in memory: a restart prunes once more, which is harmless). */
+  private prunedAt = 0;
 
   /**
    * Sets the cursor (to the newest event, on the first start) before a webhook is made, so the
@@ -46,13 +56,12 @@ export class WebhookDispatcher extends DurableObject<Bindings> {
 
   override async alarm(): Promise<void> {
     const pokes = this.pokes;
-    const scanAt = () => Date.now() + webhookSettingsOf(this.env).WEBHOOK_SCAN_S * 1000;
     let next: number | null;
     try {
       next = await this.round();
     } catch (err) {
-      console.error("WebhookDispatcher: round failed; trying again at the next scan", errorText(err));
-      next = scanAt();
+      console.error(`WebhookDispatcher: round failed; trying again in ${AFTER_FAILED_ROUND_MS} ms`, errorText(err));
+      next = Date.now() + AFTER_FAILED_ROUND_MS;
     }
     if (this.pokes !== pokes) next = Date.now();
     try {
@@ -73,6 +82,7 @@ export class WebhookDispatcher extends DurableObject<Bindings> {
     };
     const ingested = await this.ingest(db, settings).catch(failed("reading events"));
     const sent = await this.sendDue(db, settings).catch(failed("sending deliveries"));
+    await this.prune(db, settings).catch(failed("pruning deliveries"));
     const now = Date.now();
     if (ingested?.full || sent?.full) return now;
     const scan = now + settings.WEBHOOK_SCAN_S * 1000;
@@ -80,6 +90,15 @@ export class WebhookDispatcher extends DurableObject<Bindings> {
     const due = await nextDueAt(db);
     const watching = ingested.watching ? scan : null;
     return due === null ? watching : Math.max(now, Math.min(due, watching ?? due));
+  }
+
+  private async prune(db: Db, s: WebhookSettings): Promise<void> {
+    const now = Date.now();
+    if (now - this.prunedAt < PRUNE_EVERY_MS) return;
+    this.prunedAt = now;
+    // Ids sort by creation time, so the oldest deliveries are a range of the primary key.
+    const deleted = await pruneDeliveries(db, firstIdAt("whd", now - s.WEBHOOK_KEEP_DAYS * 86_400_000), PRUNE_ROWS);
+    if (deleted === PRUNE_ROWS) this.prunedAt = 0;
   }
 
   private async cursor(db: Db): Promise<number> {

@@ -37,6 +37,8 @@ const WebhookSettingsSchema = z.object({
   WEBHOOK_BATCH: count(50),
   /** While webhooks exist the dispatcher looks for new events this often even if nobody told it. */
   WEBHOOK_SCAN_S: positive(10),
+  /** Delivered and failed deliveries are shown this many days, then deleted. */
+  WEBHOOK_KEEP_DAYS: positive(7),
 });
 export type WebhookSettings = z.infer<typeof WebhookSettingsSchema>;
 
