@@ -5,12 +5,13 @@
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
  * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
- * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime).
+ * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
 import { benchAuth } from "./auth.ts";
+import { benchBurst } from "./burst.ts";
 import { benchDispatch } from "./dispatch.ts";
 import { benchFairShare } from "./fairshare.ts";
 import { benchFleet } from "./fleet.ts";
@@ -24,7 +25,7 @@ import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,fleet,transfers,footprint,storm,fairshare,auth,runtimes").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -39,13 +40,14 @@ async function main() {
   };
   // These sections share one control plane and need the runner images; fleet, storm and
   // fairshare start their own control planes and run no containers.
-  if (["overhead", "footprint", "transfers", "dispatch"].some((s) => only.includes(s))) {
+  if (["overhead", "footprint", "transfers", "dispatch", "burst"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
     try {
       await section("overhead", () => benchOverhead(cp, num("BENCH_RUNS", 15)));
       await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
       await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
+      await section("burst", () => benchBurst(cp, num("BENCH_BURST_JOBS", 60)));
       await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
     } finally {
       await cp.stop();

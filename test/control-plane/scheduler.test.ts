@@ -141,6 +141,8 @@ describe("prefetch", () => {
     expect(place([job("1"), job("2")], [full("a")], "first-idle")).toEqual(["1->a"]);
     expect(place([job("1")], [full("a", { waiting: 1 })], "first-idle")).toEqual([]);
     expect(place([job("1")], [full("a", { caps: { ...full("a").caps, prefetch: undefined } })], "first-idle")).toEqual([]);
+    // A start reported before the result of the job whose slot it took: the agent still counts both.
+    expect(place([job("1")], [full("a", { used: { slots: 2, cpusMilli: 2000, memoryMb: 1024, gpuIndices: [] } })], "first-idle")).toEqual([]);
   });
 
   it("fills free slots anywhere before it prefetches, and prefetches on the least-waiting worker", () => {

@@ -10,7 +10,7 @@ import { effectiveRuntime } from "../sandbox-policy.ts";
 import { buildAssignment, withoutUnstartable, type AssignmentContext } from "./assignments.ts";
 import { fairOrder, type PoolUsage, type ProjectStanding } from "./fair-share.ts";
 import type { PoolLedger } from "./ledger.ts";
-import { planDispatch, type SchedulerState } from "./scheduler.ts";
+import { planDispatch, prefetchRoom, type SchedulerState } from "./scheduler.ts";
 
 /** Jobs read per scheduling round at most; more wait for the next round. */
 const DISPATCH_BATCH = 500;
@@ -50,7 +50,7 @@ export async function dispatchRound(c: RoundContext): Promise<{ scheduler: Sched
   const { ledger, pool } = c;
   const views = ledger.views();
   // Room in the workers' prefetch depths counts: a full pool still reads ahead what will run next.
-  const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots) + Math.max(0, (w.caps.prefetch ?? 0) - (w.waiting ?? 0))), 0);
+  const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots) + Math.max(0, prefetchRoom(w))), 0);
   if (free === 0) return { scheduler: c.scheduler, more: false };
   const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
   const head = await queuedJobs(c.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });

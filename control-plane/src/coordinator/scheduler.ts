@@ -68,14 +68,24 @@ export function fits(w: WorkerView, req: JobRequirements, sandbox: QueuedJob["sa
  * (`caps.prefetch`), and never a GPU job, whose devices are picked when it is placed.
  */
 export function prefetches(w: WorkerView, req: JobRequirements, sandbox: QueuedJob["sandbox"]): boolean {
-  if (w.draining || (w.waiting ?? 0) >= (w.caps.prefetch ?? 0) || req.gpus > 0) return false;
+  if (w.draining || prefetchRoom(w) <= 0 || req.gpus > 0) return false;
   if (!offersSandbox(w, sandbox)) return false;
   if (toMilli(req.cpus) > toMilli(w.caps.cpu_cores) || req.memory_mb > w.caps.memory_mb) return false;
   return Object.entries(req.labels).every(([k, v]) => w.caps.labels[k] === v);
 }
 
+/**
+ * How many more attempts may wait on a worker. Its agent takes at most slots + prefetch, and
+ * counts a job until its result is sent, so a start reported before the result of the job
+ * whose slot it took (the agent frees a slot when the container exits) eats into the depth.
+ */
+export function prefetchRoom(w: WorkerView): number {
+  const prefetch = w.caps.prefetch ?? 0;
+  return Math.min(prefetch - (w.waiting ?? 0), w.slots + prefetch - w.used.slots - (w.waiting ?? 0));
+}
+
 /** Whether a worker could take another job this round, in a slot or waiting for one. */
-const hasRoom = (w: WorkerView) => !w.draining && (w.used.slots < w.slots || (w.waiting ?? 0) < (w.caps.prefetch ?? 0));
+const hasRoom = (w: WorkerView) => !w.draining && (w.used.slots < w.slots || prefetchRoom(w) > 0);
 
 /** A worker's share under the weighted policy: its `weight` label, else its CPU cores. */
 function weightOf(w: WorkerView): number {
