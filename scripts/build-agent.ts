@@ -5,28 +5,38 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { buildSync } from "esbuild";
+import { buildSync, type BuildOptions } from "esbuild";
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const AGENT_BUNDLE = join(ROOT, "agent", "dist", "gridx-agent.mjs");
 
-/** Synchronous so a test or script that starts agents can rebuild first without ceremony; it takes well under a second. */
-export function buildAgent(): string {
+/**
+ * One Node program as one file, with the settings every gridx bundle shares; `extra` adds or
+ * overrides (the CLI's format and constants).
+ */
+export function bundle(entry: string, outfile: string, extra: BuildOptions = {}): string {
   buildSync({
-    entryPoints: [join(ROOT, "agent", "src", "main.ts")],
-    outfile: AGENT_BUNDLE,
+    entryPoints: [entry],
+    outfile,
     bundle: true,
     platform: "node",
     format: "esm",
     target: "node20",
     // ws loads these native speed-ups only if they are installed; they are optional.
     external: ["bufferutil", "utf-8-validate"],
-    // CommonJS dependencies call require(); an ES module has none of its own.
-    banner: { js: "import { createRequire as __gridxRequire } from 'node:module'; const require = __gridxRequire(import.meta.url);" },
     sourcemap: "linked",
     logLevel: "warning",
+    ...extra,
   });
-  return AGENT_BUNDLE;
+  return outfile;
+}
+
+/** Synchronous so a test or script that starts agents can rebuild first without ceremony; it takes well under a second. */
+export function buildAgent(): string {
+  return bundle(join(ROOT, "agent", "src", "main.ts"), AGENT_BUNDLE, {
+    // CommonJS dependencies call require(); an ES module has none of its own.
+    banner: { js: "import { createRequire as __gridxRequire } from 'node:module'; const require = __gridxRequire(import.meta.url);" },
+  });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {

@@ -1,10 +1,10 @@
-import { readFileSync } from "node:fs";
 import { dispatch, type Io } from "./cli.ts";
 import { CliError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
 import { COMMANDS } from "./registry.ts";
 
-const version = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+/** package.json's version, written in by scripts/build-cli.ts: the CLI runs only as its bundle. */
+declare const GRIDX_VERSION: string;
 
 const io: Io = {
   stdout: process.stdout,
@@ -21,7 +21,7 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   throw err;
 });
 
-dispatch(COMMANDS, process.argv.slice(2), io, version).then(
+dispatch(COMMANDS, process.argv.slice(2), io, GRIDX_VERSION).then(
   (code) => {
     process.exitCode = code;
   },

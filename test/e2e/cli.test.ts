@@ -2,7 +2,8 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
+import { cliBin } from "../../scripts/build-cli.ts";
+import type { AgentProcess } from "../../scripts/local-grid.ts";
 import { api, cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
 
 interface Result {
@@ -16,7 +17,7 @@ function gridx(args: string[], opts: { env?: Record<string, string | undefined>;
   return new Promise((resolve) => {
     const env: Record<string, string | undefined> = { ...process.env, GRIDX_URL: cp().url, GRIDX_TOKEN: cp().adminToken, XDG_CONFIG_HOME: configHome, ...opts.env };
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-    const child = spawn(process.execPath, [join(ROOT, "cli", "bin", "gridx.mjs"), ...args], { cwd: workDir, env, stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn(process.execPath, [cliBin(), ...args], { cwd: workDir, env, stdio: ["pipe", "pipe", "pipe"] });
     const result: Result = { code: null, stdout: "", stderr: "" };
     child.stdout!.on("data", (c: Buffer) => (result.stdout += c.toString()));
     child.stderr!.on("data", (c: Buffer) => (result.stderr += c.toString()));

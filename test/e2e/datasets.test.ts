@@ -3,7 +3,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, createReadStream, existsSync, openSync, truncateSync, writeSync, closeSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ROOT, type AgentProcess } from "../../scripts/local-grid.ts";
+import { cliBin } from "../../scripts/build-cli.ts";
+import type { AgentProcess } from "../../scripts/local-grid.ts";
 import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const MIB = 1024 * 1024;
@@ -17,7 +18,7 @@ async function sha256Of(path: string): Promise<string> {
 /** Runs the gridx CLI; `killWhen` SIGKILLs it once its stderr matches (an interrupted upload). */
 function gridx(args: string[], killWhen?: RegExp): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, "cli", "bin", "gridx.mjs"), ...args], {
+    const child = spawn(process.execPath, [cliBin(), ...args], {
       env: { ...process.env, GRIDX_URL: cp().url, GRIDX_TOKEN: cp().adminToken },
       stdio: ["ignore", "pipe", "pipe"],
     });

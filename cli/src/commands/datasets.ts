@@ -1,5 +1,5 @@
 import { command } from "../cli.ts";
-import { downloadDataset, uploadDataset } from "../datasets.ts";
+// The transfer code (node:http, node:https, node:crypto, streams) loads only for the commands that move bytes: every other start stays fast.
 import { UsageError } from "../errors.ts";
 import { EXIT } from "../exit-codes.ts";
 import { ago, bytes, table } from "../format.ts";
@@ -18,6 +18,7 @@ export const datasetsUpload = command({
   async run({ values, positionals }, ctx) {
     const [file] = positionals;
     if (!file || positionals.length > 1) throw new UsageError("give one file: gridx datasets upload FILE");
+    const { uploadDataset } = await import("../datasets.ts");
     const d = await uploadDataset(ctx.api(), file, values.name, (line) => ctx.io.stderr.write(line + "\n"), ctx.project(values.project));
     ctx.print(`${d.id}  ${d.name}  ${d.size} bytes  sha256 ${d.sha256}  ${d.status}  project ${d.project}`, d);
     return EXIT.ok;
@@ -35,6 +36,7 @@ export const datasetsDownload = command({
   async run({ values, positionals }, ctx) {
     const [id] = positionals;
     if (!id || positionals.length > 1) throw new UsageError("give one dataset id: gridx datasets download ID");
+    const { downloadDataset } = await import("../datasets.ts");
     const r = await downloadDataset(ctx.api(), id, values.output);
     ctx.print(`${r.path}  sha256 ${r.sha256}  verified`, r);
     return EXIT.ok;

@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import type { JobRequest } from "../../../protocol/index.ts";
 import type { ApiClient } from "../api.ts";
 import { integer } from "../args.ts";
-import { downloadArtifact, listArtifacts } from "../artifacts.ts";
 import { command, type Context } from "../cli.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT, jobExitCode } from "../exit-codes.ts";
@@ -315,6 +314,7 @@ export const artifactsLs = command({
   async run({ positionals }, ctx) {
     const [id] = positionals;
     if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx artifacts ls ID");
+    const { listArtifacts } = await import("../artifacts.ts");
     const artifacts = await listArtifacts(ctx.api(), id);
     const rows = artifacts.map((a) => [a.name, bytes(a.size), a.sha256.slice(0, 16), ago(a.created_at)]);
     ctx.print(artifacts.length ? table(["NAME", "SIZE", "SHA256", "CREATED"], rows) : `job ${id} has no artifacts`, { artifacts });
@@ -333,6 +333,7 @@ export const artifactsGet = command({
   async run({ values, positionals }, ctx) {
     const [id, name] = positionals;
     if (!id || !name || positionals.length > 2) throw new UsageError("give the job id and the artifact's name: gridx artifacts get ID NAME [-o FILE]");
+    const { downloadArtifact } = await import("../artifacts.ts");
     const got = await downloadArtifact(ctx.api(), id, name, values.output);
     if (got.path !== "-") ctx.print(`${got.path}  ${bytes(got.size)}  sha256 ${got.sha256}  verified`, got);
     return EXIT.ok;
