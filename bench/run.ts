@@ -5,7 +5,8 @@
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
  * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
- * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent).
+ * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent),
+ * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -16,6 +17,7 @@ import { benchDispatch } from "./dispatch.ts";
 import { benchFairShare } from "./fairshare.ts";
 import { benchFleet } from "./fleet.ts";
 import { benchFootprint } from "./footprint.ts";
+import { benchLogFlood } from "./logflood.ts";
 import { benchControlPlane } from "./grid.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRuntimes } from "./runtimes.ts";
@@ -25,7 +27,7 @@ import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -40,7 +42,7 @@ async function main() {
   };
   // These sections share one control plane and need the runner images; fleet, storm and
   // fairshare start their own control planes and run no containers.
-  if (["overhead", "footprint", "transfers", "dispatch", "burst"].some((s) => only.includes(s))) {
+  if (["overhead", "footprint", "transfers", "dispatch", "burst", "logflood"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
     try {
@@ -48,6 +50,7 @@ async function main() {
       await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
       await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
       await section("burst", () => benchBurst(cp, num("BENCH_BURST_JOBS", 60)));
+      await section("logflood", () => benchLogFlood(cp, num("BENCH_LOG_LINES", 100_000)));
       await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
     } finally {
       await cp.stop();
