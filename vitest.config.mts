@@ -42,6 +42,13 @@ export default defineConfig({
                 // token. An agent token's are cut to the same, so rate-limits.test.ts can drain one.
                 AGENT_RATE_LIMIT_RPS: "20",
                 AGENT_RATE_LIMIT_BURST: "100",
+                // Small bounds, so realtime.test.ts moves logs to R2 and resumes streams in seconds.
+                LOG_D1_WINDOW_BYTES: "131072",
+                LOG_SEGMENT_BYTES: "32768",
+                LOG_PAGE_BYTES: "65536",
+                FOLLOW_MAX_S: "3",
+                FOLLOW_KEEPALIVE_S: "1",
+                FOLLOW_BACKSTOP_S: "1",
                 // Webhook tests deliver to a receiver on 127.0.0.1 and see retries within seconds.
                 WEBHOOK_ALLOW_TARGETS: "loopback",
                 WEBHOOK_BACKOFF_S: "1",

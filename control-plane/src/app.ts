@@ -15,6 +15,7 @@ import { poolRoutes } from "./routes/pools.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
 import { userRoutes } from "./routes/users.ts";
+import { eventRoutes } from "./routes/events.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
@@ -40,6 +41,7 @@ export const app = base
   .route("/v1/audit", auditRoutes)
   .route("/v1/sessions", sessionRoutes)
   .route("/v1/webhooks", webhookRoutes)
+  .route("/v1/events", eventRoutes)
   // Test-only, and a 404 unless GRIDX_FAULTS is "on"; never in the OpenAPI document.
   .route("/v1/test", faultRoutes)
   // The document is built from the routes' own zod schemas, so it cannot drift from what they accept.

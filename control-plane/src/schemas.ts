@@ -115,7 +115,12 @@ export const StoredLogLine = z
   .openapi("LogLine");
 
 export const LogPage = z
-  .object({ lines: z.array(StoredLogLine), next_cursor: z.string().nullable(), status: JobStatus })
+  .object({
+    lines: z.array(StoredLogLine),
+    next_cursor: z.string().nullable(),
+    more: z.boolean().openapi({ description: "whether lines were stored after this page when it was read (a running job may add more either way)" }),
+    status: JobStatus,
+  })
   .openapi("LogPage");
 
 export const ArtifactList = z.object({ artifacts: z.array(Artifact) }).openapi("ArtifactList");

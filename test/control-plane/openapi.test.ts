@@ -50,6 +50,7 @@ const ROUTES = [
   ["put", "/v1/projects/{project}/members/{user}"],
   ["delete", "/v1/projects/{project}/members/{user}"],
   ["get", "/v1/audit"],
+  ["get", "/v1/events"],
   ["get", "/v1/sessions"],
   ["delete", "/v1/sessions/{id}"],
   ["post", "/v1/webhooks"],

@@ -70,12 +70,13 @@ describe("coordinator: faults delay work, never lose it", () => {
     const pool = uniquePool();
     const { agent } = await FakeAgent.join(await agentToken(pool));
     const job = await runningJob(pool, agent);
-    await inject(pool, { d1: { fail_next: 2, match: 'insert into "log_chunks"' } });
+    // The job's log stream writes its log; the coordinator retries the hand-over until it is stored.
+    await inject(pool, { log_stream_of: job.id, d1: { fail_next: 2, match: 'insert into "log_chunks"' } });
     agent.send({ type: "job_log", payload: { job_id: job.id, attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "kept", ts: 1 }] } });
     agent.send(result(job.id));
     await agent.next("result_ack", 10_000);
     expect(await waitForJob(job.id, (j) => j.status === "completed")).toMatchObject({ stdout: "kept\n" });
-    expect((await inject(pool, { d1: { fail_next: 0 } })).json.injected).toBe(2);
+    expect((await inject(pool, { log_stream_of: job.id, d1: { fail_next: 0 } })).json.injected).toBe(2);
     agent.close();
   });
 

@@ -22,9 +22,9 @@ import {
   pastDeadline,
 } from "../db/attempts.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
-import { chunkRows } from "../db/logs.ts";
+import { logStreamOf } from "../logs/log-stream.ts";
+import { jobEventsWritten } from "../events/notify.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
-import { logChunks } from "../db/schema.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
@@ -169,6 +169,8 @@ export class Coordinator extends DurableObject<Bindings> {
       const now = Date.now();
       if (job.status === "queued") {
         await cancelQueued(this.db, jobId, now);
+        void jobEventsWritten(this.env, [job.project]);
+        void logStreamOf(this.env, jobId).end(jobId).catch(() => undefined);
       } else {
         const attempt = await getAttempt(this.db, jobId, job.attempt);
         if (attempt) await this.commit((w) => endAttempt(w, attempt, { type: "cancel" }, "canceling", "canceled by user", now));
@@ -547,17 +549,17 @@ export class Coordinator extends DurableObject<Bindings> {
       this.count(COUNTERS.fenced, { type: "job_log" });
       return;
     }
-    const rows = chunkRows(log.job_id, log.attempt, log.seq, log.lines);
-    // A resent batch (after a reconnect) lands on the same key and is dropped. The agent does not
-    // re-send log lines, so a failed write is retried here, holding this socket's later frames back.
+    // The job's log stream stores the batch and pushes it to its followers. The agent does not
+    // re-send log lines, so a failed hand-over is retried here, holding this socket's later
+    // frames (and so the job's result) back until its lines are stored.
     for (let failures = 1; ; failures++) {
       try {
-        await this.db.batch(rows.map((row) => this.db.insert(logChunks).values(row).onConflictDoNothing()) as [never, ...never[]]);
+        await logStreamOf(this.env, log.job_id).append(log.job_id, log.attempt, log.seq, log.lines);
         return;
       } catch (err) {
         if (failures >= SETTLE_RETRY.giveUpAfter) throw err;
         this.count(COUNTERS.settlementRetries);
-        console.error(`coordinator(${this.pool}): writing a log batch of ${log.job_id} failed; retrying`, errorText(err));
+        console.error(`coordinator(${this.pool}): storing a log batch of ${log.job_id} failed; retrying`, errorText(err));
         await new Promise((r) => setTimeout(r, settleRetryDelay(failures)));
       }
     }
@@ -644,6 +646,7 @@ export class Coordinator extends DurableObject<Bindings> {
       unbuilt: () => this.count(COUNTERS.handlerFailures, { entry: "assignment" }),
     });
     this.scheduler = round.scheduler;
+    void jobEventsWritten(this.env, round.projects);
     if (round.more) this.dispatchAgain = true;
   }
 
@@ -670,7 +673,10 @@ export class Coordinator extends DurableObject<Bindings> {
     for (const a of writes.written) {
       ledger.record(a);
       if (a.status === "finished" && a.finishedAt !== null) this.usage.finished(a.finishedAt - a.assignedAt);
+      // After its lines: every batch of the attempt was stored before its result was settled.
+      if (a.jobAttempt === a.attempt && isTerminal(a.jobStatus)) void logStreamOf(this.env, a.jobId).end(a.jobId).catch(() => undefined);
     }
+    void jobEventsWritten(this.env, writes.written.map((a) => a.project));
   }
 
   /**

@@ -46,17 +46,19 @@ export interface RoundContext {
  * orders the rest by fair share, places them (scheduler.ts), stores the attempts and sends their
  * assignments. `more` when the round was full, so another should follow at once.
  */
-export async function dispatchRound(c: RoundContext): Promise<{ scheduler: SchedulerState; more: boolean }> {
+export async function dispatchRound(c: RoundContext): Promise<{ scheduler: SchedulerState; more: boolean; projects: string[] }> {
   const { ledger, pool } = c;
   const views = ledger.views();
   // Room in the workers' prefetch depths counts: a full pool still reads ahead what will run next.
   const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots) + Math.max(0, prefetchRoom(w))), 0);
-  if (free === 0) return { scheduler: c.scheduler, more: false };
+  if (free === 0) return { scheduler: c.scheduler, more: false, projects: [] };
   const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
   const head = await queuedJobs(c.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });
   const context = await assignmentContext(c.db, c.env, c.settings, pool);
   const queued = await withoutUnstartable(context, head.jobs);
-  if (queued.length === 0) return { scheduler: c.scheduler, more: false };
+  // Whose jobs' events this round may have written: those it failed as unstartable, or assigned.
+  const projects = [...new Set(head.jobs.map((j) => j.project))];
+  if (queued.length === 0) return { scheduler: c.scheduler, more: false, projects };
   const byId = new Map(queued.map((j) => [j.id, j]));
   const now = Date.now();
   const held = ledger.slotsByProject();
@@ -98,7 +100,7 @@ export async function dispatchRound(c: RoundContext): Promise<{ scheduler: Sched
     }
   }
   for (const [workerId, messages] of outgoing) c.send(workerId, messages);
-  return { scheduler: plan.state, more: stored.length === limit };
+  return { scheduler: plan.state, more: stored.length === limit, projects };
 }
 
 /** What building a pool's assignments needs, its sandbox policy read once for them all. */

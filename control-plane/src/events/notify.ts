@@ -1,4 +1,5 @@
 import type { Bindings } from "../env.ts";
+import { eventHubOf } from "./hub.ts";
 import { pokeWebhooks } from "../webhooks/poke.ts";
 
 /**
@@ -13,6 +14,6 @@ export function jobEventsWritten(env: Bindings, projects: Iterable<string>): Pro
   return Promise.allSettled(unique.flatMap((project) => noticesFor(env, project))).then(() => undefined);
 }
 
-function noticesFor(env: Bindings, _project: string): Promise<unknown>[] {
-  return [pokeWebhooks(env)];
+function noticesFor(env: Bindings, project: string): Promise<unknown>[] {
+  return [eventHubOf(env, project).written(project), pokeWebhooks(env)];
 }

@@ -2,6 +2,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { PoolName } from "../../../protocol/index.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
+import { logStreamOf } from "../logs/log-stream.ts";
 import { faultsEnabled } from "../coordinator/faults.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
@@ -10,6 +11,8 @@ import { requireAuth } from "../middleware/auth.ts";
 const FaultRequest = z
   .object({
     pool: PoolName,
+    /** Aim the fault at this job's log stream (the writer of its log) instead of the pool's coordinator. */
+    log_stream_of: z.string().min(1).max(64).optional(),
     /** Fail this many of the coordinator's next D1 calls whose SQL contains `match`. */
     d1: z.object({ fail_next: z.number().int().min(0).max(10_000), match: z.string().min(1).max(200).optional() }).strict().optional(),
     /** Throw the coordinator's instance away, as an eviction or a crash would. */
@@ -28,7 +31,8 @@ export const faultRoutes = new Hono<AppEnv>().post("/faults", async (c, next) =>
     const issue = parsed.error.issues[0];
     throw new AppError("validation_failed", issue?.message ?? "bad fault request", issue?.path.join(".") || undefined);
   }
-  const { pool, d1, reset } = parsed.data;
-  const result = await coordinatorFor(c.env, pool).injectFaults(pool, { d1: d1 && { failNext: d1.fail_next, match: d1.match }, reset });
+  const { pool, d1, reset, log_stream_of: jobId } = parsed.data;
+  const plan = d1 && { failNext: d1.fail_next, match: d1.match };
+  const result = jobId ? await logStreamOf(c.env, jobId).injectFaults(plan) : await coordinatorFor(c.env, pool).injectFaults(pool, { d1: plan, reset });
   return c.json(result, 200);
 });

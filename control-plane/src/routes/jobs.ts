@@ -1,6 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { streamSSE } from "hono/streaming";
-import { JobStatus, JobTag, ProjectName, TERMINAL_STATUSES, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
+import { JobStatus, JobTag, ProjectName, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
 import { readableProjects, requireRole, standingIn } from "../auth/access.ts";
 import { actorName, type Principal } from "../auth/principal.ts";
 import { resolveSecret, sha256Hex } from "../auth/tokens.ts";
@@ -10,7 +9,7 @@ import { pendingReasons, usageOf } from "../db/projects.ts";
 import { queueRefusal } from "../quotas.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
-import { findByIdempotencyKey, getJob, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
+import { findByIdempotencyKey, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
 import { datasetsByIds } from "../db/datasets.ts";
 import { mustGetJob, mustGetProject, noProject } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
@@ -18,7 +17,11 @@ import { secretsByNames } from "../db/secrets.ts";
 import { getPoolSandbox } from "../db/pools.ts";
 import { sandboxRefusal, withPoolRuntime } from "../sandbox-policy.ts";
 import { ObjectStore } from "../storage/object-store.ts";
-import { formatCursor, parseCursor, readLog, tailStream, type LogCursor } from "../db/logs.ts";
+import { formatCursor, newestBatches, parseCursor, publicLine, tailStream, type LogCursor } from "../db/logs.ts";
+import { logStreamOf } from "../logs/log-stream.ts";
+import { jobEventsWritten } from "../events/notify.ts";
+import { readLogPage } from "../logs/store.ts";
+import { relay } from "../streams/relay.ts";
 import { AppError } from "../errors.ts";
 import { newId } from "../ids.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
@@ -26,11 +29,7 @@ import { ArtifactList, JobDetail, JobPage, JobRequest, LogPage } from "../schema
 import { settingsOf } from "../settings.ts";
 
 /** How often a following log reader's token and membership are checked again. */
-const FOLLOW_REAUTH_MS = 30_000;
-/** How often a following log reader looks for new lines. */
-const FOLLOW_POLL_MS = 500;
-/** Log batches per page of `GET /v1/jobs/:id/logs`. */
-const LOG_PAGE_CHUNKS = 200;
+export const FOLLOW_REAUTH_MS = 30_000;
 
 const ListQuery = z.object({
   project: ProjectName.optional().openapi({ description: "only this project's jobs; every project the caller reads, if absent" }),
@@ -45,6 +44,7 @@ const ListQuery = z.object({
 const LogsQuery = z.object({
   follow: z.enum(["0", "1", "true", "false"]).optional().openapi({ description: "1: stream server-sent events (`log`, then one `end`) until the job ends" }),
   after: z.string().max(40).optional().openapi({ description: "a cursor (`next_cursor`, or an event id): only lines after it; `Last-Event-ID` works too" }),
+  tail: z.coerce.number().int().min(1).optional().openapi({ type: "integer", description: "bytes: the newest lines, about this much text (at most LOG_PAGE_BYTES), instead of the first page" }),
 });
 const TtlQuery = z.object({
   ttl_s: z.coerce.number().int().min(1).max(3600).optional().openapi({ type: "integer", description: "lifetime of the presigned URL, in seconds" }),
@@ -166,6 +166,7 @@ export const jobRoutes = router()
           .jobQueued(spec.pool)
           .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err)),
       );
+      if (job.id === id) c.executionCtx.waitUntil(jobEventsWritten(c.env, [spec.project]));
       const view = await fullJobView(db, job);
       return job.id === id ? c.json(view, 201) : c.json(view, 200);
     },
@@ -278,10 +279,10 @@ export const jobRoutes = router()
       responses: {
         200: {
           description:
-            "Without `follow`, a page of lines (follow `next_cursor`). With `follow=1`, server-sent events: `log` events (data: a LogLine, id: its cursor) until the job ends, then one `end` event (data: `{status, exit_code, failure_reason}`). The token and its membership are checked again every 30 s: if either is gone, one `error` event ends the stream.",
+            "Without `follow`, a page of at most LOG_PAGE_BYTES of lines (default 1 MiB; follow `next_cursor` while `more`), or with `tail`, the newest lines. With `follow=1`, server-sent events pushed as the agent sends them: `log` events (data: a LogLine, id: its cursor) until the job ends, then one `end` event (data: `{status, exit_code, failure_reason}`). Resume with `Last-Event-ID` or `after`: each line exactly once. A quiet stream sends a comment every FOLLOW_KEEPALIVE_S; after FOLLOW_MAX_S it sends `resume` (data: `{after}`) and closes, and the client reconnects from that cursor. The token and its membership are checked again every 30 s: if either is gone, one `error` event ends the stream.",
           content: {
             "application/json": { schema: LogPage },
-            "text/event-stream": { schema: z.string().openapi({ description: "event: log | end" }) },
+            "text/event-stream": { schema: z.string().openapi({ description: "event: log | end | resume | error" }) },
           },
         },
         ...errors(400, 401, 403, 404),
@@ -290,43 +291,30 @@ export const jobRoutes = router()
     async (c) => {
       const q = c.req.valid("query");
       const db = createDb(c.env.DB);
-      const job = await mustGetJob(db, c.get("principal"), c.req.valid("param").id);
+      const principal = c.get("principal");
+      const job = await mustGetJob(db, principal, c.req.valid("param").id);
       const start = cursorFrom(q.after ?? c.req.header("last-event-id"));
+      const settings = settingsOf(c.env);
       if (q.follow !== "1" && q.follow !== "true") {
-        const page = await readLog(db, job.id, start, LOG_PAGE_CHUNKS);
-        return c.json({ lines: page.lines, next_cursor: page.cursor ? formatCursor(page.cursor) : null, status: job.status }, 200);
-      }
-      const bearer = bearerOf(c);
-      return streamSSE(c, async (stream) => {
-        let cursor = start;
-        const abort = { requested: false };
-        stream.onAbort(() => {
-          abort.requested = true;
-        });
-        let authorizedAt = Date.now();
-        while (!abort.requested) {
-          // A follow can outlast its token or its membership: it is checked again now and then.
-          if (Date.now() - authorizedAt >= FOLLOW_REAUTH_MS) {
-            const again = bearer ? await resolveSecret(db, bearer, c.env.GRIDX_ADMIN_TOKEN) : null;
-            if (!again || standingIn(again.principal, job.project) === null) {
-              await stream.writeSSE({ event: "error", data: JSON.stringify({ code: "unauthorized", message: "the token was revoked or no longer reads this project" }) });
-              return;
-            }
-            authorizedAt = Date.now();
-          }
-          // Read the status before the lines, so lines written just before the end are not missed.
-          const current = (await getJob(db, job.id)) ?? job;
-          const page = await readLog(db, job.id, cursor, LOG_PAGE_CHUNKS);
-          cursor = page.cursor;
-          for (const line of page.lines) {
-            await stream.writeSSE({ event: "log", id: formatCursor({ attempt: line.attempt, seq: line.seq }), data: JSON.stringify(line) });
-          }
-          if (TERMINAL_STATUSES.includes(current.status) && page.lines.length === 0) {
-            await stream.writeSSE({ event: "end", data: JSON.stringify({ status: current.status, exit_code: current.exitCode, failure_reason: current.failureReason }) });
-            return;
-          }
-          if (page.lines.length === 0) await stream.sleep(FOLLOW_POLL_MS);
+        if (q.tail !== undefined) {
+          const lines = await newestBatches(db, job.id, Math.min(q.tail, settings.LOG_PAGE_BYTES));
+          const last = lines.at(-1);
+          return c.json({ lines: lines.map(publicLine), next_cursor: last ? formatCursor({ attempt: last.attempt, seq: last.seq }) : null, more: false, status: job.status }, 200);
         }
-      });
+        const page = await readLogPage({ db, bucket: c.env.BUCKET }, job.id, start, settings.LOG_PAGE_BYTES);
+        return c.json({ lines: page.lines.map(publicLine), next_cursor: page.cursor ? formatCursor(page.cursor) : null, more: page.more, status: job.status }, 200);
+      }
+      const follow = new URL("https://log-stream/follow");
+      follow.searchParams.set("job", job.id);
+      if (start) follow.searchParams.set("after", formatCursor(start));
+      const upstream = await logStreamOf(c.env, job.id).fetch(follow.toString());
+      return relay(upstream, () => stillReads(db, c.env, bearerOf(c) ?? undefined, principal, job.project), FOLLOW_REAUTH_MS);
     },
   );
+
+/** Whether a follower's token still resolves and still reads the project (a dashboard session is checked once). */
+export async function stillReads(db: Db, env: { GRIDX_ADMIN_TOKEN?: string }, bearer: string | undefined, principal: Principal, project: string): Promise<boolean> {
+  if (!bearer) return standingIn(principal, project) !== null;
+  const again = await resolveSecret(db, bearer, env.GRIDX_ADMIN_TOKEN);
+  return again !== null && standingIn(again.principal, project) !== null;
+}
