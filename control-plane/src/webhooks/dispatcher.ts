@@ -111,19 +111,15 @@ export class WebhookDispatcher extends DurableObject<Bindings> {
 
   /** Adds the deliveries of the next batch of events; `watching`: some webhook exists. */
   private async ingest(db: Db, s: WebhookSettings): Promise<{ full: boolean; watching: boolean }> {
-    const cursor = await this.cursor(db);
-    // Events are read before webhooks: a webhook this read misses was made after them, so none is its.
-    const [events, last] = await Promise.all([eventsAfter(db, cursor, s.WEBHOOK_BATCH), lastEventId(db)]);
+    const events = await eventsAfter(db, await this.cursor(db), s.WEBHOOK_BATCH);
+    // Read after the events: a webhook this read misses was made after them, so none is its.
     const hooks = await webhookRoutes(db);
-    if (hooks.length === 0) {
-      if (last > cursor) await this.ctx.storage.put(CURSOR, last);
-      return { full: false, watching: false };
+    if (events.length > 0) {
+      const now = Date.now();
+      if (hooks.length > 0) await insertDeliveries(db, deliveriesFor(events, hooks, { now, newId: () => newId("whd", now) }));
+      await this.ctx.storage.put(CURSOR, events.at(-1)!.id);
     }
-    if (events.length === 0) return { full: false, watching: true };
-    const now = Date.now();
-    await insertDeliveries(db, deliveriesFor(events, hooks, { now, newId: () => newId("whd", now) }));
-    await this.ctx.storage.put(CURSOR, events.at(-1)!.id);
-    return { full: events.length === s.WEBHOOK_BATCH, watching: true };
+    return { full: events.length === s.WEBHOOK_BATCH, watching: hooks.length > 0 };
   }
 
   /** Sends the due deliveries, WEBHOOK_CONCURRENCY at a time, and records how each went. */
