@@ -1,7 +1,7 @@
 import type { FailureReason, JobStatus } from "../../protocol/index.ts";
 import type { ApiClient } from "./api.ts";
-import { CliError, NetworkError } from "./errors.ts";
-import { SseParser } from "./sse.ts";
+import { CliError } from "./errors.ts";
+import { followStream } from "./follow.ts";
 
 /** One log line as the API stores it. */
 export interface JobLogLine {
@@ -65,44 +65,22 @@ export async function readLogs(api: ApiClient, id: string, onLine: (line: JobLog
   }
 }
 
-/** Reconnects in a row before a broken log stream is an error. */
-const MAX_RECONNECTS = 5;
-
 /**
- * Follows a job's log stream (server-sent events) until the job ends, calling `onLine` for
- * each line in order; resolves with how it ended. A dropped connection is picked up again
- * after the last line seen.
+ * Follows a job's log stream until the job ends, calling `onLine` for each line in order;
+ * resolves with how it ended. A dropped connection, or the server's `resume` at the stream's
+ * maximum duration, is picked up again after the last line seen (see followStream).
  */
-export async function followLogs(api: ApiClient, id: string, onLine: (line: JobLogLine) => void, opts: { signal?: AbortSignal } = {}): Promise<JobEnd> {
-  let after: string | undefined;
-  let failures = 0;
-  for (;;) {
-    try {
-      const res = await api.ok(api.rpc.v1.jobs[":id"].logs.$get({ param: { id }, query: { follow: "1", ...(after ? { after } : {}) } }, { init: { signal: opts.signal } }), { notFound });
-      if (!res.body) throw new Error("the log stream has no body");
-      const reader = res.body.getReader() as ReadableStreamDefaultReader<Uint8Array>;
-      const decoder = new TextDecoder();
-      const parser = new SseParser();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        for (const ev of parser.push(decoder.decode(value, { stream: true }))) {
-          failures = 0;
-          if (ev.event === "log") {
-            onLine(JSON.parse(ev.data) as JobLogLine);
-            if (ev.id) after = ev.id;
-          } else if (ev.event === "end") {
-            await reader.cancel().catch(() => undefined);
-            return JSON.parse(ev.data) as JobEnd;
-          }
-        }
-      }
-      throw new Error("the log stream ended before the job did");
-    } catch (err) {
-      // An answer from the server (404, 401, ...) is final; a lost connection is tried again.
-      if ((err instanceof CliError && !(err instanceof NetworkError)) || opts.signal?.aborted) throw err;
-      if (++failures > MAX_RECONNECTS) throw new CliError(`lost the log stream of ${id} (${(err as Error).message}); follow it again with \`gridx logs ${id} -f\``);
-      await new Promise((r) => setTimeout(r, 500 * failures));
-    }
-  }
+export function followLogs(api: ApiClient, id: string, onLine: (line: JobLogLine) => void, opts: { signal?: AbortSignal } = {}): Promise<JobEnd> {
+  return followStream<JobEnd>(
+    {
+      open: (after, signal) => api.ok(api.rpc.v1.jobs[":id"].logs.$get({ param: { id }, query: { follow: "1", ...(after ? { after } : {}) } }, { init: { signal } }), { notFound }),
+      onEvent: (ev) => {
+        if (ev.event === "log") onLine(JSON.parse(ev.data) as JobLogLine);
+        return ev.event === "end" ? { done: JSON.parse(ev.data) as JobEnd } : undefined;
+      },
+      what: `the log stream of ${id}`,
+      again: `follow it again with \`gridx logs ${id} -f\``,
+    },
+    opts,
+  );
 }

@@ -11,6 +11,35 @@ from a terminal or a script (\`npx gridx ...\` from the checkout, or \`npm link\
 This page is generated from the commands' own \`--help\` (\`node --import tsx cli/src/reference.ts\`
 writes it; a test in test/cli/reference.test.ts holds it to the code).
 
+## How it is built and run
+
+\`npm install\` (its \`prepare\`: \`npm run build\`) bundles the CLI with esbuild into one CommonJS
+file, \`cli/dist/gridx.cjs\` (not in git, like the agent's bundle), and \`cli/bin/gridx.cjs\` (what
+\`npx gridx\`, \`npm link\` and \`npm run gridx\` run) loads it on plain Node, with no TypeScript
+loader. CommonJS because a start is mostly module loading: an ES module's \`import "node:fs"\`
+builds the module's ESM facade, evaluating every export (streams load with it), where
+\`require\` does not. The commands that move bytes (\`datasets upload|download\`, \`artifacts
+ls|get\`) load the transfer code (node:https, node:crypto, streams) when they run, so
+\`gridx --help\` loads none of it (test/cli/bundle.test.ts holds both). \`npm run bench\` (section
+cli) measures \`gridx --help\` against \`node -e 0\`, and \`gridx run\` against a bare \`docker run\`.
+After changing cli/src, \`npm run build\` again; the e2e tests rebuild it themselves.
+
+## Following jobs: pushed, not polled
+
+\`gridx run\` and \`gridx logs -f\` read the job's log stream (\`GET /v1/jobs/:id/logs?follow=1\`):
+each line as the agent sends it, then one \`end\` event whose status and exit code \`run\` exits
+with; \`run\` reads the job itself only for \`--json\` or to say why a job failed without an exit
+code. \`gridx submit --wait\` follows the events stream (\`GET /v1/events?job=ID\`) to the job's
+terminal event, reading the job once when the stream opens (it may have ended before) and once
+at the end for its summary.
+
+Both streams resume by cursor, the id of the last event seen (sent as \`after\`): a dropped
+connection is tried again after 0.5 s, 1 s, 1.5 s, ... (5 in a row without an event is an
+error), and the server's \`resume\` event, sent when a stream reaches its maximum duration
+(FOLLOW_MAX_S), reconnects at once from the cursor it names. Across either, no line or event is
+lost or repeated. An \`error\` event (the token was revoked or lost the project) ends the command
+with exit 3.
+
 ## Where it talks to, as whom, in which project
 
 | setting | from, first found wins |

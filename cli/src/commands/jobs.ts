@@ -7,10 +7,10 @@ import { UsageError } from "../errors.ts";
 import { EXIT, jobExitCode } from "../exit-codes.ts";
 import { ago, bytes, duration, keyValues, labels, mib, shellWord, table } from "../format.ts";
 import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody, type JobFlags } from "../job-request.ts";
-import { followLogs, LogPrinter, readLogs } from "../logs.ts";
+import { waitForJobEnd } from "../events.ts";
+import { followLogs, LogPrinter, readLogs, type JobEnd } from "../logs.ts";
 
 const notFound = "list jobs with `gridx list`";
-const TERMINAL = new Set(["completed", "failed", "canceled"]);
 
 type JobDetail = Awaited<ReturnType<typeof getJob>>;
 type JobSummary = Pick<JobDetail, "id" | "status" | "kind" | "project" | "name" | "submitted_by" | "pool" | "exit_code" | "failure_reason" | "created_at" | "started_at" | "finished_at">;
@@ -47,18 +47,14 @@ const statusText = (j: Pick<JobSummary, "status" | "failure_reason" | "exit_code
 const runTime = (j: Pick<JobSummary, "started_at" | "finished_at">, now = Date.now()) =>
   j.started_at ? duration((j.finished_at ? Date.parse(j.finished_at) : now) - Date.parse(j.started_at)) : "-";
 
-/** Waits for a job to end, asking less often as it runs longer. */
+/** Waits for a job to end (the events stream pushes it), then reads it whole. */
 async function waitForEnd(api: ApiClient, id: string): Promise<JobDetail> {
-  let delay = 250;
-  for (;;) {
-    const job = await getJob(api, id);
-    if (TERMINAL.has(job.status)) return job;
-    await new Promise((r) => setTimeout(r, delay));
-    delay = Math.min(delay * 2, 2000);
-  }
+  await waitForJobEnd(api, id, async () => (await getJob(api, id)).status);
+  return getJob(api, id);
 }
 
-function endNote(job: JobDetail): string | undefined {
+/** What `run` says when the job ended: nothing when it completed, else how it did not. */
+function endNote(job: JobEnd & Pick<JobDetail, "id"> & Partial<Pick<JobDetail, "failure_message">>): string | undefined {
   if (job.status === "completed") return undefined;
   if (job.status === "canceled") return `[gridx: job ${job.id} was canceled]`;
   return `[gridx: job ${job.id} failed: ${job.failure_reason === "exit_code" ? `exit code ${job.exit_code}` : `${job.failure_reason}${job.failure_message ? ` (${job.failure_message})` : ""}`}]`;
@@ -152,14 +148,16 @@ line, then {"type":"end","job":{...}}.`,
     };
     ctx.io.signals.on("SIGINT", onSignal);
     ctx.io.signals.on("SIGTERM", onSignal);
+    let ended: JobEnd;
     try {
       const printer = new LogPrinter(ctx.io, { json: ctx.json, quiet });
-      await followLogs(api, job.id, (line) => printer.line(line));
+      ended = await followLogs(api, job.id, (line) => printer.line(line));
     } finally {
       ctx.io.signals.off("SIGINT", onSignal);
       ctx.io.signals.off("SIGTERM", onSignal);
     }
-    const done = await getJob(api, job.id);
+    // The stream's end event says how it ended; the whole job is read only for --json or a failure's message.
+    const done = ctx.json || (ended.status === "failed" && ended.failure_reason !== "exit_code") ? await getJob(api, job.id) : { ...ended, id: job.id };
     if (ctx.json) ctx.io.stdout.write(JSON.stringify({ type: "end", job: done }) + "\n");
     const end = endNote(done);
     if (end) note(end);
