@@ -108,8 +108,9 @@ describe("JobLog", () => {
   });
 
   it("is congested from its high-water mark until it is back down to its low-water mark", () => {
-    const log = new JobLog(limits({ highWaterBytes: 1000, lowWaterBytes: 300, batchBytes: 200 }), 1e9, () => undefined);
-    const line = Buffer.from("x".repeat(36) + "\n"); // 100 bytes queued with the line's overhead
+    // Two lines a batch (37 bytes of text each); each costs 100 bytes while it waits (with its overhead).
+    const log = new JobLog(limits({ highWaterBytes: 1000, lowWaterBytes: 300, batchBytes: 80 }), 1e9, () => undefined);
+    const line = Buffer.from("x".repeat(36) + "\n");
     for (let i = 0; i < 9; i++) log.write("stdout", line);
     expect(log.congested()).toBe(false);
     log.write("stdout", line);

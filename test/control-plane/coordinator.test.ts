@@ -18,7 +18,8 @@ describe("coordinator: a job's life over the wire", () => {
     const { agent, workerId } = await FakeAgent.join(await agentToken(pool));
     const job = (await submit({ pool })).json;
     const assign = await agent.next("assign_job");
-    expect(assign.payload).toMatchObject({ job_id: job.id, attempt: 1, gpu_indices: [] });
+    // The log cap travels with the assignment: LOG_MAX_BYTES, 100 MiB unless wrangler.toml says otherwise.
+    expect(assign.payload).toMatchObject({ job_id: job.id, attempt: 1, gpu_indices: [], log_max_bytes: 100 * 1024 * 1024 });
     expect(assign.payload.spec.task).toEqual({ kind: "python", python: { script: "print(1)", args: [] } });
     expect((await api(`/v1/jobs/${job.id}`)).json).toMatchObject({ status: "assigned", worker_id: workerId, attempt: 1 });
 

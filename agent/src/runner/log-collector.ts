@@ -6,10 +6,10 @@ export interface LogLimits {
   lineBytes: number;
   /** A job's log cap when its assignment carries none (LOG_MAX_BYTES): past it lines are counted, not kept. */
   jobBytes: number;
-  /** One batch carries at most this many bytes (see `lineCost`) and lines. */
+  /** One batch carries at most this many bytes of text (a line counts its newline) and lines. */
   batchBytes: number;
   batchLines: number;
-  /** Past this much waiting to be sent, the job's output is no longer read (its writes block)... */
+  /** Past this much waiting to be sent (see `lineCost`), the job's output is no longer read (its writes block)... */
   highWaterBytes: number;
   /** ...until it is back down to this. */
   lowWaterBytes: number;
@@ -26,7 +26,7 @@ export const DEFAULT_LOG_LIMITS: LogLimits = {
 
 /** What a queued line costs beyond its text: its object here, its JSON on the wire (about the same). */
 const LINE_OVERHEAD_BYTES = 64;
-/** What a line costs while it waits and in a batch, so a flood of empty lines is bounded too. */
+/** What a line costs while it waits, so a flood of empty lines is bounded too. */
 const lineCost = (line: LogLine) => line.text.length + LINE_OVERHEAD_BYTES;
 
 /**
@@ -220,18 +220,15 @@ export class JobLog {
     if (this.waiting === 0) return null;
     const maxLines = Math.min(this.limits.batchLines, MAX_LOG_BATCH_LINES);
     const batch: LogLine[] = [];
-    let cost = 0;
-    let chars = 0;
+    let bytes = 0;
     while (this.head < this.queue.length && batch.length < maxLines) {
       const line = this.queue[this.head]!;
-      const c = lineCost(line);
-      if (batch.length && (cost + c > this.limits.batchBytes || chars + line.text.length > LOG_LIMITS.batch_chars)) break;
+      if (batch.length && bytes + line.text.length + 1 > Math.min(this.limits.batchBytes, LOG_LIMITS.batch_chars)) break;
       batch.push(line);
-      cost += c;
-      chars += line.text.length;
+      bytes += line.text.length + 1;
+      this.queuedCost -= lineCost(line);
       this.head++;
     }
-    this.queuedCost -= cost;
     // Taken lines are let go in steps, not one shift at a time.
     if (this.head > 1024 && this.head * 2 > this.queue.length) {
       this.queue.splice(0, this.head);
