@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync, chmodSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { issueAgentToken, startAgent } from "../scripts/local-grid.ts";
 import { call, sleep } from "./grid.ts";
@@ -21,8 +21,17 @@ async function viaGrid(cp: BenchPlane, pool: string) {
   }
 }
 
+/** The input folder of the trivial job as the agent lays it out (`dir`, created), for viaDocker. */
+export function sandboxInput(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "main.py"), SCRIPT);
+  writeFileSync(join(dir, "task.json"), JSON.stringify({ script: "main.py", args: [] }));
+  chmodSync(dir, 0o755);
+  return dir;
+}
+
 /** The same container the agent runs, started by hand: the floor gridx is measured against. */
-function viaDocker(dir: string): Promise<number> {
+export function viaDocker(dir: string): Promise<number> {
   const t0 = performance.now();
   const args = ["run", "--rm", "--network", "none", "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--pids-limit", "256", "--memory", "512m", "--cpus", "1", "--user", "1000:1000", "--tmpfs", "/tmp:rw,noexec,nosuid,size=64m", "--init", "-v", `${dir}:/work/input:ro`, "gridx/python:latest"];
   return new Promise((resolve, reject) => {
@@ -35,11 +44,7 @@ function viaDocker(dir: string): Promise<number> {
 export async function benchOverhead(cp: BenchPlane, runs: number): Promise<Figure[]> {
   const pool = "bench-overhead";
   const dir = mkdtempSync(join(cp.dir, "overhead-"));
-  const input = join(dir, "input");
-  (await import("node:fs")).mkdirSync(input);
-  writeFileSync(join(input, "main.py"), SCRIPT);
-  writeFileSync(join(input, "task.json"), JSON.stringify({ script: "main.py", args: [] }));
-  chmodSync(input, 0o755);
+  const input = sandboxInput(join(dir, "input"));
   const agent = startAgent({ url: cp.url, token: await issueAgentToken(cp, "bench", pool), name: "bench-overhead", stateDir: join(dir, "agent") });
   try {
     for (let i = 0; i < 2; i++) await viaGrid(cp, pool); // warm-up: image cache, connections

@@ -1,18 +1,20 @@
 /**
  * `npm run bench`: what users feel, measured on this machine. Prints a table, writes the same
  * figures as JSON and an SVG chart under bench/results/. Never fails on a timing.
- * Sizes: BENCH_RUNS (overhead runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
+ * Sizes: BENCH_RUNS (overhead and cli runs, 15), BENCH_JOBS (5000), BENCH_AGENTS (2000), BENCH_MIB (256),
  * BENCH_STORM_AGENTS (5000) and BENCH_STORM_JOBS (1000, running through the storm),
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
  * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
  * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent),
- * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can).
+ * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can), BENCH_REALTIME_LINES (20000 lines
+ * printed by the job that 0 and then BENCH_REALTIME_FOLLOWERS (50) followers read).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureRunnerImages, ROOT } from "../scripts/local-grid.ts";
 import { benchAuth } from "./auth.ts";
 import { benchBurst } from "./burst.ts";
+import { benchCli } from "./cli.ts";
 import { benchDispatch } from "./dispatch.ts";
 import { benchFairShare } from "./fairshare.ts";
 import { benchFleet } from "./fleet.ts";
@@ -20,6 +22,7 @@ import { benchFootprint } from "./footprint.ts";
 import { benchLogFlood } from "./logflood.ts";
 import { benchControlPlane } from "./grid.ts";
 import { benchOverhead } from "./overhead.ts";
+import { benchRealtime } from "./realtime.ts";
 import { benchRuntimes } from "./runtimes.ts";
 import { benchStorm } from "./storm.ts";
 import { machine, svg, table } from "./report.ts";
@@ -27,7 +30,7 @@ import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,cli,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood,realtime").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -42,15 +45,17 @@ async function main() {
   };
   // These sections share one control plane and need the runner images; fleet, storm and
   // fairshare start their own control planes and run no containers.
-  if (["overhead", "footprint", "transfers", "dispatch", "burst", "logflood"].some((s) => only.includes(s))) {
+  if (["overhead", "cli", "footprint", "transfers", "dispatch", "burst", "logflood", "realtime"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
     try {
       await section("overhead", () => benchOverhead(cp, num("BENCH_RUNS", 15)));
+      await section("cli", () => benchCli(cp, num("BENCH_RUNS", 15)));
       await section("footprint", () => benchFootprint(cp, 10_000, 20_000));
       await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
       await section("burst", () => benchBurst(cp, num("BENCH_BURST_JOBS", 60)));
       await section("logflood", () => benchLogFlood(cp, num("BENCH_LOG_LINES", 100_000)));
+      await section("realtime", () => benchRealtime(cp, { latencyLines: 200, floodLines: num("BENCH_REALTIME_LINES", 20_000), followers: num("BENCH_REALTIME_FOLLOWERS", 50), limitMs: 5 * 60_000 }));
       await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
     } finally {
       await cp.stop();
