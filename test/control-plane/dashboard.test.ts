@@ -233,13 +233,19 @@ describe("dashboard: pages", () => {
     const live = await ui(`/ui/live/jobs/${job.id}`, { cookie });
     expect(live.text).toMatch(/^<div id="job-live" class="job-live">/);
 
+    // The log panel's stream: server-sent events after the cursor, then the end.
     const rest = await ui(`/ui/live/jobs/${job.id}/log?after=1.0`, { cookie });
-    expect(rest.text).toBe("");
-    expect(rest.headers.get("x-gridx-done")).toBe("1");
-    expect(rest.headers.get("x-gridx-after")).toBe("1.0");
+    expect(rest.headers.get("content-type")).toMatch(/text\/event-stream/);
+    expect(rest.text).not.toContain("event: log");
+    expect(rest.text).toContain("event: end");
     const first = await ui(`/ui/live/jobs/${job.id}/log`, { cookie });
-    expect(first.text).toContain("careful");
-    expect(first.headers.get("x-gridx-done")).toBe("0");
+    expect(first.text).toContain('"text":"careful"');
+    // The whole log, as text, beside the newest lines the page shows.
+    expect(page.text).toContain(`<a href="/ui/jobs/${job.id}/log.txt">Whole log</a>`);
+    const whole = await ui(`/ui/jobs/${job.id}/log.txt`, { cookie });
+    expect(whole.headers.get("content-type")).toMatch(/text\/plain/);
+    expect(whole.text).toContain("hello <b>grid</b>\n");
+    expect(whole.text).toContain("careful\n");
     agent.close();
   });
 
@@ -283,7 +289,7 @@ describe("dashboard: pages", () => {
 
     const shown = await ui(`/ui/run?job=${id}`, { cookie });
     expect(shown.text).toContain("print(&#39;hi&#39;)\nprint(2)</textarea>");
-    expect(shown.text).toContain(`data-tail="/ui/live/jobs/${id}/log"`);
+    expect(shown.text).toContain(`data-stream="/ui/live/jobs/${id}/log"`);
 
     const fragment = await ui("/ui/run", { cookie, form, headers: { ...ORIGIN, "x-gridx-fragment": "1" } });
     expect(fragment.status).toBe(201);

@@ -207,7 +207,7 @@ export const APP_JS = `"use strict";
             if (next.hasAttribute("data-live")) el.setAttribute("data-live", next.getAttribute("data-live"));
             else el.removeAttribute("data-live");
           }
-          if (el.hasAttribute("data-live")) later(refresh, el, every);
+          if (el.hasAttribute("data-live") && !el.hasAttribute("data-events")) later(refresh, el, every);
         });
       })
       .catch(function () {
@@ -215,42 +215,56 @@ export const APP_JS = `"use strict";
       });
   }
 
-  // A log panel: append lines after the cursor until the server says the job is done.
-  function tail(el) {
-    var src = el.getAttribute("data-tail");
-    if (!src) return;
+  // A log panel: lines pushed by the server (server-sent events) after the cursor until the job
+  // ends. The browser reconnects on its own after a drop or a "resume", sending the last id.
+  function stream(el) {
+    var src = el.getAttribute("data-stream");
+    if (!src || !window.EventSource) return;
     var after = el.getAttribute("data-after");
-    var url = src + (after ? "?after=" + encodeURIComponent(after) : "");
-    fetch(url, { headers: FRAGMENT, credentials: "same-origin" })
-      .then(function (res) {
-        if (res.status === 401) return toLogin();
-        if (!res.ok) return later(tail, el, 2000);
-        return res.text().then(function (html) {
-          var stick = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
-          if (html.trim()) el.append(parse(html));
-          if (stick) el.scrollTop = el.scrollHeight;
-          var next = res.headers.get("x-gridx-after");
-          if (next) el.setAttribute("data-after", next);
-          if (res.headers.get("x-gridx-done") === "1") {
-            el.removeAttribute("data-tail");
-            el.setAttribute("data-done", "1");
-            return;
-          }
-          later(tail, el, html.trim() ? 300 : 1000);
-        });
-      })
-      .catch(function () {
-        later(tail, el, 2000);
-      });
+    var source = new EventSource(src + (after ? "?after=" + encodeURIComponent(after) : ""));
+    var done = function () {
+      source.close();
+      el.removeAttribute("data-stream");
+      el.setAttribute("data-done", "1");
+    };
+    source.addEventListener("log", function (e) {
+      var line = JSON.parse(e.data);
+      var stick = el.scrollTop + el.clientHeight >= el.scrollHeight - 8;
+      var span = document.createElement("span");
+      span.className = "ln " + line.stream;
+      span.textContent = line.text + "\\n";
+      el.append(span);
+      if (stick) el.scrollTop = el.scrollHeight;
+    });
+    source.addEventListener("end", done);
+    source.addEventListener("error", function (e) {
+      // A server's "error" event carries data (the session no longer reads the job); a dropped connection does not.
+      if (e.data) {
+        done();
+        toLogin();
+      }
+    });
+  }
+
+  // A region refreshed when its job's events say something changed, instead of on a timer.
+  function onEvents(el) {
+    var src = el.getAttribute("data-events");
+    if (!src || !window.EventSource) return false;
+    var source = new EventSource(src);
+    source.addEventListener("job", function () {
+      if (!el.isConnected || !el.hasAttribute("data-live")) return source.close();
+      refresh(el);
+    });
+    return true;
   }
 
   function start(root) {
     localize(root);
     root.querySelectorAll("[data-live]").forEach(function (el) {
-      later(refresh, el, Number(el.getAttribute("data-every")) || 2000);
+      if (!onEvents(el)) later(refresh, el, Number(el.getAttribute("data-every")) || 2000);
     });
-    root.querySelectorAll("[data-tail]").forEach(function (el) {
-      tail(el);
+    root.querySelectorAll("[data-stream]").forEach(function (el) {
+      stream(el);
     });
   }
 

@@ -51,7 +51,8 @@ export const eventRoutes = router().openapi(
       if (readable === null || readable.length !== 1) throw new AppError("validation_failed", "project: required unless the caller reads exactly one project or names a job", "project");
       project = readable[0]!;
     }
-    const after = q.after ?? c.req.header("last-event-id");
+    // A reconnecting EventSource sends Last-Event-ID and repeats its first URL: the header is newer.
+    const after = c.req.header("last-event-id") ?? q.after;
     if (after !== undefined && !/^\d{1,15}$/.test(after)) throw new AppError("validation_failed", "after: an event id (Last-Event-ID too)", "after");
     const follow = new URL("https://event-hub/follow");
     follow.searchParams.set("project", project);

@@ -293,7 +293,8 @@ export const jobRoutes = router()
       const db = createDb(c.env.DB);
       const principal = c.get("principal");
       const job = await mustGetJob(db, principal, c.req.valid("param").id);
-      const start = cursorFrom(q.after ?? c.req.header("last-event-id"));
+      // A reconnecting EventSource sends Last-Event-ID and repeats its first URL: the header is newer.
+      const start = cursorFrom(c.req.header("last-event-id") ?? q.after);
       const settings = settingsOf(c.env);
       if (q.follow !== "1" && q.follow !== "true") {
         if (q.tail !== undefined) {

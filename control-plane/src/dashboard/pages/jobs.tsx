@@ -9,7 +9,7 @@ import { apiFor, call, type Api } from "../api.ts";
 import { enc, flashFrom, orExplain, page, withQuery } from "../render.tsx";
 import { wantsFragment, type DashEnv, type Session } from "../session.ts";
 import { viewerOf } from "../viewer.ts";
-import { isTerminal, JobLive, JobPage, JobsPage, JobTable, jobHref, LogLines, RunStatus, type JobListQuery } from "../views/jobs.tsx";
+import { JobLive, JobPage, JobsPage, JobTable, jobHref, RunStatus, type JobListQuery } from "../views/jobs.tsx";
 import type { Flash, Viewer } from "../views/parts.tsx";
 import { DEFAULT_RUN_FORM, RunPage, RunResult, type RunForm } from "../views/run.tsx";
 import type { LogPage } from "../views/types.ts";
@@ -32,8 +32,21 @@ async function jobAndAttempts(api: Api, id: string) {
   return { job, attempts: history.attempts };
 }
 
+/** What the job page shows of a log: its newest lines, about this much text. */
+const LOG_TAIL_BYTES = 256 * 1024;
+
 async function logPage(api: Api, id: string, after: string | undefined): Promise<LogPage> {
   return (await call(api.v1.jobs[":id"].logs.$get(withQuery({ param: { id: enc(id) } }, { after })))) as unknown as LogPage;
+}
+
+async function logTail(api: Api, id: string): Promise<LogPage> {
+  return (await call(api.v1.jobs[":id"].logs.$get(withQuery({ param: { id: enc(id) } }, { tail: String(LOG_TAIL_BYTES) })))) as unknown as LogPage;
+}
+
+/** An event stream of the API passed through as it is (the browser's EventSource reads it). */
+function passStream(res: Pick<Response, "ok" | "status" | "body" | "headers">): Response {
+  if (!res.ok) return new Response(null, { status: res.status });
+  return new Response(res.body, { headers: { "content-type": res.headers.get("content-type") ?? "text/event-stream", "cache-control": "no-cache" } });
 }
 
 async function poolNames(api: Api) {
@@ -63,7 +76,7 @@ jobPages.get("/ui/live/jobs", async (c) => {
 async function renderJobPage(c: Context<DashEnv>, id: string, flash: Flash, status: ContentfulStatusCode = 200) {
   const api = await apiFor(c);
   // Another project's job is a 404 from the API, and so the dashboard's 404 page.
-  const [{ job, attempts }, log, viewer] = await Promise.all([jobAndAttempts(api, id), logPage(api, id, undefined), viewerOf(c, api)]);
+  const [{ job, attempts }, log, viewer] = await Promise.all([jobAndAttempts(api, id), logTail(api, id), viewerOf(c, api)]);
   return page(c, <JobPage viewer={viewer} job={job} attempts={attempts} log={log} canCancel={actsIn(c.var.session, job.project)} flash={flash} />, status);
 }
 
@@ -73,14 +86,35 @@ jobPages.get("/ui/live/jobs/:id", async (c) => {
   return c.html(<JobLive job={job} attempts={attempts} canCancel={actsIn(c.var.session, job.project)} />);
 });
 
-// New log lines after a cursor; the headers tell the script where to go on and when to stop.
+// The log as it is written (server-sent events), from the cursor or the browser's Last-Event-ID.
 jobPages.get("/ui/live/jobs/:id/log", async (c) => {
   const after = c.req.query("after") || undefined;
-  const log = await logPage(await apiFor(c), c.req.param("id"), after);
-  const next = log.next_cursor ?? after;
-  if (next) c.header("x-gridx-after", next);
-  c.header("x-gridx-done", isTerminal(log.status) && log.lines.length === 0 ? "1" : "0");
-  return c.html(<LogLines lines={log.lines} />);
+  const lastEventId = c.req.header("last-event-id");
+  const res = await (await apiFor(c)).v1.jobs[":id"].logs.$get(withQuery({ param: { id: enc(c.req.param("id")) } }, { follow: "1", after }), lastEventId ? { headers: { "last-event-id": lastEventId } } : undefined);
+  return passStream(res);
+});
+
+// The job's state changes, which tell the page to refresh its status region.
+jobPages.get("/ui/live/jobs/:id/events", async (c) => {
+  const lastEventId = c.req.header("last-event-id");
+  const res = await (await apiFor(c)).v1.events.$get({ query: { job: c.req.param("id") } }, lastEventId ? { headers: { "last-event-id": lastEventId } } : undefined);
+  return passStream(res);
+});
+
+// The whole log as text, read page by page (each page bounded), so it never sits in memory whole.
+jobPages.get("/ui/jobs/:id/log.txt", async (c) => {
+  const api = await apiFor(c);
+  const id = c.req.param("id");
+  const encoder = new TextEncoder();
+  let next: LogPage | null = await logPage(api, id, undefined);
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (!next) return controller.close();
+      controller.enqueue(encoder.encode(next.lines.map((l) => l.text + "\n").join("")));
+      next = next.more && next.next_cursor ? await logPage(api, id, next.next_cursor) : null;
+    },
+  });
+  return new Response(body, { headers: { "content-type": "text/plain; charset=utf-8", "content-disposition": `inline; filename="${id}.log"` } });
 });
 
 jobPages.post("/ui/jobs/:id/cancel", async (c) => {
@@ -164,7 +198,7 @@ jobPages.post("/ui/run", async (c) => {
   return orExplain(
     async () => {
       const job = await call(api.v1.jobs.$post({ json: request, header: {} }));
-      const log: LogPage = { lines: [], next_cursor: null, status: job.status };
+      const log: LogPage = { lines: [], next_cursor: null, more: false, status: job.status };
       if (wantsFragment(c)) {
         c.header("x-gridx-job", job.id);
         return c.html(<RunResult job={job} log={log} />, 201);

@@ -185,7 +185,7 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boole
   const done = isTerminal(job.status);
   const spec = job.spec as { task?: { kind?: string } } | null;
   return (
-    <LiveRegion src={done ? null : `/ui/live/jobs/${enc(job.id)}`} every={JOB_REFRESH_MS} id="job-live" class="job-live">
+    <LiveRegion src={done ? null : `/ui/live/jobs/${enc(job.id)}`} every={JOB_REFRESH_MS} events={`/ui/live/jobs/${enc(job.id)}/events`} id="job-live" class="job-live">
       <section class="card" aria-labelledby="summary-title">
         <h2 id="summary-title">Summary</h2>
         <p id="job-status" class="status-line" role="status" aria-live="polite">
@@ -303,21 +303,29 @@ export const LogLines: FC<{ lines: LogLine[] }> = ({ lines }) => (
   </>
 );
 
-/** A log panel that keeps reading new lines until the job has ended and nothing is left. */
+/**
+ * A log panel: the newest lines (LOG_TAIL_BYTES of them at most, with a link to the whole log),
+ * then, while the job runs, every line as the agent sends it.
+ */
 export const LogPanel: FC<{ jobId: string; page: LogPage; label: string }> = ({ jobId, page, label }) => {
-  const done = isTerminal(page.status) && page.lines.length === 0;
+  const done = isTerminal(page.status);
   return (
-    <pre
-      class="log"
-      tabindex={0}
-      role="region"
-      aria-label={label}
-      data-tail={done ? undefined : `/ui/live/jobs/${enc(jobId)}/log`}
-      data-after={page.next_cursor ?? undefined}
-      data-done={done ? "1" : undefined}
-    >
-      <LogLines lines={page.lines} />
-    </pre>
+    <>
+      <p class="hint">
+        Showing the newest lines. <a href={`/ui/jobs/${enc(jobId)}/log.txt`}>Whole log</a>
+      </p>
+      <pre
+        class="log"
+        tabindex={0}
+        role="region"
+        aria-label={label}
+        data-stream={done ? undefined : `/ui/live/jobs/${enc(jobId)}/log`}
+        data-after={page.next_cursor ?? undefined}
+        data-done={done ? "1" : undefined}
+      >
+        <LogLines lines={page.lines} />
+      </pre>
+    </>
   );
 };
 

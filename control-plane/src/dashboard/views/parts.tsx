@@ -178,11 +178,12 @@ export function formatBytes(n: number): string {
 export const formatMemoryMb = (mb: number) => formatBytes(mb * 1024 * 1024);
 
 /**
- * A region the page script keeps fresh: it fetches `src` every `every` ms and swaps in the
+ * A region the page script keeps fresh: it fetches `src` every `every` ms, or, with `events`
+ * (an event stream's address), whenever that stream says something changed, and swaps in the
  * answer's children. A region rendered without `src` (a finished job) stays as it is.
  */
-export const LiveRegion: FC<PropsWithChildren<{ src: string | null; every: number; id?: string; class?: string }>> = (p) => (
-  <div id={p.id} class={p.class} data-live={p.src ?? undefined} data-every={p.src ? String(p.every) : undefined}>
+export const LiveRegion: FC<PropsWithChildren<{ src: string | null; every: number; events?: string; id?: string; class?: string }>> = (p) => (
+  <div id={p.id} class={p.class} data-live={p.src ?? undefined} data-every={p.src ? String(p.every) : undefined} data-events={p.src ? p.events : undefined}>
     {p.children}
   </div>
 );

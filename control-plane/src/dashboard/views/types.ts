@@ -15,6 +15,7 @@ export type Attempt = InferResponseType<Jobs[":id"]["attempts"]["$get"], 200>["a
 export interface LogPage {
   lines: StoredLine[];
   next_cursor: string | null;
+  more: boolean;
   status: JobStatus;
 }
 export type LogLine = StoredLine;
