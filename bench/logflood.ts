@@ -2,11 +2,12 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { LogSender, type LogChannel } from "../agent/src/log-sender.ts";
 import { DEFAULT_LOG_LIMITS } from "../agent/src/runner/log-collector.ts";
+import { encode } from "../protocol/index.ts";
 import { issueAgentToken, startAgent } from "../scripts/local-grid.ts";
 import { call, until, type BenchPlane } from "./grid.ts";
 import { median, p99, round, type Figure } from "./stats.ts";
 
-const SECTION = "10 log flood";
+const SECTION = "10 logflood";
 
 /** A process's peak and current resident memory (bytes), from /proc/<pid>/status. */
 function memory(pid: number): { peak: number; now: number } {
@@ -35,6 +36,33 @@ async function agentDelay(samples: number): Promise<number[]> {
   return delays;
 }
 
+/**
+ * The agent alone: `lines` short lines, read in 64 KiB chunks, split, queued, batched and
+ * encoded onto a socket stand-in that writes each frame a tick later; lines/s.
+ */
+async function agentThroughput(lines: number): Promise<number> {
+  const ref = { job_id: "bench", attempt: 1 };
+  let sender: LogSender | null = null;
+  const channel = {
+    writable: true,
+    buffered: 0,
+    send(msg: Parameters<LogChannel["send"]>[0]) {
+      this.buffered += encode(msg).length;
+      setImmediate(() => {
+        this.buffered = 0;
+        sender?.drained();
+      });
+    },
+  };
+  sender = new LogSender(channel, DEFAULT_LOG_LIMITS);
+  const log = sender.open(ref, DEFAULT_LOG_LIMITS.jobBytes);
+  const output = Buffer.from(Array.from({ length: lines }, (_, i) => `${i}\n`).join(""));
+  const t0 = performance.now();
+  for (let at = 0; at < output.length; at += 64 * 1024) log.write("stdout", output.subarray(at, at + 64 * 1024));
+  await sender.finish(ref);
+  return lines / ((performance.now() - t0) / 1000);
+}
+
 /** Every stdout line of a job, read back page by page. */
 async function stdoutLines(cp: BenchPlane, id: string): Promise<number> {
   let count = 0;
@@ -55,6 +83,7 @@ async function stdoutLines(cp: BenchPlane, id: string): Promise<number> {
  */
 export async function benchLogFlood(cp: BenchPlane, lines: number): Promise<Figure[]> {
   const delays = await agentDelay(2000);
+  const alone = await agentThroughput(lines);
   const pool = "bench-logflood";
   const agent = startAgent({ url: cp.url, token: await issueAgentToken(cp, pool, pool), name: pool, slots: 1, stateDir: mkdtempSync(join(cp.dir, `${pool}-`)) });
   try {
@@ -72,6 +101,7 @@ export async function benchLogFlood(cp: BenchPlane, lines: number): Promise<Figu
     return [
       { section: SECTION, name: "agent: line written → handed to an idle socket p50", value: round(median(delays), 3), unit: "ms" },
       { section: SECTION, name: "agent: line written → handed to an idle socket p99", value: round(p99(delays), 3), unit: "ms" },
+      { section: SECTION, name: `agent alone: ${lines} lines split, queued, batched and encoded`, value: round(alone), unit: "lines/s" },
       { section: SECTION, name: `${lines} lines printed as fast as python can (${job.status}): delivered, start → result`, value: round(lines / runS), unit: "lines/s" },
       { section: SECTION, name: `lines lost of ${lines} (read back page by page)`, value: lines - delivered, unit: "lines", target: "= 0" },
       { section: SECTION, name: "agent RSS peak (VmHWM) before the flood", value: mib(before.peak), unit: "MiB" },
