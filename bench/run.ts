@@ -6,7 +6,7 @@
  * BENCH_STORM_DOWN_S (0: how long the storm keeps the killed control plane down), BENCH_FAIRSHARE_JOBS
  * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
  * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent),
- * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can), BENCH_REALTIME_LINES (20000 lines
+ * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can), BENCH_REALTIME_LINES (5000 lines
  * printed by the job that 0 and then BENCH_REALTIME_FOLLOWERS (50) followers read).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -55,7 +55,7 @@ async function main() {
       await section("transfers", () => benchTransfers(cp, num("BENCH_MIB", 256), 3));
       await section("burst", () => benchBurst(cp, num("BENCH_BURST_JOBS", 60)));
       await section("logflood", () => benchLogFlood(cp, num("BENCH_LOG_LINES", 100_000)));
-      await section("realtime", () => benchRealtime(cp, { latencyLines: 200, floodLines: num("BENCH_REALTIME_LINES", 20_000), followers: num("BENCH_REALTIME_FOLLOWERS", 50), limitMs: 5 * 60_000 }));
+      await section("realtime", () => benchRealtime(cp, { latencyLines: 200, floodLines: num("BENCH_REALTIME_LINES", 5000), followers: num("BENCH_REALTIME_FOLLOWERS", 50), limitMs: 4 * 60_000 }));
       await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
     } finally {
       await cp.stop();
