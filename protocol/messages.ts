@@ -213,6 +213,11 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
     payload: AttemptRef.extend({ reason: z.enum(["user", "timeout", "stale"]) }),
   }),
   z.object({ type: z.literal("result_ack"), payload: AttemptRef }),
+  /**
+   * After a reconnect, once per attempt the agent reported and still holds: the last log batch
+   * stored (-1: none). The agent re-sends its later batches, then the newer ones and the result.
+   */
+  z.object({ type: z.literal("log_resume"), payload: AttemptRef.extend({ after_seq: z.number().int().min(-1).max(LOG_LIMITS.seq_max) }) }),
   z.object({ type: z.literal("drain"), payload: z.object({}) }),
   /** An operator's maintenance command, run over SSH on the agent's configured host if its allowlist permits. */
   z.object({ type: z.literal("probe"), payload: ProbeRequest.extend({ probe_id: z.string().max(64) }) }),

@@ -22,6 +22,8 @@ export interface AgentOptions {
   probes?: ProbeConfig | null;
   /** An unacknowledged result is sent again this often until its `result_ack` comes (default 10 s). */
   resultResendMs?: number;
+  /** How long after a reconnect a job's log and result wait for its `log_resume` (default RESUME_WAIT_MS). */
+  resumeWaitMs?: number;
 }
 
 interface ActiveJob {
@@ -97,7 +99,8 @@ export class Agent {
       onDrained: () => this.logs.drained(),
     });
     this.slots = new SlotGate(opts.slots, opts.caps);
-    this.logs = new LogSender(this.connection, opts.logLimits ?? DEFAULT_LOG_LIMITS);
+    // A result held for its log's resume goes out once the re-sent lines are on the socket before it.
+    this.logs = new LogSender(this.connection, opts.logLimits ?? DEFAULT_LOG_LIMITS, Date.now, (ref) => this.sendResult(keyOf(ref)), opts.resumeWaitMs);
   }
 
   /**
@@ -170,11 +173,17 @@ export class Agent {
     switch (msg.type) {
       case "hello_ack":
         this.log.info("connected", { worker_id: msg.payload.worker_id, draining: msg.payload.draining });
+        // Lines handed to the old socket may not have reached the coordinator: each job's log and result wait for its log_resume.
+        this.logs.reconnected();
         for (const key of this.unacked.keys()) this.sendResult(key);
         return;
+      case "log_resume":
+        return this.logs.resume(msg.payload, msg.payload.after_seq);
       case "assign_job":
         return this.accept(msg.payload);
       case "cancel_job":
+        // A stale attempt gets no log_resume: its result (fenced there) need not wait for one.
+        if (msg.payload.reason === "stale") this.logs.stopHolding(msg.payload);
         this.active.get(keyOf(msg.payload))?.stop.abort(msg.payload.reason satisfies StopReason);
         return;
       case "result_ack": {
@@ -182,6 +191,7 @@ export class Agent {
         const acked = this.unacked.get(key);
         if (acked?.timer) clearTimeout(acked.timer);
         this.unacked.delete(key);
+        this.logs.forget(msg.payload);
         if (this.tookOnce && this.active.size === 0 && this.unacked.size === 0) this.onceDone?.();
         return;
       }
@@ -294,7 +304,8 @@ export class Agent {
   private sendResult(key: string): void {
     const entry = this.unacked.get(key);
     if (!entry) return;
-    this.connection.sendIfReady({ type: "job_result", payload: entry.payload });
+    // Not before the lines a reconnect makes it re-send: a stored result fences them out. The hold's end sends it.
+    if (!this.logs.holding(entry.payload)) this.connection.sendIfReady({ type: "job_result", payload: entry.payload });
     if (entry.timer) clearTimeout(entry.timer);
     entry.timer = setTimeout(() => this.sendResult(key), this.opts.resultResendMs ?? DEFAULT_RESULT_RESEND_MS).unref();
   }

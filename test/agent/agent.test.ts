@@ -22,6 +22,8 @@ class FakeCoordinator {
   socket: WebSocket | null = null;
   connections = 0;
   autoAckResults = true;
+  /** The next job_log is lost with its connection: not recorded, and the socket is cut. */
+  dropNextLog = false;
 
   constructor() {
     this.wss.on("connection", (ws, req) => {
@@ -32,11 +34,25 @@ class FakeCoordinator {
         const [d] = decodeFrame(raw.toString(), AgentToCoordinator);
         if (!d) throw new Error("empty frame");
         if (!d.ok) throw new Error(d.message);
+        if (d.message.type === "job_log" && this.dropNextLog) {
+          this.dropNextLog = false;
+          ws.terminate();
+          return;
+        }
         this.received.push(d.message);
-        if (d.message.type === "hello") this.send({ type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 60, draining: false, batch_frames: false } });
+        if (d.message.type === "hello") {
+          this.send({ type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 60, draining: false, batch_frames: false } });
+          // As the coordinator does: each reported attempt resumes after the last batch it has.
+          for (const ref of d.message.payload.running) this.send({ type: "log_resume", payload: { ...ref, after_seq: this.lastSeq(ref.job_id, ref.attempt) } });
+        }
         if (d.message.type === "job_result" && this.autoAckResults) this.send({ type: "result_ack", payload: { job_id: d.message.payload.job_id, attempt: d.message.payload.attempt } });
       });
     });
+  }
+
+  lastSeq(jobId: string, attempt: number): number {
+    const seqs = this.received.flatMap((m) => (m.type === "job_log" && m.payload.job_id === jobId && m.payload.attempt === attempt ? [m.payload.seq] : []));
+    return Math.max(-1, ...seqs);
   }
 
   get url() {
@@ -212,6 +228,29 @@ describe("Agent", () => {
     const types = coord.received.slice(before).map((m) => m.type);
     expect(types.indexOf("hello")).toBeGreaterThanOrEqual(0);
     expect(types.indexOf("hello")).toBeLessThan(coord.received.slice(before).indexOf(log));
+  });
+
+  it("re-sends a log batch lost with its connection after the next hello, before the result", async () => {
+    const { coord, runner } = await setup();
+    coord.send({ type: "assign_job", payload: { job_id: "j_lost", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    const run = runner.runs[0]!;
+    run.hooks.output("stdout", Buffer.from("one\n"));
+    await coord.waitFor("job_log", (m) => m.payload.seq === 0);
+    coord.dropNextLog = true;
+    run.hooks.output("stdout", Buffer.from("two\n"));
+    await until(() => !coord.dropNextLog);
+    run.hooks.output("stdout", Buffer.from("three\n"));
+    run.finish({ exit_code: 0, failure_reason: null, message: null });
+    await coord.waitFor("job_result");
+    const logs = coord.received.filter((m) => m.type === "job_log");
+    expect(logs.map((m) => [m.payload.seq, m.payload.lines.map((l) => l.text)])).toEqual([
+      [0, ["one"]],
+      [1, ["two"]],
+      [2, ["three"]],
+    ]);
+    const types = coord.received.map((m) => m.type);
+    expect(types.lastIndexOf("job_log")).toBeLessThan(types.indexOf("job_result"));
   });
 
   it("drains on close: tells the coordinator, waits for jobs, then stops them past the grace", async () => {

@@ -494,6 +494,7 @@ export class Coordinator extends DurableObject<Bindings> {
       const mine = held.filter((a) => a.workerId === worker.id);
       ledger.join(worker, mine);
       await this.reconcile(worker.id, mine, hello.running, now);
+      await this.resumeLogs(ws, mine, hello.running);
     }
     this.dispatch();
     return events.map(() => undefined);
@@ -506,6 +507,31 @@ export class Coordinator extends DurableObject<Bindings> {
       else if (step.kind === "lost") await this.commit((w) => loseAttempt(w, step.attempt, `attempt ${step.attempt.attempt} was lost: its agent restarted without it`, now));
       else this.sockets.send(workerId, { type: "cancel_job", payload: { ...step.ref, reason: "stale" } });
     }
+  }
+
+  /**
+   * Tells a reconnected agent, for each attempt it reported and still holds, the last log batch
+   * stored, so it re-sends what the old socket lost. Sent before any later frame of this socket
+   * is read (frames are handled in order), so no newer batch of the agent's is counted in it.
+   * An attempt whose seq cannot be read gets none: the agent sends on after its wait.
+   */
+  private async resumeLogs(ws: WebSocket, mine: AttemptWithJob[], reported: AttemptRef[]): Promise<void> {
+    const reportedKeys = new Set(reported.map((r) => attemptKey(r.job_id, r.attempt)));
+    const resumed = mine.filter((a) => reportedKeys.has(attemptKey(a.jobId, a.attempt)));
+    const seqs = await Promise.all(
+      resumed.map((a) =>
+        logStreamOf(this.env, a.jobId)
+          .lastSeq(a.jobId, a.attempt)
+          .catch((err: unknown) => {
+            console.error(`coordinator(${this.pool}): reading the last log batch of ${a.jobId} failed; its agent sends on after its wait`, errorText(err));
+            return null;
+          }),
+      ),
+    );
+    this.sockets.sendOn(
+      ws,
+      resumed.flatMap((a, i) => (seqs[i] === null || seqs[i] === undefined ? [] : [{ type: "log_resume" as const, payload: { job_id: a.jobId, attempt: a.attempt, after_seq: seqs[i] } }])),
+    );
   }
 
   /**

@@ -78,6 +78,15 @@ export class LogStream extends DurableObject<Bindings> {
     if (held.bytes > this.settings.LOG_D1_WINDOW_BYTES && !this.moving) this.moving = this.moveOld(jobId, attempt).finally(() => (this.moving = null));
   }
 
+  /** The last batch of an attempt stored (in D1 or moved to R2), or -1: where a reconnected agent resumes its log. */
+  async lastSeq(jobId: string, attempt: number): Promise<number> {
+    const [[chunk], moved] = await Promise.all([
+      this.db.select({ seq: max(logChunks.seq) }).from(logChunks).where(and(eq(logChunks.jobId, jobId), eq(logChunks.attempt, attempt))),
+      this.movedThrough(jobId, attempt),
+    ]);
+    return Math.max(chunk?.seq ?? -1, moved);
+  }
+
   /** The fault suite's hook (GRIDX_FAULTS=on only), as the coordinator's. */
   async injectFaults(plan: FaultPlan | undefined): Promise<{ injected: number }> {
     if (!this.faults) throw new Error("fault injection is off (GRIDX_FAULTS)");
