@@ -22,6 +22,7 @@ import {
 import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
+import { WebhookCreate } from "../../control-plane/src/webhooks/schemas.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
 import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
@@ -349,6 +350,7 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   SecretValue,
   UploadComplete,
   UserCreate,
+  WebhookCreate,
 };
 
 beforeAll(async () => {

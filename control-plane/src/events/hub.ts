@@ -6,7 +6,7 @@ import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { settingsOf, type Settings } from "../settings.ts";
 import { FollowerSet, newWriter, type Follower } from "../streams/followers.ts";
-import { FOLLOWER_MAX_QUEUED_BYTES, SSE_HEADERS } from "../streams/sse.ts";
+import { FOLLOWER_MAX_QUEUED_BYTES, SSE_HEADERS, type SseEvent } from "../streams/sse.ts";
 
 /** Events read from D1 per query. */
 const EVENTS_PER_READ = 500;
@@ -128,11 +128,13 @@ export class EventHub extends DurableObject<Bindings> {
   }
 
   private write(f: EventFollower, events: readonly JobEvent[]): void {
+    const out: SseEvent[] = [];
     for (const e of events) {
       if (e.id <= f.cursor) continue;
-      f.out.send({ event: "job", id: String(e.id), data: JSON.stringify(e) });
+      out.push({ event: "job", id: String(e.id), data: JSON.stringify(e) });
       f.cursor = e.id;
     }
+    f.out.sendAll(out);
     if (events.length) f.lastWriteAt = Date.now();
     this.followers.sweepClosed(f);
   }

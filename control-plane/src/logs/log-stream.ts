@@ -9,7 +9,7 @@ import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { settingsOf, type Settings } from "../settings.ts";
 import { FollowerSet, newWriter, type Follower } from "../streams/followers.ts";
-import { FOLLOWER_MAX_QUEUED_BYTES, SSE_HEADERS } from "../streams/sse.ts";
+import { FOLLOWER_MAX_QUEUED_BYTES, SSE_HEADERS, type SseEvent } from "../streams/sse.ts";
 import { moveToSegments, readLogPage, type LogStore } from "./store.ts";
 import { and, eq, max } from "drizzle-orm";
 
@@ -159,13 +159,15 @@ export class LogStream extends DurableObject<Bindings> {
   }
 
   private write(f: LogFollower, lines: readonly StoredLine[]): void {
+    const events: SseEvent[] = [];
     for (const line of lines) {
       // Lines at or before the cursor were sent already (storage and a push can both bring one).
       const at = lineCursor(line);
       if (f.cursor && compareCursor(at, f.cursor) <= 0) continue;
-      f.out.send({ event: "log", id: formatCursor(at), data: JSON.stringify(publicLine(line)) });
+      events.push({ event: "log", id: formatCursor(at), data: JSON.stringify(publicLine(line)) });
       f.cursor = at;
     }
+    f.out.sendAll(events);
     if (lines.length) f.lastWriteAt = Date.now();
     this.followers.sweepClosed(f);
   }

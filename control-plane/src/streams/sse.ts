@@ -38,6 +38,20 @@ export class SseWriter {
     this.write(encodeEvent(e));
   }
 
+  /** Several events as one chunk: a batch of lines costs one write down the stream, not one each. */
+  sendAll(events: readonly SseEvent[]): void {
+    if (events.length === 0) return;
+    if (events.length === 1) return this.send(events[0]!);
+    const parts = events.map(encodeEvent);
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    this.write(out);
+  }
+
   comment(text: string): void {
     this.write(encoder.encode(`: ${text}\n\n`));
   }
