@@ -19,7 +19,12 @@ const CLI_BIN = join(ROOT, "cli", "bin", "gridx.cjs");
 
 export function buildCli(): string {
   const { version } = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string };
-  return bundle(join(ROOT, "cli", "src", "main.ts"), CLI_BUNDLE, { format: "cjs", define: { GRIDX_VERSION: JSON.stringify(version) } });
+  return bundle(join(ROOT, "cli", "src", "main.ts"), CLI_BUNDLE, {
+    format: "cjs",
+    define: { GRIDX_VERSION: JSON.stringify(version) },
+    // Hono's client builds a Headers for every call, and Node's loads undici (~60 ms) when first touched.
+    inject: [join(ROOT, "cli", "src", "headers.ts")],
+  });
 }
 
 let built = false;

@@ -5,6 +5,7 @@ import type { AppType } from "../../control-plane/src/app.ts";
 import type { Config } from "./config.ts";
 import { CliError, NetworkError } from "./errors.ts";
 import { EXIT } from "./exit-codes.ts";
+import { nodeFetch } from "./http.ts";
 
 /** The API as typed calls, derived from the control plane's routes (`hc<AppType>`). */
 export type Rpc = ReturnType<typeof hc<AppType>>;
@@ -111,8 +112,10 @@ function friendlyFetch(base: string, inner: typeof fetch): typeof fetch {
       return await inner(input, init);
     } catch (err) {
       if ((err as Error).name === "AbortError") throw err;
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      const why = cause?.code ?? cause?.message ?? (err as Error).message;
+      // fetch wraps the socket's error as its cause; node:http throws it as it is.
+      type Cause = { code?: string; message?: string };
+      const cause = (err as { cause?: Cause }).cause ?? (err as Cause);
+      const why = cause.code ?? cause.message ?? (err as Error).message;
       throw new NetworkError(`cannot reach ${base} (${why}): is the control plane running, and is the URL right? (gridx login URL, or GRIDX_URL)`);
     }
   }) as typeof fetch;
@@ -132,7 +135,7 @@ export class ApiClient {
   constructor(
     readonly base: string,
     token: string,
-    fetchImpl: typeof fetch = fetch,
+    fetchImpl: typeof fetch = nodeFetch,
   ) {
     this.rpc = hc<AppType>(base, { headers: { authorization: `Bearer ${token}` }, fetch: friendlyFetch(base, fetchImpl) });
   }
