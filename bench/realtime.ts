@@ -121,9 +121,9 @@ export async function benchRealtime(cp: BenchPlane, opts: { latencyLines: number
     // (b) CPU per line, without and with followers.
     const { all, runtime } = await workerdPids(cp);
     const floodScript = `import sys, time\ntime.sleep(${HEAD_START_S})\nsys.stdout.write("".join(f"{i}\\n" for i in range(${opts.floodLines})))\n`;
-    const flood = async (n: number) => {
+    const flood = async (followerCount: number) => {
       const job = await call(cp, "POST", "/v1/jobs", { kind: "python", pool, python: { script: floodScript } });
-      const followers = Array.from({ length: n }, () => follow(cp, job.id, opts.limitMs));
+      const followers = Array.from({ length: followerCount }, () => follow(cp, job.id, opts.limitMs));
       await Promise.all(followers.map((f) => f.opened));
       // From the followers being open to the job's result and every follower's end; both runs
       // read the job alike (every 250 ms), so the reads weigh the same on each.
