@@ -196,10 +196,11 @@ describe("the fault suite", () => {
     const agent = await launchOnlineAgent({ pool, name, slots: 2 });
     try {
       const jobs = [];
-      // Long enough that the first two still run, and the last two still wait, when the reset strikes.
+      // Long enough that the first two still run, the third waits on the agent (prefetched,
+      // assigned) and the fourth in the queue, when the reset strikes.
       for (let i = 0; i < 4; i++) jobs.push(await submit(python(`import time\nprint('job ${i} started', flush=True)\ntime.sleep(6)\nprint('job ${i} done')`, pool)));
       await Promise.all(jobs.slice(0, 2).map((j, i) => startedOn(j.id, `job ${i} started`)));
-      expect(await Promise.all(jobs.map(async (j) => (await api(`/v1/jobs/${j.id}`)).json.status))).toEqual(["running", "running", "queued", "queued"]);
+      expect(await Promise.all(jobs.map(async (j) => (await api(`/v1/jobs/${j.id}`)).json.status))).toEqual(["running", "running", "assigned", "queued"]);
 
       await injectFault({ pool, reset: true });
 

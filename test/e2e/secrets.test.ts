@@ -8,7 +8,9 @@ describe("secrets as environment variables, through a real agent and Docker", ()
   let agent: AgentProcess;
 
   beforeAll(async () => {
-    agent = await launchOnlineAgent({ pool, name: uniqueName("secrets-node") });
+    // No prefetch: a job's secrets travel in its assignment, and a prefetched job is assigned
+    // while it waits for the slot. The deleted-secret test is about a job still in the queue.
+    agent = await launchOnlineAgent({ pool, name: uniqueName("secrets-node"), extraArgs: ["--prefetch", "0"] });
   });
 
   afterAll(async () => {
