@@ -128,15 +128,18 @@ export class EnvImages {
     const image = EnvImages.tagFor(env);
     this.hold(image, use.held);
     let build = this.builds.get(image);
-    const how = build ? "joined" : "built";
+    let how: "built" | "joined" = build ? "joined" : "built";
     if (!build) {
       await this.collecting;
       const images = await this.vet(env, source);
-      if (await this.exists(image)) {
+      const exists = await this.exists(image);
+      // Another job may have started the same build while this one was vetting: join it, never build twice.
+      build = this.builds.get(image);
+      if (build) how = "joined";
+      else if (exists) {
         await this.uses.touch(image);
         return { image, how: "reused" };
-      }
-      build = this.start(image, env, source, images, use);
+      } else build = this.start(image, env, source, images, use);
     }
     const replay = [...build.lines];
     replay.forEach(line);
