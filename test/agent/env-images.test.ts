@@ -105,6 +105,20 @@ afterAll(async () => {
 });
 
 describe("confined environment builds (real engine)", () => {
+  it("builds an environment once for two jobs that ask for it at the same moment: the second joins the build", async () => {
+    const commit = repo.commit({ Dockerfile: "FROM gridx/python:latest\nLABEL race=1\n", "nonce.txt": randomBytes(8).toString("hex") });
+    const env = { url: repo.dir, commit, dockerfile: "Dockerfile", key: "race" };
+    built.add(EnvImages.tagFor(env));
+    // The commit in the agent's git cache, as a repo job's workspace has it before the build.
+    await git.resolve(repo.dir, commit, undefined, new AbortController().signal);
+    const source: BuildSource = { dockerfile: (max) => git.archivedFile(repo.dir, commit, "Dockerfile", max), context: (use) => git.withArchive(repo.dir, commit, use) };
+    const envImages = images();
+    const use = { network: "none" as const, egressAllow: [], held: () => true };
+    const both = await Promise.all([0, 1].map(() => envImages.ensure(env, source, () => undefined, new AbortController().signal, use)));
+    expect(both.map((b) => b.how).sort()).toEqual(["built", "joined"]);
+    expect(both[0]!.image).toBe(both[1]!.image);
+  });
+
   it("makes the agent's build cgroup on this machine (root, cgroupfs)", () => {
     expect(cgroup).toEqual({ ok: true, parent: `/gridx-build-${instance}` });
     expect(readFileSync(join(CGROUP_ROOT, "pids", `gridx-build-${instance}`, "pids.max"), "utf8").trim()).toBe("64");
