@@ -16,6 +16,11 @@ export function readableProjects(principal: Principal): string[] | null {
   return [...principal.roles.keys()];
 }
 
+/** The projects a user owns (what an owner may manage: its audit log, its webhooks). */
+export function ownedProjects(principal: Extract<Principal, { kind: "user" }>): string[] {
+  return [...principal.roles].filter(([, role]) => role === "owner").map(([p]) => p);
+}
+
 /**
  * Checks that the caller may do what needs `need` in `project`. A caller who is not a member
  * gets `hidden()` (a 404 naming the resource they asked for, so nothing says whether it

@@ -1,5 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName } from "../../../protocol/index.ts";
+import { ownedProjects } from "../auth/access.ts";
 import { AUDIT_ACTIONS } from "../audit.ts";
 import { auditView, listAudit } from "../db/audit.ts";
 import { createDb } from "../db/client.ts";
@@ -34,7 +35,7 @@ export const auditRoutes = router().openapi(
     const principal = c.get("principal");
     let projects: string[] | null = null;
     if (principal.kind === "user") {
-      projects = [...principal.roles].filter(([, role]) => role === "owner").map(([p]) => p);
+      projects = ownedProjects(principal);
       if (q.project && !projects.includes(q.project)) throw new AppError("forbidden", `project: reading project ${q.project}'s audit log needs the owner role there`, "project");
       if (projects.length === 0) throw new AppError("forbidden", "the audit log is for the admin and for project owners");
     }

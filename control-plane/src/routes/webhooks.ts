@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName } from "../../../protocol/index.ts";
-import { requireRole } from "../auth/access.ts";
+import { ownedProjects, requireRole } from "../auth/access.ts";
 import type { Principal } from "../auth/principal.ts";
 import { actorName } from "../auth/principal.ts";
 import { audit } from "../audit.ts";
@@ -100,7 +100,7 @@ export const webhookRoutes = router()
       const principal = c.get("principal");
       const db = createDb(c.env.DB);
       if (project) await mustGetProject(db, principal, project, "owner", "project");
-      const owned = principal.kind === "user" ? [...principal.roles].filter(([, role]) => role === "owner").map(([p]) => p) : null;
+      const owned = principal.kind === "user" ? ownedProjects(principal) : null;
       const rows = await listWebhooks(db, { projects: owned, project });
       return c.json({ webhooks: rows.map(webhookView) }, 200);
     },
