@@ -14,6 +14,7 @@ import { GitCache } from "./repos/git-cache.ts";
 import { RepoWorkspace } from "./repos/workspace.ts";
 import { LoginPulls, loginPullsFile } from "./runner/command-image.ts";
 import { DockerRunner } from "./runner/docker-runner.ts";
+import { trackUsage } from "./runner/usage.ts";
 import { LEASE_DEFAULTS, startWarden } from "./runner/warden.ts";
 import { agentInstance } from "./identity.ts";
 import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
@@ -95,6 +96,7 @@ async function main(): Promise<number> {
   const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available })), prefetch };
   const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
   const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
+  const cgroups = await trackUsage(docker, engineAddress(process.env), instance, log);
   // One record for command jobs' pulls and builds' bases, so a build sees a pull made a moment ago.
   const loginPulls = new LoginPulls(loginPullsFile(config.stateDir));
   const runner = new DockerRunner(
@@ -113,6 +115,7 @@ async function main(): Promise<number> {
       prestart: Math.min(config.prestart, slots + prefetch),
       egress,
       loginPulls,
+      cgroups,
       transfers: {
         cache: new InputCache(join(config.stateDir, "cache"), config.cacheMb * 1024 * 1024, http),
         artifacts: (jobId, attempt) => artifactApi(config.url, config.token, jobId, attempt, http),

@@ -51,6 +51,8 @@ export interface HostConfig extends ContainerResources {
   Sysctls?: Record<string, string>;
   /** `host`: the host's user namespace, even on an engine started with --userns-remap. */
   UsernsMode?: string;
+  /** Under the cgroupfs driver, the cgroup (a path) the container's own is made in; the engine makes it if need be. */
+  CgroupParent?: string;
 }
 
 /** `POST /networks/create`. */

@@ -1,6 +1,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { AttemptUsage, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 import { prestartableRuntimes, RUNSC_ARGS, runscArgsMissing } from "../caps.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { EngineInfo } from "../docker/types.ts";
@@ -23,6 +23,7 @@ import { TaskError, type JobRunner, type RunHooks, type RunOutcome, type RunRequ
 import { LABELS, withinReservation } from "./sandbox.ts";
 import { startJob, type Held } from "./start.ts";
 import { supervise } from "./supervise.ts";
+import { attemptUsage, type UsageCgroups } from "./usage.ts";
 
 export interface DockerRunnerOptions {
   stateDir: string;
@@ -53,6 +54,8 @@ export interface DockerRunnerOptions {
   egress?: EgressNetworks;
   /** The record of repositories pulled with a login, shared with environment builds; default: one at `loginPullsFile(stateDir)`. */
   loginPulls?: LoginPulls;
+  /** Where each container's CPU and memory use is kept past its exit (see trackUsage); without it, results carry no usage. */
+  cgroups?: UsageCgroups | null;
 }
 
 export interface Transfers extends Uploads {
@@ -86,7 +89,7 @@ export class DockerRunner implements JobRunner {
       loginPulls: opts.loginPulls ?? new LoginPulls(loginPullsFile(opts.stateDir)),
     });
     this.prestarted = opts.prestart
-      ? new PrestartedSandboxes(docker, { count: opts.prestart, jobsDir: this.jobsDir(), image: opts.images.python, tmpfsMb: opts.tmpfsMb, labels: this.agentLabels() }, log)
+      ? new PrestartedSandboxes(docker, { count: opts.prestart, jobsDir: this.jobsDir(), image: opts.images.python, tmpfsMb: opts.tmpfsMb, labels: this.agentLabels(), cgroups: opts.cgroups }, log)
       : null;
   }
 
@@ -120,15 +123,17 @@ export class DockerRunner implements JobRunner {
     const masker = new SecretMasker([...Object.values(req.secretEnv ?? {}), req.credentials?.code, req.credentials?.env, ...loginSecrets(req.credentials?.registry)]);
     // Taken, a sandbox is this run's to use and remove, as a container of its own would be.
     const sandbox = takesPrestarted(req) ? (this.prestarted?.take(req.sandbox.runtime) ?? null) : null;
-    const held: Held = { sandbox, container: sandbox?.container };
+    const held: Held = { sandbox, container: sandbox?.container, cgroup: sandbox?.cgroup };
     const dir = sandbox?.folder.dir ?? join(this.jobsDir(), `${req.jobId}.${req.attempt}`);
     // Masked first, so that a secret holding a path is still matched whole.
     const paths = new HostPaths(this.opts.stateDir, jobFolderAt(dir));
     const hooks = maskedHooks(hostPathsHidden(runHooks, paths), masker);
     let jobLog: JobLogFile | undefined;
     let resolved: ResolvedCommits | undefined;
-    const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && paths.text(masker.text(v.message)), resolved });
-    const env = { ...req.spec.env, ...req.secretEnv, GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt) };
+    let usage: AttemptUsage | undefined;
+    const outcome = (v: Verdict): RunOutcome => ({ ...v, message: v.message && paths.text(masker.text(v.message)), resolved, ...(usage && { usage }) });
+    // A prestarted sandbox gets it through task.json (kinds.ts), so it sees the same.
+    const env = { ...req.spec.env, ...req.secretEnv, ...gridxEnv(req) };
     try {
       // Before anything is fetched or built for a job that could not run here anyway.
       const ready = await preflight({ egress: this.opts.egress, info: () => this.info() }, req);
@@ -160,7 +165,7 @@ export class DockerRunner implements JobRunner {
         }
       }
       const slot = async () => await runHooks.slot?.();
-      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network, slot }, req, prepared.job, folder, env, held, hooks, stop, log);
+      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network, slot, cgroups: this.opts.cgroups ?? null }, req, prepared.job, folder, env, held, hooks, stop, log);
       // A python job that found no sandbox of its runtime has them made for it from now on.
       if (takesPrestarted(req)) this.prestarted?.fill();
       if (!started.ok) return outcome(started.verdict);
@@ -178,6 +183,9 @@ export class DockerRunner implements JobRunner {
       // Outputs are collected and the container removed after this; the next job need not wait for that.
       runHooks.exited?.();
       if (!exited.ok) return outcome(exited.verdict);
+      const counted = held.cgroup ? await this.opts.cgroups?.read(held.cgroup) : null;
+      if (counted) usage = attemptUsage(counted, req.gpuIndices.length, exited.exitedAt - started.startedAt);
+      else if (this.opts.cgroups) log.warn("the container's usage could not be read; the result goes without it");
       await jobLog.end();
       const collected = await collectOutputs(this.opts.transfers ?? null, req, folder.output, jobLog.path, this.opts.outputCapBytes, hooks);
       return outcome(
@@ -213,6 +221,7 @@ export class DockerRunner implements JobRunner {
   private async release(held: Held, dir: string, log: Logger): Promise<void> {
     await held.sandbox?.close().catch((err: unknown) => log.warn("the prestarted sandbox did not close cleanly", { err }));
     if (held.container) await this.docker.removeContainer(held.container).catch((err: unknown) => log.warn("container removal failed", { err }));
+    if (held.cgroup) await this.opts.cgroups?.remove(held.cgroup);
     await rm(dir, { recursive: true, force: true }).catch((err: unknown) => log.warn("job folder removal failed", { err }));
   }
 
@@ -220,6 +229,7 @@ export class DockerRunner implements JobRunner {
   async cleanupLeftovers(): Promise<number> {
     const leftovers = await this.docker.listContainers([`${LABELS.instance}=${this.opts.instance}`]);
     await Promise.all(leftovers.map((c) => this.docker.removeContainer(c.Id)));
+    await this.opts.cgroups?.removeAll();
     // Only once no container of this instance is left on them.
     await this.opts.egress?.cleanupLeftovers();
     await rm(this.jobsDir(), { recursive: true, force: true });
@@ -242,4 +252,18 @@ export class DockerRunner implements JobRunner {
     }
     return missing;
   }
+}
+
+/**
+ * What gridx tells a job of itself; after its own env and secrets, so that neither can hide
+ * it. An array task also learns its index (0-based) and the array's size.
+ *
+ * @example
+ * gridxEnv({ jobId: "j_1", attempt: 2, spec: { array: { count: 4, index: 3 } } });
+ * // { GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "2", GRIDX_ARRAY_INDEX: "3", GRIDX_ARRAY_COUNT: "4" }
+ */
+export function gridxEnv(req: Pick<RunRequest, "jobId" | "attempt"> & { spec: Pick<RunRequest["spec"], "array"> }): Record<string, string> {
+  const place = req.spec.array;
+  const task: Record<string, string> = place && place.index !== null ? { GRIDX_ARRAY_INDEX: String(place.index), GRIDX_ARRAY_COUNT: String(place.count) } : {};
+  return { GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt), ...task };
 }

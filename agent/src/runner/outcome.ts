@@ -2,8 +2,8 @@ import type { FailureReason, JobLimits } from "../../../protocol/index.ts";
 import { DockerTimeoutError } from "../docker/engine.ts";
 import { TaskError, type RunOutcome, type StopReason } from "./runner.ts";
 
-/** A run's outcome, less what the run resolved (a repo job's commits). */
-export type Verdict = Omit<RunOutcome, "resolved">;
+/** A run's outcome, less what the run resolved (a repo job's commits) and what it used. */
+export type Verdict = Omit<RunOutcome, "resolved" | "usage">;
 
 export const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
 

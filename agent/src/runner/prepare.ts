@@ -1,6 +1,6 @@
 import { copyFile, link, mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { ResolvedCommits } from "../../../protocol/index.ts";
+import { inputSource, type ResolvedCommits } from "../../../protocol/index.ts";
 import type { DockerEngine } from "../docker/engine.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { InputCache } from "../transfer/input-cache.ts";
@@ -73,8 +73,8 @@ export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: Job
 /** Downloads (or finds cached) each input and links it into the job's input folder. */
 async function fetchInputs(cache: InputCache | null, req: RunRequest, inputDir: string, hooks: RunHooks): Promise<void> {
   if (req.inputs.length !== req.spec.inputs.length) {
-    const missing = req.spec.inputs.filter((i) => !req.inputs.some((d) => d.path === i.path)).map((i) => i.dataset);
-    throw new Error(`input dataset ${missing.join(", ")} does not exist`);
+    const missing = req.spec.inputs.filter((i) => !req.inputs.some((d) => d.path === i.path)).map(inputSource);
+    throw new Error(`input ${missing.join(", ")} does not exist`);
   }
   if (req.inputs.length && !cache) throw new Error("this agent cannot fetch inputs (no transfer settings)");
   for (const input of req.inputs) {
@@ -83,6 +83,8 @@ async function fetchInputs(cache: InputCache | null, req: RunRequest, inputDir: 
     await mkdir(dirname(target), { recursive: true, mode: 0o755 });
     // A hard link costs nothing and survives the cache evicting its own name.
     await link(path, target).catch(() => copyFile(path, target));
-    hooks.system(`[gridx: input ${input.path} (dataset ${input.dataset}, ${input.size} bytes) ${hit ? "from the local cache" : "downloaded"}]`);
+    // The download's own `dataset` is only a label (`artifact:j_…/name` for an artifact); the spec says what it is.
+    const asked = req.spec.inputs.find((i) => i.path === input.path);
+    hooks.system(`[gridx: input ${input.path} (${asked ? inputSource(asked) : `dataset ${input.dataset}`}, ${input.size} bytes) ${hit ? "from the local cache" : "downloaded"}]`);
   }
 }

@@ -12,6 +12,7 @@ import type { Logger } from "../logger.ts";
 import { createJobFolder, type JobFolder } from "./job-folder.ts";
 import type { RunRequest } from "./runner.ts";
 import { containerOptions, LABELS } from "./sandbox.ts";
+import type { UsageCgroups } from "./usage.ts";
 
 /**
  * The go FIFO's name in a sandbox's output folder. Output, not input: the entrypoint can
@@ -45,6 +46,8 @@ export function takesPrestarted(req: Pick<RunRequest, "spec" | "gpuIndices"> & {
 /** A started python-runner container whose entrypoint waits for a job. */
 export interface PrestartedSandbox {
   container: string;
+  /** Its parent cgroup's name (usage.ts): the container keeps it when renamed after its job. */
+  cgroup: string;
   /** Fixed when it was made: it serves only jobs of this runtime. */
   runtime: Runtime;
   /** Bind-mounted exactly as a job's; the job's files go in before `go`. */
@@ -71,6 +74,8 @@ export interface PrestartOptions {
   tmpfsMb: number;
   /** Labels every container of this agent carries, so a crash's leftovers are found. */
   labels: Record<string, string>;
+  /** Where a sandbox's usage is kept past its exit, as a job container's is; none without it. */
+  cgroups?: UsageCgroups | null;
 }
 
 /**
@@ -170,6 +175,7 @@ export class PrestartedSandboxes {
 
   private async prestart(runtime: Runtime): Promise<PrestartedSandbox> {
     const id = randomUUID();
+    const name = `gridx-prestarted-${id}`;
     const folder = await createJobFolder(join(this.opts.jobsDir, `prestarted-${id}`));
     const fifo = join(folder.output, GO_FIFO);
     let container: string | undefined;
@@ -178,7 +184,7 @@ export class PrestartedSandboxes {
       await mkfifo(fifo);
       container = await this.docker.createContainer(
         containerOptions({
-          name: `gridx-prestarted-${id}`,
+          name,
           image: this.opts.image,
           argv: null,
           env: { GRIDX_PRESTARTED: "1" },
@@ -190,16 +196,18 @@ export class PrestartedSandboxes {
           tmpfsMb: this.opts.tmpfsMb,
           labels: { ...this.opts.labels, [LABELS.prestarted]: "true" },
           runtime,
+          cgroupParent: this.opts.cgroups?.parent(name),
         }),
       );
       output = await this.docker.attachContainer(container);
       // Unread while it waits; without a listener a dropped engine connection would crash the agent.
       output.on("error", () => undefined);
       await this.docker.startContainer(container);
-      return waitingSandbox(container, runtime, folder, output, await openWhenListening(fifo), () => this.fill());
+      return waitingSandbox(container, name, runtime, folder, output, await openWhenListening(fifo), () => this.fill());
     } catch (err) {
       output?.destroy();
       if (container) await this.docker.removeContainer(container).catch(() => undefined);
+      await this.opts.cgroups?.remove(name);
       await rm(folder.dir, { recursive: true, force: true });
       throw err;
     }
@@ -208,12 +216,13 @@ export class PrestartedSandboxes {
   private async discard(sandbox: PrestartedSandbox): Promise<void> {
     await sandbox.close();
     await this.docker.removeContainer(sandbox.container).catch((err: unknown) => this.log.warn("prestarted container removal failed", { err }));
+    await this.opts.cgroups?.remove(sandbox.cgroup);
     await rm(sandbox.folder.dir, { recursive: true, force: true });
   }
 }
 
 /** `settled` runs once, when the sandbox has had its go or been given up. */
-function waitingSandbox(container: string, runtime: Runtime, folder: JobFolder, output: Readable, line: FileHandle, settled: () => void): PrestartedSandbox {
+function waitingSandbox(container: string, cgroup: string, runtime: Runtime, folder: JobFolder, output: Readable, line: FileHandle, settled: () => void): PrestartedSandbox {
   let done = false;
   const settle = async () => {
     done = true;
@@ -227,6 +236,7 @@ function waitingSandbox(container: string, runtime: Runtime, folder: JobFolder, 
   };
   return {
     container,
+    cgroup,
     runtime,
     folder,
     limits: SANDBOX_LIMITS,

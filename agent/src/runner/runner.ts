@@ -1,4 +1,4 @@
-import type { AttemptSandbox, FailureReason, InputDownload, JobSpec, LogStream, RepoCredentials, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { AttemptSandbox, AttemptUsage, FailureReason, InputDownload, JobSpec, LogStream, RepoCredentials, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 export interface RunRequest {
   jobId: string;
@@ -27,6 +27,8 @@ export interface RunOutcome {
   message: string | null;
   /** Repo jobs: the commits and image that ran. */
   resolved?: ResolvedCommits;
+  /** What its container used, when it ran and its cgroup could be read. */
+  usage?: AttemptUsage;
 }
 
 /** A job that cannot run as asked, and the failure reason that says why. */

@@ -36,6 +36,8 @@ export interface SandboxInput {
   runtime: Runtime;
   /** The filtered egress network the job joins (sandbox-net/); absent: no network at all. */
   network?: EgressAttachment;
+  /** The parent cgroup that keeps the container's usage after it exits (usage.ts); absent: the engine's default. */
+  cgroupParent?: string;
 }
 
 /**
@@ -69,6 +71,7 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
       CapDrop: ["ALL"],
       SecurityOpt: ["no-new-privileges:true", JOB_SECCOMP[s.runtime]],
       Runtime: OCI_RUNTIME[s.runtime],
+      ...(s.cgroupParent && { CgroupParent: s.cgroupParent }),
       ...resources(s.limits),
       Tmpfs: { "/tmp": `rw,noexec,nosuid,nodev,size=${s.tmpfsMb}m` },
       Ulimits: [{ Name: "nofile", Soft: 4096, Hard: 4096 }],

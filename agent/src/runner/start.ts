@@ -9,6 +9,7 @@ import { failedStep, type Verdict } from "./outcome.ts";
 import type { PrestartedSandbox } from "./prestart.ts";
 import type { RunHooks, RunRequest } from "./runner.ts";
 import { containerOptions, LABELS, limitsUpdate } from "./sandbox.ts";
+import type { UsageCgroups } from "./usage.ts";
 
 /** What a run holds on the engine, for whoever removes it after the run, however it ended. */
 export interface Held {
@@ -16,6 +17,8 @@ export interface Held {
   sandbox: PrestartedSandbox | null;
   /** The job's container (the sandbox's, if it took the job). */
   container: string | undefined;
+  /** The name of that container's parent cgroup (usage.ts), once it has one. */
+  cgroup: string | undefined;
 }
 
 export interface StartDeps {
@@ -30,9 +33,12 @@ export interface StartDeps {
    * sandbox's go) is done before it, so a prefetched job waits ready and starts the moment one frees.
    */
   slot(): Promise<void>;
+  /** Where a container's usage is kept past its exit; without it, containers get the engine's default cgroup. */
+  cgroups: UsageCgroups | null;
 }
 
-export type StartResult = { ok: true; container: string; output: Readable } | { ok: false; verdict: Verdict };
+/** `startedAt`: performance.now() as the job's code began (its container's start, or the sandbox's go). */
+export type StartResult = { ok: true; container: string; output: Readable; startedAt: number } | { ok: false; verdict: Verdict };
 
 /** What a job's container is called, prestarted or not. */
 export const containerName = (req: Pick<RunRequest, "jobId" | "attempt">) => `gridx-${req.jobId}-${req.attempt}`;
@@ -49,14 +55,17 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
     await deps.slot();
     if (stop.aborted) return stopped();
   }
-  if (sandbox && !(await go(deps.docker, sandbox, req.spec.limits, log))) {
+  if (sandbox && !(await go(deps, sandbox, req.spec.limits, log))) {
     held.sandbox = null;
     held.container = undefined;
+    held.cgroup = undefined;
   }
   let output: Readable;
+  let startedAt = performance.now();
   if (held.sandbox) {
     output = held.sandbox.output;
   } else {
+    const cgroup = containerName(req);
     const options = containerOptions({
       name: containerName(req),
       image: job.image,
@@ -71,9 +80,11 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
       labels: { ...deps.labels, [LABELS.jobId]: req.jobId, [LABELS.attempt]: String(req.attempt) },
       runtime: req.sandbox.runtime,
       network: deps.network,
+      cgroupParent: deps.cgroups?.parent(cgroup),
     });
     try {
       held.container = await deps.docker.createContainer(options);
+      held.cgroup = cgroup;
     } catch (err) {
       return { ok: false, verdict: failedStep(err, "image_error", "could not create the container") };
     }
@@ -87,6 +98,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
     } catch (err) {
       return { ok: false, verdict: failedStep(err, "image_error", "could not start the container") };
     }
+    startedAt = performance.now();
   }
   const container = held.container!;
   hooks.started(job.resolved);
@@ -95,7 +107,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
     // Named after its job, as a container of its own is, before any of its output is passed on.
     await deps.docker.renameContainer(container, containerName(req)).catch((err: unknown) => log.warn("could not name the prestarted container after its job", { err }));
   }
-  return { ok: true, container, output };
+  return { ok: true, container, output, startedAt };
 }
 
 /**
@@ -103,7 +115,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
  * when it cannot take the job (it refused the limits, or died while waiting): it is removed
  * then, and its folder, with the job's files in, serves a container of the job's own.
  */
-async function go(docker: DockerEngine, sandbox: PrestartedSandbox, limits: JobLimits, log: Logger): Promise<boolean> {
+async function go({ docker, cgroups }: Pick<StartDeps, "docker" | "cgroups">, sandbox: PrestartedSandbox, limits: JobLimits, log: Logger): Promise<boolean> {
   const update = limitsUpdate(sandbox.limits, limits);
   const updated = update
     ? await docker.updateContainer(sandbox.container, update).then(
@@ -117,5 +129,6 @@ async function go(docker: DockerEngine, sandbox: PrestartedSandbox, limits: JobL
   }
   await sandbox.close();
   await docker.removeContainer(sandbox.container).catch((err: unknown) => log.warn("container removal failed", { err }));
+  await cgroups?.remove(sandbox.cgroup);
   return false;
 }

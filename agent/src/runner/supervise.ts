@@ -34,6 +34,8 @@ export interface Exited {
   oomKilled: boolean;
   /** Why the output watch stopped the job, if it did. */
   outputOver: string | null;
+  /** performance.now() as the engine reported the exit, before its output is drained. */
+  exitedAt: number;
 }
 
 /**
@@ -60,8 +62,10 @@ export async function supervise(deps: SuperviseDeps, container: string, output: 
   stop.addEventListener("abort", onAbort, { once: true });
   if (stop.aborted) onAbort();
   let exitCode: number;
+  let exitedAt: number;
   try {
     exitCode = await deps.docker.waitContainer(container);
+    exitedAt = performance.now();
   } catch (err) {
     return { ok: false, verdict: failedStep(err, "internal", "lost track of the container") };
   } finally {
@@ -71,7 +75,7 @@ export async function supervise(deps: SuperviseDeps, container: string, output: 
     await Promise.race([drained, new Promise((r) => setTimeout(r, DRAIN_WAIT_MS))]);
   }
   const info = await deps.docker.inspectContainer(container);
-  return { ok: true, exitCode, stopReason, oomKilled: info.State.OOMKilled, outputOver };
+  return { ok: true, exitCode, stopReason, oomKilled: info.State.OOMKilled, outputOver, exitedAt };
 }
 
 /**
