@@ -18,7 +18,8 @@ export {
   utf8Length,
 } from "./job.ts";
 export type { JobKind, JobTask } from "./job.ts";
-export { JobInput } from "./job.ts";
+export { inputSource, JobInput } from "./job.ts";
+export { ArrayPlace, ArrayRequest, Dependency, DependencyCondition, DependencyRef, expandIndex, QueueTtl, RetryOn, RetryPolicy, WORKFLOW_LIMITS } from "./workflow.ts";
 export {
   ArtifactComplete,
   ArtifactPrepare,
@@ -35,6 +36,7 @@ export {
 export {
   AgentToCoordinator,
   AttemptRef,
+  AttemptUsage,
   CAPS_LIMITS,
   CoordinatorToAgent,
   GpuDevice,

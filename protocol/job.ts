@@ -1,6 +1,8 @@
 import { z } from "zod";
 import { ProjectName, RepoSource, SecretName } from "./repo.ts";
 import { JobNetwork, Runtime } from "./sandbox.ts";
+import { ObjectName } from "./transfer.ts";
+import { ArrayPlace, ArrayRequest, Dependency, DependencyRef, expandIndex, QueueTtl, RetryPolicy, WORKFLOW_LIMITS } from "./workflow.ts";
 
 /** Lifecycle states of a job; the terminal ones never change again. */
 export const JobStatus = z.enum(["queued", "assigned", "running", "completed", "failed", "canceled"]);
@@ -18,6 +20,10 @@ export const FailureReason = z.enum([
   "input_error",
   "output_too_large",
   "internal",
+  /** A job it depends on ended so that its condition can never hold (failure_message names it). */
+  "dependency_failed",
+  /** It waited longer than its queue_ttl_s with no worker to run it. */
+  "unschedulable",
 ]);
 export type FailureReason = z.infer<typeof FailureReason>;
 
@@ -126,8 +132,36 @@ export const InputPath = z
   .regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._\-/]+$/, "a relative path of letters, digits, '.', '_', '-' and '/', without '..'")
   .refine((p) => !p.split("/").includes("") && p !== "task.json" && p !== "main.py", "an empty path part, or a name gridx uses (task.json, main.py)");
 
-export const JobInput = z.object({ dataset: z.string().min(1).max(64), path: InputPath }).strict();
+const DatasetRef = z.string().min(1).max(64);
+/** A file of another job of the project: its latest attempt's artifact of that name. */
+const ArtifactRef = z.object({ job: z.string().regex(/^(j_[0-9a-z]{1,60}|\$[0-9]{1,4})$/, "a job id (j_…) or, in a batch, $N for its item N"), name: ObjectName }).strict();
+
+/** A dataset (by id, or the name of one of the project's ready datasets) or a job's artifact, mounted at `path` under /work/input. */
+export const JobInput = z.union([
+  z.object({ dataset: DatasetRef, path: InputPath }).strict(),
+  z.object({ artifact: ArtifactRef, path: InputPath }).strict(),
+]);
 export type JobInput = z.infer<typeof JobInput>;
+
+/** What an input fetches, for messages: `dataset ds_…` or `artifact model.pt of j_…`. */
+export const inputSource = (i: JobInput): string => ("dataset" in i ? `dataset ${i.dataset}` : `artifact ${i.artifact.name} of ${i.artifact.job}`);
+
+/**
+ * An input as a user writes it: in an array job, `{index}` in its dataset, path or artifact
+ * name becomes each task's index. Checked as the first task (index 0) would have it.
+ */
+const templated = <S extends z.ZodType<string>>(rule: S) =>
+  z
+    .string()
+    .max(512)
+    .superRefine((v, ctx) => {
+      const r = rule.safeParse(expandIndex(v, 0));
+      if (!r.success) for (const issue of r.error.issues) ctx.addIssue({ code: "custom", message: issue.message });
+    });
+const InputRequest = z.union([
+  z.object({ dataset: templated(DatasetRef), path: templated(InputPath) }).strict(),
+  z.object({ artifact: z.object({ job: ArtifactRef.shape.job, name: templated(ObjectName) }).strict(), path: templated(InputPath) }).strict(),
+]);
 
 /** `key=value`, the key as a label key is. */
 export const JobTag = z
@@ -165,10 +199,19 @@ const JobCommon = z.object({
   network: JobNetwork.default("none"),
   env: JobEnv.default({}),
   inputs: z
-    .array(JobInput)
+    .array(InputRequest)
     .max(JOB_LIMITS.inputs.max, `at most ${JOB_LIMITS.inputs.max} inputs`)
     .refine((list) => new Set(list.map((i) => i.path)).size === list.length, "two inputs share a path")
     .default([]),
+  array: ArrayRequest.optional(),
+  depends_on: z
+    .array(Dependency)
+    .max(WORKFLOW_LIMITS.depends_on.max, `at most ${WORKFLOW_LIMITS.depends_on.max} dependencies`)
+    .refine((d) => new Set(d.map((x) => x.job)).size === d.length, "a job is named twice")
+    .default([]),
+  retry: RetryPolicy.optional(),
+  /** Fails the job `unschedulable` when it has waited this long, ready to run, and no worker took it. */
+  queue_ttl_s: QueueTtl.optional(),
 });
 
 /** The body of `POST /v1/jobs` as a user writes it; parsing applies every default. */
@@ -183,8 +226,15 @@ export const JobRequest = z
     for (const name of Object.keys(job.secrets).filter((n) => Object.hasOwn(job.env, n))) {
       ctx.addIssue({ code: "custom", path: ["secrets", name], message: `${name} is also in env; a variable comes from env or from a secret, not both` });
     }
+    if (job.array) return;
+    job.inputs.forEach((input, i) => {
+      const fields = "dataset" in input ? { dataset: input.dataset, path: input.path } : { "artifact.name": input.artifact.name, path: input.path };
+      for (const [field, value] of Object.entries(fields)) {
+        if (value.includes("{index}")) ctx.addIssue({ code: "custom", path: ["inputs", i, ...field.split(".")], message: "{index} is for array jobs: add array.count" });
+      }
+    });
   })
-  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, ...task }): JobSpec => ({
+  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, array, depends_on, retry, queue_ttl_s, ...task }): JobSpec => ({
     // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
     task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,
     project,
@@ -207,7 +257,12 @@ export const JobRequest = z
     runtime: runtime ?? null,
     network,
     env,
-    inputs,
+    // Still templated for an array: submit makes each task's own.
+    inputs: inputs as JobInput[],
+    array: array ? { count: array.count, index: null } : null,
+    depends_on,
+    retry: retry ?? null,
+    queue_ttl_s: queue_ttl_s ?? null,
   }));
 export type JobRequest = z.input<typeof JobRequest>;
 
@@ -228,5 +283,10 @@ export const JobSpec = z.object({
   network: JobNetwork.default("none"),
   env: z.record(z.string(), z.string()),
   inputs: z.array(JobInput).default([]),
+  // Specs stored before workflows existed have none of these.
+  array: ArrayPlace.nullable().default(null),
+  depends_on: z.array(z.object({ job: DependencyRef, condition: Dependency.shape.condition })).default([]),
+  retry: RetryPolicy.nullable().default(null),
+  queue_ttl_s: z.number().int().nullable().default(null),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

@@ -91,6 +91,18 @@ export const InputDownload = z.object({
 });
 export type InputDownload = z.infer<typeof InputDownload>;
 
+/**
+ * What one attempt consumed: CPU seconds and peak memory from its container's cgroup, GPU
+ * seconds as the devices it held times its run, and its wall time (start to exit).
+ */
+export const AttemptUsage = z.object({
+  cpu_s: z.number().min(0).max(1e9),
+  peak_memory_mb: z.number().min(0).max(1e9),
+  gpu_s: z.number().min(0).max(1e9),
+  wall_s: z.number().min(0).max(1e9),
+});
+export type AttemptUsage = z.infer<typeof AttemptUsage>;
+
 /** Bounds on maintenance probes; the agent's own config may be stricter. */
 export const PROBE_LIMITS = {
   command_chars: 1000,
@@ -154,6 +166,8 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       failure_reason: FailureReason.nullable(),
       message: z.string().max(4000).nullable(),
       resolved: ResolvedCommits.optional(),
+      /** What the attempt's container consumed, read from its cgroup; absent from agents that predate it. */
+      usage: AttemptUsage.optional(),
     }),
   }),
   /** The agent is shutting down: it takes no new jobs and finishes those it has. */

@@ -2,12 +2,15 @@ import { app } from "./app.ts";
 import type { Bindings } from "./env.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
 import { pokeWebhooks } from "./webhooks/poke.ts";
+import { pokeScheduleClock } from "./workflows/schedule-clock.ts";
 
 export { Coordinator } from "./coordinator/coordinator.ts";
 export { RateLimiter } from "./limits/rate-limiter.ts";
 export { LogStream } from "./logs/log-stream.ts";
 export { EventHub } from "./events/hub.ts";
 export { WebhookDispatcher } from "./webhooks/dispatcher.ts";
+export { ScheduleClock } from "./workflows/schedule-clock.ts";
+export { WorkflowEngine } from "./workflows/engine.ts";
 
 export default {
   fetch: app.fetch,
@@ -15,5 +18,6 @@ export default {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
     // A backstop: the dispatcher re-arms itself while it has work, this restarts it if it ever stopped.
     ctx.waitUntil(pokeWebhooks(env).catch((err) => console.error("poking the webhook dispatcher failed", err)));
+    ctx.waitUntil(pokeScheduleClock(env));
   },
 } satisfies ExportedHandler<Bindings>;

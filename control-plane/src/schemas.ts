@@ -24,6 +24,10 @@ import {
   ProbeRequest as ProbeRequestSchema,
   ResolvedCommits as ResolvedCommitsSchema,
   WarmCache as WarmCacheSchema,
+  AttemptUsage as AttemptUsageSchema,
+  DependencyCondition,
+  RetryPolicy as RetryPolicySchema,
+  WORKFLOW_LIMITS,
   Upload as UploadSchema,
   UploadComplete as UploadCompleteRequest,
 } from "../../protocol/index.ts";
@@ -69,6 +73,16 @@ const ResolvedCommits = named(ResolvedCommitsSchema, "ResolvedCommits", {
 });
 const WarmCache = named(WarmCacheSchema, "WarmCache", { description: "Keys of the environments and repositories a worker has cached, most recently used first." });
 
+export const AttemptUsage = named(AttemptUsageSchema, "AttemptUsage", {
+  description: "What an attempt consumed, read from its container's cgroup: CPU seconds, peak memory (MiB), GPU seconds (the GPUs it held × its run) and wall time (start to exit). A job's is the sum over its attempts (peak memory: the largest).",
+});
+const RetryPolicy = named(RetryPolicySchema, "RetryPolicy", {
+  description: `Which failed attempts are tried again: outcomes in \`on\` (and, for exit_code, only \`exit_codes\` if given), at most \`max\` retries (default ${WORKFLOW_LIMITS.retry_max.default}, at most ${WORKFLOW_LIMITS.retry_max.max}), each after \`backoff_s\` (default ${WORKFLOW_LIMITS.backoff_s.default}) doubled per retry, at most ${WORKFLOW_LIMITS.backoff_cap_s} s.`,
+});
+const DependencyView = z
+  .object({ job: z.string().openapi({ description: "a job id, or an array id (every task of it)" }), condition: DependencyCondition.clone() })
+  .openapi("Dependency");
+
 export const Job = z
   .object({
     id: Id("j_01jd2x7k8m9n0p1q2r3s4t5v6w"),
@@ -86,7 +100,11 @@ export const Job = z
     exit_code: z.number().int().nullable(),
     failure_reason: FailureReason.nullable(),
     failure_message: z.string().nullable(),
-    pending_reason: z.string().nullable().openapi({ description: "why a queued job waits, where a project quota holds it" }),
+    pending_reason: z.string().nullable().openapi({
+      description:
+        "why a queued job waits: for a dependency, a retry's backoff, a project quota, a runtime or network no online worker offers, requirements no online worker can ever fit (saying what it needs and what the largest worker has), or a free slot; null once it left the queue",
+      example: "no online worker can ever fit it: needs 102400 MiB memory, the largest online worker has 24576 MiB",
+    }),
     limits: JobLimits,
     requirements: JobRequirements,
     created_at: Timestamp,
@@ -94,6 +112,14 @@ export const Job = z
     started_at: Timestamp.nullable(),
     finished_at: Timestamp.nullable(),
     resolved: ResolvedCommits.nullable(),
+    array_id: z.string().nullable().openapi({ description: "the array this job is a task of (GET /v1/arrays/:id)" }),
+    array_index: z.number().int().nullable().openapi({ description: "its index in the array: GRIDX_ARRAY_INDEX" }),
+    rerun_of: z.string().nullable().openapi({ description: "the job this one is a rerun of" }),
+    schedule_id: z.string().nullable().openapi({ description: "the schedule that submitted it" }),
+    depends_on: z.array(DependencyView),
+    retry: RetryPolicy.nullable(),
+    queue_ttl_s: z.number().int().nullable(),
+    retry_at: Timestamp.nullable().openapi({ description: "while a retry waits out its backoff: when it is queued again" }),
   })
   .openapi("Job");
 
@@ -101,11 +127,35 @@ export const Artifact = z
   .object({ name: z.string(), size: z.number().int(), sha256: z.string(), attempt: z.number().int(), created_at: Timestamp })
   .openapi("Artifact");
 
+export const AttemptView = z
+  .object({
+    attempt: z.number().int(),
+    worker_id: z.string(),
+    worker_name: z.string().nullable(),
+    status: z.enum(["assigned", "running", "canceling", "finished", "lost"]),
+    queued_at: Timestamp,
+    assigned_at: Timestamp,
+    started_at: Timestamp.nullable(),
+    finished_at: Timestamp.nullable(),
+    exit_code: z.number().int().nullable(),
+    failure_reason: z.string().nullable(),
+    usage: AttemptUsage.nullable(),
+  })
+  .openapi("Attempt");
+
+const Relative = z
+  .object({ job: z.string(), condition: DependencyCondition.clone(), status: JobStatus.clone().nullable().openapi({ description: "for an array: null" }) })
+  .openapi("RelatedJob");
+
 export const JobDetail = Job.extend({
   spec: JobSpec,
   stdout: z.string().openapi({ description: "the last 64 KiB of the latest attempt's stdout" }),
   stderr: z.string().openapi({ description: "the last 64 KiB of the latest attempt's stderr" }),
   artifacts: z.array(Artifact),
+  attempts: z.array(AttemptView).openapi({ description: "every attempt, first to latest, each with its outcome and usage" }),
+  usage: AttemptUsage.nullable().openapi({ description: "summed over its attempts; null until one reported" }),
+  parents: z.array(Relative).openapi({ description: "the jobs and arrays it depends on, with their status" }),
+  children: z.array(Relative).openapi({ description: "the jobs that depend on it (or on its array), at most 1000" }),
 }).openapi("JobDetail");
 
 export const JobPage = z.object({ jobs: z.array(Job), next_cursor: z.string().nullable() }).openapi("JobPage");
@@ -343,26 +393,50 @@ export const SecretValue = z
 export const Secret = z.object({ project: z.string(), name: z.string(), created_at: Timestamp, updated_at: Timestamp }).openapi("Secret");
 export const SecretList = z.object({ secrets: z.array(Secret) }).openapi("SecretList");
 
-export const AttemptList = z
+export const AttemptList = z.object({ attempts: z.array(AttemptView) }).openapi("AttemptList");
+
+const StatusCounts = z.object({ queued: Count, assigned: Count, running: Count, completed: Count, failed: Count, canceled: Count }).openapi("StatusCounts");
+export const ArraySummary = z
   .object({
-    attempts: z.array(
+    id: Id("a_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    project: z.string(),
+    pool: z.string(),
+    name: z.string().nullable(),
+    count: Count,
+    submitted_by: z.string(),
+    created_at: Timestamp,
+    status: JobStatus.clone().openapi({ description: "running while any task is unfinished (queued while none started); then failed if any task failed, canceled if any was canceled, else completed" }),
+    counts: StatusCounts,
+    failed_indices: z.array(Count).openapi({ description: "indices of failed tasks, lowest first, at most 1000" }),
+    first_job: z.string().openapi({ description: "the id of task 0" }),
+  })
+  .openapi("ArraySummary");
+
+export const BatchRequest = z
+  .object({
+    jobs: z
+      .array(z.unknown().openapi({ type: "object", description: "a JobRequest; `$N` in depends_on[].job or inputs[].artifact.job names item N of this batch" }))
+      .min(1, "jobs is empty")
+      .max(WORKFLOW_LIMITS.batch_jobs.max, `at most ${WORKFLOW_LIMITS.batch_jobs.max} jobs in a batch`),
+  })
+  .strict()
+  .openapi("BatchRequest");
+export const BatchResult = z
+  .object({
+    results: z.array(
       z
         .object({
-          attempt: z.number().int(),
-          worker_id: z.string(),
-          worker_name: z.string().nullable(),
-          status: z.enum(["assigned", "running", "canceling", "finished", "lost"]),
-          queued_at: Timestamp,
-          assigned_at: Timestamp,
-          started_at: Timestamp.nullable(),
-          finished_at: Timestamp.nullable(),
-          exit_code: z.number().int().nullable(),
-          failure_reason: z.string().nullable(),
+          index: Count,
+          status: z.number().int().openapi({ description: "what this item alone would have answered: 201, 200 (an earlier request with its idempotency key), or the 4xx" }),
+          job: Job.optional(),
+          error: ErrorBody.shape.error.optional(),
         })
-        .openapi("Attempt"),
+        .openapi("BatchItemResult"),
     ),
+    submitted: Count,
+    refused: Count,
   })
-  .openapi("AttemptList");
+  .openapi("BatchResult");
 
 export const PoolList = z
   .object({
@@ -391,6 +465,9 @@ export const PoolStats = z
     finished: Count,
     started: Count,
     median_wait_ms: z.number().nullable(),
+    usage: z
+      .object({ attempts: Count, cpu_s: z.number(), gpu_s: z.number(), wall_s: z.number() })
+      .openapi({ description: "summed over the attempts that finished in the window and reported usage" }),
     series: z.array(
       z
         .object({ start: Timestamp, completed: Count, failed: Count, canceled: Count, started: Count, median_wait_ms: z.number().nullable() })
@@ -412,3 +489,33 @@ export const PoolStats = z
       .openapi({ description: "Fair share: each project with usage, running or queued jobs in this pool, most usage first." }),
   })
   .openapi("PoolStats");
+
+export const Schedule = z
+  .object({
+    id: Id("sch_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    project: z.string(),
+    name: z.string(),
+    cron: z.string().openapi({ example: "*/15 9-17 * * mon-fri" }),
+    timezone: z.string().openapi({ example: "Europe/Berlin" }),
+    job: z.record(z.string(), z.unknown()).openapi({ description: "the JobRequest each tick submits, as it was given" }),
+    overlap: z.enum(["skip", "allow"]),
+    paused: z.boolean(),
+    next_run_at: Timestamp.nullable().openapi({ description: "the next tick; null while paused" }),
+    last_run_at: Timestamp.nullable().openapi({ description: "the latest tick that ran (whatever its outcome)" }),
+    submitted_by: z.string().openapi({ description: "its jobs are submitted as this user, with the memberships they hold at each tick" }),
+    created_by: z.string(),
+    created_at: Timestamp,
+    updated_at: Timestamp,
+  })
+  .openapi("Schedule");
+export const SchedulePage = z.object({ schedules: z.array(Schedule), next_cursor: z.string().nullable() }).openapi("SchedulePage");
+export const ScheduleRun = z
+  .object({
+    tick_at: Timestamp,
+    outcome: z.enum(["submitted", "skipped", "refused"]),
+    job_id: z.string().nullable(),
+    message: z.string().nullable().openapi({ description: "why it was skipped or refused; missed earlier ticks it stands for" }),
+    at: Timestamp,
+  })
+  .openapi("ScheduleRun");
+export const ScheduleRunPage = z.object({ runs: z.array(ScheduleRun), next_cursor: z.string().nullable() }).openapi("ScheduleRunPage");

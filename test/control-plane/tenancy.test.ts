@@ -43,7 +43,7 @@ describe("jobs, logs, artifacts and attempts follow the role", () => {
 
   it("shows the job's project, name, tags and who submitted it", async () => {
     const job = (await api(`/v1/jobs/${jobId}`, { token: t.viewer })).json;
-    expect(job).toMatchObject({ project: t.project, name: "nightly sweep", tags: ["team=ml", "run=7"], submitted_by: t.memberName, pending_reason: null });
+    expect(job).toMatchObject({ project: t.project, name: "nightly sweep", tags: ["team=ml", "run=7"], submitted_by: t.memberName, pending_reason: `no worker of pool ${job.pool} is online` });
   });
 
   it("answers 404 to a non-member on every job route, as for a job that does not exist", async () => {

@@ -1,4 +1,5 @@
-import type { CoordinatorToAgent, JobSpec, PoolSandbox, RepoCredentials } from "../../../protocol/index.ts";
+import { inputSource, type CoordinatorToAgent, type InputDownload, type JobInput, type JobSpec, type PoolSandbox, type RepoCredentials } from "../../../protocol/index.ts";
+import { artifactKey, artifactSources } from "../db/artifacts.ts";
 import type { Db } from "../db/client.ts";
 import { failQueued } from "../db/attempts.ts";
 import { datasetsByIds } from "../db/datasets.ts";
@@ -21,15 +22,21 @@ export interface AssignmentContext {
 
 /** An assignment, with presigned downloads of the job's inputs issued for this attempt. */
 export async function buildAssignment(c: AssignmentContext, jobId: string, attempt: number, spec: JobSpec, gpuIndices: number[]): Promise<CoordinatorToAgent> {
-  const inputs = [];
+  const inputs: InputDownload[] = [];
   if (spec.inputs.length) {
     const store = new ObjectStore(c.env.BUCKET, c.settings);
-    const rows = new Map((await datasetsByIds(c.db, spec.inputs.map((i) => i.dataset))).map((d) => [d.id, d]));
+    const [datasets, artifacts] = await Promise.all([datasetsByIds(c.db, datasetIds(spec.inputs)), artifactSources(c.db, spec.inputs)]);
+    const rows = new Map(datasets.map((d) => [d.id, d]));
     for (const input of spec.inputs) {
-      const d = rows.get(input.dataset);
       // Deleted since dispatch (or never the project's): the agent reports the input missing.
-      if (!d || d.project !== spec.project) continue;
-      inputs.push({ dataset: d.id, path: input.path, url: (await store.presign("GET", d.key)).url, size: d.size, sha256: d.sha256 });
+      const found =
+        "dataset" in input
+          ? rows.get(input.dataset)
+          : artifacts.get(artifactKey(input.artifact.job, input.artifact.name));
+      if (!found || found.project !== spec.project) continue;
+      // The agent's `dataset` field labels what it fetches; an artifact's is `artifact:<job>/<name>`.
+      const label = "dataset" in input ? input.dataset : `artifact:${artifactKey(input.artifact.job, input.artifact.name)}`;
+      inputs.push({ dataset: label, path: input.path, url: (await store.presign("GET", found.key)).url, size: found.size, sha256: found.sha256 });
     }
   }
   // Every secret comes from the job's own project, whatever its repo names: submit refused any other.
@@ -81,10 +88,14 @@ export async function withoutUnstartable<J extends { id: string; spec: JobSpec }
   return withReadyInputs(c, admitted);
 }
 
+const datasetIds = (inputs: readonly JobInput[]) => inputs.flatMap((i) => ("dataset" in i ? [i.dataset] : []));
+
 async function withReadyInputs<J extends { id: string; spec: JobSpec }>(c: AssignmentContext, jobs: J[]): Promise<J[]> {
-  const wanted = [...new Set(jobs.flatMap((j) => j.spec.inputs.map((i) => i.dataset)))];
-  if (wanted.length === 0) return jobs;
-  const ready = new Map((await datasetsByIds(c.db, wanted)).map((d) => [d.id, d.status]));
+  const all = jobs.flatMap((j) => j.spec.inputs);
+  if (all.length === 0) return jobs;
+  const wanted = [...new Set(datasetIds(all))];
+  const [datasets, artifacts] = await Promise.all([wanted.length ? datasetsByIds(c.db, wanted) : [], artifactSources(c.db, all)]);
+  const ready = new Map(datasets.map((d) => [d.id, d.status]));
   // Without storage no input can be fetched; failing those jobs keeps them from wedging the queue.
   const storage = c.settings.S3_ENDPOINT && c.settings.S3_ACCESS_KEY_ID && c.settings.S3_SECRET_ACCESS_KEY;
   const kept: J[] = [];
@@ -93,11 +104,15 @@ async function withReadyInputs<J extends { id: string; spec: JobSpec }>(c: Assig
       .map((i) =>
         !storage
           ? "cannot be fetched: object storage is not configured on this control plane"
-          : !ready.has(i.dataset)
-            ? `dataset ${i.dataset} does not exist`
-            : ready.get(i.dataset) !== "ready"
-              ? `dataset ${i.dataset} is still uploading`
-              : null,
+          : !("dataset" in i)
+            ? artifacts.has(artifactKey(i.artifact.job, i.artifact.name))
+              ? null
+              : `${inputSource(i)} does not exist: its job did not leave it in /work/output`
+            : !ready.has(i.dataset)
+              ? `dataset ${i.dataset} does not exist`
+              : ready.get(i.dataset) !== "ready"
+                ? `dataset ${i.dataset} is still uploading`
+                : null,
       )
       .find(Boolean);
     if (problem) await failQueued(c.db, job.id, "input_error", `input ${problem}`, Date.now());

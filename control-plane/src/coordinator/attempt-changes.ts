@@ -1,5 +1,6 @@
-import type { AgentToCoordinator, MessageOf, ResolvedCommits } from "../../../protocol/index.ts";
+import type { AgentToCoordinator, AttemptUsage, MessageOf, ResolvedCommits } from "../../../protocol/index.ts";
 import type { AttemptWithJob, AttemptWrites } from "../db/attempts.ts";
+import { lostRetriesLeft, retryAfterMs } from "../workflows/retry-policy.ts";
 import { nextJobState, type JobEvent } from "./job-state.ts";
 
 /*
@@ -22,7 +23,10 @@ export interface ReportBounds {
 export type AttemptEnd = "finished" | "lost" | "canceling";
 
 /** A lost attempt's event: requeued while the job has retries left. */
-export const lostEvent = (a: AttemptWithJob): JobEvent => ({ type: "lost", retriesLeft: a.jobAttempt <= a.maxRetries });
+export const lostEvent = (a: AttemptWithJob): JobEvent => ({ type: "lost", retriesLeft: lostRetriesLeft(a.maxRetries, a.retry, a.jobAttempt) });
+
+/** The coordinator's own timeout of a running attempt: retried when the job's policy names timeouts. */
+export const timeoutEvent = (a: AttemptWithJob): JobEvent => ({ type: "timeout", retryInMs: retryAfterMs(a.retry, { attempt: a.attempt, failureReason: "timeout", exitCode: null }) });
 
 /** Ends an attempt and, when it is its job's latest, moves the job as the state machine says. */
 export function endAttempt(
@@ -32,11 +36,12 @@ export function endAttempt(
   status: AttemptEnd,
   message: string | null,
   now: number,
-  result: { exitCode: number | null; resolved?: ResolvedCommits } = { exitCode: null },
+  result: { exitCode: number | null; resolved?: ResolvedCommits; usage?: AttemptUsage } = { exitCode: null },
 ): AttemptWithJob {
   const transition = a.jobAttempt === a.attempt ? nextJobState(a.jobStatus, event) : null;
   const failureReason = event.type === "result" ? event.failureReason : event.type === "lost" ? "worker_lost" : event.type === "timeout" ? "timeout" : null;
-  return writes.end(a, { status, exitCode: result.exitCode, failureReason }, transition && { ...transition, message, resolved: result.resolved }, now);
+  const retrying = transition?.retryInMs !== undefined ? `attempt ${a.attempt} failed (${failureReason ?? "exit_code"}${result.exitCode !== null ? ` ${result.exitCode}` : ""}); retrying in ${Math.round(transition.retryInMs / 1000)} s${message ? `: ${message}` : ""}` : null;
+  return writes.end(a, { status, exitCode: result.exitCode, failureReason, usage: result.usage }, transition && { ...transition, message: retrying ?? message, resolved: result.resolved }, now);
 }
 
 /** The attempt is gone with its worker, or was never started: requeued while retries remain. */
@@ -51,11 +56,13 @@ export function applyReport(writes: AttemptWrites, a: AttemptWithJob, r: Report,
   if (r.type === "job_accepted") return a.status === "assigned" ? writes.accept(a, now + bounds.prepareTimeoutMs) : null;
   if (r.type === "job_started") return a.status === "assigned" ? writes.start(a, now, now + a.timeoutS * 1000 + bounds.deadlineGraceMs, r.payload.resolved ?? null) : null;
   const p = r.payload;
-  if (a.status === "canceling") return writes.end(a, { status: "finished", exitCode: p.exit_code, failureReason: p.failure_reason }, null, now);
+  if (a.status === "canceling") return writes.end(a, { status: "finished", exitCode: p.exit_code, failureReason: p.failure_reason, usage: p.usage }, null, now);
   if (a.status !== "assigned" && a.status !== "running") return null;
   // The agent itself lost the job (its lease lapsed and the warden stopped it): a lost attempt, retried while retries remain.
-  if (p.failure_reason === "worker_lost") return endAttempt(writes, a, lostEvent(a), "lost", p.message ?? `attempt ${a.attempt} was lost by its agent`, now);
-  return endAttempt(writes, a, { type: "result", exitCode: p.exit_code, failureReason: p.failure_reason }, "finished", p.message, now, { exitCode: p.exit_code, resolved: p.resolved });
+  if (p.failure_reason === "worker_lost") return endAttempt(writes, a, lostEvent(a), "lost", p.message ?? `attempt ${a.attempt} was lost by its agent`, now, { exitCode: null, usage: p.usage });
+  const failed = p.exit_code !== 0 || p.failure_reason !== null;
+  const retryInMs = failed ? retryAfterMs(a.retry, { attempt: a.attempt, failureReason: p.failure_reason ?? "exit_code", exitCode: p.exit_code }) : null;
+  return endAttempt(writes, a, { type: "result", exitCode: p.exit_code, failureReason: p.failure_reason, retryInMs }, "finished", p.message, now, { exitCode: p.exit_code, resolved: p.resolved, usage: p.usage });
 }
 
 /** What the sweep does with an attempt past its deadline. */

@@ -35,7 +35,7 @@ import { assignmentContext, dispatchRound } from "./dispatch-round.ts";
 import { sandboxRefusal } from "../sandbox-policy.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { PoolUsage, type SavedUsage } from "./fair-share.ts";
-import { applyReport, deadlineStep, endAttempt, loseAttempt, type Report } from "./attempt-changes.ts";
+import { applyReport, deadlineStep, endAttempt, loseAttempt, timeoutEvent, type Report } from "./attempt-changes.ts";
 import { isTerminal } from "./job-state.ts";
 import { attemptKey, PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
@@ -625,7 +625,7 @@ export class Coordinator extends DurableObject<Bindings> {
       if (step.kind === "take_back") {
         await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was not started in time (${step.bound}); taken back from worker ${a.workerId}`, now));
       } else {
-        await this.commit((w) => endAttempt(w, a, { type: "timeout" }, "canceling", "the job ran past its timeout and the agent did not stop it", now));
+        await this.commit((w) => endAttempt(w, a, timeoutEvent(a), "canceling", "the job ran past its timeout and the agent did not stop it", now));
       }
       this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: step.kind === "take_back" ? "stale" : "timeout" } });
     }

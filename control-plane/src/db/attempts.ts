@@ -1,5 +1,5 @@
 import { and, eq, inArray } from "drizzle-orm";
-import type { JobSpec, ResolvedCommits } from "../../../protocol/index.ts";
+import type { AttemptUsage, JobSpec, ResolvedCommits, RetryPolicy } from "../../../protocol/index.ts";
 import type { Transition } from "../coordinator/job-state.ts";
 import type { Assignment } from "../coordinator/scheduler.ts";
 import type { Db } from "./client.ts";
@@ -15,6 +15,8 @@ export type AttemptWithJob = AttemptRow & {
   timeoutS: number;
   /** The job's project, whose fair-share usage the attempt's slot counts toward. */
   project: string;
+  /** The job's retry policy for failed attempts (retry-policy.ts). */
+  retry: RetryPolicy | null;
 };
 
 /** Attempts that still hold a slot on their worker. */
@@ -26,10 +28,13 @@ export const HOLDING = ["assigned", "running", "canceling"] as const;
  */
 const SELECT_WITH_JOB =
   "SELECT a.job_id, a.attempt, a.worker_id, a.status, a.cpus_milli, a.memory_mb, a.gpu_indices, a.queued_at, a.assigned_at, a.started_at, a.finished_at, " +
-  "a.deadline_at, a.exit_code, a.failure_reason, j.status, j.attempt, j.max_retries, coalesce(json_extract(j.spec, '$.limits.timeout_s'), 0), j.project " +
+  "a.deadline_at, a.exit_code, a.failure_reason, a.usage, j.status, j.attempt, j.max_retries, coalesce(json_extract(j.spec, '$.limits.timeout_s'), 0), j.project, json_extract(j.spec, '$.retry') " +
   "FROM attempts a JOIN jobs j ON j.id = a.job_id";
 
-type WithJobRow = [string, number, string, AttemptRow["status"], number, number, string, number, number, number | null, number | null, number | null, number | null, string | null, AttemptWithJob["jobStatus"], number, number, number, string];
+type WithJobRow = [
+  string, number, string, AttemptRow["status"], number, number, string, number, number, number | null, number | null, number | null, number | null, string | null, string | null,
+  AttemptWithJob["jobStatus"], number, number, number, string, string | null,
+];
 
 function withJob(r: WithJobRow): AttemptWithJob {
   return {
@@ -47,11 +52,13 @@ function withJob(r: WithJobRow): AttemptWithJob {
     deadlineAt: r[11],
     exitCode: r[12],
     failureReason: r[13],
-    jobStatus: r[14],
-    jobAttempt: r[15],
-    maxRetries: r[16],
-    timeoutS: r[17],
-    project: r[18],
+    usage: r[14] === null ? null : (JSON.parse(r[14]) as AttemptUsage),
+    jobStatus: r[15],
+    jobAttempt: r[16],
+    maxRetries: r[17],
+    timeoutS: r[18],
+    project: r[19],
+    retry: r[20] === null ? null : (JSON.parse(r[20]) as RetryPolicy),
   };
 }
 
@@ -140,6 +147,9 @@ export async function hasUnfinishedJobs(db: Db, pool: string): Promise<boolean> 
   return row.length > 0;
 }
 
+/** When a job that became ready at `at` (SQL) fails unschedulable: its queue_ttl_s later, if it has one. */
+export const expiryFrom = (at: string) => `${at} + json_extract(jobs.spec, '$.queue_ttl_s') * 1000`;
+
 /** The rows of a batch's JSON parameter (?1) as a table `v` with these columns, by position. */
 const rowsOf = (...columns: string[]) => `(SELECT ${columns.map((c, i) => `value ->> ${i} AS ${c}`).join(", ")} FROM json_each(?1)) AS v`;
 const JOB_END_ROWS = rowsOf("job_id", "attempt", "prev_status", "status", "exit_code", "failure_reason", "message", "resolved", "at");
@@ -158,11 +168,11 @@ const SQL = {
   // read, not the depth of the queue.
   queued:
     "WITH RECURSIVE next(project) AS (" +
-    "SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued') " +
-    "UNION ALL SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued' AND project > n.project) FROM next n WHERE n.project IS NOT NULL LIMIT ?5), " +
+    "SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL) " +
+    "UNION ALL SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL AND project > n.project) FROM next n WHERE n.project IS NOT NULL LIMIT ?5), " +
     "heads AS MATERIALIZED (SELECT project FROM next WHERE project IS NOT NULL) " +
     "SELECT j.id, j.attempt, j.max_retries, j.queued_at, j.spec, h.project, coalesce(p.weight, 1), coalesce(p.quotas, '{}') " +
-    "FROM heads h JOIN jobs j ON j.id IN (SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND project = h.project ORDER BY priority DESC, id " +
+    "FROM heads h JOIN jobs j ON j.id IN (SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL AND project = h.project ORDER BY priority DESC, id " +
     "LIMIT max(?4, min(?2, ?3 / (SELECT count(*) FROM heads)))) LEFT JOIN projects p ON p.name = h.project " +
     // An IN list is probed in key order: the rows are put back in queue order.
     "ORDER BY h.project, j.priority DESC, j.id",
@@ -186,16 +196,19 @@ const SQL = {
     "UPDATE jobs SET status = 'running', started_at = v.at, resolved = coalesce(v.resolved, jobs.resolved) " +
     `FROM ${rowsOf("job_id", "attempt", "at", "deadline", "resolved")} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = 'assigned'`,
   endAttempts:
-    "UPDATE attempts SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, finished_at = v.finished_at " +
-    `FROM ${rowsOf("job_id", "attempt", "status", "exit_code", "failure_reason", "finished_at")} ` +
+    "UPDATE attempts SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, finished_at = v.finished_at, usage = coalesce(v.usage, attempts.usage) " +
+    `FROM ${rowsOf("job_id", "attempt", "status", "exit_code", "failure_reason", "finished_at", "usage")} ` +
     `WHERE attempts.job_id = v.job_id AND attempts.attempt = v.attempt AND +attempts.status IN (${HOLDING_IN})`,
   finishJobs:
     "UPDATE jobs SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, failure_message = v.message, resolved = coalesce(v.resolved, jobs.resolved), finished_at = v.at " +
     `FROM ${JOB_END_ROWS} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
-  // A requeued job forgets what its attempt resolved.
+  // A requeued job forgets what its attempt resolved. A retry waits out its backoff (hold
+  // `retry` until `not_before`); a job requeued at once starts its queue_ttl_s afresh.
   requeueJobs:
-    "UPDATE jobs SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, failure_message = v.message, worker_id = NULL, queued_at = v.at, assigned_at = NULL, started_at = NULL, resolved = NULL " +
-    `FROM ${JOB_END_ROWS} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
+    "UPDATE jobs SET status = v.status, exit_code = v.exit_code, failure_reason = v.failure_reason, failure_message = v.message, worker_id = NULL, queued_at = v.at, assigned_at = NULL, started_at = NULL, resolved = NULL, " +
+    "hold = CASE WHEN v.not_before > v.at THEN 'retry' END, not_before = CASE WHEN v.not_before > v.at THEN v.not_before END, " +
+    `expires_at = CASE WHEN v.not_before > v.at THEN NULL ELSE ${expiryFrom("v.at")} END ` +
+    `FROM ${rowsOf("job_id", "attempt", "prev_status", "status", "exit_code", "failure_reason", "message", "resolved", "at", "not_before")} WHERE jobs.id = v.job_id AND jobs.attempt = v.attempt AND +jobs.status = v.prev_status`,
 } as const;
 
 type Statement = D1PreparedStatement;
@@ -236,11 +249,13 @@ export async function storeAssignments(
         deadlineAt: startDeadline,
         exitCode: null,
         failureReason: null,
+        usage: null,
         jobStatus: "assigned",
         jobAttempt: job.attempt + 1,
         maxRetries: job.maxRetries,
         timeoutS: job.spec.limits.timeout_s,
         project: job.project,
+        retry: job.spec.retry ?? null,
       },
     }));
 }
@@ -279,18 +294,20 @@ export class AttemptWrites {
    */
   end(
     a: AttemptWithJob,
-    attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null },
+    attemptEnd: { status: "finished" | "lost" | "canceling"; exitCode: number | null; failureReason: string | null; usage?: AttemptUsage },
     job: (Transition & { message: string | null; resolved?: ResolvedCommits }) | null,
     now: number,
   ): AttemptWithJob {
     const finishedAt = attemptEnd.status === "canceling" ? null : now;
-    this.ends.push([a.jobId, a.attempt, attemptEnd.status, attemptEnd.exitCode, attemptEnd.failureReason, finishedAt]);
+    const usage = attemptEnd.usage ?? null;
+    this.ends.push([a.jobId, a.attempt, attemptEnd.status, attemptEnd.exitCode, attemptEnd.failureReason, finishedAt, usage && JSON.stringify(usage)]);
     const moves = job !== null && a.jobAttempt === a.attempt;
     if (moves) {
       const row = [a.jobId, a.attempt, a.jobStatus, job.status, job.exitCode, job.failureReason, job.message, job.resolved ?? null, now];
-      (job.status === "queued" ? this.requeues : this.finishes).push(row);
+      if (job.status === "queued") this.requeues.push([...row, now + (job.retryInMs ?? 0)]);
+      else this.finishes.push(row);
     }
-    return this.wrote({ ...a, ...attemptEnd, finishedAt, jobStatus: moves ? job.status : a.jobStatus });
+    return this.wrote({ ...a, status: attemptEnd.status, exitCode: attemptEnd.exitCode, failureReason: attemptEnd.failureReason, usage: usage ?? a.usage, finishedAt, jobStatus: moves ? job.status : a.jobStatus });
   }
 
   statements(db: Db): Statement[] {

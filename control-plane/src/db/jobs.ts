@@ -36,37 +36,16 @@ export function jobView(row: JobRow, pendingReason: string | null = null) {
     finished_at: iso(row.finishedAt),
     /** Repo jobs: the commits and image the latest attempt ran, once its agent resolved them. */
     resolved: row.resolved ?? null,
+    array_id: row.arrayId,
+    array_index: row.arrayIndex,
+    rerun_of: row.rerunOf,
+    schedule_id: row.scheduleId,
+    // Specs stored before workflows existed have none of these.
+    depends_on: spec.depends_on ?? [],
+    retry: spec.retry ?? null,
+    queue_ttl_s: spec.queue_ttl_s ?? null,
+    retry_at: row.status === "queued" && row.hold === "retry" ? iso(row.notBefore) : null,
   };
-}
-
-export async function insertJob(
-  db: Db,
-  row: { id: string; spec: JobSpec; createdBy: string; submittedBy: string; idempotencyKey: string | null; requestHash: string | null; now: number },
-): Promise<JobRow> {
-  const [inserted] = await db
-    .insert(jobs)
-    .values({
-      id: row.id,
-      pool: row.spec.pool,
-      kind: row.spec.task.kind,
-      project: row.spec.project,
-      name: row.spec.name,
-      tags: row.spec.tags,
-      submittedBy: row.submittedBy,
-      spec: row.spec,
-      status: "queued",
-      priority: row.spec.priority,
-      maxRetries: row.spec.max_retries,
-      idempotencyKey: row.idempotencyKey,
-      requestHash: row.requestHash,
-      createdBy: row.createdBy,
-      createdAt: row.now,
-      queuedAt: row.now,
-    })
-    .onConflictDoNothing()
-    .returning();
-  // A conflict means a concurrent request with the same idempotency key won the race.
-  return inserted ?? (await findByIdempotencyKey(db, row.createdBy, row.idempotencyKey!))!;
 }
 
 export function getJob(db: Db, id: string): Promise<JobRow | undefined> {
@@ -85,6 +64,8 @@ export interface JobFilter {
   pool?: string;
   /** `key=value`: jobs carrying that tag. */
   tag?: string;
+  /** The tasks of this array. */
+  array?: string;
   /** Jobs whose name contains this. */
   name?: string;
   submitted_by?: string;
@@ -99,6 +80,7 @@ export async function listJobs(db: Db, opts: JobFilter) {
   if (opts.project) where.push(eq(jobs.project, opts.project));
   if (opts.status) where.push(eq(jobs.status, opts.status));
   if (opts.pool) where.push(eq(jobs.pool, opts.pool));
+  if (opts.array) where.push(eq(jobs.arrayId, opts.array));
   if (opts.tag) where.push(sql`EXISTS (SELECT 1 FROM json_each(${jobs.tags}) WHERE value = ${opts.tag})`);
   if (opts.name) where.push(sql`instr(${jobs.name}, ${opts.name}) > 0`);
   if (opts.submitted_by) where.push(eq(jobs.submittedBy, opts.submitted_by));

@@ -1,11 +1,8 @@
 import { and, asc, eq } from "drizzle-orm";
 import type { Role, Standing } from "../auth/roles.ts";
 import { inJson, type Db } from "./client.ts";
-import { startHold, type QuotaUsage } from "../quotas.ts";
+import type { QuotaUsage } from "../quotas.ts";
 import { members, projects, users, type Quotas } from "./schema.ts";
-import type { JobSpec, WorkerCaps } from "../../../protocol/index.ts";
-import { sandboxWait } from "../sandbox-policy.ts";
-import { capsOf, listWorkers } from "./workers.ts";
 
 export type ProjectRow = typeof projects.$inferSelect;
 export type UserRow = typeof users.$inferSelect;
@@ -100,40 +97,3 @@ export const projectView = (p: ProjectRow, usage: QuotaUsage | undefined, role: 
   role,
   created_at: iso(p.createdAt),
 });
-
-/**
- * Why each queued job among `rows` waits, where a project quota holds it (jobs not named
- * wait for nothing but a fitting free slot). Two statements for a whole page of jobs.
- */
-export async function pendingReasons(db: Db, rows: { id: string; project: string; status: string; spec: unknown }[]): Promise<Map<string, string>> {
-  const queued = rows.filter((r) => r.status === "queued");
-  const names = [...new Set(queued.map((r) => r.project))];
-  if (names.length === 0) return new Map();
-  const reasons = await sandboxWaits(db, queued);
-  const limited = (await listProjects(db, names)).filter((p) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined);
-  if (limited.length === 0) return reasons;
-  const usage = await usageOf(db, limited.map((p) => p.name));
-  const quotas = new Map(limited.map((p) => [p.name, p.quotas]));
-  for (const r of queued) {
-    const q = quotas.get(r.project);
-    const u = usage.get(r.project);
-    const hit = q && u ? startHold(q, u, (r.spec as { requirements?: { gpus?: number } }).requirements?.gpus ?? 0) : null;
-    if (hit) reasons.set(r.id, hit.message);
-  }
-  return reasons;
-}
-
-/** Queued jobs that need a runtime or egress no online worker of their pool offers: one read of the online workers per such pool. */
-async function sandboxWaits(db: Db, queued: { id: string; spec: unknown }[]): Promise<Map<string, string>> {
-  const reasons = new Map<string, string>();
-  const special = queued.map((r) => ({ id: r.id, spec: r.spec as JobSpec })).filter(({ spec }) => (spec.runtime ?? "runc") !== "runc" || spec.network === "egress");
-  const online = new Map<string, { caps: WorkerCaps }[]>();
-  for (const pool of new Set(special.map((r) => r.spec.pool))) {
-    online.set(pool, (await listWorkers(db, pool)).filter((w) => w.online).map((w) => ({ caps: capsOf(w) })));
-  }
-  for (const { id, spec } of special) {
-    const why = sandboxWait(spec, online.get(spec.pool) ?? []);
-    if (why) reasons.set(id, why);
-  }
-  return reasons;
-}

@@ -18,6 +18,7 @@ export function jobAttempts(db: Db, jobId: string) {
       finishedAt: attempts.finishedAt,
       exitCode: attempts.exitCode,
       failureReason: attempts.failureReason,
+      usage: attempts.usage,
     })
     .from(attempts)
     .leftJoin(workers, eq(workers.id, attempts.workerId))
@@ -40,6 +41,7 @@ export function attemptView(a: AttemptHistoryRow) {
     finished_at: iso(a.finishedAt),
     exit_code: a.exitCode,
     failure_reason: a.failureReason,
+    usage: a.usage ?? null,
   };
 }
 
@@ -119,7 +121,7 @@ export interface PoolBucket {
 export async function poolSeries(db: Db, pool: string, opts: { now: number; bucketMs: number; buckets: number }) {
   const end = (Math.floor(opts.now / opts.bucketMs) + 1) * opts.bucketMs;
   const start = end - opts.bucketMs * opts.buckets;
-  const [finished, waits] = await Promise.all([
+  const [finished, waits, used] = await Promise.all([
     db.all<{ b: number; status: string; n: number }>(
       sql`SELECT CAST((finished_at - ${start}) / ${opts.bucketMs} AS INTEGER) AS b, status, COUNT(*) AS n
           FROM jobs
@@ -138,7 +140,15 @@ export async function poolSeries(db: Db, pool: string, opts: { now: number; buck
           )
           SELECT b, MAX(n) AS n, AVG(wait_ms) AS median FROM r WHERE rn IN ((n + 1) / 2, (n + 2) / 2) GROUP BY b`,
     ),
+    // What the attempts that ended in the window consumed, as their agents reported it.
+    db.all<{ n: number; cpu: number; gpu: number; wall: number }>(
+      sql`SELECT COUNT(*) AS n, coalesce(SUM(a.usage ->> 'cpu_s'), 0) AS cpu, coalesce(SUM(a.usage ->> 'gpu_s'), 0) AS gpu, coalesce(SUM(a.usage ->> 'wall_s'), 0) AS wall
+          FROM attempts a JOIN jobs j ON j.id = a.job_id
+          WHERE j.pool = ${pool} AND a.finished_at >= ${start} AND a.usage IS NOT NULL`,
+    ),
   ]);
+  const round = (x: number) => Math.round(Number(x) * 1000) / 1000;
+  const u = used[0] ?? { n: 0, cpu: 0, gpu: 0, wall: 0 };
   const series: PoolBucket[] = Array.from({ length: opts.buckets }, (_, i) => ({
     start: new Date(start + i * opts.bucketMs).toISOString(),
     completed: 0,
@@ -164,6 +174,7 @@ export async function poolSeries(db: Db, pool: string, opts: { now: number; buck
     finished: series.reduce((n, b) => n + b.completed + b.failed + b.canceled, 0),
     started: overall.started,
     median_wait_ms: overall.median_wait_ms,
+    usage: { attempts: Number(u.n), cpu_s: round(u.cpu), gpu_s: round(u.gpu), wall_s: round(u.wall) },
     series,
   };
 }

@@ -1,6 +1,6 @@
 import { sql } from "drizzle-orm";
 import { index, integer, primaryKey, real, sqliteTable, text, uniqueIndex } from "drizzle-orm/sqlite-core";
-import type { PoolSandbox, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import type { AttemptUsage, JobRequest, PoolSandbox, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
 
 /** API and agent tokens. Only a SHA-256 of the token is stored. */
 export const tokens = sqliteTable(
@@ -162,11 +162,32 @@ export const jobs = sqliteTable(
     finishedAt: integer("finished_at"),
     /** For repo jobs: the commits and image the latest attempt ran, as its agent resolved them. */
     resolved: text("resolved", { mode: "json" }).$type<ResolvedCommits>(),
+    /** The array it is a task of, and its index there. */
+    arrayId: text("array_id"),
+    arrayIndex: integer("array_index"),
+    /** The job it was submitted as a copy of (`POST /v1/jobs/:id/rerun`). */
+    rerunOf: text("rerun_of"),
+    /** The schedule that submitted it. */
+    scheduleId: text("schedule_id"),
+    /**
+     * Why a queued job is not yet the scheduler's to place: `deps` until every job it depends
+     * on ends as its condition asks, `retry` until `not_before` (a retry's backoff). Null: ready.
+     */
+    hold: text("hold", { enum: ["deps", "retry"] }),
+    notBefore: integer("not_before"),
+    /** A ready job with queue_ttl_s fails `unschedulable` at this time if still queued. */
+    expiresAt: integer("expires_at"),
   },
   (t) => [
-    // In the order a scheduling round reads the queue: each project's head (fair share), and the
-    // projects with queued jobs by skipping from one to the next, without sorting the whole queue.
-    index("jobs_queue_by_project").on(t.pool, t.status, t.project, sql`${t.priority} DESC`, t.id),
+    // In the order a scheduling round reads the queue: each project's head of ready jobs (fair
+    // share), and the projects with such jobs by skipping from one to the next, without sorting the whole queue.
+    index("jobs_ready_by_project").on(t.pool, t.status, t.hold, t.project, sql`${t.priority} DESC`, t.id),
+    index("jobs_array").on(t.arrayId, t.status),
+    index("jobs_schedule").on(t.scheduleId, t.id),
+    index("jobs_rerun_of").on(t.rerunOf),
+    index("jobs_queue_expiry").on(t.pool, t.expiresAt).where(sql`status = 'queued' AND expires_at IS NOT NULL`),
+    // Few rows: jobs waiting on their parents or on a retry's backoff.
+    index("jobs_held").on(t.hold, t.notBefore).where(sql`hold IS NOT NULL`),
     index("jobs_status_id").on(t.status, t.id),
     index("jobs_project_id").on(t.project, t.id),
     index("jobs_project_status").on(t.project, t.status),
@@ -193,6 +214,8 @@ export const attempts = sqliteTable(
     deadlineAt: integer("deadline_at"),
     exitCode: integer("exit_code"),
     failureReason: text("failure_reason"),
+    /** What its container consumed, as its agent read it from the cgroup (protocol AttemptUsage). */
+    usage: text("usage", { mode: "json" }).$type<AttemptUsage>(),
   },
   (t) => [primaryKey({ columns: [t.jobId, t.attempt] }), index("attempts_worker_status").on(t.workerId, t.status), index("attempts_status_deadline").on(t.status, t.deadlineAt)],
 );
@@ -250,7 +273,7 @@ export const datasets = sqliteTable(
     createdAt: integer("created_at").notNull(),
     completedAt: integer("completed_at"),
   },
-  (t) => [index("datasets_status_created").on(t.status, t.createdAt), index("datasets_project_id").on(t.project, t.id)],
+  (t) => [index("datasets_status_created").on(t.status, t.createdAt), index("datasets_project_id").on(t.project, t.id), index("datasets_project_name").on(t.project, t.name)],
 );
 
 /** A file a job left in /work/output, stored in R2. */
@@ -358,4 +381,73 @@ export const webhookDeliveries = sqliteTable(
     finishedAt: integer("finished_at"),
   },
   (t) => [uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId), index("webhook_deliveries_due").on(t.status, t.nextAt), index("webhook_deliveries_webhook").on(t.webhookId, t.createdAt)],
+);
+
+/**
+ * An edge of a workflow: `child` waits in `queued` (hold `deps`) until `parent` (a job, or
+ * every task of an array) ends as `condition` asks. Read from the parent's side when it ends.
+ */
+export const jobDeps = sqliteTable(
+  "job_deps",
+  {
+    child: text("child").notNull(),
+    parent: text("parent").notNull(),
+    parentKind: text("parent_kind", { enum: ["job", "array"] }).notNull(),
+    condition: text("condition", { enum: ["completed", "finished"] }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.child, t.parent] }), index("job_deps_parent").on(t.parent)],
+);
+
+/** N tasks submitted as one: each is a job with this `array_id`. */
+export const jobArrays = sqliteTable(
+  "job_arrays",
+  {
+    id: text("id").primaryKey(),
+    project: text("project").notNull(),
+    pool: text("pool").notNull(),
+    name: text("name"),
+    count: integer("count").notNull(),
+    submittedBy: text("submitted_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("job_arrays_project").on(t.project, t.id)],
+);
+
+/** A job template run on a cron expression. */
+export const schedules = sqliteTable(
+  "schedules",
+  {
+    id: text("id").primaryKey(),
+    project: text("project").notNull(),
+    name: text("name").notNull(),
+    cron: text("cron").notNull(),
+    timezone: text("timezone").notNull(),
+    /** The job as a user would submit it (a JobRequest), validated when the schedule was saved. */
+    job: text("job", { mode: "json" }).$type<JobRequest>().notNull(),
+    overlap: text("overlap", { enum: ["skip", "allow"] }).notNull(),
+    paused: integer("paused", { mode: "boolean" }).notNull().default(false),
+    /** The next tick, in ms since the epoch; null while paused. */
+    nextRunAt: integer("next_run_at"),
+    lastRunAt: integer("last_run_at"),
+    /** Its jobs are submitted as this user (`admin` for the admin token). */
+    submittedBy: text("submitted_by").notNull(),
+    createdBy: text("created_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [uniqueIndex("schedules_project_name").on(t.project, t.name), index("schedules_next").on(t.paused, t.nextRunAt)],
+);
+
+/** One tick of a schedule: the job it submitted, or why it submitted none. At most one row (and one job) per tick. */
+export const scheduleRuns = sqliteTable(
+  "schedule_runs",
+  {
+    scheduleId: text("schedule_id").notNull(),
+    tickAt: integer("tick_at").notNull(),
+    jobId: text("job_id"),
+    outcome: text("outcome", { enum: ["submitted", "skipped", "refused"] }).notNull(),
+    message: text("message"),
+    at: integer("at").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.scheduleId, t.tickAt] })],
 );

@@ -1,29 +1,26 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { JobStatus, JobTag, ProjectName, type JobSpec, type RepoSource } from "../../../protocol/index.ts";
-import { readableProjects, requireRole, standingIn } from "../auth/access.ts";
-import { actorName, type Principal } from "../auth/principal.ts";
+import { JobStatus, JobTag, ProjectName, WORKFLOW_LIMITS, type JobSpec } from "../../../protocol/index.ts";
+import { readableProjects, standingIn } from "../auth/access.ts";
+import type { Principal } from "../auth/principal.ts";
 import { resolveSecret, sha256Hex } from "../auth/tokens.ts";
 import { bearerOf } from "../middleware/auth.ts";
 import { audit } from "../audit.ts";
-import { pendingReasons, usageOf } from "../db/projects.ts";
-import { queueRefusal } from "../quotas.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
-import { findByIdempotencyKey, insertJob, jobView, listJobs, type JobRow } from "../db/jobs.ts";
-import { datasetsByIds } from "../db/datasets.ts";
-import { mustGetJob, mustGetProject, noProject } from "./guards.ts";
+import { jobView, listJobs, type JobRow } from "../db/jobs.ts";
+import { attemptView, jobAttempts } from "../db/reports.ts";
+import { childrenOf, edgesOf, parentStates } from "../db/workflows.ts";
+import { mustGetJob } from "./guards.ts";
 import { artifactView, getArtifact, listArtifacts } from "../db/artifacts.ts";
-import { secretsByNames } from "../db/secrets.ts";
-import { getPoolSandbox } from "../db/pools.ts";
-import { sandboxRefusal, withPoolRuntime } from "../sandbox-policy.ts";
+import { pendingReasons } from "../workflows/pending.ts";
+import { submitJob } from "../workflows/submit.ts";
+import { totalUsage } from "../workflows/usage.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { formatCursor, newestBatches, parseCursor, publicLine, tailStream, type LogCursor } from "../db/logs.ts";
 import { logStreamOf } from "../logs/log-stream.ts";
-import { jobEventsWritten } from "../events/notify.ts";
 import { readLogPage } from "../logs/store.ts";
 import { relay } from "../streams/relay.ts";
 import { AppError } from "../errors.ts";
-import { newId } from "../ids.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
 import { ArtifactList, JobDetail, JobPage, JobRequest, LogPage } from "../schemas.ts";
 import { settingsOf } from "../settings.ts";
@@ -36,6 +33,7 @@ const ListQuery = z.object({
   status: JobStatus.optional(),
   pool: z.string().max(63).optional(),
   tag: JobTag.optional().openapi({ description: "only jobs with this `key=value` tag" }),
+  array: z.string().max(64).optional().openapi({ description: "only the tasks of this array" }),
   name: z.string().min(1).max(200).optional().openapi({ description: "only jobs whose name contains this" }),
   submitted_by: z.string().min(1).max(100).optional().openapi({ description: "only jobs this user (by name, or `admin`) submitted" }),
   limit: z.coerce.number().int().min(1).max(200).default(50).openapi({ type: "integer" }),
@@ -56,57 +54,40 @@ const SubmitHeaders = z.object({
 const JobParams = z.object({ id: z.string().max(64).openapi({ example: "j_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
 const ArtifactParams = JobParams.extend({ name: z.string().min(1).openapi({ description: "the artifact's name; it may contain '/'", example: "out/result.txt" }) });
 
-async function fullJobView(db: Db, job: JobRow) {
-  const [stdout, stderr, artifacts, pending] = await Promise.all([
+/** A job as GET /v1/jobs/:id shows it: its output's tail, artifacts, attempts and usage, and the jobs around it. */
+export async function fullJobView(db: Db, job: JobRow) {
+  const spec = job.spec as JobSpec;
+  const [stdout, stderr, artifacts, pending, tries, parents, children] = await Promise.all([
     job.attempt > 0 ? tailStream(db, job.id, job.attempt, "stdout") : "",
     job.attempt > 0 ? tailStream(db, job.id, job.attempt, "stderr") : "",
     job.attempt > 0 ? listArtifacts(db, job.id, job.attempt) : [],
     pendingReasons(db, [job]),
+    job.attempt > 0 ? jobAttempts(db, job.id) : [],
+    relatives(db, job),
+    childrenOf(db, job.arrayId ? [job.id, job.arrayId] : [job.id]),
   ]);
-  return { ...jobView(job, pending.get(job.id) ?? null), spec: job.spec as JobSpec, stdout, stderr, artifacts: artifacts.map(artifactView) };
+  const attempts = tries.map(attemptView);
+  return {
+    ...jobView(job, pending.get(job.id) ?? null),
+    spec,
+    stdout,
+    stderr,
+    artifacts: artifacts.map(artifactView),
+    attempts,
+    usage: totalUsage(attempts.map((a) => a.usage)),
+    parents,
+    children: children.map((r) => ({ job: r.child, condition: r.condition, status: r.status })),
+  };
 }
 
-/**
- * Secrets and datasets are usable only by jobs of their own project, and each one a job names must exist
- * there, so a typo fails now and not on an agent. A repo that names another project's
- * credentials is refused whatever the caller's role there: the agent would send them to a
- * server the job chooses.
- */
-async function requireProjectResources(db: Db, spec: JobSpec) {
-  const repo: RepoSource | undefined = spec.task.kind === "repo" ? spec.task.repo : undefined;
-  // Every secret the job names, with the field that names it, checked against one read.
-  const named: [field: string, name: string][] = [];
-  for (const side of ["code", "env"] as const) {
-    const name = repo?.[`${side}_credentials`];
-    const field = `repo.${side}_credentials`;
-    if (!name) continue;
-    if (repo!.project !== undefined && repo!.project !== spec.project) {
-      throw new AppError("forbidden", `${field}: secrets are usable only by jobs of their own project; this job is in ${spec.project}, the secret in ${repo!.project}`, field);
-    }
-    named.push([field, name]);
-  }
-  if (spec.task.kind === "command" && spec.task.command.registry_credentials) named.push(["command.registry_credentials", spec.task.command.registry_credentials]);
-  for (const [env, name] of Object.entries(spec.secrets)) named.push([`secrets.${env}`, name]);
-  if (named.length) {
-    const have = new Set((await secretsByNames(db, spec.project, [...new Set(named.map(([, n]) => n))])).map((r) => r.name));
-    const missing = named.find(([, name]) => !have.has(name));
-    if (missing) throw new AppError("validation_failed", `${missing[0]}: project ${spec.project} has no secret ${missing[1]}`, missing[0]);
-  }
-  // Inputs too are the project's own: another project's dataset reads as one that does not exist.
-  if (spec.inputs.length) {
-    const own = new Set((await datasetsByIds(db, spec.inputs.map((i) => i.dataset))).filter((d) => d.project === spec.project).map((d) => d.id));
-    const i = spec.inputs.findIndex((input) => !own.has(input.dataset));
-    if (i >= 0) throw new AppError("validation_failed", `inputs.${i}.dataset: project ${spec.project} has no dataset ${spec.inputs[i]!.dataset}`, `inputs.${i}.dataset`);
-  }
-}
-
-/** A submit into a project must find it, and its queue quota with room. */
-async function admitSubmit(db: Db, principal: Principal, spec: JobSpec) {
-  const { project } = await mustGetProject(db, principal, spec.project, "member", "project");
-  if (project.quotas.max_queued_jobs === undefined) return;
-  const usage = (await usageOf(db, [spec.project])).get(spec.project)!;
-  const hit = queueRefusal(project.quotas, usage, 1);
-  if (hit) throw new AppError("too_many_requests", `project: ${hit.message}`, "project", { quota: hit.quota, limit: hit.limit, usage: hit.usage });
+/** The job's parents with their status now (an array's: null). */
+async function relatives(db: Db, job: JobRow) {
+  const edges = await edgesOf(db, [job.id]);
+  const states = await parentStates(db, edges);
+  return edges.map((e) => {
+    const s = states.get(e.parent);
+    return { job: e.parent, condition: e.condition, status: s?.kind === "job" ? s.status : null };
+  });
 }
 
 function cursorFrom(raw: string | undefined): LogCursor | null {
@@ -126,10 +107,11 @@ export const jobRoutes = router()
       tags,
       method: "post",
       path: "/",
-      summary: "Submit a job",
+      summary: "Submit a job, or an array of tasks",
+      description: `${user.description} With \`array: {count: N}\` (N ≤ ${WORKFLOW_LIMITS.array_count.max}) it submits N tasks at once, each a job that sees GRIDX_ARRAY_INDEX and GRIDX_ARRAY_COUNT, with \`{index}\` in its inputs' dataset, path or artifact name replaced by its index; the answer is task 0, whose \`array_id\` names the array. With \`depends_on\`, it waits in \`queued\` until its parents end as asked, or fails \`dependency_failed\` when one cannot.`,
       request: { body: body(JobRequest), headers: SubmitHeaders },
       responses: {
-        201: json(JobDetail, "The job, queued."),
+        201: json(JobDetail, "The job (for an array, its task 0), queued."),
         200: json(JobDetail, "The job an earlier request with the same Idempotency-Key created."),
         ...errors(400, 401, 403, 404, 409, 413, 429),
       },
@@ -138,37 +120,10 @@ export const jobRoutes = router()
       const requested = c.req.valid("json");
       const db = createDb(c.env.DB);
       const principal = c.get("principal");
-      // Before the retry lookup and the pool's policy, so neither says anything to someone outside the project.
-      requireRole(principal, requested.project, "member", noProject(requested.project, "project"));
-      const policy = (await getPoolSandbox(db, requested.pool)).sandbox;
-      const spec = withPoolRuntime(requested, policy);
-      const refusal = sandboxRefusal(spec, policy, settingsOf(c.env).ALLOWED_IMAGES);
-      if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(requested)) : null;
-      // A retry gets its job even when the queue has filled since: it adds nothing to it.
-      if (key) {
-        const existing = await findByIdempotencyKey(db, principal.tokenId, key);
-        if (existing) {
-          if (existing.requestHash !== requestHash) throw new AppError("conflict", "Idempotency-Key was already used for a different request", "Idempotency-Key");
-          return c.json(await fullJobView(db, existing), 200);
-        }
-      }
-      await admitSubmit(db, principal, spec);
-      await requireProjectResources(db, spec);
-      const now = Date.now();
-      const id = newId("j", now);
-      const job = await insertJob(db, { id, spec, createdBy: principal.tokenId, submittedBy: actorName(principal), idempotencyKey: key, requestHash, now });
-      // The job is stored, so the answer need not wait for the coordinator; if the nudge is
-      // lost, the pool's coordinator finds the job on its next sweep or agent hello.
-      c.executionCtx.waitUntil(
-        coordinatorFor(c.env, spec.pool)
-          .jobQueued(spec.pool)
-          .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${job.id}`, err)),
-      );
-      if (job.id === id) c.executionCtx.waitUntil(jobEventsWritten(c.env, [spec.project]));
-      const view = await fullJobView(db, job);
-      return job.id === id ? c.json(view, 201) : c.json(view, 200);
+      const { job, created } = await submitJob({ db, env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) }, principal, requested, { idempotencyKey: key, requestHash });
+      return c.json(await fullJobView(db, job), created ? 201 : 200);
     },
   )
   .openapi(
