@@ -8,6 +8,8 @@ import { datasetRoutes } from "./routes/datasets.ts";
 import { faultRoutes } from "./routes/faults.ts";
 import { jobAttemptRoutes } from "./routes/job-attempts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
+import { jobWorkflowRoutes } from "./routes/job-workflows.ts";
+import { arrayRoutes } from "./routes/arrays.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
@@ -17,6 +19,7 @@ import { tokenRoutes } from "./routes/tokens.ts";
 import { userRoutes } from "./routes/users.ts";
 import { eventRoutes } from "./routes/events.ts";
 import { webhookRoutes } from "./routes/webhooks.ts";
+import { scheduleRoutes } from "./routes/schedules.ts";
 import { workerRoutes } from "./routes/workers.ts";
 
 const base = router();
@@ -35,12 +38,15 @@ export const app = base
   .route("/v1/projects", projectRoutes)
   .route("/v1/projects", secretRoutes)
   .route("/v1/jobs", jobAttemptRoutes)
+  .route("/v1/jobs", jobWorkflowRoutes)
+  .route("/v1/arrays", arrayRoutes)
   .route("/v1/pools", poolRoutes)
   .route("/v1", tokenRoutes)
   .route("/v1", userRoutes)
   .route("/v1/audit", auditRoutes)
   .route("/v1/sessions", sessionRoutes)
   .route("/v1/webhooks", webhookRoutes)
+  .route("/v1/schedules", scheduleRoutes)
   .route("/v1/events", eventRoutes)
   // Test-only, and a 404 unless GRIDX_FAULTS is "on"; never in the OpenAPI document.
   .route("/v1/test", faultRoutes)

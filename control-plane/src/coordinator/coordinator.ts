@@ -25,6 +25,8 @@ import { getJob, type JobRow } from "../db/jobs.ts";
 import { logStreamOf } from "../logs/log-stream.ts";
 import { jobEventsWritten } from "../events/notify.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
+import { activeTasks, cancelQueuedTasks, expiredQueued, failUnschedulable, releaseRetries } from "../db/workflows.ts";
+import { neverFitsReason } from "../workflows/fit.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
@@ -56,6 +58,9 @@ const SETTLE_BATCH = 200;
 
 /** Hellos recorded in one round trip, at most: a reconnect storm is recorded in batches. */
 const HELLO_BATCH = 100;
+
+/** Jobs past their queue_ttl_s failed per sweep at most; more wait for the next. */
+const EXPIRE_BATCH = 100;
 
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
@@ -178,6 +183,16 @@ export class Coordinator extends DurableObject<Bindings> {
       }
       return (await getJob(this.db, jobId)) ?? null;
     });
+  }
+
+  /** Cancels every unfinished task of an array: the queued ones at once, the running ones through their agents. Returns how many. */
+  async cancelArray(pool: string, array: { id: string; project: string }): Promise<number> {
+    await this.bindPool(pool);
+    const queued = await this.exclusive(() => cancelQueuedTasks(this.db, array.id, Date.now()));
+    if (queued) void jobEventsWritten(this.env, [array.project]);
+    const active = await activeTasks(this.db, array.id);
+    for (const id of active) await this.cancelJob(pool, id);
+    return queued + active.length;
   }
 
   /** Stops (or resumes) giving a worker new jobs; its running jobs go on. */
@@ -422,6 +437,8 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.exclusive(async () => {
       await touchWorkers(this.db, seen);
       await markOfflineExcept(this.db, pool, this.sockets.workerIds());
+      await releaseRetries(this.db, pool, now);
+      await this.expireQueued(pool, now);
       if (!judge) return;
       await this.requeueLostWorkers(pool, now - limits.workerTimeoutMs);
       await this.enforceDeadlines(pool, now);
@@ -629,6 +646,20 @@ export class Coordinator extends DurableObject<Bindings> {
       }
       this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: step.kind === "take_back" ? "stale" : "timeout" } });
     }
+  }
+
+  /** Fails ready jobs that waited out their queue_ttl_s, saying why no worker took them. */
+  private async expireQueued(pool: string, now: number): Promise<void> {
+    const expired = await expiredQueued(this.db, pool, now, EXPIRE_BATCH);
+    if (expired.length === 0) return;
+    const workers = (await this.ledger()).views().filter((w) => !w.draining);
+    const failures = expired.map(({ id, spec }) => {
+      const s = JSON.parse(spec) as JobSpec;
+      const why = neverFitsReason(s.requirements, workers, pool) ?? "every worker that fits it stayed busy";
+      return { id, message: `unschedulable: waited queue_ttl_s (${s.queue_ttl_s} s) without a worker to run it: ${why}` };
+    });
+    const failed = await failUnschedulable(this.db, failures, now);
+    void jobEventsWritten(this.env, failed.map((j) => j.project));
   }
 
   // ---- scheduling ---------------------------------------------------------------------------

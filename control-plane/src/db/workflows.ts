@@ -161,3 +161,55 @@ export async function failUnschedulable(db: Db, failures: readonly { id: string;
     .raw<[string, string, string]>();
   return movedRows(rows);
 }
+
+export interface ArrayRow {
+  id: string;
+  project: string;
+  pool: string;
+  name: string | null;
+  count: number;
+  submittedBy: string;
+  createdAt: number;
+}
+
+export async function getArray(db: Db, id: string): Promise<ArrayRow | undefined> {
+  const [row] = await db.$client
+    .prepare("SELECT id, project, pool, name, count, submitted_by, created_at FROM job_arrays WHERE id = ?1")
+    .bind(id)
+    .raw<[string, string, string, string | null, number, string, number]>();
+  return row && { id: row[0], project: row[1], pool: row[2], name: row[3], count: row[4], submittedBy: row[5], createdAt: row[6] };
+}
+
+/** Failed indices an array summary lists at most. */
+export const FAILED_INDICES_SHOWN = 1000;
+
+/** An array's tasks counted by status, its failed indices (lowest first, bounded) and its task 0. */
+export async function arrayProgress(db: Db, id: string): Promise<{ byStatus: Partial<Record<JobStatus, number>>; failedIndices: number[]; first: string | null }> {
+  const [counts, failed, first] = await db.$client.batch([
+    db.$client.prepare("SELECT status, count(*) FROM jobs WHERE array_id = ?1 GROUP BY status").bind(id),
+    db.$client.prepare("SELECT array_index FROM jobs WHERE array_id = ?1 AND status = 'failed' ORDER BY array_index LIMIT ?2").bind(id, FAILED_INDICES_SHOWN),
+    db.$client.prepare("SELECT id FROM jobs WHERE array_id = ?1 AND array_index = 0").bind(id),
+  ]);
+  const byStatus: Partial<Record<JobStatus, number>> = {};
+  for (const r of counts!.results as { status: JobStatus; "count(*)": number }[]) byStatus[r.status] = r["count(*)"];
+  return {
+    byStatus,
+    failedIndices: (failed!.results as { array_index: number }[]).map((r) => r.array_index),
+    first: (first!.results as { id: string }[])[0]?.id ?? null,
+  };
+}
+
+/** An array's unfinished tasks that hold attempts (assigned or running), for their agents to be told. */
+export async function activeTasks(db: Db, id: string): Promise<string[]> {
+  const rows = await db.$client.prepare("SELECT id FROM jobs WHERE array_id = ?1 AND status IN ('assigned', 'running')").bind(id).raw<[string]>();
+  return rows.map(([j]) => j);
+}
+
+/** Cancels an array's queued tasks in one statement; returns how many. */
+export async function cancelQueuedTasks(db: Db, id: string, now: number): Promise<number> {
+  const rows = await db.$client
+    .prepare("UPDATE jobs SET status = 'canceled', finished_at = ?2, failure_message = 'canceled with its array', hold = NULL, expires_at = NULL WHERE array_id = ?1 AND status = 'queued' RETURNING id")
+    .bind(id, now)
+    .raw();
+  return rows.length;
+}
