@@ -7,6 +7,7 @@ import { bearerOf } from "../middleware/auth.ts";
 import { audit } from "../audit.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
+import { countingD1 } from "../db/counting.ts";
 import { jobView, listJobs, type JobRow } from "../db/jobs.ts";
 import { attemptView, jobAttempts } from "../db/reports.ts";
 import { childrenOf, edgesOf, parentStates } from "../db/workflows.ts";
@@ -118,12 +119,15 @@ export const jobRoutes = router()
     }),
     async (c) => {
       const requested = c.req.valid("json");
-      const db = createDb(c.env.DB);
+      // An array's submit counts its statements (the bench shows they stay bounded); others need no count.
+      const counting = requested.array ? countingD1(c.env.DB) : null;
+      const db = createDb(counting?.d1 ?? c.env.DB);
       const principal = c.get("principal");
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
       const requestHash = key ? await sha256Hex(JSON.stringify(requested)) : null;
       const { job, created } = await submitJob({ db, env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) }, principal, requested, { idempotencyKey: key, requestHash });
-      return c.json(await fullJobView(db, job), created ? 201 : 200);
+      if (counting) c.header("gridx-d1-statements", String(counting.statements()));
+      return c.json(await fullJobView(createDb(c.env.DB), job), created ? 201 : 200);
     },
   )
   .openapi(
