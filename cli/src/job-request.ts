@@ -3,6 +3,7 @@ import type { ParseArgsOptionsConfig } from "node:util";
 import type { JobRequest } from "../../protocol/index.ts";
 import { decimal, integer, memoryMb, pairs, seconds } from "./args.ts";
 import { UsageError } from "./errors.ts";
+import { artifactInput, WORKFLOW_FLAGS, WORKFLOW_FLAGS_HELP, workflowFields } from "./workflow-request.ts";
 
 /** The flags `submit` and `run` share, besides their own. */
 export const JOB_FLAGS = {
@@ -33,6 +34,7 @@ export const JOB_FLAGS = {
   name: { type: "string" },
   tag: { type: "string", multiple: true },
   secret: { type: "string", multiple: true },
+  ...WORKFLOW_FLAGS,
 } as const satisfies ParseArgsOptionsConfig;
 
 export const JOB_KINDS_HELP = `Job kinds:
@@ -62,13 +64,13 @@ export const JOB_FLAGS_HELP = `  --project P                  the job's project 
   --pids N                     process limit (default 256)
   --timeout DUR                90, 90s, 10m, 1h30m, 2d (default 1h)
   --priority N                 -1000 to 1000, higher first (default 0)
-  --retries N                  tries after a lost worker (default 2)
   --label KEY=VALUE            only on workers with this label (repeat)
   -e, --env KEY[=VALUE]        environment variable; KEY alone passes gridx's own (repeat)
   --secret ENV=NAME            the project's secret NAME as the variable ENV, masked as *** in
                                the job's output (repeat)
   --input DATASET:PATH         mount a dataset read-only at /work/input/PATH (repeat)
-  --idempotency-key KEY        resubmitting with the same key gives the same job`;
+  --idempotency-key KEY        resubmitting with the same key gives the same job
+${WORKFLOW_FLAGS_HELP}`;
 
 export type JobBody = JobRequest;
 type RepoSource = Extract<JobRequest, { kind: "repo" }>["repo"];
@@ -127,11 +129,12 @@ function commonFields(flags: JobFlags, ctx: BuildContext) {
   const requirements: { gpus?: number; labels?: Record<string, string> } = {};
   if (flags.gpus !== undefined) requirements.gpus = integer("--gpus", flags.gpus);
   if (flags.label?.length) requirements.labels = pairs("--label", flags.label);
-  const inputs = (flags.input ?? []).map((raw) => {
+  const inputs: NonNullable<JobRequest["inputs"]> = (flags.input ?? []).map((raw) => {
     const colon = raw.indexOf(":");
     if (colon <= 0 || colon === raw.length - 1) throw new UsageError(`--input takes DATASET:PATH, such as ds_01abc:data/train.bin, not "${raw}"`);
     return { dataset: raw.slice(0, colon), path: raw.slice(colon + 1) };
   });
+  inputs.push(...(flags.artifact ?? []).map(artifactInput));
   const tags = (flags.tag ?? []).map((raw) => {
     if (raw.indexOf("=") <= 0) throw new UsageError(`--tag takes KEY=VALUE, such as sweep=lr or owner=ada, not "${raw}"`);
     return raw;
@@ -146,10 +149,10 @@ function commonFields(flags: JobFlags, ctx: BuildContext) {
     ...(flags.runtime !== undefined ? { runtime: oneOf("--runtime", flags.runtime, ["runc", "gvisor"]) } : {}),
     ...(flags.network !== undefined ? { network: oneOf("--network", flags.network, ["none", "egress"]) } : {}),
     ...(flags.priority !== undefined ? { priority: integer("--priority", flags.priority) } : {}),
-    ...(flags.retries !== undefined ? { max_retries: integer("--retries", flags.retries) } : {}),
     ...(flags.env?.length ? { env: pairs("--env", flags.env, (name) => ctx.env[name]) } : {}),
     ...(flags.secret?.length ? { secrets: pairs("--secret", flags.secret) } : {}),
     ...(inputs.length ? { inputs } : {}),
+    ...workflowFields(flags),
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Command } from "./cli.ts";
 import { accessCommands } from "./commands/access.ts";
+import { arrayCommands } from "./commands/arrays.ts";
 import { datasetCommands } from "./commands/datasets.ts";
 import { gridCommands } from "./commands/grid.ts";
 import { jobCommands } from "./commands/jobs.ts";
@@ -7,4 +8,4 @@ import { projectCommands } from "./commands/projects.ts";
 import { setupCommands } from "./commands/setup.ts";
 
 /** Every command, in the order `gridx --help` lists them. */
-export const COMMANDS: Command[] = [...jobCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...jobCommands, ...arrayCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];

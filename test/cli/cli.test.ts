@@ -31,6 +31,7 @@ describe("gridx commands", () => {
         ...["projects", "projects show", "projects create", "projects set", "members ls", "members add", "members rm"],
         ...["whoami", "users create", "users ls", "tokens create", "tokens ls", "tokens revoke"],
         ...["datasets upload", "datasets download", "datasets ls", "login", "logout", "config set", "config unset", "config show"],
+        ...["rerun", "array", "array cancel"],
       ].sort(),
     );
   });

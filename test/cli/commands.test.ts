@@ -82,6 +82,8 @@ const job = (over: Record<string, unknown> = {}) => ({
   finished_at: null,
   ...over,
 });
+/** A job's workflow fields when it has no array, retry policy, attempts or relatives. */
+const NO_WORKFLOW = { array_id: null, array_index: null, rerun_of: null, schedule_id: null, retry: null, queue_ttl_s: null, retry_at: null, attempts: [], usage: null, parents: [], children: [] };
 const project = (over: Record<string, unknown> = {}) => ({
   name: "lab",
   quotas: {},
@@ -143,6 +145,7 @@ describe("job commands and the project", () => {
         limits: { cpus: 1, memory_mb: 512, pids: 256, timeout_s: 3600 },
         requirements: { gpus: 0, labels: {} },
         artifacts: [],
+        ...NO_WORKFLOW,
       },
     };
     const { stdout } = await gridx(["status", "j_1"]);
@@ -151,6 +154,125 @@ describe("job commands and the project", () => {
     expect(stdout).toMatch(/^project +lab$/m);
     expect(stdout).toMatch(/^submitted by +ada$/m);
     expect(stdout).toMatch(/^tags +sweep=lr seed=1$/m);
+  });
+
+  it("status shows the retry budget, each attempt's outcome and usage, the job's usage, its array, parents and children", async () => {
+    const usage = (cpu_s: number, peak_memory_mb: number, wall_s: number) => ({ cpu_s, peak_memory_mb, gpu_s: 0, wall_s });
+    routes["GET /v1/jobs/j_1"] = {
+      status: 200,
+      body: {
+        ...job({ status: "queued" }),
+        ...NO_WORKFLOW,
+        attempt: 2,
+        max_retries: 0,
+        priority: 0,
+        pending_reason: "retrying after attempt 2 failed (oom)",
+        failure_message: null,
+        worker_id: null,
+        limits: { cpus: 1, memory_mb: 512, pids: 256, timeout_s: 3600 },
+        requirements: { gpus: 0, labels: {} },
+        artifacts: [],
+        array_id: "a_9",
+        array_index: 3,
+        rerun_of: "j_0",
+        retry: { on: ["exit_code", "oom"], exit_codes: [3], max: 3, backoff_s: 10 },
+        queue_ttl_s: 3600,
+        attempts: [
+          { attempt: 1, worker_id: "w_1", worker_name: "gpu-1", status: "finished", exit_code: 3, failure_reason: "exit_code", usage: usage(2.5, 100, 4) },
+          { attempt: 2, worker_id: "w_2", worker_name: null, status: "finished", exit_code: 137, failure_reason: "oom", usage: null },
+        ],
+        usage: usage(2.5, 100, 4),
+        parents: [
+          { job: "j_p", condition: "completed", status: "completed" },
+          { job: "a_p", condition: "finished", status: null },
+        ],
+        children: [{ job: "j_c", condition: "completed", status: "queued" }],
+      },
+    };
+    const { stdout } = await gridx(["status", "j_1"]);
+    expect(stdout).toMatch(/^waiting +retrying after attempt 2 failed \(oom\)$/m);
+    expect(stdout).toMatch(/^attempt +2 of up to 4 \(retries exit_code 3, oom, up to 3, after 10s, doubling\)$/m);
+    expect(stdout).toMatch(/^array +a_9 task 3 \(gridx array a_9\)$/m);
+    expect(stdout).toMatch(/^rerun of +j_0$/m);
+    expect(stdout).toMatch(/^usage +2\.5s cpu, 100 MiB peak, 0ms gpu, 4\.0s wall$/m);
+    expect(stdout).toMatch(/^queue ttl +1h00m$/m);
+    expect(stdout).toMatch(/^parents +j_p completed \(needs completed\), a_p \(array, needs finished\)$/m);
+    expect(stdout).toMatch(/^children +j_c queued \(needs completed\)$/m);
+    expect(stdout).toMatch(/^ATTEMPT +WORKER +OUTCOME +USAGE$/m);
+    expect(stdout).toMatch(/^1 +gpu-1 +exit 3 +2\.5s cpu, 100 MiB peak, 0ms gpu, 4\.0s wall$/m);
+    expect(stdout).toMatch(/^2 +w_2 +oom +-$/m);
+  });
+
+  it("submit sends the workflow flags; an array prints its id, and --wait or run refuse one", async () => {
+    routes["POST /v1/jobs"] = { status: 201, body: job({ array_id: "a_7", array_index: 0 }) };
+    const res = await gridx(["submit", "--array", "4", "--after", "j_0:finished", "--retry-on", "oom", "--retries", "2", "--artifact", "j_0:model.pt", "--image", "img", "--", "true"]);
+    expect(res.code).toBe(0);
+    expect(res.stdout).toBe("a_7\n");
+    expect(res.stderr).toContain("gridx array a_7");
+    expect(seen[0]!.body).toEqual({
+      kind: "command",
+      command: { image: "img", argv: ["true"] },
+      inputs: [{ artifact: { job: "j_0", name: "model.pt" }, path: "model.pt" }],
+      array: { count: 4 },
+      depends_on: [{ job: "j_0", condition: "finished" }],
+      retry: { on: ["oom"], max: 2 },
+    });
+    await expect(gridx(["submit", "--wait", "--array", "4", "--image", "img", "--", "true"])).rejects.toThrow("--wait waits for one job");
+    await expect(gridx(["run", "--array", "4", "--image", "img", "--", "true"])).rejects.toThrow("gridx run follows one job");
+    await expect(gridx(["submit", "--after", "j_0:maybe", "--image", "img", "--", "true"])).rejects.toThrow("--after takes ID or ID:finished");
+    expect(seen).toHaveLength(1);
+  });
+
+  it("names the workflow flag that set a field the server refused", async () => {
+    routes["POST /v1/jobs"] = { status: 400, body: { error: { code: "invalid_request", message: "at most 10000", field: "array.count" } } };
+    await expect(gridx(["submit", "--array", "20000", "--image", "img", "--", "true"])).rejects.toThrow("(set by --array)");
+    routes["POST /v1/jobs"] = { status: 400, body: { error: { code: "invalid_request", message: "too many", field: "retry.max" } } };
+    await expect(gridx(["submit", "--retry-on", "oom", "--retries", "99", "--image", "img", "--", "true"])).rejects.toThrow("(set by --retries)");
+  });
+
+  it("rerun posts to the job's rerun and prints the copy's id", async () => {
+    routes["POST /v1/jobs/j_1/rerun"] = { status: 201, body: job({ id: "j_2", rerun_of: "j_1", array_id: "a_7" }) };
+    const res = await gridx(["rerun", "j_1"]);
+    expect(res.code).toBe(0);
+    expect(seen[0]).toMatchObject({ method: "POST", path: "/v1/jobs/j_1/rerun" });
+    // A rerun array task is one job to follow, not a new array.
+    expect(res.stdout).toBe("j_2\n");
+    expect(res.stderr).toContain("job j_2 (a rerun of j_1) queued in pool default (project lab)");
+    routes["POST /v1/jobs/j_1/rerun"] = { status: 403, body: { error: { code: "forbidden", message: "this needs the member role" } } };
+    await expect(gridx(["rerun", "j_1"])).rejects.toThrow("this needs the member role: rerunning needs the member role in the job's project");
+    await expect(gridx(["rerun"])).rejects.toThrow("give one job id: gridx rerun ID");
+  });
+
+  it("array shows the tasks by state and the failed indices; array cancel posts and shows the array after", async () => {
+    const summary = (over: Record<string, unknown> = {}) => ({
+      id: "a_7",
+      project: "lab",
+      pool: "default",
+      name: "shards",
+      count: 10,
+      submitted_by: "ada",
+      created_at: new Date().toISOString(),
+      status: "running",
+      counts: { queued: 4, assigned: 0, running: 2, completed: 2, failed: 2, canceled: 0 },
+      failed_indices: [3, 8],
+      first_job: "j_1",
+      ...over,
+    });
+    routes["GET /v1/arrays/a_7"] = { status: 200, body: summary() };
+    const { stdout } = await gridx(["array", "a_7"]);
+    expect(stdout).toMatch(/^status +running$/m);
+    expect(stdout).toMatch(/^tasks +10 tasks: 4 queued, 2 running, 2 completed, 2 failed$/m);
+    expect(stdout).toMatch(/^failed +3, 8 \(gridx list --array a_7 --status failed\)$/m);
+    expect(stdout).toMatch(/^task 0 +j_1$/m);
+
+    routes["POST /v1/arrays/a_7/cancel"] = { status: 200, body: summary({ status: "canceled", counts: { queued: 0, assigned: 0, running: 0, completed: 2, failed: 2, canceled: 6 } }) };
+    const canceled = await gridx(["array", "cancel", "a_7"]);
+    expect(seen.at(-1)).toMatchObject({ method: "POST", path: "/v1/arrays/a_7/cancel" });
+    expect(canceled.stdout).toMatch(/^tasks +10 tasks: 2 completed, 2 failed, 6 canceled$/m);
+
+    routes["GET /v1/jobs"] = { status: 200, body: { jobs: [], next_cursor: null } };
+    await gridx(["list", "--array", "a_7", "--status", "failed"]);
+    expect(seen.at(-1)!.query).toMatchObject({ array: "a_7", status: "failed" });
   });
 
   it("datasets upload and ls name the project", async () => {

@@ -129,6 +129,70 @@ describe("buildJobRequest", () => {
     expect(buildJobRequest({ project: "lab" }, ["job.py"], ctx())).toEqual({ kind: "python", python: { script: "print(1)\n", args: [] }, project: "lab" });
   });
 
+  it("sets the workflow fields: an array, dependencies, a retry policy, a queue ttl and artifact inputs", () => {
+    const body = buildJobRequest(
+      {
+        array: "10",
+        after: ["j_01abc", "a_01def:finished", "j_02ghi:completed"],
+        "retry-on": "exit_code, oom",
+        "retry-exit-codes": "3,4",
+        retries: "3",
+        "retry-backoff": "1m",
+        "queue-ttl": "2h",
+        input: ["ds_01abc:data/{index}.bin"],
+        artifact: ["j_01abc:out/model.pt", "j_01abc:part-{index}.csv:parts/mine.csv"],
+      },
+      ["job.py"],
+      ctx(),
+    );
+    expect(body).toEqual({
+      kind: "python",
+      python: { script: "print(1)\n", args: [] },
+      inputs: [
+        { dataset: "ds_01abc", path: "data/{index}.bin" },
+        { artifact: { job: "j_01abc", name: "out/model.pt" }, path: "out/model.pt" },
+        { artifact: { job: "j_01abc", name: "part-{index}.csv" }, path: "parts/mine.csv" },
+      ],
+      array: { count: 10 },
+      depends_on: [
+        { job: "j_01abc", condition: "completed" },
+        { job: "a_01def", condition: "finished" },
+        { job: "j_02ghi", condition: "completed" },
+      ],
+      retry: { on: ["exit_code", "oom"], exit_codes: [3, 4], max: 3, backoff_s: 60 },
+      queue_ttl_s: 7200,
+    });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
+  it("keeps --retries the lost-worker max_retries without --retry-on, and the policy's max with it", () => {
+    expect(buildJobRequest({ retries: "4" }, ["job.py"], ctx())).toMatchObject({ max_retries: 4 });
+    expect(buildJobRequest({ retries: "4" }, ["job.py"], ctx())).not.toHaveProperty("retry");
+    const policy = buildJobRequest({ retries: "4", "retry-on": "worker_lost" }, ["job.py"], ctx());
+    expect(policy).toMatchObject({ retry: { on: ["worker_lost"], max: 4 } });
+    expect(policy).not.toHaveProperty("max_retries");
+  });
+
+  it.each([
+    [{ array: "0" }, /--array takes a whole number/],
+    [{ array: "many" }, /--array takes a whole number/],
+    [{ after: ["j_1:done"] }, /--after takes ID or ID:finished/],
+    [{ after: [":finished"] }, /--after takes ID or ID:finished/],
+    [{ "retry-on": "crash" }, /--retry-on takes exit_code, oom, timeout, worker_lost/],
+    [{ "retry-on": "oom", "retry-exit-codes": "3" }, /--retry-exit-codes needs exit_code in --retry-on/],
+    [{ "retry-on": "exit_code", "retry-exit-codes": "3,x" }, /--retry-exit-codes takes a whole number from 1 to 255/],
+    [{ "retry-backoff": "10s" }, /--retry-backoff goes with --retry-on/],
+    [{ "retry-exit-codes": "3" }, /--retry-exit-codes goes with --retry-on/],
+    [{ "retry-on": "oom", retries: "lots" }, /--retries takes a whole number/],
+    [{ "queue-ttl": "soon" }, /--queue-ttl takes a duration/],
+    [{ artifact: ["j_1"] }, /--artifact takes JOB:NAME\[:PATH\]/],
+    [{ artifact: ["j_1:a:b:c"] }, /--artifact takes JOB:NAME\[:PATH\]/],
+  ] as const)("refuses the workflow flags %j, naming the flag", (flags, message) => {
+    const build = () => buildJobRequest(flags as Parameters<typeof buildJobRequest>[0], ["job.py"], ctx());
+    expect(build).toThrow(UsageError);
+    expect(build).toThrow(message);
+  });
+
   it.each([
     [{}, [], /give a Python script/],
     [{}, ["missing.py"], /cannot read the script missing.py/],

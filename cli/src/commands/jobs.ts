@@ -5,10 +5,11 @@ import { integer } from "../args.ts";
 import { command, type Context } from "../cli.ts";
 import { UsageError } from "../errors.ts";
 import { EXIT, jobExitCode } from "../exit-codes.ts";
-import { ago, bytes, duration, keyValues, labels, mib, shellWord, table } from "../format.ts";
+import { ago, bytes, duration, fromNow, keyValues, labels, mib, shellWord, table } from "../format.ts";
 import { buildJobRequest, JOB_FLAGS, JOB_FLAGS_HELP, JOB_KINDS_HELP, type JobBody, type JobFlags } from "../job-request.ts";
 import { waitForJobEnd } from "../events.ts";
 import { followLogs, LogPrinter, readLogs, type JobEnd } from "../logs.ts";
+import { attemptsTable, attemptText, relativesText, usageText } from "../workflow-view.ts";
 
 const notFound = "list jobs with `gridx list`";
 
@@ -73,7 +74,7 @@ export const submit = command({
   optionsHelp: `${JOB_FLAGS_HELP}
   -w, --wait                   wait for the job to end and exit with its exit code (no logs)`,
   notes: `${JOB_KINDS_HELP}
-Prints the job's id on stdout (with --json, the whole job).`,
+Prints the job's id on stdout, or with --array the array's id (with --json, the whole job: task 0).`,
   examples: [
     "gridx submit job.py --epochs 3              # the flags after the script are the script's",
     "gridx submit --image gridx/python:latest -- python3 -c 'print(6*7)'",
@@ -81,20 +82,56 @@ Prints the job's id on stdout (with --json, the whole job).`,
     "gridx submit --code-repo https://git.example.com/lab/model.git --code-commit 4f2a9c1 \\\n    --env-repo https://git.example.com/lab/env.git --env-commit v3 --dockerfile Dockerfile -- python train.py",
     "ID=$(gridx submit job.py) && gridx logs $ID -f",
     "gridx submit --json job.py | jq -r .id",
+    "A=$(gridx submit --array 100 shard.py) && gridx submit --after $A merge.py   # merge runs once all 100 completed",
+    "gridx submit --retry-on oom,worker_lost --retries 3 --queue-ttl 1h train.py",
   ],
   async run({ values, positionals }, ctx) {
-    const job = await submitJob(ctx, values, positionals);
-    if (!values.wait) {
-      ctx.print(job.id, job);
-      ctx.note(`[gridx: job ${job.id} ${job.status} in ${where(job)}; follow it with: gridx logs ${job.id} -f]`);
-      return EXIT.ok;
-    }
-    ctx.note(`[gridx: job ${job.id} ${job.status} in ${where(job)}; waiting for it to end]`);
-    const done = await waitForEnd(ctx.api(), job.id);
-    ctx.print(`${done.id}  ${statusText(done)}`, done);
-    const note = endNote(done);
-    if (note) ctx.note(note);
-    return jobExitCode(done);
+    if (values.wait && values.array !== undefined) throw new UsageError("--wait waits for one job, and --array makes many: follow the array with gridx array ID");
+    return reportSubmitted(ctx, await submitJob(ctx, values, positionals), values.wait === true);
+  },
+});
+
+/**
+ * Prints a new job's id (an array's id, for its task 0) and how to follow it; with `wait`,
+ * waits for it to end and exits with its exit code.
+ */
+async function reportSubmitted(ctx: Context, job: JobSummary & Pick<JobDetail, "array_id">, wait: boolean, verb = "") {
+  const what = `job ${job.id}${verb} ${job.status} in ${where(job)}`;
+  if (job.array_id) {
+    ctx.print(job.array_id, job);
+    ctx.note(`[gridx: array ${job.array_id} in ${where(job)}, task 0 is ${job.id}; follow it with: gridx array ${job.array_id}]`);
+    return EXIT.ok;
+  }
+  if (!wait) {
+    ctx.print(job.id, job);
+    ctx.note(`[gridx: ${what}; follow it with: gridx logs ${job.id} -f]`);
+    return EXIT.ok;
+  }
+  ctx.note(`[gridx: ${what}; waiting for it to end]`);
+  const done = await waitForEnd(ctx.api(), job.id);
+  ctx.print(`${done.id}  ${statusText(done)}`, done);
+  const note = endNote(done);
+  if (note) ctx.note(note);
+  return jobExitCode(done);
+}
+
+export const rerun = command({
+  name: "rerun",
+  group: "Jobs",
+  summary: "submit a copy of a job (same spec, rerun_of naming it); print the copy's id",
+  usage: ["rerun ID [--wait]"],
+  options: SUBMIT_EXTRA,
+  jobExitCodes: true,
+  optionsHelp: `  -w, --wait                   wait for the copy to end and exit with its exit code (no logs)`,
+  notes: "An array task's copy keeps its index; the copy's dependencies are settled against its parents as they are now.",
+  examples: ["gridx rerun j_01jd2x7k8m", "gridx rerun --wait j_01jd2x7k8m; echo $?", "gridx list --array a_01jd2x7k8m --status failed --json | jq -r '.jobs[].id' | xargs -n1 gridx rerun"],
+  async run({ values, positionals }, ctx) {
+    const [id] = positionals;
+    if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx rerun ID");
+    const api = ctx.api();
+    const copy = await api.json(api.rpc.v1.jobs[":id"].rerun.$post({ param: { id }, header: {} }), { notFound, forbidden: "rerunning needs the member role in the job's project" });
+    // A rerun task is one job, not a new array: it is followed as a job.
+    return reportSubmitted(ctx, { ...copy, array_id: null }, values.wait === true, ` (a rerun of ${id})`);
   },
 });
 
@@ -128,6 +165,7 @@ line, then {"type":"end","job":{...}}.`,
     "gridx run --json job.py | jq -c 'select(.type == \"log\") | .text'",
   ],
   async run({ values, positionals }, ctx) {
+    if (values.array !== undefined) throw new UsageError("gridx run follows one job, and --array makes many: gridx submit --array N, then gridx array ID");
     const job = await submitJob(ctx, values, positionals);
     const api = ctx.api();
     const quiet = values.quiet === true;
@@ -168,39 +206,47 @@ line, then {"type":"end","job":{...}}.`,
 export const status = command({
   name: "status",
   group: "Jobs",
-  summary: "show a job: status, exit code, times, limits, artifacts",
+  summary: "show a job: status, why it waits, attempts and their usage, what it depends on, artifacts",
   usage: ["status ID"],
   options: {},
   optionsHelp: "",
-  examples: ["gridx status j_01jd2x7k8m", "gridx status --json j_01jd2x7k8m | jq -r .status"],
+  examples: ["gridx status j_01jd2x7k8m", "gridx status --json j_01jd2x7k8m | jq -r .status", "gridx status --json j_01jd2x7k8m | jq '.attempts[].usage'"],
   async run({ positionals }, ctx) {
     const [id] = positionals;
     if (!id || positionals.length > 1) throw new UsageError("give one job id: gridx status ID");
     const j = await getJob(ctx.api(), id);
     const l = j.limits;
-    const human = keyValues([
+    const facts = keyValues([
       ["id", j.id],
       ["name", j.name ?? undefined],
       ["status", statusText(j)],
       ["message", j.failure_message ?? undefined],
       ["waiting", j.pending_reason ?? undefined],
+      ["retrying", j.retry_at ? `${fromNow(j.retry_at)} (${j.retry_at})` : undefined],
       ["kind", j.kind],
       ["project", j.project],
       ["submitted by", j.submitted_by],
       ["tags", j.tags.length ? j.tags.join(" ") : undefined],
+      ["array", j.array_id ? `${j.array_id} task ${j.array_index} (gridx array ${j.array_id})` : undefined],
+      ["rerun of", j.rerun_of ?? undefined],
+      ["schedule", j.schedule_id ?? undefined],
       ["pool", j.pool],
       ["worker", j.worker_id ?? undefined],
-      ["attempt", `${j.attempt} (of up to ${j.max_retries + 1})`],
+      ["attempt", attemptText(j)],
       ["priority", String(j.priority)],
       ["created", `${ago(j.created_at)} (${j.created_at})`],
       ["started", j.started_at ? `${ago(j.started_at)} (${j.started_at})` : undefined],
       ["finished", j.finished_at ? `${ago(j.finished_at)} (${j.finished_at})` : undefined],
       ["ran", j.started_at ? runTime(j) : undefined],
+      ["usage", j.usage ? usageText(j.usage) : undefined],
       ["limits", `${l.cpus} cpu, ${mib(l.memory_mb)}, ${l.pids} pids, timeout ${duration(l.timeout_s * 1000)}`],
       ["requires", `${j.requirements.gpus} gpu, labels ${labels(j.requirements.labels)}`],
+      ["queue ttl", j.queue_ttl_s !== null ? duration(j.queue_ttl_s * 1000) : undefined],
+      ["parents", j.parents.length ? relativesText(j.parents) : undefined],
+      ["children", j.children.length ? relativesText(j.children) : undefined],
       ["artifacts", j.artifacts.length ? `${j.artifacts.length} (gridx artifacts ls ${j.id})` : "none"],
     ]);
-    ctx.print(human, j);
+    ctx.print(j.attempts.length ? `${facts}\n\n${attemptsTable(j.attempts)}` : facts, j);
     return EXIT.ok;
   },
 });
@@ -212,13 +258,14 @@ const LIST_FILTERS = {
   tag: { type: "string" },
   name: { type: "string" },
   "submitted-by": { type: "string" },
+  array: { type: "string" },
 } as const;
 
 export const list = command({
   name: "list",
   group: "Jobs",
   summary: "list jobs, newest first",
-  usage: ["list [--project P | -A] [--status S] [--pool P] [--tag K=V] [--name TEXT] [--submitted-by USER] [--limit N] [--cursor C | --all]"],
+  usage: ["list [--project P | -A] [--status S] [--pool P] [--tag K=V] [--name TEXT] [--submitted-by USER] [--array ID] [--limit N] [--cursor C | --all]"],
   options: { ...LIST_FILTERS, "all-projects": { type: "boolean", short: "A" }, limit: { type: "string", short: "n" }, cursor: { type: "string" }, all: { type: "boolean" } },
   optionsHelp: `  --project P                  only this project (default: GRIDX_PROJECT, else the saved
                                \`gridx config set project P\`, else every project you can read)
@@ -228,12 +275,13 @@ export const list = command({
   --tag KEY=VALUE              only jobs with this tag
   --name TEXT                  only jobs whose name contains TEXT
   --submitted-by USER          only jobs this user (by name, or admin) submitted
+  --array ID                   only the tasks of this array
   -n, --limit N                jobs per page, 1 to 200 (default 20)
   --cursor C                   the page after C (printed when there are more)
   --all                        every page`,
   examples: ["gridx list", "gridx list --status failed --pool gpu", "gridx list --project lab --tag sweep=lr --submitted-by ada", "gridx list --all --json | jq -r '.jobs[].id'"],
   async run({ values, positionals }, ctx) {
-    if (positionals.length) throw new UsageError(`gridx list takes no arguments (got ${positionals.join(" ")}); filter with --status, --pool, --project, --tag, --name or --submitted-by`);
+    if (positionals.length) throw new UsageError(`gridx list takes no arguments (got ${positionals.join(" ")}); filter with --status, --pool, --project, --tag, --name, --submitted-by or --array`);
     if (values.project && values["all-projects"]) throw new UsageError("--project and --all-projects do not go together");
     if (values.tag !== undefined && values.tag.indexOf("=") <= 0) throw new UsageError(`--tag takes KEY=VALUE, such as sweep=lr, not "${values.tag}"`);
     const project = values["all-projects"] ? undefined : ctx.project(values.project);
@@ -241,7 +289,7 @@ export const list = command({
     const given = (Object.keys(LIST_FILTERS) as (keyof typeof LIST_FILTERS)[]).filter((f) => filters[f] !== undefined);
     const api = ctx.api();
     const limit = String(values.limit ? integer("--limit", values.limit, 1, 200) : 20);
-    const query = Object.fromEntries(given.map((f) => [f.replace("-", "_"), filters[f]!])) as { status?: JobSummary["status"]; pool?: string; project?: string; tag?: string; name?: string; submitted_by?: string };
+    const query = Object.fromEntries(given.map((f) => [f.replace("-", "_"), filters[f]!])) as { status?: JobSummary["status"]; pool?: string; project?: string; tag?: string; name?: string; submitted_by?: string; array?: string };
     const jobs: JobSummary[] = [];
     let cursor = values.cursor;
     for (;;) {
@@ -338,4 +386,4 @@ export const artifactsGet = command({
   },
 });
 
-export const jobCommands = [run, submit, status, list, logs, cancel, artifactsLs, artifactsGet];
+export const jobCommands = [run, submit, rerun, status, list, logs, cancel, artifactsLs, artifactsGet];
