@@ -11,14 +11,20 @@ async function assignLatencies(cp: BenchPlane, pool: string): Promise<number[]> 
 
 /**
  * Queued jobs through the whole lifecycle on simulated agents: the clock runs from the first
- * hello to the last result. The API's submit path is timed apart, before the agents join.
+ * hello to the last result. The API's submit path (`submit`, one POST per job unless given) is
+ * timed apart, before the agents join.
  */
-async function lifecycle(cp: BenchPlane, pool: string, opts: { agents: number; slots: number; jobs: number; limitMs: number; batchFrames: boolean }) {
+export async function lifecycle(
+  cp: BenchPlane,
+  pool: string,
+  opts: { agents: number; slots: number; jobs: number; limitMs: number; batchFrames: boolean },
+  submit: () => Promise<void> = () => submitJobs(cp, pool, opts.jobs, 32),
+) {
   const token = await issueAgentToken(cp, `sim-${pool}`, pool);
   const agents = Array.from({ length: opts.agents }, (_, i) => new SimAgent(cp.url, token, `sim-${i}`, opts.slots, { batchFrames: opts.batchFrames }));
   try {
     const s0 = performance.now();
-    await submitJobs(cp, pool, opts.jobs, 32);
+    await submit();
     const submitSeconds = (performance.now() - s0) / 1000;
     const t0 = performance.now();
     const cpu0 = (await processTreeUsage(cp.process.pid!)).cpuSeconds;

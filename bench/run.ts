@@ -28,9 +28,10 @@ import { benchStorm } from "./storm.ts";
 import { machine, svg, table } from "./report.ts";
 import type { Figure } from "./stats.ts";
 import { benchTransfers } from "./transfers.ts";
+import { benchWorkflows } from "./workflows.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,cli,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood,realtime").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,cli,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood,realtime,workflows").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -45,7 +46,7 @@ async function main() {
   };
   // These sections share one control plane and need the runner images; fleet, storm and
   // fairshare start their own control planes and run no containers.
-  if (["overhead", "cli", "footprint", "transfers", "dispatch", "burst", "logflood", "realtime"].some((s) => only.includes(s))) {
+  if (["overhead", "cli", "footprint", "transfers", "dispatch", "burst", "logflood", "realtime", "workflows"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
     try {
@@ -57,6 +58,9 @@ async function main() {
       await section("logflood", () => benchLogFlood(cp, num("BENCH_LOG_LINES", 100_000)));
       await section("realtime", () => benchRealtime(cp, { latencyLines: 200, floodLines: num("BENCH_REALTIME_LINES", 5000), followers: num("BENCH_REALTIME_FOLLOWERS", 50), limitMs: 4 * 60_000 }));
       await section("dispatch", () => benchDispatch(cp, { agents: 50, slots: 4, jobs: num("BENCH_JOBS", 5000), pacedJobs: 200, limitMs: 15 * 60_000 }));
+      await section("workflows", () =>
+        benchWorkflows(cp, { arrayTasks: num("BENCH_ARRAY_TASKS", 10_000), batchJobs: 1000, jobs: num("BENCH_WORKFLOW_JOBS", 2000), agents: 20, slots: 4, limitMs: 10 * 60_000 }),
+      );
     } finally {
       await cp.stop();
     }
