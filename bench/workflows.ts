@@ -2,7 +2,7 @@ import { call, type BenchPlane } from "./grid.ts";
 import { lifecycle } from "./dispatch.ts";
 import { round, type Figure } from "./stats.ts";
 
-const SECTION = "15 workflows";
+const SECTION = "12 workflows";
 
 /** One POST of an array; its time and the D1 statements the control plane reports it took. */
 async function submitArray(cp: BenchPlane, pool: string, count: number): Promise<{ seconds: number; statements: number }> {
@@ -18,7 +18,7 @@ async function submitArray(cp: BenchPlane, pool: string, count: number): Promise
 }
 
 /**
- * 15. Workflows: one submit of a 10,000-task array (time, D1 statements), a 1,000-job batch,
+ * 12. Workflows: one submit of a 10,000-task array (time, D1 statements), a 1,000-job batch,
  * and the lifecycle throughput of array tasks against as many single jobs on the same
  * simulated agents, in the same run.
  */
