@@ -3,7 +3,8 @@ import { join } from "node:path";
 import { inject } from "vitest";
 import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
-import { issueAgentToken, runCommand, startAgent, type AgentProcess } from "../../scripts/local-grid.ts";
+import { issueAgentToken, runCommand, startAgent, startControlPlane, writeSecretsFile, type AgentProcess } from "../../scripts/local-grid.ts";
+import { E2E_VARS } from "./global-setup.ts";
 
 export const cp = () => inject("controlPlane");
 
@@ -13,6 +14,16 @@ export async function api(path: string, init: RequestInit & { json?: unknown } =
   headers.set("authorization", `Bearer ${adminToken}`);
   if (init.json !== undefined) headers.set("content-type", "application/json");
   return readResponse(await fetch(url + path, { ...init, headers, body: init.json !== undefined ? JSON.stringify(init.json) : init.body }));
+}
+
+/**
+ * A control plane of a test's own, on `dir`'s state and `port`, so it can be stopped and started
+ * again on the same state. Its worker timeout is longer than an agent's reconnect backoff can
+ * grow to during a restart.
+ */
+export function ownControlPlane(dir: string, port: number, vars: Record<string, string> = {}) {
+  const adminToken = "restart-admin";
+  return startControlPlane({ port, adminToken, secretsFile: writeSecretsFile(join(dir, "secrets.env"), adminToken), persistTo: join(dir, "state"), vars: { ...E2E_VARS, WORKER_TIMEOUT_S: "30", ...vars } });
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;

@@ -1,17 +1,8 @@
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freePort, issueAgentToken, startAgent, startControlPlane, writeSecretsFile } from "../../scripts/local-grid.ts";
-import { cp } from "./helpers.ts";
-import { E2E_VARS } from "./global-setup.ts";
-
-/** A control plane of this test's own, so it can be stopped and started again on the same state. */
-async function ownControlPlane(dir: string, port: number) {
-  const adminToken = "restart-admin";
-  // A worker timeout longer than the agent's reconnect backoff can grow to during the restart.
-  const vars = { ...E2E_VARS, WORKER_TIMEOUT_S: "30" };
-  return startControlPlane({ port, adminToken, secretsFile: writeSecretsFile(join(dir, "secrets.env"), adminToken), persistTo: join(dir, "state"), vars });
-}
+import { freePort, issueAgentToken, startAgent } from "../../scripts/local-grid.ts";
+import { cp, ownControlPlane } from "./helpers.ts";
 
 describe("a control-plane restart", () => {
   it("loses nothing: a running job finishes, a job queued while no agent was there runs when one returns", async () => {
