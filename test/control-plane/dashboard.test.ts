@@ -1,5 +1,6 @@
 import { env, SELF } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { resolveSecret, sha256Hex } from "../../control-plane/src/auth/tokens.ts";
 import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
 import { createDb } from "../../control-plane/src/db/client.ts";
@@ -430,8 +431,8 @@ describe("dashboard: pure pieces", () => {
     const t = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s)).toISOString();
     const job = { id: "j_1", pool: "default", status: "completed", created_at: t(0), finished_at: t(40), failure_message: null } as any;
     const attempts: Parameters<typeof timeline>[1] = [
-      { attempt: 1, worker_id: "w_1", worker_name: "lab-1", status: "lost", queued_at: t(0), assigned_at: t(1), started_at: t(2), finished_at: t(20), exit_code: null, failure_reason: "worker_lost" },
-      { attempt: 2, worker_id: "w_2", worker_name: null, status: "finished", queued_at: t(20), assigned_at: t(21), started_at: t(25), finished_at: t(40), exit_code: 0, failure_reason: null },
+      { attempt: 1, worker_id: "w_1", worker_name: "lab-1", status: "lost", queued_at: t(0), assigned_at: t(1), started_at: t(2), finished_at: t(20), exit_code: null, failure_reason: "worker_lost", usage: null },
+      { attempt: 2, worker_id: "w_2", worker_name: null, status: "finished", queued_at: t(20), assigned_at: t(21), started_at: t(25), finished_at: t(40), exit_code: 0, failure_reason: null, usage: null },
     ];
     expect(timeline(job, attempts).map((e) => [e.at.slice(17, 19), e.label, e.detail ?? ""])).toEqual([
       ["00", "Submitted", "to pool default"],
@@ -755,5 +756,168 @@ describe("dashboard: projects", () => {
 
     expect((await ui(`${href}/members/${outsider.user}/remove`, { cookie: ownerCookie, form: {}, headers: ORIGIN })).headers.get("location")).toBe(`${href}?done=member_removed`);
     expect(await members()).toEqual([`${owner.user}:owner`, `${viewer.user}:viewer`].sort());
+  });
+});
+
+describe("dashboard: workflows", () => {
+  const beats: ReturnType<typeof setInterval>[] = [];
+  afterEach(() => beats.splice(0).forEach(clearInterval));
+
+  /** A fake agent that keeps its worker alive (WORKER_TIMEOUT_S is 2 in tests), so a slow run loses no attempt. */
+  async function liveAgent(pool: string, name: string) {
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name });
+    beats.push(setInterval(() => agent.closed || agent.sendRaw(HEARTBEAT_FRAME), 300));
+    return agent;
+  }
+
+  /** Takes the next assignment and ends it with `exitCode` and `usage`; returns the job id and its attempt. */
+  async function finish(agent: FakeAgent, exitCode: number, usage: { cpu_s: number; peak_memory_mb: number; gpu_s: number; wall_s: number }) {
+    const { payload } = await agent.next("assign_job", 5000);
+    const ref = { job_id: payload.job_id as string, attempt: payload.attempt as number };
+    agent.send({ type: "job_started", payload: ref });
+    agent.send({ type: "job_result", payload: { ...ref, exit_code: exitCode, failure_reason: exitCode === 0 ? null : "exit_code", message: null, usage } });
+    await agent.next("result_ack");
+    return { ...ref, index: payload.spec.array?.index as number | undefined };
+  }
+
+  it("a job page shows why it waits, each attempt's outcome and usage, the job's usage and its dependencies, linked", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const pool = uniquePool();
+    const submitAs = (body: Record<string, unknown>) => api("/v1/jobs", { method: "POST", token: member.token, json: { kind: "python", python: { script: "print(1)" }, pool, project, ...body } });
+    const parent = (await submitAs({ name: "parent", retry: { on: ["exit_code"], max: 1, backoff_s: 0 } })).json;
+    const child = (await submitAs({ name: "child", depends_on: [{ job: parent.id }] })).json;
+    const cookie = await signIn(member.token);
+
+    const waiting = await ui(`/ui/jobs/${child.id}`, { cookie });
+    const reason = (await api(`/v1/jobs/${child.id}`)).json.pending_reason as string;
+    expect(reason).toContain(parent.id);
+    expect(waiting.text).toContain(`<dd id="job-pending">${reason}</dd>`);
+    expect(waiting.text).toContain(`<a href="/ui/jobs/${parent.id}"><code>${parent.id}</code></a>`);
+
+    const agent = await liveAgent(pool, "dash-wf1");
+    expect(await finish(agent, 3, { cpu_s: 1.5, peak_memory_mb: 100, gpu_s: 0, wall_s: 2 })).toMatchObject({ job_id: parent.id, attempt: 1 });
+    expect(await finish(agent, 0, { cpu_s: 2.5, peak_memory_mb: 300, gpu_s: 0, wall_s: 3 })).toMatchObject({ job_id: parent.id, attempt: 2 });
+    await waitForJob(parent.id, (j) => j.status === "completed");
+
+    const page = await ui(`/ui/jobs/${parent.id}`, { cookie });
+    expect(page.text).toContain('<dd id="job-attempt">2 of at most 3</dd>');
+    expect(page.text).toContain("<dd>exit_code; up to 1, after 0 ms doubling</dd>");
+    expect(page.text).toContain('<dd id="job-usage">4.0 s CPU · 300 MiB peak · 0 ms GPU · 5.0 s wall</dd>');
+    const rows = [...page.text.matchAll(/<tr data-attempt="(\d)">(.*?)<\/tr>/g)].map((m) => [m[1], m[2]!.replace(/<[^>]+>/g, "|").replace(/\|+/g, "|")]);
+    expect(rows).toEqual([
+      ["1", expect.stringMatching(/^\|1\|dash-wf1\|exit 3\|.*\|1\.5 s CPU · 100 MiB peak · 0 ms GPU · 2\.0 s wall\|$/)],
+      ["2", expect.stringMatching(/^\|2\|dash-wf1\|exit 0\|.*\|2\.5 s CPU · 300 MiB peak · 0 ms GPU · 3\.0 s wall\|$/)],
+    ]);
+    expect(page.text).toContain("Waited for by");
+    expect(page.text).toContain(`<a href="/ui/jobs/${child.id}"><code>${child.id}</code></a>`);
+    agent.close();
+  });
+
+  it("reruns a job from its page as a member; a viewer has no rerun button and is refused", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const viewer = await userToken({ project, role: "viewer" });
+    const job = (await api("/v1/jobs", { method: "POST", token: member.token, json: { kind: "python", python: { script: "print(1)" }, pool: uniquePool(), project } })).json;
+    await api(`/v1/jobs/${job.id}/cancel`, { method: "POST", token: member.token });
+
+    const cookie = await signIn(member.token);
+    expect((await ui(`/ui/jobs/${job.id}`, { cookie })).text).toContain(`<form method="post" action="/ui/jobs/${job.id}/rerun"><button type="submit">Rerun</button></form>`);
+    const res = await ui(`/ui/jobs/${job.id}/rerun`, { cookie, form: {}, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    const copyId = /^\/ui\/jobs\/([^?]+)\?done=rerun$/.exec(res.headers.get("location") ?? "")?.[1];
+    expect(copyId).toMatch(/^j_/);
+    expect(copyId).not.toBe(job.id);
+    expect((await api(`/v1/jobs/${copyId}`)).json).toMatchObject({ rerun_of: job.id, status: "queued", project });
+    const copyPage = await ui(res.headers.get("location")!, { cookie });
+    expect(copyPage.text).toContain("Rerun submitted");
+    expect(copyPage.text).toContain(`<dt>Rerun of</dt><dd><a href="/ui/jobs/${job.id}">${job.id}</a></dd>`);
+
+    const viewerCookie = await signIn(viewer.token);
+    const read = await ui(`/ui/jobs/${job.id}`, { cookie: viewerCookie });
+    expect(read.status).toBe(200);
+    expect(read.text).not.toContain(`/ui/jobs/${job.id}/rerun`);
+    const refused = await ui(`/ui/jobs/${job.id}/rerun`, { cookie: viewerCookie, form: {}, headers: ORIGIN });
+    expect(refused.status).toBe(403);
+    expect(refused.text).toContain("Could not rerun: this needs the member role");
+    const outsider = await userToken({ project: await newProject(), role: "member" });
+    expect((await ui(`/ui/jobs/${job.id}/rerun`, { cookie: await signIn(outsider.token), form: {}, headers: ORIGIN })).status).toBe(404);
+    expect((await api(`/v1/jobs?project=${project}`, { token: member.token })).json.jobs).toHaveLength(2);
+  });
+
+  it("an array page shows progress by state and links the failed tasks; a member cancels it, a viewer cannot", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const viewer = await userToken({ project, role: "viewer" });
+    const pool = uniquePool();
+    const first = (await api("/v1/jobs", { method: "POST", token: member.token, json: { kind: "python", python: { script: "print(1)" }, pool, project, name: "shards", array: { count: 3 } } })).json;
+    const arrayId = first.array_id as string;
+    const agent = await liveAgent(pool, "dash-wf2");
+    const failed = await finish(agent, 1, { cpu_s: 1, peak_memory_mb: 64, gpu_s: 0, wall_s: 1 });
+    const running = await agent.next("assign_job", 5000);
+    agent.send({ type: "job_started", payload: { job_id: running.payload.job_id, attempt: 1 } });
+    await waitForJob(running.payload.job_id, (j) => j.status === "running");
+
+    const cookie = await signIn(member.token);
+    expect((await ui(`/ui/jobs/${first.id}`, { cookie })).text).toContain(`task 0 of <a href="/ui/arrays/${arrayId}">${arrayId}</a>`);
+    const page = await ui(`/ui/arrays/${arrayId}`, { cookie });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<span class="subtitle">shards</span>');
+    for (const [state, n] of [["queued", 1], ["running", 1], ["failed", 1]] as const) {
+      expect(page.text).toContain(`<li data-state="${state}"><span class="badge s-${state}">${state}</span> ${n}</li>`);
+      expect(page.text).toMatch(new RegExp(`<rect class="bar ${state}" x="[\\d.]+" y="0" width="333\\.3`));
+    }
+    expect(page.text).not.toContain('data-state="completed"');
+    expect(page.text).toContain(`<li><a href="/ui/jobs/${failed.job_id}">task ${failed.index}</a></li>`);
+    expect(page.text).toContain(`<form method="post" action="/ui/arrays/${arrayId}/cancel"`);
+
+    const viewerCookie = await signIn(viewer.token);
+    const read = await ui(`/ui/arrays/${arrayId}`, { cookie: viewerCookie });
+    expect(read.status).toBe(200);
+    expect(read.text).not.toContain("Cancel array");
+    const refused = await ui(`/ui/arrays/${arrayId}/cancel`, { cookie: viewerCookie, form: {}, headers: ORIGIN });
+    expect(refused.status).toBe(403);
+    expect(refused.text).toContain("Could not cancel the array: this needs the member role");
+    expect((await api(`/v1/arrays/${arrayId}`)).json.counts).toMatchObject({ queued: 1, running: 1, failed: 1 });
+
+    const res = await ui(`/ui/arrays/${arrayId}/cancel`, { cookie, form: {}, headers: ORIGIN });
+    expect(res.status).toBe(303);
+    expect(res.headers.get("location")).toBe(`/ui/arrays/${arrayId}?done=array_canceled`);
+    expect((await agent.next("cancel_job")).payload.job_id).toBe(running.payload.job_id);
+    expect((await api(`/v1/arrays/${arrayId}`)).json).toMatchObject({ status: "failed", counts: { failed: 1, canceled: 2 } });
+    const after = await ui(res.headers.get("location")!, { cookie });
+    expect(after.text).toContain("Array canceled");
+    expect(after.text).not.toContain("Cancel array");
+
+    const outsider = await userToken({ project: await newProject(), role: "member" });
+    expect((await ui(`/ui/arrays/${arrayId}`, { cookie: await signIn(outsider.token) })).status).toBe(404);
+    agent.close();
+  });
+
+  it("the schedules page lists the readable schedules with cron, next run and paused; others' are not shown", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const create = (name: string, cron: string) =>
+      api("/v1/schedules", { method: "POST", token: member.token, json: { name, cron, timezone: "UTC", job: { kind: "python", python: { script: "print(1)" }, project, pool: uniquePool() } } });
+    const nightly = (await create("nightly", "0 3 * * *")).json;
+    const weekly = (await create("weekly", "0 4 * * 1")).json;
+    expect((await api(`/v1/schedules/${weekly.id}/pause`, { method: "POST", token: member.token })).status).toBe(200);
+
+    const page = await ui(`/ui/schedules?project=${project}`, { cookie: await signIn(member.token) });
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('<a href="/ui/schedules" aria-current="page">Schedules</a>');
+    const row = (id: string) => new RegExp(`<tr data-schedule="${id}">(.*?)</tr>`).exec(page.text)?.[1] ?? "";
+    expect(row(nightly.id)).toContain("<strong>nightly</strong>");
+    expect(row(nightly.id)).toContain("<code>0 3 * * *</code>");
+    expect(row(nightly.id)).toContain(`<time datetime="${nightly.next_run_at}"`);
+    expect(row(nightly.id)).toContain("active");
+    expect(row(weekly.id)).toContain("<code>0 4 * * 1</code>");
+    expect(row(weekly.id)).toContain("paused");
+
+    const outsider = await userToken({ project: await newProject(), role: "member" });
+    const other = await ui("/ui/schedules", { cookie: await signIn(outsider.token) });
+    expect(other.status).toBe(200);
+    expect(other.text).not.toContain(nightly.id);
+    expect(other.text).toContain("No schedules");
   });
 });

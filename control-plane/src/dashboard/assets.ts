@@ -123,6 +123,13 @@ textarea[data-editor] { display: block; width: 100%; min-height: 280px; font-fam
 .bar.failed { fill: var(--bad); }
 .bar.canceled { fill: var(--muted); }
 .bar.wait { fill: var(--info); }
+.bar.queued { fill: var(--line); }
+.bar.assigned, .bar.running { fill: var(--info); }
+.progress { margin: 0 0 14px; }
+.progress svg { display: block; width: 100%; height: 20px; background: var(--bg); border-radius: 6px; }
+.counts, .indices { display: flex; flex-wrap: wrap; gap: 6px 14px; list-style: none; margin: 8px 0 0; padding: 0; }
+.actions form { display: inline-block; margin: 0 8px 0 0; }
+h3 { font-size: 14px; margin: 12px 0 6px; }
 .axis { stroke: var(--line); }
 .legend { font-size: 12px; color: var(--muted); margin: 4px 0 0; }
 .key::before { content: ""; display: inline-block; width: 10px; height: 10px; margin: 0 4px 0 0; border-radius: 2px; vertical-align: -1px; }

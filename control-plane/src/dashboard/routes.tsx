@@ -7,6 +7,7 @@ import { gridPages } from "./pages/grid.tsx";
 import { jobPages } from "./pages/jobs.tsx";
 import { projectPages } from "./pages/projects.tsx";
 import { sessionPages } from "./pages/sessions.tsx";
+import { workflowPages } from "./pages/workflows.tsx";
 import { enc, page, statusStatus } from "./render.tsx";
 import { dropCookie, openSession, requireSession, safeNext, sameOriginPosts, securityHeaders, sessionOf, wantsFragment, type DashEnv } from "./session.ts";
 import { forgetProject } from "./viewer.ts";
@@ -69,6 +70,7 @@ dashboardRoutes.post("/ui/logout", async (c) => {
 
 dashboardRoutes.route("/", gridPages);
 dashboardRoutes.route("/", jobPages);
+dashboardRoutes.route("/", workflowPages);
 dashboardRoutes.route("/", projectPages);
 dashboardRoutes.route("/", sessionPages);
 

@@ -19,11 +19,11 @@ const JOBS_PER_PAGE = 50;
 
 function jobQuery(c: Context<DashEnv>, project: string | undefined): JobListQuery {
   const status = JobStatus.safeParse(c.req.query("status"));
-  return { project, status: status.success ? status.data : undefined, pool: c.req.query("pool") || undefined, cursor: c.req.query("cursor") || undefined };
+  return { project, status: status.success ? status.data : undefined, pool: c.req.query("pool") || undefined, array: c.req.query("array") || undefined, cursor: c.req.query("cursor") || undefined };
 }
 
 async function jobList(api: Api, q: JobListQuery) {
-  return call(api.v1.jobs.$get(withQuery({}, { project: q.project, status: q.status, pool: q.pool, cursor: q.cursor, limit: String(JOBS_PER_PAGE) })));
+  return call(api.v1.jobs.$get(withQuery({}, { project: q.project, status: q.status, pool: q.pool, array: q.array, cursor: q.cursor, limit: String(JOBS_PER_PAGE) })));
 }
 
 async function jobAndAttempts(api: Api, id: string) {
@@ -53,8 +53,8 @@ async function poolNames(api: Api) {
   return (await call(api.v1.pools.$get())).pools.map((p) => p.pool);
 }
 
-/** Whether the signed-in user may submit and cancel in a project (a viewer may not; the API says so too). */
-const actsIn = (session: Session, project: string) => allows(standingIn(session.principal, project), "member");
+/** Whether the signed-in user may submit, cancel and rerun in a project (a viewer may not; the API says so too). */
+export const actsIn = (session: Session, project: string) => allows(standingIn(session.principal, project), "member");
 
 /** The jobs list, the job page with its live parts, cancel, artifacts, and the run page. */
 export const jobPages = new Hono<DashEnv>();
@@ -73,17 +73,17 @@ jobPages.get("/ui/live/jobs", async (c) => {
   return c.html(<JobTable jobs={list.jobs} nextCursor={list.next_cursor} query={q} now={Date.now()} />);
 });
 
-async function renderJobPage(c: Context<DashEnv>, id: string, flash: Flash, status: ContentfulStatusCode = 200) {
+export async function renderJobPage(c: Context<DashEnv>, id: string, flash: Flash, status: ContentfulStatusCode = 200) {
   const api = await apiFor(c);
   // Another project's job is a 404 from the API, and so the dashboard's 404 page.
   const [{ job, attempts }, log, viewer] = await Promise.all([jobAndAttempts(api, id), logTail(api, id), viewerOf(c, api)]);
-  return page(c, <JobPage viewer={viewer} job={job} attempts={attempts} log={log} canCancel={actsIn(c.var.session, job.project)} flash={flash} />, status);
+  return page(c, <JobPage viewer={viewer} job={job} attempts={attempts} log={log} canAct={actsIn(c.var.session, job.project)} flash={flash} />, status);
 }
 
 jobPages.get("/ui/jobs/:id", (c) => renderJobPage(c, c.req.param("id"), flashFrom(c)));
 jobPages.get("/ui/live/jobs/:id", async (c) => {
   const { job, attempts } = await jobAndAttempts(await apiFor(c), c.req.param("id"));
-  return c.html(<JobLive job={job} attempts={attempts} canCancel={actsIn(c.var.session, job.project)} />);
+  return c.html(<JobLive job={job} attempts={attempts} canAct={actsIn(c.var.session, job.project)} />);
 });
 
 // The log as it is written (server-sent events), from the cursor or the browser's Last-Event-ID.

@@ -3,6 +3,7 @@ import type { FC } from "hono/jsx";
 import { JobStatus, TERMINAL_STATUSES, type JobTask } from "../../../../protocol/index.ts";
 import { Ago, between, EmptyState, formatBytes, formatDuration, Layout, LiveRegion, StatusBadge, Time, uiHref, type Flash, type Viewer } from "./parts.tsx";
 import type { Attempt, JobDetail, JobSummary, LogLine, LogPage } from "./types.ts";
+import { arrayHref, attemptBudget, AttemptsTable, Dependencies, retryText, usageText } from "./workflows.tsx";
 
 /** How often open pages refresh while something can still change. */
 export const LIST_REFRESH_MS = 2000;
@@ -25,6 +26,8 @@ export interface JobListQuery {
   project?: string | undefined;
   status?: JobStatus | undefined;
   pool?: string | undefined;
+  /** Only the tasks of this array. */
+  array?: string | undefined;
   cursor?: string | undefined;
 }
 
@@ -43,12 +46,13 @@ export const Tags: FC<{ tags: string[] }> = ({ tags }) =>
   );
 
 export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query: JobListQuery; now: number }> = ({ jobs, nextCursor, query, now }) => (
-  <LiveRegion src={query.cursor ? null : uiHref("/ui/live/jobs", { project: query.project, status: query.status, pool: query.pool })} every={LIST_REFRESH_MS} id="jobs-live">
+  <LiveRegion src={query.cursor ? null : uiHref("/ui/live/jobs", { project: query.project, status: query.status, pool: query.pool, array: query.array })} every={LIST_REFRESH_MS} id="jobs-live">
     {jobs.length === 0 ? (
       <EmptyState>
         No jobs{query.project ? ` in project ${query.project}` : ""}
         {query.status ? ` with status ${query.status}` : ""}
-        {query.pool ? ` in pool ${query.pool}` : ""}.
+        {query.pool ? ` in pool ${query.pool}` : ""}
+        {query.array ? ` in array ${query.array}` : ""}.
       </EmptyState>
     ) : (
       <table class="grid jobs">
@@ -103,7 +107,7 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
     )}
     {nextCursor && (
       <p class="pager">
-        <a href={uiHref("/ui/jobs", { project: query.project, status: query.status, pool: query.pool, cursor: nextCursor })}>Older jobs</a>
+        <a href={uiHref("/ui/jobs", { project: query.project, status: query.status, pool: query.pool, array: query.array, cursor: nextCursor })}>Older jobs</a>
       </p>
     )}
   </LiveRegion>
@@ -111,7 +115,7 @@ export const JobTable: FC<{ jobs: JobSummary[]; nextCursor: string | null; query
 
 export const JobsPage: FC<{ viewer: Viewer; jobs: JobSummary[]; nextCursor: string | null; query: JobListQuery; now: number; flash?: Flash }> = (p) => (
   <Layout title="Jobs" viewer={p.viewer} current="jobs" flash={p.flash}>
-    <h1>{p.query.project ? `Jobs in ${p.query.project}` : "Jobs in all your projects"}</h1>
+    <h1>{p.query.array ? `Tasks of array ${p.query.array}` : p.query.project ? `Jobs in ${p.query.project}` : "Jobs in all your projects"}</h1>
     <nav aria-label="Filter by status" class="filters">
       <ul>
         {[undefined, ...JobStatus.options].map((s) => (
@@ -126,6 +130,7 @@ export const JobsPage: FC<{ viewer: Viewer; jobs: JobSummary[]; nextCursor: stri
     <form method="get" action="/ui/jobs" class="inline" role="search" aria-label="Filter jobs by pool">
       {p.query.project && <input type="hidden" name="project" value={p.query.project} />}
       {p.query.status && <input type="hidden" name="status" value={p.query.status} />}
+      {p.query.array && <input type="hidden" name="array" value={p.query.array} />}
       <label for="pool-filter">Pool</label>
       <input id="pool-filter" name="pool" value={p.query.pool ?? ""} placeholder="any pool" />
       <button type="submit">Filter</button>
@@ -178,10 +183,11 @@ const Timeline: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, attempts }
 );
 
 /**
- * Status, result, timeline and artifacts: the part of the job page that refreshes while the
- * job runs. `canCancel` is false for a viewer (the API would refuse them anyway).
+ * Status, result, attempts, dependencies, timeline and artifacts: the part of the job page that
+ * refreshes while the job runs. `canAct` (cancel, rerun) is false for a viewer (the API would
+ * refuse them anyway).
  */
-export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boolean }> = ({ job, attempts, canCancel }) => {
+export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canAct: boolean }> = ({ job, attempts, canAct }) => {
   const done = isTerminal(job.status);
   const spec = job.spec as { task?: { kind?: string } } | null;
   return (
@@ -197,6 +203,20 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boole
             <dt>Exit code</dt>
             <dd id="job-exit-code">{job.exit_code ?? <span class="muted">—</span>}</dd>
           </div>
+          {job.pending_reason && (
+            <div>
+              <dt>Waiting</dt>
+              <dd id="job-pending">{job.pending_reason}</dd>
+            </div>
+          )}
+          {job.retry_at && (
+            <div>
+              <dt>Retries at</dt>
+              <dd>
+                <Time iso={job.retry_at} />
+              </dd>
+            </div>
+          )}
           <div>
             <dt>Failure reason</dt>
             <dd id="job-failure">{job.failure_reason ? `${job.failure_reason}${job.failure_message ? `: ${job.failure_message}` : ""}` : <span class="muted">—</span>}</dd>
@@ -229,10 +249,36 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boole
           </div>
           <div>
             <dt>Attempt</dt>
-            <dd>
-              {job.attempt} of at most {job.max_retries + 1}
+            <dd id="job-attempt">
+              {job.attempt} of at most {attemptBudget(job)}
             </dd>
           </div>
+          {job.retry && (
+            <div>
+              <dt>Retries</dt>
+              <dd>{retryText(job.retry)}</dd>
+            </div>
+          )}
+          <div>
+            <dt>Usage</dt>
+            <dd id="job-usage">{job.usage ? usageText(job.usage) : <span class="muted">—</span>}</dd>
+          </div>
+          {job.array_id && (
+            <div>
+              <dt>Array</dt>
+              <dd>
+                task {job.array_index} of <a href={arrayHref(job.array_id)}>{job.array_id}</a>
+              </dd>
+            </div>
+          )}
+          {job.rerun_of && (
+            <div>
+              <dt>Rerun of</dt>
+              <dd>
+                <a href={jobHref(job.rerun_of)}>{job.rerun_of}</a>
+              </dd>
+            </div>
+          )}
           <div>
             <dt>Limits</dt>
             <dd>
@@ -244,14 +290,26 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canCancel: boole
             <dd>{job.priority}</dd>
           </div>
         </dl>
-        {!done && canCancel && (
-          <form method="post" action={`/ui/jobs/${enc(job.id)}/cancel`} class="actions">
-            <button type="submit" class="danger">
-              Cancel job
-            </button>
-          </form>
+        {canAct && (
+          <div class="actions">
+            {!done && (
+              <form method="post" action={`/ui/jobs/${enc(job.id)}/cancel`}>
+                <button type="submit" class="danger">
+                  Cancel job
+                </button>
+              </form>
+            )}
+            <form method="post" action={`/ui/jobs/${enc(job.id)}/rerun`}>
+              <button type="submit">Rerun</button>
+            </form>
+          </div>
         )}
       </section>
+      <section class="card" aria-labelledby="attempts-title">
+        <h2 id="attempts-title">Attempts</h2>
+        <AttemptsTable attempts={job.attempts} />
+      </section>
+      {(job.parents.length > 0 || job.children.length > 0) && <Dependencies job={job} />}
       <section class="card" aria-labelledby="timeline-title">
         <h2 id="timeline-title">Timeline</h2>
         <Timeline job={job} attempts={attempts} />
@@ -365,7 +423,7 @@ const TaskView: FC<{ spec: unknown; resolved?: JobDetail["resolved"] }> = ({ spe
   return <pre class="code">{JSON.stringify(task ?? spec, null, 2)}</pre>;
 };
 
-export const JobPage: FC<{ viewer: Viewer; job: JobDetail; attempts: Attempt[]; log: LogPage; canCancel: boolean; flash?: Flash }> = ({ viewer, job, attempts, log, canCancel, flash }) => (
+export const JobPage: FC<{ viewer: Viewer; job: JobDetail; attempts: Attempt[]; log: LogPage; canAct: boolean; flash?: Flash }> = ({ viewer, job, attempts, log, canAct, flash }) => (
   <Layout title={`Job ${job.id}`} viewer={viewer} current="jobs" flash={flash}>
     <p class="crumbs">
       <a href={uiHref("/ui/jobs", { project: job.project })}>Jobs in {job.project}</a> /
@@ -375,7 +433,7 @@ export const JobPage: FC<{ viewer: Viewer; job: JobDetail; attempts: Attempt[]; 
       {job.name && <span class="subtitle">{job.name}</span>}
     </h1>
     <div class="columns">
-      <JobLive job={job} attempts={attempts} canCancel={canCancel} />
+      <JobLive job={job} attempts={attempts} canAct={canAct} />
       <div>
         <section class="card" aria-labelledby="log-title">
           <h2 id="log-title">Log</h2>

@@ -3,12 +3,13 @@ import type { Child, FC, PropsWithChildren } from "hono/jsx";
 import type { Standing } from "../../auth/roles.ts";
 import type { Session } from "../session.ts";
 
-export type NavPage = "overview" | "jobs" | "run" | "workers" | "projects" | "sessions";
+export type NavPage = "overview" | "jobs" | "run" | "schedules" | "workers" | "projects" | "sessions";
 
 const NAV: { page: NavPage; href: string; label: string }[] = [
   { page: "overview", href: "/ui", label: "Overview" },
   { page: "jobs", href: "/ui/jobs", label: "Jobs" },
   { page: "run", href: "/ui/run", label: "Run Python" },
+  { page: "schedules", href: "/ui/schedules", label: "Schedules" },
   { page: "workers", href: "/ui/workers", label: "Workers" },
   { page: "projects", href: "/ui/projects", label: "Projects" },
   { page: "sessions", href: "/ui/sessions", label: "Sessions" },
@@ -32,6 +33,8 @@ export const viewerName = (session: Session) => (session.principal.kind === "adm
 /** Messages a redirect after a successful action may show (by code, so a link cannot inject text). */
 export const DONE_MESSAGES = {
   canceled: "Cancel requested: the job is canceled and its container stopped.",
+  rerun: "Rerun submitted: this is the new job.",
+  array_canceled: "Array canceled: its unfinished tasks are canceled; finished ones keep their outcome.",
   drained: "Worker drained: it takes no new jobs; running ones finish.",
   undrained: "Worker undrained: it takes jobs again.",
   member_saved: "Member saved.",
