@@ -52,6 +52,8 @@ export default defineConfig({
                 // Webhook tests deliver to a receiver on 127.0.0.1 and see retries within seconds.
                 WEBHOOK_ALLOW_TARGETS: "loopback",
                 WEBHOOK_BACKOFF_S: "1",
+                // The test clock: one cron minute is a second, so `* * * * *` fires every second (schedules.test.ts).
+                SCHEDULE_MINUTE_S: "1",
               },
             },
           }),

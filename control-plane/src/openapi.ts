@@ -86,6 +86,7 @@ const DOCUMENT_INFO = {
     { name: "secrets", description: "Per-project secrets (repository credentials for repo jobs), encrypted at rest." },
     { name: "pools", description: "What each pool holds now, and its throughput and wait over time." },
     { name: "webhooks", description: "Job events POSTed, signed, to a URL of yours; their deliveries and retries." },
+    { name: "schedules", description: "Job templates submitted on a cron expression; their runs." },
     { name: "agent", description: "What agents call: their WebSocket and artifact uploads." },
     { name: "ops", description: "Health and metrics." },
   ],

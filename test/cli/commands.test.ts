@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -397,5 +397,68 @@ describe("login", () => {
     expect((await gridx(["login", url, "--token", "gxu_new"])).code).toBe(0);
     expect(JSON.parse(readFileSync(join(configHome, "gridx", "config.json"), "utf8"))).toEqual({ url, token: "gxu_new", project: "lab" });
     expect((await gridx(["config", "show"], { GRIDX_URL: "", GRIDX_TOKEN: "" })).stdout).toMatch(/^url +http:\/\/127\.0\.0\.1:\d+  \(from .*config\.json\)\ntoken +set  \(from .*\)\nproject +lab  \(from .*config\.json\)\n$/);
+  });
+});
+
+describe("schedules", () => {
+  const schedule = (over: Record<string, unknown> = {}) => ({
+    id: "sch_1",
+    project: "lab",
+    name: "nightly",
+    cron: "0 3 * * *",
+    timezone: "Europe/Berlin",
+    job: { kind: "python", python: { script: "print(1)" } },
+    overlap: "skip",
+    paused: false,
+    next_run_at: new Date(Date.now() + 3_600_000).toISOString(),
+    last_run_at: null,
+    submitted_by: "ada",
+    created_by: "ada",
+    created_at: new Date().toISOString(),
+    updated_at: new Date().toISOString(),
+    ...over,
+  });
+
+  it("create sends the cron, zone and job file, in the configured project", async () => {
+    const file = join(configHome, "job.json");
+    writeFileSync(file, JSON.stringify({ kind: "python", python: { script: "print(1)" } }));
+    routes["POST /v1/schedules"] = { status: 201, body: schedule() };
+    const { code, stdout } = await gridx(["schedules", "create", "nightly", "--cron", "0 3 * * *", "--timezone", "Europe/Berlin", "--job", file], { GRIDX_PROJECT: "lab" });
+    expect(code).toBe(0);
+    expect(seen.at(-1)).toMatchObject({ method: "POST", path: "/v1/schedules", body: { name: "nightly", cron: "0 3 * * *", timezone: "Europe/Berlin", job: { kind: "python", project: "lab" } } });
+    expect(stdout).toMatch(/^cron +0 3 \* \* \* \(Europe\/Berlin\)$/m);
+    await expect(gridx(["schedules", "create", "nightly", "--job", file])).rejects.toThrow("--cron");
+  });
+
+  it("a bad cron names the flag", async () => {
+    routes["POST /v1/schedules"] = { status: 400, body: { error: { code: "validation_failed", message: "cron: minute field 61 is out of 0-59", field: "cron" } } };
+    const file = join(configHome, "job.json");
+    writeFileSync(file, "{}");
+    await expect(gridx(["schedules", "create", "x", "--cron", "61 * * * *", "--job", file])).rejects.toThrow(/--cron.*minute field 61 is out of 0-59|minute field 61 is out of 0-59.*--cron/);
+  });
+
+  it("list, show, pause, resume, runs and delete call their routes", async () => {
+    routes["GET /v1/schedules"] = { status: 200, body: { schedules: [schedule()], next_cursor: null } };
+    routes["GET /v1/schedules/sch_1"] = { status: 200, body: schedule() };
+    routes["POST /v1/schedules/sch_1/pause"] = { status: 200, body: schedule({ paused: true, next_run_at: null }) };
+    routes["POST /v1/schedules/sch_1/resume"] = { status: 200, body: schedule() };
+    routes["GET /v1/schedules/sch_1/runs"] = { status: 200, body: { runs: [{ tick_at: new Date().toISOString(), outcome: "skipped", job_id: null, message: "job j_1 of this schedule has not finished (overlap: skip)", at: new Date().toISOString() }], next_cursor: null } };
+    routes["DELETE /v1/schedules/sch_1"] = { status: 204 };
+    expect((await gridx(["schedules", "list", "--project", "lab"])).stdout).toMatch(/^sch_1 +nightly +lab +0 3 \* \* \* \(Europe\/Berlin\)/m);
+    expect(seen.at(-1)!.query).toEqual({ project: "lab" });
+    expect((await gridx(["schedules", "show", "sch_1"])).stdout).toMatch(/^state +active$/m);
+    expect((await gridx(["schedules", "pause", "sch_1"])).stdout).toMatch(/^state +paused/m);
+    await gridx(["schedules", "resume", "sch_1"]);
+    expect((await gridx(["schedules", "runs", "sch_1", "--limit", "5"])).stdout).toContain("skipped");
+    expect(seen.at(-1)!.query).toEqual({ limit: "5" });
+    await gridx(["schedules", "delete", "sch_1"]);
+    expect(seen.map((s) => `${s.method} ${s.path}`)).toEqual([
+      "GET /v1/schedules",
+      "GET /v1/schedules/sch_1",
+      "POST /v1/schedules/sch_1/pause",
+      "POST /v1/schedules/sch_1/resume",
+      "GET /v1/schedules/sch_1/runs",
+      "DELETE /v1/schedules/sch_1",
+    ]);
   });
 });

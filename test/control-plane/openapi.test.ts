@@ -62,6 +62,14 @@ const ROUTES = [
   ["get", "/v1/webhooks/{id}"],
   ["delete", "/v1/webhooks/{id}"],
   ["get", "/v1/webhooks/{id}/deliveries"],
+  ["post", "/v1/schedules"],
+  ["get", "/v1/schedules"],
+  ["get", "/v1/schedules/{id}"],
+  ["patch", "/v1/schedules/{id}"],
+  ["delete", "/v1/schedules/{id}"],
+  ["post", "/v1/schedules/{id}/pause"],
+  ["post", "/v1/schedules/{id}/resume"],
+  ["get", "/v1/schedules/{id}/runs"],
   ["post", "/v1/agent/artifacts/prepare"],
   ["post", "/v1/agent/artifacts/complete"],
   ["get", "/v1/agent/connect"],
@@ -82,7 +90,7 @@ describe("GET /openapi.json", () => {
     expect(doc.info).toMatchObject({ title: "gridx" });
     expect(doc.servers).toEqual([{ url: "http://gridx.test", description: "this control plane" }]);
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "projects", "tokens", "secrets", "pools", "webhooks", "agent", "ops"]);
+    expect(doc.tags.map((t: { name: string }) => t.name)).toEqual(["jobs", "workers", "datasets", "projects", "tokens", "secrets", "pools", "webhooks", "schedules", "agent", "ops"]);
   });
 
   it("lists every public route, and nothing else", async () => {

@@ -77,7 +77,8 @@ export class ScheduleClock extends DurableObject<Bindings> {
       }
     }
     const after = Date.now();
-    if (failed > 0) return after + AFTER_FAILED_ROUND_MS;
+    // Within the same cron minute, so the retry runs the tick that failed (on the test clock too).
+    if (failed > 0) return after + Math.min(AFTER_FAILED_ROUND_MS, settings.SCHEDULE_MINUTE_S * 500);
     if (due.length === settings.SCHEDULE_BATCH) return after;
     const earliest = await earliestNextRun(this.db);
     return Math.max(after, Math.min(earliest ?? Infinity, after + BACKSTOP_MS));

@@ -44,6 +44,14 @@ const joined = (...parts: (string | null)[]) => parts.filter(Boolean).join("; ")
 export async function fireSchedule(c: SubmitContext, clock: TickClock, s: ScheduleRow, now: number): Promise<TickPlan> {
   const dueAt = s.nextRunAt!;
   const plan = planTick(s, dueAt, clock, now);
+  if (plan.tickAt !== dueAt) {
+    // The due tick's job from an earlier try whose record was lost: it ran, so it is recorded, not counted as missed.
+    const lost = await findByIdempotencyKey(c.db, s.id, tickKey(dueAt));
+    if (lost) {
+      await insertRun(c.db, { scheduleId: s.id, tickAt: dueAt, jobId: lost.id, outcome: "submitted", message: null, at: Date.now() });
+      plan.missed--;
+    }
+  }
   if (!(await getRun(c.db, s.id, plan.tickAt))) await insertRun(c.db, await runOf(c, s, plan));
   await advanceSchedule(c.db, s.id, dueAt, { nextRunAt: plan.nextRunAt, lastRunAt: plan.tickAt });
   return plan;
