@@ -10,6 +10,8 @@ const attempt = (over: Partial<AttemptWithJob> = {}): AttemptWithJob => ({
   cpusMilli: 1000,
   memoryMb: 512,
   gpuIndices: [],
+  usage: null,
+  retry: null,
   queuedAt: 0,
   assignedAt: 0,
   startedAt: 1,

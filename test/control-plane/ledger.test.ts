@@ -29,6 +29,8 @@ const attempt = (jobId: string, workerId: string, over: Partial<AttemptWithJob> 
   cpusMilli: 1000,
   memoryMb: 512,
   gpuIndices: [],
+  usage: null,
+  retry: null,
   queuedAt: 0,
   assignedAt: 1,
   startedAt: null,

@@ -95,7 +95,7 @@ describe("retry policy (pure)", () => {
 
 describe("fit and usage (pure)", () => {
   const worker = (memory_mb: number, cpu_cores = 8, gpus = 0, labels: Record<string, string> = {}) => ({
-    caps: { memory_mb, cpu_cores, gpus: Array.from({ length: gpus }, (_, index) => ({ index, name: "g", memory_mb: 1, uuid: `u${index}` })), labels },
+    caps: { memory_mb, cpu_cores, gpus: Array.from({ length: gpus }, (_, index) => ({ index, model: "g", memory_mb: 1 })), labels },
   });
   const req = (over: Partial<{ memory_mb: number; cpus: number; gpus: number; labels: Record<string, string> }> = {}) => ({ memory_mb: 512, cpus: 1, gpus: 0, labels: {}, ...over });
 

@@ -66,6 +66,16 @@ describe("array jobs", () => {
     expect((await api(`/v1/arrays/${first.array_id}`)).json).toMatchObject({ status: "canceled", counts: { completed: 1, canceled: 3 } });
   });
 
+  it("gives a retried array submit (same Idempotency-Key) the same array, not another", async () => {
+    const pool = uniquePool();
+    const headers = { "Idempotency-Key": `arr-${pool}` };
+    const first = await submit({ pool, array: { count: 20 } }, headers);
+    const again = await submit({ pool, array: { count: 20 } }, headers);
+    expect([first.status, again.status]).toEqual([201, 200]);
+    expect(again.json.array_id).toBe(first.json.array_id);
+    expect((await api(`/v1/pools`)).json.pools.find((p: { pool: string }) => p.pool === pool).queued).toBe(20);
+  });
+
   it("bounds the count and refuses {index} outside an array, naming the field", async () => {
     const big = await submit({ array: { count: 10_001 } });
     expect(big.status).toBe(400);
@@ -109,6 +119,20 @@ describe("dependencies", () => {
     expect(failed.failure_message).toContain(parent.id);
     expect(await waitForJob(grandchild.id, (j) => j.status === "failed")).toMatchObject({ failure_reason: "dependency_failed" });
     expect((await run(agent)).job_id).toBe(cleanup.id);
+  });
+
+  it("cancels a dependent while it waits, and its parent's end then leaves it canceled", async () => {
+    const pool = uniquePool();
+    const parent = (await submit({ pool })).json;
+    const child = (await submit({ pool, depends_on: [{ job: parent.id }] })).json;
+    expect((await api(`/v1/jobs/${child.id}/cancel`, { method: "POST" })).json).toMatchObject({ status: "canceled", pending_reason: null });
+    const { agent } = await worker(pool, 1);
+    await run(agent);
+    await waitForJob(parent.id, (j) => j.status === "completed");
+    // A job queued after it is the next one assigned: the canceled child (older, same priority) was passed over.
+    const later = (await submit({ pool })).json;
+    expect((await agent.next("assign_job")).payload.job_id).toBe(later.id);
+    expect((await api(`/v1/jobs/${child.id}`)).json.status).toBe("canceled");
   });
 
   it("waits for every task of an array it depends on", async () => {

@@ -1,8 +1,11 @@
 import { createHash } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
-import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
+import { freePort, issueAgentToken, startAgent, type AgentProcess } from "../../scripts/local-grid.ts";
+import { api, cp, isDone, launchOnlineAgent, ownControlPlane, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const SLOTS = 4;
 
@@ -141,4 +144,56 @@ describe("workflows through the real grid", () => {
     const outputs = await Promise.all(tasks.map(async (t: any) => (await waitForJob(t.id, isDone)).stdout));
     expect(outputs.sort()).toEqual(["0 rows of shard zero\n", "1 rows of shard one\n"]);
   });
+});
+
+describe("a schedule on the test clock (one cron minute a second)", () => {
+  it("fires once per tick, through a control-plane restart, and keeps firing after it", async () => {
+    const dir = mkdtempSync(join(cp().stateDir, "schedules-"));
+    const port = await freePort();
+    let plane = await ownControlPlane(dir, port, { SCHEDULE_MINUTE_S: "1" });
+    const call = async (path: string, init: { method?: string; json?: unknown } = {}) =>
+      readResponse(await fetch(plane.url + path, { method: init.method, headers: { authorization: `Bearer ${plane.adminToken}`, "content-type": "application/json" }, body: init.json === undefined ? undefined : JSON.stringify(init.json) }));
+    const pool = "ticks";
+    const runs = async (id: string) => (await call(`/v1/schedules/${id}/runs?limit=200`)).json.runs as { tick_at: string; outcome: string; job_id: string | null }[];
+    const runsUntil = (id: string, pred: (r: Awaited<ReturnType<typeof runs>>) => boolean) => pollUntil(() => runs(id), pred, { timeoutMs: 60_000, intervalMs: 200, what: `runs of ${id}` });
+    const agent = startAgent({ url: plane.url, token: await issueAgentToken(plane, "ticker", pool), name: "ticker", stateDir: join(dir, "agent"), slots: 2 });
+    try {
+      const created = await call("/v1/schedules", { method: "POST", json: { name: "every-minute", cron: "* * * * *", overlap: "allow", job: { kind: "python", pool, python: { script: "print('tick')" } } } });
+      expect(created.status).toBe(201);
+      const id = created.json.id as string;
+      const before = await runsUntil(id, (r) => r.length >= 3);
+      expect(before.every((r) => r.outcome === "submitted" && r.job_id)).toBe(true);
+      const ran = (await call(`/v1/jobs/${before.at(-1)!.job_id}`)).json;
+      expect(ran.schedule_id).toBe(id);
+
+      await plane.stop();
+      const restartedAt = Date.now();
+      plane = await ownControlPlane(dir, port, { SCHEDULE_MINUTE_S: "1" });
+      await runsUntil(id, (r) => r.filter((x) => Date.parse(x.tick_at) > restartedAt).length >= 3);
+      // Paused, so the jobs and the runs read below are of the same ticks.
+      expect((await call(`/v1/schedules/${id}/pause`, { method: "POST" })).status).toBe(200);
+
+      // Every job of the schedule is one tick's, and no tick has two.
+      const jobs: { id: string; schedule_id: string | null }[] = [];
+      for (let cursor = ""; ; ) {
+        const page = (await call(`/v1/jobs?pool=${pool}&limit=200${cursor ? `&cursor=${cursor}` : ""}`)).json;
+        jobs.push(...page.jobs);
+        if (!page.next_cursor) break;
+        cursor = page.next_cursor;
+      }
+      const after = await runs(id);
+      const ticks = after.map((r) => r.tick_at);
+      expect(new Set(ticks).size).toBe(ticks.length);
+      expect(ticks.filter((t) => Date.parse(t) <= restartedAt).length).toBeGreaterThanOrEqual(before.length);
+      const submitted = after.filter((r) => r.job_id).map((r) => r.job_id);
+      const scheduled = jobs.filter((j) => j.schedule_id === id).map((j) => j.id);
+      expect(new Set(submitted).size).toBe(submitted.length);
+      expect(scheduled.sort()).toEqual([...submitted].sort());
+      // The scheduled jobs ran on the agent.
+      expect(await pollUntil(async () => (await call(`/v1/jobs/${ran.id}`)).json, (j) => j.status === "completed", { timeoutMs: 60_000, intervalMs: 200, what: `job ${ran.id}` })).toMatchObject({ stdout: "tick\n" });
+    } finally {
+      await agent.stop("SIGTERM");
+      await plane.stop();
+    }
+  }, 180_000);
 });

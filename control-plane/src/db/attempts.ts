@@ -332,7 +332,7 @@ export class AttemptWrites {
 export function failQueued(db: Db, jobId: string, reason: "input_error", message: string, now: number) {
   return db
     .update(jobs)
-    .set({ status: "failed", failureReason: reason, failureMessage: message, finishedAt: now })
+    .set({ status: "failed", failureReason: reason, failureMessage: message, finishedAt: now, hold: null, notBefore: null, expiresAt: null })
     .where(and(eq(jobs.id, jobId), eq(jobs.status, "queued")));
 }
 
@@ -340,7 +340,7 @@ export function failQueued(db: Db, jobId: string, reason: "input_error", message
 export function cancelQueued(db: Db, jobId: string, now: number) {
   return db
     .update(jobs)
-    .set({ status: "canceled", finishedAt: now, failureMessage: "canceled by user" })
+    .set({ status: "canceled", finishedAt: now, failureMessage: "canceled by user", hold: null, notBefore: null, expiresAt: null })
     .where(and(eq(jobs.id, jobId), eq(jobs.status, "queued")))
     .returning({ id: jobs.id });
 }

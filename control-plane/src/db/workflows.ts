@@ -118,7 +118,7 @@ export async function lastEventId(db: Db): Promise<number> {
 
 /** Whether any job waits on its parents (the workflow engine keeps its backstop alarm while one does). */
 export async function anyWaitingOnParents(db: Db): Promise<boolean> {
-  const row = await db.$client.prepare("SELECT 1 FROM jobs WHERE hold = 'deps' LIMIT 1").raw();
+  const row = await db.$client.prepare("SELECT 1 FROM jobs WHERE hold = 'deps' AND +status = 'queued' LIMIT 1").raw();
   return row.length > 0;
 }
 
@@ -132,12 +132,6 @@ export async function releaseRetries(db: Db, pool: string, now: number): Promise
     .bind(pool, now)
     .raw<[string]>();
   return rows.map(([p]) => p);
-}
-
-/** The earliest end of a retry's backoff in a pool, or null. */
-export async function nextRetryAt(db: Db, pool: string): Promise<number | null> {
-  const row = await db.$client.prepare("SELECT min(not_before) FROM jobs WHERE hold = 'retry' AND pool = ?1").bind(pool).raw<[number | null]>();
-  return row[0]?.[0] ?? null;
 }
 
 /** Ready jobs past their queue_ttl_s in a pool, at most `limit`, with what they need. */

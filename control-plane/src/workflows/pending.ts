@@ -37,7 +37,8 @@ export async function pendingReasons(db: Db, rows: readonly Queued[]): Promise<M
     if (reasons.has(r.id)) continue;
     const spec = r.spec as JobSpec;
     const workers = online.get(r.pool) ?? [];
-    reasons.set(r.id, sandboxWait(spec, workers) ?? neverFitsReason(spec.requirements, workers, r.pool) ?? FREE_SLOT);
+    // With no worker online, that is the whole story; else what the online ones lack.
+    reasons.set(r.id, (workers.length ? sandboxWait(spec, workers) : null) ?? neverFitsReason(spec.requirements, workers, r.pool) ?? FREE_SLOT);
   }
   return reasons;
 }
