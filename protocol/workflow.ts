@@ -17,6 +17,8 @@ export const WORKFLOW_LIMITS = {
   backoff_cap_s: 3600,
   queue_ttl_s: { min: 1, max: 30 * 24 * 3600 },
   batch_jobs: { max: 1000 },
+  /** Jobs a batch creates in all, array tasks counted: one request's work stays bounded. */
+  batch_tasks: { max: 10_000 },
   /** An array's tasks each store the whole spec: count × its JSON size is at most this. */
   array_spec_bytes: 64 * 1024 * 1024,
 } as const;

@@ -2,6 +2,7 @@ import { app } from "./app.ts";
 import type { Bindings } from "./env.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
 import { pokeWebhooks } from "./webhooks/poke.ts";
+import { workflowEngineOf } from "./workflows/engine.ts";
 import { pokeScheduleClock } from "./workflows/schedule-clock.ts";
 
 export { Coordinator } from "./coordinator/coordinator.ts";
@@ -16,8 +17,9 @@ export default {
   fetch: app.fetch,
   async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
-    // A backstop: the dispatcher re-arms itself while it has work, this restarts it if it ever stopped.
+    // Backstops: each of these re-arms itself while it has work; this restarts one that ever stopped.
     ctx.waitUntil(pokeWebhooks(env).catch((err) => console.error("poking the webhook dispatcher failed", err)));
     ctx.waitUntil(pokeScheduleClock(env));
+    ctx.waitUntil(workflowEngineOf(env).poke().catch((err) => console.error("poking the workflow engine failed", err)));
   },
 } satisfies ExportedHandler<Bindings>;

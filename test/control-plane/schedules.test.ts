@@ -71,6 +71,13 @@ describe("schedules API", () => {
     expect(res.json.error.message).toContain(message);
   });
 
+  it("refuses a job naming $N, which only a batch's items can", async () => {
+    const m = await userToken();
+    const res = await create(m.token, { name: "dollar", cron: "@daily", job: { ...job(m.project), depends_on: [{ job: "$0" }] } });
+    expect(res.status).toBe(400);
+    expect(res.json.error.field).toBe("job.depends_on.0.job");
+  });
+
   it("keeps a schedule's job in its own project, and hides other projects'", async () => {
     const a = await userToken({ project: `pa-${crypto.randomUUID().slice(0, 6)}` });
     const b = await userToken({ project: `pb-${crypto.randomUUID().slice(0, 6)}` });

@@ -1,5 +1,7 @@
+import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import { HEARTBEAT_FRAME } from "../../protocol/index.ts";
+import type { WorkflowEngine } from "../../control-plane/src/workflows/engine.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { agentToken, api, caps, FakeAgent, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
@@ -76,6 +78,12 @@ describe("array jobs", () => {
     expect((await api(`/v1/pools`)).json.pools.find((p: { pool: string }) => p.pool === pool).queued).toBe(20);
   });
 
+  it("makes an array of one a real array: its task sees its index", async () => {
+    const one = (await submit({ pool: uniquePool(), array: { count: 1 }, inputs: [] })).json;
+    expect(one).toMatchObject({ array_index: 0, spec: { array: { count: 1, index: 0 } } });
+    expect((await api(`/v1/arrays/${one.array_id}`)).json.count).toBe(1);
+  });
+
   it("bounds the count and refuses {index} outside an array, naming the field", async () => {
     const big = await submit({ array: { count: 10_001 } });
     expect(big.status).toBe(400);
@@ -94,6 +102,27 @@ describe("array jobs", () => {
 });
 
 describe("dependencies", () => {
+  it("settles, on its backstop round, a dependent whose parent's end it had read before the dependent was settled", async () => {
+    const pool = uniquePool();
+    // The child waits in a pool without workers, so once released it stays queued, saying so.
+    const idle = uniquePool();
+    const parent = (await submit({ pool })).json;
+    const child = (await submit({ pool: idle, depends_on: [{ job: parent.id }] })).json;
+    const { agent } = await worker(pool, 1);
+    await run(agent);
+    const released = `no worker of pool ${idle} is online`;
+    await waitForJob(child.id, (j) => j.pending_reason === released);
+    // As if its settle had failed after its insert: held again, with its parent's event long read.
+    await env.DB.prepare("UPDATE jobs SET hold = 'deps' WHERE id = ?1").bind(child.id).run();
+    expect((await api(`/v1/jobs/${child.id}`)).json.pending_reason).toBe("waiting for its dependencies to be settled");
+    const engine = env.WORKFLOWS.get(env.WORKFLOWS.idFromName("workflows"));
+    // Its backstop round is due (as BACKSTOP_MS after the last one): it settles a page of waiting jobs.
+    await runInDurableObject(engine, (instance: WorkflowEngine) => void Object.assign(instance, { backstopAt: 0 }));
+    await engine.poke();
+    await runDurableObjectAlarm(engine);
+    await waitForJob(child.id, (j) => j.pending_reason === released);
+  });
+
   it("holds a dependent in queued until its parent completes, then runs it", async () => {
     const pool = uniquePool();
     const parent = (await submit({ pool })).json;
@@ -214,6 +243,14 @@ describe("usage, reruns, batches, queue_ttl_s", () => {
     expect((await api(`/v1/pools/${pool}/stats`)).json.usage).toEqual({ attempts: 1, cpu_s: 1.5, gpu_s: 0, wall_s: 2 });
   });
 
+  it("reruns a job stored before workflows existed: its spec gets the defaults", async () => {
+    const old = (await submit({ pool: uniquePool() })).json;
+    await env.DB.prepare("UPDATE jobs SET spec = json_remove(spec, '$.depends_on', '$.retry', '$.queue_ttl_s', '$.array') WHERE id = ?1").bind(old.id).run();
+    const copy = await api(`/v1/jobs/${old.id}/rerun`, { method: "POST" });
+    expect(copy.status).toBe(201);
+    expect(copy.json).toMatchObject({ rerun_of: old.id, depends_on: [], retry: null, queue_ttl_s: null });
+  });
+
   it("reruns a job as a copy that names the original; a viewer may not", async () => {
     const team = await userToken({ project: `pr-${crypto.randomUUID().slice(0, 6)}` });
     const viewer = await userToken({ project: team.project, role: "viewer" });
@@ -238,6 +275,9 @@ describe("usage, reruns, batches, queue_ttl_s", () => {
     const cycle = await api("/v1/jobs/batch", { method: "POST", json: { jobs: [{ ...py, depends_on: [{ job: "$1" }] }, { ...py, depends_on: [{ job: "$0" }] }] } });
     expect(cycle.status).toBe(400);
     expect(cycle.json.error).toMatchObject({ field: "jobs.0.depends_on.0.job", message: "jobs.0.depends_on.0.job: a cycle: $0 → $1 → $0" });
+    const huge = await api("/v1/jobs/batch", { method: "POST", json: { jobs: [{ ...py, array: { count: 6000 } }, { ...py, array: { count: 5000 } }] } });
+    expect(huge.status).toBe(413);
+    expect(huge.json.error.field).toBe("jobs");
     const again = await api("/v1/jobs/batch", { method: "POST", json: { jobs: [py] }, headers: { "Idempotency-Key": `k-${pool}` } });
     const repeat = await api("/v1/jobs/batch", { method: "POST", json: { jobs: [py] }, headers: { "Idempotency-Key": `k-${pool}` } });
     expect(repeat.json.results[0]).toMatchObject({ status: 200, job: { id: again.json.results[0].job.id } });

@@ -1,7 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   AgentToCoordinator,
-  type AttemptRef,
   type CoordinatorToAgent,
   decodeFrame,
   ErrorCode,
@@ -19,25 +18,25 @@ import {
   getAttempt,
   hasUnfinishedJobs,
   holdingAttempts,
-  pastDeadline,
 } from "../db/attempts.ts";
 import { getJob, type JobRow } from "../db/jobs.ts";
 import { logStreamOf } from "../logs/log-stream.ts";
 import { jobEventsWritten } from "../events/notify.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
-import { activeTasks, cancelQueuedTasks, expiredQueued, failUnschedulable, releaseRetries } from "../db/workflows.ts";
-import { neverFitsReason } from "../workflows/fit.ts";
-import { markOfflineExcept, setDrain, setOffline, setWarm, silentSince, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
+import { activeTasks, cancelQueuedTasks, releaseRetries } from "../db/workflows.ts";
+import { enforceDeadlines, expireQueued, requeueLostWorkers, type BackstopContext } from "./backstops.ts";
+import { logResumes, reconcile, type ReconnectContext } from "./reconnect.ts";
+import { markOfflineExcept, setDrain, setOffline, setWarm, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { settingsOf, type Settings } from "../settings.ts";
-import { admission, reconcile as reconcileSteps, type Admission } from "./admission.ts";
+import { admission, type Admission } from "./admission.ts";
 import { buildAssignment } from "./assignments.ts";
 import { assignmentContext, dispatchRound } from "./dispatch-round.ts";
 import { sandboxRefusal } from "../sandbox-policy.ts";
 import { Faults, faultsEnabled, faultyD1, type FaultPlan } from "./faults.ts";
 import { PoolUsage, type SavedUsage } from "./fair-share.ts";
-import { applyReport, deadlineStep, endAttempt, loseAttempt, timeoutEvent, type Report } from "./attempt-changes.ts";
+import { applyReport, endAttempt, type Report } from "./attempt-changes.ts";
 import { isTerminal } from "./job-state.ts";
 import { attemptKey, PoolLedger } from "./ledger.ts";
 import { judgement, judgeSocket } from "./liveness.ts";
@@ -58,9 +57,6 @@ const SETTLE_BATCH = 200;
 
 /** Hellos recorded in one round trip, at most: a reconnect storm is recorded in batches. */
 const HELLO_BATCH = 100;
-
-/** Jobs past their queue_ttl_s failed per sweep at most; more wait for the next. */
-const EXPIRE_BATCH = 100;
 
 /** How long past a probe's own timeout the coordinator waits for the agent's answer. */
 const PROBE_ANSWER_SLACK_S = 10;
@@ -192,7 +188,10 @@ export class Coordinator extends DurableObject<Bindings> {
     if (queued) void jobEventsWritten(this.env, [array.project]);
     const active = await activeTasks(this.db, array.id);
     for (const id of active) await this.cancelJob(pool, id);
-    return queued + active.length;
+    // A running task that failed and went back to the queue for a retry meanwhile is caught here.
+    const requeued = await this.exclusive(() => cancelQueuedTasks(this.db, array.id, Date.now()));
+    if (requeued) void jobEventsWritten(this.env, [array.project]);
+    return queued + active.length + requeued;
   }
 
   /** Stops (or resumes) giving a worker new jobs; its running jobs go on. */
@@ -437,11 +436,12 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.exclusive(async () => {
       await touchWorkers(this.db, seen);
       await markOfflineExcept(this.db, pool, this.sockets.workerIds());
+      const backstop = this.backstopContext();
       await releaseRetries(this.db, pool, now);
-      await this.expireQueued(pool, now);
+      await expireQueued(backstop, pool, now);
       if (!judge) return;
-      await this.requeueLostWorkers(pool, now - limits.workerTimeoutMs);
-      await this.enforceDeadlines(pool, now);
+      await requeueLostWorkers(backstop, pool, now - limits.workerTimeoutMs);
+      await enforceDeadlines(backstop, pool, now);
     });
     this.dispatch();
   }
@@ -510,45 +510,11 @@ export class Coordinator extends DurableObject<Bindings> {
       this.sockets.sendOn(ws, [{ type: "hello_ack", payload: { worker_id: worker.id, heartbeat_interval_s: this.settings.HEARTBEAT_INTERVAL_S, draining: worker.drain !== null, batch_frames: true } }]);
       const mine = held.filter((a) => a.workerId === worker.id);
       ledger.join(worker, mine);
-      await this.reconcile(worker.id, mine, hello.running, now);
-      await this.resumeLogs(ws, mine, hello.running);
+      await reconcile(this.reconnectContext(), worker.id, mine, hello.running, now);
+      this.sockets.sendOn(ws, await logResumes(this.env, pool, mine, hello.running));
     }
     this.dispatch();
     return events.map(() => undefined);
-  }
-
-  private async reconcile(workerId: string, held: AttemptWithJob[], reported: AttemptRef[], now: number): Promise<void> {
-    for (const step of reconcileSteps(held, reported)) {
-      if (step.kind === "resend") await this.sendAssignment(step.attempt);
-      else if (step.kind === "confirm_cancel") await this.commit((w) => w.end(step.attempt, { status: "finished", exitCode: null, failureReason: null }, null, now));
-      else if (step.kind === "lost") await this.commit((w) => loseAttempt(w, step.attempt, `attempt ${step.attempt.attempt} was lost: its agent restarted without it`, now));
-      else this.sockets.send(workerId, { type: "cancel_job", payload: { ...step.ref, reason: "stale" } });
-    }
-  }
-
-  /**
-   * Tells a reconnected agent, for each attempt it reported and still holds, the last log batch
-   * stored, so it re-sends what the old socket lost. Sent before any later frame of this socket
-   * is read (frames are handled in order), so no newer batch of the agent's is counted in it.
-   * An attempt whose seq cannot be read gets none: the agent sends on after its wait.
-   */
-  private async resumeLogs(ws: WebSocket, mine: AttemptWithJob[], reported: AttemptRef[]): Promise<void> {
-    const reportedKeys = new Set(reported.map((r) => attemptKey(r.job_id, r.attempt)));
-    const resumed = mine.filter((a) => reportedKeys.has(attemptKey(a.jobId, a.attempt)));
-    const seqs = await Promise.all(
-      resumed.map((a) =>
-        logStreamOf(this.env, a.jobId)
-          .lastSeq(a.jobId, a.attempt)
-          .catch((err: unknown) => {
-            console.error(`coordinator(${this.pool}): reading the last log batch of ${a.jobId} failed; its agent sends on after its wait`, errorText(err));
-            return null;
-          }),
-      ),
-    );
-    this.sockets.sendOn(
-      ws,
-      resumed.flatMap((a, i) => (seqs[i] === null || seqs[i] === undefined ? [] : [{ type: "log_resume" as const, payload: { job_id: a.jobId, attempt: a.attempt, after_seq: seqs[i] } }])),
-    );
   }
 
   /**
@@ -617,51 +583,6 @@ export class Coordinator extends DurableObject<Bindings> {
     waiter?.answered();
   }
 
-  private async requeueLostWorkers(pool: string, cutoff: number): Promise<void> {
-    const connected = new Set(this.sockets.workerIds());
-    const silent = (await silentSince(this.db, pool, cutoff)).map((w) => w.id).filter((id) => !connected.has(id));
-    for (const a of await holdingAttempts(this.db, silent)) {
-      await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was lost: worker ${a.workerId} went silent`, Date.now()));
-    }
-  }
-
-  /**
-   * The coordinator's backstops: an assignment not taken or started in time is taken back and
-   * requeued (the agent is told to drop it), and a job its agent did not stop at its timeout
-   * is failed.
-   */
-  private async enforceDeadlines(pool: string, now: number): Promise<void> {
-    const startTimeoutMs = this.settings.START_TIMEOUT_S * 1000;
-    const ledger = await this.ledger();
-    for (const a of await pastDeadline(this.db, pool, now, startTimeoutMs)) {
-      const step = deadlineStep(a, startTimeoutMs, ledger.waiting(a.jobId, a.attempt));
-      if (step.kind === "wait") {
-        await this.commit((w) => w.accept(a, now + this.settings.PREPARE_TIMEOUT_S * 1000));
-        continue;
-      }
-      if (step.kind === "take_back") {
-        await this.commit((w) => loseAttempt(w, a, `attempt ${a.attempt} was not started in time (${step.bound}); taken back from worker ${a.workerId}`, now));
-      } else {
-        await this.commit((w) => endAttempt(w, a, timeoutEvent(a), "canceling", "the job ran past its timeout and the agent did not stop it", now));
-      }
-      this.sockets.send(a.workerId, { type: "cancel_job", payload: { job_id: a.jobId, attempt: a.attempt, reason: step.kind === "take_back" ? "stale" : "timeout" } });
-    }
-  }
-
-  /** Fails ready jobs that waited out their queue_ttl_s, saying why no worker took them. */
-  private async expireQueued(pool: string, now: number): Promise<void> {
-    const expired = await expiredQueued(this.db, pool, now, EXPIRE_BATCH);
-    if (expired.length === 0) return;
-    const workers = (await this.ledger()).views().filter((w) => !w.draining);
-    const failures = expired.map(({ id, spec }) => {
-      const s = JSON.parse(spec) as JobSpec;
-      const why = neverFitsReason(s.requirements, workers, pool) ?? "every worker that fits it stayed busy";
-      return { id, message: `unschedulable: waited queue_ttl_s (${s.queue_ttl_s} s) without a worker to run it: ${why}` };
-    });
-    const failed = await failUnschedulable(this.db, failures, now);
-    void jobEventsWritten(this.env, failed.map((j) => j.project));
-  }
-
   // ---- scheduling ---------------------------------------------------------------------------
 
   /** Schedules until nothing more fits; calls made meanwhile fold into one more round. */
@@ -717,6 +638,28 @@ export class Coordinator extends DurableObject<Bindings> {
   }
 
   // ---- plumbing -----------------------------------------------------------------------------
+
+  /** What reconciling a reconnected agent (reconnect.ts) works with. */
+  private reconnectContext(): ReconnectContext {
+    return {
+      commit: (decide) => this.commit(decide),
+      resend: (a) => this.sendAssignment(a),
+      send: (workerId, message) => void this.sockets.send(workerId, message),
+    };
+  }
+
+  /** What the sweep's backstops (backstops.ts) work with: the object's D1, ledger, commits and sockets. */
+  private backstopContext(): BackstopContext {
+    return {
+      db: this.db,
+      env: this.env,
+      settings: this.settings,
+      connected: () => this.sockets.workerIds(),
+      ledger: () => this.ledger(),
+      commit: (decide) => this.commit(decide),
+      send: (workerId, message) => void this.sockets.send(workerId, message),
+    };
+  }
 
   /** Writes the attempt changes `decide` makes in one batch, then records them in the ledger. */
   private async commit(decide: (writes: AttemptWrites) => unknown): Promise<void> {

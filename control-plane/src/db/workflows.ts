@@ -116,6 +116,15 @@ export async function lastEventId(db: Db): Promise<number> {
   return row[0]?.[0] ?? 0;
 }
 
+/** Jobs waiting on their parents with ids after `after`, oldest first, at most `limit`: the engine's backstop pages through them. */
+export async function waitingOnParents(db: Db, after: string, limit: number): Promise<string[]> {
+  const rows = await db.$client
+    .prepare("SELECT id FROM jobs WHERE hold = 'deps' AND id > ?1 AND +status = 'queued' ORDER BY id LIMIT ?2")
+    .bind(after, limit)
+    .raw<[string]>();
+  return rows.map(([id]) => id);
+}
+
 /** Whether any job waits on its parents (the workflow engine keeps its backstop alarm while one does). */
 export async function anyWaitingOnParents(db: Db): Promise<boolean> {
   const row = await db.$client.prepare("SELECT 1 FROM jobs WHERE hold = 'deps' AND +status = 'queued' LIMIT 1").raw();

@@ -1,5 +1,5 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { WORKFLOW_LIMITS, type JobSpec } from "../../../protocol/index.ts";
+import { JobSpec, WORKFLOW_LIMITS } from "../../../protocol/index.ts";
 import { audit } from "../audit.ts";
 import { createDb } from "../db/client.ts";
 import { jobView } from "../db/jobs.ts";
@@ -68,7 +68,8 @@ export const jobWorkflowRoutes = router()
       const principal = c.get("principal");
       const original = await mustGetJob(db, principal, c.req.valid("param").id, "member");
       const key = c.req.valid("header")["Idempotency-Key"] ?? null;
-      const { job, created } = await submitJob({ db, env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) }, principal, original.spec as JobSpec, {
+      // Parsed, so a spec stored before a field existed gets its default.
+      const { job, created } = await submitJob({ db, env: c.env, waitUntil: (p) => c.executionCtx.waitUntil(p) }, principal, JobSpec.parse(original.spec), {
         rerunOf: original.id,
         idempotencyKey: key,
         requestHash: key ? `rerun:${original.id}` : null,

@@ -11,6 +11,7 @@ import { newId } from "../ids.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
 import { JobRequest, Schedule, SchedulePage, ScheduleRunPage } from "../schemas.ts";
 import { checkTimezone, CronError, parseCron } from "../workflows/cron.ts";
+import { refuseBatchReferences } from "../workflows/references.ts";
 import { pokeScheduleClock } from "../workflows/schedule-clock.ts";
 import { scheduleSettingsOf, tickClock } from "../workflows/schedule-settings.ts";
 import { mustGetProject } from "./guards.ts";
@@ -111,6 +112,7 @@ export const scheduleRoutes = router()
       }
       const project = req.job.project;
       await mustGetProject(db, principal, project, "member", "job.project");
+      refuseBatchReferences(req.job, "job");
       const max = scheduleSettingsOf(c.env).SCHEDULE_MAX_PER_PROJECT;
       if ((await countSchedules(db, project)) >= max) throw new AppError("conflict", `project ${project} has ${max} schedules, the most it may (SCHEDULE_MAX_PER_PROJECT); delete one first`, "job.project");
       const now = Date.now();
@@ -186,6 +188,7 @@ export const scheduleRoutes = router()
       if (req.job && req.job.project !== schedule.project) {
         throw new AppError("validation_failed", `job.project: this schedule's jobs are in ${schedule.project}; make a new schedule for project ${req.job.project}`, "job.project");
       }
+      if (req.job) refuseBatchReferences(req.job, "job");
       const now = Date.now();
       const cron = req.cron ?? schedule.cron;
       const timezone = req.timezone === undefined ? schedule.timezone : checkTimezone(req.timezone);

@@ -1,4 +1,4 @@
-import { JobRequest, type JobSpec } from "../../../protocol/index.ts";
+import { JobRequest, WORKFLOW_LIMITS, type JobSpec } from "../../../protocol/index.ts";
 import type { Principal } from "../auth/principal.ts";
 import { sha256Hex } from "../auth/tokens.ts";
 import { AppError } from "../errors.ts";
@@ -42,6 +42,10 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
       throw err;
     }
   });
+  const tasks = parsed.reduce((n, p) => n + (p instanceof AppError ? 0 : p.array && p.array.index === null ? p.array.count : 1), 0);
+  if (tasks > WORKFLOW_LIMITS.batch_tasks.max) {
+    throw new AppError("payload_too_large", `jobs: the batch makes ${tasks} jobs, array tasks counted; at most ${WORKFLOW_LIMITS.batch_tasks.max} in one batch`, "jobs");
+  }
   const edges = parsed.map((p, i) =>
     p instanceof AppError
       ? []

@@ -1,12 +1,14 @@
 import { DurableObject } from "cloudflare:workers";
-import { createDb } from "../db/client.ts";
-import { anyWaitingOnParents, lastEventId, waitingChildrenOfEvents } from "../db/workflows.ts";
+import { createDb, type Db } from "../db/client.ts";
+import { anyWaitingOnParents, lastEventId, waitingChildrenOfEvents, waitingOnParents } from "../db/workflows.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { settleDependents } from "./settle.ts";
 
 /** Storage key of the id of the last job event whose dependents were settled. */
 const CURSOR = "cursor";
+/** Storage key of the last waiting job the backstop settled ("" : start again from the first). */
+const BACKSTOP_AFTER = "backstop_after";
 
 /** Job events read per step: each step is one bounded query, whatever the table holds. */
 const WINDOW = 5000;
@@ -16,6 +18,9 @@ const STEPS_PER_ALARM = 40;
 
 /** While jobs wait on parents, events are read at least this often even when no poke came. */
 const BACKSTOP_MS = 10_000;
+
+/** Waiting jobs the backstop settles per round, whatever their events said: a page, the next round the next page. */
+const BACKSTOP_PAGE = 500;
 
 /** After a failed round (D1 down), the next one comes this much later. */
 const AFTER_FAILED_MS = 5_000;
@@ -27,9 +32,14 @@ const AFTER_FAILED_MS = 5_000;
  * ended, and settles them (settle.ts); a failed child's own event then settles its children.
  * The cursor moves only after a step's writes, and settling is decided from the parents' state
  * now, so a crash or a repeated step changes nothing. The alarm never throws and re-arms while
- * work remains, and every BACKSTOP_MS while any job waits on its parents.
+ * work remains, and every BACKSTOP_MS while any job waits on its parents; then it also settles
+ * a page of the waiting jobs themselves, in id order across rounds, so one whose parent's end
+ * was read before it was settled (a submit that failed after its insert) is not left waiting.
  */
 export class WorkflowEngine extends DurableObject<Bindings> {
+  /** When the waiting jobs were last paged through (in memory: a restart pages once more, which is harmless). */
+  private backstopAt = 0;
+
   async poke(): Promise<void> {
     const now = Date.now();
     const at = await this.ctx.storage.getAlarm();
@@ -59,7 +69,17 @@ export class WorkflowEngine extends DurableObject<Bindings> {
       await this.ctx.storage.put(CURSOR, cursor);
     }
     if (cursor < (await lastEventId(db))) return Date.now();
-    return (await anyWaitingOnParents(db)) ? Date.now() + BACKSTOP_MS : null;
+    if (!(await anyWaitingOnParents(db))) return null;
+    if (Date.now() - this.backstopAt >= BACKSTOP_MS) await this.settleAPage(db);
+    return Date.now() + BACKSTOP_MS;
+  }
+
+  private async settleAPage(db: Db): Promise<void> {
+    this.backstopAt = Date.now();
+    const after = (await this.ctx.storage.get<string>(BACKSTOP_AFTER)) ?? "";
+    const page = await waitingOnParents(db, after, BACKSTOP_PAGE);
+    if (page.length) await settleDependents(db, this.env, page);
+    await this.ctx.storage.put(BACKSTOP_AFTER, page.length === BACKSTOP_PAGE ? page.at(-1)! : "");
   }
 }
 

@@ -22,19 +22,29 @@ const hasIndex = (i: JobInput) => JSON.stringify(i).includes("{index}");
  * not completed must come from a parent, so the job waits for it. `$N` references are a batch's
  * (batch.ts replaces them before this).
  */
-export async function resolveWorkflow(db: Db, spec: JobSpec, count: number): Promise<ResolvedWorkflow> {
+export async function resolveWorkflow(db: Db, spec: JobSpec, arrayCount: number | null): Promise<ResolvedWorkflow> {
   const edges = await resolveDependencies(db, spec);
-  const templated = count > 1 && spec.inputs.some(hasIndex);
+  const count = arrayCount ?? 1;
+  const templated = arrayCount !== null && spec.inputs.some(hasIndex);
   const perTask = templated ? Array.from({ length: count }, (_, i) => taskInputs(spec.inputs, i)) : [spec.inputs];
   const resolved = await resolveInputs(db, spec, perTask, edges, templated);
   return { edges, inputs: templated ? spec.inputs : resolved[0]!, taskInputs: templated ? resolved : null };
 }
 
-async function resolveDependencies(db: Db, spec: JobSpec): Promise<ResolvedWorkflow["edges"]> {
-  if (spec.depends_on.length === 0) return [];
+/** `$N` names an item of a batch: anywhere else (a single submit, a schedule's job) it names nothing. Throws naming the field under `prefix`. */
+export function refuseBatchReferences(spec: Pick<JobSpec, "depends_on" | "inputs">, prefix = ""): void {
+  const at = (field: string) => (prefix ? `${prefix}.${field}` : field);
   spec.depends_on.forEach((d, i) => {
-    if (d.job.startsWith("$")) throw refused(`depends_on.${i}.job`, `${d.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
+    if (d.job.startsWith("$")) throw refused(at(`depends_on.${i}.job`), `${d.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
   });
+  spec.inputs.forEach((input, i) => {
+    if ("artifact" in input && input.artifact.job.startsWith("$")) throw refused(at(`inputs.${i}.artifact.job`), `${input.artifact.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
+  });
+}
+
+async function resolveDependencies(db: Db, spec: JobSpec): Promise<ResolvedWorkflow["edges"]> {
+  refuseBatchReferences(spec);
+  if (spec.depends_on.length === 0) return [];
   const jobs = await projectsOf(db, "jobs", spec.depends_on.filter((d) => d.job.startsWith("j_")).map((d) => d.job));
   const arrays = await projectsOf(db, "job_arrays", spec.depends_on.filter((d) => d.job.startsWith("a_")).map((d) => d.job));
   return spec.depends_on.map((d, i) => {
@@ -52,9 +62,6 @@ async function resolveInputs(db: Db, spec: JobSpec, perTask: JobInput[][], edges
   const refs = [...new Set(all.flatMap((i) => ("dataset" in i ? [i.dataset] : [])))];
   const byRef = await datasetRefs(db, spec.project, refs);
   // Artifacts: their jobs, and the files of those that completed.
-  perTask[0]!.forEach((input, i) => {
-    if ("artifact" in input && input.artifact.job.startsWith("$")) throw refused(`inputs.${i}.artifact.job`, `${input.artifact.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
-  });
   const producers = await projectsOf(db, "jobs", all.flatMap((i) => ("artifact" in i ? [i.artifact.job] : [])));
   const files = await artifactSources(db, all);
   const parents = new Set(edges.filter((e) => e.kind === "job" && e.condition === "completed").map((e) => e.parent));

@@ -36,8 +36,9 @@ export interface SubmitOptions {
   rerunOf?: string;
 }
 
-/** Tasks written per INSERT statement: each bound JSON parameter stays well under D1's 2 MB. */
+/** Tasks written per INSERT statement at most, and bytes of their rows: each bound JSON parameter stays under D1's 2 MB. */
 const TASKS_PER_STATEMENT = 1000;
+const ROW_BYTES_PER_STATEMENT = 1_500_000;
 
 /**
  * Submits one job, or an array's tasks, as `principal` (a member of the job's project): checks
@@ -64,22 +65,27 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
       return { job: existing, created: false };
     }
   }
-  // An array request (index null) becomes `count` tasks; a task's copy (a rerun) stays one job.
-  const count = spec.array && spec.array.index === null ? spec.array.count : 1;
+  // An array request (index null) becomes `count` tasks, one of them too; a task's copy (a rerun) stays one job.
+  const isArray = spec.array !== null && spec.array.index === null;
+  const count = isArray ? spec.array!.count : 1;
   await admitSubmit(db, principal, spec, count);
   await requireSecrets(db, spec);
-  const workflow = await resolveWorkflow(db, spec, count);
+  const workflow = await resolveWorkflow(db, spec, isArray ? count : null);
   const template = { ...spec, inputs: workflow.inputs };
   const bytes = JSON.stringify(template).length * count;
-  if (count > 1 && bytes > WORKFLOW_LIMITS.array_spec_bytes) {
+  if (isArray && bytes > WORKFLOW_LIMITS.array_spec_bytes) {
     throw new AppError("payload_too_large", `array.count: ${count} tasks of this job's ${Math.ceil(bytes / count)}-byte spec are ${bytes} bytes; an array holds at most ${WORKFLOW_LIMITS.array_spec_bytes}`, "array.count");
   }
   const now = Date.now();
   const ids = Array.from({ length: count }, () => newId("j", now));
-  await db.$client.batch(insertStatements(db, template, workflow, ids, count > 1 ? newId("a", now) : null, { ...opts, key, createdBy, submittedBy: actorName(principal), now }));
+  await db.$client.batch(insertStatements(db, template, workflow, ids, isArray ? newId("a", now) : null, { ...opts, key, createdBy, submittedBy: actorName(principal), now }));
   const first = await getJob(db, ids[0]!);
-  // Not written: a concurrent request with the same key won, and its job is the answer.
-  if (!first) return { job: (await findByIdempotencyKey(db, createdBy, key!))!, created: false };
+  if (!first) {
+    // Not written: a concurrent request with the same key won, and its job is the answer, if it was this request.
+    const winner = (await findByIdempotencyKey(db, createdBy, key!))!;
+    if (winner.requestHash !== (opts.requestHash ?? null)) throw new AppError("conflict", "Idempotency-Key was already used for a different request", "Idempotency-Key");
+    return { job: winner, created: false };
+  }
   if (workflow.edges.length) await settleDependents(db, c.env, ids, now);
   c.waitUntil(
     coordinatorFor(c.env, spec.pool)
@@ -142,12 +148,12 @@ function insertStatements(db: Db, spec: JobSpec, workflow: ResolvedWorkflow, ids
   const hold = workflow.edges.length ? "deps" : null;
   const expiresAt = hold === null && spec.queue_ttl_s !== null ? m.now + spec.queue_ttl_s * 1000 : null;
   const specJson = JSON.stringify(spec);
-  const row = (i: number) => [ids[i], arrayId ? i : null, workflow.taskInputs ? JSON.stringify(workflow.taskInputs[i]) : null, i === 0 ? m.key : null, i === 0 ? (m.requestHash ?? null) : null];
+  const rows = ids.map((id, i) => JSON.stringify([id, arrayId ? i : null, workflow.taskInputs ? JSON.stringify(workflow.taskInputs[i]) : null, i === 0 ? m.key : null, i === 0 ? (m.requestHash ?? null) : null]));
   const tasks = (from: number, to: number, guard: string | null) =>
     db.$client
       .prepare(SQL.insertJobs)
       .bind(
-        JSON.stringify(Array.from({ length: to - from }, (_, k) => row(from + k))),
+        `[${rows.slice(from, to).join(",")}]`,
         specJson,
         spec.pool,
         spec.task.kind,
@@ -167,7 +173,12 @@ function insertStatements(db: Db, spec: JobSpec, workflow: ResolvedWorkflow, ids
         guard,
       );
   const statements = [tasks(0, 1, null)];
-  for (let from = 1; from < ids.length; from += TASKS_PER_STATEMENT) statements.push(tasks(from, Math.min(ids.length, from + TASKS_PER_STATEMENT), ids[0]!));
+  for (let from = 1; from < ids.length; ) {
+    let to = from;
+    for (let bytes = 0; to < ids.length && to - from < TASKS_PER_STATEMENT && bytes + rows[to]!.length < ROW_BYTES_PER_STATEMENT; to++) bytes += rows[to]!.length + 1;
+    statements.push(tasks(from, Math.max(to, from + 1), ids[0]!));
+    from = Math.max(to, from + 1);
+  }
   if (arrayId) statements.push(db.$client.prepare(SQL.insertArray).bind(arrayId, spec.project, spec.pool, spec.name, ids.length, m.submittedBy, m.now, ids[0]));
   if (workflow.edges.length) {
     const edges = JSON.stringify(workflow.edges.map((e) => [e.parent, e.kind, e.condition]));
