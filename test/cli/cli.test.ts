@@ -32,6 +32,7 @@ describe("gridx commands", () => {
         ...["whoami", "users create", "users ls", "tokens create", "tokens ls", "tokens revoke"],
         ...["datasets upload", "datasets download", "datasets ls", "login", "logout", "config set", "config unset", "config show"],
         ...["rerun", "array", "array cancel"],
+        ...["schedules list", "schedules create", "schedules show", "schedules pause", "schedules resume", "schedules delete", "schedules runs"],
       ].sort(),
     );
   });

@@ -24,6 +24,7 @@ import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
 import { WebhookCreate } from "../../control-plane/src/webhooks/schemas.ts";
+import { ScheduleCreate, SchedulePatch } from "../../control-plane/src/routes/schedules.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
 import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
@@ -353,6 +354,8 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   UploadComplete,
   UserCreate,
   WebhookCreate,
+  ScheduleCreate,
+  SchedulePatch,
 };
 
 beforeAll(async () => {

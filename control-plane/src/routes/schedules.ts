@@ -42,7 +42,7 @@ const CronText = z
 const Timezone = z.string().min(1).max(64).superRefine(refined(checkTimezone)).openapi({ description: "an IANA time zone", example: "UTC" });
 const Overlap = z.enum(["skip", "allow"]).openapi({ description: "skip: a tick while an earlier job of the schedule has not finished submits nothing (a `skipped` run); allow: it submits anyway" });
 
-const ScheduleCreate = z
+export const ScheduleCreate = z
   .object({
     name: ScheduleName,
     project: ProjectName.optional().openapi({ description: "the job's project; it must equal job.project when given" }),
@@ -53,7 +53,7 @@ const ScheduleCreate = z
   })
   .strict()
   .openapi("ScheduleCreate");
-const SchedulePatch = z
+export const SchedulePatch = z
   .object({ name: ScheduleName, cron: CronText, timezone: Timezone, job: JobRequest, overlap: Overlap })
   .partial()
   .strict()
