@@ -168,12 +168,18 @@ describe("dispatch under a pool's policy", () => {
     await putPolicy(pool, { egress: true });
     const unfiltered = await FakeAgent.join(await agentToken(pool, "u"), { name: "u" });
     const filtered = await FakeAgent.join(await agentToken(pool, "f"), { name: "f", caps: caps({ egress: true }) });
-    const job = (await submit({ pool, network: "egress" })).json;
-    expect((await filtered.agent.next("assign_job")).payload).toMatchObject({ job_id: job.id, sandbox: { network: "egress" } });
-    const after = (await submit({ pool })).json;
-    expect((await unfiltered.agent.next("assign_job")).payload.job_id).toBe(after.id);
-    unfiltered.agent.close();
-    filtered.agent.close();
+    // Heartbeats, so a slow machine does not declare them offline (WORKER_TIMEOUT_S is 2 in tests).
+    const beat = setInterval(() => [unfiltered, filtered].forEach((w) => w.agent.closed || w.agent.sendRaw(HEARTBEAT_FRAME)), 300);
+    try {
+      const job = (await submit({ pool, network: "egress" })).json;
+      expect((await filtered.agent.next("assign_job")).payload).toMatchObject({ job_id: job.id, sandbox: { network: "egress" } });
+      const after = (await submit({ pool })).json;
+      expect((await unfiltered.agent.next("assign_job")).payload.job_id).toBe(after.id);
+    } finally {
+      clearInterval(beat);
+      unfiltered.agent.close();
+      filtered.agent.close();
+    }
   });
 
   it("fails a queued job that the policy stopped admitting since its submit, saying why", async () => {
