@@ -5,7 +5,7 @@ import { AppError } from "../errors.ts";
 import type { JobRow } from "../db/jobs.ts";
 import { parseWith } from "../middleware/validate.ts";
 import { findCycle, topologicalOrder } from "./dependencies.ts";
-import { submitJob, type SubmitContext } from "./submit.ts";
+import { announceQueued, submitJob, type SubmitContext } from "./submit.ts";
 
 export type BatchItem = { index: number; status: number; job?: JobRow; error?: ReturnType<AppError["toJSON"]>["error"] };
 
@@ -63,6 +63,8 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
   }
   const done = new Map<number, JobRow>();
   const results: BatchItem[] = [];
+  const shared = { reads: new Map<string, Promise<unknown>>(), pools: new Set<string>(), projects: new Set<string>() };
+  const inBatch: SubmitContext = { ...c, shared };
   for (const i of topologicalOrder(edges)) {
     const p = parsed[i]!;
     if (p instanceof AppError) {
@@ -72,7 +74,7 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
     try {
       const spec = bindReferences(p, done);
       const requestHash = key ? await sha256Hex(JSON.stringify(items[i])) : null;
-      const { job, created } = await submitJob(c, principal, spec, { idempotencyKey: key ? `${key}#${i}` : null, requestHash });
+      const { job, created } = await submitJob(inBatch, principal, spec, { idempotencyKey: key ? `${key}#${i}` : null, requestHash });
       done.set(i, job);
       results.push({ index: i, status: created ? 201 : 200, job });
     } catch (err) {
@@ -81,6 +83,7 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
       results.push({ index: i, status: e.status, error: e.toJSON().error });
     }
   }
+  announceQueued(c, shared.pools, shared.projects);
   return results.sort((a, b) => a.index - b.index);
 }
 

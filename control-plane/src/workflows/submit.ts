@@ -23,7 +23,20 @@ export interface SubmitContext {
   db: Db;
   env: Bindings;
   waitUntil(p: Promise<unknown>): void;
+  /**
+   * A batch's: what its submits read alike (a pool's policy, a project's row) is read once, and
+   * the pools and projects to tell are gathered here, to be told once at the end (batch.ts).
+   */
+  shared?: { reads: Map<string, Promise<unknown>>; pools: Set<string>; projects: Set<string> };
 }
+
+/** A read the batch's submits share, made once; outside a batch, made every time. */
+const once = <T>(c: SubmitContext, key: string, read: () => Promise<T>): Promise<T> => {
+  if (!c.shared) return read();
+  let p = c.shared.reads.get(key) as Promise<T> | undefined;
+  if (!p) c.shared.reads.set(key, (p = read()));
+  return p;
+};
 
 export interface SubmitOptions {
   /** With `createdBy`, names the submit: the same pair gives the same job (`created: false`). */
@@ -51,7 +64,7 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
   const { db } = c;
   // Before the retry lookup and the pool's policy, so neither says anything to someone outside the project.
   requireRole(principal, requested.project, "member", noProject(requested.project, "project"));
-  const policy = (await getPoolSandbox(db, requested.pool)).sandbox;
+  const policy = (await once(c, `pool:${requested.pool}`, () => getPoolSandbox(db, requested.pool))).sandbox;
   const spec = withPoolRuntime(requested, policy);
   const refusal = sandboxRefusal(spec, policy, settingsOf(c.env).ALLOWED_IMAGES);
   if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
@@ -68,7 +81,7 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
   // An array request (index null) becomes `count` tasks, one of them too; a task's copy (a rerun) stays one job.
   const isArray = spec.array !== null && spec.array.index === null;
   const count = isArray ? spec.array!.count : 1;
-  await admitSubmit(db, principal, spec, count);
+  await admitSubmit(c, principal, spec, count);
   await requireSecrets(db, spec);
   const workflow = await resolveWorkflow(db, spec, isArray ? count : null);
   const template = { ...spec, inputs: workflow.inputs };
@@ -87,18 +100,33 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
     return { job: winner, created: false };
   }
   if (workflow.edges.length) await settleDependents(db, c.env, ids, now);
-  c.waitUntil(
-    coordinatorFor(c.env, spec.pool)
-      .jobQueued(spec.pool)
-      .catch((err: unknown) => console.error(`could not notify the ${spec.pool} coordinator of ${first.id}`, errorText(err))),
-  );
-  c.waitUntil(jobEventsWritten(c.env, [spec.project]));
+  if (c.shared) {
+    c.shared.pools.add(spec.pool);
+    c.shared.projects.add(spec.project);
+  } else announceQueued(c, [spec.pool], [spec.project]);
   return { job: workflow.edges.length ? ((await getJob(db, first.id)) ?? first) : first, created: true };
 }
 
+/**
+ * Tells the pools' coordinators that jobs were queued and the projects' event readers that
+ * events were written, after the answer. A lost notice only delays: coordinators find queued
+ * jobs on their sweep, and event readers read by cursor.
+ */
+export function announceQueued(c: SubmitContext, pools: Iterable<string>, projects: Iterable<string>): void {
+  for (const pool of pools) {
+    c.waitUntil(
+      coordinatorFor(c.env, pool)
+        .jobQueued(pool)
+        .catch((err: unknown) => console.error(`could not notify the ${pool} coordinator of queued jobs`, errorText(err))),
+    );
+  }
+  c.waitUntil(jobEventsWritten(c.env, projects));
+}
+
 /** A submit into a project must find it, and its queue quota with room for every task. */
-async function admitSubmit(db: Db, principal: Principal, spec: JobSpec, count: number) {
-  const { project } = await mustGetProject(db, principal, spec.project, "member", "project");
+async function admitSubmit(c: SubmitContext, principal: Principal, spec: JobSpec, count: number) {
+  const { db } = c;
+  const { project } = await once(c, `project:${spec.project}`, () => mustGetProject(db, principal, spec.project, "member", "project"));
   if (project.quotas.max_queued_jobs === undefined) return;
   const usage = (await usageOf(db, [spec.project])).get(spec.project)!;
   const hit = queueRefusal(project.quotas, usage, count);
