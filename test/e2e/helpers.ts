@@ -18,12 +18,12 @@ export async function api(path: string, init: RequestInit & { json?: unknown } =
 
 /**
  * A control plane of a test's own, on `dir`'s state and `port`, so it can be stopped and started
- * again on the same state. Its worker timeout is longer than an agent's reconnect backoff can
- * grow to during a restart.
+ * again on the same state. Its worker timeout is longer than a restart plus an agent's reconnect
+ * backoff take on a loaded 2-core machine (a CI run saw a restart outlast 30 s).
  */
 export function ownControlPlane(dir: string, port: number, vars: Record<string, string> = {}) {
   const adminToken = "restart-admin";
-  return startControlPlane({ port, adminToken, secretsFile: writeSecretsFile(join(dir, "secrets.env"), adminToken), persistTo: join(dir, "state"), vars: { ...E2E_VARS, WORKER_TIMEOUT_S: "30", ...vars } });
+  return startControlPlane({ port, adminToken, secretsFile: writeSecretsFile(join(dir, "secrets.env"), adminToken), persistTo: join(dir, "state"), vars: { ...E2E_VARS, WORKER_TIMEOUT_S: "60", ...vars } });
 }
 
 export const uniqueName = (prefix: string) => `${prefix}-${Math.random().toString(36).slice(2, 8)}`;
