@@ -1,15 +1,14 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { requireRole } from "../auth/access.ts";
 import type { Principal } from "../auth/principal.ts";
 import type { Role } from "../auth/roles.ts";
 import { audit } from "../audit.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import { createDb, type Db } from "../db/client.ts";
 import { arrayProgress, getArray, type ArrayRow } from "../db/workflows.ts";
-import { AppError } from "../errors.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { ArraySummary } from "../schemas.ts";
 import { arrayStatus } from "../workflows/array-status.ts";
+import { mustOwn } from "./guards.ts";
 
 const tags = ["jobs"];
 const user = access("admin", "user");
@@ -17,11 +16,7 @@ const ArrayParams = z.object({ id: z.string().max(64).openapi({ example: "a_01jd
 
 /** An array the caller holds `need` in; another project's reads as one that does not exist. */
 export async function mustGetArray(db: Db, principal: Principal, id: string, need: Role = "viewer"): Promise<ArrayRow> {
-  const missing = () => new AppError("not_found", `no array ${id}`);
-  const row = await getArray(db, id);
-  if (!row) throw missing();
-  requireRole(principal, row.project, need, missing);
-  return row;
+  return mustOwn(principal, await getArray(db, id), need, `array ${id}`);
 }
 
 /** The public shape of an array: its tasks counted by status, and which failed. */

@@ -23,18 +23,18 @@ export async function mustGetProject(db: Db, principal: Principal, name: string,
   return { project, standing };
 }
 
+/** A project's row (`what id`, for the 404) the caller holds `need` in; another project's reads as one that does not exist. */
+export function mustOwn<T extends { project: string }>(principal: Principal, row: T | undefined, need: Role, what: string): T {
+  const missing = () => new AppError("not_found", `no ${what}`);
+  if (!row) throw missing();
+  requireRole(principal, row.project, need, missing);
+  return row;
+}
+
 export async function mustGetJob(db: Db, principal: Principal, id: string, need: Role = "viewer"): Promise<JobRow> {
-  const missing = () => new AppError("not_found", `no job ${id}`);
-  const job = await getJob(db, id);
-  if (!job) throw missing();
-  requireRole(principal, job.project, need, missing);
-  return job;
+  return mustOwn(principal, await getJob(db, id), need, `job ${id}`);
 }
 
 export async function mustGetDataset(db: Db, principal: Principal, id: string, need: Role = "viewer"): Promise<DatasetRow> {
-  const missing = () => new AppError("not_found", `no dataset ${id}`);
-  const d = await getDataset(db, id);
-  if (!d) throw missing();
-  requireRole(principal, d.project, need, missing);
-  return d;
+  return mustOwn(principal, await getDataset(db, id), need, `dataset ${id}`);
 }

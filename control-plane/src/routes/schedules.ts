@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { ProjectName, type JobRequest as JobRequestInput } from "../../../protocol/index.ts";
-import { readableProjects, requireRole } from "../auth/access.ts";
+import { readableProjects } from "../auth/access.ts";
 import { actorName, type Principal } from "../auth/principal.ts";
 import type { Role } from "../auth/roles.ts";
 import { audit } from "../audit.ts";
@@ -14,7 +14,7 @@ import { checkTimezone, CronError, parseCron } from "../workflows/cron.ts";
 import { refuseBatchReferences } from "../workflows/references.ts";
 import { pokeScheduleClock } from "../workflows/schedule-clock.ts";
 import { scheduleSettingsOf, tickClock } from "../workflows/schedule-settings.ts";
-import { mustGetProject } from "./guards.ts";
+import { mustGetProject, mustOwn } from "./guards.ts";
 
 const tags = ["schedules"];
 const user = access("admin", "user");
@@ -69,11 +69,7 @@ const RunsQuery = PageQuery.extend({ cursor: z.string().regex(/^\d{1,16}$/, "`ne
 
 /** A schedule the caller holds `need` in; another project's reads as one that does not exist. */
 async function mustGetSchedule(db: Db, principal: Principal, id: string, need: Role): Promise<ScheduleRow> {
-  const missing = () => new AppError("not_found", `no schedule ${id}`);
-  const schedule = await getSchedule(db, id);
-  if (!schedule) throw missing();
-  requireRole(principal, schedule.project, need, missing);
-  return schedule;
+  return mustOwn(principal, await getSchedule(db, id), need, `schedule ${id}`);
 }
 
 /** The first tick after `now`, in real time; a 400 on `cron` for an expression that never comes round. */

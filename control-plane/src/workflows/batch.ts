@@ -5,19 +5,11 @@ import { AppError } from "../errors.ts";
 import type { JobRow } from "../db/jobs.ts";
 import { parseWith } from "../middleware/validate.ts";
 import { findCycle, topologicalOrder } from "./dependencies.ts";
+import { batchItem, batchReferences } from "./references.ts";
 import { announceQueued, submitJob, type SubmitContext } from "./submit.ts";
 
 export type BatchItem = { index: number; status: number; job?: JobRow; error?: ReturnType<AppError["toJSON"]>["error"] };
 
-const position = (ref: string) => (ref.startsWith("$") ? Number(ref.slice(1)) : null);
-
-/** The batch items an item names by `$N`, in its dependencies and its artifact inputs. */
-function referencesOf(spec: JobSpec): { field: string; at: number }[] {
-  return [
-    ...spec.depends_on.map((d, k) => ({ field: `depends_on.${k}.job`, at: position(d.job) })),
-    ...spec.inputs.map((input, k) => ({ field: `inputs.${k}.artifact.job`, at: "artifact" in input ? position(input.artifact.job) : null })),
-  ].filter((r): r is { field: string; at: number } => r.at !== null);
-}
 
 /** An error of item i, its field (and the message's leading field) prefixed with `jobs.i.`. */
 function itemError(i: number, err: AppError): AppError {
@@ -49,7 +41,7 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
   const edges = parsed.map((p, i) =>
     p instanceof AppError
       ? []
-      : referencesOf(p).map((r) => {
+      : batchReferences(p).map((r) => {
           if (r.at >= items.length || r.at === i) throw new AppError("validation_failed", `jobs.${i}.${r.field}: $${r.at} ${r.at === i ? "is this item itself" : `is past the batch's last item (${items.length - 1})`}`, `jobs.${i}.${r.field}`);
           return r.at;
         }),
@@ -90,7 +82,7 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
 /** The item with its `$N` references replaced by the ids of the items submitted for them (an array item's: its array). */
 function bindReferences(spec: JobSpec, done: ReadonlyMap<number, JobRow>): JobSpec {
   const bound = (ref: string, field: string, artifact: boolean) => {
-    const at = position(ref);
+    const at = batchItem(ref);
     if (at === null) return ref;
     const job = done.get(at);
     if (!job) throw new AppError("validation_failed", `${field}: item ${at} of the batch was not submitted`, field);

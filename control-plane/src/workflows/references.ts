@@ -31,15 +31,23 @@ export async function resolveWorkflow(db: Db, spec: JobSpec, arrayCount: number 
   return { edges, inputs: templated ? spec.inputs : resolved[0]!, taskInputs: templated ? resolved : null };
 }
 
+/** The batch item `$N` names (N), or null for an id. */
+export const batchItem = (ref: string) => (ref.startsWith("$") ? Number(ref.slice(1)) : null);
+
+/** The batch items a job names by `$N`, in its dependencies and its artifact inputs, with the field of each. */
+export function batchReferences(spec: Pick<JobSpec, "depends_on" | "inputs">): { field: string; at: number }[] {
+  return [
+    ...spec.depends_on.map((d, k) => ({ field: `depends_on.${k}.job`, at: batchItem(d.job) })),
+    ...spec.inputs.map((input, k) => ({ field: `inputs.${k}.artifact.job`, at: "artifact" in input ? batchItem(input.artifact.job) : null })),
+  ].filter((r): r is { field: string; at: number } => r.at !== null);
+}
+
 /** `$N` names an item of a batch: anywhere else (a single submit, a schedule's job) it names nothing. Throws naming the field under `prefix`. */
 export function refuseBatchReferences(spec: Pick<JobSpec, "depends_on" | "inputs">, prefix = ""): void {
-  const at = (field: string) => (prefix ? `${prefix}.${field}` : field);
-  spec.depends_on.forEach((d, i) => {
-    if (d.job.startsWith("$")) throw refused(at(`depends_on.${i}.job`), `${d.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
-  });
-  spec.inputs.forEach((input, i) => {
-    if ("artifact" in input && input.artifact.job.startsWith("$")) throw refused(at(`inputs.${i}.artifact.job`), `${input.artifact.job} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
-  });
+  const first = batchReferences(spec)[0];
+  if (!first) return;
+  const field = prefix ? `${prefix}.${first.field}` : first.field;
+  throw refused(field, `$${first.at} names an item of a batch: submit the jobs together with POST /v1/jobs/batch`);
 }
 
 async function resolveDependencies(db: Db, spec: JobSpec): Promise<ResolvedWorkflow["edges"]> {
