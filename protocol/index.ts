@@ -80,3 +80,31 @@ export {
   SANDBOX_LIMITS,
 } from "./sandbox.ts";
 export { JobEvent, JobEventType, jobEventType } from "./events.ts";
+export {
+  CREDITED,
+  decodeTunnelFrame,
+  encodeTunnelFrame,
+  ExecChannel,
+  ExecControl,
+  FrameType,
+  jsonFrame,
+  messageFrame,
+  portPath,
+  PortNumber,
+  readJson,
+  readMessage,
+  readWindow,
+  ReceiveWindow,
+  ResetCode,
+  SendWindow,
+  TUNNEL_LIMITS,
+  TunnelEnd,
+  TunnelHead,
+  TunnelOpen,
+  TunnelReset,
+  TunnelResize,
+  TunnelTarget,
+  windowFrame,
+} from "./tunnel.ts";
+export type { TunnelFrame } from "./tunnel.ts";
+export { JobPort, JUPYTER_PORT, JupyterTask } from "./job.ts";

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { ProjectName, RepoSource, SecretName } from "./repo.ts";
 import { JobNetwork, Runtime } from "./sandbox.ts";
 import { ObjectName } from "./transfer.ts";
+import { PortNumber, TUNNEL_LIMITS } from "./tunnel.ts";
 import { ArrayPlace, ArrayRequest, Dependency, DependencyRef, expandIndex, QueueTtl, RetryPolicy, WORKFLOW_LIMITS } from "./workflow.ts";
 
 /** Lifecycle states of a job; the terminal ones never change again. */
@@ -88,6 +89,40 @@ export const CommandTask = z.object({
 });
 export type CommandTask = z.infer<typeof CommandTask>;
 
+/**
+ * A Jupyter server (Notebook, or JupyterLab where the image has it) on port 8888, behind
+ * gridx's session auth instead of its token, with /work/output as its notebook folder.
+ */
+export const JupyterTask = z.object({
+  /** An image that ships `jupyter`; the agent's gridx/jupyter runner image when absent. */
+  image: ImageRef.optional(),
+  /** Open JupyterLab (`jupyter lab`) rather than the classic Notebook; the image must have it. */
+  lab: z.boolean().default(false),
+});
+export type JupyterTask = z.infer<typeof JupyterTask>;
+/** The port a jupyter job serves on. */
+export const JUPYTER_PORT = 8888;
+
+/**
+ * A port of the job's container reachable through the control plane while the job runs
+ * (docs/sessions.md). `strip_prefix`: the server sees `/…` rather than its full
+ * `/v1/jobs/:id/ports/:port/…` path (a server with a base URL setting, such as Jupyter, wants false).
+ */
+export const JobPort = z
+  .object({
+    port: PortNumber,
+    protocol: z.literal("http").default("http"),
+    strip_prefix: z.boolean().default(true),
+    /** A browser or API session to the port ends after this long without traffic. */
+    idle_timeout_s: z.number().int().min(TUNNEL_LIMITS.idle_timeout_s.min).max(TUNNEL_LIMITS.idle_timeout_s.max).default(TUNNEL_LIMITS.idle_timeout_s.default),
+  })
+  .strict();
+export type JobPort = z.infer<typeof JobPort>;
+const JobPorts = z
+  .array(JobPort)
+  .max(TUNNEL_LIMITS.ports_per_job, `at most ${TUNNEL_LIMITS.ports_per_job} ports`)
+  .refine((list) => new Set(list.map((p) => p.port)).size === list.length, "a port is declared twice");
+
 /** argv run in the environment image, with the code at /work/code as the working directory. */
 const RepoCommand = z.array(Arg).min(1, "command needs at least the program").max(JOB_LIMITS.args.max);
 
@@ -120,6 +155,7 @@ const JobTask = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("python"), python: PythonTask }),
   z.object({ kind: z.literal("command"), command: CommandTask }),
   z.object({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }),
+  z.object({ kind: z.literal("jupyter"), jupyter: JupyterTask }),
 ]);
 export type JobTask = z.infer<typeof JobTask>;
 export type JobKind = JobTask["kind"];
@@ -212,6 +248,7 @@ const JobCommon = z.object({
   retry: RetryPolicy.optional(),
   /** Fails the job `unschedulable` when it has waited this long, ready to run, and no worker took it. */
   queue_ttl_s: QueueTtl.optional(),
+  ports: JobPorts.default([]),
 });
 
 /** The body of `POST /v1/jobs` as a user writes it; parsing applies every default. */
@@ -220,8 +257,13 @@ export const JobRequest = z
     JobCommon.extend({ kind: z.literal("python"), python: PythonTask }).strict(),
     JobCommon.extend({ kind: z.literal("command"), command: CommandTask }).strict(),
     JobCommon.extend({ kind: z.literal("repo"), repo: RepoSource, command: RepoCommand }).strict(),
+    JobCommon.extend({ kind: z.literal("jupyter"), jupyter: JupyterTask.default({ lab: false }) }).strict(),
   ])
   .superRefine((job, ctx) => {
+    if (job.kind === "jupyter" && job.ports.some((p) => p.port === JUPYTER_PORT)) {
+      ctx.addIssue({ code: "custom", path: ["ports"], message: `a jupyter job serves port ${JUPYTER_PORT} itself; declare only other ports` });
+    }
+    if (job.kind === "jupyter" && job.array) ctx.addIssue({ code: "custom", path: ["array"], message: "a jupyter job is one interactive session, not an array" });
     // One variable, two values: which one the job sees would be an accident of order.
     for (const name of Object.keys(job.secrets).filter((n) => Object.hasOwn(job.env, n))) {
       ctx.addIssue({ code: "custom", path: ["secrets", name], message: `${name} is also in env; a variable comes from env or from a secret, not both` });
@@ -234,7 +276,7 @@ export const JobRequest = z
       }
     });
   })
-  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, array, depends_on, retry, queue_ttl_s, ...task }): JobSpec => ({
+  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, array, depends_on, retry, queue_ttl_s, ports, ...task }): JobSpec => ({
     // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
     task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,
     project,
@@ -263,6 +305,8 @@ export const JobRequest = z
     depends_on,
     retry: retry ?? null,
     queue_ttl_s: queue_ttl_s ?? null,
+    // Jupyter's own port comes first, unstripped: the server is told its base URL.
+    ports: task.kind === "jupyter" ? [{ port: JUPYTER_PORT, protocol: "http", strip_prefix: false, idle_timeout_s: TUNNEL_LIMITS.idle_timeout_s.default }, ...ports] : ports,
   }));
 export type JobRequest = z.input<typeof JobRequest>;
 
@@ -288,5 +332,7 @@ export const JobSpec = z.object({
   depends_on: z.array(z.object({ job: DependencyRef, condition: Dependency.shape.condition })).default([]),
   retry: RetryPolicy.nullable().default(null),
   queue_ttl_s: z.number().int().nullable().default(null),
+  // Specs stored before interactive sessions have none.
+  ports: z.array(JobPort).default([]),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

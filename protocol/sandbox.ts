@@ -61,6 +61,8 @@ export const PoolSandbox = z
     build_network: BuildNetwork.default("egress"),
     /** Image patterns command jobs may use here, pulled by the agent when missing; on top of ALLOWED_IMAGES. */
     images: z.array(ImagePattern).max(SANDBOX_LIMITS.image_patterns, `at most ${SANDBOX_LIMITS.image_patterns} patterns`).default([]),
+    /** Whether members may run processes in their running jobs' containers (`gridx exec`, `gridx shell`). */
+    exec: z.boolean().default(true),
   })
   .strict()
   .superRefine((p, ctx) => {
@@ -74,5 +76,7 @@ export const AttemptSandbox = z.object({
   network: JobNetwork.default("none"),
   egress_allow: z.array(EgressTarget).max(SANDBOX_LIMITS.egress_allow).default([]),
   build_network: BuildNetwork.default("egress"),
+  /** Whether the agent runs exec streams into this attempt's container (the pool's `exec`). */
+  exec: z.boolean().default(true),
 });
 export type AttemptSandbox = z.infer<typeof AttemptSandbox>;

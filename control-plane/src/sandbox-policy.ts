@@ -55,6 +55,7 @@ export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandb
     network: spec.network,
     egress_allow: policy.egress_allow,
     build_network: policy.build_network,
+    exec: policy.exec,
   };
 }
 
