@@ -1,31 +1,11 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliBin } from "../../scripts/build-cli.ts";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, isDone, launchOnlineAgent, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, runGridx, uniqueName, waitForJob } from "./helpers.ts";
 
-interface Result {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** The real CLI as a child process; resolves when it exits. `started` sees the process and its output as it comes. */
-function gridx(args: string[], opts: { env?: Record<string, string | undefined>; stdin?: string; started?: (child: ChildProcess, out: () => Result) => void } = {}): Promise<Result> {
-  return new Promise((resolve) => {
-    const env: Record<string, string | undefined> = { ...process.env, GRIDX_URL: cp().url, GRIDX_TOKEN: cp().adminToken, XDG_CONFIG_HOME: configHome, ...opts.env };
-    for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
-    const child = spawn(process.execPath, [cliBin(), ...args], { cwd: workDir, env, stdio: ["pipe", "pipe", "pipe"] });
-    const result: Result = { code: null, stdout: "", stderr: "" };
-    child.stdout!.on("data", (c: Buffer) => (result.stdout += c.toString()));
-    child.stderr!.on("data", (c: Buffer) => (result.stderr += c.toString()));
-    child.stdin!.end(opts.stdin ?? "");
-    opts.started?.(child, () => result);
-    child.on("close", (code) => resolve({ ...result, code }));
-  });
-}
+/** The real CLI in the suite's own folder and config home. */
+const gridx = (args: string[], opts: Parameters<typeof runGridx>[1] = {}) => runGridx(args, { ...opts, cwd: workDir, env: { XDG_CONFIG_HOME: configHome, ...opts.env } });
 
 /**
  * Runs the CLI with --json (right after submit or run, since after a script flags are the

@@ -1,11 +1,9 @@
-import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { copyFileSync, createReadStream, existsSync, openSync, truncateSync, writeSync, closeSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cliBin } from "../../scripts/build-cli.ts";
 import type { AgentProcess } from "../../scripts/local-grid.ts";
-import { api, cp, isDone, launchOnlineAgent, submit, uniqueName, waitForJob } from "./helpers.ts";
+import { api, cp, isDone, launchOnlineAgent, runGridx, submit, uniqueName, waitForJob } from "./helpers.ts";
 
 const MIB = 1024 * 1024;
 
@@ -16,22 +14,8 @@ async function sha256Of(path: string): Promise<string> {
 }
 
 /** Runs the gridx CLI; `killWhen` SIGKILLs it once its stderr matches (an interrupted upload). */
-function gridx(args: string[], killWhen?: RegExp): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliBin(), ...args], {
-      env: { ...process.env, GRIDX_URL: cp().url, GRIDX_TOKEN: cp().adminToken },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on("data", (c: Buffer) => {
-      stderr += c.toString();
-      if (killWhen?.test(stderr)) child.kill("SIGKILL");
-    });
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const gridx = (args: string[], killWhen?: RegExp) =>
+  runGridx(args, { started: (child, out) => child.stderr!.on("data", () => killWhen?.test(out().stderr) && child.kill("SIGKILL")) });
 
 describe("large files through R2 presigned URLs", () => {
   const pool = uniqueName("data");

@@ -1,9 +1,11 @@
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { inject } from "vitest";
 import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { issueAgentToken, runCommand, startAgent, startControlPlane, writeSecretsFile, type AgentProcess } from "../../scripts/local-grid.ts";
+import { cliBin } from "../../scripts/build-cli.ts";
 import { E2E_VARS } from "./global-setup.ts";
 
 export const cp = () => inject("controlPlane");
@@ -85,4 +87,29 @@ export async function containersOf(jobId: string): Promise<string[]> {
 export async function removeContainersOfAgent(name: string) {
   const out = await runCommand("docker", ["ps", "-aq", "--filter", `label=gridx.agent=${name}`]);
   for (const id of out.split("\n").filter(Boolean)) await runCommand("docker", ["rm", "-f", id]).catch(() => undefined);
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * The real CLI as a child process, as the admin of the shared control plane; resolves when it
+ * exits. `env` entries set to undefined are removed; `started` sees the process and its output
+ * as it comes.
+ */
+export function runGridx(args: string[], opts: { env?: Record<string, string | undefined>; cwd?: string; stdin?: string; started?: (child: ChildProcess, out: () => CliResult) => void } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    const env: Record<string, string | undefined> = { ...process.env, GRIDX_URL: cp().url, GRIDX_TOKEN: cp().adminToken, ...opts.env };
+    for (const [k, v] of Object.entries(env)) if (v === undefined) delete env[k];
+    const child = spawn(process.execPath, [cliBin(), ...args], { cwd: opts.cwd, env, stdio: ["pipe", "pipe", "pipe"] });
+    const result: CliResult = { code: null, stdout: "", stderr: "" };
+    child.stdout!.on("data", (c: Buffer) => (result.stdout += c.toString()));
+    child.stderr!.on("data", (c: Buffer) => (result.stderr += c.toString()));
+    child.stdin!.end(opts.stdin ?? "");
+    opts.started?.(child, () => result);
+    child.on("close", (code) => resolve({ ...result, code }));
+  });
 }
