@@ -7,7 +7,8 @@
  * (1000 per project), BENCH_AUTH_ROUNDS (500 authorized reads per kind of token, limits on and off),
  * BENCH_RUNTIME_RUNS (7 rounds of each job under each runtime), BENCH_BURST_JOBS (60 trivial jobs on one 2-slot agent),
  * BENCH_LOG_LINES (100000 lines printed by one job as fast as it can), BENCH_REALTIME_LINES (5000 lines
- * printed by the job that 0 and then BENCH_REALTIME_FOLLOWERS (50) followers read).
+ * printed by the job that 0 and then BENCH_REALTIME_FOLLOWERS (50) followers read), BENCH_SESSION_REQUESTS (500 GETs
+ * through a job's port) and BENCH_JUPYTER_RUNS (3 `gridx jupyter` starts).
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -24,6 +25,7 @@ import { benchControlPlane } from "./grid.ts";
 import { benchOverhead } from "./overhead.ts";
 import { benchRealtime } from "./realtime.ts";
 import { benchRuntimes } from "./runtimes.ts";
+import { benchSessions } from "./sessions.ts";
 import { benchStorm } from "./storm.ts";
 import { machine, svg, table } from "./report.ts";
 import type { Figure } from "./stats.ts";
@@ -31,7 +33,7 @@ import { benchTransfers } from "./transfers.ts";
 import { benchWorkflows } from "./workflows.ts";
 
 const num = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
-const only = (process.env.BENCH_ONLY ?? "overhead,cli,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood,realtime,workflows").split(",");
+const only = (process.env.BENCH_ONLY ?? "overhead,cli,dispatch,burst,fleet,transfers,footprint,storm,fairshare,auth,runtimes,logflood,realtime,workflows,sessions").split(",");
 
 async function main() {
   const figures: Figure[] = [];
@@ -46,7 +48,7 @@ async function main() {
   };
   // These sections share one control plane and need the runner images; fleet, storm and
   // fairshare start their own control planes and run no containers.
-  if (["overhead", "cli", "footprint", "transfers", "dispatch", "burst", "logflood", "realtime", "workflows"].some((s) => only.includes(s))) {
+  if (["overhead", "cli", "footprint", "transfers", "dispatch", "burst", "logflood", "realtime", "workflows", "sessions"].some((s) => only.includes(s))) {
     await ensureRunnerImages();
     const cp = await benchControlPlane();
     try {
@@ -61,6 +63,7 @@ async function main() {
       await section("workflows", () =>
         benchWorkflows(cp, { arrayTasks: num("BENCH_ARRAY_TASKS", 10_000), batchJobs: 1000, jobs: num("BENCH_WORKFLOW_JOBS", 2000), agents: 20, slots: 4, limitMs: 10 * 60_000 }),
       );
+      await section("sessions", () => benchSessions(cp, { requests: num("BENCH_SESSION_REQUESTS", 500), downloadMiB: 64, echoes: 300, jupyterRuns: num("BENCH_JUPYTER_RUNS", 3), limitMs: 10 * 60_000 }));
     } finally {
       await cp.stop();
     }
