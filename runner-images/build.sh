@@ -4,7 +4,8 @@
 # that same name, so the Dockerfiles stay the ordinary ones.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-images=("${@:-python}")
+[ $# -gt 0 ] || set -- python jupyter
+images=("$@")
 
 mirror() {
   # The machine's own apt mirror, so an offline bootstrap uses what apt already reaches.
@@ -21,11 +22,14 @@ ensure_base() {
   echo "gridx: cannot pull $base; bootstrapping it from Debian packages" >&2
   command -v debootstrap >/dev/null || { echo "gridx: debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
   local dir
+  # A python base holds the interpreter, as the image of that name does; any other is bare Debian.
+  local include=() cmd=bash
+  case $base in python:*) include=(--include=python3) cmd=python3 ;; esac
   dir=$(mktemp -d /tmp/gridx-rootfs.XXXXXX)
-  debootstrap --variant=minbase --include=python3 bookworm "$dir" "$(mirror)" >/tmp/gridx-debootstrap.log 2>&1 \
+  debootstrap --variant=minbase "${include[@]}" bookworm "$dir" "$(mirror)" >/tmp/gridx-debootstrap.log 2>&1 \
     || { echo "gridx: debootstrap failed, see /tmp/gridx-debootstrap.log" >&2; rm -rf "$dir"; exit 1; }
   rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
-  tar -C "$dir" -c . | docker import -c 'CMD ["python3"]' - "$base" >/dev/null
+  tar -C "$dir" -c . | docker import -c "CMD [\"$cmd\"]" - "$base" >/dev/null
   rm -rf "$dir"
 }
 
