@@ -9,7 +9,7 @@ export interface SandboxRefusal {
 
 /**
  * Whether a pool's sandbox policy admits a job as submitted: its runtime among the pool's, egress
- * only where the pool allows it, a command image in ALLOWED_IMAGES or matching one of the pool's
+ * only where the pool allows it, a command (or jupyter) image in ALLOWED_IMAGES or matching one of the pool's
  * patterns. Pure; submit (after `withPoolRuntime`) turns a refusal into a 400 naming the field.
  */
 export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages: readonly string[]): SandboxRefusal | null {
@@ -28,12 +28,11 @@ export function sandboxRefusal(spec: JobSpec, policy: PoolSandbox, allowedImages
   if (spec.network === "egress" && runtime === "gvisor") {
     return { field: "network", message: `egress jobs run under runc: gVisor's runtime is registered without networking; submit with "runtime": "runc"` };
   }
-  if (spec.task.kind === "command") {
-    const image = spec.task.command.image;
-    if (!allowedImages.includes(image) && !policy.images.some((p) => imageMatches(image, p))) {
-      const allowed = [...allowedImages, ...policy.images];
-      return { field: "command.image", message: `${image} is not an allowed image in pool ${spec.pool} (${allowed.join(", ") || "none"})` };
-    }
+  // A jupyter job without an image runs the agent's own runner image, as a python job does.
+  const chosen = spec.task.kind === "command" ? { field: "command.image", image: spec.task.command.image } : spec.task.kind === "jupyter" && spec.task.jupyter.image ? { field: "jupyter.image", image: spec.task.jupyter.image } : null;
+  if (chosen && !allowedImages.includes(chosen.image) && !policy.images.some((p) => imageMatches(chosen.image, p))) {
+    const allowed = [...allowedImages, ...policy.images];
+    return { field: chosen.field, message: `${chosen.image} is not an allowed image in pool ${spec.pool} (${allowed.join(", ") || "none"})` };
   }
   return null;
 }

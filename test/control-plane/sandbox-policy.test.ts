@@ -14,7 +14,7 @@ describe("a pool's sandbox policy", () => {
     expect(before.status).toBe(200);
     expect(before.json).toEqual({
       pool,
-      sandbox: { default_runtime: "runc", runtimes: ["runc", "gvisor"], egress: false, egress_allow: [], build_network: "egress", images: [] },
+      sandbox: { default_runtime: "runc", runtimes: ["runc", "gvisor"], egress: false, egress_allow: [], build_network: "egress", images: [], exec: true },
       updated_at: null,
       updated_by: null,
     });
@@ -99,6 +99,11 @@ describe("submitting under a pool's policy", () => {
     expect(refused.json.error).toMatchObject({ field: "command.image", message: expect.stringContaining("127.0.0.1:5000/acme/*") });
     // Another pool's patterns are not this one's.
     expect((await submit({ pool: uniquePool(), ...command("127.0.0.1:5000/acme/tool:1") })).json.error.field).toBe("command.image");
+    // A jupyter job's own image is held to the same list; without one it runs the runner image.
+    const jupyter = (image?: string) => ({ kind: "jupyter", python: undefined, jupyter: image ? { image } : {} });
+    expect((await submit({ pool, ...jupyter("127.0.0.1:5000/acme/lab:1") })).status).toBe(201);
+    expect((await submit({ pool, ...jupyter("127.0.0.1:5000/other/lab:1") })).json.error).toMatchObject({ field: "jupyter.image" });
+    expect((await submit({ pool, ...jupyter() })).status).toBe(201);
   });
 
   it("checks that a command job's registry credentials are a secret of its own project", async () => {
