@@ -7,6 +7,9 @@ import { errorText } from "./runner/outcome.ts";
 import type { JobRunner, RunOutcome, StopReason } from "./runner/runner.ts";
 import { runProbe, type ProbeConfig } from "./probe.ts";
 import { SlotGate } from "./slot-gate.ts";
+import type { OpenAttempt } from "./tunnel/decide.ts";
+import type { ContainerReach } from "./tunnel/reach.ts";
+import { Tunnel } from "./tunnel/tunnel.ts";
 
 export interface AgentOptions {
   url: string;
@@ -24,6 +27,8 @@ export interface AgentOptions {
   resultResendMs?: number;
   /** How long after a reconnect a job's log and result wait for its `log_resume` (default RESUME_WAIT_MS). */
   resumeWaitMs?: number;
+  /** How the tunnel reaches running jobs' containers; without it every tunnel stream is refused. */
+  reach?: ContainerReach;
 }
 
 interface ActiveJob {
@@ -66,6 +71,10 @@ export class Agent {
   /** Jobs taken: running, preparing, or prefetched and waiting in `slots` for one to free. */
   private readonly active = new Map<string, ActiveJob>();
   private readonly slots: SlotGate;
+  /** Streams into running jobs' containers, on the connection's binary frames. */
+  private readonly tunnel: Tunnel;
+  /** Attempts whose container runs, by key: what the tunnel may reach. */
+  private readonly reachable = new Map<string, OpenAttempt>();
   /** Results sent but not yet acknowledged; re-sent after every reconnect and on a timer. */
   private readonly unacked = new Map<string, Unacked>();
   private draining = false;
@@ -97,6 +106,14 @@ export class Agent {
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),
       onDrained: () => this.logs.drained(),
+      onBinary: (frame) => this.tunnel.receive(frame),
+      onDisconnected: () => this.tunnel.disconnected(),
+    });
+    this.tunnel = new Tunnel({
+      send: (frame) => this.connection.sendBinary(frame),
+      attempt: (jobId, attempt) => this.reachable.get(keyOf({ job_id: jobId, attempt })),
+      reach: opts.reach ?? null,
+      log,
     });
     this.slots = new SlotGate(opts.slots, opts.caps);
     // A result held for its log's resume goes out once the re-sent lines are on the socket before it.
@@ -280,7 +297,11 @@ export class Agent {
           system: (text) => jobLog.system(text),
           congested: () => jobLog.congested(),
           slot: () => this.slots.take(keyOf(ref), { cpusMilli: cpusMilli(spec.requirements.cpus), memoryMb: spec.requirements.memory_mb }, stop),
-          exited: () => this.slots.release(keyOf(ref)),
+          exited: () => {
+            this.slots.release(keyOf(ref));
+            this.unreachable(ref);
+          },
+          reachable: (container) => this.reachable.set(keyOf(ref), { container, ports: spec.ports, exec: (assignment.sandbox ?? AttemptSandbox.parse({})).exec }),
         },
         stop,
       );
@@ -288,10 +309,19 @@ export class Agent {
       log.error("the runner failed", { err });
       result = failedInside(err);
     }
+    this.unreachable(ref);
     // The result follows the whole log, so a reader that sees the job end has seen all of it.
     await this.logs.finish(ref, result.message && result.failure_reason ? `[gridx: ${result.failure_reason}: ${result.message}]` : null);
     log.info("job finished", { exit_code: result.exit_code, failure_reason: result.failure_reason });
     this.report(ref, result);
+  }
+
+  /** The attempt's container is gone: no stream may reach it, and those open are reset. */
+  private unreachable(ref: AttemptRef): void {
+    const key = keyOf(ref);
+    const held = this.reachable.get(key);
+    this.reachable.delete(key);
+    this.tunnel.attemptEnded(ref.job_id, ref.attempt, held?.container);
   }
 
   private report(ref: AttemptRef, result: RunOutcome): void {

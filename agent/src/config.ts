@@ -29,6 +29,10 @@ export const AgentConfig = z.object({
   cpus: z.coerce.number().positive().optional(),
   memoryMb: z.coerce.number().int().positive().optional(),
   pythonImage: z.string().min(1).default("gridx/python:latest"),
+  /** What a jupyter job runs when it names no image. */
+  jupyterImage: z.string().min(1).default("gridx/jupyter:latest"),
+  /** A statically linked busybox to relay to jobs' ports; absent: /bin/busybox or /usr/bin/busybox, if static. */
+  relayBusybox: z.string().min(1).optional(),
   /** Image patterns (`*` = any characters) `command` jobs may use here; empty trusts the control plane's policy. */
   allowImages: z.array(ImagePattern).default([]),
   /** One image pull, the registry's first answer included, may take this long. */
@@ -97,6 +101,8 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "cpus", flag: "cpus", env: "GRIDX_CPUS" },
   { key: "memoryMb", flag: "memory-mb", env: "GRIDX_MEMORY_MB" },
   { key: "pythonImage", flag: "python-image", env: "GRIDX_PYTHON_IMAGE" },
+  { key: "jupyterImage", flag: "jupyter-image", env: "GRIDX_JUPYTER_IMAGE" },
+  { key: "relayBusybox", flag: "relay-busybox", env: "GRIDX_RELAY_BUSYBOX" },
   { key: "allowImages", flag: "allow-image", env: "GRIDX_ALLOW_IMAGES", list: true },
   { key: "pullTimeoutS", flag: "pull-timeout", env: "GRIDX_PULL_TIMEOUT_S" },
   { key: "stopGraceS", flag: "stop-grace", env: "GRIDX_STOP_GRACE_S" },

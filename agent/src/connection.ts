@@ -28,6 +28,10 @@ export interface ConnectionOptions {
   wsOptions?: ClientOptions;
   /** The socket may take more now: what was written has gone out, or a connection was greeted. */
   onDrained?(): void;
+  /** A binary frame from the coordinator (the tunnel's, protocol/tunnel.ts). */
+  onBinary?(frame: Uint8Array): void;
+  /** The socket closed (it is redialed): whatever lived on it, such as tunnel streams, is gone. */
+  onDisconnected?(): void;
 }
 
 /** How long a closing socket waits for the coordinator's close frame before it is cut. */
@@ -88,6 +92,19 @@ export class Connection {
   /** Sends only when connected; used for messages that are re-sent after each hello anyway. */
   sendIfReady(msg: AgentToCoordinator): void {
     if (this.isReady()) this.post(encode(msg), false);
+  }
+
+  /**
+   * Writes a binary (tunnel) frame now if connected and greeted, else drops it: a stream
+   * does not outlive its socket. Never throws.
+   */
+  sendBinary(frame: Uint8Array): void {
+    if (!this.isReady()) return;
+    try {
+      this.ws!.send(frame, { binary: true });
+    } catch (err) {
+      this.opts.log.warn("could not send a binary frame", { err });
+    }
   }
 
   private isReady(): boolean {
@@ -179,7 +196,11 @@ export class Connection {
         ws.terminate();
       });
     });
-    ws.on("message", (data: RawData) => this.onFrame(data.toString()));
+    ws.on("message", (data: RawData, binary: boolean) => {
+      if (!binary) return this.onFrame(data.toString());
+      this.lastHeard = Date.now();
+      this.opts.onBinary?.(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : new Uint8Array(data));
+    });
     ws.on("close", (code: number, reason: Buffer) => this.onClose(ws, code, reason.toString()));
     ws.on("error", (err: Error) => this.opts.log.warn("connection error", { err: err.message }));
   }
@@ -218,6 +239,7 @@ export class Connection {
     this.ready = false;
     this.batchFrames = false;
     this.stopHeartbeat();
+    this.opts.onDisconnected?.();
     if (FATAL_CLOSES.includes(code)) this.opts.onFatal(`the coordinator refused this agent: ${reason}`);
     if (this.closed) return;
     const delay = backoffDelay(this.failures++, this.opts.backoff ?? DEFAULT_BACKOFF);

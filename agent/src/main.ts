@@ -20,6 +20,8 @@ import { agentInstance } from "./identity.ts";
 import { DEFAULT_LOG_LIMITS } from "./runner/log-collector.ts";
 import { InputCache } from "./transfer/input-cache.ts";
 import { artifactApi } from "./transfer/uploader.ts";
+import { findRelayBusybox } from "./tunnel/busybox.ts";
+import { DockerReach } from "./tunnel/reach.ts";
 import { AGENT_VERSION } from "./version.ts";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--prefetch N] [--label k=v]... [--once]
@@ -93,7 +95,9 @@ async function main(): Promise<number> {
   const instance = agentInstance(config.url, config.token, config.name);
   const egress = await EgressNetworks.start(docker, { instance, deny: config.egressDeny, off: config.noEgress }, log);
   const prefetch = config.once ? 0 : config.prefetch;
-  const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available })), prefetch };
+  const relay = await findRelayBusybox(config.relayBusybox);
+  if (relay.path === null) log.warn(`jobs with ports fail here: ${relay.why}`);
+  const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available, ports: relay.path !== null })), prefetch };
   const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
   const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
   const cgroups = await trackUsage(docker, engineAddress(process.env), instance, log);
@@ -105,7 +109,8 @@ async function main(): Promise<number> {
       stateDir: config.stateDir,
       agentName: config.name,
       instance,
-      images: { python: config.pythonImage },
+      images: { python: config.pythonImage, jupyter: config.jupyterImage },
+      ...(relay.path && { relayBusybox: relay.path }),
       stopGraceS: config.stopGraceS,
       tmpfsMb: config.tmpfsMb,
       outputCapBytes: config.outputCapMb * 1024 * 1024,
@@ -154,6 +159,7 @@ async function main(): Promise<number> {
         : null,
       logLimits: { ...DEFAULT_LOG_LIMITS, jobBytes: config.logCapMb * mib },
       connection: { wsOptions: networkOptions(connectUrl(config.url), process.env, config.caFile) },
+      reach: new DockerReach(docker),
     },
     runner,
     log,

@@ -1,6 +1,7 @@
 import { request, type IncomingMessage } from "node:http";
 import { pipeline, type Readable } from "node:stream";
 import { readBody } from "../transfer/http.ts";
+import { startExecHijacked, type ExecCreate, type ExecIo } from "./exec.ts";
 import type { BuildEvent, ContainerCreateOptions, ContainerInspect, ContainerResources, ContainerSummary, EngineInfo, ImageInspect, ImageSummary, NetworkCreateOptions, NetworkInspect, PullEvent } from "./types.ts";
 
 /** Where the engine listens: a unix socket, or plain HTTP on a TCP port. */
@@ -281,6 +282,27 @@ export class DockerEngine {
   /** Containers, running or not, carrying every one of `labels` (`key` or `key=value`). */
   listContainers(labels: string[]): Promise<ContainerSummary[]> {
     return this.json("GET", "/containers/json", { query: { all: "1", filters: JSON.stringify({ label: labels }) } });
+  }
+
+  /** Creates a process to run in the (running) container, as its user, attached; returns the exec's id. */
+  async createExec(container: string, exec: ExecCreate): Promise<string> {
+    const body = { ...exec, AttachStdin: true, AttachStdout: true, AttachStderr: true };
+    return (await this.json<{ Id: string }>("POST", `/containers/${encodeURIComponent(container)}/exec`, { json: body })).Id;
+  }
+
+  /** Starts a created exec; its connection becomes the process's stdin and output (exec.ts). */
+  async startExec(id: string, tty: boolean): Promise<ExecIo> {
+    return startExecHijacked(this.address, `/v${await this.apiVersion()}/exec/${encodeURIComponent(id)}/start`, tty);
+  }
+
+  /** `ExitCode` is null while the process runs. */
+  inspectExec(id: string): Promise<{ Running: boolean; ExitCode: number | null }> {
+    return this.json("GET", `/exec/${encodeURIComponent(id)}/json`);
+  }
+
+  /** A TTY exec's terminal size. */
+  async resizeExec(id: string, cols: number, rows: number): Promise<void> {
+    await this.text("POST", `/exec/${encodeURIComponent(id)}/resize`, { query: { w: String(cols), h: String(rows) } });
   }
 
   /** Creates a network and returns its id. */

@@ -1,6 +1,6 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import type { AttemptUsage, ResolvedCommits, WarmCache } from "../../../protocol/index.ts";
+import { portPath, type AttemptUsage, type ResolvedCommits, type WarmCache } from "../../../protocol/index.ts";
 import { prestartableRuntimes, RUNSC_ARGS, runscArgsMissing } from "../caps.ts";
 import { DockerTimeoutError, type DockerEngine } from "../docker/engine.ts";
 import type { EngineInfo } from "../docker/types.ts";
@@ -56,6 +56,8 @@ export interface DockerRunnerOptions {
   loginPulls?: LoginPulls;
   /** Where each container's CPU and memory use is kept past its exit (see trackUsage); without it, results carry no usage. */
   cgroups?: UsageCgroups | null;
+  /** A statically linked busybox (findRelayBusybox) mounted into jobs with ports for the tunnel; without it such jobs fail input_error. */
+  relayBusybox?: string;
 }
 
 export interface Transfers extends Uploads {
@@ -136,7 +138,7 @@ export class DockerRunner implements JobRunner {
     const env = { ...req.spec.env, ...req.secretEnv, ...gridxEnv(req) };
     try {
       // Before anything is fetched or built for a job that could not run here anyway.
-      const ready = await preflight({ egress: this.opts.egress, info: () => this.info() }, req);
+      const ready = await preflight({ egress: this.opts.egress, info: () => this.info(), relayBusybox: this.opts.relayBusybox }, req);
       if (!ready.ok) return outcome(ready.verdict);
       const { jobUser } = ready;
       // A sandbox's folder was made before the engine was asked; its entrypoint writes there only after the go.
@@ -165,10 +167,11 @@ export class DockerRunner implements JobRunner {
         }
       }
       const slot = async () => await runHooks.slot?.();
-      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network, slot, cgroups: this.opts.cgroups ?? null }, req, prepared.job, folder, env, held, hooks, stop, log);
+      const started = await startJob({ docker: this.docker, tmpfsMb: this.opts.tmpfsMb, labels: this.agentLabels(), network, slot, cgroups: this.opts.cgroups ?? null, relayBusybox: this.opts.relayBusybox }, req, prepared.job, folder, env, held, hooks, stop, log);
       // A python job that found no sandbox of its runtime has them made for it from now on.
       if (takesPrestarted(req)) this.prestarted?.fill();
       if (!started.ok) return outcome(started.verdict);
+      runHooks.reachable?.(started.container);
       const exited = await supervise(
         { docker: this.docker, stopGraceS: this.opts.stopGraceS, outputCapBytes: this.opts.outputCapBytes },
         started.container,
@@ -256,14 +259,16 @@ export class DockerRunner implements JobRunner {
 
 /**
  * What gridx tells a job of itself; after its own env and secrets, so that neither can hide
- * it. An array task also learns its index (0-based) and the array's size.
+ * it. An array task also learns its index (0-based) and the array's size; a job with ports,
+ * where each is served (GRIDX_PORT_<port>_PATH, its public path).
  *
  * @example
  * gridxEnv({ jobId: "j_1", attempt: 2, spec: { array: { count: 4, index: 3 } } });
  * // { GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "2", GRIDX_ARRAY_INDEX: "3", GRIDX_ARRAY_COUNT: "4" }
  */
-export function gridxEnv(req: Pick<RunRequest, "jobId" | "attempt"> & { spec: Pick<RunRequest["spec"], "array"> }): Record<string, string> {
+export function gridxEnv(req: Pick<RunRequest, "jobId" | "attempt"> & { spec: Pick<RunRequest["spec"], "array"> & Partial<Pick<RunRequest["spec"], "ports">> }): Record<string, string> {
   const place = req.spec.array;
   const task: Record<string, string> = place && place.index !== null ? { GRIDX_ARRAY_INDEX: String(place.index), GRIDX_ARRAY_COUNT: String(place.count) } : {};
-  return { GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt), ...task };
+  const ports = Object.fromEntries((req.spec.ports ?? []).map((p) => [`GRIDX_PORT_${p.port}_PATH`, portPath(req.jobId, p.port)]));
+  return { GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt), ...task, ...ports };
 }

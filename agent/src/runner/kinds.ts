@@ -1,12 +1,13 @@
 import { chmod, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { AttemptSandbox, JobTask, RepoCredentials, ResolvedCommits } from "../../../protocol/index.ts";
+import { JUPYTER_PORT, portPath, type AttemptSandbox, type JobTask, type RepoCredentials, type ResolvedCommits } from "../../../protocol/index.ts";
 import type { RepoWorkspace } from "../repos/workspace.ts";
 import type { CommandImages } from "./command-image.ts";
 import { TaskError } from "./runner.ts";
 
 /** What a kind may use to get its job ready. */
 export interface PrepareContext {
+  jobId: string;
   images: RunnerImages;
   /** Host side of /work/input. */
   inputDir: string;
@@ -35,6 +36,8 @@ export interface Prepared {
   argv: string[] | null;
   /** Mount `codeDir` read-only at /work/code and run there. */
   code: boolean;
+  /** Set in the container's environment over the job's own (a server's writable HOME). */
+  env?: Record<string, string>;
   resolved?: ResolvedCommits;
 }
 
@@ -46,6 +49,8 @@ export interface KindHandler<T extends JobTask> {
 
 export interface RunnerImages {
   python: string;
+  /** The image a jupyter job runs when it names none. */
+  jupyter: string;
 }
 
 type Registry = { [K in JobTask["kind"]]: KindHandler<Extract<JobTask, { kind: K }>> };
@@ -76,6 +81,12 @@ export const KINDS: Registry = {
       return { image, argv: task.command.argv, code: false, resolved };
     },
   },
+  jupyter: {
+    async prepare(task, ctx) {
+      // The root is read-only; Jupyter writes its config and runtime files under HOME, and /tmp is the container's tmpfs.
+      return { image: task.jupyter.image ?? ctx.images.jupyter, argv: jupyterArgv(ctx.jobId, task.jupyter.lab), code: false, env: { HOME: "/tmp" } };
+    },
+  },
   repo: {
     async prepare(task, ctx) {
       if (!ctx.repos) throw new TaskError("input_error", "this worker does not run repo jobs");
@@ -84,6 +95,29 @@ export const KINDS: Registry = {
     },
   },
 };
+
+/**
+ * The Jupyter server's argv: on loopback only (the tunnel reaches it there), served under
+ * the port's public path (its strip_prefix is false), with no token or password (the control
+ * plane has authenticated whoever gets through) and no origin or XSRF checks, which the
+ * public path's own origin would fail. Notebooks live in /work/output, so they are kept.
+ */
+export function jupyterArgv(jobId: string, lab: boolean): string[] {
+  const app = lab ? "ServerApp" : "NotebookApp";
+  return [
+    "jupyter",
+    lab ? "lab" : "notebook",
+    "--ip=127.0.0.1",
+    `--port=${JUPYTER_PORT}`,
+    "--no-browser",
+    `--${app}.token=`,
+    `--${app}.password=`,
+    `--${app}.base_url=${portPath(jobId, JUPYTER_PORT)}`,
+    `--${app}.notebook_dir=/work/output`,
+    `--${app}.allow_origin=*`,
+    `--${app}.disable_check_xsrf=True`,
+  ];
+}
 
 export function handlerFor(task: JobTask): KindHandler<JobTask> {
   return KINDS[task.kind] as KindHandler<JobTask>;

@@ -10,6 +10,8 @@ export interface PreflightDeps {
   egress: EgressNetworks | undefined;
   /** What the engine says of itself (asked once by the runner). */
   info: () => Promise<EngineInfo>;
+  /** The static busybox relaying to jobs' ports; absent, a job with ports cannot run here. */
+  relayBusybox: string | undefined;
 }
 
 /** A job this machine can run, with the host ids its user gets; or why it cannot, before anything is fetched or built for it. */
@@ -23,6 +25,10 @@ export type Preflight = { ok: true; jobUser: HostIds } | { ok: false; verdict: V
 export async function preflight(deps: PreflightDeps, req: RunRequest): Promise<Preflight> {
   const noEgress = req.sandbox.network === "egress" ? (deps.egress ? deps.egress.unavailable : "it runs without egress networks") : null;
   if (noEgress) return { ok: false, verdict: { exit_code: null, failure_reason: "input_error", message: `this worker cannot give the job egress: ${noEgress}` } };
+  if (req.spec.ports.length && !deps.relayBusybox) {
+    const message = "this worker cannot serve the job's ports: it has no statically linked busybox to relay with (install busybox-static, or set GRIDX_RELAY_BUSYBOX)";
+    return { ok: false, verdict: { exit_code: null, failure_reason: "input_error", message } };
+  }
   let info: EngineInfo;
   try {
     info = await deps.info();

@@ -39,6 +39,7 @@ export async function prepareJob(deps: PrepareDeps, req: RunRequest, folder: Job
   let job: Prepared;
   try {
     job = await handlerFor(req.spec.task).prepare(req.spec.task, {
+      jobId: req.jobId,
       images: deps.images,
       inputDir: folder.input,
       codeDir: folder.code,

@@ -40,7 +40,7 @@ const execFileAsync = promisify(execFile);
  * egress: a sandbox has no network.
  */
 export function takesPrestarted(req: Pick<RunRequest, "spec" | "gpuIndices"> & { sandbox?: Pick<RunRequest["sandbox"], "network"> }): boolean {
-  return req.spec.task.kind === "python" && req.gpuIndices.length === 0 && Object.keys(req.spec.secrets).length === 0 && req.sandbox?.network !== "egress";
+  return req.spec.task.kind === "python" && req.gpuIndices.length === 0 && Object.keys(req.spec.secrets).length === 0 && req.sandbox?.network !== "egress" && !req.spec.ports?.length;
 }
 
 /** A started python-runner container whose entrypoint waits for a job. */

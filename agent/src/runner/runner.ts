@@ -56,6 +56,8 @@ export interface RunHooks {
   slot?(): Promise<void>;
   /** The job's container has exited (or none will start): its slot is free for the next. */
   exited?(): void;
+  /** The job's container has started: the tunnel may reach into it (by this id) until `exited`. */
+  reachable?(container: string): void;
 }
 
 /** Why a run was stopped before it ended by itself; "lease": this agent lost its lease, and the warden stopped (or will stop) its containers. */

@@ -2,6 +2,7 @@ import type { ContainerCreateOptions, ContainerResources } from "../docker/types
 import { OCI_RUNTIME, type JobLimits, type JobSpec, type Runtime } from "../../../protocol/index.ts";
 import { JOB_SECCOMP } from "./seccomp.ts";
 import type { EgressAttachment } from "../sandbox-net/egress.ts";
+import { RELAY_BUSYBOX_PATH } from "../tunnel/reach.ts";
 
 /** The uid:gid every job runs as; never root. */
 export const JOB_USER = "1000:1000";
@@ -38,6 +39,8 @@ export interface SandboxInput {
   network?: EgressAttachment;
   /** The parent cgroup that keeps the container's usage after it exits (usage.ts); absent: the engine's default. */
   cgroupParent?: string;
+  /** The host's static busybox, mounted read-only at RELAY_BUSYBOX_PATH for the tunnel's relays (a job with ports). */
+  relayBusybox?: string;
 }
 
 /**
@@ -63,7 +66,12 @@ export function containerOptions(s: SandboxInput): ContainerCreateOptions {
     Tty: false,
     OpenStdin: false,
     HostConfig: {
-      Binds: [`${s.inputDir}:/work/input:ro`, `${s.outputDir}:/work/output:rw`, ...(s.codeDir ? [`${s.codeDir}:/work/code:ro`] : [])],
+      Binds: [
+        `${s.inputDir}:/work/input:ro`,
+        `${s.outputDir}:/work/output:rw`,
+        ...(s.codeDir ? [`${s.codeDir}:/work/code:ro`] : []),
+        ...(s.relayBusybox ? [`${s.relayBusybox}:${RELAY_BUSYBOX_PATH}:ro`] : []),
+      ],
       NetworkMode: s.network?.name ?? "none",
       // Not left to the engine's version: with IPv6 on, link-local addresses would reach past the IPv4 filter.
       ...(s.network?.disableIpv6 ? { Sysctls: { "net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1" } } : {}),

@@ -35,6 +35,8 @@ export interface StartDeps {
   slot(): Promise<void>;
   /** Where a container's usage is kept past its exit; without it, containers get the engine's default cgroup. */
   cgroups: UsageCgroups | null;
+  /** The static busybox a job with ports gets for the tunnel's relays. */
+  relayBusybox?: string;
 }
 
 /** `startedAt`: performance.now() as the job's code began (its container's start, or the sandbox's go). */
@@ -70,7 +72,8 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
       name: containerName(req),
       image: job.image,
       argv: job.argv,
-      env,
+      // The kind's own (a server's HOME) give way to the job's.
+      env: { ...job.env, ...env },
       limits: req.spec.limits,
       gpuIndices: req.gpuIndices,
       inputDir: folder.input,
@@ -81,6 +84,7 @@ export async function startJob(deps: StartDeps, req: RunRequest, job: Prepared, 
       runtime: req.sandbox.runtime,
       network: deps.network,
       cgroupParent: deps.cgroups?.parent(cgroup),
+      ...(req.spec.ports.length && deps.relayBusybox && { relayBusybox: deps.relayBusybox }),
     });
     try {
       held.container = await deps.docker.createContainer(options);
