@@ -54,6 +54,8 @@ export default defineConfig({
                 WEBHOOK_BACKOFF_S: "1",
                 // The test clock: one cron minute is a second, so `* * * * *` fires every second (schedules.test.ts).
                 SCHEDULE_MINUTE_S: "1",
+                // A small stream cap, so tunnel.test.ts reaches it with a few requests.
+                TUNNEL_STREAMS_PER_JOB: "4",
               },
             },
           }),

@@ -9,6 +9,7 @@ import { faultRoutes } from "./routes/faults.ts";
 import { jobAttemptRoutes } from "./routes/job-attempts.ts";
 import { jobRoutes } from "./routes/jobs.ts";
 import { jobWorkflowRoutes } from "./routes/job-workflows.ts";
+import { portRoutes } from "./routes/ports.ts";
 import { arrayRoutes } from "./routes/arrays.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
@@ -39,6 +40,7 @@ export const app = base
   .route("/v1/projects", secretRoutes)
   .route("/v1/jobs", jobAttemptRoutes)
   .route("/v1/jobs", jobWorkflowRoutes)
+  .route("/v1/jobs", portRoutes)
   .route("/v1/arrays", arrayRoutes)
   .route("/v1/pools", poolRoutes)
   .route("/v1", tokenRoutes)

@@ -51,6 +51,8 @@ const ERROR_TEXT = {
   413: "The body, or the size it declares, is over the limit.",
   426: "The agent speaks another protocol version.",
   429: "Over a rate limit (see `Retry-After`) or a project quota (`error.quota`, `error.limit`, `error.usage`).",
+  502: "The job's worker is not connected, or nothing answers in the job (`error.reset` says why).",
+  504: "The worker did not answer in time.",
 } as const;
 type ErrorStatus = keyof typeof ERROR_TEXT;
 

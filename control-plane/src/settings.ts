@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { LOG_LIMITS } from "../../protocol/index.ts";
+import { LOG_LIMITS, TUNNEL_LIMITS } from "../../protocol/index.ts";
 import { POLICIES, type Policy } from "./coordinator/scheduler.ts";
 
 const seconds = (fallback: number) => z.coerce.number().positive().default(fallback);
@@ -85,6 +85,16 @@ const SettingsSchema = z.object({
   LOG_PAGE_BYTES: z.coerce.number().int().min(64 * 1024).default(1024 * 1024),
   /** A job's log cap, sent to the agent with each assignment: past it lines are counted in a marker, not kept. */
   LOG_MAX_BYTES: z.coerce.number().int().min(0).max(LOG_LIMITS.max_bytes).default(100 * 1024 * 1024),
+  /** Open tunnel streams (port requests, WebSockets, execs) at once per job, and per agent connection; past either, 429. */
+  TUNNEL_STREAMS_PER_JOB: z.coerce.number().int().min(1).default(TUNNEL_LIMITS.defaults.streams_per_job),
+  TUNNEL_STREAMS_PER_AGENT: z.coerce.number().int().min(1).default(TUNNEL_LIMITS.defaults.streams_per_agent),
+  /** Bytes per second one job's port (or exec) session moves, both ways together; past it credit comes later (back-pressure, not errors). */
+  TUNNEL_SESSION_BYTES_PER_S: z.coerce.number().int().min(TUNNEL_LIMITS.chunk_bytes).default(TUNNEL_LIMITS.defaults.session_bytes_per_s),
+  /** A request body through a port (413 past it), and one WebSocket message either way (closed 1009 past it). */
+  TUNNEL_REQUEST_BYTES: z.coerce.number().int().min(0).default(TUNNEL_LIMITS.defaults.request_bytes),
+  TUNNEL_WS_MESSAGE_BYTES: z.coerce.number().int().min(1).default(TUNNEL_LIMITS.defaults.ws_message_bytes),
+  /** How long the agent has to answer a stream's open (504 past it). */
+  TUNNEL_OPEN_TIMEOUT_S: seconds(TUNNEL_LIMITS.defaults.open_timeout_s),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

@@ -45,6 +45,7 @@ import { initialSchedulerState } from "./scheduler.ts";
 import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
+import { TUNNEL_HEADER, TunnelHub, TunnelRequest, tunnelBounds, tunnelError } from "./tunnel-hub.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
 const REPORTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies Report["type"][];
@@ -100,12 +101,15 @@ export class Coordinator extends DurableObject<Bindings> {
   private readonly probeWaiters = new Map<string, { workerId: string; answered: () => void }>();
   /** Connected workers and their held attempts; built from D1 on first use after a (re)start. */
   private ledgerLoad: Promise<PoolLedger> | null = null;
+  /** Streams to running jobs' containers over the agent sockets (interactive sessions). */
+  private readonly tunnels: TunnelHub;
 
   constructor(ctx: DurableObjectState, env: Bindings) {
     super(ctx, env);
     this.faults = faultsEnabled(env) ? new Faults() : null;
     this.db = createDb(this.faults ? faultyD1(env.DB, this.faults) : env.DB);
     this.settings = settingsOf(env);
+    this.tunnels = new TunnelHub(tunnelBounds(this.settings), (message) => console.error(`coordinator(${this.pool}): ${message}`));
     this.usage = new PoolUsage(this.settings.FAIR_SHARE_HALF_LIFE_S * 1000, undefined, Date.now());
     this.sockets = new SocketRegistry(
       () => ctx.getWebSockets(),
@@ -138,8 +142,10 @@ export class Coordinator extends DurableObject<Bindings> {
 
   // ---- entry points: the API worker calls these ------------------------------------------
 
-  /** An agent's WebSocket, already authenticated by the API worker. */
+  /** An agent's WebSocket, already authenticated by the API worker; or a tunnel stream the port and exec routes checked. */
   override async fetch(request: Request): Promise<Response> {
+    const tunnel = request.headers.get(TUNNEL_HEADER);
+    if (tunnel !== null) return this.openTunnel(tunnel, request);
     const pool = request.headers.get("x-gridx-pool");
     const tokenId = request.headers.get("x-gridx-token-id");
     if (!pool || !tokenId || request.headers.get("upgrade") !== "websocket") {
@@ -152,6 +158,21 @@ export class Coordinator extends DurableObject<Bindings> {
     this.ctx.acceptWebSocket(server);
     setSession(server, { tokenId, workerId: null, connectedAt: Date.now() });
     return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A stream to a running attempt, on the socket of the worker the ledger says holds it. */
+  private async openTunnel(header: string, request: Request): Promise<Response> {
+    let req: TunnelRequest;
+    try {
+      req = TunnelRequest.parse(JSON.parse(header));
+    } catch {
+      return tunnelError(400, "validation_failed", `${TUNNEL_HEADER} is not a tunnel request`);
+    }
+    const held = await this.exclusive(async () => (await this.ledger()).attempt(req.job_id, req.attempt));
+    const ws = this.sockets.get(req.worker_id);
+    if (!ws || held?.workerId !== req.worker_id) return tunnelError(502, "unavailable", `job ${req.job_id}'s worker is not connected to the control plane now`);
+    if (held.status !== "running") return tunnelError(409, "conflict", `job ${req.job_id} is not running (attempt ${req.attempt} is ${held.status})`);
+    return this.tunnels.open(ws, req, request);
   }
 
   /** A job was queued in this pool. */
@@ -281,6 +302,8 @@ export class Coordinator extends DurableObject<Bindings> {
   // ---- agent sockets ------------------------------------------------------------------------
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+    // Tunnel frames are binary and bypass the queue: credit and bytes must not wait on D1 writes.
+    if (typeof raw !== "string") return this.tunnels.frame(ws, raw);
     // One socket's frames are handled in the order they came: a result must never overtake
     // the log lines sent before it while a D1 write is in flight.
     const previous = this.socketQueues.get(ws) ?? Promise.resolve();
@@ -315,7 +338,7 @@ export class Coordinator extends DurableObject<Bindings> {
    * together, and the results are acknowledged together once it is stored; any other message
    * waits for the reports before it.
    */
-  private async handleFrame(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
+  private async handleFrame(ws: WebSocket, raw: string): Promise<void> {
     const reports: Promise<void>[] = [];
     const acks: CoordinatorToAgent[] = [];
     const settleReports = async () => {
@@ -324,7 +347,6 @@ export class Coordinator extends DurableObject<Bindings> {
       this.sockets.sendOn(ws, acks.splice(0));
       this.dispatch();
     };
-    if (typeof raw !== "string") return this.sockets.reply(ws, ErrorCode.badMessage, "frames are JSON text");
     for (const decoded of decodeFrame(raw, AgentToCoordinator)) {
       if (!decoded.ok) {
         this.sockets.reply(ws, decoded.code, decoded.message);
@@ -672,6 +694,7 @@ export class Coordinator extends DurableObject<Bindings> {
     this.usage.advance(Date.now(), ledger.slotsByProject());
     for (const a of writes.written) {
       ledger.record(a);
+      if (a.status !== "running") this.tunnels.attemptEnded(a.jobId, a.attempt);
       if (a.status === "finished" && a.finishedAt !== null) this.usage.finished(a.finishedAt - a.assignedAt);
       // After its lines: every batch of the attempt was stored before its result was settled.
       if (a.jobAttempt === a.attempt && isTerminal(a.jobStatus)) void logStreamOf(this.env, a.jobId).end(a.jobId).catch(() => undefined);
@@ -759,6 +782,7 @@ export class Coordinator extends DurableObject<Bindings> {
    * be written; the next sweep marks it offline there.
    */
   private async forget(ws: WebSocket, lastSeen: number): Promise<void> {
+    this.tunnels.socketClosed(ws);
     const session = sessionOf(ws);
     const workerId = session?.workerId;
     if (!session || !workerId) return;

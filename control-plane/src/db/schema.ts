@@ -451,3 +451,34 @@ export const scheduleRuns = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.scheduleId, t.tickAt] })],
 );
+
+/** A one-time link to a job's port (POST /v1/jobs/:id/ports/:port/links): only its SHA-256 is stored; `used_at` set on first use. */
+export const portLinks = sqliteTable("port_links", {
+  id: text("id").primaryKey(),
+  hash: text("hash").notNull().unique("port_links_hash"),
+  jobId: text("job_id").notNull(),
+  port: integer("port").notNull(),
+  /** The token it was made with (`admin` for the admin token): revoking that token ends the sessions opened with it. */
+  tokenId: text("token_id").notNull(),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+  expiresAt: integer("expires_at").notNull(),
+  usedAt: integer("used_at"),
+});
+
+/** A browser's session to one job's port (the `gridx_port` cookie holds its secret, this table the SHA-256); ends after the port's idle timeout. */
+export const portSessions = sqliteTable(
+  "port_sessions",
+  {
+    id: text("id").primaryKey(),
+    hash: text("hash").notNull(),
+    jobId: text("job_id").notNull(),
+    port: integer("port").notNull(),
+    tokenId: text("token_id").notNull(),
+    createdBy: text("created_by").notNull(),
+    idleTimeoutS: integer("idle_timeout_s").notNull(),
+    createdAt: integer("created_at").notNull(),
+    lastUsedAt: integer("last_used_at").notNull(),
+  },
+  (t) => [uniqueIndex("port_sessions_hash").on(t.hash), index("port_sessions_job").on(t.jobId)],
+);
