@@ -139,10 +139,12 @@ export function openExec(stream: TunnelStream, target: Target<"exec">, container
       const stdin = proc.io.stdin;
       cut = () => stdin.destroy();
       if (stream.closed) return cut();
-      const resize = (cols: number, rows: number) => void proc.resize(cols, rows).catch(() => {});
-      if (target.tty && size) resize(size.cols, size.rows);
+      // A terminal that cannot be resized is still a terminal: the process runs at the engine's size.
+      const resize = (cols: number, rows: number) => proc.resize(cols, rows).catch(() => {});
+      // Sized before the head, so a client that waits for it finds the terminal at its size.
+      if (target.tty && size) await resize(size.cols, size.rows);
       const write = (bytes: Uint8Array) => stdin.write(bytes, () => stream.consumed(bytes.byteLength));
-      stream.input = { data: write, end: () => stdin.end(), resize: (s) => target.tty && resize(s.cols, s.rows), close: cut };
+      stream.input = { data: write, end: () => stdin.end(), resize: (s) => void (target.tty && resize(s.cols, s.rows)), close: cut };
       for (const bytes of early.splice(0)) write(bytes);
       if (earlyEnd) stdin.end();
       stream.head({ status: 0, headers: [] });
