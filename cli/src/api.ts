@@ -139,13 +139,31 @@ function friendlyFetch(base: string, inner: typeof fetch): typeof fetch {
  */
 export class ApiClient {
   readonly rpc: Rpc;
+  /** The token's header, for the calls outside the typed routes (`raw`, the exec socket). */
+  readonly auth: { authorization: string };
+  private readonly fetch: typeof fetch;
 
   constructor(
     readonly base: string,
     token: string,
     fetchImpl: typeof fetch = nodeFetch,
   ) {
-    this.rpc = hc<AppType>(base, { headers: { authorization: `Bearer ${token}` }, fetch: friendlyFetch(base, fetchImpl) });
+    this.auth = { authorization: `Bearer ${token}` };
+    this.fetch = friendlyFetch(base, fetchImpl);
+    this.rpc = hc<AppType>(base, { headers: this.auth, fetch: this.fetch });
+  }
+
+  /**
+   * A call by path, for what the app forwards rather than types (a job's ports, through the
+   * tunnel): the same token and network errors; the answer as it is.
+   */
+  raw(path: string, init: { method?: string; body?: string } = {}): Promise<Response> {
+    return this.fetch(`${this.base.replace(/\/+$/, "")}${path}`, { ...init, headers: { ...this.auth, ...(init.body === undefined ? {} : { "content-type": "application/json" }) } });
+  }
+
+  /** An answer that is not a success as the error that says what to do (see `json`). */
+  error(res: Pick<Response, "status" | "statusText" | "url" | "text"> & { headers: { get(name: string): string | null } }, hints?: Hints): Promise<CliError> {
+    return apiError(res as AnyResponse, this.base, hints);
   }
 
   static fromConfig(config: Config): ApiClient {

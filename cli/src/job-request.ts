@@ -120,7 +120,8 @@ export function buildJobRequest(flags: JobFlags, program: string[], ctx: BuildCo
   return { kind: "python", python: { script: ctx.readScript(file), args }, ...common };
 }
 
-function commonFields(flags: JobFlags, ctx: BuildContext) {
+/** The fields every kind of job shares (limits, requirements, pool, inputs, ...), from their flags. */
+export function commonFields(flags: JobFlags, ctx: BuildContext) {
   const limits: { timeout_s?: number; memory_mb?: number; cpus?: number; pids?: number } = {};
   if (flags.timeout !== undefined) limits.timeout_s = seconds("--timeout", flags.timeout);
   if (flags.memory !== undefined) limits.memory_mb = memoryMb("--memory", flags.memory);

@@ -6,7 +6,8 @@ import { gridCommands } from "./commands/grid.ts";
 import { jobCommands } from "./commands/jobs.ts";
 import { projectCommands } from "./commands/projects.ts";
 import { scheduleCommands } from "./commands/schedules.ts";
+import { sessionCommands } from "./commands/sessions.ts";
 import { setupCommands } from "./commands/setup.ts";
 
 /** Every command, in the order `gridx --help` lists them. */
-export const COMMANDS: Command[] = [...jobCommands, ...arrayCommands, ...scheduleCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...jobCommands, ...sessionCommands, ...arrayCommands, ...scheduleCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];

@@ -33,6 +33,7 @@ describe("gridx commands", () => {
         ...["datasets upload", "datasets download", "datasets ls", "login", "logout", "config set", "config unset", "config show"],
         ...["rerun", "array", "array cancel"],
         ...["schedules list", "schedules create", "schedules show", "schedules pause", "schedules resume", "schedules delete", "schedules runs"],
+        ...["jupyter", "open", "exec", "shell"],
       ].sort(),
     );
   });
