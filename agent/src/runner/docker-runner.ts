@@ -247,7 +247,7 @@ export class DockerRunner implements JobRunner {
   /** The runner images not on this machine; an engine that does not answer is not taken to mean missing. */
   async missingImages(): Promise<string[]> {
     const missing: string[] = [];
-    for (const image of Object.values(this.opts.images)) {
+    for (const image of Object.values(this.opts.images).filter((i) => i !== undefined)) {
       await this.docker.inspectImage(image).catch((err: unknown) => {
         if (err instanceof DockerTimeoutError) throw err;
         missing.push(image);

@@ -49,8 +49,8 @@ export interface KindHandler<T extends JobTask> {
 
 export interface RunnerImages {
   python: string;
-  /** The image a jupyter job runs when it names none. */
-  jupyter: string;
+  /** The image a jupyter job runs when it names none (GRIDX_JUPYTER_IMAGE); absent, such a job fails image_error. */
+  jupyter?: string;
 }
 
 type Registry = { [K in JobTask["kind"]]: KindHandler<Extract<JobTask, { kind: K }>> };
@@ -84,7 +84,9 @@ export const KINDS: Registry = {
   jupyter: {
     async prepare(task, ctx) {
       // The root is read-only; Jupyter writes its config and runtime files under HOME, and /tmp is the container's tmpfs.
-      return { image: task.jupyter.image ?? ctx.images.jupyter, argv: jupyterArgv(ctx.jobId, task.jupyter.lab), code: false, env: { HOME: "/tmp" } };
+      const image = task.jupyter.image ?? ctx.images.jupyter;
+      if (!image) throw new TaskError("image_error", "this worker has no Jupyter image (GRIDX_JUPYTER_IMAGE); name one in jupyter.image");
+      return { image, argv: jupyterArgv(ctx.jobId, task.jupyter.lab), code: false, env: { HOME: "/tmp" } };
     },
   },
   repo: {

@@ -143,10 +143,13 @@ export function openExec(stream: TunnelStream, target: Target<"exec">, container
       const resize = (cols: number, rows: number) => proc.resize(cols, rows).catch(() => {});
       // Sized before the head, so a client that waits for it finds the terminal at its size.
       if (target.tty && size) await resize(size.cols, size.rows);
-      const write = (bytes: Uint8Array) => stdin.write(bytes, () => stream.consumed(bytes.byteLength));
-      stream.input = { data: write, end: () => stdin.end(), resize: (s) => void (target.tty && resize(s.cols, s.rows)), close: cut };
+      // Stdin and resizes in the order they came: keys typed after a resize reach a terminal of the new size.
+      let order: Promise<unknown> = Promise.resolve();
+      const then = (step: () => unknown) => (order = order.then(step));
+      const write = (bytes: Uint8Array) => then(() => stdin.write(bytes, () => stream.consumed(bytes.byteLength)));
+      stream.input = { data: write, end: () => then(() => stdin.end()), resize: (s) => target.tty && then(() => resize(s.cols, s.rows)), close: cut };
       for (const bytes of early.splice(0)) write(bytes);
-      if (earlyEnd) stdin.end();
+      if (earlyEnd) then(() => stdin.end());
       stream.head({ status: 0, headers: [] });
       await Promise.all([pump(stream, proc.io.stdout, FrameType.data), pump(stream, proc.io.stderr, FrameType.stderr)]);
       if (stream.closed) return;
