@@ -22,6 +22,7 @@ export const AUDIT_ACTIONS = [
   "array.cancel",
   "worker.drain",
   "worker.undrain",
+  "worker.delete",
   "worker.probe",
   "pool.sandbox",
   "webhook.create",

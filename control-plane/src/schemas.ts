@@ -218,6 +218,22 @@ export const PoolSandboxView = z
 
 export const WorkerList = z.object({ workers: z.array(Worker) }).openapi("WorkerList");
 
+const WorkerAttempt = z.object({
+  job_id: Id("j_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+  attempt: z.number().int(),
+  status: z.enum(["assigned", "running", "canceling", "finished", "lost"]),
+  project: z.string(),
+  assigned_at: Timestamp,
+  started_at: Timestamp.nullable(),
+  finished_at: Timestamp.nullable(),
+  exit_code: z.number().int().nullable(),
+  failure_reason: z.string().nullable(),
+});
+export const WorkerDetail = Worker.extend({
+  holding: z.array(WorkerAttempt).openapi({ description: "The attempts it holds now (assigned, running, or being canceled), of the projects the caller reads." }),
+  recent_attempts: z.array(WorkerAttempt).openapi({ description: "Its latest attempts, newest first, of the projects the caller reads." }),
+}).openapi("WorkerDetail");
+
 export const ProbeRequest = named(ProbeRequestSchema, "ProbeRequest");
 export const Probe = z
   .object({

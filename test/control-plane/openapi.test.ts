@@ -26,6 +26,8 @@ const ROUTES = [
   ["put", "/v1/projects/{project}/secrets/{name}"],
   ["delete", "/v1/projects/{project}/secrets/{name}"],
   ["get", "/v1/workers"],
+  ["get", "/v1/workers/{id}"],
+  ["delete", "/v1/workers/{id}"],
   ["post", "/v1/workers/{id}/drain"],
   ["post", "/v1/workers/{id}/undrain"],
   ["post", "/v1/workers/{id}/probes"],

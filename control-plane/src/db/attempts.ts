@@ -1,4 +1,4 @@
-import { and, eq, inArray } from "drizzle-orm";
+import { and, desc, eq, inArray } from "drizzle-orm";
 import type { AttemptUsage, JobSpec, ResolvedCommits, RetryPolicy } from "../../../protocol/index.ts";
 import type { Transition } from "../coordinator/job-state.ts";
 import type { Assignment } from "../coordinator/scheduler.ts";
@@ -345,3 +345,14 @@ export function cancelQueued(db: Db, jobId: string, now: number) {
     .returning({ id: jobs.id });
 }
 
+
+/** A worker's latest attempts, newest first, with their job's project (so a caller sees only its own). */
+export function attemptsOfWorker(db: Db, workerId: string, limit: number) {
+  return db
+    .select({ jobId: attempts.jobId, attempt: attempts.attempt, status: attempts.status, project: jobs.project, assignedAt: attempts.assignedAt, startedAt: attempts.startedAt, finishedAt: attempts.finishedAt, exitCode: attempts.exitCode, failureReason: attempts.failureReason })
+    .from(attempts)
+    .innerJoin(jobs, eq(jobs.id, attempts.jobId))
+    .where(eq(attempts.workerId, workerId))
+    .orderBy(desc(attempts.assignedAt))
+    .limit(limit);
+}

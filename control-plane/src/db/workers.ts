@@ -130,3 +130,9 @@ export function workerView(row: WorkerRow, running: number) {
     last_seen: new Date(row.lastSeen).toISOString(),
   };
 }
+
+/** Forgets an offline worker; false when it is online (or gone already). Its attempts stay in their jobs' history. */
+export async function deleteOfflineWorker(db: Db, id: string): Promise<boolean> {
+  const gone = await db.delete(workers).where(and(eq(workers.id, id), eq(workers.online, false))).returning({ id: workers.id });
+  return gone.length > 0;
+}

@@ -1,15 +1,16 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { inArray, sql } from "drizzle-orm";
-import { HOLDING } from "../db/attempts.ts";
+import { readableProjects } from "../auth/access.ts";
+import { attemptsOfWorker, HOLDING } from "../db/attempts.ts";
 import { createDb } from "../db/client.ts";
 import { attempts } from "../db/schema.ts";
-import { getWorker, listWorkers, workerView } from "../db/workers.ts";
+import { deleteOfflineWorker, getWorker, listWorkers, workerView } from "../db/workers.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
-import { Probe, ProbeList, ProbeRequest, Worker, WorkerList } from "../schemas.ts";
+import { Probe, ProbeList, ProbeRequest, Worker, WorkerDetail, WorkerList } from "../schemas.ts";
 import { getProbe, insertProbe, listProbes, probeView } from "../db/probes.ts";
 import { newId } from "../ids.ts";
 import { audit } from "../audit.ts";
@@ -43,6 +44,10 @@ async function setDrain(c: Context<AppEnv>, id: string, drain: boolean) {
 
 /** Probe audit records shown per page. */
 const PROBE_PAGE = 100;
+/** Attempts a worker's detail reads, newest first: what it holds is among them unless it holds more. */
+const RECENT_ATTEMPTS = 50;
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 const tags = ["workers"];
 const user = access("admin", "user");
@@ -65,6 +70,56 @@ export const workerRoutes = router()
       const rows = await listWorkers(db, q.pool);
       const running = await runningCounts(db, rows.map((r) => r.id));
       return c.json({ workers: rows.map((r) => workerView(r, running.get(r.id) ?? 0)) }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{id}",
+      summary: "One worker in detail",
+      description: `${user.description} Its capabilities, version, warm caches and last heartbeat, the attempts it holds and its latest ${RECENT_ATTEMPTS} attempts (of the projects the caller reads).`,
+      request: { params: WorkerParams },
+      responses: { 200: json(WorkerDetail, "The worker."), ...errors(400, 401, 403, 404) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const worker = await mustGetWorker(db, c.req.valid("param").id);
+      const readable = readableProjects(c.get("principal"));
+      const rows = (await attemptsOfWorker(db, worker.id, RECENT_ATTEMPTS)).filter((a) => readable === null || readable.includes(a.project));
+      const attemptsShown = rows.map((a) => ({
+        job_id: a.jobId,
+        attempt: a.attempt,
+        status: a.status,
+        project: a.project,
+        assigned_at: iso(a.assignedAt)!,
+        started_at: iso(a.startedAt),
+        finished_at: iso(a.finishedAt),
+        exit_code: a.exitCode,
+        failure_reason: a.failureReason,
+      }));
+      const holding = (status: string) => (HOLDING as readonly string[]).includes(status);
+      return c.json({ ...workerView(worker, (await runningCounts(db, [worker.id])).get(worker.id) ?? 0), holding: attemptsShown.filter((a) => holding(a.status)), recent_attempts: attemptsShown }, 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "delete",
+      path: "/{id}",
+      summary: "Forget an offline worker",
+      description: `${admin.description} Its attempts stay in their jobs' history; an agent that connects again under its name is a new worker. An online worker is refused (409): drain it and stop its agent first.`,
+      request: { params: WorkerParams },
+      responses: { 204: { description: "Forgotten." }, ...errors(400, 401, 403, 404, 409) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const worker = await mustGetWorker(db, c.req.valid("param").id);
+      if (!(await deleteOfflineWorker(db, worker.id))) throw new AppError("conflict", `worker ${worker.id} is online; stop its agent first (it is forgotten only while offline)`);
+      await audit(c, "worker.delete", { target: worker.id, detail: { pool: worker.pool, name: worker.name } });
+      return c.body(null, 204);
     },
   )
   .openapi(
