@@ -1,11 +1,15 @@
 import { randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { chmodSync, copyFileSync, mkdtempSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import {
   AttemptSandbox,
   decodeTunnelFrame,
+  encode,
   encodeTunnelFrame,
   FrameType,
   jsonFrame,
@@ -24,10 +28,11 @@ import {
   type TunnelOpen,
   type TunnelTarget,
 } from "../../protocol/index.ts";
+import { Connection } from "../../agent/src/connection.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { gridxEnv } from "../../agent/src/runner/docker-runner.ts";
-import { jupyterArgv } from "../../agent/src/runner/kinds.ts";
+import { jupyterArgv, KINDS, type PrepareContext } from "../../agent/src/runner/kinds.ts";
 import { containerOptions } from "../../agent/src/runner/sandbox.ts";
 import { findRelayBusybox, isStaticElf } from "../../agent/src/tunnel/busybox.ts";
 import { admit, AGENT_STREAM_CAP, type OpenAttempt } from "../../agent/src/tunnel/decide.ts";
@@ -403,5 +408,103 @@ describe("Tunnel into a real container (Docker)", () => {
     const release = fake.open(get(8000, "/release"));
     await fake.seen(release).done;
     expect(fake.seen(release).head?.status).toBe(200);
+  });
+});
+
+describe("the jupyter kind through the tunnel (Docker, gridx/jupyter)", () => {
+  const docker = new DockerEngine();
+  let container = "";
+
+  afterAll(async () => {
+    if (container) await docker.removeContainer(container).catch(() => {});
+  });
+
+  it("serves the Notebook under the port's public path, with HOME and GRIDX_PORT_8888_PATH set", async () => {
+    const prepared = await KINDS.jupyter.prepare({ kind: "jupyter", jupyter: { lab: false } }, { jobId: JOB, images: { python: "gridx/python:latest", jupyter: "gridx/jupyter:latest" } } as PrepareContext);
+    const output = mkdtempSync(join(tmpdir(), "gridx-tunnel-nb-"));
+    chmodSync(output, 0o777);
+    const env = { ...prepared.env, ...gridxEnv({ jobId: JOB, attempt: 1, spec: { array: null, ports: [{ port: 8888, protocol: "http", strip_prefix: false, idle_timeout_s: 3600 }] } }) };
+    container = await docker.createContainer(
+      containerOptions({
+        name: `gridx-tunnel-nb-${randomBytes(4).toString("hex")}`,
+        image: prepared.image,
+        argv: prepared.argv,
+        env,
+        limits: JobLimits.parse({}),
+        gpuIndices: [],
+        inputDir: mkdtempSync(join(tmpdir(), "gridx-tunnel-nbin-")),
+        outputDir: output,
+        codeDir: null,
+        tmpfsMb: 64,
+        labels: { "gridx.test": "tunnel" },
+        runtime: "runc",
+        relayBusybox: "/bin/busybox",
+      }),
+    );
+    await docker.startContainer(container);
+    const fake = new FakeCoordinator(new Map([[`${JOB}#1`, { container, ports: [{ port: 8888 }], exec: true }]]), new DockerReach(docker));
+    // Not stripped: the server sees the whole public path, which is its base URL.
+    const api = await pollUntil(
+      async () => {
+        const id = fake.open(get(8888, `${portPath(JOB, 8888)}api`));
+        await fake.seen(id).done;
+        return fake.seen(id);
+      },
+      (s) => s.head?.status === 200,
+      { timeoutMs: 60_000, intervalMs: 250, what: "the Notebook's API" },
+    );
+    expect(JSON.parse(body(api).toString())).toHaveProperty("version");
+    const exec = fake.open({ type: "exec", argv: ["sh", "-c", 'echo "$HOME $GRIDX_PORT_8888_PATH"'], tty: false });
+    await fake.seen(exec).done;
+    expect(body(fake.seen(exec)).toString()).toBe(`/tmp ${portPath(JOB, 8888)}\n`);
+  }, 90_000);
+});
+
+describe("Connection binary frames", () => {
+  it("hands the coordinator's binary frames to onBinary and sends the tunnel's as binary", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(wss, "listening");
+    const fromAgent: { binary: boolean; bytes: Buffer }[] = [];
+    let peer: WsSocket | null = null;
+    wss.on("connection", (ws) => {
+      peer = ws;
+      ws.on("message", (raw: Buffer, binary: boolean) => {
+        if (binary) fromAgent.push({ binary, bytes: raw });
+        else if (raw.toString().includes('"hello"')) ws.send(encode({ type: "hello_ack", payload: { worker_id: "w", heartbeat_interval_s: 60, draining: false, batch_frames: true } }));
+      });
+    });
+    const got: Uint8Array[] = [];
+    let disconnected = 0;
+    let greeted!: () => void;
+    const ready = new Promise<void>((r) => (greeted = r));
+    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+    const conn = new Connection({
+      url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
+      token: "t",
+      log: silentLogger,
+      hello: () => ({ agent_version: "test", name: "n", slots: 1, caps, running: [], warm: { envs: [], repos: [] } }),
+      onMessage: (m) => m.type === "hello_ack" && greeted(),
+      onFatal: () => {},
+      onBinary: (frame) => got.push(frame),
+      onDisconnected: () => disconnected++,
+      backoff: { baseMs: 60_000, maxMs: 60_000 },
+    });
+    try {
+      conn.start();
+      await ready;
+      const frame = windowFrame(3, 1234);
+      peer!.send(frame, { binary: true });
+      conn.sendBinary(encodeTunnelFrame(FrameType.data, 3, new Uint8Array([1, 2, 3])));
+      await pollUntil(async () => got.length + fromAgent.length, (n) => n >= 2, { timeoutMs: 5000, intervalMs: 10, what: "a frame each way" });
+      expect(Buffer.from(got[0]!).equals(Buffer.from(frame))).toBe(true);
+      expect(decodeTunnelFrame(fromAgent[0]!.bytes)).toMatchObject({ type: FrameType.data, stream: 3 });
+      peer!.terminate();
+      await pollUntil(async () => disconnected, (n) => n === 1, { timeoutMs: 5000, intervalMs: 10, what: "the disconnect" });
+      // A closed socket drops a frame rather than throw.
+      expect(() => conn.sendBinary(encodeTunnelFrame(FrameType.data, 3, new Uint8Array([4])))).not.toThrow();
+    } finally {
+      await conn.close();
+      await new Promise((r) => wss.close(r));
+    }
   });
 });
