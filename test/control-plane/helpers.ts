@@ -83,9 +83,12 @@ export class FakeAgent {
   closed: { code: number; reason: string } | null = null;
   /** How many messages each frame received so far carried, in order. */
   readonly frameSizes: number[] = [];
+  /** Where binary (tunnel) frames go; tests that play a stream's agent side set it. */
+  onBinary: (bytes: Uint8Array) => void = () => undefined;
 
   private constructor(readonly ws: WebSocket) {
     ws.addEventListener("message", (ev) => {
+      if (typeof ev.data !== "string") return this.onBinary(new Uint8Array(ev.data));
       const messages = decodeFrame(String(ev.data), CoordinatorToAgent);
       this.frameSizes.push(messages.length);
       for (const decoded of messages) {
@@ -104,6 +107,7 @@ export class FakeAgent {
     const res = await SELF.fetch(`${BASE}/v1/agent/connect?protocol=1`, { headers: { upgrade: "websocket", authorization: `Bearer ${token}` } });
     if (res.status !== 101 || !res.webSocket) throw new Error(`agent connect answered ${res.status}: ${await res.text()}`);
     const ws = res.webSocket;
+    ws.binaryType = "arraybuffer";
     ws.accept();
     return new FakeAgent(ws);
   }
@@ -125,7 +129,7 @@ export class FakeAgent {
     this.ws.send(`[${msgs.map(encode).join(",")}]`);
   }
 
-  sendRaw(raw: string) {
+  sendRaw(raw: string | Uint8Array) {
     this.ws.send(raw);
   }
 

@@ -297,6 +297,8 @@ export class TunnelHub {
       return tunnelError(502, "unavailable", `the server in the job did not accept the WebSocket (status ${head.status})`);
     }
     const { 0: client, 1: server } = new WebSocketPair();
+    // Binary messages as bytes at once, not Blobs (the standard default) to read asynchronously.
+    server.binaryType = "arraybuffer";
     server.accept();
     const idle = this.idleTimer(s, () => {
       closeQuietly(server, 1001, "idle timeout");
@@ -352,6 +354,8 @@ export class TunnelHub {
     const head = await s.head;
     if (isCut(head)) return this.refusal(head);
     const { 0: client, 1: server } = new WebSocketPair();
+    // Binary messages as bytes at once, not Blobs (the standard default) to read asynchronously.
+    server.binaryType = "arraybuffer";
     server.accept();
     const say = (control: ExecControl) => {
       try {

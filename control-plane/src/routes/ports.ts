@@ -42,7 +42,7 @@ const ExecQuery = z.object({
 });
 
 // Never forwarded: the caller's gridx credentials, and what belongs to the hop, not the request.
-const DROPPED = new Set(["authorization", "cookie", "host", "connection", "keep-alive", "upgrade", "transfer-encoding", "te", "trailer", "proxy-authorization", "content-length"]);
+const DROPPED = new Set(["authorization", "cookie", "host", "connection", "keep-alive", "upgrade", "transfer-encoding", "te", "trailer", "proxy-authorization"]);
 const WS_HANDSHAKE = /^sec-websocket-(key|version|extensions|protocol|accept)$/;
 
 /** The port a job declares, or a 404 saying it declares no such port. */
