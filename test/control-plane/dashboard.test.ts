@@ -921,3 +921,43 @@ describe("dashboard: workflows", () => {
     expect(other.text).toContain("No schedules");
   });
 });
+
+describe("dashboard: interactive sessions", () => {
+  it("a running job's page has an Open button per declared port, a viewer's too; it opens a one-time link to the port in a new tab", async () => {
+    const project = await newProject();
+    const member = await userToken({ project, role: "member" });
+    const viewer = await userToken({ project, role: "viewer" });
+    const pool = uniquePool();
+    const job = (await api("/v1/jobs", { method: "POST", token: member.token, json: { kind: "jupyter", pool, project, ports: [{ port: 6006 }] } })).json;
+    const cookie = await signIn(viewer.token);
+    const form = (port: number) => `<form method="post" action="/ui/jobs/${job.id}/ports/${port}/open" target="_blank" rel="noopener">`;
+    expect((await ui(`/ui/jobs/${job.id}`, { cookie })).text).not.toContain("/ports/");
+
+    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "dash-ports" });
+    const beat = setInterval(() => agent.closed || agent.sendRaw(HEARTBEAT_FRAME), 300);
+    try {
+      const { payload } = await agent.next("assign_job", 5000);
+      agent.send({ type: "job_started", payload: { job_id: job.id, attempt: payload.attempt } });
+      await waitForJob(job.id, (j) => j.status === "running");
+      const page = (await ui(`/ui/jobs/${job.id}`, { cookie })).text;
+      expect(page).toContain(`${form(8888)}<button type="submit" class="primary">Open Jupyter</button></form>`);
+      expect(page).toContain(`${form(6006)}<button type="submit" class="primary">Open port 6006</button></form>`);
+      expect((await ui(`/ui/live/jobs/${job.id}`, { cookie })).text).toContain(form(8888));
+
+      const open = await ui(`/ui/jobs/${job.id}/ports/8888/open`, { cookie, form: {}, headers: ORIGIN });
+      expect(open.status).toBe(303);
+      const location = open.headers.get("location") ?? "";
+      expect(location).toMatch(new RegExp(`^/v1/jobs/${job.id}/ports/8888/\\?gridx_link=[^&]+$`));
+      const followed = await SELF.fetch(BASE + location, { redirect: "manual" });
+      expect(followed.status).toBe(302);
+      expect(followed.headers.get("set-cookie")).toMatch(/^gridx_port=/);
+
+      const undeclared = await ui(`/ui/jobs/${job.id}/ports/9999/open`, { cookie, form: {}, headers: ORIGIN });
+      expect(undeclared.status).toBe(404);
+      expect(undeclared.text).toContain(`job ${job.id} declares no port 9999`);
+    } finally {
+      clearInterval(beat);
+      agent.close();
+    }
+  });
+});

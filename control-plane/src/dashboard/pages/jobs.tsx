@@ -117,6 +117,21 @@ jobPages.get("/ui/jobs/:id/log.txt", async (c) => {
   return new Response(body, { headers: { "content-type": "text/plain; charset=utf-8", "content-disposition": `inline; filename="${id}.log"` } });
 });
 
+// The Open button's tab: a one-time link from POST /v1/jobs/:id/ports/:port/links, made with this
+// session's credentials (the API checks read access and that the job runs), then followed there.
+jobPages.post("/ui/jobs/:id/ports/:port/open", async (c) => {
+  const { id, port } = c.req.param();
+  return orExplain(
+    async () => {
+      const link = await call((await apiFor(c)).v1.jobs[":id"].ports[":port"].links.$post({ param: { id: enc(id), port } }));
+      // The API names the origin it was called at, the in-process one here: the tab stays on the dashboard's.
+      const url = new URL(link.url);
+      return c.redirect(`${url.pathname}${url.search}`, 303);
+    },
+    (message, status) => renderJobPage(c, id, { error: `Could not open port ${port}: ${message}` }, status),
+  );
+});
+
 jobPages.post("/ui/jobs/:id/cancel", async (c) => {
   const id = c.req.param("id");
   return orExplain(

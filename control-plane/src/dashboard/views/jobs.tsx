@@ -1,6 +1,6 @@
 /** @jsxImportSource hono/jsx */
 import type { FC } from "hono/jsx";
-import { JobStatus, TERMINAL_STATUSES, type JobTask } from "../../../../protocol/index.ts";
+import { JobStatus, JUPYTER_PORT, TERMINAL_STATUSES, type JobTask } from "../../../../protocol/index.ts";
 import { Ago, between, EmptyState, formatBytes, formatDuration, Layout, LiveRegion, StatusBadge, Time, uiHref, type Flash, type Viewer } from "./parts.tsx";
 import type { Attempt, JobDetail, JobSummary, LogLine, LogPage } from "./types.ts";
 import { arrayHref, attemptBudget, AttemptsTable, Dependencies, retryText, usageText } from "./workflows.tsx";
@@ -189,7 +189,9 @@ const Timeline: FC<{ job: JobDetail; attempts: Attempt[] }> = ({ job, attempts }
  */
 export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canAct: boolean }> = ({ job, attempts, canAct }) => {
   const done = isTerminal(job.status);
-  const spec = job.spec as { task?: { kind?: string } } | null;
+  const spec = job.spec as { task?: { kind?: string }; ports?: { port: number }[] } | null;
+  // Anyone who reads the job may open its ports (the API checks the same): only while it runs.
+  const ports = job.status === "running" ? (spec?.ports ?? []) : [];
   return (
     <LiveRegion src={done ? null : `/ui/live/jobs/${enc(job.id)}`} every={JOB_REFRESH_MS} events={`/ui/live/jobs/${enc(job.id)}/events`} id="job-live" class="job-live">
       <section class="card" aria-labelledby="summary-title">
@@ -290,6 +292,18 @@ export const JobLive: FC<{ job: JobDetail; attempts: Attempt[]; canAct: boolean 
             <dd>{job.priority}</dd>
           </div>
         </dl>
+        {ports.length > 0 && (
+          <div class="actions">
+            {ports.map(({ port }) => (
+              // A new tab: the post makes a one-time link with this session's credentials and the tab follows it to the port.
+              <form method="post" action={`/ui/jobs/${enc(job.id)}/ports/${port}/open`} target="_blank" rel="noopener">
+                <button type="submit" class="primary">
+                  {spec?.task?.kind === "jupyter" && port === JUPYTER_PORT ? "Open Jupyter" : `Open port ${port}`}
+                </button>
+              </form>
+            ))}
+          </div>
+        )}
         {canAct && (
           <div class="actions">
             {!done && (
