@@ -156,7 +156,7 @@ documented.openAPIRegistry.registerPath({
   description: PROXY_DESCRIPTION,
   security: user.security,
   request: { params: PortParams.extend({ path: z.string().openapi({ description: "the rest of the path, and the query" }) }) },
-  responses: { 200: { description: "The server's answer." }, ...errors(401, 404, 409, 413, 502, 504) },
+  responses: { 200: { description: "The server's answer." }, ...errors(400, 401, 404, 409, 413, 502, 504) },
 });
 
 /** A job's ports and its exec: interactive sessions through the worker's own connection (docs/sessions.md). */
