@@ -1,19 +1,23 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { chmodSync, copyFileSync, mkdtempSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
+import { PassThrough } from "node:stream";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketServer, type WebSocket as WsSocket } from "ws";
 import {
+  AgentToCoordinator,
   AttemptSandbox,
+  decodeFrame,
   decodeTunnelFrame,
   encode,
   encodeTunnelFrame,
   FrameType,
   jsonFrame,
   JobLimits,
+  JobRequest,
   messageFrame,
   portPath,
   readJson,
@@ -25,14 +29,17 @@ import {
   TunnelHead,
   TunnelReset,
   windowFrame,
+  type TunnelFrame,
   type TunnelOpen,
   type TunnelTarget,
 } from "../../protocol/index.ts";
+import { Agent } from "../../agent/src/agent.ts";
 import { Connection } from "../../agent/src/connection.ts";
 import { DockerEngine } from "../../agent/src/docker/engine.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import { gridxEnv } from "../../agent/src/runner/docker-runner.ts";
 import { jupyterArgv, KINDS, type PrepareContext } from "../../agent/src/runner/kinds.ts";
+import type { JobRunner, RunHooks, RunOutcome } from "../../agent/src/runner/runner.ts";
 import { containerOptions } from "../../agent/src/runner/sandbox.ts";
 import { findRelayBusybox, isStaticElf } from "../../agent/src/tunnel/busybox.ts";
 import { admit, AGENT_STREAM_CAP, type OpenAttempt } from "../../agent/src/tunnel/decide.ts";
@@ -504,6 +511,88 @@ describe("Connection binary frames", () => {
       expect(() => conn.sendBinary(encodeTunnelFrame(FrameType.data, 3, new Uint8Array([4])))).not.toThrow();
     } finally {
       await conn.close();
+      await new Promise((r) => wss.close(r));
+    }
+  });
+});
+
+describe("Agent wiring", () => {
+  it("lets the tunnel reach an attempt's container from its start to its exit, and refuses it either side", async () => {
+    const wss = new WebSocketServer({ port: 0, host: "127.0.0.1" });
+    await once(wss, "listening");
+    const frames: TunnelFrame[] = [];
+    let peer: WsSocket | null = null;
+    let greeted!: () => void;
+    const ready = new Promise<void>((r) => (greeted = r));
+    wss.on("connection", (ws) => {
+      peer = ws;
+      ws.on("message", (raw: Buffer, binary: boolean) => {
+        if (binary) frames.push(decodeTunnelFrame(raw)!);
+        else
+          for (const d of decodeFrame(raw.toString(), AgentToCoordinator)) {
+            if (!d.ok) continue;
+            if (d.message.type === "hello") {
+              ws.send(encode({ type: "hello_ack", payload: { worker_id: "w", heartbeat_interval_s: 60, draining: false, batch_frames: false } }));
+              greeted();
+            }
+            if (d.message.type === "job_result") ws.send(encode({ type: "result_ack", payload: { job_id: d.message.payload.job_id, attempt: d.message.payload.attempt } }));
+          }
+      });
+    });
+    // A reach whose processes print their argv and exit 0.
+    const execs: string[] = [];
+    const reach: ContainerReach = {
+      exec: async (container, argv) => {
+        execs.push(container);
+        const stdout = new PassThrough();
+        const stderr = new PassThrough();
+        stdout.end(argv.join(" "));
+        stderr.end();
+        return { io: { stdin: new PassThrough() as unknown as Socket, stdout, stderr }, resize: async () => {}, exitCode: async () => 0 };
+      },
+      agent: () => {
+        throw new Error("no ports in this test");
+      },
+      forget: () => {},
+    };
+    let hooks: RunHooks | null = null;
+    let finish!: (o: RunOutcome) => void;
+    const runner: JobRunner = {
+      run: (_req, h) => new Promise((r) => ((hooks = h), (finish = r))),
+      cleanupLeftovers: async () => 0,
+      start: () => undefined,
+      close: async () => undefined,
+      missingImages: async () => [],
+      warm: async () => ({ envs: [], repos: [] }),
+    };
+    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+    const agent = new Agent({ url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, token: "t", name: "n", slots: 1, version: "t", caps, reach }, runner, silentLogger);
+    const resetOf = (stream: number) => frames.find((f) => f.stream === stream && f.type === FrameType.reset);
+    const endOf = (stream: number) => frames.find((f) => f.stream === stream && f.type === FrameType.end);
+    const exec = { type: "exec" as const, argv: ["echo", "hi"], tty: false };
+    try {
+      await agent.start();
+      await ready;
+      peer!.send(encode({ type: "assign_job", payload: { job_id: JOB, attempt: 1, spec: JobRequest.parse({ kind: "python", python: { script: "print(1)" } }), gpu_indices: [], inputs: [] } }));
+      await pollUntil(async () => hooks, Boolean, { timeoutMs: 5000, intervalMs: 10, what: "the run" });
+      peer!.send(jsonFrame(FrameType.open, 1, openOf(exec)), { binary: true });
+      await pollUntil(async () => resetOf(1), Boolean, { timeoutMs: 5000, intervalMs: 10, what: "the refusal before the start" });
+      expect(readJson(resetOf(1)!.payload, TunnelReset)?.code).toBe("refused");
+
+      hooks!.reachable!("c-started");
+      peer!.send(jsonFrame(FrameType.open, 2, openOf(exec)), { binary: true });
+      await pollUntil(async () => endOf(2), Boolean, { timeoutMs: 5000, intervalMs: 10, what: "the exec's end" });
+      expect(execs).toEqual(["c-started"]);
+      expect(Buffer.concat(frames.filter((f) => f.stream === 2 && f.type === FrameType.data).map((f) => f.payload)).toString()).toBe("echo hi");
+      expect(readJson(endOf(2)!.payload, TunnelEnd)).toEqual({ exit_code: 0 });
+
+      hooks!.exited!();
+      peer!.send(jsonFrame(FrameType.open, 3, openOf(exec)), { binary: true });
+      await pollUntil(async () => resetOf(3), Boolean, { timeoutMs: 5000, intervalMs: 10, what: "the refusal after the exit" });
+      expect(readJson(resetOf(3)!.payload, TunnelReset)?.code).toBe("refused");
+      finish({ exit_code: 0, failure_reason: null, message: null });
+    } finally {
+      await agent.close(0);
       await new Promise((r) => wss.close(r));
     }
   });

@@ -11,6 +11,8 @@ const EXIT_WAIT_MS = 5000;
 const EXIT_POLL_MS = 50;
 /** Keep-alive relays kept per port, unused, for the next request. */
 const FREE_RELAYS_PER_PORT = 8;
+/** An unused relay (an nc process in the job's container, counted in its pids) is ended after this long idle. */
+const IDLE_RELAY_MS = 60_000;
 
 /** A process run in a container with `docker exec`. */
 export interface ExecProcess {
@@ -71,7 +73,7 @@ export class DockerReach implements ContainerReach {
     if (!ports) this.agents.set(container, (ports = new Map()));
     let agent = ports.get(port);
     if (!agent) {
-      agent = new HttpAgent({ keepAlive: true, maxFreeSockets: FREE_RELAYS_PER_PORT });
+      agent = new HttpAgent({ keepAlive: true, maxFreeSockets: FREE_RELAYS_PER_PORT, timeout: IDLE_RELAY_MS });
       // The callback form: a relay is an exec to create and start first.
       agent.createConnection = ((_opts: unknown, done: (err: Error | null, socket?: Duplex) => void) => {
         this.exec(container, [RELAY_BUSYBOX_PATH, "nc", "127.0.0.1", String(port)], false).then(
