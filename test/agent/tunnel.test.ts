@@ -359,6 +359,14 @@ describe("Tunnel into a real container (Docker)", () => {
     expect(fake.seen(ws).end?.code).toBe(1000);
   });
 
+  it("closes a WebSocket normally when told a code no close frame may carry", async () => {
+    const ws = fake.open({ type: "ws", port: 8000, path: "/ws", headers: [], protocols: [] });
+    await pollUntil(async () => fake.seen(ws).head ?? fake.seen(ws).reset, Boolean, { timeoutMs: 10_000, intervalMs: 10, what: "the WebSocket's head" });
+    fake.frame(FrameType.end, ws, { code: 1006 });
+    await fake.seen(ws).done;
+    expect(fake.seen(ws).end?.code).toBe(1000);
+  });
+
   it("runs a process as the job's user: stdout, stderr, stdin and its exit code", async () => {
     const id = fake.open({ type: "exec", argv: ["sh", "-c", "id -u; echo oops >&2; exit 3"], tty: false });
     await fake.seen(id).done;

@@ -121,7 +121,14 @@ export function openWs(stream: TunnelStream, target: Target<"ws">, container: st
       if (ws.readyState !== WebSocket.OPEN) return stream.consumed(fragmentCredit);
       ws.send(whole, { binary }, () => stream.consumed(fragmentCredit));
     },
-    end: (end) => ws.close(end.code ?? 1000, end.reason),
+    // A code a close frame may not carry (1005, 1006, 1015...) closes it as a normal close.
+    end: (end) => {
+      try {
+        ws.close(end.code ?? 1000, end.reason);
+      } catch {
+        ws.close(1000);
+      }
+    },
     close: () => ws.terminate(),
   };
 }
