@@ -48,7 +48,7 @@ export const jupyter = command({
 ${NO_OPEN_HELP}`,
   notes: `Submits a jupyter job, waits until it runs and Jupyter answers (at most ${JUPYTER_START_S} s), then prints a
 one-time link to it. Notebooks are saved in /work/output, so they become the job's artifacts when
-it ends: gridx cancel ID ends the session. The link signs the browser in for the session; anyone
+it ends: gridx cancel ID ends the session (Ctrl-C while waiting leaves it running). The link signs the browser in for the session; anyone
 who may read the job's project can make another with gridx open ID ${JUPYTER_PORT}.`,
   examples: ["gridx jupyter", "gridx jupyter --pool gpu --gpus 1 --timeout 8h --input ds_01jd2x7k8m:data", "URL=$(gridx jupyter --no-open)"],
   async run({ values, positionals }, ctx) {
