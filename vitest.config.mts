@@ -54,8 +54,9 @@ export default defineConfig({
                 WEBHOOK_BACKOFF_S: "1",
                 // The test clock: one cron minute is a second, so `* * * * *` fires every second (schedules.test.ts).
                 SCHEDULE_MINUTE_S: "1",
-                // A small stream cap, so tunnel.test.ts reaches it with a few requests.
+                // Small tunnel bounds, so tunnel.test.ts reaches them with a few requests and small messages.
                 TUNNEL_STREAMS_PER_JOB: "4",
+                TUNNEL_WS_MESSAGE_BYTES: "100000",
               },
             },
           }),

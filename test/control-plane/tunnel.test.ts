@@ -141,6 +141,23 @@ describe("tunnel: HTTP through a job's port", () => {
     expect([res.status, res.text, res.headers.get("x-server")]).toEqual([200, "hello world", "jupyter"]);
   });
 
+  it("gives the server its port's root as / with strip_prefix, and the full path without", async () => {
+    const stripped = await running();
+    let answer = api(stripped.path);
+    let { stream, open } = await stripped.peer.open();
+    expect(open.target).toMatchObject({ path: "/" });
+    stripped.peer.head(stream, 204);
+    stripped.peer.end(stream);
+    expect((await answer).status).toBe(204);
+    const full = await running({ ports: [{ port: PORT, strip_prefix: false }] });
+    answer = api(`${full.path}tree?a=b`);
+    ({ stream, open } = await full.peer.open());
+    expect(open.target).toMatchObject({ path: `${full.path}tree?a=b` });
+    full.peer.head(stream, 204);
+    full.peer.end(stream);
+    expect((await answer).status).toBe(204);
+  });
+
   it("sends a POST's body as data frames, then end", async () => {
     const { peer, path } = await running();
     const answer = api(`${path}api`, { method: "POST", json: { a: 1 } });
@@ -215,6 +232,25 @@ describe("tunnel: WebSocket and exec", () => {
     ws.close(1000, "bye");
     expect(readJson((await peer.next(FrameType.end, stream)).payload, TunnelEnd)).toMatchObject({ code: 1000, reason: "bye" });
     await closed;
+  });
+
+  it("closes a WebSocket 1009 when a message either way is over TUNNEL_WS_MESSAGE_BYTES", async () => {
+    const { peer, path } = await running();
+    let client = upgrade(`${path}ws`);
+    let { stream } = await peer.open();
+    peer.head(stream, 101);
+    let { ws, closed } = await client;
+    ws.send(new Uint8Array(100_001));
+    expect((await closed).code).toBe(1009);
+    expect(readJson((await peer.next(FrameType.reset, stream)).payload, TunnelReset)).toMatchObject({ code: "limit" });
+    client = upgrade(`${path}ws`);
+    ({ stream } = await peer.open());
+    peer.head(stream, 101);
+    ({ ws, closed } = await client);
+    // Two fragments within credit, together past the bound.
+    peer.send(messageFrame(stream, new Uint8Array(TUNNEL_LIMITS.chunk_bytes), true, false));
+    peer.send(messageFrame(stream, new Uint8Array(TUNNEL_LIMITS.chunk_bytes), true, true));
+    expect((await closed).code).toBe(1009);
   });
 
   it("runs an exec: stdin, stdout and stderr on their channels, then the exit code", async () => {
