@@ -4,7 +4,7 @@ import { z } from "zod";
 import { describe, expect, it } from "vitest";
 import { CloseCode } from "../../control-plane/src/coordinator/sessions.ts";
 import { coordinatorFor } from "../../control-plane/src/coordinator/stub.ts";
-import { AgentToCoordinator, CoordinatorToAgent, decodeFrame, ErrorCode, FRAME_LIMITS, HEARTBEAT_FRAME, PROTOCOL_VERSION } from "../../protocol/index.ts";
+import { AgentToCoordinator, CoordinatorToAgent, decodeFrame, decodeTunnelFrame, ErrorCode, FRAME_LIMITS, HEARTBEAT_FRAME, PROTOCOL_VERSION } from "../../protocol/index.ts";
 import { mutate, mutation, nastyString, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
 import { pollUntil } from "../helpers/poll.ts";
@@ -89,7 +89,8 @@ function expectedAnswers(frames: (string | Uint8Array)[], helloFirst: boolean, o
   let helloed = helloFirst;
   for (const frame of frames) {
     if (typeof frame !== "string") {
-      out.errors++;
+      // A tunnel frame of a stream this socket has not open is ignored; other bytes are an error.
+      if (decodeTunnelFrame(frame) === null) out.errors++;
       continue;
     }
     for (const d of decodeFrame(frame, AgentToCoordinator)) {

@@ -303,7 +303,10 @@ export class Coordinator extends DurableObject<Bindings> {
 
   override async webSocketMessage(ws: WebSocket, raw: string | ArrayBuffer): Promise<void> {
     // Tunnel frames are binary and bypass the queue: credit and bytes must not wait on D1 writes.
-    if (typeof raw !== "string") return this.tunnels.frame(ws, raw);
+    if (typeof raw !== "string") {
+      if (!this.tunnels.frame(ws, raw)) this.sockets.reply(ws, ErrorCode.badMessage, "a binary frame is a tunnel frame: [type u8][stream u32][payload]");
+      return;
+    }
     // One socket's frames are handled in the order they came: a result must never overtake
     // the log lines sent before it while a D1 write is in flight.
     const previous = this.socketQueues.get(ws) ?? Promise.resolve();

@@ -162,44 +162,52 @@ export class TunnelHub {
     }
   }
 
-  /** A binary frame from an agent socket; frames of streams not opened on that socket are ignored. */
-  frame(ws: WebSocket, raw: ArrayBuffer): void {
+  /**
+   * A binary frame from an agent socket; false when it is not a tunnel frame at all. Frames of
+   * streams not open on that socket (ended ones, or another socket's) are ignored.
+   */
+  frame(ws: WebSocket, raw: ArrayBuffer): boolean {
+    const frame = decodeTunnelFrame(raw);
+    if (!frame) return false;
     try {
-      const frame = decodeTunnelFrame(raw);
-      const s = frame && this.sockets.get(ws)?.streams.get(frame.stream);
-      if (!frame || !s) return;
-      switch (frame.type) {
-        case FrameType.window: {
-          const bytes = readWindow(frame.payload);
-          if (bytes !== null) s.send.grant(bytes);
-          return;
-        }
-        case FrameType.head: {
-          const head = readJson(frame.payload, TunnelHead);
-          if (!head || !s.resolveHead) return this.reset(s, "error", "a head the coordinator could not read, or a second one");
-          if (s.timer) clearTimeout(s.timer);
-          s.timer = null;
-          const resolve = s.resolveHead;
-          s.resolveHead = null;
-          return resolve(head);
-        }
-        case FrameType.data:
-        case FrameType.stderr:
-        case FrameType.message:
-          if (s.resolveHead) return this.reset(s, "error", "data before the head");
-          if (!s.recv.received(frame.payload.byteLength)) return this.reset(s, "limit", "the agent sent past its credit");
-          return s.deliver(frame);
-        case FrameType.end:
-          if (s.resolveHead) return this.reset(s, "error", "an end before the head");
-          return s.deliver(frame);
-        case FrameType.reset:
-          return this.cut(s, readJson(frame.payload, TunnelReset) ?? { code: "error", message: "the agent reset the stream" });
-        default:
-          // open and resize are the coordinator's to send: a broken agent.
-          return this.reset(s, "error", `frame type ${frame.type} is not an agent's`);
-      }
+      const s = this.sockets.get(ws)?.streams.get(frame.stream);
+      if (s) this.onFrame(s, frame);
     } catch (err) {
       this.log(`a tunnel frame could not be handled: ${errorText(err)}`);
+    }
+    return true;
+  }
+
+  private onFrame(s: Stream, frame: TunnelFrame): void {
+    switch (frame.type) {
+      case FrameType.window: {
+        const bytes = readWindow(frame.payload);
+        if (bytes !== null) s.send.grant(bytes);
+        return;
+      }
+      case FrameType.head: {
+        const head = readJson(frame.payload, TunnelHead);
+        if (!head || !s.resolveHead) return this.reset(s, "error", "a head the coordinator could not read, or a second one");
+        if (s.timer) clearTimeout(s.timer);
+        s.timer = null;
+        const resolve = s.resolveHead;
+        s.resolveHead = null;
+        return resolve(head);
+      }
+      case FrameType.data:
+      case FrameType.stderr:
+      case FrameType.message:
+        if (s.resolveHead) return this.reset(s, "error", "data before the head");
+        if (!s.recv.received(frame.payload.byteLength)) return this.reset(s, "limit", "the agent sent past its credit");
+        return s.deliver(frame);
+      case FrameType.end:
+        if (s.resolveHead) return this.reset(s, "error", "an end before the head");
+        return s.deliver(frame);
+      case FrameType.reset:
+        return this.cut(s, readJson(frame.payload, TunnelReset) ?? { code: "error", message: "the agent reset the stream" });
+      default:
+        // open and resize are the coordinator's to send: a broken agent.
+        return this.reset(s, "error", `frame type ${frame.type} is not an agent's`);
     }
   }
 
