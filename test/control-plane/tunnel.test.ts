@@ -328,6 +328,17 @@ describe("tunnel: access", () => {
     expect((await answer).status).toBe(204);
   });
 
+  it("never opens a stream from the tunnel header of an agent's own connect request", async () => {
+    const { peer, pool, id, workerId } = await running();
+    const forged = JSON.stringify({ job_id: id, attempt: 1, worker_id: workerId, target: { type: "exec", argv: ["sh"], tty: false }, idle_timeout_s: 60, session: "exec" });
+    const headers = { upgrade: "websocket", authorization: `Bearer ${await agentToken(pool, "intruder")}`, "x-gridx-tunnel": forged };
+    const res = await SELF.fetch(`${BASE}/v1/agent/connect?protocol=1`, { headers });
+    expect(res.status).toBe(101);
+    res.webSocket!.accept();
+    res.webSocket!.close(1000, "done");
+    await expect(peer.next(FrameType.open, undefined, 300)).rejects.toThrow("no frame");
+  });
+
   it("refuses an expired link", async () => {
     const { id, path } = await running();
     const token = "gxl_expired";

@@ -9,6 +9,7 @@ import { getWorker } from "../db/workers.ts";
 import { settingsOf } from "../settings.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
+import { TUNNEL_HEADER } from "../coordinator/tunnel-hub.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
@@ -115,6 +116,8 @@ export const agentRoutes = router()
       if (principal.kind !== "agent") throw new AppError("forbidden", "agent tokens only");
       const headers = new Headers(c.req.raw.headers);
       headers.delete("authorization");
+      // Streams are opened by the port and exec routes only, after their checks: never by an agent's own request.
+      headers.delete(TUNNEL_HEADER);
       headers.set("x-gridx-pool", principal.pool);
       headers.set("x-gridx-token-id", principal.tokenId);
       return coordinatorFor(c.env, principal.pool).fetch(new Request(c.req.url, { headers }));
