@@ -18,6 +18,7 @@ import {
 } from "../../protocol/index.ts";
 import { sha256Hex } from "../../control-plane/src/auth/tokens.ts";
 import { ByteBucket } from "../../control-plane/src/coordinator/byte-bucket.ts";
+import { TunnelHub } from "../../control-plane/src/coordinator/tunnel-hub.ts";
 import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
 const BASE = "http://gridx.test";
@@ -406,6 +407,20 @@ describe("tunnel: bounds and endings", () => {
     peer.data(stream, "mine");
     peer.end(stream);
     expect(await answer).toMatchObject({ status: 200, text: "mine" });
+  });
+});
+
+describe("tunnel hub", () => {
+  it("answers 504 and resets the stream when the agent does not answer its open in time, freeing its place", async () => {
+    const sent: number[] = [];
+    const ws = { send: (b: Uint8Array) => sent.push(decodeTunnelFrame(b)!.type) } as unknown as WebSocket;
+    const hub = new TunnelHub({ streamsPerJob: 1, streamsPerAgent: 1, sessionBytesPerS: 1 << 20, requestBytes: 1024, wsMessageBytes: 1024, openTimeoutMs: 20 }, () => undefined);
+    const req = { job_id: "j_1", attempt: 1, worker_id: "w_1", target: { type: "http" as const, port: 1, method: "GET", path: "/", headers: [], body: false }, idle_timeout_s: 60, session: "port:1" };
+    for (const _ of [1, 2]) {
+      const res = await hub.open(ws, req, new Request("http://coordinator/"));
+      expect([res.status, ((await res.json()) as { error: { message: string } }).error.message]).toEqual([504, "the agent did not answer within 0.02 s"]);
+    }
+    expect(sent).toEqual([FrameType.open, FrameType.reset, FrameType.open, FrameType.reset]);
   });
 });
 
