@@ -422,6 +422,25 @@ describe("tunnel hub", () => {
     }
     expect(sent).toEqual([FrameType.open, FrameType.reset, FrameType.open, FrameType.reset]);
   });
+
+  it("grants credit later, not less, once a session is past its bytes per second", async () => {
+    const windows: number[] = [];
+    const ws = { send: (b: Uint8Array) => void (decodeTunnelFrame(b)!.type === FrameType.window && windows.push(readWindow(decodeTunnelFrame(b)!.payload)!)) } as unknown as WebSocket;
+    const half = TUNNEL_LIMITS.window_bytes / 2;
+    const hub = new TunnelHub({ streamsPerJob: 1, streamsPerAgent: 1, sessionBytesPerS: half, requestBytes: 1024, wsMessageBytes: 1024, openTimeoutMs: 5000 }, () => undefined);
+    const req = { job_id: "j_1", attempt: 1, worker_id: "w_1", target: { type: "http" as const, port: 1, method: "GET", path: "/", headers: [], body: false }, idle_timeout_s: 60, session: "port:1" };
+    const answer = hub.open(ws, req, new Request("http://coordinator/"));
+    hub.frame(ws, jsonFrame(FrameType.head, 1, { status: 200, headers: [] }).buffer as ArrayBuffer);
+    for (let sent = 0; sent < TUNNEL_LIMITS.window_bytes; sent += TUNNEL_LIMITS.chunk_bytes) {
+      hub.frame(ws, encodeTunnelFrame(FrameType.data, 1, new Uint8Array(TUNNEL_LIMITS.chunk_bytes)).buffer as ArrayBuffer);
+    }
+    const reader = (await answer).body!.getReader();
+    for (let read = 0; read < TUNNEL_LIMITS.window_bytes; ) read += (await reader.read()).value!.byteLength;
+    // The first half window fit the second's budget; the second waits for it to refill.
+    expect(windows).toEqual([half]);
+    await until(() => windows.length === 2, "the delayed grant");
+    expect(windows).toEqual([half, half]);
+  });
 });
 
 describe("byte bucket", () => {

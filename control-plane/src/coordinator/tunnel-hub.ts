@@ -88,10 +88,12 @@ class Stream {
   /** Set until the head (or a cut) comes. */
   resolveHead: ((outcome: TunnelHead | Cut) => void) | null = null;
   readonly head: Promise<TunnelHead | Cut>;
-  /** The agent's data, message and end frames once the head came. */
-  deliver: (frame: TunnelFrame) => void = () => undefined;
-  /** Cut after its head: tell the client. */
-  onCut: (cut: Cut) => void = () => undefined;
+  /** The agent's data, message and end frames after the head, until the relay listens (the head's awaiter runs a tick later). */
+  private early: TunnelFrame[] | null = [];
+  private handler: (frame: TunnelFrame) => void = (frame) => this.early?.push(frame);
+  /** Why it was cut after its head, and how the relay tells its client. */
+  private cutWith: Cut | null = null;
+  private cutHandler: (cut: Cut) => void = () => undefined;
   timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -100,6 +102,29 @@ class Stream {
     readonly req: TunnelRequest,
   ) {
     this.head = new Promise((resolve) => (this.resolveHead = resolve));
+  }
+
+  deliver(frame: TunnelFrame): void {
+    this.handler(frame);
+  }
+
+  /** The relay tells its client of a cut with `handler`, at once if the cut came before the relay did. */
+  whenCut(handler: (cut: Cut) => void): void {
+    if (this.cutWith) handler(this.cutWith);
+    else this.cutHandler = handler;
+  }
+
+  cutAfterHead(cut: Cut): void {
+    this.cutWith = cut;
+    this.cutHandler(cut);
+  }
+
+  /** The relay takes the agent's frames from now on, first those that came before it listened. */
+  listen(handler: (frame: TunnelFrame) => void): void {
+    this.handler = handler;
+    const early = this.early ?? [];
+    this.early = null;
+    for (const frame of early) if (this.open) handler(frame);
   }
 }
 
@@ -235,7 +260,7 @@ export class TunnelHub {
     const headers = new Headers();
     for (const [name, value] of head.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, value);
     if (NULL_BODY.has(head.status)) {
-      s.deliver = (f) => (f.type === FrameType.end ? this.finish(s) : this.grant(s, f.payload.byteLength));
+      s.listen((f) => (f.type === FrameType.end ? this.finish(s) : this.grant(s, f.payload.byteLength)));
       return new Response(null, { status: head.status, headers });
     }
     // What the agent sent and the client has not read yet, and how the stream ended.
@@ -244,15 +269,15 @@ export class TunnelHub {
       unread.wake?.();
       unread.wake = null;
     };
-    s.deliver = (f) => {
+    s.whenCut((cut) => {
+      unread.over = cut;
+      arrived();
+    });
+    s.listen((f) => {
       if (f.type === FrameType.data) unread.chunks.push(f.payload.slice());
       else if (f.type === FrameType.end) unread.over = "end";
       arrived();
-    };
-    s.onCut = (cut) => {
-      unread.over = cut;
-      arrived();
-    };
+    });
     const body = new ReadableStream<Uint8Array>(
       {
         // Credit goes back only as the client reads: a slow reader holds the agent at one window.
@@ -319,7 +344,8 @@ export class TunnelHub {
     let fragments: Uint8Array[] = [];
     let size = 0;
     let binary = false;
-    s.deliver = (f) => {
+    s.whenCut((cut) => closeQuietly(server, 1011, cut.message.slice(0, 120)));
+    s.listen((f) => {
       idle();
       if (f.type === FrameType.end) {
         const end = readJson(f.payload, TunnelEnd) ?? {};
@@ -342,8 +368,7 @@ export class TunnelHub {
       } catch {
         // the client is gone; its close event ends the stream
       }
-    };
-    s.onCut = (cut) => closeQuietly(server, 1011, cut.message.slice(0, 120));
+    });
     let order = Promise.resolve();
     server.addEventListener("message", (ev) => {
       idle();
@@ -377,7 +402,11 @@ export class TunnelHub {
       closeQuietly(server, 1000, "idle timeout");
       this.reset(s, "gone", "the exec client was idle too long");
     });
-    s.deliver = (f) => {
+    s.whenCut((cut) => {
+      say({ type: "error", code: cut.code, message: cut.message });
+      closeQuietly(server, 1011, cut.message.slice(0, 120));
+    });
+    s.listen((f) => {
       idle();
       if (f.type === FrameType.end) {
         say({ type: "exit", exit_code: readJson(f.payload, TunnelEnd)?.exit_code ?? null });
@@ -394,11 +423,7 @@ export class TunnelHub {
         // the client is gone; its close event ends the stream
       }
       this.grant(s, f.payload.byteLength);
-    };
-    s.onCut = (cut) => {
-      say({ type: "error", code: cut.code, message: cut.message });
-      closeQuietly(server, 1011, cut.message.slice(0, 120));
-    };
+    });
     let order = Promise.resolve();
     server.addEventListener("message", (ev) => {
       idle();
@@ -499,7 +524,7 @@ export class TunnelHub {
     const waiting = s.resolveHead;
     s.resolveHead = null;
     if (waiting) waiting(cut);
-    else s.onCut(cut);
+    else s.cutAfterHead(cut);
   }
 
   private finish(s: Stream): void {
