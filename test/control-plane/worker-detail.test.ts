@@ -38,7 +38,7 @@ describe("one worker's detail, and forgetting an offline one", () => {
     expect((await api(`/v1/workers/${workerId}`, { method: "DELETE", token: (await userToken({ role: null })).token })).status).toBe(403);
 
     agent.close();
-    await pollUntil(async () => (await api(`/v1/workers/${workerId}`)).json.status, (s) => s === "offline", { timeoutMs: 10_000, what: "the worker offline" });
+    await pollUntil(async () => (await api(`/v1/workers/${workerId}`)).json.status, (s) => s === "offline", { timeoutMs: 10_000, intervalMs: 100, what: "the worker offline" });
     expect((await api(`/v1/workers/${workerId}`, { method: "DELETE" })).status).toBe(204);
     expect((await api(`/v1/workers/${workerId}`)).status).toBe(404);
     expect((await api(`/v1/workers?pool=${pool}`)).json.workers).toEqual([]);

@@ -126,8 +126,8 @@ describe("interactive sessions", () => {
 
     const link = await authed(`${base}/links`, { method: "POST" });
     expect(link.status).toBe(201);
-    const { url, expires_at } = (await link.json()) as { url: string; expires_at: number };
-    expect(expires_at).toBeGreaterThan(Date.now());
+    const { url, expires_at } = (await link.json()) as { url: string; expires_at: string };
+    expect(Date.parse(expires_at)).toBeGreaterThan(Date.now());
     const landing = await fetch(url, { redirect: "manual" });
     expect(landing.status).toBe(302);
     const cookie = landing.headers.get("set-cookie")!;
@@ -144,8 +144,8 @@ describe("interactive sessions", () => {
     // One use only.
     expect((await fetch(url, { redirect: "manual" })).status).toBe(401);
 
-    const late = (await (await authed(`${base}/links`, { method: "POST" })).json()) as { url: string; expires_at: number };
-    await pollUntil(async () => Date.now(), (now) => now > late.expires_at, { timeoutMs: 120_000, intervalMs: 250, what: "the link to expire" });
+    const late = (await (await authed(`${base}/links`, { method: "POST" })).json()) as { url: string; expires_at: string };
+    await pollUntil(async () => Date.now(), (now) => now > Date.parse(late.expires_at), { timeoutMs: 120_000, intervalMs: 250, what: "the link to expire" });
     expect((await fetch(late.url, { redirect: "manual" })).status).toBe(401);
   }, 150_000);
 
