@@ -55,6 +55,8 @@ export const WorkerCaps = z.object({
    * agents that predate it expect.
    */
   prefetch: z.number().int().min(0).max(CAPS_LIMITS.prefetch).optional(),
+  /** Whether the agent serves jobs' declared ports through the tunnel (it has a static busybox to relay with); absent: agents that predate it, which do not. */
+  ports: z.boolean().default(false),
 });
 export type WorkerCaps = z.infer<typeof WorkerCaps>;
 

@@ -43,6 +43,8 @@ export interface CapsOverrides {
   labels: Labels;
   /** Whether the agent's filtered egress network is set up (see sandbox-net/). */
   egress?: boolean;
+  /** Whether the agent can relay to jobs' ports (it found a static busybox, tunnel/busybox.ts). */
+  ports?: boolean;
 }
 
 /** The runtimes of `Runtime` that dockerd has registered (its `Runtimes` in `GET /info`); runc is always there. */
@@ -108,5 +110,6 @@ export async function detectCaps(docker: DockerEngine, overrides: CapsOverrides)
     wsl,
     runtimes: runtimesOf(info?.Runtimes),
     egress: overrides.egress ?? false,
+    ports: overrides.ports ?? false,
   };
 }

@@ -96,8 +96,8 @@ async function main(): Promise<number> {
   const egress = await EgressNetworks.start(docker, { instance, deny: config.egressDeny, off: config.noEgress }, log);
   const prefetch = config.once ? 0 : config.prefetch;
   const relay = await findRelayBusybox(config.relayBusybox);
-  if (relay.path === null) log.warn(`jobs with ports fail here: ${relay.why}`);
-  const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available })), prefetch };
+  if (relay.path === null) log.warn(`jobs with ports are not taken here: ${relay.why}`);
+  const caps = { ...(await detectCaps(docker, { cpus: config.cpus, memoryMb: config.memoryMb, labels: config.labels, egress: egress.available, ports: relay.path !== null })), prefetch };
   const buildLimits = { cpus: config.buildCpus, memoryMb: config.buildMemoryMb, pids: config.buildPids, timeoutMs: config.buildTimeoutS * 1000, maxImageBytes: config.buildMaxGb * 1024 ** 3 };
   const buildCgroup = await confineBuilds(docker, engineAddress(process.env), instance, buildLimits, log);
   const cgroups = await trackUsage(docker, engineAddress(process.env), instance, log);

@@ -62,9 +62,11 @@ export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandb
  * Why a queued job waits for its sandbox, when no online worker of its pool could ever run it
  * (its runtime, or the filtered egress network); null when one could. Pure.
  */
-export function sandboxWait(spec: Pick<JobSpec, "pool" | "runtime" | "network">, online: readonly { caps: Pick<WorkerCaps, "runtimes" | "egress"> }[]): string | null {
-  const sandbox = { runtime: effectiveRuntime(spec), network: spec.network };
+export function sandboxWait(spec: Pick<JobSpec, "pool" | "runtime" | "network"> & Partial<Pick<JobSpec, "ports">>, online: readonly { caps: Pick<WorkerCaps, "runtimes" | "egress"> & Partial<Pick<WorkerCaps, "ports">> }[]): string | null {
+  const sandbox = { runtime: effectiveRuntime(spec), network: spec.network, ports: (spec.ports?.length ?? 0) > 0 };
   if (online.some((w) => offersSandbox(w, sandbox))) return null;
-  const needs = [sandbox.runtime !== "runc" && sandbox.runtime, sandbox.network === "egress" && "the filtered egress network"].filter(Boolean).join(" and ");
+  const needs = [sandbox.runtime !== "runc" && sandbox.runtime, sandbox.network === "egress" && "the filtered egress network", sandbox.ports && "ports (an agent with busybox-static)"]
+    .filter(Boolean)
+    .join(" and ");
   return `no online worker in pool ${spec.pool} offers ${needs || "runc"}`;
 }

@@ -193,6 +193,7 @@ export const Worker = z
       wsl: z.boolean(),
       runtimes: z.array(Runtime).openapi({ description: "Runtimes the worker's Docker engine has registered: runc, and gvisor (runsc) where installed." }),
       egress: z.boolean().openapi({ description: "Whether the agent keeps the filtered network that egress jobs and builds use." }),
+      ports: z.boolean().openapi({ description: "Whether the agent serves jobs' declared ports (it has a static busybox to relay with); jobs with ports go only to such workers." }),
     }),
     agent_version: z.string(),
     slots: z.number().int(),

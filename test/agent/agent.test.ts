@@ -96,7 +96,7 @@ class ScriptedRunner implements JobRunner {
 }
 
 const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
-const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: false };
 
 let cleanup: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

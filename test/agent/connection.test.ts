@@ -12,7 +12,7 @@ afterEach(async () => {
   closers = [];
 });
 
-const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: false };
 const result = (job_id: string) => ({ type: "job_result" as const, payload: { job_id, attempt: 1, exit_code: 0, failure_reason: null, message: null } });
 
 /** A coordinator stand-in that records each frame's messages and answers hello as told. */

@@ -44,7 +44,7 @@ afterEach(async () => {
 });
 
 const idleRunner: JobRunner = { run: () => new Promise(() => {}), cleanupLeftovers: async () => 0, start: () => undefined, close: async () => undefined, missingImages: async () => [], warm: async () => ({ envs: [], repos: [] }) };
-const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: false };
 
 describe("the agent behind an HTTP proxy", () => {
   it("tunnels its WebSocket through HTTPS_PROXY with CONNECT", async () => {

@@ -492,7 +492,7 @@ describe("Connection binary frames", () => {
     let disconnected = 0;
     let greeted!: () => void;
     const ready = new Promise<void>((r) => (greeted = r));
-    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: true };
     const conn = new Connection({
       url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`,
       token: "t",
@@ -573,7 +573,7 @@ describe("Agent wiring", () => {
       missingImages: async () => [],
       warm: async () => ({ envs: [], repos: [] }),
     };
-    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+    const caps = { cpu_cores: 1, memory_mb: 512, gpus: [], nvidia_runtime: false, labels: {}, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: true };
     const agent = new Agent({ url: `http://127.0.0.1:${(wss.address() as AddressInfo).port}`, token: "t", name: "n", slots: 1, version: "t", caps, reach }, runner, silentLogger);
     const resetOf = (stream: number) => frames.find((f) => f.stream === stream && f.type === FrameType.reset);
     const endOf = (stream: number) => frames.find((f) => f.stream === stream && f.type === FrameType.end);

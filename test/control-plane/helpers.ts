@@ -71,6 +71,8 @@ export const caps = (over: Partial<WorkerCaps> = {}): WorkerCaps => ({
   wsl: false,
   runtimes: ["runc"],
   egress: false,
+  // A fake agent answers tunnel frames the test scripts for it.
+  ports: true,
   ...over,
 });
 

@@ -41,6 +41,15 @@ describe("fits", () => {
     const sandboxed = worker("b", { caps: caps({ runtimes: ["runc", "gvisor"] }) });
     expect(place([{ ...job("g"), sandbox: gvisor }, job("r")], [plain, sandboxed], "first-idle")).toEqual(["g->b", "r->a"]);
   });
+
+  it("places a job with ports only on a worker whose agent relays to ports", () => {
+    const ported = { runtime: "runc" as const, network: "none" as const, ports: true };
+    const caps = (over: Partial<WorkerView["caps"]>) => ({ cpu_cores: 4, memory_mb: 8192, gpus: [], labels: {}, runtimes: ["runc" as const], egress: false, ...over });
+    expect(fits(worker("a"), job("j").requirements, ported)).toBe(false);
+    expect(fits(worker("a", { caps: caps({ ports: false }) }), job("j").requirements, ported)).toBe(false);
+    expect(fits(worker("a", { caps: caps({ ports: true }) }), job("j").requirements, ported)).toBe(true);
+    expect(place([{ ...job("p"), sandbox: ported }, job("q")], [worker("old"), worker("new", { caps: caps({ ports: true }) })], "first-idle")).toEqual(["p->new", "q->old"]);
+  });
 });
 
 describe("planDispatch", () => {

@@ -23,7 +23,7 @@ function decode<S extends Parameters<typeof decodeFrame>[1]>(raw: string, schema
 }
 
 const spec = JobRequest.parse({ kind: "python", python: { script: "print(1)" } });
-const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }], nvidia_runtime: true, labels: { a: "b" }, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false };
+const caps = { cpu_cores: 2, memory_mb: 1024, gpus: [{ index: 0, model: "T4", memory_mb: 15000 }], nvidia_runtime: true, labels: { a: "b" }, os: "Linux", arch: "x64", wsl: false, runtimes: ["runc" as const], egress: false, ports: false };
 
 const agentMessages: AgentToCoordinator[] = [
   { type: "hello", payload: { agent_version: "1.0.0", name: "n", slots: 2, caps, running: [{ job_id: "j_1", attempt: 2 }], warm: { envs: ["0123456789abcdef"], repos: [] }, batch_frames: true } },

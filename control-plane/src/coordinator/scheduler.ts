@@ -6,7 +6,7 @@ export type Policy = (typeof POLICIES)[number];
 /** A connected worker as the scheduler sees it: what it has, and what its jobs hold. */
 export interface WorkerView {
   id: string;
-  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels" | "runtimes" | "egress" | "prefetch">;
+  caps: Pick<WorkerCaps, "cpu_cores" | "memory_mb" | "gpus" | "labels" | "runtimes" | "egress" | "prefetch"> & Partial<Pick<WorkerCaps, "ports">>;
   slots: number;
   draining: boolean;
   /** What its attempts that hold slots (running, or able to start now) hold. */
@@ -20,8 +20,8 @@ export interface WorkerView {
 export interface QueuedJob {
   id: string;
   requirements: JobRequirements;
-  /** The sandbox the job runs in: only a worker with that runtime (and the filtered network, for egress) takes it. */
-  sandbox: { runtime: Runtime; network: JobNetwork };
+  /** The sandbox the job runs in: only a worker with that runtime (and the filtered network, for egress; the port relay, for ports) takes it. */
+  sandbox: { runtime: Runtime; network: JobNetwork; ports?: boolean };
   /** A repo job's environment and code repository keys: workers with them warm are preferred. */
   affinity?: { env: string; repo: string };
 }
@@ -48,8 +48,8 @@ function freeGpuIndices(w: WorkerView): number[] {
 }
 
 /** Whether a worker can ever run a job's sandbox: its runtime, and egress through the agent's filtered network. */
-export function offersSandbox(w: { caps: Pick<WorkerCaps, "runtimes" | "egress"> }, sandbox: QueuedJob["sandbox"]): boolean {
-  return w.caps.runtimes.includes(sandbox.runtime) && (sandbox.network === "none" || w.caps.egress);
+export function offersSandbox(w: { caps: Pick<WorkerCaps, "runtimes" | "egress"> & Partial<Pick<WorkerCaps, "ports">> }, sandbox: QueuedJob["sandbox"]): boolean {
+  return w.caps.runtimes.includes(sandbox.runtime) && (sandbox.network === "none" || w.caps.egress) && (!sandbox.ports || w.caps.ports === true);
 }
 
 /** Whether a worker can take a job now: capabilities, labels and a free slot. */

@@ -95,8 +95,8 @@ export function silentSince(db: Db, pool: string, cutoff: number) {
 
 /** A worker's capabilities as stored; one that said hello before agents reported runtimes runs runc only, without egress. */
 export function capsOf(row: Pick<WorkerRow, "caps">): WorkerCaps {
-  const caps = row.caps as Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress">;
-  return { ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false };
+  const caps = row.caps as Partial<WorkerCaps> & Omit<WorkerCaps, "runtimes" | "egress" | "ports">;
+  return { ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false, ports: caps.ports ?? false };
 }
 
 /** What the API shows of a worker. */
@@ -120,6 +120,7 @@ export function workerView(row: WorkerRow, running: number) {
       wsl: caps.wsl,
       runtimes: caps.runtimes,
       egress: caps.egress,
+      ports: caps.ports,
     },
     agent_version: row.agentVersion,
     slots: row.slots,
