@@ -1,4 +1,5 @@
 import { app } from "./app.ts";
+import { fromPortHost } from "./middleware/port-hosts.ts";
 import type { Bindings } from "./env.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
 import { pokeWebhooks } from "./webhooks/poke.ts";
@@ -14,7 +15,8 @@ export { ScheduleClock } from "./workflows/schedule-clock.ts";
 export { WorkflowEngine } from "./workflows/engine.ts";
 
 export default {
-  fetch: app.fetch,
+  // A port host's requests are read as the port's path; nothing else answers there.
+  fetch: (request, env, ctx) => app.fetch(fromPortHost(request, env.PORTS_DOMAIN), env, ctx),
   async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
     // Backstops: each of these re-arms itself while it has work; this restarts one that ever stopped.

@@ -95,6 +95,18 @@ const SettingsSchema = z.object({
   TUNNEL_WS_MESSAGE_BYTES: z.coerce.number().int().min(1).default(TUNNEL_LIMITS.defaults.ws_message_bytes),
   /** How long the agent has to answer a stream's open (504 past it). */
   TUNNEL_OPEN_TIMEOUT_S: seconds(TUNNEL_LIMITS.defaults.open_timeout_s),
+  /** A one-time port link's life. */
+  PORT_LINK_TTL_S: z.coerce.number().int().min(1).max(3600).default(TUNNEL_LIMITS.link_ttl_s),
+  /**
+   * A wildcard domain (`ports.example.com`, DNS `*.ports.example.com` routed to this worker) that
+   * serves each job's port at its own host, `p<port>-j-<id>.<domain>`: its own origin, so a page a
+   * job serves cannot script the dashboard (docs/security.md). Empty: ports are served under the
+   * control plane's own origin, at /v1/jobs/:id/ports/:port/.
+   */
+  PORTS_DOMAIN: z
+    .string()
+    .regex(/^$|^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/, "a domain such as ports.example.com")
+    .default(""),
 });
 export type Settings = z.infer<typeof SettingsSchema>;
 

@@ -1,4 +1,4 @@
-import { env, SELF } from "cloudflare:test";
+import { createExecutionContext, env, SELF, waitOnExecutionContext } from "cloudflare:test";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   decodeTunnelFrame,
@@ -19,7 +19,8 @@ import {
 import { sha256Hex } from "../../control-plane/src/auth/tokens.ts";
 import { ByteBucket } from "../../control-plane/src/coordinator/byte-bucket.ts";
 import { TunnelHub } from "../../control-plane/src/coordinator/tunnel-hub.ts";
-import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
+import worker from "../../control-plane/src/index.ts";
+import { ADMIN, agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
 
 const BASE = "http://gridx.test";
 const PORT = 8080;
@@ -451,5 +452,76 @@ describe("byte bucket", () => {
     // 1 s later: 1000 refilled, 500 of it owed already.
     expect(b.take(500, 1000)).toBe(0);
     expect(b.take(1, 1000)).toBeGreaterThan(0);
+  });
+});
+
+describe("tunnel: per-port hosts (PORTS_DOMAIN) and sessions", () => {
+  const DOMAIN = "ports.gridx.test";
+  /** The worker as a deployment with PORTS_DOMAIN set would run it. */
+  async function withDomain(url: string, init: RequestInit = {}): Promise<Response> {
+    const ctx = createExecutionContext();
+    const res = await worker.fetch(new Request(url, { redirect: "manual", ...init }) as Parameters<typeof worker.fetch>[0], { ...env, PORTS_DOMAIN: DOMAIN } as typeof env, ctx);
+    await waitOnExecutionContext(ctx);
+    return res;
+  }
+
+  it("serves a port at its own host: links point there, its cookie covers that host only, and nothing else answers there", async () => {
+    const { id, path, peer } = await running();
+    const link = await withDomain(`${BASE}/v1/jobs/${id}/ports/${PORT}/links`, { method: "POST", headers: { authorization: `Bearer ${ADMIN}` } });
+    expect(link.status).toBe(201);
+    const url = new URL(((await link.json()) as { url: string }).url);
+    expect(url.hostname).toBe(`p${PORT}-${id.replace("_", "-")}.${DOMAIN}`);
+    // Not on the control plane's own origin: a browser session there could script the dashboard.
+    expect((await withDomain(`${BASE}${url.pathname}${url.search}`)).status).toBe(401);
+    const landing = await withDomain(url.href);
+    expect(landing.status).toBe(302);
+    const cookie = landing.headers.get("set-cookie")!;
+    expect(cookie).toContain("Path=/;");
+    const session = cookie.split(";")[0]!;
+
+    // The host's root is the port's (the server sees / with strip_prefix), and so is /ui: the dashboard is not there.
+    for (const page of ["/notebooks/x", "/ui/jobs"]) {
+      const answer = withDomain(`http://${url.host}${page}`, { headers: { cookie: session } });
+      const { stream, open } = await peer.open();
+      expect(open.target).toMatchObject({ type: "http", path: page });
+      peer.head(stream, 204);
+      peer.end(stream);
+      expect((await answer).status).toBe(204);
+    }
+    // A server told its base URL links under the port's path; that path is kept, not doubled.
+    const based = withDomain(`http://${url.host}${path}static/a.js`, { headers: { cookie: session } });
+    const { stream, open } = await peer.open();
+    expect(open.target).toMatchObject({ path: "/static/a.js" });
+    peer.head(stream, 204);
+    peer.end(stream);
+    expect((await based).status).toBe(204);
+    // A client cannot claim to be a port host on the control plane's origin.
+    expect((await withDomain(`${BASE}${path}x`, { headers: { cookie: session, "x-gridx-port-host": "1" } })).status).toBe(401);
+  });
+
+  it("ends a browser session when its user leaves the job's project", async () => {
+    const project = await newProject();
+    const { id, path, peer } = await running({ project });
+    const viewer = await userToken({ project, role: "viewer" });
+    const link = await api(`/v1/jobs/${id}/ports/${PORT}/links`, { method: "POST", token: viewer.token });
+    expect(link.status).toBe(201);
+    const landing = await SELF.fetch(link.json.url, { redirect: "manual" });
+    const session = landing.headers.get("set-cookie")!.split(";")[0]!;
+    const answer = api(`${path}x`, { token: null, headers: { cookie: session } });
+    const { stream } = await peer.open();
+    peer.head(stream, 204);
+    peer.end(stream);
+    expect((await answer).status).toBe(204);
+    expect((await api(`/v1/projects/${project}/members/${viewer.user}`, { method: "DELETE" })).status).toBe(204);
+    expect((await api(`${path}x`, { token: null, headers: { cookie: session } })).status).toBe(401);
+  });
+
+  it("waits a job with ports for a worker that relays to ports, and says so", async () => {
+    const pool = uniquePool();
+    const { agent } = await FakeAgent.join(await agentToken(pool), { caps: caps({ ports: false }) });
+    const job = (await submit({ pool, ports: [{ port: PORT }] })).json;
+    expect(job.pending_reason).toContain("ports");
+    expect(await agent.receives("assign_job", 400)).toBe(false);
+    agent.close();
   });
 });

@@ -22,6 +22,8 @@ export const E2E_VARS = {
   // Webhook retries within seconds, and events found without a poke within a second.
   WEBHOOK_BACKOFF_S: "1",
   WEBHOOK_SCAN_S: "1",
+  // Port links expire within the interactive-session suite's patience.
+  PORT_LINK_TTL_S: "10",
 };
 
 let cp: ControlPlane | undefined;

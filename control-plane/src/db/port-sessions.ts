@@ -38,10 +38,12 @@ export async function createPortSession(db: Db, grant: PortGrant, idleTimeoutS: 
   return token;
 }
 
-// Live while used within its idle timeout, and while the token that made its link is: revoking that token ends it.
+// Live while used within its idle timeout, while the token that made its link is (revoking that
+// token ends it), and while that token's user may still read the job's project.
 const SESSION_SQL =
   "SELECT s.id, s.job_id, s.port, s.last_used_at, s.idle_timeout_s FROM port_sessions s LEFT JOIN tokens t ON t.id = s.token_id " +
-  "WHERE s.hash = ?1 AND s.last_used_at + s.idle_timeout_s * 1000 > ?2 AND (s.token_id = 'admin' OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2)))";
+  "WHERE s.hash = ?1 AND s.last_used_at + s.idle_timeout_s * 1000 > ?2 AND (s.token_id = 'admin' OR (t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > ?2) " +
+  "AND EXISTS (SELECT 1 FROM members m JOIN jobs j ON j.id = s.job_id WHERE m.user_id = t.user_id AND m.project = j.project)))";
 
 /**
  * The job and port a live session cookie opens, and the write that records its use (at most

@@ -15,6 +15,7 @@ import { AppError } from "../errors.ts";
 import { bearerOf, later, requireAuth } from "../middleware/auth.ts";
 import { access, errors, json, router } from "../openapi.ts";
 import { settingsOf } from "../settings.ts";
+import { PORT_HOST_HEADER, portHostName } from "../middleware/port-hosts.ts";
 import { mustGetJob } from "./guards.ts";
 
 const tags = ["jobs"];
@@ -90,12 +91,16 @@ async function portCaller(c: Context<AppEnv>, db: Db, id: string, port: number):
   const now = Date.now();
   const url = new URL(c.req.url);
   const link = url.searchParams.get(LINK_PARAM);
+  const onPortHost = c.req.header(PORT_HOST_HEADER) === "1";
   if (link !== null && c.req.method === "GET") {
+    // With per-port hosts, browsers get sessions only on a port's own origin, never the control plane's.
+    if (settingsOf(c.env).PORTS_DOMAIN && !onPortHost) throw new AppError("unauthorized", "this deployment serves ports at their own hosts (PORTS_DOMAIN): open the link as POST …/links returned it");
     const grant = await consumePortLink(db, link, now);
     const job = grant && grant.jobId === id && grant.port === port ? await getJob(db, id) : undefined;
     if (!job) throw new AppError("unauthorized", "this link is not valid: it was used already, has expired, or is for another port");
     const secret = await createPortSession(db, grant!, declaredPort(job, port).idle_timeout_s, now);
-    setCookie(c, PORT_COOKIE, secret, { path: portPath(id, port), httpOnly: true, sameSite: "Lax", secure: url.protocol === "https:" });
+    // A port host is the port's alone, so its cookie covers the host; under the control plane's origin, the port's path only.
+    setCookie(c, PORT_COOKIE, secret, { path: onPortHost ? "/" : portPath(id, port), httpOnly: true, sameSite: "Lax", secure: url.protocol === "https:" });
     url.searchParams.delete(LINK_PARAM);
     return { answer: c.redirect(url.pathname + url.search, 302) };
   }
@@ -104,7 +109,8 @@ async function portCaller(c: Context<AppEnv>, db: Db, id: string, port: number):
     if (refused) return { answer: refused };
     return { job: await mustGetJob(db, c.get("principal"), id) };
   }
-  const cookie = getCookie(c, PORT_COOKIE);
+  // Sessions opened at a port's own host are that host's: the control plane's origin takes none.
+  const cookie = settingsOf(c.env).PORTS_DOMAIN && !onPortHost ? undefined : getCookie(c, PORT_COOKIE);
   const session = cookie ? await portSessionOf(db, cookie, now) : null;
   if (!session || session.jobId !== id || session.port !== port) {
     throw new AppError("unauthorized", "send a token as `Authorization: Bearer <token>`, or open a link from POST /v1/jobs/:id/ports/:port/links");
@@ -168,7 +174,7 @@ export const portRoutes = documented
       method: "post",
       path: "/{id}/ports/{port}/links",
       summary: "A one-time link that opens a browser session to a job's port",
-      description: `${user.description} Needs read access to the job's project; the job must be running. The link works once, within ${TUNNEL_LIMITS.link_ttl_s} s; the session it opens ends after the port's idle_timeout_s without a request.`,
+      description: `${user.description} Needs read access to the job's project; the job must be running. The link works once, within PORT_LINK_TTL_S (default ${TUNNEL_LIMITS.link_ttl_s} s), at the port's own host where PORTS_DOMAIN is set; the session it opens ends after the port's idle_timeout_s without a request.`,
       request: { params: PortParams },
       responses: { 201: json(PortLink, "The link."), ...errors(400, 401, 403, 404, 409) },
     }),
@@ -180,8 +186,11 @@ export const portRoutes = documented
       declaredPort(job, port);
       mustRun(job);
       const grant = { jobId: id, port, tokenId: principal.tokenId, createdBy: actorName(principal) };
-      const { token, expiresAt } = await createPortLink(db, grant, TUNNEL_LIMITS.link_ttl_s, Date.now());
-      const url = `${new URL(c.req.url).origin}${portPath(id, port)}?${LINK_PARAM}=${token}`;
+      const settings = settingsOf(c.env);
+      const { token, expiresAt } = await createPortLink(db, grant, settings.PORT_LINK_TTL_S, Date.now());
+      const origin = new URL(c.req.url);
+      if (settings.PORTS_DOMAIN) origin.hostname = portHostName(id, port, settings.PORTS_DOMAIN);
+      const url = `${origin.origin}${portPath(id, port)}?${LINK_PARAM}=${token}`;
       return c.json({ url, expires_at: new Date(expiresAt).toISOString() }, 201);
     },
   )
