@@ -87,7 +87,11 @@ describe("interactive sessions", () => {
     const decoder = new TextDecoder();
     let seen = "";
     // The second chunk is only written after /release, so reading the first proves it streamed.
-    while (!seen.includes("first\n")) seen += decoder.decode((await reader.read()).value);
+    while (!seen.includes("first\n")) {
+      const r = await reader.read();
+      if (r.done) throw new Error(`the body ended after ${JSON.stringify(seen)}`);
+      seen += decoder.decode(r.value);
+    }
     expect(seen).not.toContain("second");
     expect((await authed(`${base}/release`)).status).toBe(200);
     for (let r = await reader.read(); !r.done; r = await reader.read()) seen += decoder.decode(r.value);
@@ -160,7 +164,7 @@ describe("interactive sessions", () => {
     expect(res.stderr).toContain("to-stderr");
     expect(res.code).toBe(3);
     const audit = await api(`/v1/audit?action=job.exec`);
-    expect(audit.json.entries.some((e: any) => e.target === jobId)).toBe(true);
+    expect(audit.json.events.find((e: any) => e.target === jobId)).toMatchObject({ action: "job.exec", detail: { argv: ["sh", "-c", "id -u; echo to-stderr >&2; exit 3"] } });
   });
 
   it("ends the session cleanly when the agent is killed", async () => {
@@ -190,7 +194,7 @@ describe("jupyter", () => {
   it("starts a notebook server and runs a cell through the kernel's WebSocket, from a browser link", async () => {
     const started = await runGridx(["jupyter", "--pool", pool, "--no-open", "--json"]);
     expect(started.code).toBe(0);
-    const { id, url } = JSON.parse(started.stdout) as { id: string; url: string };
+    const { job_id: id, url } = JSON.parse(started.stdout) as { job_id: string; url: string };
     const landing = await fetch(url, { redirect: "manual" });
     expect(landing.status).toBe(302);
     const cookie = landing.headers.get("set-cookie")!.split(";")[0]!;

@@ -259,6 +259,10 @@ export class TunnelHub {
     }
     const headers = new Headers();
     for (const [name, value] of head.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, value);
+    // The edge compresses text it is handed (Cloudflare's, and Miniflare's copy of it), and a
+    // compressor holds small writes back: a streamed answer would arrive all at once at its end.
+    // The server's own encoding, or none, is what the client gets.
+    if (!headers.has("content-encoding")) headers.set("content-encoding", "identity");
     if (NULL_BODY.has(head.status)) {
       s.listen((f) => (f.type === FrameType.end ? this.finish(s) : this.grant(s, f.payload.byteLength)));
       return new Response(null, { status: head.status, headers });
