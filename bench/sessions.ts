@@ -1,10 +1,10 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { WebSocket } from "ws";
 import { cliBin } from "../scripts/build-cli.ts";
 import { freePort, issueAgentToken, startAgent } from "../scripts/local-grid.ts";
-import { call, until, type BenchPlane } from "./grid.ts";
+import { call, processTreeUsage, until, type BenchPlane } from "./grid.ts";
 import { median, p99, round, type Figure } from "./stats.ts";
 
 const SECTION = "13 interactive sessions";
@@ -74,7 +74,7 @@ function jupyterToPage(cp: BenchPlane, pool: string): Promise<{ ms: number; id: 
     let err = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
     child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    child.on("close", (code) => (code === 0 ? resolve({ ms: performance.now() - t0, id: (JSON.parse(out) as { id: string }).id }) : reject(new Error(`gridx jupyter exited ${code}: ${err.slice(-500)}`))));
+    child.on("close", (code) => (code === 0 ? resolve({ ms: performance.now() - t0, id: (JSON.parse(out) as { job_id: string }).job_id }) : reject(new Error(`gridx jupyter exited ${code}: ${err.slice(-500)}`))));
   });
 }
 
@@ -102,7 +102,18 @@ export async function benchSessions(cp: BenchPlane, opts: { requests: number; do
     await requestsPerS(tunnel, 20, 4);
     await requestsPerS(straight, 20, 4);
     const rps = { tunnel: await requestsPerS(tunnel, opts.requests, 8), direct: await requestsPerS(straight, opts.requests, 8) };
-    const mibps = { direct: await downloadMiBps(straight, opts.downloadMiB), tunnel: await downloadMiBps(tunnel, opts.downloadMiB) };
+    const direct0 = await downloadMiBps(straight, opts.downloadMiB);
+    // Where a tunnelled MiB's time goes: CPU of each process it passes through.
+    const dockerd = existsSync("/var/run/docker.pid") ? Number(readFileSync("/var/run/docker.pid", "utf8")) : null;
+    const cpu = async () => ({
+      controlPlane: (await processTreeUsage(cp.process.pid!)).cpuSeconds,
+      agent: (await processTreeUsage(agent.process.pid!)).cpuSeconds,
+      dockerd: dockerd ? (await processTreeUsage(dockerd, "dockerd")).cpuSeconds : 0,
+    });
+    const before = await cpu();
+    const mibps = { direct: direct0, tunnel: await downloadMiBps(tunnel, opts.downloadMiB) };
+    const after = await cpu();
+    const perMiB = (k: keyof typeof before) => round(((after[k] - before[k]) * 1000) / opts.downloadMiB, 1);
     const echo = { tunnel: await echoRoundTrips(tunnel, opts.echoes), direct: await echoRoundTrips(straight, opts.echoes) };
     await call(cp, "POST", `/v1/jobs/${job.id}/cancel`, {});
 
@@ -118,6 +129,7 @@ export async function benchSessions(cp: BenchPlane, opts: { requests: number; do
       { section: SECTION, name: `${opts.downloadMiB} MiB download through the tunnel`, value: round(mibps.tunnel), unit: "MiB/s", target: `>= ${round(mibps.direct / 2)} (0.5x direct)` },
       { section: SECTION, name: `${opts.downloadMiB} MiB download straight from the server`, value: round(mibps.direct), unit: "MiB/s" },
       { section: SECTION, name: "tunnel / direct download", value: round(mibps.tunnel / mibps.direct, 2), unit: "x", target: ">= 0.5" },
+      { section: SECTION, name: "CPU per tunnelled MiB: control plane (wrangler + workerd) / agent / dockerd", value: perMiB("controlPlane"), unit: `ms (agent ${perMiB("agent")}, dockerd ${perMiB("dockerd")})` },
       { section: SECTION, name: `WebSocket echo round trip through the tunnel p50 (${opts.echoes})`, value: round(median(echo.tunnel), 2), unit: "ms" },
       { section: SECTION, name: "WebSocket echo round trip through the tunnel p99", value: round(p99(echo.tunnel), 2), unit: "ms" },
       { section: SECTION, name: "WebSocket echo round trip, direct, p50 / p99", value: round(median(echo.direct), 2), unit: `ms (p99 ${round(p99(echo.direct), 2)})` },
