@@ -158,7 +158,15 @@ export const TunnelTarget = z.discriminatedUnion("type", [
     /** Whether body `data` frames follow (then an `end`). */
     body: z.boolean(),
   }),
-  z.object({ type: z.literal("ws"), port: PortNumber, path: z.string().startsWith("/").max(16 * 1024), headers: HeaderList, protocols: z.array(z.string().max(256)).max(16) }),
+  z.object({
+    type: z.literal("ws"),
+    port: PortNumber,
+    path: z.string().startsWith("/").max(16 * 1024),
+    headers: HeaderList,
+    protocols: z.array(z.string().max(256)).max(16),
+    /** The control plane's TUNNEL_WS_MESSAGE_BYTES, so both ends cut a message at the same size; absent: the default. */
+    max_message_bytes: z.number().int().min(1).max(1024 * 1024 * 1024).optional(),
+  }),
   z.object({
     type: z.literal("exec"),
     argv: z.array(z.string().max(TUNNEL_LIMITS.exec_argv.arg_chars)).min(1).max(TUNNEL_LIMITS.exec_argv.max),

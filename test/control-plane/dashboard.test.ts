@@ -947,8 +947,8 @@ describe("dashboard: interactive sessions", () => {
       const open = await ui(`/ui/jobs/${job.id}/ports/8888/open`, { cookie, form: {}, headers: ORIGIN });
       expect(open.status).toBe(303);
       const location = open.headers.get("location") ?? "";
-      expect(location).toMatch(new RegExp(`^/v1/jobs/${job.id}/ports/8888/\\?gridx_link=[^&]+$`));
-      const followed = await SELF.fetch(BASE + location, { redirect: "manual" });
+      expect(location).toMatch(new RegExp(`^${BASE}/v1/jobs/${job.id}/ports/8888/\\?gridx_link=[^&]+$`));
+      const followed = await SELF.fetch(location, { redirect: "manual" });
       expect(followed.status).toBe(302);
       expect(followed.headers.get("set-cookie")).toMatch(/^gridx_port=/);
 

@@ -217,6 +217,42 @@ describe("tunnel: HTTP through a job's port", () => {
   });
 });
 
+describe("tunnel: what a job's server and its clients cannot do", () => {
+  it("drops a job's cookie that names a Domain, and keeps its own host's", async () => {
+    const { peer, path } = await running();
+    const answer = api(`${path}login`);
+    const { stream } = await peer.open();
+    peer.head(stream, 200, [["set-cookie", "mine=1; Path=/"], ["set-cookie", "wide=1; Domain=gridx.test; Path=/"]]);
+    peer.end(stream);
+    const res = await answer;
+    expect(res.headers.getSetCookie()).toEqual(["mine=1; Path=/"]);
+  });
+
+  it("frees a HEAD's place at once: more HEADs than the job's stream cap all answer", async () => {
+    const { peer, path } = await running();
+    for (let i = 0; i < 6; i++) {
+      const answer = api(path, { method: "HEAD" });
+      const { stream } = await peer.open();
+      peer.head(stream, 200, [["content-length", "10"]]);
+      peer.end(stream);
+      expect((await answer).status).toBe(200);
+    }
+  });
+
+  it("cuts a WebSocket client that sends far past what the job has read, and keeps the coordinator", async () => {
+    const { peer, path } = await running();
+    const client = upgrade(`${path}ws`);
+    const { stream } = await peer.open();
+    peer.head(stream, 101);
+    const { ws, closed } = await client;
+    // The fake agent never hands credit back: after a window, the rest waits in the coordinator, up to its bound.
+    const message = new Uint8Array(90_000);
+    for (let i = 0; i < 20; i++) ws.send(message);
+    expect((await closed).code).toBe(1008);
+    expect(readJson((await peer.next(FrameType.reset, stream)).payload, TunnelReset)).toMatchObject({ code: "limit" });
+  });
+});
+
 describe("tunnel: WebSocket and exec", () => {
   it("relays WebSocket messages both ways and the client's close", async () => {
     const { peer, path } = await running();
@@ -497,6 +533,16 @@ describe("tunnel: per-port hosts (PORTS_DOMAIN) and sessions", () => {
     peer.head(stream, 204);
     peer.end(stream);
     expect((await based).status).toBe(204);
+    // Another port host is the same site, so the cookie would ride along: its pages may not use it to change anything.
+    const elsewhere = `http://p9999-j-0000000000000000000000000.${DOMAIN}`;
+    expect((await withDomain(`http://${url.host}/api/kernels`, { method: "POST", headers: { cookie: session, origin: elsewhere } })).status).toBe(403);
+    expect((await withDomain(`http://${url.host}/api/kernels/k/channels`, { headers: { cookie: session, origin: elsewhere, upgrade: "websocket" } })).status).toBe(403);
+    expect((await withDomain(`http://${url.host}/api/kernels`, { method: "POST", headers: { cookie: session, "sec-fetch-site": "same-site" } })).status).toBe(403);
+    const own = withDomain(`http://${url.host}/api/kernels`, { method: "POST", body: "{}", headers: { cookie: session, origin: `http://${url.host}` } });
+    const kernel = await peer.open();
+    peer.head(kernel.stream, 201);
+    peer.end(kernel.stream);
+    expect((await own).status).toBe(201);
     // A client cannot claim to be a port host on the control plane's origin.
     expect((await withDomain(`${BASE}${path}x`, { headers: { cookie: session, "x-gridx-port-host": "1" } })).status).toBe(401);
   });

@@ -76,7 +76,7 @@ export function openWs(stream: TunnelStream, target: Target<"ws">, container: st
     agent: reach.agent(container, target.port),
     headers: Object.fromEntries(target.headers.filter(([name]) => !WS_OWN.has(name.toLowerCase()))),
     perMessageDeflate: false,
-    maxPayload: TUNNEL_LIMITS.defaults.ws_message_bytes,
+    maxPayload: target.max_message_bytes ?? TUNNEL_LIMITS.defaults.ws_message_bytes,
   });
   let opened = false;
   // Messages go out one at a time, in order; the socket is paused while one waits for credit.
@@ -110,7 +110,8 @@ export function openWs(stream: TunnelStream, target: Target<"ws">, container: st
   stream.input = {
     message: (bytes, binary, final) => {
       partBytes += bytes.byteLength;
-      if (partBytes > TUNNEL_LIMITS.defaults.ws_message_bytes) return stream.reset("limit", `a WebSocket message over ${TUNNEL_LIMITS.defaults.ws_message_bytes} bytes`);
+      const most = target.max_message_bytes ?? TUNNEL_LIMITS.defaults.ws_message_bytes;
+      if (partBytes > most) return stream.reset("limit", `a WebSocket message over ${most} bytes`);
       parts.push(Buffer.from(bytes));
       // A message's fragments are held until its last; their credit goes back as they are held, so a message may outgrow a window.
       const fragmentCredit = bytes.byteLength + 1;

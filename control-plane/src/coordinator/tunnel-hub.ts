@@ -141,6 +141,8 @@ export class TunnelHub {
   private readonly sockets = new Map<WebSocket, { next: number; streams: Map<number, Stream> }>();
   private readonly byJob = new Map<string, Set<Stream>>();
   private readonly buckets = new Map<string, { bucket: ByteBucket; streams: number }>();
+  /** Bytes every client has queued for its agent (InboundQueue). */
+  private readonly inbound = { queued: 0 };
 
   constructor(
     private readonly bounds: TunnelBounds,
@@ -258,12 +260,16 @@ export class TunnelHub {
       return tunnelError(502, "unavailable", `the server in the job answered status ${head.status}`);
     }
     const headers = new Headers();
-    for (const [name, value] of head.headers) if (!HOP_BY_HOP.has(name.toLowerCase())) headers.append(name, value);
+    for (const [name, value] of head.headers) {
+      // A job's cookie stays on its own host: one naming a Domain would reach every port host and the control plane's.
+      if (HOP_BY_HOP.has(name.toLowerCase()) || (name.toLowerCase() === "set-cookie" && /;\s*domain\s*=/i.test(value))) continue;
+      headers.append(name, value);
+    }
     // The edge compresses text it is handed (Cloudflare's, and Miniflare's copy of it), and a
     // compressor holds small writes back: a streamed answer would arrive all at once at its end.
     // The server's own encoding, or none, is what the client gets.
     if (!headers.has("content-encoding")) headers.set("content-encoding", "identity");
-    if (NULL_BODY.has(head.status)) {
+    if (NULL_BODY.has(head.status) || (s.req.target.type === "http" && s.req.target.method === "HEAD")) {
       s.listen((f) => (f.type === FrameType.end ? this.finish(s) : this.grant(s, f.payload.byteLength)));
       return new Response(null, { status: head.status, headers });
     }
@@ -373,13 +379,16 @@ export class TunnelHub {
         // the client is gone; its close event ends the stream
       }
     });
-    let order = Promise.resolve();
+    const inbound = new InboundQueue(this.bounds.wsMessageBytes, this.inbound);
     server.addEventListener("message", (ev) => {
       idle();
       const bytes = typeof ev.data === "string" ? text.encode(ev.data) : new Uint8Array(ev.data);
       const isBinary = typeof ev.data !== "string";
       if (bytes.byteLength > this.bounds.wsMessageBytes) return overLimit();
-      order = order.then(() => this.pushMessage(s, bytes, isBinary)).catch(() => undefined);
+      if (!inbound.push(bytes.byteLength, () => this.pushMessage(s, bytes, isBinary))) {
+        closeQuietly(server, 1008, "the client sends faster than the job reads");
+        this.reset(s, "limit", "the client sent more than the job has read, past its bound");
+      }
     });
     const closed = (code: number, reason: string) => this.end(s, { code: UNSENDABLE_CLOSE.has(code) ? 1000 : code, reason: reason.slice(0, 120) });
     server.addEventListener("close", (ev) => closed(ev.code, ev.reason));
@@ -428,10 +437,15 @@ export class TunnelHub {
       }
       this.grant(s, f.payload.byteLength);
     });
-    let order = Promise.resolve();
+    const inbound = new InboundQueue(0, this.inbound);
     server.addEventListener("message", (ev) => {
       idle();
-      order = order.then(() => this.execInput(s, ev.data)).catch(() => undefined);
+      const bytes = typeof ev.data === "string" ? ev.data.length : ev.data.byteLength;
+      if (!inbound.push(bytes, () => this.execInput(s, ev.data))) {
+        say({ type: "error", code: "limit", message: "stdin came faster than the process read it, past its bound" });
+        closeQuietly(server, 1008, "stdin past its bound");
+        this.reset(s, "limit", "the exec client sent more stdin than the process has read, past its bound");
+      }
     });
     const gone = () => this.reset(s, "gone", "the exec client went away");
     server.addEventListener("close", gone);
@@ -579,10 +593,51 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
   return out;
 }
 
+/**
+ * What all of a coordinator's clients may have queued for their agents at once: workerd hands a
+ * socket's messages over with no back-pressure, and the object's memory (128 MB) is the pool's.
+ */
+const INBOUND_BUDGET_BYTES = 32 * 1024 * 1024;
+
+/**
+ * A client's messages on their way to the agent, in order, waiting for its credit. Bounded per
+ * stream (four windows beyond one message of `messageBytes`) and across the object (the shared
+ * budget); past either the client is cut, never the coordinator.
+ */
+class InboundQueue {
+  private queued = 0;
+  private order: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly messageBytes: number,
+    private readonly budget: { queued: number },
+  ) {}
+
+  push(bytes: number, send: () => Promise<void>): boolean {
+    if (this.queued + bytes > 4 * TUNNEL_LIMITS.window_bytes + this.messageBytes || this.budget.queued + bytes > INBOUND_BUDGET_BYTES) return false;
+    this.queued += bytes;
+    this.budget.queued += bytes;
+    this.order = this.order
+      .then(send)
+      .catch(() => undefined)
+      .finally(() => {
+        this.queued -= bytes;
+        this.budget.queued -= bytes;
+      });
+    return true;
+  }
+}
+
 function closeQuietly(ws: WebSocket, code: number, reason: string): void {
+  const sendable = UNSENDABLE_CLOSE.has(code) ? 1000 : code;
   try {
-    ws.close(UNSENDABLE_CLOSE.has(code) ? 1000 : code, reason);
+    ws.close(sendable, reason);
   } catch {
-    // closed already
+    // A reason past 123 bytes of UTF-8 is refused: close without one rather than stay open.
+    try {
+      ws.close(sendable);
+    } catch {
+      // closed already
+    }
   }
 }

@@ -115,10 +115,26 @@ async function portCaller(c: Context<AppEnv>, db: Db, id: string, port: number):
   if (!session || session.jobId !== id || session.port !== port) {
     throw new AppError("unauthorized", "send a token as `Authorization: Bearer <token>`, or open a link from POST /v1/jobs/:id/ports/:port/links");
   }
+  // Port hosts are one site, so SameSite lets another job's page send this cookie: only the port's own pages may use it to change anything.
+  if (fromElsewhere(c)) throw new AppError("forbidden", "the port's session cookie works only from the port's own pages (the request's Origin is another)");
   if (session.touch) later(c, session.touch);
   const job = await getJob(db, id);
   if (!job) throw new AppError("not_found", `no job ${id}`);
   return { job };
+}
+
+/**
+ * Whether a browser sent this from a page of another origin: an unsafe method or a WebSocket
+ * whose Origin (or Sec-Fetch-Site, where Origin is absent) is not the port's own. Clients that
+ * are not browsers send neither, and are no one's confused deputy.
+ */
+function fromElsewhere(c: Context<AppEnv>): boolean {
+  const upgrade = c.req.header("upgrade")?.toLowerCase() === "websocket";
+  if (!upgrade && (c.req.method === "GET" || c.req.method === "HEAD")) return false;
+  const origin = c.req.header("origin");
+  if (origin) return origin !== new URL(c.req.url).origin;
+  const site = c.req.header("sec-fetch-site");
+  return site !== undefined && site !== "same-origin" && site !== "none";
 }
 
 /** Relays any request under a port's path to the server in the job's container. */
@@ -139,7 +155,7 @@ async function proxy(c: Context<AppEnv>): Promise<Response> {
   const headers = forwardedHeaders(c.req.raw.headers);
   if (c.req.header("upgrade")?.toLowerCase() === "websocket") {
     const protocols = (c.req.header("sec-websocket-protocol") ?? "").split(",").map((p) => p.trim()).filter(Boolean).slice(0, 16);
-    return tunnel(c.env, job, { type: "ws", port, path, headers, protocols }, `port:${port}`, declared.idle_timeout_s, c.req.raw);
+    return tunnel(c.env, job, { type: "ws", port, path, headers, protocols, max_message_bytes: settings.TUNNEL_WS_MESSAGE_BYTES }, `port:${port}`, declared.idle_timeout_s, c.req.raw);
   }
   const declaredBytes = Number(c.req.header("content-length") ?? "0");
   if (declaredBytes > settings.TUNNEL_REQUEST_BYTES) throw new AppError("payload_too_large", `the body is larger than TUNNEL_REQUEST_BYTES (${settings.TUNNEL_REQUEST_BYTES} bytes)`);

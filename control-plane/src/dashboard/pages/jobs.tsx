@@ -5,6 +5,7 @@ import { JobStatus } from "../../../../protocol/index.ts";
 import { standingIn } from "../../auth/access.ts";
 import { allows } from "../../auth/roles.ts";
 import { AppError } from "../../errors.ts";
+import { settingsOf } from "../../settings.ts";
 import { apiFor, call, type Api } from "../api.ts";
 import { enc, flashFrom, orExplain, page, withQuery } from "../render.tsx";
 import { wantsFragment, type DashEnv, type Session } from "../session.ts";
@@ -124,9 +125,12 @@ jobPages.post("/ui/jobs/:id/ports/:port/open", async (c) => {
   return orExplain(
     async () => {
       const link = await call((await apiFor(c)).v1.jobs[":id"].ports[":port"].links.$post({ param: { id: enc(id), port } }));
-      // The API names the origin it was called at, the in-process one here: the tab stays on the dashboard's.
+      // The API names the origin it was called at, the in-process one here: the tab goes to the
+      // dashboard's own, or, with PORTS_DOMAIN, to the port's host under the dashboard's scheme and port.
       const url = new URL(link.url);
-      return c.redirect(`${url.pathname}${url.search}`, 303);
+      const to = new URL(c.req.url);
+      if (settingsOf(c.env).PORTS_DOMAIN) to.hostname = url.hostname;
+      return c.redirect(`${to.origin}${url.pathname}${url.search}`, 303);
     },
     (message, status) => renderJobPage(c, id, { error: `Could not open port ${port}: ${message}` }, status),
   );
