@@ -186,7 +186,9 @@ describe("confined environment builds (real engine)", () => {
 
     /** A step that tries the host on each of its addresses, and the default bridge's gateway. */
     async function probeBuild(envImages: EnvImages, sandbox: Partial<AttemptSandbox>) {
-      const gateway = (await run("docker", ["network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}"])).stdout.trim();
+      const ipam = JSON.parse((await run("docker", ["network", "inspect", "bridge", "--format", "{{json (index .IPAM.Config 0)}}"])).stdout) as { Gateway?: string; Subnet: string };
+      // An engine that found docker0 already there reports no Gateway: the bridge's first address is it.
+      const gateway = ipam.Gateway || ipam.Subnet.replace(/\.0\/\d+$/, ".1");
       const hostAddrs = Object.values(networkInterfaces()).flatMap((list) => (list ?? []).filter((a) => a.family === "IPv4" && !a.internal).map((a) => a.address));
       const targets = [gateway, ...hostAddrs];
       const probe = `import os, socket, sys
