@@ -30,6 +30,9 @@ export default defineConfig({
                 PREPARE_TIMEOUT_S: "6",
                 // The fault suite's D1 fault hook (routes/faults.ts); never set in wrangler.toml.
                 GRIDX_FAULTS: "on",
+                // Fake agents say "test" (no version, never refused); agent-version tests say 0.0.1 and 0.2.9.
+                AGENT_MIN_VERSION: "0.0.5",
+                AGENT_RECOMMENDED_VERSION: "0.3.0",
                 ALLOWED_IMAGES: "gridx/python:latest,busybox:1",
                 POOL_POLICIES: "rr=round-robin",
                 // Presigning needs only an endpoint and keys; the bytes tests run end to end.

@@ -8,7 +8,9 @@ export const CloseCode = {
   identity: 4005,
   /** The agent token was revoked: only a new token helps. */
   revoked: 4006,
+  /** The agent is older than the control plane's minimum (AGENT_MIN_VERSION): only an upgrade helps; an error frame before it says what to install. */
+  outdated: 4007,
 } as const;
 
 /** Closes after which an agent stops instead of redialing: the same dial would be refused again. */
-export const FATAL_CLOSES: readonly number[] = [CloseCode.protocolVersion, CloseCode.identity, CloseCode.revoked];
+export const FATAL_CLOSES: readonly number[] = [CloseCode.protocolVersion, CloseCode.identity, CloseCode.revoked, CloseCode.outdated];

@@ -41,6 +41,9 @@ EnvironmentFile=${o.envFile}
 ExecStart=${o.nodePath} ${AGENT_NODE_FLAGS.join(" ")} ${o.entry} run
 Restart=always
 RestartSec=5
+# Exit 3: the control plane refused this agent for good (its protocol or version, a revoked
+# token, a name taken by another token); restarting would be refused again, in a loop.
+RestartPreventExitStatus=3
 # SIGTERM drains: running jobs get GRIDX_DRAIN_GRACE_S, then the agent exits by itself.
 KillSignal=SIGTERM
 TimeoutStopSec=${o.stopTimeoutS}

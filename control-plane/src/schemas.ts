@@ -196,6 +196,7 @@ export const Worker = z
       ports: z.boolean().openapi({ description: "Whether the agent serves jobs' declared ports (it has a static busybox to relay with); jobs with ports go only to such workers." }),
     }),
     agent_version: z.string(),
+    outdated: z.boolean().openapi({ description: "Whether its agent is older than AGENT_RECOMMENDED_VERSION (it still runs jobs; AGENT_MIN_VERSION is where it is refused)." }),
     slots: z.number().int(),
     running: z.number().int(),
     warm: WarmCache,

@@ -95,6 +95,10 @@ const SettingsSchema = z.object({
   TUNNEL_WS_MESSAGE_BYTES: z.coerce.number().int().min(1).default(TUNNEL_LIMITS.defaults.ws_message_bytes),
   /** How long the agent has to answer a stream's open (504 past it). */
   TUNNEL_OPEN_TIMEOUT_S: seconds(TUNNEL_LIMITS.defaults.open_timeout_s),
+  /** Agents older than this are refused at hello, told what to install, and stop (empty: none refused). */
+  AGENT_MIN_VERSION: z.string().regex(/^$|^\d+\.\d+\.\d+$/, "MAJOR.MINOR.PATCH, or empty").default(""),
+  /** Agents older than this run, shown `outdated` (GET /v1/workers, gridx workers --outdated); empty: none. */
+  AGENT_RECOMMENDED_VERSION: z.string().regex(/^$|^\d+\.\d+\.\d+$/, "MAJOR.MINOR.PATCH, or empty").default(""),
   /** A one-time port link's life. */
   PORT_LINK_TTL_S: z.coerce.number().int().min(1).max(3600).default(TUNNEL_LIMITS.link_ttl_s),
   /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { pollUntil } from "../helpers/poll.ts";
-import { agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
+import { agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
 describe("one worker's detail, and forgetting an offline one", () => {
   it("shows what it holds and ran to those who read the jobs' projects, and no one else", async () => {
@@ -44,5 +44,32 @@ describe("one worker's detail, and forgetting an offline one", () => {
     expect((await api(`/v1/workers?pool=${pool}`)).json.workers).toEqual([]);
     const audit = await api(`/v1/audit?action=worker.delete`);
     expect(audit.json.events.find((e: { target: string }) => e.target === workerId)).toMatchObject({ action: "worker.delete", actor: "admin" });
+  });
+});
+
+// vitest.config.mts runs this plane with AGENT_MIN_VERSION 0.0.5 and AGENT_RECOMMENDED_VERSION 0.3.0.
+describe("agent versions", () => {
+  it("refuses an agent older than the minimum with the close after which it stops, saying what to install", async () => {
+    const pool = uniquePool();
+    const agent = await FakeAgent.connect(await agentToken(pool));
+    agent.send({ type: "hello", payload: { agent_version: "0.0.1", name: "old-1", slots: 1, caps: caps(), running: [] } });
+    const error = await agent.next("error");
+    expect(error.payload.message).toBe("gridx agent 0.0.1 is older than this control plane's minimum 0.0.5: install 0.3.0 (npm install -g gridx@0.3.0, then restart the service)");
+    await pollUntil(async () => agent.closed, (c) => c !== null, { timeoutMs: 5000, intervalMs: 20, what: "the refused socket closed" });
+    expect(agent.closed!.code).toBe(4007);
+    expect((await api(`/v1/workers?pool=${pool}`)).json.workers).toEqual([]);
+  });
+
+  it("runs an agent older than the recommended one, shown outdated and listed by ?outdated=1", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const old = await FakeAgent.join(token, { agent_version: "0.2.9", name: "v-old" });
+    const current = await FakeAgent.join(token, { agent_version: "0.3.0", name: "v-new" });
+    const all = (await api(`/v1/workers?pool=${pool}`)).json.workers;
+    expect(Object.fromEntries(all.map((w: { name: string; outdated: boolean }) => [w.name, w.outdated]))).toEqual({ "v-old": true, "v-new": false });
+    expect((await api(`/v1/workers?pool=${pool}&outdated=1`)).json.workers.map((w: { name: string }) => w.name)).toEqual(["v-old"]);
+    expect((await api(`/v1/workers/${old.workerId}`)).json).toMatchObject({ agent_version: "0.2.9", outdated: true, status: "online" });
+    old.agent.close();
+    current.agent.close();
   });
 });

@@ -156,7 +156,9 @@ describe("the gridx CLI against wrangler dev and a real agent", () => {
     expect(at("POOL")).toMatch(new RegExp(`^${pool} +0 +admin +`));
     expect(list.stderr).toMatch(/more: gridx list --cursor j_\w+ --pool /);
     const workers = await gridx(["workers", "--pool", pool]);
-    expect(workers.stdout).toMatch(new RegExp(`^NAME +ID +POOL +STATUS +JOBS +CPUS +MEMORY +GPUS +SEEN +LABELS\\n${agentName} +w_\\w+ +${pool} +online +\\d/2 `));
+    expect(workers.stdout).toMatch(new RegExp(`^NAME +ID +POOL +STATUS +VERSION +JOBS +CPUS +MEMORY +GPUS +SEEN +LABELS\\n${agentName} +w_\\w+ +${pool} +online +\\d+\\.\\d+\\.\\d+ +\\d/2 `));
+    // The agent is this release's, which is what the control plane recommends.
+    expect((await gridxJson(["workers", "--pool", pool, "--outdated"])).workers).toEqual([]);
   });
 
   it("artifacts ls and get list and download a job's outputs, checking sha256", async () => {

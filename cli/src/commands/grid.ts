@@ -20,20 +20,21 @@ export const workers = command({
   name: "workers",
   group: "Grid",
   summary: "list the grid's workers: status, jobs running, capacity",
-  usage: ["workers [--pool P]"],
-  options: { pool: { type: "string" } },
-  optionsHelp: "  --pool P                     only this pool",
-  examples: ["gridx workers", "gridx workers --pool gpu --json | jq -r '.workers[] | select(.status == \"online\") | .name'"],
+  usage: ["workers [--pool P] [--outdated]"],
+  options: { pool: { type: "string" }, outdated: { type: "boolean" } },
+  optionsHelp: "  --pool P                     only this pool\n  --outdated                   only workers whose agent is older than the control plane recommends",
+  examples: ["gridx workers", "gridx workers --outdated", "gridx workers --pool gpu --json | jq -r '.workers[] | select(.status == \"online\") | .name'"],
   async run({ values, positionals }, ctx) {
     if (positionals.length) throw new UsageError("gridx workers takes no arguments; filter with --pool");
     const api = ctx.api();
-    const body = await api.json(api.rpc.v1.workers.$get({ query: values.pool ? { pool: values.pool } : {} }));
+    const body = await api.json(api.rpc.v1.workers.$get({ query: { ...(values.pool && { pool: values.pool }), ...(values.outdated && { outdated: "1" as const }) } }));
     const now = Date.now();
     const rows = body.workers.map((w) => [
       w.name,
       w.id,
       w.pool,
       w.status,
+      w.outdated ? `${w.agent_version} (outdated)` : w.agent_version,
       `${w.running}/${w.slots}`,
       String(w.caps.cpu_cores),
       mib(w.caps.memory_mb),
@@ -41,7 +42,7 @@ export const workers = command({
       ago(w.last_seen, now),
       labels(w.caps.labels),
     ]);
-    ctx.print(rows.length ? table(["NAME", "ID", "POOL", "STATUS", "JOBS", "CPUS", "MEMORY", "GPUS", "SEEN", "LABELS"], rows) : "no workers yet: start an agent (see the README's Agent section)", body);
+    ctx.print(rows.length ? table(["NAME", "ID", "POOL", "STATUS", "VERSION", "JOBS", "CPUS", "MEMORY", "GPUS", "SEEN", "LABELS"], rows) : values.outdated ? "no outdated workers" : "no workers yet: start an agent (see the README's Agent section)", body);
     return EXIT.ok;
   },
 });

@@ -29,6 +29,7 @@ import { logResumes, reconcile, type ReconnectContext } from "./reconnect.ts";
 import { markOfflineExcept, setDrain, setOffline, setWarm, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
+import { agentVersionVerdict } from "../fleet/agent-versions.ts";
 import { settingsOf, type Settings } from "../settings.ts";
 import { admission, type Admission } from "./admission.ts";
 import { buildAssignment } from "./assignments.ts";
@@ -490,6 +491,12 @@ export class Coordinator extends DurableObject<Bindings> {
   private async onHello(ws: WebSocket, session: Session, hello: AgentMessage<"hello">): Promise<void> {
     // One hello per connection: a second would leave the first worker pointing at this socket.
     if (session.workerId || session.helloAt) return this.refuse(ws, "hello", "this connection said hello already; open a new one for another worker");
+    const version = agentVersionVerdict(hello.agent_version, { minimum: this.settings.AGENT_MIN_VERSION, recommended: this.settings.AGENT_RECOMMENDED_VERSION });
+    if (version.kind === "refused") {
+      // The whole message in an error frame (the agent logs it), then the close after which it stops rather than redial.
+      this.sockets.reply(ws, ErrorCode.forbidden, version.message);
+      return ws.close(CloseCode.outdated, `agent older than the minimum ${version.minimum}`);
+    }
     const waiting = { ...session, helloAt: Date.now() };
     setSession(ws, waiting);
     try {

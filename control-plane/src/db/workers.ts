@@ -3,6 +3,7 @@ import type { WarmCache, WorkerCaps } from "../../../protocol/index.ts";
 import type { Db } from "./client.ts";
 import { workers } from "./schema.ts";
 import { newId } from "../ids.ts";
+import { agentVersionVerdict } from "../fleet/agent-versions.ts";
 
 export type WorkerRow = typeof workers.$inferSelect;
 
@@ -99,8 +100,8 @@ export function capsOf(row: Pick<WorkerRow, "caps">): WorkerCaps {
   return { ...caps, runtimes: caps.runtimes ?? ["runc"], egress: caps.egress ?? false, ports: caps.ports ?? false };
 }
 
-/** What the API shows of a worker. */
-export function workerView(row: WorkerRow, running: number) {
+/** What the API shows of a worker; `recommended` is AGENT_RECOMMENDED_VERSION. */
+export function workerView(row: WorkerRow, running: number, recommended: string) {
   const caps = capsOf(row);
   const status: "online" | "offline" | "draining" = !row.online ? "offline" : row.drain ? "draining" : "online";
   return {
@@ -123,6 +124,7 @@ export function workerView(row: WorkerRow, running: number) {
       ports: caps.ports,
     },
     agent_version: row.agentVersion,
+    outdated: agentVersionVerdict(row.agentVersion, { minimum: "", recommended }).kind === "outdated",
     slots: row.slots,
     running,
     /** Keys (protocol `envKey`, `repoKey`) of the environments and repositories it has cached. */

@@ -14,8 +14,12 @@ import { Probe, ProbeList, ProbeRequest, Worker, WorkerDetail, WorkerList } from
 import { getProbe, insertProbe, listProbes, probeView } from "../db/probes.ts";
 import { newId } from "../ids.ts";
 import { audit } from "../audit.ts";
+import { settingsOf } from "../settings.ts";
 
-const ListQuery = z.object({ pool: z.string().max(63).optional() });
+const ListQuery = z.object({
+  pool: z.string().max(63).optional(),
+  outdated: z.enum(["0", "1", "true", "false"]).optional().openapi({ description: "1: only workers whose agent is older than AGENT_RECOMMENDED_VERSION" }),
+});
 const WorkerParams = z.object({ id: z.string().max(64).openapi({ example: "w_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
 
 async function runningCounts(db: ReturnType<typeof createDb>, ids: string[]) {
@@ -39,7 +43,7 @@ async function setDrain(c: Context<AppEnv>, id: string, drain: boolean) {
   const worker = await mustGetWorker(db, id);
   await coordinatorFor(c.env, worker.pool).setWorkerDrain(worker.pool, id, drain);
   const after = (await getWorker(db, id))!;
-  return workerView(after, (await runningCounts(db, [id])).get(id) ?? 0);
+  return workerView(after, (await runningCounts(db, [id])).get(id) ?? 0, settingsOf(c.env).AGENT_RECOMMENDED_VERSION);
 }
 
 /** Probe audit records shown per page. */
@@ -69,7 +73,9 @@ export const workerRoutes = router()
       const db = createDb(c.env.DB);
       const rows = await listWorkers(db, q.pool);
       const running = await runningCounts(db, rows.map((r) => r.id));
-      return c.json({ workers: rows.map((r) => workerView(r, running.get(r.id) ?? 0)) }, 200);
+      const recommended = settingsOf(c.env).AGENT_RECOMMENDED_VERSION;
+      const views = rows.map((r) => workerView(r, running.get(r.id) ?? 0, recommended));
+      return c.json({ workers: q.outdated === "1" || q.outdated === "true" ? views.filter((w) => w.outdated) : views }, 200);
     },
   )
   .openapi(
@@ -100,7 +106,7 @@ export const workerRoutes = router()
         failure_reason: a.failureReason,
       }));
       const holding = (status: string) => (HOLDING as readonly string[]).includes(status);
-      return c.json({ ...workerView(worker, (await runningCounts(db, [worker.id])).get(worker.id) ?? 0), holding: attemptsShown.filter((a) => holding(a.status)), recent_attempts: attemptsShown }, 200);
+      return c.json({ ...workerView(worker, (await runningCounts(db, [worker.id])).get(worker.id) ?? 0, settingsOf(c.env).AGENT_RECOMMENDED_VERSION), holding: attemptsShown.filter((a) => holding(a.status)), recent_attempts: attemptsShown }, 200);
     },
   )
   .openapi(
