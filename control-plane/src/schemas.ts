@@ -390,7 +390,16 @@ export const AuditEvent = z
   .openapi("AuditEvent");
 export const AuditPage = z.object({ events: z.array(AuditEvent), next_cursor: z.string().nullable() }).openapi("AuditPage");
 
-export const Health = z.object({ ok: z.boolean(), protocol_version: z.number().int() }).openapi("Health");
+export const Health = z
+  .object({
+    ok: z.boolean(),
+    protocol_version: z.number().int(),
+    checks: z
+      .array(z.object({ name: z.enum(["settings", "admin_token", "secrets_key", "s3", "r2_binding", "migrations"]), ok: z.boolean(), message: z.string() }))
+      .optional()
+      .openapi({ description: "With deep=1: each check, and what to fix when it failed." }),
+  })
+  .openapi("Health");
 
 /** Completion names the multipart upload each big artifact used. */
 export const ArtifactComplete = ArtifactCompleteRequest.extend({

@@ -21,7 +21,7 @@ const PolicyMap = z
   });
 
 /** The control plane's settings, read from wrangler vars; every limit has a visible default. */
-const SettingsSchema = z.object({
+export const SettingsSchema = z.object({
   HEARTBEAT_INTERVAL_S: seconds(15),
   WORKER_TIMEOUT_S: seconds(90),
   HELLO_TIMEOUT_S: seconds(10),

@@ -6,6 +6,8 @@ import { COUNTER_HELP, COUNTERS, type Sample } from "../coordinator/metrics.ts";
 import { createDb } from "../db/client.ts";
 import type { Bindings } from "../env.ts";
 import { access, errors, json, router } from "../openapi.ts";
+import { deepHealth } from "../fleet/deep-health.ts";
+import { requireAuth } from "../middleware/auth.ts";
 import { Health } from "../schemas.ts";
 
 /** Upper bounds of the dispatch-latency histogram, in seconds. */
@@ -86,11 +88,19 @@ export const opsRoutes = router()
       tags,
       method: "get",
       path: "/health",
-      summary: "Liveness, and the agent protocol version",
-      description: "Needs no token.",
-      responses: { 200: json(Health, "The control plane answers.") },
+      summary: "Liveness, and the agent protocol version; with deep=1 (admin), every setting checked",
+      description: "Needs no token. `?deep=1` needs the admin token and checks for real what a deployment needs: the vars parse, GRIDX_ADMIN_TOKEN and SECRETS_KEY are set and well-formed, the endpoint accepts the S3 keys, the R2 binding answers, D1 has this build's migrations. The answer is 200 either way (the control plane answered); `ok` is false and `checks` names the setting to fix when one failed.",
+      request: { query: z.object({ deep: z.enum(["0", "1", "true", "false"]).optional() }) },
+      responses: { 200: json(Health, "The control plane answers; with deep=1, each check."), ...errors(400, 401, 403) },
     }),
-    (c) => c.json({ ok: true, protocol_version: PROTOCOL_VERSION }, 200),
+    async (c) => {
+      const deep = c.req.valid("query").deep;
+      if (deep !== "1" && deep !== "true") return c.json({ ok: true, protocol_version: PROTOCOL_VERSION }, 200);
+      const refused = await requireAuth("admin")(c, async () => undefined);
+      if (refused) return refused as never;
+      const checks = await deepHealth(c.env);
+      return c.json({ ok: checks.every((k) => k.ok), protocol_version: PROTOCOL_VERSION, checks }, 200);
+    },
   )
   .openapi(
     createRoute({
