@@ -1,27 +1,12 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { commandHelp, dispatch, type Io } from "../../cli/src/cli.ts";
+import { commandHelp, dispatch } from "../../cli/src/cli.ts";
 import { jobCommands } from "../../cli/src/commands/jobs.ts";
 import { UsageError } from "../../cli/src/errors.ts";
 import { COMMANDS } from "../../cli/src/registry.ts";
+import { fakeIo } from "./fake-io.ts";
 const ROOT = join(import.meta.dirname, "..", "..");
-
-function fakeIo(env: Record<string, string> = {}) {
-  const out = { stdout: "", stderr: "" };
-  const io: Io = {
-    stdout: { write: (t: string) => (out.stdout += t) },
-    stderr: { write: (t: string) => (out.stderr += t) },
-    stdin: new PassThrough(),
-    env,
-    signals: process,
-    exit: (code) => {
-      throw new Error(`exit ${code}`);
-    },
-  };
-  return { io, out };
-}
 
 describe("gridx commands", () => {
   it("are the ones the issues ask for, plus datasets, logout and config", () => {

@@ -2,11 +2,9 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { dispatch, type Io } from "../../cli/src/cli.ts";
 import { CliError } from "../../cli/src/errors.ts";
-import { COMMANDS } from "../../cli/src/registry.ts";
+import { runCli } from "./fake-io.ts";
 
 /** A request the fake control plane saw. */
 interface Seen {
@@ -50,21 +48,7 @@ beforeEach(() => {
   configHome = mkdtempSync(join(tmpdir(), "gridx-cli-commands-"));
 });
 
-async function gridx(argv: string[], env: Record<string, string> = {}) {
-  const out = { stdout: "", stderr: "" };
-  const io: Io = {
-    stdout: { write: (t: string) => (out.stdout += t) },
-    stderr: { write: (t: string) => (out.stderr += t) },
-    stdin: new PassThrough(),
-    env: { GRIDX_URL: url, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: configHome, ...env },
-    signals: process,
-    exit: (code) => {
-      throw new Error(`exit ${code}`);
-    },
-  };
-  const code = await dispatch(COMMANDS, argv, io, "1.0.0");
-  return { code, ...out };
-}
+const gridx = (argv: string[], env: Record<string, string> = {}) => runCli(argv, { GRIDX_URL: url, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: configHome, ...env });
 
 const job = (over: Record<string, unknown> = {}) => ({
   id: "j_1",

@@ -2,13 +2,11 @@ import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { ApiClient } from "../../cli/src/api.ts";
-import { dispatch, type Io } from "../../cli/src/cli.ts";
 import { CliError } from "../../cli/src/errors.ts";
 import { waitForPort } from "../../cli/src/ports.ts";
-import { COMMANDS } from "../../cli/src/registry.ts";
+import { runCli } from "./fake-io.ts";
 
 /*
  * jupyter and open against a fake control plane over real HTTP: what they send, and how they
@@ -58,21 +56,7 @@ beforeEach(() => {
   routes = {};
 });
 
-async function gridx(argv: string[]) {
-  const out = { stdout: "", stderr: "" };
-  const io: Io = {
-    stdout: { write: (t: string) => (out.stdout += t) },
-    stderr: { write: (t: string) => (out.stderr += t) },
-    stdin: new PassThrough(),
-    env: { GRIDX_URL: url, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "gridx-cli-sessions-")) },
-    signals: process,
-    exit: (code) => {
-      throw new Error(`exit ${code}`);
-    },
-  };
-  const code = await dispatch(COMMANDS, argv, io, "1.0.0");
-  return { code, ...out };
-}
+const gridx = (argv: string[]) => runCli(argv, { GRIDX_URL: url, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "gridx-cli-sessions-")) });
 
 const job = (status: string) => ({ id: "j_1", status, kind: "jupyter", project: "lab", pool: "gpu" });
 const link = { url: "/v1/jobs/j_1/ports/8888/?gridx_link=once", expires_at: "2026-01-01T00:01:00.000Z" };

@@ -2,15 +2,13 @@ import { createServer, type Server, type ServerResponse } from "node:http";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { JobEvent } from "../../protocol/index.ts";
 import { ApiClient } from "../../cli/src/api.ts";
-import { dispatch, type Io } from "../../cli/src/cli.ts";
 import { CliError } from "../../cli/src/errors.ts";
 import { followEvents, waitForJobEnd } from "../../cli/src/events.ts";
 import { followLogs, type JobLogLine } from "../../cli/src/logs.ts";
-import { COMMANDS } from "../../cli/src/registry.ts";
+import { runCli } from "./fake-io.ts";
 
 /*
  * The stream clients against a real node:http server speaking server-sent events: each
@@ -148,20 +146,7 @@ describe("followLogs", () => {
   });
 });
 
-async function gridx(argv: string[]) {
-  const out = { stdout: "", stderr: "" };
-  const io: Io = {
-    stdout: { write: (t: string) => (out.stdout += t) },
-    stderr: { write: (t: string) => (out.stderr += t) },
-    stdin: new PassThrough(),
-    env: { GRIDX_URL: base, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "gridx-cli-streams-")) },
-    signals: process,
-    exit: (code) => {
-      throw new Error(`exit ${code}`);
-    },
-  };
-  return { code: await dispatch(COMMANDS, argv, io, "1.0.0"), ...out };
-}
+const gridx = (argv: string[]) => runCli(argv, { GRIDX_URL: base, GRIDX_TOKEN: "gxu_test", XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), "gridx-cli-streams-")) });
 
 const job = (status: string, over: Record<string, unknown> = {}) => ({ id: "j_1", status, project: "lab", pool: "default", exit_code: null, failure_reason: null, failure_message: null, ...over });
 
