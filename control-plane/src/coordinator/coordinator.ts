@@ -169,7 +169,8 @@ export class Coordinator extends DurableObject<Bindings> {
     } catch {
       return tunnelError(400, "validation_failed", `${TUNNEL_HEADER} is not a tunnel request`);
     }
-    const held = await this.exclusive(async () => (await this.ledger()).attempt(req.job_id, req.attempt));
+    // A read of the ledger, as a log batch's admission is: a page's requests need not queue behind the pool's writes.
+    const held = (await this.ledger()).attempt(req.job_id, req.attempt);
     const ws = this.sockets.get(req.worker_id);
     if (!ws || held?.workerId !== req.worker_id) return tunnelError(502, "unavailable", `job ${req.job_id}'s worker is not connected to the control plane now`);
     if (held.status !== "running") return tunnelError(409, "conflict", `job ${req.job_id} is not running (attempt ${req.attempt} is ${held.status})`);
