@@ -423,6 +423,17 @@ describe("tunnel: bounds and endings", () => {
     expect((await closed).code).toBe(1011);
   });
 
+  it("closes a WebSocket cut with a reason longer than a close frame carries", async () => {
+    const { peer, path } = await running();
+    const client = upgrade(`${path}ws`);
+    const { stream } = await peer.open();
+    peer.head(stream, 101);
+    const { closed } = await client;
+    // 100 characters of two bytes each: cut at 120 characters it is still past 123 bytes.
+    peer.send(jsonFrame(FrameType.reset, stream, { code: "error", message: "é".repeat(100) }));
+    expect((await closed).code).toBe(1011);
+  });
+
   it("cuts a job's streams when its attempt ends", async () => {
     const { peer, path, agent, id } = await running();
     const answer = SELF.fetch(BASE + path, { headers: { authorization: `Bearer ${ADMIN}` } });
