@@ -3,6 +3,7 @@ import { AppError } from "./errors.ts";
 import { BEARER, openApiDocument, router } from "./openapi.ts";
 import { agentRoutes } from "./routes/agent.ts";
 import { auditRoutes } from "./routes/audit.ts";
+import { backupRoutes } from "./routes/backups.ts";
 import { dashboardRoutes } from "./dashboard/routes.tsx";
 import { datasetRoutes } from "./routes/datasets.ts";
 import { faultRoutes } from "./routes/faults.ts";
@@ -46,6 +47,7 @@ export const app = base
   .route("/v1", tokenRoutes)
   .route("/v1", userRoutes)
   .route("/v1/audit", auditRoutes)
+  .route("/v1/backups", backupRoutes)
   .route("/v1/sessions", sessionRoutes)
   .route("/v1/webhooks", webhookRoutes)
   .route("/v1/schedules", scheduleRoutes)

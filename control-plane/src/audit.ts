@@ -34,6 +34,7 @@ export const AUDIT_ACTIONS = [
   "schedule.resume",
   "session.start",
   "session.end",
+  "backup.create",
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 

@@ -1,6 +1,7 @@
 import { app } from "./app.ts";
 import { fromPortHost } from "./middleware/port-hosts.ts";
 import type { Bindings } from "./env.ts";
+import { dailyBackup } from "./backups/store.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
 import { pokeWebhooks } from "./webhooks/poke.ts";
 import { workflowEngineOf } from "./workflows/engine.ts";
@@ -19,6 +20,8 @@ export default {
   fetch: (request, env, ctx) => app.fetch(fromPortHost(request, env.PORTS_DOMAIN), env, ctx),
   async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
+    // Once per UTC day; the runs after the first find that day's backup and skip.
+    ctx.waitUntil(dailyBackup(env));
     // Backstops: each of these re-arms itself while it has work; this restarts one that ever stopped.
     ctx.waitUntil(pokeWebhooks(env).catch((err) => console.error("poking the webhook dispatcher failed", err)));
     ctx.waitUntil(pokeScheduleClock(env));

@@ -56,6 +56,12 @@ export const SettingsSchema = z.object({
   MAX_JOB_OUTPUT_MB: z.coerce.number().positive().default(10 * 1024),
   /** An upload not completed within this many hours is aborted and its dataset deleted. */
   ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
+  /** Daily D1 backups kept in R2 (`backups/YYYY-MM-DD.sql`) and by `npm run backup` in its folder; older ones are deleted. */
+  BACKUP_KEEP_DAYS: z.coerce.number().int().min(1).default(7),
+  /** Rows a backup reads from D1 at once: with BACKUP_PART_MB, what it holds in memory. */
+  BACKUP_PAGE_ROWS: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** A backup is written to R2 in parts of this size (R2's minimum is 5). */
+  BACKUP_PART_MB: z.coerce.number().int().min(5).max(100).default(8),
   /** A dashboard sign-in lasts this many hours (never longer than the token it was made with). */
   DASHBOARD_SESSION_H: z.coerce.number().positive().max(24 * 30).default(12),
   /** Requests per second an API token or a dashboard session may make, and how many at once. */
@@ -99,6 +105,8 @@ export const SettingsSchema = z.object({
   AGENT_MIN_VERSION: z.string().regex(/^$|^\d+\.\d+\.\d+$/, "MAJOR.MINOR.PATCH, or empty").default(""),
   /** Agents older than this run, shown `outdated` (GET /v1/workers, gridx workers --outdated); empty: none. */
   AGENT_RECOMMENDED_VERSION: z.string().regex(/^$|^\d+\.\d+\.\d+$/, "MAJOR.MINOR.PATCH, or empty").default(""),
+  /** The largest agent bundle POST /v1/agent-bundles accepts (docs/upgrades.md). */
+  AGENT_BUNDLE_MAX_MB: z.coerce.number().positive().max(1024).default(64),
   /** A one-time port link's life. */
   PORT_LINK_TTL_S: z.coerce.number().int().min(1).max(3600).default(TUNNEL_LIMITS.link_ttl_s),
   /**
