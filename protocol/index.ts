@@ -50,6 +50,7 @@ export {
   WorkerCaps,
 } from "./messages.ts";
 export type { MessageOf } from "./messages.ts";
+export { AgentVersion, MAX_BUNDLE_BYTES, UPGRADE_STATES, UpgradeOrder, UpgradeReport, UpgradeState } from "./upgrade.ts";
 export { cpusMilli, startsBeside } from "./slots.ts";
 export type { SlotClaim } from "./slots.ts";
 export {

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { EnvName, FailureReason, JOB_LIMITS, JobSpec, Labels } from "./job.ts";
 import { RepoCredentials, ResolvedCommits, WarmCache } from "./repo.ts";
 import { AttemptSandbox, Runtime } from "./sandbox.ts";
+import { UpgradeOrder, UpgradeReport } from "./upgrade.ts";
 
 const JobId = z.string().min(1).max(64);
 /** Far above any job's retries: an attempt number past it is a forged or broken message. */
@@ -185,6 +186,8 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       error: z.string().max(2000).nullable(),
     }),
   }),
+  /** How an upgrade the coordinator ordered goes on this agent; a rollback is reported after the next hello. */
+  z.object({ type: z.literal("upgrade_status"), payload: UpgradeReport }),
 ]);
 export type AgentToCoordinator = z.infer<typeof AgentToCoordinator>;
 
@@ -238,6 +241,8 @@ export const CoordinatorToAgent = z.discriminatedUnion("type", [
   /** An operator's maintenance command, run over SSH on the agent's configured host if its allowlist permits. */
   z.object({ type: z.literal("probe"), payload: ProbeRequest.extend({ probe_id: z.string().max(64) }) }),
   z.object({ type: z.literal("error"), payload: z.object({ code: z.string(), message: z.string() }) }),
+  /** The operator upgraded the pool (POST /v1/pools/:pool/upgrade): run this bundle instead. */
+  z.object({ type: z.literal("upgrade"), payload: UpgradeOrder }),
 ]);
 export type CoordinatorToAgent = z.infer<typeof CoordinatorToAgent>;
 

@@ -25,6 +25,8 @@ export const AUDIT_ACTIONS = [
   "worker.delete",
   "worker.probe",
   "pool.sandbox",
+  "pool.upgrade",
+  "agent_bundle.publish",
   "webhook.create",
   "webhook.delete",
   "schedule.create",

@@ -30,6 +30,8 @@ import {
   WORKFLOW_LIMITS,
   Upload as UploadSchema,
   UploadComplete as UploadCompleteRequest,
+  AgentVersion as AgentVersionSchema,
+  UpgradeState as UpgradeStateSchema,
 } from "../../protocol/index.ts";
 
 /*
@@ -546,3 +548,47 @@ export const ScheduleRun = z
   })
   .openapi("ScheduleRun");
 export const ScheduleRunPage = z.object({ runs: z.array(ScheduleRun), next_cursor: z.string().nullable() }).openapi("ScheduleRunPage");
+
+export const AgentBundleCreate = z
+  .object({
+    version: AgentVersionSchema,
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, "lower-case hex SHA-256 of the bundle file"),
+    size: z.number().int().min(1),
+  })
+  .strict()
+  .openapi("AgentBundleCreate");
+export const AgentBundle = z
+  .object({
+    version: z.string(),
+    sha256: z.string(),
+    size: z.number().int(),
+    status: z.enum(["uploading", "ready"]),
+    created_by: z.string(),
+    created_at: Timestamp,
+    ready_at: Timestamp.nullable(),
+  })
+  .openapi("AgentBundle");
+export const AgentBundleCreated = AgentBundle.extend({ upload: Upload }).openapi("AgentBundleCreated");
+export const AgentBundleList = z.object({ bundles: z.array(AgentBundle) }).openapi("AgentBundleList");
+export const PoolUpgradeRequest = z.object({ version: AgentVersionSchema }).strict().openapi("PoolUpgradeRequest");
+export const PoolUpgrade = z
+  .object({
+    pool: z.string(),
+    version: z.string().nullable().openapi({ description: "The version the pool's agents are to run; null: no upgrade was asked for." }),
+    requested_by: z.string().nullable(),
+    requested_at: Timestamp.nullable(),
+    workers: z.array(
+      z.object({
+        worker_id: z.string(),
+        name: z.string(),
+        online: z.boolean(),
+        version: z.string().openapi({ description: "What its agent said hello with last." }),
+        from: z.string().nullable(),
+        to: z.string().nullable(),
+        state: UpgradeStateSchema.nullable().openapi({ description: "Null: never ordered (offline since the request, or no request)." }),
+        reason: z.string().nullable(),
+        updated_at: Timestamp.nullable(),
+      }),
+    ),
+  })
+  .openapi("PoolUpgrade");

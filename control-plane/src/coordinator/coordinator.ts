@@ -47,6 +47,7 @@ import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
 import { TUNNEL_HEADER, TunnelHub, TunnelRequest, tunnelBounds, tunnelError } from "./tunnel-hub.ts";
+import { orderUpgrades, recordUpgradeReport, type UpgradeContext } from "./upgrades.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
 const REPORTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies Report["type"][];
@@ -273,6 +274,16 @@ export class Coordinator extends DurableObject<Bindings> {
     return revoked.length;
   }
 
+  /** The pool's target agent version changed (POST /v1/pools/:pool/upgrade): orders every connected worker not running it. Returns how many are connected. */
+  async upgradePool(pool: string): Promise<number> {
+    await this.bindPool(pool);
+    return this.exclusive(async () => {
+      const connected = await workersByIds(this.db, this.sockets.workerIds());
+      await orderUpgrades(this.upgradeContext(), connected, Date.now());
+      return connected.length;
+    });
+  }
+
   /** Each project's decayed usage of this pool (slot-seconds) and the slots its attempts hold now. */
   async fairShare(pool: string): Promise<{ project: string; usage_slot_s: number; running: number }[]> {
     await this.bindPool(pool);
@@ -411,6 +422,8 @@ export class Coordinator extends DurableObject<Bindings> {
         });
       case "probe_result":
         return await this.onProbeResult(ws, workerId, msg.payload);
+      case "upgrade_status":
+        return await this.exclusive(() => recordUpgradeReport(this.upgradeContext(), workerId, msg.payload, Date.now()));
       case "job_accepted":
       case "job_started":
       case "job_result":
@@ -520,6 +533,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const joined = workers.flatMap((w) => (w ? [w.id] : []));
     const held = await holdingAttempts(this.db, joined);
     const ledger = await this.ledger();
+    const greeted: { id: string; agentVersion: string }[] = [];
     for (const [i, { ws, session, hello }] of events.entries()) {
       const worker = workers[i];
       // Gone while its hello waited: nothing to greet (its row says online until the next sweep).
@@ -545,7 +559,10 @@ export class Coordinator extends DurableObject<Bindings> {
       ledger.join(worker, mine);
       await reconcile(this.reconnectContext(), worker.id, mine, hello.running, now);
       this.sockets.sendOn(ws, await logResumes(this.env, pool, mine, hello.running));
+      greeted.push({ id: worker.id, agentVersion: hello.agent_version });
     }
+    // An order that cannot be given now is given at the worker's next hello: it never holds this batch back.
+    await orderUpgrades(this.upgradeContext(), greeted, now).catch((err: unknown) => console.error(`coordinator(${pool}): upgrade orders failed`, errorText(err)));
     this.dispatch();
     return events.map(() => undefined);
   }
@@ -679,6 +696,11 @@ export class Coordinator extends DurableObject<Bindings> {
       resend: (a) => this.sendAssignment(a),
       send: (workerId, message) => void this.sockets.send(workerId, message),
     };
+  }
+
+  /** What ordering upgrades (upgrades.ts) works with. */
+  private upgradeContext(): UpgradeContext {
+    return { db: this.db, env: this.env, settings: this.settings, pool: this.pool!, send: (workerId, message) => this.sockets.send(workerId, message) };
   }
 
   /** What the sweep's backstops (backstops.ts) work with: the object's D1, ledger, commits and sockets. */

@@ -482,3 +482,40 @@ export const portSessions = sqliteTable(
   },
   (t) => [uniqueIndex("port_sessions_hash").on(t.hash), index("port_sessions_job").on(t.jobId)],
 );
+
+/** A published agent bundle (POST /v1/agent-bundles): bytes in R2 at `key`, its SHA-256 held here, `ready` once its upload is complete and checked. */
+export const agentBundles = sqliteTable("agent_bundles", {
+  version: text("version").primaryKey(),
+  sha256: text("sha256").notNull(),
+  size: integer("size").notNull(),
+  status: text("status", { enum: ["uploading", "ready"] }).notNull(),
+  key: text("key").notNull(),
+  uploadId: text("upload_id"),
+  partSize: integer("part_size"),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+  readyAt: integer("ready_at"),
+});
+
+/** The agent version an operator asked a pool to run (POST /v1/pools/:pool/upgrade). */
+export const poolUpgrades = sqliteTable("pool_upgrades", {
+  pool: text("pool").primaryKey(),
+  version: text("version").notNull(),
+  requestedBy: text("requested_by").notNull(),
+  requestedAt: integer("requested_at").notNull(),
+});
+
+/** Each worker's latest upgrade: from which version to which, and where it stands. */
+export const workerUpgrades = sqliteTable(
+  "worker_upgrades",
+  {
+    workerId: text("worker_id").primaryKey(),
+    pool: text("pool").notNull(),
+    fromVersion: text("from_version").notNull(),
+    toVersion: text("to_version").notNull(),
+    state: text("state", { enum: ["pending", "downloading", "draining", "restarting", "done", "rolled_back", "failed"] }).notNull(),
+    reason: text("reason"),
+    updatedAt: integer("updated_at").notNull(),
+  },
+  (t) => [index("worker_upgrades_pool").on(t.pool)],
+);

@@ -9,7 +9,10 @@ import { getPoolSandbox, putPoolSandbox } from "../db/pools.ts";
 import { audit } from "../audit.ts";
 import { actorName } from "../auth/principal.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
-import { PoolList, PoolSandbox, PoolSandboxView, PoolStats } from "../schemas.ts";
+import { PoolList, PoolSandbox, PoolSandboxView, PoolStats, PoolUpgrade, PoolUpgradeRequest } from "../schemas.ts";
+import { getBundle, getPoolUpgrade, poolWorkerUpgrades, putPoolUpgrade } from "../db/upgrades.ts";
+import { AppError } from "../errors.ts";
+import type { Db } from "../db/client.ts";
 import { policyFor, settingsOf } from "../settings.ts";
 
 /** Buckets in a stats series, whatever the window. */
@@ -55,6 +58,30 @@ function projectShares(
     rows.set(name, row);
   }
   return [...rows.values()].sort((a, b) => b.usage_slot_s - a.usage_slot_s || (a.project < b.project ? -1 : 1));
+}
+
+const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
+
+/** The pool's target version and where each of its workers stands. */
+async function upgradeView(db: Db, pool: string) {
+  const [target, rows] = await Promise.all([getPoolUpgrade(db, pool), poolWorkerUpgrades(db, pool)]);
+  return {
+    pool,
+    version: target?.version ?? null,
+    requested_by: target?.requestedBy ?? null,
+    requested_at: iso(target?.requestedAt),
+    workers: rows.map((r) => ({
+      worker_id: r.id,
+      name: r.name,
+      online: r.online,
+      version: r.version,
+      from: r.upgrade?.fromVersion ?? null,
+      to: r.upgrade?.toVersion ?? null,
+      state: r.upgrade?.state ?? null,
+      reason: r.upgrade?.reason ?? null,
+      updated_at: iso(r.upgrade?.updatedAt),
+    })),
+  };
 }
 
 const tags = ["pools"];
@@ -140,4 +167,39 @@ export const poolRoutes = router()
       await audit(c, "pool.sandbox", { target: pool, detail: policy });
       return c.json(view, 200);
     },
+  )
+  .openapi(
+    createRoute({
+      ...admin,
+      tags,
+      method: "post",
+      path: "/{pool}/upgrade",
+      summary: "Upgrade a pool's agents to a published bundle (admin)",
+      description: `${admin.description} Each connected agent running another version downloads the bundle, checks its SHA-256, drains, and restarts into it under its service manager; one that connects later is told at its hello. A new bundle that does not connect is rolled back by the agent. Asking again retries the workers that failed or rolled back.`,
+      request: { params: StatsParams, body: body(PoolUpgradeRequest) },
+      responses: { 200: json(PoolUpgrade, "The target, and each worker's state as the orders went out."), ...errors(400, 401, 403) },
+    }),
+    async (c) => {
+      const { pool } = c.req.valid("param");
+      const { version } = c.req.valid("json");
+      const db = createDb(c.env.DB);
+      const bundle = await getBundle(db, version);
+      if (bundle?.status !== "ready") throw new AppError("validation_failed", `version: no published agent bundle ${version} (POST /v1/agent-bundles, or gridx agent publish)`, "version");
+      await putPoolUpgrade(db, pool, version, actorName(c.get("principal")), Date.now());
+      await coordinatorFor(c.env, pool).upgradePool(pool);
+      await audit(c, "pool.upgrade", { target: pool, detail: { version } });
+      return c.json(await upgradeView(db, pool), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "get",
+      path: "/{pool}/upgrade",
+      summary: "A pool's agent upgrade: the target version and each worker's from, to, state and reason",
+      request: { params: StatsParams },
+      responses: { 200: json(PoolUpgrade, "The target (null: none asked for) and every worker of the pool."), ...errors(400, 401, 403) },
+    }),
+    async (c) => c.json(await upgradeView(createDb(c.env.DB), c.req.valid("param").pool), 200),
   );
