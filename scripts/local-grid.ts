@@ -14,7 +14,7 @@ import { AGENT_NODE_FLAGS } from "../agent/src/service.ts";
 import { buildAgent } from "./build-agent.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const BIN = join(ROOT, "node_modules", ".bin");
+export const BIN = join(ROOT, "node_modules", ".bin");
 
 export async function freePort(): Promise<number> {
   const server = createServer();
@@ -37,7 +37,7 @@ export async function runCommand(cmd: string, args: string[], opts: { env?: Reco
   return out;
 }
 
-const wranglerEnv = (): Record<string, string | undefined> => ({
+export const wranglerEnv = (): Record<string, string | undefined> => ({
   // wrangler needs Node >= 22, which the `node` devDependency puts first on PATH.
   PATH: `${BIN}:${process.env.PATH ?? ""}`,
   WRANGLER_SEND_METRICS: "false",
