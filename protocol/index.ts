@@ -109,3 +109,4 @@ export {
 } from "./tunnel.ts";
 export type { TunnelFrame } from "./tunnel.ts";
 export { JobPort, JUPYTER_PORT, JupyterTask } from "./job.ts";
+export { WorkerId } from "./job.ts";

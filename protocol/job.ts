@@ -220,6 +220,9 @@ const SecretEnv = z
     }
   });
 
+/** A worker's id, as GET /v1/workers lists it. */
+export const WorkerId = z.string().regex(/^w_[0-9a-z]{1,60}$/, "a worker id (w_…), as GET /v1/workers lists it");
+
 const JobCommon = z.object({
   project: ProjectName.default("default"),
   name: z.string().min(1, "name is empty").max(JOB_LIMITS.name_chars.max, `name is at most ${JOB_LIMITS.name_chars.max} characters`).optional(),
@@ -249,6 +252,8 @@ const JobCommon = z.object({
   /** Fails the job `unschedulable` when it has waited this long, ready to run, and no worker took it. */
   queue_ttl_s: QueueTtl.optional(),
   ports: JobPorts.default([]),
+  /** Runs only on this worker of the pool (GET /v1/workers ids); any worker that fits when absent. */
+  worker: WorkerId.optional(),
 });
 
 /** The body of `POST /v1/jobs` as a user writes it; parsing applies every default. */
@@ -276,7 +281,7 @@ export const JobRequest = z
       }
     });
   })
-  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, array, depends_on, retry, queue_ttl_s, ports, ...task }): JobSpec => ({
+  .transform(({ limits, requirements, priority, max_retries, pool, runtime, network, env, inputs, project, name, tags, secrets, array, depends_on, retry, queue_ttl_s, ports, worker, ...task }): JobSpec => ({
     // A repo's credentials are its job's project's secrets unless it names another project (which submit refuses).
     task: task.kind === "repo" ? { ...task, repo: { ...task.repo, project: task.repo.project ?? project } } : task,
     project,
@@ -307,6 +312,7 @@ export const JobRequest = z
     queue_ttl_s: queue_ttl_s ?? null,
     // Jupyter's own port comes first, unstripped: the server is told its base URL.
     ports: task.kind === "jupyter" ? [{ port: JUPYTER_PORT, protocol: "http", strip_prefix: false, idle_timeout_s: TUNNEL_LIMITS.idle_timeout_s.default }, ...ports] : ports,
+    worker: worker ?? null,
   }));
 export type JobRequest = z.input<typeof JobRequest>;
 
@@ -334,5 +340,7 @@ export const JobSpec = z.object({
   queue_ttl_s: z.number().int().nullable().default(null),
   // Specs stored before interactive sessions have none.
   ports: z.array(JobPort).default([]),
+  // Specs stored before pinning have none: any worker.
+  worker: z.string().nullable().default(null),
 });
 export type JobSpec = z.infer<typeof JobSpec>;

@@ -175,3 +175,29 @@ describe("prefetch", () => {
     expect(plan.assignments).toEqual([{ jobId: "1", workerId: "a", gpuIndices: [], cpusMilli: 1000, memoryMb: 512 }]);
   });
 });
+
+describe("a job pinned to a worker", () => {
+  const pinned = (id: string, to: string, req: Partial<QueuedJob["requirements"]> = {}): QueuedJob => ({ ...job(id, req), worker: to });
+
+  it("goes only to its worker, whatever the policy prefers", () => {
+    const busy = worker("a", { used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [] } });
+    for (const policy of ["first-idle", "least-loaded", "round-robin", "weighted", "random"] as const) {
+      expect(place([pinned("1", "a"), pinned("2", "b"), pinned("3", "c")], [busy, worker("b"), worker("c")], policy, () => 0)).toEqual(["1->a", "2->b", "3->c"]);
+    }
+  });
+
+  it("waits while its worker is full, draining, absent or cannot fit it, and does not hold back the jobs behind it", () => {
+    const full = worker("a", { slots: 1, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [] } });
+    expect(place([pinned("1", "a"), job("2")], [full, worker("b")], "first-idle")).toEqual(["2->b"]);
+    expect(place([pinned("1", "a"), job("2")], [worker("a", { draining: true }), worker("b")], "first-idle")).toEqual(["2->b"]);
+    expect(place([pinned("1", "gone"), job("2")], [worker("b")], "first-idle")).toEqual(["2->b"]);
+    expect(place([pinned("1", "a", { memory_mb: 9000 }), job("2")], [worker("a"), worker("b", { caps: { ...worker("b").caps, memory_mb: 16384 } })], "first-idle")).toEqual(["2->a"]);
+  });
+
+  it("is prefetched only onto its own worker", () => {
+    const full = (id: string, waiting = 0) =>
+      worker(id, { slots: 1, waiting, caps: { cpu_cores: 2, memory_mb: 4096, gpus: [], labels: {}, runtimes: ["runc"], egress: false, prefetch: 1 }, used: { slots: 1, cpusMilli: 1000, memoryMb: 512, gpuIndices: [] } });
+    expect(place([pinned("1", "b")], [full("a"), full("b")], "first-idle")).toEqual(["1->b"]);
+    expect(place([pinned("1", "b")], [full("a"), full("b", 1)], "first-idle")).toEqual([]);
+  });
+});

@@ -69,9 +69,10 @@ export async function dispatchRound(c: RoundContext): Promise<{ scheduler: Sched
     c.usage.chargeS,
   );
   const plan = planDispatch(
-    order.map(({ id, spec: { task, requirements, runtime, network, ports } }) => ({
+    order.map(({ id, spec: { task, requirements, runtime, network, ports, worker } }) => ({
       id,
       requirements,
+      worker,
       sandbox: { runtime: effectiveRuntime({ runtime }), network, ports: ports.length > 0 },
       affinity: task.kind === "repo" ? { env: envKey(task.repo), repo: repoKey(task.repo.code_repo_url) } : undefined,
     })),

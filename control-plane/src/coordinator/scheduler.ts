@@ -24,6 +24,8 @@ export interface QueuedJob {
   sandbox: { runtime: Runtime; network: JobNetwork; ports?: boolean };
   /** A repo job's environment and code repository keys: workers with them warm are preferred. */
   affinity?: { env: string; repo: string };
+  /** The one worker the job may run on (its `worker` field); any worker when absent. */
+  worker?: string | null;
 }
 
 export interface Assignment {
@@ -153,12 +155,14 @@ export function planDispatch(
   const assignments: Assignment[] = [];
   for (const job of jobs) {
     if (!pool.some(hasRoom)) break;
+    // A pinned job waits for its own worker, however free the others are.
+    const eligible = job.worker ? pool.filter((w) => w.id === job.worker) : pool;
     const fitting = preferWarm(
-      pool.filter((w) => fits(w, job.requirements, job.sandbox)),
+      eligible.filter((w) => fits(w, job.requirements, job.sandbox)),
       job.affinity,
     );
     // No free slot takes it: the least-waiting full worker with room in its depth holds it.
-    const waitable = fitting.length ? [] : pool.filter((w) => prefetches(w, job.requirements, job.sandbox));
+    const waitable = fitting.length ? [] : eligible.filter((w) => prefetches(w, job.requirements, job.sandbox));
     const least = Math.min(...waitable.map((w) => w.waiting));
     const candidates = fitting.length ? fitting : preferWarm(waitable.filter((w) => w.waiting === least), job.affinity);
     if (candidates.length === 0) continue;
