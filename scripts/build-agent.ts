@@ -3,7 +3,9 @@
  * runs. Loading the TypeScript sources through a runtime loader costs about 20 MiB of resident
  * memory on every machine of the grid; the bundle runs on plain Node >= 20.
  */
+import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { buildSync, type BuildOptions } from "esbuild";
 
@@ -31,14 +33,22 @@ export function bundle(entry: string, outfile: string, extra: BuildOptions = {})
   return outfile;
 }
 
-/** Synchronous so a test or script that starts agents can rebuild first without ceremony; it takes well under a second. */
-export function buildAgent(): string {
-  return bundle(join(ROOT, "agent", "src", "main.ts"), AGENT_BUNDLE, {
+const packageVersion = () => (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+
+/**
+ * Synchronous so a test or script that starts agents can rebuild first without ceremony; it
+ * takes well under a second. The bundle carries its version (`version`, the package's unless
+ * given): an upgrade installs it far from package.json, and tests build two of them.
+ */
+export function buildAgent(opts: { version?: string; outfile?: string } = {}): string {
+  return bundle(join(ROOT, "agent", "src", "main.ts"), opts.outfile ?? AGENT_BUNDLE, {
     // CommonJS dependencies call require(); an ES module has none of its own.
     banner: { js: "import { createRequire as __gridxRequire } from 'node:module'; const require = __gridxRequire(import.meta.url);" },
+    define: { GRIDX_BUILD_VERSION: JSON.stringify(opts.version ?? packageVersion()) },
   });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
-  process.stdout.write(`built ${buildAgent()}\n`);
+  const { values } = parseArgs({ options: { version: { type: "string" }, outfile: { type: "string" } } });
+  process.stdout.write(`built ${buildAgent(values)}\n`);
 }

@@ -1,4 +1,4 @@
-import { AttemptSandbox, cpusMilli, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type MessageOf, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
+import { AttemptSandbox, cpusMilli, envKey, REPO_LIMITS, repoKey, type AgentToCoordinator, type AttemptRef, type CoordinatorToAgent, type MessageOf, type UpgradeOrder, type UpgradeReport, type WarmCache, type WorkerCaps } from "../../protocol/index.ts";
 import { Connection, type ConnectionOptions } from "./connection.ts";
 import { LogSender } from "./log-sender.ts";
 import type { Logger } from "./logger.ts";
@@ -10,6 +10,7 @@ import { SlotGate } from "./slot-gate.ts";
 import type { OpenAttempt } from "./tunnel/decide.ts";
 import type { ContainerReach } from "./tunnel/reach.ts";
 import { Tunnel } from "./tunnel/tunnel.ts";
+import type { UpgradeSteps } from "./upgrade/bundle-store.ts";
 
 export interface AgentOptions {
   url: string;
@@ -29,6 +30,8 @@ export interface AgentOptions {
   resumeWaitMs?: number;
   /** How the tunnel reaches running jobs' containers; without it every tunnel stream is refused. */
   reach?: ContainerReach;
+  /** Fetching and installing upgrades; without it (--once) an upgrade order is refused. */
+  upgrades?: UpgradeSteps;
 }
 
 interface ActiveJob {
@@ -81,6 +84,11 @@ export class Agent {
   private closing: Promise<void> | null = null;
   private fatal: ((reason: string) => void) | null = null;
   private onceDone: (() => void) | null = null;
+  /** The version an upgrade in progress goes to, and what is told once it is installed. */
+  private upgrading: string | null = null;
+  private upgraded: ((version: string) => void) | null = null;
+  /** Called each time a job ends or a result is acknowledged: an upgrade waits for none to be left. */
+  private onSettled: (() => void) | null = null;
   private tookOnce = false;
   /** What was last reported as warm; hello carries it, `warm_cache` updates it. */
   private warm: WarmCache = { envs: [], repos: [] };
@@ -125,7 +133,7 @@ export class Agent {
    * good. A step that fails (the engine not answering) is logged and the agent starts anyway:
    * jobs then fail with a reason rather than the agent being away.
    */
-  async start(): Promise<{ fatal: Promise<string>; finished: Promise<void> }> {
+  async start(): Promise<{ fatal: Promise<string>; finished: Promise<void>; upgraded: Promise<string> }> {
     const removed = await this.tryStep("could not remove what an earlier run left", () => this.runner.cleanupLeftovers());
     if (removed) this.log.warn("removed containers left by an earlier run", { count: removed });
     this.warm = (await this.tryStep("could not list warm caches", () => this.runner.warm())) ?? this.warm;
@@ -135,9 +143,11 @@ export class Agent {
     const fatal = new Promise<string>((resolve) => (this.fatal = resolve));
     // Resolves only in --once mode, after the one job's result is acknowledged.
     const finished = new Promise<void>((resolve) => (this.onceDone = resolve));
+    // Resolves once an ordered bundle is installed and no job is left: the process exits for its service manager to start that bundle.
+    const upgraded = new Promise<string>((resolve) => (this.upgraded = resolve));
     this.connection.start();
-    this.log.info("agent started", { name: this.opts.name, slots: this.opts.slots, url: this.opts.url, once: Boolean(this.opts.once) });
-    return { fatal, finished };
+    this.log.info("agent started", { name: this.opts.name, version: this.opts.version, slots: this.opts.slots, url: this.opts.url, once: Boolean(this.opts.once) });
+    return { fatal, finished, upgraded };
   }
 
   /** Stops every running job for `reason`; each is reported as its stop reason classifies it. */
@@ -193,6 +203,7 @@ export class Agent {
         // Lines handed to the old socket may not have reached the coordinator: each job's log and result wait for its log_resume.
         this.logs.reconnected();
         for (const key of this.unacked.keys()) this.sendResult(key);
+        void this.confirmBundle();
         return;
       case "log_resume":
         return this.logs.resume(msg.payload, msg.payload.after_seq);
@@ -210,8 +221,11 @@ export class Agent {
         this.unacked.delete(key);
         this.logs.forget(msg.payload);
         if (this.tookOnce && this.active.size === 0 && this.unacked.size === 0) this.onceDone?.();
+        this.onSettled?.();
         return;
       }
+      case "upgrade":
+        return void this.upgrade(msg.payload);
       case "drain":
         this.log.info("an operator drained this worker: it takes no new jobs");
         return;
@@ -268,8 +282,62 @@ export class Agent {
       .finally(() => {
         this.slots.release(key);
         this.active.delete(key);
+        this.onSettled?.();
         if (task.kind === "repo") void this.runner.warm().then((w) => this.reportWarm(w), (err: unknown) => this.log.warn("could not list warm caches", { err }));
       });
+  }
+
+  /** After a hello is accepted: the bundle on trial is confirmed, and a rollback the launcher made is told. */
+  private async confirmBundle(): Promise<void> {
+    const rollback = await this.tryStep("could not read or write the bundle record", () => this.opts.upgrades?.connected() ?? null);
+    if (rollback) {
+      this.log.warn("the upgrade was rolled back", { version: rollback.version, reason: rollback.reason });
+      this.connection.send({ type: "upgrade_status", payload: rollback });
+    }
+  }
+
+  /**
+   * An upgrade order: fetch and check the bundle first (a refused one leaves this agent as it
+   * was, taking jobs), then drain, let every job finish and its result be acknowledged, install
+   * it, and end the process for its service manager to start the new bundle.
+   */
+  private async upgrade(order: UpgradeOrder): Promise<void> {
+    if (this.upgrading !== null || this.closing) return;
+    const say = (state: UpgradeReport["state"], reason: string | null = null) => this.connection.send({ type: "upgrade_status", payload: { version: order.version, state, reason } });
+    const steps = this.opts.upgrades;
+    if (!steps) return say("failed", "a --once agent does not upgrade itself");
+    this.upgrading = order.version;
+    this.log.info("upgrading: fetching the new bundle", { from: this.opts.version, to: order.version });
+    say("downloading");
+    try {
+      await steps.fetch(order);
+    } catch (err) {
+      this.log.warn("the upgrade's bundle was refused; staying on this version", { version: order.version, err });
+      this.upgrading = null;
+      return say("failed", errorText(err));
+    }
+    say("draining");
+    this.draining = true;
+    this.connection.send({ type: "draining", payload: {} });
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.active.size > 0 || this.unacked.size > 0) return;
+        this.onSettled = null;
+        resolve();
+      };
+      this.onSettled = check;
+      check();
+    });
+    try {
+      await steps.install(order);
+    } catch (err) {
+      // Drained already: a restart into this same version is what takes jobs again.
+      say("failed", `could not install the bundle: ${errorText(err)}`);
+      this.upgraded?.(this.opts.version);
+      return;
+    }
+    say("restarting");
+    this.upgraded?.(order.version);
   }
 
   /** Sends the warm set when it changed (deduplicated, most recent first, bounded). */

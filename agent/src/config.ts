@@ -84,6 +84,8 @@ export const AgentConfig = z.object({
   /** Allowed probe commands: exact, or `prefix *`. */
   probeAllow: z.array(z.string().min(1)).default([]),
   probeTimeoutS: z.coerce.number().int().min(1).max(300).default(30),
+  /** Seconds a bundle an upgrade installed has to get its hello accepted before the launcher rolls it back. */
+  upgradeConfirmS: z.coerce.number().int().min(5).max(3600).default(120),
 });
 export type AgentConfig = z.infer<typeof AgentConfig>;
 type Key = keyof AgentConfig;
@@ -131,6 +133,7 @@ const SOURCES: { key: Key; flag: string; env: string; list?: boolean; bool?: boo
   { key: "probeSshKey", flag: "probe-ssh-key", env: "GRIDX_PROBE_SSH_KEY" },
   { key: "probeAllow", flag: "probe-allow", env: "GRIDX_PROBE_ALLOW", list: true },
   { key: "probeTimeoutS", flag: "probe-timeout", env: "GRIDX_PROBE_TIMEOUT_S" },
+  { key: "upgradeConfirmS", flag: "upgrade-confirm-s", env: "GRIDX_UPGRADE_CONFIRM_S" },
 ];
 
 function parseLabels(pairs: string[]): Record<string, string> | string {

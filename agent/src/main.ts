@@ -23,13 +23,15 @@ import { artifactApi } from "./transfer/uploader.ts";
 import { findRelayBusybox } from "./tunnel/busybox.ts";
 import { DockerReach } from "./tunnel/reach.ts";
 import { AGENT_VERSION } from "./version.ts";
+import { BundleStore } from "./upgrade/bundle-store.ts";
+import { RESTART_EXIT } from "../bin/bundle-choice.mjs";
 
 const USAGE = `usage: gridx-agent [run] --url URL [--name NAME] [--slots N] [--prestart N] [--prefetch N] [--label k=v]... [--once]
        [--state-dir DIR] [--cpus N] [--memory-mb N] [--allow-image PATTERN]... [--pull-timeout S] [--stop-grace S]
        [--drain-grace S] [--lease-s S] [--tmpfs-mb N] [--output-cap-mb N] [--log-cap-mb N] [--cache-mb N] [--git-cache-mb N]
        [--git-timeout S] [--build-timeout S] [--build-cpus N] [--build-memory-mb N] [--build-pids N] [--build-max-gb N]
        [--image-cache-gb N] [--docker-timeout S] [--allow-local-repos] [--ca-file PEM] [--config FILE]
-       [--no-egress] [--egress-deny CIDR]...
+       [--no-egress] [--egress-deny CIDR]... [--upgrade-confirm-s S]
        gridx-agent install --url URL --token TOKEN [options above] | uninstall | status
 The token is best passed as GRIDX_AGENT_TOKEN. Every flag has an environment variable (GRIDX_URL,
 GRIDX_SLOTS, ...) and a config-file key (/etc/gridx/agent.json); flags win over the environment,
@@ -160,6 +162,8 @@ async function main(): Promise<number> {
       logLimits: { ...DEFAULT_LOG_LIMITS, jobBytes: config.logCapMb * mib },
       connection: { wsOptions: networkOptions(connectUrl(config.url), process.env, config.caFile) },
       reach: new DockerReach(docker),
+      // A --once agent's machine is thrown away after its job: nothing would start the new bundle.
+      ...(!config.once && { upgrades: new BundleStore({ stateDir: config.stateDir, version: AGENT_VERSION, confirmS: config.upgradeConfirmS, http, log }) }),
     },
     runner,
     log,
@@ -173,7 +177,7 @@ async function main(): Promise<number> {
       .then(() => warden?.close())
       .then(() => removeBuildCgroup(buildCgroup))
       .then(() => egress.close().catch((err: unknown) => log.warn("could not remove the egress networks; the next start removes them", { err })));
-  const { fatal, finished } = await agent.start();
+  const { fatal, finished, upgraded } = await agent.start();
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -192,6 +196,10 @@ async function main(): Promise<number> {
     void finished.then(() => {
       log.info("--once: the job is done and reported; exiting");
       void close(0).then(() => resolve(0));
+    });
+    void upgraded.then((version) => {
+      log.info("exiting for the service manager to start the installed bundle", { version, exit_code: RESTART_EXIT });
+      void close(0).then(() => resolve(RESTART_EXIT));
     });
     void fatal.then((reason) => {
       log.error(reason);

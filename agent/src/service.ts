@@ -41,6 +41,8 @@ EnvironmentFile=${o.envFile}
 ExecStart=${o.nodePath} ${AGENT_NODE_FLAGS.join(" ")} ${o.entry} run
 Restart=always
 RestartSec=5
+# Exit 75: an upgrade installed a new bundle (or rolled one back); the restart runs the bundle
+# the state dir's record names (docs/upgrades.md).
 # Exit 3: the control plane refused this agent for good (its protocol or version, a revoked
 # token, a name taken by another token); restarting would be refused again, in a loop.
 RestartPreventExitStatus=3
