@@ -55,6 +55,10 @@ export default defineConfig({
                 // Webhook tests deliver to a receiver on 127.0.0.1 and see retries within seconds.
                 WEBHOOK_ALLOW_TARGETS: "loopback",
                 WEBHOOK_BACKOFF_S: "1",
+                // Autoscaling hooks call within a sweep or two (autoscale.test.ts); the cooldown outlasts a test.
+                SCALE_UP_AFTER_S: "1",
+                SCALE_DOWN_AFTER_S: "1",
+                SCALE_COOLDOWN_S: "60",
                 // The test clock: one cron minute is a second, so `* * * * *` fires every second (schedules.test.ts).
                 SCHEDULE_MINUTE_S: "1",
                 // Small tunnel bounds, so tunnel.test.ts reaches them with a few requests and small messages.

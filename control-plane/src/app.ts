@@ -16,6 +16,7 @@ import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { poolRoutes } from "./routes/pools.ts";
+import { autoscaleRoutes } from "./routes/autoscale.ts";
 import { agentBundleRoutes } from "./routes/agent-bundles.ts";
 import { projectRoutes } from "./routes/projects.ts";
 import { tokenRoutes } from "./routes/tokens.ts";
@@ -45,6 +46,7 @@ export const app = base
   .route("/v1/jobs", portRoutes)
   .route("/v1/arrays", arrayRoutes)
   .route("/v1/pools", poolRoutes)
+  .route("/v1/pools", autoscaleRoutes)
   .route("/v1/agent-bundles", agentBundleRoutes)
   .route("/v1", tokenRoutes)
   .route("/v1", userRoutes)

@@ -25,6 +25,8 @@ export const AUDIT_ACTIONS = [
   "worker.delete",
   "worker.probe",
   "pool.sandbox",
+  "pool.autoscale",
+  "pool.autoscale_delete",
   "pool.upgrade",
   "agent_bundle.publish",
   "webhook.create",

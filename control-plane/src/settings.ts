@@ -41,6 +41,12 @@ export const SettingsSchema = z.object({
    * before it ends, and a morning's burst no longer counts by the afternoon (1/16 after 4 h).
    */
   FAIR_SHARE_HALF_LIFE_S: seconds(3600),
+  /** Autoscaling hooks (docs/autoscaling.md): a queued job no online worker takes counts toward a scale_up call once it has waited this long. */
+  SCALE_UP_AFTER_S: seconds(60),
+  /** A worker that held no attempt this long is named in a scale_down hint. */
+  SCALE_DOWN_AFTER_S: seconds(600),
+  /** Calls of one kind to one pool's hook come at least this far apart; a failed call is retried only within it. */
+  SCALE_COOLDOWN_S: seconds(300),
   MAX_BODY_BYTES: z.coerce.number().int().positive().default(1024 * 1024),
   /** R2's S3 API, path-style: https://<account>.r2.cloudflarestorage.com, or wrangler dev's /cdn-cgi/local/r2/s3. */
   S3_ENDPOINT: z.string().default(""),

@@ -30,6 +30,7 @@ import { markOfflineExcept, setDrain, setOffline, setWarm, touchWorkers, upsertW
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { agentVersionVerdict } from "../fleet/agent-versions.ts";
+import { evaluateAutoscale } from "../fleet/autoscale-hook.ts";
 import { settingsOf, type Settings } from "../settings.ts";
 import { admission, type Admission } from "./admission.ts";
 import { buildAssignment } from "./assignments.ts";
@@ -447,6 +448,20 @@ export class Coordinator extends DurableObject<Bindings> {
       console.error(`coordinator(${this.pool}): sweep failed; the next one is scheduled`, errorText(err));
     } finally {
       await this.rearm();
+    }
+    await this.autoscale();
+  }
+
+  /** The pool's autoscaling hook (fleet/autoscale-hook.ts), after the sweep and its re-arm, so a slow or failing receiver holds back neither. */
+  private async autoscale(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    try {
+      const workers = await this.exclusive(async () => (await this.ledger()).views());
+      await evaluateAutoscale({ db: this.db, env: this.env, settings: this.settings, pool, workers, storage: this.ctx.storage, now: Date.now() });
+    } catch (err) {
+      this.count(COUNTERS.alarmFailures);
+      console.error(`coordinator(${pool}): autoscaling failed; the next sweep evaluates again`, errorText(err));
     }
   }
 

@@ -383,6 +383,38 @@ export const webhookDeliveries = sqliteTable(
   (t) => [uniqueIndex("webhook_deliveries_event").on(t.webhookId, t.eventId), index("webhook_deliveries_due").on(t.status, t.nextAt), index("webhook_deliveries_webhook").on(t.webhookId, t.createdAt)],
 );
 
+/** A pool's autoscaling hook (docs/autoscaling.md): one per pool, set by the admin. */
+export const autoscaleHooks = sqliteTable("autoscale_hooks", {
+  pool: text("pool").primaryKey(),
+  /** The `gridx-webhook-id` of its calls, and the id its secret is sealed under. */
+  id: text("id").notNull(),
+  url: text("url").notNull(),
+  /** The signing secret, sealed as webhooks' are. */
+  sealedSecret: text("sealed_secret").notNull(),
+  createdBy: text("created_by").notNull(),
+  createdAt: integer("created_at").notNull(),
+  updatedAt: integer("updated_at").notNull(),
+});
+
+/** One call of a pool's autoscaling hook: retried with backoff within the cooldown, then given up. */
+export const autoscaleCalls = sqliteTable(
+  "autoscale_calls",
+  {
+    id: text("id").primaryKey(),
+    pool: text("pool").notNull(),
+    kind: text("kind", { enum: ["scale_up", "scale_down"] }).notNull(),
+    payload: text("payload").notNull(),
+    status: text("status", { enum: ["pending", "delivered", "failed"] }).notNull(),
+    attempts: integer("attempts").notNull().default(0),
+    nextAt: integer("next_at").notNull(),
+    lastStatus: integer("last_status"),
+    lastError: text("last_error"),
+    createdAt: integer("created_at").notNull(),
+    finishedAt: integer("finished_at"),
+  },
+  (t) => [index("autoscale_calls_pool").on(t.pool, t.kind, t.id)],
+);
+
 /**
  * An edge of a workflow: `child` waits in `queued` (hold `deps`) until `parent` (a job, or
  * every task of an array) ends as `condition` asks. Read from the parent's side when it ends.
