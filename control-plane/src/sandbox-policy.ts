@@ -62,11 +62,20 @@ export function attemptSandbox(spec: JobSpec, policy: PoolSandbox): AttemptSandb
  * Why a queued job waits for its sandbox, when no online worker of its pool could ever run it
  * (its runtime, or the filtered egress network); null when one could. Pure.
  */
-export function sandboxWait(spec: Pick<JobSpec, "pool" | "runtime" | "network"> & Partial<Pick<JobSpec, "ports">>, online: readonly { caps: Pick<WorkerCaps, "runtimes" | "egress"> & Partial<Pick<WorkerCaps, "ports">> }[]): string | null {
+export function sandboxWait(spec: SandboxSpec, online: readonly SandboxWorker[]): string | null {
+  const needs = sandboxNeeds(spec, online);
+  return needs === null ? null : `no online worker in pool ${spec.pool} offers ${needs}`;
+}
+
+type SandboxSpec = Pick<JobSpec, "pool" | "runtime" | "network"> & Partial<Pick<JobSpec, "ports">>;
+type SandboxWorker = { caps: Pick<WorkerCaps, "runtimes" | "egress"> & Partial<Pick<WorkerCaps, "ports">> };
+
+/** What of a job's sandbox none of `workers` offers ("gvisor and the filtered egress network"); null when one offers it all. Pure. */
+export function sandboxNeeds(spec: SandboxSpec, workers: readonly SandboxWorker[]): string | null {
   const sandbox = { runtime: effectiveRuntime(spec), network: spec.network, ports: (spec.ports?.length ?? 0) > 0 };
-  if (online.some((w) => offersSandbox(w, sandbox))) return null;
+  if (workers.some((w) => offersSandbox(w, sandbox))) return null;
   const needs = [sandbox.runtime !== "runc" && sandbox.runtime, sandbox.network === "egress" && "the filtered egress network", sandbox.ports && "ports (an agent with busybox-static)"]
     .filter(Boolean)
     .join(" and ");
-  return `no online worker in pool ${spec.pool} offers ${needs || "runc"}`;
+  return needs || "runc";
 }

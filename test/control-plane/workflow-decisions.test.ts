@@ -3,7 +3,7 @@ import { RetryPolicy } from "../../protocol/index.ts";
 import { nextJobState } from "../../control-plane/src/coordinator/job-state.ts";
 import { arrayStatus } from "../../control-plane/src/workflows/array-status.ts";
 import { dependencyVerdict, edgeState, findCycle, topologicalOrder, waitingFor } from "../../control-plane/src/workflows/dependencies.ts";
-import { formatMemory, neverFitsReason } from "../../control-plane/src/workflows/fit.ts";
+import { formatMemory, neverFitsReason, pinnedWait, type PinnedWorker } from "../../control-plane/src/workflows/fit.ts";
 import { backoffMs, lostRetriesLeft, retryAfterMs } from "../../control-plane/src/workflows/retry-policy.ts";
 import { totalUsage } from "../../control-plane/src/workflows/usage.ts";
 
@@ -109,6 +109,18 @@ describe("fit and usage (pure)", () => {
     expect(neverFitsReason(req(), [], "p")).toBe("no worker of pool p is online");
     expect(formatMemory(512)).toBe("512 MiB");
     expect(formatMemory(1536)).toBe("1.5 GiB");
+  });
+
+  it("says what a job pinned to one worker waits for: that worker, by name", () => {
+    const on = (over: Partial<PinnedWorker> = {}): PinnedWorker => ({ id: "w_1", name: "lab-1", online: true, draining: false, ...worker(8192), ...over });
+    expect(pinnedWait("w_1", undefined, req())).toBe("pinned to worker w_1, which is no longer in the pool");
+    expect(pinnedWait("w_1", on({ online: false }), req())).toBe("pinned to worker lab-1 (w_1), which is offline");
+    expect(pinnedWait("w_1", on({ draining: true }), req())).toBe("pinned to worker lab-1 (w_1), which is draining");
+    expect(pinnedWait("w_1", on(), req(), "gvisor")).toBe("pinned to worker lab-1 (w_1), which does not offer gvisor");
+    expect(pinnedWait("w_1", on(), req({ memory_mb: 16_384 }))).toBe("pinned to worker lab-1 (w_1), which can never fit it: needs 16 GiB memory, it has 8 GiB");
+    expect(pinnedWait("w_1", on(), req({ labels: { zone: "eu" } }))).toBe("pinned to worker lab-1 (w_1), which can never fit it: needs label zone=eu, which it lacks");
+    expect(pinnedWait("w_1", on(), req())).toBe("waiting for a free slot on worker lab-1 (w_1)");
+    expect(pinnedWait("w_1", on({ name: undefined }), req())).toBe("waiting for a free slot on worker w_1");
   });
 
   it("adds up attempts' usage, taking the largest peak", () => {

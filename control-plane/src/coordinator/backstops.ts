@@ -6,9 +6,10 @@ import { expiredQueued, failUnschedulable } from "../db/workflows.ts";
 import type { Bindings } from "../env.ts";
 import { jobEventsWritten } from "../events/notify.ts";
 import type { Settings } from "../settings.ts";
-import { neverFitsReason } from "../workflows/fit.ts";
+import { neverFitsReason, pinnedWait, type PinnedWorker } from "../workflows/fit.ts";
 import { deadlineStep, endAttempt, loseAttempt, timeoutEvent } from "./attempt-changes.ts";
 import type { PoolLedger } from "./ledger.ts";
+import type { WorkerView } from "./scheduler.ts";
 
 /*
  * What the coordinator's sweep does when nothing else would: a silent worker's attempts
@@ -66,12 +67,19 @@ export async function enforceDeadlines(c: BackstopContext, pool: string, now: nu
 export async function expireQueued(c: BackstopContext, pool: string, now: number): Promise<void> {
   const expired = await expiredQueued(c.db, pool, now, EXPIRE_BATCH);
   if (expired.length === 0) return;
-  const workers = (await c.ledger()).views().filter((w) => !w.draining);
+  const views = (await c.ledger()).views();
+  const workers = views.filter((w) => !w.draining);
   const failures = expired.map(({ id, spec }) => {
     const s = JSON.parse(spec) as JobSpec;
-    const why = neverFitsReason(s.requirements, workers, pool) ?? "every worker that fits it stayed busy";
+    const why = s.worker ? pinnedWait(s.worker, pinnedView(s.worker, views), s.requirements) : (neverFitsReason(s.requirements, workers, pool) ?? "every worker that fits it stayed busy");
     return { id, message: `unschedulable: waited queue_ttl_s (${s.queue_ttl_s} s) without a worker to run it: ${why}` };
   });
   const failed = await failUnschedulable(c.db, failures, now);
   void jobEventsWritten(c.env, failed.map((j) => j.project));
+}
+
+/** A pinned job's worker among those connected here: online, or else gone from the coordinator's view (offline). */
+function pinnedView(id: string, connected: readonly WorkerView[]): PinnedWorker {
+  const w = connected.find((v) => v.id === id);
+  return w ? { id, online: true, draining: w.draining, caps: w.caps } : { id, online: false, draining: false, caps: { cpu_cores: 0, memory_mb: 0, gpus: [], labels: {} } };
 }

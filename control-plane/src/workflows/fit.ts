@@ -34,3 +34,34 @@ export function neverFitsReason(req: JobRequirements, online: readonly { caps: C
   if (short.length) return `no online worker can ever fit it: needs ${short.join("; and ")}`;
   return `no online worker can ever fit it: some have its ${req.cpus} CPUs, ${formatMemory(req.memory_mb)} memory${req.gpus ? `, ${req.gpus} GPUs` : ""}${Object.keys(req.labels).length ? " and labels" : ""}, but none has all of them`;
 }
+
+/** A pool's worker as a pinned job's wait sees it; undefined when the pool has no such worker. */
+export interface PinnedWorker {
+  id: string;
+  name?: string;
+  online: boolean;
+  draining: boolean;
+  caps: Caps;
+}
+
+/**
+ * Why a job pinned to one worker waits: that worker gone, offline, draining, too small for it
+ * ever, or else busy. `sandbox` is what the worker lacks of the job's sandbox (sandboxNeeds), if anything.
+ */
+export function pinnedWait(id: string, worker: PinnedWorker | undefined, req: JobRequirements, sandbox: string | null = null): string {
+  if (!worker) return `pinned to worker ${id}, which is no longer in the pool`;
+  const who = worker.name ? `worker ${worker.name} (${worker.id})` : `worker ${worker.id}`;
+  if (!worker.online) return `pinned to ${who}, which is offline`;
+  if (worker.draining) return `pinned to ${who}, which is draining`;
+  if (sandbox) return `pinned to ${who}, which does not offer ${sandbox}`;
+  const never = neverFitsReason(req, [worker], worker.id);
+  if (never) {
+    // The pool-wide sentence, said of the one worker.
+    const shortfall = never
+      .replace(/^no online worker can ever fit it: /, "")
+      .replace(/the largest online worker has|the most any online worker has is/g, "it has")
+      .replace(/which no online worker has/g, "which it lacks");
+    return `pinned to ${who}, which can never fit it: ${shortfall}`;
+  }
+  return `waiting for a free slot on ${who}`;
+}

@@ -5,9 +5,9 @@ import { listProjects, usageOf } from "../db/projects.ts";
 import { capsOf, listWorkers } from "../db/workers.ts";
 import { edgesOf, parentStates } from "../db/workflows.ts";
 import { startHold } from "../quotas.ts";
-import { sandboxWait } from "../sandbox-policy.ts";
+import { sandboxNeeds, sandboxWait } from "../sandbox-policy.ts";
 import { dependencyVerdict, waitingFor } from "./dependencies.ts";
-import { neverFitsReason } from "./fit.ts";
+import { neverFitsReason, pinnedWait, type PinnedWorker } from "./fit.ts";
 
 type Queued = Pick<JobRow, "id" | "project" | "pool" | "status" | "spec" | "hold" | "notBefore" | "attempt">;
 
@@ -30,12 +30,20 @@ export async function pendingReasons(db: Db, rows: readonly Queued[]): Promise<M
   const ready = queued.filter((r) => r.hold === null);
   await quotaHolds(db, ready, reasons);
   const online = new Map<string, { caps: WorkerCaps }[]>();
+  const pinnable = new Map<string, PinnedWorker & { caps: WorkerCaps }>();
   for (const pool of new Set(ready.map((r) => r.pool))) {
-    online.set(pool, (await listWorkers(db, pool)).filter((w) => w.online && !w.drain).map((w) => ({ caps: capsOf(w) })));
+    const all = await listWorkers(db, pool);
+    online.set(pool, all.filter((w) => w.online && !w.drain).map((w) => ({ caps: capsOf(w) })));
+    for (const w of all) pinnable.set(w.id, { id: w.id, name: w.name, online: w.online, draining: w.drain !== null, caps: capsOf(w) });
   }
   for (const r of ready) {
     if (reasons.has(r.id)) continue;
     const spec = r.spec as JobSpec;
+    if (spec.worker) {
+      const w = pinnable.get(spec.worker);
+      reasons.set(r.id, pinnedWait(spec.worker, w, spec.requirements, w ? sandboxNeeds(spec, [w]) : null));
+      continue;
+    }
     const workers = online.get(r.pool) ?? [];
     // With no worker online, that is the whole story; else what the online ones lack.
     reasons.set(r.id, (workers.length ? sandboxWait(spec, workers) : null) ?? neverFitsReason(spec.requirements, workers, r.pool) ?? FREE_SLOT);
