@@ -4,8 +4,6 @@ CREATE TABLE `agent_bundles` (
 	`size` integer NOT NULL,
 	`status` text NOT NULL,
 	`key` text NOT NULL,
-	`upload_id` text,
-	`part_size` integer,
 	`created_by` text NOT NULL,
 	`created_at` integer NOT NULL,
 	`ready_at` integer

@@ -568,7 +568,7 @@ export const AgentBundle = z
     ready_at: Timestamp.nullable(),
   })
   .openapi("AgentBundle");
-export const AgentBundleCreated = AgentBundle.extend({ upload: Upload }).openapi("AgentBundleCreated");
+export const AgentBundleCreated = AgentBundle.extend({ upload: z.object({ method: z.literal("PUT"), url: z.string(), expires_at: Timestamp }) }).openapi("AgentBundleCreated");
 export const AgentBundleList = z.object({ bundles: z.array(AgentBundle) }).openapi("AgentBundleList");
 export const PoolUpgradeRequest = z.object({ version: AgentVersionSchema }).strict().openapi("PoolUpgradeRequest");
 export const PoolUpgrade = z

@@ -13,7 +13,7 @@ async function publish(version: string, text: string, declared?: string) {
   expect(created.status).toBe(201);
   expect(created.json.upload.method).toBe("PUT");
   await env.BUCKET.put(`agent-bundles/${version}/gridx-agent.mjs`, text);
-  return api(`/v1/agent-bundles/${version}/complete`, { method: "POST", json: {} });
+  return api(`/v1/agent-bundles/${version}/complete`, { method: "POST" });
 }
 
 const upgradeOf = async (pool: string) => (await api(`/v1/pools/${pool}/upgrade`)).json;

@@ -522,8 +522,6 @@ export const agentBundles = sqliteTable("agent_bundles", {
   size: integer("size").notNull(),
   status: text("status", { enum: ["uploading", "ready"] }).notNull(),
   key: text("key").notNull(),
-  uploadId: text("upload_id"),
-  partSize: integer("part_size"),
   createdBy: text("created_by").notNull(),
   createdAt: integer("created_at").notNull(),
   readyAt: integer("ready_at"),

@@ -21,7 +21,7 @@ export function deleteBundle(db: Db, version: string) {
 }
 
 export function markBundleReady(db: Db, version: string, now: number) {
-  return db.update(agentBundles).set({ status: "ready", uploadId: null, readyAt: now }).where(eq(agentBundles.version, version));
+  return db.update(agentBundles).set({ status: "ready", readyAt: now }).where(eq(agentBundles.version, version));
 }
 
 export function listBundles(db: Db) {

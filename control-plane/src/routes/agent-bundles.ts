@@ -6,7 +6,7 @@ import { createDb } from "../db/client.ts";
 import { bundleView, deleteBundle, getBundle, insertBundle, listBundles, markBundleReady } from "../db/upgrades.ts";
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
-import { AgentBundle, AgentBundleCreate, AgentBundleCreated, AgentBundleList, UploadComplete } from "../schemas.ts";
+import { AgentBundle, AgentBundleCreate, AgentBundleCreated, AgentBundleList } from "../schemas.ts";
 import { settingsOf } from "../settings.ts";
 import { ObjectStore } from "../storage/object-store.ts";
 
@@ -35,7 +35,7 @@ export const agentBundleRoutes = router()
       method: "post",
       path: "/",
       summary: "Start publishing an agent bundle (admin)",
-      description: `${admin.description} Answers with presigned URLs for the bundle file (gridx-agent.mjs); completing the upload checks its size and SHA-256. An unfinished upload of the same version is replaced.`,
+      description: `${admin.description} Answers with a presigned PUT for the bundle file (gridx-agent.mjs), always one (a bundle is at most AGENT_BUNDLE_MAX_MB); completing the upload checks its size and SHA-256. An unfinished upload of the same version is replaced.`,
       request: { body: body(AgentBundleCreate) },
       responses: { 201: json(AgentBundleCreated, "The bundle, uploading, with where to send the bytes."), ...errors(400, 401, 403, 409, 413) },
     }),
@@ -46,8 +46,7 @@ export const agentBundleRoutes = router()
       const db = createDb(c.env.DB);
       const existing = await getBundle(db, req.version);
       if (existing?.status === "ready") throw new AppError("conflict", `version: bundle ${req.version} is published already; publish another version`, "version");
-      const store = new ObjectStore(c.env.BUCKET, settings);
-      const plan = await store.planUpload(bundleKey(req.version), req.size);
+      const put = await new ObjectStore(c.env.BUCKET, settings).presign("PUT", bundleKey(req.version));
       if (existing) await deleteBundle(db, req.version);
       await insertBundle(db, {
         version: req.version,
@@ -55,12 +54,10 @@ export const agentBundleRoutes = router()
         size: req.size,
         status: "uploading",
         key: bundleKey(req.version),
-        uploadId: plan.uploadId,
-        partSize: plan.partSize,
         createdBy: actorName(c.get("principal")),
         createdAt: Date.now(),
       });
-      return c.json({ ...bundleView((await getBundle(db, req.version))!), upload: plan.upload }, 201);
+      return c.json({ ...bundleView((await getBundle(db, req.version))!), upload: { method: "PUT" as const, url: put.url, expires_at: put.expiresAt } }, 201);
     },
   )
   .openapi(
@@ -71,7 +68,7 @@ export const agentBundleRoutes = router()
       path: "/{version}/complete",
       summary: "Finish publishing an agent bundle (admin)",
       description: `${admin.description} The stored bytes must have the declared size and SHA-256; the bundle is \`ready\` (pools can be upgraded to it) only then.`,
-      request: { params: BundleParams, body: body(UploadComplete) },
+      request: { params: BundleParams },
       responses: { 200: json(AgentBundle, "The bundle, ready."), ...errors(400, 401, 403, 404, 409, 413) },
     }),
     async (c) => {
@@ -80,7 +77,7 @@ export const agentBundleRoutes = router()
       const b = await getBundle(db, version);
       if (!b) throw new AppError("not_found", `no agent bundle ${version}`);
       if (b.status === "ready") return c.json(bundleView(b), 200);
-      const size = await new ObjectStore(c.env.BUCKET, settingsOf(c.env)).complete(b.key, b.uploadId, c.req.valid("json").parts);
+      const size = (await c.env.BUCKET.head(b.key))?.size ?? null;
       if (size === null) throw new AppError("conflict", `bundle ${version}: nothing was uploaded yet`);
       if (size !== b.size) throw new AppError("conflict", `bundle ${version}: ${size} bytes arrived, ${b.size} were declared; publish it again`);
       const sha256 = await storedSha256(c.env.BUCKET, b.key);
