@@ -21,12 +21,12 @@ function receiver(answer: (n: number) => number) {
 
 const coordinator = (pool: string) => env.COORDINATOR.get(env.COORDINATOR.idFromName(pool));
 
-/** Runs the pool's sweeps until `pred` holds of what the receiver got. */
-const sweepUntil = (pool: string, received: Received[], pred: (r: Received[]) => boolean, what: string) =>
+/** Runs the pool's sweeps until `pred` holds of what the receiver got at `url` (other tests' coordinators sweep on by themselves). */
+const sweepUntil = (pool: string, received: Received[], url: string, pred: (r: Received[]) => boolean, what: string) =>
   pollUntil(
     async () => {
       await runDurableObjectAlarm(coordinator(pool));
-      return received;
+      return received.filter((r) => r.url === url);
     },
     pred,
     { timeoutMs: 10_000, intervalMs: 100, what },
@@ -86,7 +86,7 @@ describe("autoscaling calls from the coordinator's sweep", () => {
     expect((await api(`/v1/pools/${pool}/autoscale`, { method: "PUT", json: { url: "http://127.0.0.1:9/scale", secret } })).status).toBe(200);
     const job = (await submit({ pool, requirements: { cpus: 2, memory_mb: 2048, gpus: 1, labels: { zone: "eu" } } })).json;
 
-    const [first] = await sweepUntil(pool, received, (r) => r.length >= 1, "a scale_up call");
+    const [first] = await sweepUntil(pool, received, "http://127.0.0.1:9/scale", (r) => r.length >= 1, "a scale_up call");
     const body = JSON.parse(first!.body);
     expect(body).toMatchObject({
       type: "scale_up",
@@ -99,21 +99,24 @@ describe("autoscaling calls from the coordinator's sweep", () => {
     expect(first!.headers.get("gridx-delivery-id")).toBe(body.call_id);
 
     // The 503 is retried after WEBHOOK_BACKOFF_S; the job is still queued, and no second call is made within the cooldown.
-    const all = await sweepUntil(pool, received, (r) => r.length >= 2, "the retried call");
+    const all = await sweepUntil(pool, received, "http://127.0.0.1:9/scale", (r) => r.length >= 2, "the retried call");
     expect(all.map((r) => JSON.parse(r.body).call_id)).toEqual([body.call_id, body.call_id]);
     const shown = (await api(`/v1/pools/${pool}/autoscale`)).json;
     expect(shown.calls).toHaveLength(1);
     expect(shown.calls[0]).toMatchObject({ id: body.call_id, kind: "scale_up", status: "delivered", attempts: 2, last_status: 200, body: { type: "scale_up" } });
     expect((await api(`/v1/jobs/${job.id}`)).json.status).toBe("queued");
+    expect((await api(`/v1/pools/${pool}/autoscale`, { method: "DELETE" })).status).toBe(204);
   });
 
-  it("makes no call for a pool without a hook, nor for a job an online worker takes", async () => {
+  it("makes no call for a pool without a hook, for a job an online worker takes, nor for one pinned to a busy worker", async () => {
     const received = receiver(() => 200);
     const pool = uniquePool();
-    const { agent } = await FakeAgent.join(await agentToken(pool), { name: "busy-one" });
+    const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "busy-one" });
     expect((await api(`/v1/pools/${pool}/autoscale`, { method: "PUT", json: { url: "http://127.0.0.1:9/none" } })).status).toBe(200);
     await submit({ pool });
     await agent.next("assign_job");
+    // Waits for its busy worker, but a new worker could not take it.
+    expect((await submit({ pool, worker: workerId })).status).toBe(201);
     const quiet = uniquePool();
     await submit({ pool: quiet });
     // Sweeps until well past SCALE_UP_AFTER_S (and SCALE_DOWN_AFTER_S: the worker holds its job, so it is not idle).
@@ -127,7 +130,9 @@ describe("autoscaling calls from the coordinator's sweep", () => {
       (ms) => ms > 1500,
       { timeoutMs: 5000, intervalMs: 100, what: "sweeps past SCALE_UP_AFTER_S" },
     );
-    expect(received).toEqual([]);
+    expect(received.filter((r) => r.url === "http://127.0.0.1:9/none")).toEqual([]);
+    // Its job is taken back at START_TIMEOUT_S (the fake agent never starts it) and would then wait for a call.
+    expect((await api(`/v1/pools/${pool}/autoscale`, { method: "DELETE" })).status).toBe(204);
     agent.close();
   });
 
@@ -136,7 +141,7 @@ describe("autoscaling calls from the coordinator's sweep", () => {
     const pool = uniquePool();
     const { agent, workerId } = await FakeAgent.join(await agentToken(pool), { name: "idle-one" });
     expect((await api(`/v1/pools/${pool}/autoscale`, { method: "PUT", json: { url: "http://127.0.0.1:9/down" } })).status).toBe(200);
-    const [call] = await sweepUntil(pool, received, (r) => r.length >= 1, "a scale_down call");
+    const [call] = await sweepUntil(pool, received, "http://127.0.0.1:9/down", (r) => r.length >= 1, "a scale_down call");
     const body = JSON.parse(call!.body);
     expect(body).toMatchObject({ type: "scale_down", pool, workers: [{ id: workerId, name: "idle-one" }] });
     expect(Date.now() - Date.parse(body.workers[0].idle_since)).toBeGreaterThanOrEqual(1000);

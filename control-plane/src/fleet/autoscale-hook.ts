@@ -57,7 +57,7 @@ export async function evaluateAutoscale(c: AutoscaleContext): Promise<void> {
   await sendDue(c, hook);
 }
 
-/** The pool's ready queued jobs, less those their project's quota holds back (a new worker would not start them). */
+/** The pool's ready queued jobs, less those a new worker would not start: held back by their project's quota, or pinned to one worker. */
 async function demand(db: Db, pool: string): Promise<DemandJob[]> {
   const head = await queuedJobs(db, pool, { perProject: DEMAND_READ, total: DEMAND_READ, floor: 1 });
   const limited = [...head.projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
@@ -65,7 +65,7 @@ async function demand(db: Db, pool: string): Promise<DemandJob[]> {
   return head.jobs.flatMap((j) => {
     const spec: JobSpec = j.spec;
     const u = usage.get(j.project);
-    if (u && startHold(head.projects.get(j.project)!.quotas, u, spec.requirements.gpus)) return [];
+    if (spec.worker || (u && startHold(head.projects.get(j.project)!.quotas, u, spec.requirements.gpus))) return [];
     return [{ id: j.id, queuedAt: j.queuedAt, requirements: spec.requirements, sandbox: { runtime: effectiveRuntime(spec), network: spec.network, ports: spec.ports.length > 0 } }];
   });
 }
