@@ -3,6 +3,7 @@ import { accessCommands } from "./commands/access.ts";
 import { arrayCommands } from "./commands/arrays.ts";
 import { datasetCommands } from "./commands/datasets.ts";
 import { gridCommands } from "./commands/grid.ts";
+import { fleetCommands } from "./commands/fleet.ts";
 import { jobCommands } from "./commands/jobs.ts";
 import { projectCommands } from "./commands/projects.ts";
 import { scheduleCommands } from "./commands/schedules.ts";
@@ -10,4 +11,4 @@ import { sessionCommands } from "./commands/sessions.ts";
 import { setupCommands } from "./commands/setup.ts";
 
 /** Every command, in the order `gridx --help` lists them. */
-export const COMMANDS: Command[] = [...jobCommands, ...sessionCommands, ...arrayCommands, ...scheduleCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...datasetCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...jobCommands, ...sessionCommands, ...arrayCommands, ...scheduleCommands, ...projectCommands, ...accessCommands, ...gridCommands, ...fleetCommands, ...datasetCommands, ...setupCommands];
