@@ -18,6 +18,7 @@ export const AUDIT_ACTIONS = [
   "secret.delete",
   "job.cancel",
   "job.rerun",
+  "job.delete",
   "job.exec",
   "array.cancel",
   "worker.drain",

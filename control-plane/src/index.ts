@@ -3,6 +3,7 @@ import { fromPortHost } from "./middleware/port-hosts.ts";
 import type { Bindings } from "./env.ts";
 import { dailyBackup } from "./backups/store.ts";
 import { abortAbandonedUploads } from "./storage/sweeper.ts";
+import { sweepRetention } from "./retention/sweep.ts";
 import { pokeWebhooks } from "./webhooks/poke.ts";
 import { workflowEngineOf } from "./workflows/engine.ts";
 import { pokeScheduleClock } from "./workflows/schedule-clock.ts";
@@ -20,6 +21,7 @@ export default {
   fetch: (request, env, ctx) => app.fetch(fromPortHost(request, env.PORTS_DOMAIN), env, ctx),
   async scheduled(_controller: ScheduledController, env: Bindings, ctx: ExecutionContext) {
     ctx.waitUntil(abortAbandonedUploads(env).then((n) => n && console.log(`aborted ${n} abandoned upload(s)`)));
+    ctx.waitUntil(sweepRetention(env).then((r) => console.log("retention sweep", r), (err) => console.error("the retention sweep failed", err)));
     // Once per UTC day; the runs after the first find that day's backup and skip.
     ctx.waitUntil(dailyBackup(env));
     // Backstops: each of these re-arms itself while it has work; this restarts one that ever stopped.

@@ -358,17 +358,35 @@ export const Quotas = z
   .strict()
   .openapi("Quotas", { description: "Limits on what a project holds at once; an absent key is no limit." });
 export const ProjectWeight = z.number().min(0.01).max(1000).openapi({ description: "its share of contested capacity under fair share, relative to other projects' (default 1)" });
+const RetentionDaysValue = z.number().int().min(0).max(36500);
+export const RetentionPatch = z
+  .object({
+    logs_days: RetentionDaysValue.optional().openapi({ description: "days a finished job's log (and its archived .gridx/job.log) is kept" }),
+    artifacts_days: RetentionDaysValue.optional().openapi({ description: "days a finished job's artifacts are kept" }),
+    jobs_days: RetentionDaysValue.optional().openapi({ description: "days a finished job is kept at all (with everything it left)" }),
+  })
+  .strict()
+  .openapi("RetentionPatch", { description: "Days the project keeps what its finished jobs leave; 0 is forever, an absent key the RETENTION_* default." });
+export const ProjectRetention = z
+  .object({
+    logs_days: Count,
+    artifacts_days: Count,
+    jobs_days: Count,
+    defaults: z.array(z.enum(["logs_days", "artifacts_days", "jobs_days"])).openapi({ description: "the keys that are the control plane's defaults, not the project's own" }),
+  })
+  .openapi("ProjectRetention", { description: "How long the project keeps what its finished jobs leave, in days (0: forever)." });
 export const ProjectCreate = z.object({ name: ProjectName, quotas: Quotas.default({}), weight: ProjectWeight.default(1) }).strict().openapi("ProjectCreate");
 export const ProjectPatch = z
-  .object({ quotas: Quotas.optional(), weight: ProjectWeight.optional().openapi({ description: "admin only" }) })
+  .object({ quotas: Quotas.optional(), weight: ProjectWeight.optional().openapi({ description: "admin only" }), retention: RetentionPatch.optional() })
   .strict()
-  .openapi("ProjectPatch", { description: "`quotas` replaces the project's quotas as a whole; `weight` is the admin's to set." });
+  .openapi("ProjectPatch", { description: "`quotas` and `retention` each replace the project's as a whole; `weight` is the admin's to set." });
 export const Project = z
   .object({
     name: z.string(),
     quotas: Quotas,
     weight: z.number(),
     usage: z.object({ running_jobs: Count, queued_jobs: Count, gpus: Count, dataset_bytes: Count }).openapi("ProjectUsage"),
+    retention: ProjectRetention,
     role: z.enum(["admin", "owner", "member", "viewer"]).nullable().openapi({ description: "the caller's standing in the project" }),
     created_at: Timestamp,
   })

@@ -62,6 +62,12 @@ export const SettingsSchema = z.object({
   MAX_JOB_OUTPUT_MB: z.coerce.number().positive().default(10 * 1024),
   /** An upload not completed within this many hours is aborted and its dataset deleted. */
   ABANDONED_UPLOAD_H: z.coerce.number().positive().default(24),
+  /** Days a finished job's logs, its artifacts, and the job itself are kept (0: forever); a project may set its own (docs/retention.md). */
+  RETENTION_LOGS_DAYS: z.coerce.number().min(0).max(36500).default(30),
+  RETENTION_ARTIFACTS_DAYS: z.coerce.number().min(0).max(36500).default(30),
+  RETENTION_JOBS_DAYS: z.coerce.number().min(0).max(36500).default(90),
+  /** Jobs one retention sweep (each cron run) handles at most; the rest wait for the next run. */
+  RETENTION_SWEEP_BATCH: z.coerce.number().int().min(1).max(5000).default(500),
   /** Daily D1 backups kept in R2 (`backups/YYYY-MM-DD.sql`) and by `npm run backup` in its folder; older ones are deleted. */
   BACKUP_KEEP_DAYS: z.coerce.number().int().min(1).default(7),
   /** Rows a backup reads from D1 at once: with BACKUP_PART_MB, what it holds in memory. */

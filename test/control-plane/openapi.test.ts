@@ -10,6 +10,7 @@ const ROUTES = [
   ["get", "/v1/jobs"],
   ["get", "/v1/jobs/{id}"],
   ["post", "/v1/jobs/{id}/cancel"],
+  ["delete", "/v1/jobs/{id}"],
   ["get", "/v1/jobs/{id}/logs"],
   ["get", "/v1/jobs/{id}/artifacts"],
   ["get", "/v1/jobs/{id}/artifacts/{name}"],

@@ -2,7 +2,8 @@ import { and, asc, eq } from "drizzle-orm";
 import type { Role, Standing } from "../auth/roles.ts";
 import { inJson, type Db } from "./client.ts";
 import type { QuotaUsage } from "../quotas.ts";
-import { members, projects, users, type Quotas } from "./schema.ts";
+import { members, projects, users, type Quotas, type Retention } from "./schema.ts";
+import { effectiveRetention, type RetentionDays } from "../retention/policy.ts";
 
 export type ProjectRow = typeof projects.$inferSelect;
 export type UserRow = typeof users.$inferSelect;
@@ -43,9 +44,9 @@ export function listProjects(db: Db, names: string[] | null) {
     .orderBy(asc(projects.name));
 }
 
-export async function updateProject(db: Db, name: string, change: { quotas?: Quotas; weight?: number }): Promise<ProjectRow | undefined> {
+export async function updateProject(db: Db, name: string, change: { quotas?: Quotas; weight?: number; retention?: Retention }): Promise<ProjectRow | undefined> {
   // An empty change is a read: drizzle has nothing to SET.
-  if (change.quotas === undefined && change.weight === undefined) return getProject(db, name);
+  if (change.quotas === undefined && change.weight === undefined && change.retention === undefined) return getProject(db, name);
   const [row] = await db.update(projects).set(change).where(eq(projects.name, name)).returning();
   return row;
 }
@@ -89,11 +90,12 @@ export async function usageOf(db: Db, names: string[]): Promise<Map<string, Quot
   return new Map(rows.map((r) => [r[0], { running_jobs: r[1], queued_jobs: r[2], gpus: r[3], dataset_bytes: r[4] }]));
 }
 
-export const projectView = (p: ProjectRow, usage: QuotaUsage | undefined, role: Standing) => ({
+export const projectView = (p: ProjectRow, usage: QuotaUsage | undefined, role: Standing, retentionDefaults: RetentionDays) => ({
   name: p.name,
   quotas: p.quotas,
   weight: p.weight,
   usage: usage ?? { running_jobs: 0, queued_jobs: 0, gpus: 0, dataset_bytes: 0 },
+  retention: effectiveRetention(retentionDefaults, p.retention),
   role,
   created_at: iso(p.createdAt),
 });

@@ -42,12 +42,21 @@ export interface Quotas {
   max_dataset_bytes?: number;
 }
 
+/** Days a project keeps its finished jobs' logs, artifacts and rows; an absent key is the RETENTION_* default, 0 is forever. */
+export interface Retention {
+  logs_days?: number;
+  artifacts_days?: number;
+  jobs_days?: number;
+}
+
 /** Owns jobs, datasets, artifacts, logs and secrets; its members act on them by role. */
 export const projects = sqliteTable("projects", {
   name: text("name").primaryKey(),
   quotas: text("quotas", { mode: "json" }).$type<Quotas>().notNull().default({}),
   /** Its share of contested capacity under fair share, relative to other projects'. */
   weight: real("weight").notNull().default(1),
+  /** How long its finished jobs' logs, artifacts and rows are kept, where not the RETENTION_* defaults. */
+  retention: text("retention", { mode: "json" }).$type<Retention>().notNull().default({}),
   createdAt: integer("created_at").notNull(),
 });
 
@@ -177,6 +186,9 @@ export const jobs = sqliteTable(
     notBefore: integer("not_before"),
     /** A ready job with queue_ttl_s fails `unschedulable` at this time if still queued. */
     expiresAt: integer("expires_at"),
+    /** When retention deleted its logs, and its artifacts (the row itself goes after RETENTION_JOBS_DAYS). */
+    logsPurgedAt: integer("logs_purged_at"),
+    artifactsPurgedAt: integer("artifacts_purged_at"),
   },
   (t) => [
     // In the order a scheduling round reads the queue: each project's head of ready jobs (fair
@@ -192,6 +204,10 @@ export const jobs = sqliteTable(
     index("jobs_project_id").on(t.project, t.id),
     index("jobs_project_status").on(t.project, t.status),
     uniqueIndex("jobs_idempotency").on(t.createdBy, t.idempotencyKey),
+    // Retention's sweep: each project's finished jobs by age, and those whose logs or artifacts are still kept.
+    index("jobs_finished").on(t.project, t.finishedAt).where(sql`finished_at IS NOT NULL`),
+    index("jobs_logs_due").on(t.project, t.finishedAt).where(sql`finished_at IS NOT NULL AND logs_purged_at IS NULL`),
+    index("jobs_artifacts_due").on(t.project, t.finishedAt).where(sql`finished_at IS NOT NULL AND artifacts_purged_at IS NULL`),
   ],
 );
 

@@ -17,6 +17,8 @@ import { pendingReasons } from "../workflows/pending.ts";
 import { submitJob } from "../workflows/submit.ts";
 import { totalUsage } from "../workflows/usage.ts";
 import { ObjectStore } from "../storage/object-store.ts";
+import { deletionRefusal, isTerminal } from "../retention/policy.ts";
+import { liveNeedsOf, purgeJobs } from "../retention/purge.ts";
 import { formatCursor, newestBatches, parseCursor, publicLine, tailStream, type LogCursor } from "../db/logs.ts";
 import { logStreamOf } from "../logs/log-stream.ts";
 import { readLogPage } from "../logs/store.ts";
@@ -185,6 +187,28 @@ export const jobRoutes = router()
       const after = job.status === "canceled" ? job : await coordinatorFor(c.env, job.pool).cancelJob(job.pool, job.id);
       if (job.status !== "canceled") await audit(c, "job.cancel", { project: job.project, target: job.id });
       return c.json(await fullJobView(db, after ?? job), 200);
+    },
+  )
+  .openapi(
+    createRoute({
+      ...user,
+      tags,
+      method: "delete",
+      path: "/{id}",
+      summary: "Delete a finished job, with its logs and artifacts",
+      description: `${user.description} Members of its project. The same deletion as retention's (docs/retention.md): its rows, attempts, events, log and artifacts, in D1 and R2. A job that has not finished, or that an unfinished job still needs (a dependent, its array, an artifact input), is a 409 saying why.`,
+      request: { params: JobParams },
+      responses: { 204: { description: "Deleted." }, ...errors(400, 401, 403, 404, 409) },
+    }),
+    async (c) => {
+      const db = createDb(c.env.DB);
+      const job = await mustGetJob(db, c.get("principal"), c.req.valid("param").id, "member");
+      const none = { dependents: false, arrayTasks: false, readers: false, attempts: false };
+      const refusal = deletionRefusal(job, isTerminal(job.status) ? await liveNeedsOf(db, job.id) : none);
+      if (refusal) throw new AppError("conflict", refusal);
+      const objects = await purgeJobs({ db, bucket: c.env.BUCKET }, [job.id], "job");
+      await audit(c, "job.delete", { project: job.project, target: job.id, detail: { status: job.status, objects } });
+      return c.body(null, 204);
     },
   )
   .openapi(

@@ -7,6 +7,8 @@ import { deleteMember, findUser, insertProject, listMembers, listProjects, membe
 import { AppError } from "../errors.ts";
 import { access, body, errors, json, router } from "../openapi.ts";
 import { loosened } from "../quotas.ts";
+import { retentionDefaults } from "../retention/policy.ts";
+import { settingsOf } from "../settings.ts";
 import { MemberList, MemberPut, Project, ProjectCreate, ProjectList, ProjectPatch } from "../schemas.ts";
 import { mustGetProject, noProject } from "./guards.ts";
 
@@ -31,10 +33,10 @@ export const projectRoutes = router()
     }),
     async (c) => {
       const req = c.req.valid("json");
-      const row = await insertProject(createDb(c.env.DB), { name: req.name, quotas: req.quotas, weight: req.weight, createdAt: Date.now() });
+      const row = await insertProject(createDb(c.env.DB), { name: req.name, quotas: req.quotas, weight: req.weight, retention: {}, createdAt: Date.now() });
       if (!row) throw new AppError("conflict", `project ${req.name} exists`, "name");
       await audit(c, "project.create", { project: row.name, target: row.name, detail: { quotas: row.quotas, weight: row.weight } });
-      return c.json(projectView(row, undefined, "admin"), 201);
+      return c.json(projectView(row, undefined, "admin", retentionDefaults(settingsOf(c.env))), 201);
     },
   )
   .openapi(
@@ -51,7 +53,7 @@ export const projectRoutes = router()
       const db = createDb(c.env.DB);
       const rows = await listProjects(db, readableProjects(principal));
       const usage = await usageOf(db, rows.map((r) => r.name));
-      return c.json({ projects: rows.map((r) => projectView(r, usage.get(r.name), standingIn(principal, r.name))) }, 200);
+      return c.json({ projects: rows.map((r) => projectView(r, usage.get(r.name), standingIn(principal, r.name), retentionDefaults(settingsOf(c.env)))) }, 200);
     },
   )
   .openapi(
@@ -69,7 +71,7 @@ export const projectRoutes = router()
       const principal = c.get("principal");
       const db = createDb(c.env.DB);
       const { project: row, standing } = await mustGetProject(db, principal, project, "viewer");
-      return c.json(projectView(row, (await usageOf(db, [project])).get(project), standing), 200);
+      return c.json(projectView(row, (await usageOf(db, [project])).get(project), standing, retentionDefaults(settingsOf(c.env))), 200);
     },
   )
   .openapi(
@@ -78,7 +80,7 @@ export const projectRoutes = router()
       tags,
       method: "patch",
       path: "/{project}",
-      summary: "Change a project's quotas (owners lower them, the admin sets them) or weight (admin)",
+      summary: "Change a project's quotas (owners lower them, the admin sets them), retention (owner) or weight (admin)",
       request: { params: ProjectParams, body: body(ProjectPatch) },
       responses: { 200: json(Project, "The project as changed."), ...errors(400, 401, 403, 404, 413) },
     }),
@@ -94,7 +96,7 @@ export const projectRoutes = router()
       const row = await updateProject(db, project, req);
       if (!row) throw noProject(project)();
       await audit(c, "project.update", { project, target: project, detail: req });
-      return c.json(projectView(row, (await usageOf(db, [project])).get(project), standing), 200);
+      return c.json(projectView(row, (await usageOf(db, [project])).get(project), standing, retentionDefaults(settingsOf(c.env))), 200);
     },
   )
   .openapi(
