@@ -24,6 +24,8 @@ export const E2E_VARS = {
   WEBHOOK_SCAN_S: "1",
   // Port links expire within the interactive-session suite's patience.
   PORT_LINK_TTL_S: "10",
+  // A pool's autoscaling hook calls once a job has waited a second (only autoscale.test.ts sets one).
+  SCALE_UP_AFTER_S: "1",
 };
 
 let cp: ControlPlane | undefined;
