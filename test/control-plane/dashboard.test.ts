@@ -6,37 +6,7 @@ import { timeline } from "../../control-plane/src/dashboard/views/jobs.tsx";
 import { createDb } from "../../control-plane/src/db/client.ts";
 import { formatDuration } from "../../control-plane/src/dashboard/views/parts.tsx";
 import { ADMIN, agentToken, api, caps, FakeAgent, newProject, submit, uniquePool, userToken, waitForJob } from "./helpers.ts";
-
-const BASE = "http://gridx.test";
-const ORIGIN = { origin: BASE };
-
-type UiInit = { cookie?: string; form?: Record<string, string>; headers?: Record<string, string>; method?: string; base?: string };
-
-/** A dashboard request as a browser makes it: no redirects followed, the session cookie if any. */
-async function ui(path: string, init: UiInit = {}) {
-  const headers = new Headers(init.headers);
-  if (init.cookie) headers.set("cookie", init.cookie);
-  let body: string | undefined;
-  if (init.form) {
-    headers.set("content-type", "application/x-www-form-urlencoded");
-    body = new URLSearchParams(init.form).toString();
-  }
-  const res = await SELF.fetch((init.base ?? BASE) + path, { method: init.method ?? (init.form ? "POST" : "GET"), headers, body, redirect: "manual" });
-  return { status: res.status, headers: res.headers, text: await res.text() };
-}
-
-/** Signs in through the form; resolves with the cookie to send back. */
-async function signIn(token = ADMIN, headers: Record<string, string> = {}): Promise<string> {
-  const res = await ui("/ui/login", { form: { token, next: "/ui" }, headers: { ...ORIGIN, ...headers } });
-  expect(res.status).toBe(303);
-  const set = res.headers.get("set-cookie") ?? "";
-  const pair = /^(gridx_session=[^;]+)/.exec(set);
-  if (!pair) throw new Error(`no session cookie in ${set}`);
-  return pair[1]!;
-}
-
-/** The session secret a cookie holds: what the dashboard sends the API as its bearer. */
-const secretOf = (cookie: string) => cookie.slice("gridx_session=".length);
+import { BASE, ORIGIN, secretOf, signIn, ui } from "./dashboard-client.ts";
 
 /** The id of the session a cookie holds, as GET /v1/sessions names it. */
 async function sessionIdOf(cookie: string): Promise<string> {

@@ -137,6 +137,11 @@ h3 { font-size: 14px; margin: 12px 0 6px; }
 .key.failed::before { background: var(--bad); }
 .key.canceled::before { background: var(--muted); }
 .links { display: flex; gap: 16px; margin: 12px 0 0; }
+.copyable pre.code { white-space: pre-wrap; overflow-wrap: anywhere; }
+.copy-row { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; margin: 6px 0 12px; }
+label.check { font-weight: 400; display: block; }
+fieldset { border: 1px solid var(--line); border-radius: 6px; margin: 0; }
+.narrow-form { max-width: 520px; }
 
 @media (max-width: 760px) {
   main { padding: 12px; }

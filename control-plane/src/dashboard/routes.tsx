@@ -3,19 +3,21 @@ import { Hono, type Context } from "hono";
 import { AppError } from "../errors.ts";
 import { ApiError, apiFor, call } from "./api.ts";
 import { APP_CSS, APP_JS } from "./assets.ts";
+import { adminPages } from "./pages/admin.tsx";
 import { gridPages } from "./pages/grid.tsx";
 import { jobPages } from "./pages/jobs.tsx";
 import { projectPages } from "./pages/projects.tsx";
 import { sessionPages } from "./pages/sessions.tsx";
 import { workflowPages } from "./pages/workflows.tsx";
 import { enc, page, statusStatus } from "./render.tsx";
+import { PAGE_SCRIPTS } from "./scripts.ts";
 import { dropCookie, openSession, requireSession, safeNext, sameOriginPosts, securityHeaders, sessionOf, wantsFragment, type DashEnv } from "./session.ts";
 import { forgetProject } from "./viewer.ts";
 import { LoginPage } from "./views/login.tsx";
 import { Layout } from "./views/parts.tsx";
 
 /** Paths served without a session: signing in and out, and the static assets. */
-const PUBLIC_PATHS = new Set(["/ui/login", "/ui/logout", "/ui/assets/app.css", "/ui/assets/app.js"]);
+const PUBLIC_PATHS = new Set(["/ui/login", "/ui/logout", "/ui/assets/app.css", "/ui/assets/app.js", ...Object.keys(PAGE_SCRIPTS)]);
 
 /**
  * The dashboard: server-rendered pages under `/ui` that call the API in-process with the
@@ -36,6 +38,9 @@ dashboardRoutes.use("/ui/*", securityHeaders(), sameOriginPosts(), async functio
 
 dashboardRoutes.get("/ui/assets/app.css", (c) => c.body(APP_CSS, 200, { "content-type": "text/css; charset=utf-8", "cache-control": "public, max-age=300" }));
 dashboardRoutes.get("/ui/assets/app.js", (c) => c.body(APP_JS, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=300" }));
+for (const [path, source] of Object.entries(PAGE_SCRIPTS)) {
+  dashboardRoutes.get(path, (c) => c.body(source, 200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "public, max-age=300" }));
+}
 
 dashboardRoutes.get("/ui/login", (c) => page(c, <LoginPage next={safeNext(c.req.query("next"))} signedOut={c.req.query("signed_out") === "1"} />));
 
@@ -73,6 +78,7 @@ dashboardRoutes.route("/", jobPages);
 dashboardRoutes.route("/", workflowPages);
 dashboardRoutes.route("/", projectPages);
 dashboardRoutes.route("/", sessionPages);
+dashboardRoutes.route("/", adminPages);
 
 dashboardRoutes.get("/ui/*", (c) => page(c, <ErrorPage c={c} status={404} message={`There is no dashboard page at ${c.req.path}.`} />, 404));
 

@@ -19,6 +19,7 @@ import { settingsOf } from "../settings.ts";
 const ListQuery = z.object({
   pool: z.string().max(63).optional(),
   outdated: z.enum(["0", "1", "true", "false"]).optional().openapi({ description: "1: only workers whose agent is older than AGENT_RECOMMENDED_VERSION" }),
+  token: z.string().max(64).optional().openapi({ description: "only workers whose agent joined with this agent token (its id): the onboarding page watches for one" }),
 });
 const WorkerParams = z.object({ id: z.string().max(64).openapi({ example: "w_01jd2x7k8m9n0p1q2r3s4t5v6w" }) });
 
@@ -71,7 +72,7 @@ export const workerRoutes = router()
     async (c) => {
       const q = c.req.valid("query");
       const db = createDb(c.env.DB);
-      const rows = await listWorkers(db, q.pool);
+      const rows = (await listWorkers(db, q.pool)).filter((r) => !q.token || r.tokenId === q.token);
       const running = await runningCounts(db, rows.map((r) => r.id));
       const recommended = settingsOf(c.env).AGENT_RECOMMENDED_VERSION;
       const views = rows.map((r) => workerView(r, running.get(r.id) ?? 0, recommended));

@@ -3,9 +3,11 @@ import type { Child, FC, PropsWithChildren } from "hono/jsx";
 import type { Standing } from "../../auth/roles.ts";
 import type { Session } from "../session.ts";
 
-export type NavPage = "overview" | "jobs" | "run" | "schedules" | "workers" | "projects" | "sessions";
+export type NavPage = "overview" | "jobs" | "run" | "schedules" | "workers" | "projects" | "sessions" | AdminPage;
+/** Pages for the admin only; the navigation shows them to nobody else. */
+export type AdminPage = "onboarding" | "tokens" | "audit" | "probes" | "datasets" | "pools";
 
-const NAV: { page: NavPage; href: string; label: string }[] = [
+const NAV: { page: NavPage; href: string; label: string; admin?: true }[] = [
   { page: "overview", href: "/ui", label: "Overview" },
   { page: "jobs", href: "/ui/jobs", label: "Jobs" },
   { page: "run", href: "/ui/run", label: "Run Python" },
@@ -13,6 +15,12 @@ const NAV: { page: NavPage; href: string; label: string }[] = [
   { page: "workers", href: "/ui/workers", label: "Workers" },
   { page: "projects", href: "/ui/projects", label: "Projects" },
   { page: "sessions", href: "/ui/sessions", label: "Sessions" },
+  { page: "onboarding", href: "/ui/onboarding", label: "Add a worker", admin: true },
+  { page: "tokens", href: "/ui/tokens", label: "Tokens", admin: true },
+  { page: "audit", href: "/ui/audit", label: "Audit", admin: true },
+  { page: "probes", href: "/ui/probes", label: "Probes", admin: true },
+  { page: "datasets", href: "/ui/datasets", label: "Datasets", admin: true },
+  { page: "pools", href: "/ui/pools", label: "Pools", admin: true },
 ];
 
 /** A project the viewer may switch to, with their standing in it. */
@@ -42,6 +50,9 @@ export const DONE_MESSAGES = {
   secret_saved: "Secret saved. Its value is not shown again.",
   secret_deleted: "Secret deleted.",
   session_revoked: "Session signed out: the browser holding it has to sign in again.",
+  token_revoked: "Token revoked: requests with it are refused, and agents connected with it are disconnected.",
+  sandbox_saved: "Sandbox policy saved: it applies to jobs submitted from now on.",
+  probe_done: "Probe finished: its outcome is first in the list.",
 } as const;
 export type DoneCode = keyof typeof DONE_MESSAGES;
 
@@ -91,7 +102,7 @@ export const Layout: FC<PropsWithChildren<{ title: string; viewer?: Viewer | und
         {viewer && (
           <nav aria-label="Main">
             <ul>
-              {NAV.map((n) => (
+              {NAV.filter((n) => !n.admin || viewer.session.principal.kind === "admin").map((n) => (
                 <li>
                   <a href={n.href} aria-current={n.page === current ? "page" : undefined}>
                     {n.label}
