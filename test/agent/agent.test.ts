@@ -11,7 +11,7 @@ import { DockerRunner } from "../../agent/src/runner/docker-runner.ts";
 import { DEFAULT_LOG_LIMITS } from "../../agent/src/runner/log-collector.ts";
 import { silentLogger } from "../../agent/src/logger.ts";
 import type { JobRunner, RunHooks, RunOutcome, RunRequest } from "../../agent/src/runner/runner.ts";
-import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent } from "../../protocol/index.ts";
+import { AgentToCoordinator, decodeFrame, encode, envKey, JobRequest, repoKey, type CoordinatorToAgent, type UpgradeReport } from "../../protocol/index.ts";
 import { hungEngine } from "../support/hung-engine.ts";
 
 /** A coordinator stand-in: a real WebSocket server speaking the protocol. */
@@ -389,5 +389,73 @@ describe("Agent", () => {
       const result = await coord.waitFor("job_result", (m) => m.payload.job_id === job_id);
       expect(result.payload).toMatchObject({ exit_code: null, failure_reason: "internal", message: "the Docker engine did not answer POST /containers/create within 0.1s" });
     }
+  });
+});
+
+/** Upgrade steps that record what the agent asked, fetching as the test says. */
+class FakeUpgrades {
+  readonly calls: string[] = [];
+  fetchError: Error | null = null;
+  async fetch(order: { version: string }) {
+    this.calls.push(`fetch ${order.version}`);
+    if (this.fetchError) throw this.fetchError;
+  }
+  async install(order: { version: string }) {
+    this.calls.push(`install ${order.version}`);
+  }
+  async connected(): Promise<UpgradeReport | null> {
+    this.calls.push("connected");
+    return null;
+  }
+}
+
+describe("Agent upgrades", () => {
+  const order = { version: "10.0.0", sha256: "a".repeat(64), size: 10, url: "http://127.0.0.1:1/bundle" };
+  const statuses = (coord: FakeCoordinator) => coord.received.flatMap((m) => (m.type === "upgrade_status" ? [m.payload.state] : []));
+
+  it("fetches first, then drains, waits for its running job and its ack, installs, and ends for a restart", async () => {
+    const upgrades = new FakeUpgrades();
+    const { coord, runner } = await connect({ upgrades }, new ScriptedRunner());
+    await until(() => upgrades.calls.includes("connected"));
+    coord.send({ type: "assign_job", payload: { job_id: "j_up", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    coord.send({ type: "upgrade", payload: order });
+    await coord.waitFor("upgrade_status", (m) => m.payload.state === "draining");
+    await coord.waitFor("draining");
+    expect(upgrades.calls).toEqual(["connected", "fetch 10.0.0"]);
+    // A job offered while draining is turned down, not taken.
+    coord.send({ type: "assign_job", payload: { job_id: "j_late", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    expect((await coord.waitFor("job_result", (m) => m.payload.job_id === "j_late")).payload.failure_reason).toBe("canceled_by_worker");
+    runner.runs[0]!.finish({ exit_code: 0, failure_reason: null, message: null });
+    await coord.waitFor("upgrade_status", (m) => m.payload.state === "restarting");
+    expect(upgrades.calls).toEqual(["connected", "fetch 10.0.0", "install 10.0.0"]);
+    expect(statuses(coord)).toEqual(["downloading", "draining", "restarting"]);
+    expect((await coord.waitFor("job_result", (m) => m.payload.job_id === "j_up")).payload.exit_code).toBe(0);
+  });
+
+  it("refuses a bundle the fetch rejected without draining, and keeps taking jobs", async () => {
+    const upgrades = new FakeUpgrades();
+    upgrades.fetchError = new Error("agent bundle 10.0.0: its SHA-256 is b…, the control plane holds a…; refused, staying on 9.9.9");
+    const { coord, runner } = await connect({ upgrades }, new ScriptedRunner());
+    coord.send({ type: "upgrade", payload: order });
+    const failed = await coord.waitFor("upgrade_status", (m) => m.payload.state === "failed");
+    expect(failed.payload.reason).toContain("refused, staying on 9.9.9");
+    expect(coord.received.some((m) => m.type === "draining")).toBe(false);
+    coord.send({ type: "assign_job", payload: { job_id: "j_after", attempt: 1, spec, gpu_indices: [], inputs: [] } });
+    await until(() => runner.runs.length === 1);
+    expect(upgrades.calls).not.toContain("install 10.0.0");
+  });
+
+  it("answers an order failed when it has no way to upgrade (--once)", async () => {
+    const { coord } = await setup({ once: true });
+    coord.send({ type: "upgrade", payload: order });
+    expect((await coord.waitFor("upgrade_status")).payload).toEqual({ version: "10.0.0", state: "failed", reason: "a --once agent does not upgrade itself" });
+  });
+
+  it("tells a rollback the launcher made after its hello is accepted", async () => {
+    const upgrades = new FakeUpgrades();
+    upgrades.connected = async () => ({ version: "10.0.0", state: "rolled_back" as const, reason: "exited with status 1" });
+    const { coord } = await connect({ upgrades }, new ScriptedRunner());
+    expect((await coord.waitFor("upgrade_status")).payload).toEqual({ version: "10.0.0", state: "rolled_back", reason: "exited with status 1" });
   });
 });
