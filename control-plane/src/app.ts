@@ -12,6 +12,7 @@ import { jobRoutes } from "./routes/jobs.ts";
 import { jobWorkflowRoutes } from "./routes/job-workflows.ts";
 import { portRoutes } from "./routes/ports.ts";
 import { arrayRoutes } from "./routes/arrays.ts";
+import { broadcastRoutes } from "./routes/broadcasts.ts";
 import { opsRoutes } from "./routes/ops.ts";
 import { secretRoutes } from "./routes/secrets.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
@@ -46,6 +47,7 @@ export const app = base
   .route("/v1/jobs", portRoutes)
   .route("/v1/arrays", arrayRoutes)
   .route("/v1/pools", poolRoutes)
+  .route("/v1", broadcastRoutes)
   .route("/v1/pools", autoscaleRoutes)
   .route("/v1/agent-bundles", agentBundleRoutes)
   .route("/v1", tokenRoutes)

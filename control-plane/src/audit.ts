@@ -29,6 +29,7 @@ export const AUDIT_ACTIONS = [
   "pool.autoscale",
   "pool.autoscale_delete",
   "pool.upgrade",
+  "pool.broadcast",
   "agent_bundle.publish",
   "webhook.create",
   "webhook.delete",

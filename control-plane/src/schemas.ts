@@ -30,6 +30,7 @@ import {
   WORKFLOW_LIMITS,
   Upload as UploadSchema,
   UploadComplete as UploadCompleteRequest,
+  WorkerId as WorkerIdSchema,
   AgentVersion as AgentVersionSchema,
   UpgradeState as UpgradeStateSchema,
 } from "../../protocol/index.ts";
@@ -610,3 +611,46 @@ export const PoolUpgrade = z
     ),
   })
   .openapi("PoolUpgrade");
+
+export const BroadcastRequest = z
+  .object({
+    job: z
+      .record(z.string(), z.unknown())
+      .openapi({ description: "a JobRequest, as POST /v1/jobs takes it, run once on each worker; its pool is the path's (a `pool` given must equal it), and it names no `worker` or `array`" }),
+    workers: z
+      .array(WorkerIdSchema)
+      .min(1, "workers is empty; leave it out for every online worker")
+      .optional()
+      .openapi({ description: "only these workers of the pool, each online; every online, undrained worker if absent" }),
+  })
+  .strict()
+  .openapi("BroadcastRequest");
+export const BroadcastCreated = z
+  .object({
+    id: Id("b_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    jobs: z.array(z.object({ worker: z.string(), job_id: z.string() })).openapi({ description: "one job per worker, in the order of `workers` (or of the workers' names)" }),
+  })
+  .openapi("BroadcastCreated");
+export const Broadcast = z
+  .object({
+    id: Id("b_01jd2x7k8m9n0p1q2r3s4t5v6w"),
+    project: z.string(),
+    pool: z.string(),
+    name: z.string().nullable(),
+    submitted_by: z.string(),
+    created_at: Timestamp,
+    workers: z.array(
+      z.object({
+        worker_id: z.string(),
+        worker_name: z.string().nullable().openapi({ description: "null once the worker was forgotten (DELETE /v1/workers/:id)" }),
+        job_id: z.string(),
+        status: JobStatus,
+        exit_code: z.number().int().nullable(),
+        failure_reason: z.string().nullable(),
+        finished_at: Timestamp.nullable(),
+      }),
+    ),
+    counts: StatusCounts,
+    done: z.boolean().openapi({ description: "every job has ended (completed, failed or canceled)" }),
+  })
+  .openapi("Broadcast");

@@ -119,6 +119,8 @@ export const SettingsSchema = z.object({
   AGENT_RECOMMENDED_VERSION: z.string().regex(/^$|^\d+\.\d+\.\d+$/, "MAJOR.MINOR.PATCH, or empty").default(""),
   /** The largest agent bundle POST /v1/agent-bundles accepts (docs/upgrades.md). */
   AGENT_BUNDLE_MAX_MB: z.coerce.number().positive().max(1024).default(64),
+  /** The most workers one broadcast (POST /v1/pools/:pool/broadcast) makes jobs for. */
+  BROADCAST_MAX_WORKERS: z.coerce.number().int().min(1).max(10_000).default(256),
   /** A one-time port link's life. */
   PORT_LINK_TTL_S: z.coerce.number().int().min(1).max(3600).default(TUNNEL_LIMITS.link_ttl_s),
   /**

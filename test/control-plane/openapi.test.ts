@@ -26,6 +26,8 @@ const ROUTES = [
   ["get", "/v1/pools/{pool}/stats"],
   ["get", "/v1/pools/{pool}/sandbox"],
   ["put", "/v1/pools/{pool}/sandbox"],
+  ["post", "/v1/pools/{pool}/broadcast"],
+  ["get", "/v1/broadcasts/{id}"],
   ["put", "/v1/pools/{pool}/autoscale"],
   ["get", "/v1/pools/{pool}/autoscale"],
   ["delete", "/v1/pools/{pool}/autoscale"],

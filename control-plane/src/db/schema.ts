@@ -565,3 +565,29 @@ export const workerUpgrades = sqliteTable(
   },
   (t) => [index("worker_upgrades_pool").on(t.pool)],
 );
+
+/** One job per worker of a pool, each pinned to its worker (POST /v1/pools/:pool/broadcast). */
+export const broadcasts = sqliteTable(
+  "broadcasts",
+  {
+    id: text("id").primaryKey(),
+    project: text("project").notNull(),
+    pool: text("pool").notNull(),
+    name: text("name"),
+    count: integer("count").notNull(),
+    submittedBy: text("submitted_by").notNull(),
+    createdAt: integer("created_at").notNull(),
+  },
+  (t) => [index("broadcasts_project").on(t.project, t.id)],
+);
+
+/** Which job a broadcast gave each of its workers. */
+export const broadcastJobs = sqliteTable(
+  "broadcast_jobs",
+  {
+    broadcastId: text("broadcast_id").notNull(),
+    workerId: text("worker_id").notNull(),
+    jobId: text("job_id").notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.broadcastId, t.workerId] })],
+);

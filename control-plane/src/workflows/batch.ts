@@ -11,9 +11,9 @@ import { announceQueued, submitJob, type SubmitContext } from "./submit.ts";
 export type BatchItem = { index: number; status: number; job?: JobRow; error?: ReturnType<AppError["toJSON"]>["error"] };
 
 
-/** An error of item i, its field (and the message's leading field) prefixed with `jobs.i.`. */
-function itemError(i: number, err: AppError): AppError {
-  const field = err.field && !err.field.startsWith("jobs.") ? `jobs.${i}.${err.field}` : err.field;
+/** An error of a body's part (`jobs.3`, `job`), its field (and the message's leading field) prefixed with the part's. */
+export function errorUnder(prefix: string, err: AppError): AppError {
+  const field = err.field && !err.field.startsWith(`${prefix}.`) ? `${prefix}.${err.field}` : err.field;
   const message = err.field && err.message.startsWith(`${err.field}: `) ? `${field}: ${err.message.slice(err.field.length + 2)}` : err.message;
   return new AppError(err.code, message, field, err.details);
 }
@@ -71,7 +71,7 @@ export async function submitBatch(c: SubmitContext, principal: Principal, items:
       results.push({ index: i, status: created ? 201 : 200, job });
     } catch (err) {
       if (!(err instanceof AppError)) throw err;
-      const e = itemError(i, err);
+      const e = errorUnder(`jobs.${i}`, err);
       results.push({ index: i, status: e.status, error: e.toJSON().error });
     }
   }

@@ -6,6 +6,8 @@ import type { Db } from "../db/client.ts";
 import { usageOf } from "../db/projects.ts";
 import { findByIdempotencyKey, getJob, type JobRow } from "../db/jobs.ts";
 import { getPoolSandbox } from "../db/pools.ts";
+import { insertBroadcast } from "../db/broadcasts.ts";
+import { getWorker } from "../db/workers.ts";
 import { secretsByNames } from "../db/secrets.ts";
 import type { Bindings } from "../env.ts";
 import { AppError, errorText } from "../errors.ts";
@@ -47,6 +49,8 @@ export interface SubmitOptions {
   createdBy?: string;
   scheduleId?: string;
   rerunOf?: string;
+  /** One job per worker, each pinned to its worker, all recorded as this broadcast (db/broadcasts.ts). */
+  broadcast?: { id: string; workers: readonly string[] };
 }
 
 /** Tasks written per INSERT statement at most, and bytes of their rows: each bound JSON parameter stays under D1's 2 MB. */
@@ -68,6 +72,7 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
   const spec = withPoolRuntime(requested, policy);
   const refusal = sandboxRefusal(spec, policy, settingsOf(c.env).ALLOWED_IMAGES);
   if (refusal) throw new AppError("validation_failed", `${refusal.field}: ${refusal.message}`, refusal.field);
+  if (spec.worker) await requireWorker(c, spec.pool, spec.worker);
   const createdBy = opts.createdBy ?? principal.tokenId;
   const key = opts.idempotencyKey ?? null;
   // A retry gets its job even when the queue has filled since: it adds nothing to it.
@@ -80,14 +85,15 @@ export async function submitJob(c: SubmitContext, principal: Principal, requeste
   }
   // An array request (index null) becomes `count` tasks, one of them too; a task's copy (a rerun) stays one job.
   const isArray = spec.array !== null && spec.array.index === null;
-  const count = isArray ? spec.array!.count : 1;
+  const count = isArray ? spec.array!.count : (opts.broadcast?.workers.length ?? 1);
   await admitSubmit(c, principal, spec, count);
   await requireSecrets(db, spec);
   const workflow = await resolveWorkflow(db, spec, isArray ? count : null);
   const template = { ...spec, inputs: workflow.inputs };
   const bytes = JSON.stringify(template).length * count;
-  if (isArray && bytes > WORKFLOW_LIMITS.array_spec_bytes) {
-    throw new AppError("payload_too_large", `array.count: ${count} tasks of this job's ${Math.ceil(bytes / count)}-byte spec are ${bytes} bytes; an array holds at most ${WORKFLOW_LIMITS.array_spec_bytes}`, "array.count");
+  if (count > 1 && bytes > WORKFLOW_LIMITS.array_spec_bytes) {
+    const field = isArray ? "array.count" : "workers";
+    throw new AppError("payload_too_large", `${field}: ${count} ${isArray ? "tasks" : "jobs"} of this job's ${Math.ceil(bytes / count)}-byte spec are ${bytes} bytes; an array or broadcast holds at most ${WORKFLOW_LIMITS.array_spec_bytes}`, field);
   }
   const now = Date.now();
   const ids = Array.from({ length: count }, () => newId("j", now));
@@ -121,6 +127,12 @@ export function announceQueued(c: SubmitContext, pools: Iterable<string>, projec
     );
   }
   c.waitUntil(jobEventsWritten(c.env, projects));
+}
+
+/** A job pinned to a worker must name one of its pool's (a worker that exists but is offline is waited for). */
+async function requireWorker(c: SubmitContext, pool: string, id: string) {
+  const worker = await once(c, `worker:${id}`, () => getWorker(c.db, id));
+  if (!worker || worker.pool !== pool) throw new AppError("validation_failed", `worker: pool ${pool} has no worker ${id}`, "worker");
 }
 
 /** A submit into a project must find it, and its queue quota with room for every task. */
@@ -176,7 +188,10 @@ function insertStatements(db: Db, spec: JobSpec, workflow: ResolvedWorkflow, ids
   const hold = workflow.edges.length ? "deps" : null;
   const expiresAt = hold === null && spec.queue_ttl_s !== null ? m.now + spec.queue_ttl_s * 1000 : null;
   const specJson = JSON.stringify(spec);
-  const rows = ids.map((id, i) => JSON.stringify([id, arrayId ? i : null, workflow.taskInputs ? JSON.stringify(workflow.taskInputs[i]) : null, i === 0 ? m.key : null, i === 0 ? (m.requestHash ?? null) : null]));
+  const pinned = m.broadcast?.workers;
+  const rows = ids.map((id, i) =>
+    JSON.stringify([id, arrayId ? i : null, workflow.taskInputs ? JSON.stringify(workflow.taskInputs[i]) : null, i === 0 ? m.key : null, i === 0 ? (m.requestHash ?? null) : null, pinned?.[i] ?? null]),
+  );
   const tasks = (from: number, to: number, guard: string | null) =>
     db.$client
       .prepare(SQL.insertJobs)
@@ -208,6 +223,10 @@ function insertStatements(db: Db, spec: JobSpec, workflow: ResolvedWorkflow, ids
     from = Math.max(to, from + 1);
   }
   if (arrayId) statements.push(db.$client.prepare(SQL.insertArray).bind(arrayId, spec.project, spec.pool, spec.name, ids.length, m.submittedBy, m.now, ids[0]));
+  if (m.broadcast) {
+    const b = { id: m.broadcast.id, project: spec.project, pool: spec.pool, name: spec.name, submittedBy: m.submittedBy, createdAt: m.now };
+    statements.push(...insertBroadcast(db, b, ids.map((id, i) => [pinned![i]!, id]), ids[0]!));
+  }
   if (workflow.edges.length) {
     const edges = JSON.stringify(workflow.edges.map((e) => [e.parent, e.kind, e.condition]));
     for (let from = 0; from < ids.length; from += TASKS_PER_STATEMENT) {
@@ -218,13 +237,13 @@ function insertStatements(db: Db, spec: JobSpec, workflow: ResolvedWorkflow, ids
 }
 
 const SQL = {
-  // A task's spec is the array's, with its index and (when they are templated) its own inputs.
+  // A task's spec is the array's, with its index and (when they are templated) its own inputs; a broadcast's job's, with its worker.
   insertJobs:
     "INSERT INTO jobs (id, pool, kind, project, name, tags, submitted_by, spec, status, priority, max_retries, idempotency_key, request_hash, created_by, created_at, queued_at, array_id, array_index, rerun_of, schedule_id, hold, expires_at) " +
     "SELECT v.id, ?3, ?4, ?5, ?6, ?7, ?8, " +
-    "CASE WHEN v.idx IS NULL THEN json(?2) WHEN v.inputs IS NULL THEN json_set(?2, '$.array.index', v.idx) ELSE json_set(?2, '$.array.index', v.idx, '$.inputs', json(v.inputs)) END, " +
+    "CASE WHEN v.worker IS NOT NULL THEN json_set(?2, '$.worker', v.worker) WHEN v.idx IS NULL THEN json(?2) WHEN v.inputs IS NULL THEN json_set(?2, '$.array.index', v.idx) ELSE json_set(?2, '$.array.index', v.idx, '$.inputs', json(v.inputs)) END, " +
     "'queued', ?9, ?10, v.key, v.hash, ?11, ?12, ?12, ?13, v.idx, ?14, ?15, ?16, ?17 " +
-    "FROM (SELECT value ->> 0 AS id, value ->> 1 AS idx, value ->> 2 AS inputs, value ->> 3 AS key, value ->> 4 AS hash FROM json_each(?1)) AS v " +
+    "FROM (SELECT value ->> 0 AS id, value ->> 1 AS idx, value ->> 2 AS inputs, value ->> 3 AS key, value ->> 4 AS hash, value ->> 5 AS worker FROM json_each(?1)) AS v " +
     "WHERE ?18 IS NULL OR EXISTS (SELECT 1 FROM jobs WHERE id = ?18) ON CONFLICT DO NOTHING",
   insertArray: "INSERT INTO job_arrays (id, project, pool, name, count, submitted_by, created_at) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (SELECT 1 FROM jobs WHERE id = ?8)",
   insertEdges:
