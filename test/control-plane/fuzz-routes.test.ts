@@ -24,7 +24,9 @@ import { CoordinatorToAgent, decodeFrame, HEARTBEAT_FRAME } from "../../protocol
 import { mutate, mutation, nastyString, nastyValue, RAW_JSON_TEXTS } from "../helpers/fuzz-values.ts";
 import { arbitraryFor, type JsonSchema } from "../helpers/json-schema-arbitrary.ts";
 import { WebhookCreate } from "../../control-plane/src/webhooks/schemas.ts";
+import { AutoscaleHookPut } from "../../control-plane/src/routes/autoscale.ts";
 import { ScheduleCreate, SchedulePatch } from "../../control-plane/src/routes/schedules.ts";
+import { AgentBundleCreate, PoolUpgradeRequest } from "../../control-plane/src/schemas.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
 import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
@@ -354,8 +356,11 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   UploadComplete,
   UserCreate,
   WebhookCreate,
+  AutoscaleHookPut,
   ScheduleCreate,
   SchedulePatch,
+  AgentBundleCreate,
+  PoolUpgradeRequest,
 };
 
 beforeAll(async () => {
