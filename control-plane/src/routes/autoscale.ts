@@ -23,7 +23,7 @@ const SHOWN_CALLS = 20;
 
 const Timestamp = z.iso.datetime().openapi({ example: "2026-12-02T10:00:00.000Z" });
 
-const AutoscaleHookPut = z
+export const AutoscaleHookPut = z
   .object({
     url: z.string().min(1, "url is empty").max(MAX_URL_CHARS).openapi({ description: "https; plain http only to a loopback or private target the operator allows (WEBHOOK_ALLOW_TARGETS)", example: "https://scaler.example.com/gridx" }),
     secret: z
