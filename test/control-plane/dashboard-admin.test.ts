@@ -65,6 +65,13 @@ describe("dashboard admin pages: who sees them", () => {
 });
 
 describe("dashboard onboarding", () => {
+  it("serves the copy buttons' script from its linted file, as JavaScript, to anyone", async () => {
+    const res = await ui("/ui/assets/copy.js");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toBe("text/javascript; charset=utf-8");
+    expect(res.text).toContain('document.querySelectorAll("button[data-copy]")');
+  });
+
   it("issues an agent token once, shows the commands with it, and shows the worker that joins with it", async () => {
     const pool = uniquePool();
     const cookie = await signIn(ADMIN);

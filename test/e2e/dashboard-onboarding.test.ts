@@ -8,6 +8,14 @@ import { api, cp, uniqueName, waitForWorker } from "./helpers.ts";
 /** What the browser's clipboard holds after a copy button was pressed. */
 const clipboard = (page: Page) => page.evaluate(() => navigator.clipboard.readText());
 
+/** How far the page scrolls sideways at phone width (0: it fits), back at desktop width after. */
+async function phoneOverflow(page: Page) {
+  await page.setViewportSize({ width: 375, height: 812 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  await page.setViewportSize({ width: 1280, height: 900 });
+  return overflow;
+}
+
 describe("dashboard in Chromium: onboard a worker, watch it join, revoke its token", () => {
   const pool = uniqueName("onboard");
   const workerName = uniqueName("onboarded");
@@ -66,12 +74,14 @@ describe("dashboard in Chromium: onboard a worker, watch it join, revoke its tok
     expect(shown).toContain(String(worker.caps.cpu_cores));
     expect(shown).toContain(worker.caps.runtimes.join(", "));
     expect(await page.evaluate(() => document.documentElement.getAttribute("data-same-document"))).toBe("1");
+    expect(await phoneOverflow(page)).toBe(0);
   });
 
   it("revokes the token on the tokens page, and its agent is disconnected", async () => {
     await page.getByRole("link", { name: "Tokens" }).click();
     const row = page.locator(`tr[data-token="${tokenId}"]`);
     expect(await row.innerText()).toContain(`pool ${pool}`);
+    expect(await phoneOverflow(page)).toBe(0);
     await row.getByRole("button", { name: /Revoke/ }).click();
     await page.getByRole("status").getByText("Token revoked").waitFor();
     expect(await page.locator(`tr[data-token="${tokenId}"]`).count()).toBe(0);
