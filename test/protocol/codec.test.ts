@@ -33,6 +33,7 @@ const agentMessages: AgentToCoordinator[] = [
   { type: "job_log", payload: { job_id: "j_1", attempt: 1, seq: 0, lines: [{ stream: "stdout", text: "hi", ts: 5 }] } },
   { type: "job_result", payload: { job_id: "j_1", attempt: 1, exit_code: 0, failure_reason: null, message: null } },
   { type: "draining", payload: {} },
+  { type: "upgrade_status", payload: { version: "0.2.0", state: "rolled_back", reason: "exited with status 1 before its hello was accepted" } },
 ];
 const coordinatorMessages: CoordinatorToAgent[] = [
   { type: "hello_ack", payload: { worker_id: "w_1", heartbeat_interval_s: 15, draining: false, batch_frames: true } },
@@ -42,6 +43,7 @@ const coordinatorMessages: CoordinatorToAgent[] = [
   { type: "result_ack", payload: { job_id: "j_1", attempt: 1 } },
   { type: "drain", payload: {} },
   { type: "error", payload: { code: "bad_message", message: "x" } },
+  { type: "upgrade", payload: { version: "0.2.0", sha256: "a".repeat(64), size: 1234, url: "https://r2.example.com/gridx/agent-bundles/0.2.0/gridx-agent.mjs?X-Amz-Signature=x" } },
 ];
 
 describe("codec", () => {
@@ -68,6 +70,13 @@ describe("codec", () => {
     expect(bad).toMatchObject({ ok: false, code: "bad_message" });
     expect(!bad.ok && bad.message).toMatch(/payload\.attempt/);
     expect(decode("{", AgentToCoordinator)).toMatchObject({ ok: false, message: "frame is not JSON" });
+  });
+
+  it("refuses an upgrade to a version that is no folder name, or with a digest that is not SHA-256 hex", () => {
+    const order = { version: "0.2.0", sha256: "a".repeat(64), size: 1, url: "https://r2.example.com/b" };
+    for (const bad of [{ version: "../etc" }, { version: ".hidden" }, { version: "a/b" }, { sha256: "A".repeat(64) }, { size: 0 }]) {
+      expect(decode(encode({ type: "upgrade", payload: { ...order, ...bad } } as CoordinatorToAgent), CoordinatorToAgent).ok).toBe(false);
+    }
   });
 
   it("does not accept a coordinator message from an agent", () => {
