@@ -42,6 +42,7 @@ const FIELD_FLAGS: [prefix: string, flag: string][] = [
   ["max_retries", "--retries"],
   ["priority", "--priority"],
   ["pool", "--pool"],
+  ["worker", "--worker"],
   ["env", "--env"],
   ["inputs", "--input or --artifact"],
   ["array", "--array"],

@@ -17,6 +17,7 @@ export const JOB_FLAGS = {
   "code-credentials": { type: "string" },
   "env-credentials": { type: "string" },
   pool: { type: "string" },
+  worker: { type: "string" },
   runtime: { type: "string" },
   network: { type: "string" },
   "registry-credentials": { type: "string" },
@@ -55,6 +56,7 @@ export const JOB_FLAGS_HELP = `  --project P                  the job's project 
   --name TEXT                  a name for the job, up to 200 characters (gridx list --name finds it)
   --tag KEY=VALUE              a tag, up to 16 (repeat; gridx list --tag finds it)
   --pool NAME                  the pool to run in (default: default)
+  --worker ID                  only on this worker of the pool (an id from gridx workers)
   --runtime runc|gvisor        the sandbox's runtime (default: the pool's default_runtime)
   --network none|egress        egress reaches the outside world through the agent's filtered
                                network, where the pool allows it (default: none)
@@ -147,6 +149,7 @@ export function commonFields(flags: JobFlags, ctx: BuildContext) {
     ...(Object.keys(limits).length ? { limits } : {}),
     ...(Object.keys(requirements).length ? { requirements } : {}),
     ...(flags.pool !== undefined ? { pool: flags.pool } : {}),
+    ...(flags.worker !== undefined ? { worker: flags.worker } : {}),
     ...(flags.runtime !== undefined ? { runtime: oneOf("--runtime", flags.runtime, ["runc", "gvisor"]) } : {}),
     ...(flags.network !== undefined ? { network: oneOf("--network", flags.network, ["none", "egress"]) } : {}),
     ...(flags.priority !== undefined ? { priority: integer("--priority", flags.priority) } : {}),

@@ -446,3 +446,58 @@ describe("schedules", () => {
     ]);
   });
 });
+
+describe("broadcast", () => {
+  const part = (over: Record<string, unknown>) => ({ worker_id: "w_1", worker_name: "n1", job_id: "j_1", status: "completed", exit_code: 0, failure_reason: null, finished_at: new Date().toISOString(), ...over });
+  const view = (workers: Record<string, unknown>[], counts: Record<string, number>, done = true) => ({
+    id: "b_1",
+    project: "lab",
+    pool: "lab",
+    name: null,
+    submitted_by: "ada",
+    created_at: new Date().toISOString(),
+    workers,
+    counts: { queued: 0, assigned: 0, running: 0, completed: 0, failed: 0, canceled: 0, ...counts },
+    done,
+  });
+
+  it("sends the job without its pool, --worker names resolved in the pool, and prints one line per worker; a failure exits 1", async () => {
+    routes["GET /v1/workers"] = { status: 200, body: { workers: [{ id: "w_3", name: "n3", pool: "lab" }] } };
+    routes["POST /v1/pools/lab/broadcast"] = { status: 201, body: { id: "b_1", jobs: [{ worker: "w_3", job_id: "j_3" }, { worker: "w_1", job_id: "j_1" }] } };
+    routes["GET /v1/broadcasts/b_1"] = { status: 200, body: view([part({}), part({ worker_id: "w_3", worker_name: "n3", job_id: "j_3", status: "failed", exit_code: 2, failure_reason: "exit_code" })], { completed: 1, failed: 1 }) };
+    const res = await gridx(["broadcast", "--pool", "lab", "--project", "lab", "--worker", "n3", "--worker", "w_1", "--timeout", "1m", "--image", "img", "--", "hostname"]);
+    expect(res.code).toBe(1);
+    expect(seen.find((s) => s.method === "POST")).toMatchObject({
+      path: "/v1/pools/lab/broadcast",
+      body: { job: { kind: "command", command: { image: "img", argv: ["hostname"] }, project: "lab", limits: { timeout_s: 60 } }, workers: ["w_3", "w_1"] },
+    });
+    const lines = res.stdout.trimEnd().split("\n");
+    expect(lines[0]).toMatch(/^WORKER +ID +JOB +STATUS +EXIT$/);
+    expect(lines[1]).toMatch(/^n1 +w_1 +j_1 +completed +0$/);
+    expect(lines[2]).toMatch(/^n3 +w_3 +j_3 +failed +2$/);
+    expect(lines[3]).toBe("2 workers: 1 completed, 1 failed");
+    expect(res.stderr).toContain("[gridx: broadcast b_1: 2 jobs in pool lab (project lab); waiting for them to end]");
+  });
+
+  it("--no-wait prints the id and the jobs as they stand, --json the broadcast; all completed exits 0", async () => {
+    routes["POST /v1/pools/lab/broadcast"] = { status: 201, body: { id: "b_1", jobs: [{ worker: "w_1", job_id: "j_1" }] } };
+    routes["GET /v1/broadcasts/b_1"] = { status: 200, body: view([part({ status: "queued", exit_code: null, finished_at: null })], { queued: 1 }, false) };
+    const res = await gridx(["broadcast", "--pool", "lab", "--no-wait", "--image", "img", "--", "true"]);
+    expect(res.code).toBe(0);
+    expect(seen.find((s) => s.method === "POST")!.body).toEqual({ job: { kind: "command", command: { image: "img", argv: ["true"] } } });
+    expect(res.stdout.split("\n")[0]).toBe("b_1");
+    expect(res.stdout).toContain("1 workers: 1 queued (not done)");
+    expect(res.stderr).toContain("gridx broadcast show b_1 --wait");
+
+    routes["GET /v1/broadcasts/b_1"] = { status: 200, body: view([part({})], { completed: 1 }) };
+    const shown = await gridx(["broadcast", "show", "--json", "b_1"]);
+    expect(shown.code).toBe(0);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id: "b_1", done: true, counts: { completed: 1 } });
+  });
+
+  it("needs --pool, and names --worker for a refused worker", async () => {
+    await expect(gridx(["broadcast", "--image", "img", "--", "true"])).rejects.toThrow("give the pool: gridx broadcast --pool P");
+    routes["POST /v1/pools/lab/broadcast"] = { status: 400, body: { error: { code: "validation_failed", message: "workers.0: w_9 is not a worker of pool lab", field: "workers.0" } } };
+    await expect(gridx(["broadcast", "--pool", "lab", "--worker", "w_9", "--image", "img", "--", "true"])).rejects.toThrow("workers.0: w_9 is not a worker of pool lab (set by --worker)");
+  });
+});

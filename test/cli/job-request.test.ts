@@ -165,6 +165,12 @@ describe("buildJobRequest", () => {
     expect(JobRequest.safeParse(body).success).toBe(true);
   });
 
+  it("pins a job to a worker with --worker", () => {
+    const body = buildJobRequest({ pool: "lab", worker: "w_01abc" }, ["job.py"], ctx());
+    expect(body).toMatchObject({ pool: "lab", worker: "w_01abc" });
+    expect(JobRequest.safeParse(body).success).toBe(true);
+  });
+
   it("keeps --retries the lost-worker max_retries without --retry-on, and the policy's max with it", () => {
     expect(buildJobRequest({ retries: "4" }, ["job.py"], ctx())).toMatchObject({ max_retries: 4 });
     expect(buildJobRequest({ retries: "4" }, ["job.py"], ctx())).not.toHaveProperty("retry");

@@ -7,7 +7,7 @@ import { ago, labels, mib, table } from "../format.ts";
 const adminOnly = "log in with the admin token to drain (gridx login URL)";
 
 /** A worker by id (`w_...`), or by name, within --pool when names repeat across pools. */
-async function resolveWorker(api: ApiClient, ref: string, pool?: string): Promise<string> {
+export async function resolveWorker(api: ApiClient, ref: string, pool?: string): Promise<string> {
   if (ref.startsWith("w_")) return ref;
   const { workers } = await api.json(api.rpc.v1.workers.$get({ query: pool ? { pool } : {} }));
   const named = workers.filter((w) => w.name === ref);

@@ -21,7 +21,7 @@ function getJob(api: ApiClient, id: string) {
 }
 
 /** A script file, or stdin for `-`. */
-function readScript(path: string): string {
+export function readScript(path: string): string {
   try {
     return readFileSync(path === "-" ? 0 : path, "utf8");
   } catch (err) {
