@@ -114,6 +114,13 @@ describe("dashboard onboarding", () => {
     expect(joined.text).not.toContain("data-live=");
   });
 
+  it("links an empty workers page to onboarding, and watches only for a named token", async () => {
+    const pool = uniquePool();
+    const cookie = await signIn(ADMIN);
+    expect((await ui(`/ui/workers?pool=${pool}`, { cookie })).text).toContain(`href="/ui/onboarding?pool=${pool}"`);
+    expect((await ui("/ui/live/onboarding", { cookie, headers: { "x-gridx-fragment": "1" } })).status).toBe(400);
+  });
+
   it("says why a token was refused, naming the field, and keeps what was typed", async () => {
     const cookie = await signIn(ADMIN);
     const res = await ui("/ui/onboarding", { cookie, form: { pool: "Bad Pool!", name: "x" }, headers: ORIGIN });

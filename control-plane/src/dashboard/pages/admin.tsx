@@ -63,6 +63,8 @@ post("/ui/onboarding", async (c) => {
 
 get("/ui/live/onboarding", async (c) => {
   const token = c.req.query("token") ?? "";
+  // Without a token the API's list is every worker; the page watches for one token's only.
+  if (!token) throw new AppError("validation_failed", "token: name the agent token (its id) whose workers to watch for", "token");
   const pool = query(c, "pool");
   const { workers } = await call((await apiFor(c)).v1.workers.$get({ query: { pool, token } }));
   return c.html(<OnboardingWatch issued={{ id: token, pool: pool ?? null }} workers={workers} />);

@@ -46,7 +46,8 @@ export const WorkerTable: FC<{ workers: Worker[]; pool: string | undefined; admi
   <LiveRegion src={uiHref("/ui/live/workers", { pool })} every={WORKERS_REFRESH_MS} id="workers-live">
     {workers.length === 0 ? (
       <EmptyState>
-        No workers{pool ? ` in pool ${pool}` : ""} yet. Issue an agent token (<code>POST /v1/agent-tokens</code>) and start an agent with it.
+        No workers{pool ? ` in pool ${pool}` : ""} yet.{" "}
+        {admin ? <a href={uiHref("/ui/onboarding", { pool })}>Add a worker</a> : <>The admin adds workers</>}: issue an agent token and start an agent with it.
       </EmptyState>
     ) : (
       <table class="grid workers">
