@@ -117,6 +117,11 @@ describe("gridxEnv", () => {
     expect(gridxEnv({ jobId: "j_1", attempt: 2, spec: { array: { count: 4, index: 3 } } })).toEqual({ GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "2", GRIDX_ARRAY_INDEX: "3", GRIDX_ARRAY_COUNT: "4" });
     expect(gridxEnv({ jobId: "j_1", attempt: 1, spec: { array: null } })).toEqual({ GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "1" });
   });
+
+  it("tells a job pinned to a worker (a broadcast's) that worker's id", () => {
+    expect(gridxEnv({ jobId: "j_1", attempt: 1, spec: { array: null, worker: "w_1" } })).toEqual({ GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "1", GRIDX_WORKER_ID: "w_1" });
+    expect(gridxEnv({ jobId: "j_1", attempt: 1, spec: { array: null, worker: null } })).not.toHaveProperty("GRIDX_WORKER_ID");
+  });
 });
 
 describe.each(runtimesOf(info.Runtimes))("usage of a real container under %s", (runtime) => {

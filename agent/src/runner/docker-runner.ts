@@ -260,15 +260,17 @@ export class DockerRunner implements JobRunner {
 /**
  * What gridx tells a job of itself; after its own env and secrets, so that neither can hide
  * it. An array task also learns its index (0-based) and the array's size; a job with ports,
- * where each is served (GRIDX_PORT_<port>_PATH, its public path).
+ * where each is served (GRIDX_PORT_<port>_PATH, its public path); a job pinned to its worker
+ * (a broadcast's), that worker's id.
  *
  * @example
  * gridxEnv({ jobId: "j_1", attempt: 2, spec: { array: { count: 4, index: 3 } } });
  * // { GRIDX_JOB_ID: "j_1", GRIDX_ATTEMPT: "2", GRIDX_ARRAY_INDEX: "3", GRIDX_ARRAY_COUNT: "4" }
  */
-export function gridxEnv(req: Pick<RunRequest, "jobId" | "attempt"> & { spec: Pick<RunRequest["spec"], "array"> & Partial<Pick<RunRequest["spec"], "ports">> }): Record<string, string> {
+export function gridxEnv(req: Pick<RunRequest, "jobId" | "attempt"> & { spec: Pick<RunRequest["spec"], "array"> & Partial<Pick<RunRequest["spec"], "ports" | "worker">> }): Record<string, string> {
   const place = req.spec.array;
   const task: Record<string, string> = place && place.index !== null ? { GRIDX_ARRAY_INDEX: String(place.index), GRIDX_ARRAY_COUNT: String(place.count) } : {};
   const ports = Object.fromEntries((req.spec.ports ?? []).map((p) => [`GRIDX_PORT_${p.port}_PATH`, portPath(req.jobId, p.port)]));
-  return { GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt), ...task, ...ports };
+  const pinned: Record<string, string> = req.spec.worker ? { GRIDX_WORKER_ID: req.spec.worker } : {};
+  return { GRIDX_JOB_ID: req.jobId, GRIDX_ATTEMPT: String(req.attempt), ...task, ...ports, ...pinned };
 }
