@@ -27,6 +27,7 @@ import { WebhookCreate } from "../../control-plane/src/webhooks/schemas.ts";
 import { AutoscaleHookPut } from "../../control-plane/src/routes/autoscale.ts";
 import { ScheduleCreate, SchedulePatch } from "../../control-plane/src/routes/schedules.ts";
 import { AgentBundleCreate, PoolUpgradeRequest } from "../../control-plane/src/schemas.ts";
+import { BroadcastRequest } from "../../control-plane/src/schemas.ts";
 import { checkProperty, fuzzTestTimeoutMs } from "./fuzz.ts";
 import { ADMIN, agentToken, api, FakeAgent, newProject, submit, uniquePool, userToken } from "./helpers.ts";
 
@@ -361,6 +362,7 @@ const BODY_SCHEMAS: Record<string, z.ZodType> = {
   SchedulePatch,
   AgentBundleCreate,
   PoolUpgradeRequest,
+  BroadcastRequest,
 };
 
 beforeAll(async () => {
