@@ -19,6 +19,7 @@ describe("gridx commands", () => {
         ...["rerun", "array", "array cancel"],
         ...["schedules list", "schedules create", "schedules show", "schedules pause", "schedules resume", "schedules delete", "schedules runs"],
         ...["jupyter", "open", "exec", "shell"],
+        ...["broadcast", "broadcast show"],
       ].sort(),
     );
   });
