@@ -20,6 +20,7 @@ describe("gridx commands", () => {
         ...["schedules list", "schedules create", "schedules show", "schedules pause", "schedules resume", "schedules delete", "schedules runs"],
         ...["jupyter", "open", "exec", "shell"],
         ...["broadcast", "broadcast show"],
+        ...["agent publish", "upgrade", "upgrade show"],
       ].sort(),
     );
   });

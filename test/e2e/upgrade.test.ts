@@ -80,9 +80,8 @@ describe("agent self-upgrade", () => {
     buildAgent({ version: OLD, outfile: join(root, "dist", "gridx-agent.mjs") });
     const fresh = buildAgent({ version: NEW, outfile: join(root, "new", "gridx-agent.mjs") });
     const published = await runGridx(["agent", "publish", NEW, "--file", fresh]);
-    expect(published.stderr).toBe(`hashing ${fresh}…\nuploading ${readFileSync(fresh).length} bytes…\n`);
-    expect(published.stdout).toContain(`agent bundle ${NEW}`);
-    expect(published.code).toBe(0);
+    // Setup, not the subject: the publish is asserted by the CLI's own tests; here it only has to work.
+    if (published.code !== 0 || !published.stdout.includes(`agent bundle ${NEW}`)) throw new Error(`gridx agent publish failed: ${published.stderr}${published.stdout}`);
     const token = await issueAgentToken(cp(), name, pool);
     agent = supervise(join(root, "bin", "gridx-agent.mjs"), ["--url", cp().url, "--name", name, "--state-dir", stateDir, "--slots", "1"], { GRIDX_AGENT_TOKEN: token, GRIDX_UPGRADE_CONFIRM_S: "60" });
     await pollUntil(worker, (w) => w?.status === "online", { timeoutMs: 60_000, intervalMs: 200, what: "the old agent online" });

@@ -13,7 +13,7 @@ export const agentPublish = command({
   options: { file: { type: "string" } },
   optionsHelp: "  --file FILE                  the bundle (default: agent/dist/gridx-agent.mjs, as `npm run build` leaves it in the gridx folder)",
   notes: "VERSION must be the version built into the bundle (package.json's, or `scripts/build-agent.ts --version`): an agent reports it at hello, and an upgrade is done when it does. A published version is never replaced.",
-  examples: ["npm run build && gridx agent publish 0.2.0", "gridx agent publish 0.2.0-rc1 --file /tmp/gridx-agent.mjs"],
+  examples: ["gridx agent publish 0.2.0                  # after npm run build: agent/dist/gridx-agent.mjs", "gridx agent publish 0.2.0-rc1 --file /tmp/gridx-agent.mjs"],
   async run({ values, positionals }, ctx) {
     const [version] = positionals;
     if (!version || positionals.length > 1) throw new UsageError("give the bundle's version: gridx agent publish VERSION [--file FILE]");
