@@ -15,3 +15,5 @@ CREATE TABLE `broadcast_jobs` (
 	`job_id` text NOT NULL,
 	PRIMARY KEY(`broadcast_id`, `worker_id`)
 );
+--> statement-breakpoint
+CREATE INDEX `broadcast_jobs_job` ON `broadcast_jobs` (`job_id`);

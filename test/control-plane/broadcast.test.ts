@@ -117,6 +117,12 @@ describe("POST /v1/pools/:pool/broadcast", () => {
     );
     const audit = await api(`/v1/audit?action=pool.broadcast`);
     expect(audit.json.events.find((e: { target: string }) => e.target === created.json.id)).toMatchObject({ detail: { pool, workers: 3 } });
+    // Deleting its jobs (retention's one path) takes them out of the broadcast; the last takes the broadcast.
+    const ids: string[] = created.json.jobs.map((j: { job_id: string }) => j.job_id);
+    expect((await api(`/v1/jobs/${ids[0]}`, { method: "DELETE" })).status).toBe(204);
+    expect((await api(`/v1/broadcasts/${created.json.id}`)).json.workers.map((w: { job_id: string }) => w.job_id)).toEqual(ids.slice(1));
+    for (const id of ids.slice(1)) expect((await api(`/v1/jobs/${id}`, { method: "DELETE" })).status).toBe(204);
+    expect((await api(`/v1/broadcasts/${created.json.id}`)).status).toBe(404);
     for (const { agent } of agents) agent.close();
   });
 

@@ -589,5 +589,6 @@ export const broadcastJobs = sqliteTable(
     workerId: text("worker_id").notNull(),
     jobId: text("job_id").notNull(),
   },
-  (t) => [primaryKey({ columns: [t.broadcastId, t.workerId] })],
+  // By job too: retention's purge finds a deleted job's row (../retention/purge.ts).
+  (t) => [primaryKey({ columns: [t.broadcastId, t.workerId] }), index("broadcast_jobs_job").on(t.jobId)],
 );

@@ -60,6 +60,9 @@ const ROWS: Record<PurgeWhat, string[]> = {
     `DELETE FROM port_sessions WHERE job_id IN ${IDS}`,
     // An array goes with its last task.
     `DELETE FROM job_arrays WHERE id IN (SELECT array_id FROM jobs WHERE id IN ${IDS} AND array_id IS NOT NULL) AND NOT EXISTS (SELECT 1 FROM jobs t WHERE t.array_id = job_arrays.id AND t.id NOT IN ${IDS})`,
+    // A broadcast goes with its last job, as an array does.
+    `DELETE FROM broadcasts WHERE id IN (SELECT broadcast_id FROM broadcast_jobs WHERE job_id IN ${IDS}) AND NOT EXISTS (SELECT 1 FROM broadcast_jobs b WHERE b.broadcast_id = broadcasts.id AND b.job_id NOT IN ${IDS})`,
+    `DELETE FROM broadcast_jobs WHERE job_id IN ${IDS}`,
     `DELETE FROM jobs WHERE id IN ${IDS}`,
   ],
 };
