@@ -28,12 +28,13 @@ describe("the agent image", () => {
     await runCommand("bash", [join(ROOT, "agent", "image", "build.sh")]);
     const token = await issueAgentToken(cp(), name, pool);
     stateDir = mkdtempSync(join(cp().stateDir, "agent-image-"));
-    // The token goes in the environment from this process's, so it is not on the docker command line.
-    await runCommand(
-      "docker",
-      ["run", "-d", "--name", container, "--init", "--network", "host", "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", `${stateDir}:${stateDir}`, "-e", `GRIDX_STATE_DIR=${stateDir}`, "-e", "GRIDX_AGENT_TOKEN", "-e", `GRIDX_URL=${cp().url}`, "-e", `GRIDX_AGENT_NAME=${name}`, `gridx/agent:${VERSION}`],
-      { env: { GRIDX_AGENT_TOKEN: token } },
-    );
+    // The line docs/agent.md gives, all of it: egress (NET_ADMIN on the host's network) and the
+    // host's cgroups (usage, builds' process limit). The token comes from this process's
+    // environment, so it is not on the docker command line.
+    const run = ["run", "-d", "--name", container, "--init", "--network", "host", "--cap-add", "NET_ADMIN", "--cgroupns", "host"];
+    const mounts = ["-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", `${stateDir}:${stateDir}`, "-v", "/sys/fs/cgroup:/sys/fs/cgroup"];
+    const env = ["-e", `GRIDX_STATE_DIR=${stateDir}`, "-e", "GRIDX_AGENT_TOKEN", "-e", `GRIDX_URL=${cp().url}`, "-e", `GRIDX_AGENT_NAME=${name}`];
+    await runCommand("docker", [...run, ...mounts, ...env, `gridx/agent:${VERSION}`], { env: { GRIDX_AGENT_TOKEN: token } });
   });
 
   afterAll(async () => {
@@ -47,15 +48,15 @@ describe("the agent image", () => {
     expect(versioned.Config.Labels["org.opencontainers.image.version"]).toBe(VERSION);
   });
 
-  it("connects as a worker of its pool with its version, relaying to ports with the image's busybox", async () => {
+  it("connects as a worker of its pool with its version, relaying to ports with the image's busybox, with egress", async () => {
     const worker = await waitForWorker(pool, name, "online", 90_000).catch(async (err: Error) => {
       throw new Error(`${err.message}; the agent container said:\n${await docker("logs", container).catch((e: Error) => e.message)}`);
     });
     expect(worker.agent_version).toBe(VERSION);
-    expect(worker.caps.ports).toBe(true);
+    expect(worker.caps).toMatchObject({ ports: true, egress: true });
   });
 
-  it("runs a job in a sibling container on the host's engine, sandboxed as ever, with its logs and output", async () => {
+  it("runs a job in a sibling container on the host's engine, sandboxed as ever, with its logs, output and usage", async () => {
     // The job outlasts a few polls of `docker ps`, so its container is seen while it runs.
     const script = "import time\nprint('from the image', flush=True)\ntime.sleep(4)\nopen('/work/output/result.txt', 'w').write('42')";
     const job = await submit({ kind: "python", pool, python: { script } });
@@ -77,6 +78,8 @@ describe("the agent image", () => {
 
     const done = await waitForJob(job.id, isDone);
     expect(done).toMatchObject({ status: "completed", stdout: "from the image\n" });
+    // Read from the host's cgroups, which only the mounted /sys/fs/cgroup shows the agent.
+    expect(done.usage.peak_memory_mb).toBeGreaterThan(1);
     expect((await api(`/v1/jobs/${job.id}/logs`)).json.lines.map((l: { text: string }) => l.text)).toContain("from the image");
     const download = await api(`/v1/jobs/${job.id}/artifacts/result.txt`, { redirect: "manual" });
     expect(download.status).toBe(302);
