@@ -2,6 +2,8 @@
 export interface Bundle {
   version: string;
   path: string;
+  /** The shipped (package or image) version its trial ran over; another one shipped since replaces it. */
+  over?: string | null;
 }
 /** A bundle installed by an upgrade, not yet confirmed by a hello accepted; `started_at` set once its trial began. */
 export interface PendingBundle extends Bundle {
@@ -28,7 +30,7 @@ export declare function stateFile(stateDir: string): string;
 export declare function bundlePath(stateDir: string, version: string): string;
 export declare function stateDirOf(argv: string[], env: Record<string, string | undefined>, readConfig: (file: string) => { stateDir?: unknown } | null): string;
 export declare function runsAgent(argv: string[]): boolean;
-export declare function atStart(state: BundleState | null, now: number): { path: string | null; trial: PendingBundle | null; state: BundleState };
+export declare function atStart(state: BundleState | null, now: number, shipped?: string): { path: string | null; trial: PendingBundle | null; state: BundleState };
 export declare function trialEnded(state: BundleState | null, version: string, why: string, now: number): BundleState | null;
 export declare function installed(state: BundleState | null, version: string, path: string, confirmS: number): BundleState;
 export declare function confirmed(state: BundleState | null, version: string): BundleState | null;

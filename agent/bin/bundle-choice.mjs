@@ -37,15 +37,20 @@ export const runsAgent = (argv) => !["install", "uninstall", "status", "help", "
 const rollBack = (state, reason, now) => ({ ...state, pending: null, rolled_back: { version: state.pending.version, reason, at: now, reported: false } });
 
 /**
- * What the launcher runs (`path` null: the bundle it ships with) and the record it writes
- * first. A pending bundle is tried once: marked started, it runs on trial (`trial`). Found
- * still pending and started, its run ended without a hello accepted and without the launcher
- * seeing it end (killed, the machine lost power): it is rolled back, and the current one runs.
+ * What the launcher runs (`path` null: the bundle it ships with, of version `shipped`) and the
+ * record it writes first. A pending bundle is tried once: marked started, it runs on trial
+ * (`trial`). Found still pending and started, its run ended without a hello accepted and without
+ * the launcher seeing it end (killed, the machine lost power): it is rolled back, and the current
+ * one runs. A trial records the shipped version it ran over (`over`); a current bundle installed
+ * over another shipped version than this one is dropped: the operator installed another package
+ * or image since the upgrade, and that install is what they mean to run.
  */
-export function atStart(state, now) {
-  const s = state ?? EMPTY_STATE;
+export function atStart(state, now, shipped) {
+  const given = state ?? EMPTY_STATE;
+  const replaced = !given.pending && given.current?.over && shipped && given.current.over !== shipped;
+  const s = replaced ? { ...given, current: null } : given;
   if (s.pending && s.pending.started_at === null) {
-    const pending = { ...s.pending, started_at: now };
+    const pending = { ...s.pending, started_at: now, over: shipped ?? null };
     return { path: pending.path, trial: pending, state: { ...s, pending } };
   }
   const next = s.pending ? rollBack(s, `the new agent ${s.pending.version} stopped before its hello was accepted`, now) : s;
@@ -73,8 +78,8 @@ export function installed(state, version, path, confirmS) {
  */
 export function confirmed(state, version) {
   if (!state?.pending || state.pending.version !== version) return null;
-  const { version: v, path } = state.pending;
-  return { ...state, previous: state.current, current: { version: v, path }, pending: null };
+  const { version: v, path, over = null } = state.pending;
+  return { ...state, previous: state.current, current: { version: v, path, over }, pending: null };
 }
 
 /** The rollback not yet told to the control plane, if any, and the record once it is. */

@@ -27,8 +27,11 @@ if (runsAgent(argv)) {
     renameSync(`${file}.tmp`, file);
   };
   const before = readJson(file);
-  const start = atStart(before, Date.now());
+  // The package this launcher came in (npm, the image) names the shipped bundle's version.
+  const shippedVersion = readJson(new URL("../../package.json", import.meta.url))?.version;
+  const start = atStart(before, Date.now(), shippedVersion);
   if (before && JSON.stringify(before) !== JSON.stringify(start.state)) write(start.state);
+  if (before?.current && !start.state.current) process.stderr.write(`gridx-agent: ${shippedVersion} was installed over the upgraded bundle ${before.current.version}; running ${shippedVersion}\n`);
   chosen = start.path;
   if (start.trial) {
     const { version, confirm_s } = start.trial;

@@ -17,6 +17,20 @@ describe("the launcher's choice of bundle", () => {
     expect(atStart({ ...EMPTY_STATE, current: v1 }, 1).path).toBe(v1.path);
   });
 
+  it("drops an upgraded bundle once another package or image is installed over it, and only then", () => {
+    const tried = atStart(withPending(), 1000, "0.1.0");
+    expect(tried.trial?.over).toBe("0.1.0");
+    const upgraded = confirmed(tried.state, "0.2.0")!;
+    expect(upgraded.current).toEqual({ version: "0.2.0", path: "/s/bundles/0.2.0/gridx-agent.mjs", over: "0.1.0" });
+    // The same install restarting (or one with no version to read) keeps the upgrade, even a downgrade's.
+    expect(atStart(upgraded, 2000, "0.1.0").path).toBe("/s/bundles/0.2.0/gridx-agent.mjs");
+    expect(atStart(upgraded, 2000, undefined).path).toBe("/s/bundles/0.2.0/gridx-agent.mjs");
+    // npm install -g gridx@0.3.0 or a new image: that is what runs.
+    const reinstalled = atStart(upgraded, 2000, "0.3.0");
+    expect(reinstalled.path).toBeNull();
+    expect(reinstalled.state.current).toBeNull();
+  });
+
   it("tries a pending bundle once, marked started", () => {
     const start = atStart(withPending(), 1000);
     expect(start.path).toBe("/s/bundles/0.2.0/gridx-agent.mjs");
