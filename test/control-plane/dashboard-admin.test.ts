@@ -29,8 +29,8 @@ describe("install lines", () => {
     expect(shQuote("gxa_a'b")).toBe(`'gxa_a'\\''b'`);
     expect(lines.linux).toBe(`sudo npm install -g gridx@0.3.0 && sudo GRIDX_AGENT_TOKEN='gxa_a'\\''b' gridx-agent install --url 'https://grid.example.com'`);
     expect(lines.docker).toBe(
-      "docker run --name gridx-agent -d --restart unless-stopped --network host --cap-add NET_ADMIN -v /var/run/docker.sock:/var/run/docker.sock " +
-        `-v /var/lib/gridx-agent:/var/lib/gridx-agent -e GRIDX_AGENT_TOKEN='gxa_a'\\''b' gridx/agent:0.3.0 --url 'https://grid.example.com'`,
+      "docker run --name gridx-agent -d --restart unless-stopped --init --network host --cap-add NET_ADMIN --cgroupns host -v /var/run/docker.sock:/var/run/docker.sock " +
+        `-v /var/lib/gridx-agent:/var/lib/gridx-agent -v /sys/fs/cgroup:/sys/fs/cgroup -e GRIDX_AGENT_TOKEN='gxa_a'\\''b' gridx/agent:0.3.0 --url 'https://grid.example.com'`,
     );
     expect(lines.wsl).toBe(`wsl.exe -u root -- sh -c "npm install -g gridx@0.3.0 && GRIDX_AGENT_TOKEN='gxa_a'\\''b' gridx-agent install --url 'https://grid.example.com'"`);
     expect(lines.wslTask).toContain("gridx-agent install --url 'https://grid.example.com' --no-start\" && schtasks /Create /F /SC ONLOGON /TN gridx-agent");

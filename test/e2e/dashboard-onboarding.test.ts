@@ -55,7 +55,7 @@ describe("dashboard in Chromium: onboard a worker, watch it join, revoke its tok
     expect(linux).toBe(await page.locator("#line-linux").innerText());
     await page.getByRole("button", { name: "Copy Docker (the agent image)" }).click();
     const docker = await clipboard(page);
-    expect(docker).toMatch(/^docker run --name gridx-agent -d --restart unless-stopped --network host .* -v \/var\/run\/docker\.sock:\/var\/run\/docker\.sock .*gridx\/agent:\d+\.\d+\.\d+ --url /);
+    expect(docker).toMatch(/^docker run --name gridx-agent -d --restart unless-stopped --init --network host .* -v \/var\/run\/docker\.sock:\/var\/run\/docker\.sock .*gridx\/agent:\d+\.\d+\.\d+ --url /);
 
     // The copied line's URL and token, given to a real agent the way the command would.
     const token = /GRIDX_AGENT_TOKEN='([^']+)'/.exec(docker)![1]!;

@@ -48,9 +48,11 @@ export function installLines(t: InstallTarget): InstallLines {
     `wsl.exe -u root -- sh -c "${install} --no-start" && ` +
     `schtasks /Create /F /SC ONLOGON /TN gridx-agent /TR "wsl.exe -u root -- sh -c '${started}'"`;
   const docker = [
-    "docker run --name gridx-agent -d --restart unless-stopped --network host --cap-add NET_ADMIN",
+    // As docs/agent.md#container-image: host network and NET_ADMIN for egress, the host's cgroups for usage.
+    "docker run --name gridx-agent -d --restart unless-stopped --init --network host --cap-add NET_ADMIN --cgroupns host",
     "-v /var/run/docker.sock:/var/run/docker.sock",
     `-v ${IMAGE_STATE_DIR}:${IMAGE_STATE_DIR}`,
+    "-v /sys/fs/cgroup:/sys/fs/cgroup",
     `-e GRIDX_AGENT_TOKEN=${token}`,
     image,
     `--url ${url}`,
