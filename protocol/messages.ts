@@ -138,6 +138,11 @@ export const AgentToCoordinator = z.discriminatedUnion("type", [
       warm: WarmCache.default({ envs: [], repos: [] }),
       /** The agent reads frames carrying several messages (see `FRAME_LIMITS`). */
       batch_frames: z.boolean().default(false),
+      /**
+       * The agent is draining (an upgrade waiting for its jobs, a SIGTERM): it keeps its drain
+       * across a reconnect, which otherwise ends the agent's own drain, and is assigned nothing.
+       */
+      draining: z.boolean().optional(),
     }),
   }),
   /** The agent's warm environments and repositories changed (sent when they do, not on a timer). */

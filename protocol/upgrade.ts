@@ -33,3 +33,11 @@ export const UpgradeReport = z.object({
   reason: z.string().max(2000).nullable(),
 });
 export type UpgradeReport = z.infer<typeof UpgradeReport>;
+
+/** A bundle's first line, naming the version built into it (scripts/build-agent.ts writes it). */
+export const bundleVersionLine = (version: string) => `// gridx-agent ${version}`;
+
+/** The version a bundle's first line names, or null. */
+export function bundleVersionIn(firstLine: string): string | null {
+  return /^\/\/ gridx-agent (\S+)$/.exec(firstLine.trim())?.[1] ?? null;
+}

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { buildSync, type BuildOptions } from "esbuild";
+import { bundleVersionLine } from "../protocol/upgrade.ts";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 const AGENT_BUNDLE = join(ROOT, "agent", "dist", "gridx-agent.mjs");
@@ -41,10 +42,13 @@ const packageVersion = () => (JSON.parse(readFileSync(join(ROOT, "package.json")
  * given): an upgrade installs it far from package.json, and tests build two of them.
  */
 export function buildAgent(opts: { version?: string; outfile?: string } = {}): string {
+  const version = opts.version ?? packageVersion();
   return bundle(join(ROOT, "agent", "src", "main.ts"), opts.outfile ?? AGENT_BUNDLE, {
+    // The first line names the version, so `gridx agent publish` can refuse a bundle published
+    // under another one (its agents would never say hello with the version they were sent).
     // CommonJS dependencies call require(); an ES module has none of its own.
-    banner: { js: "import { createRequire as __gridxRequire } from 'node:module'; const require = __gridxRequire(import.meta.url);" },
-    define: { GRIDX_BUILD_VERSION: JSON.stringify(opts.version ?? packageVersion()) },
+    banner: { js: `${bundleVersionLine(version)}\nimport { createRequire as __gridxRequire } from 'node:module'; const require = __gridxRequire(import.meta.url);` },
+    define: { GRIDX_BUILD_VERSION: JSON.stringify(version) },
   });
 }
 

@@ -29,8 +29,14 @@ if (runsAgent(argv)) {
   const before = readJson(file);
   // The package this launcher came in (npm, the image) names the shipped bundle's version.
   const shippedVersion = readJson(new URL("../../package.json", import.meta.url))?.version;
-  const start = atStart(before, Date.now(), shippedVersion);
-  if (before && JSON.stringify(before) !== JSON.stringify(start.state)) write(start.state);
+  let start = atStart(before, Date.now(), shippedVersion);
+  try {
+    if (before && JSON.stringify(before) !== JSON.stringify(start.state)) write(start.state);
+  } catch (err) {
+    // A full or read-only disk must not keep the agent from starting: no trial that cannot be recorded.
+    process.stderr.write(`gridx-agent: cannot write ${file} (${err.message}); running the current bundle, trying nothing new\n`);
+    start = { path: before?.current?.path ?? null, trial: null, state: before };
+  }
   if (before?.current && !start.state.current) process.stderr.write(`gridx-agent: ${shippedVersion} was installed over the upgraded bundle ${before.current.version}; running ${shippedVersion}\n`);
   chosen = start.path;
   if (start.trial) {
@@ -39,7 +45,11 @@ if (runsAgent(argv)) {
     const end = (why) => {
       const next = trialEnded(readJson(file), version, why, Date.now());
       if (next) {
-        write(next);
+        try {
+          write(next);
+        } catch {
+          // Unwritten, the next start finds the trial started and unconfirmed, and rolls it back then.
+        }
         process.stderr.write(`gridx-agent: rolled back ${version}: ${why}\n`);
       }
       return next !== null;

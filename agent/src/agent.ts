@@ -110,6 +110,7 @@ export class Agent {
         caps: opts.caps,
         running: [...this.active.values()].map((j) => j.ref).concat([...this.unacked.values()].map(({ payload: { job_id, attempt } }) => ({ job_id, attempt }))),
         warm: this.warm,
+        draining: this.draining,
       }),
       onMessage: (msg) => this.onMessage(msg),
       onFatal: (reason) => this.fatal?.(reason),

@@ -2,6 +2,7 @@ import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest";
 import { encode, HEARTBEAT_ACK_FRAME, HEARTBEAT_FRAME } from "../../protocol/index.ts";
 import { agentToken, api, caps, FakeAgent, sleep, submit, uniquePool, waitForJob, userToken } from "./helpers.ts";
+import { pollUntil } from "../helpers/poll.ts";
 
 function coordinator(pool: string) {
   return env.COORDINATOR.get(env.COORDINATOR.idFromName(pool));
@@ -304,6 +305,28 @@ describe("coordinator: scheduling", () => {
     await sleep(200);
     const w = (await api(`/v1/workers?pool=${pool}`)).json.workers.find((x: any) => x.id === workerId);
     expect(w.status).toBe("draining");
+  });
+});
+
+describe("coordinator: an agent's drain across a reconnect", () => {
+  it("stays when the agent's hello says it still drains (an upgrade waiting for its jobs), and ends when it does not", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const first = await FakeAgent.join(token, { name: "up1" });
+    first.agent.send({ type: "draining", payload: {} });
+    const status = () => api(`/v1/workers/${first.workerId}`).then((r) => r.json.status);
+    await pollUntil(status, (s) => s === "draining", { timeoutMs: 5000, intervalMs: 50, what: "the worker draining" });
+    first.agent.close();
+    const again = await FakeAgent.join(token, { name: "up1", draining: true });
+    expect(again.workerId).toBe(first.workerId);
+    expect(await status()).toBe("draining");
+    const job = (await submit({ pool })).json;
+    expect(await again.agent.receives("assign_job", 400)).toBe(false);
+    again.agent.close();
+    // The restarted agent (the new bundle) says hello without a drain: it takes the job.
+    const restarted = await FakeAgent.join(token, { name: "up1" });
+    expect((await restarted.agent.next("assign_job")).payload.job_id).toBe(job.id);
+    restarted.agent.close();
   });
 });
 

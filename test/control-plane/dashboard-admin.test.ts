@@ -34,7 +34,7 @@ describe("install lines", () => {
     );
     expect(lines.wsl).toBe(`wsl.exe -u root -- sh -c "npm install -g gridx@0.3.0 && GRIDX_AGENT_TOKEN='gxa_a'\\''b' gridx-agent install --url 'https://grid.example.com'"`);
     expect(lines.wslTask).toContain("gridx-agent install --url 'https://grid.example.com' --no-start\" && schtasks /Create /F /SC ONLOGON /TN gridx-agent");
-    expect(lines.wslTask).toContain(". /etc/gridx/agent.env; exec gridx-agent run");
+    expect(lines.wslTask).toContain(". /etc/gridx/agent.env; while :; do gridx-agent run; [ $? -eq 3 ] && break; sleep 5; done");
   });
 
   it("installs the newest release when the control plane names none", () => {

@@ -130,7 +130,11 @@ describe("agent self-upgrade", () => {
   it("rolls a bundle that cannot connect back to the one before, which reconnects and says so", async () => {
     const broken = `0.0.4-broken.${tag}`;
     const file = join(root, "broken.mjs");
-    writeFileSync(file, "process.stderr.write('this bundle is broken\\n');\nprocess.exit(1);\n");
+    writeFileSync(file, `// gridx-agent ${broken}\nprocess.stderr.write('this bundle is broken\\n');\nprocess.exit(1);\n`);
+    // Published under a version other than the one it names, its agents could never confirm it: refused.
+    const misnamed = await runGridx(["agent", "publish", `${broken}x`, "--file", file]);
+    expect(misnamed.code).not.toBe(0);
+    expect(misnamed.stderr).toContain(`is agent ${broken}, not ${broken}x`);
     expect((await runGridx(["agent", "publish", broken, "--file", file])).code).toBe(0);
     expect((await runGridx(["upgrade", pool, broken])).code).toBe(0);
     const rolled = await pollUntil(upgradeState, (u) => u?.state === "rolled_back", { timeoutMs: 90_000, intervalMs: 200, what: "rolled back" });

@@ -543,7 +543,7 @@ export class Coordinator extends DurableObject<Bindings> {
     const now = Date.now();
     const workers = await upsertWorkers(
       this.db,
-      events.map(({ session, hello }) => ({ pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, now })),
+      events.map(({ session, hello }) => ({ pool, name: hello.name, tokenId: session.tokenId, caps: hello.caps, slots: hello.slots, agentVersion: hello.agent_version, warm: hello.warm, draining: hello.draining === true, now })),
     );
     const joined = workers.flatMap((w) => (w ? [w.id] : []));
     const held = await holdingAttempts(this.db, joined);

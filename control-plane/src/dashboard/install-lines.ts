@@ -43,7 +43,8 @@ export function installLines(t: InstallTarget): InstallLines {
   const linux = `sudo npm install -g ${pkg} && sudo GRIDX_AGENT_TOKEN=${token} gridx-agent install --url ${url}`;
   // Inside the double quotes Windows hands wsl.exe, the sh line keeps its single quotes.
   const wsl = `wsl.exe -u root -- sh -c "${install}"`;
-  const started = `set -a; . /etc/gridx/agent.env; exec gridx-agent run`;
+  // As systemd's Restart=always with RestartPreventExitStatus=3: an upgrade's exit 75 or a crash restarts it.
+  const started = `set -a; . /etc/gridx/agent.env; while :; do gridx-agent run; [ $? -eq 3 ] && break; sleep 5; done`;
   const wslTask =
     `wsl.exe -u root -- sh -c "${install} --no-start" && ` +
     `schtasks /Create /F /SC ONLOGON /TN gridx-agent /TR "wsl.exe -u root -- sh -c '${started}'"`;

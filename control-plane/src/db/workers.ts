@@ -8,7 +8,7 @@ import { agentVersionVerdict } from "../fleet/agent-versions.ts";
 export type WorkerRow = typeof workers.$inferSelect;
 
 /** What a hello records of its worker. */
-export type Hello = { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; now: number };
+export type Hello = { pool: string; name: string; tokenId: string; caps: WorkerCaps; slots: number; agentVersion: string; warm: WarmCache; draining: boolean; now: number };
 
 /**
  * Records hellos, several in one round trip (a reconnect storm): the same pool and name is the
@@ -28,13 +28,14 @@ function upsertStatement(db: Db, w: Hello) {
   const live = { online: true, caps: w.caps, slots: w.slots, agentVersion: w.agentVersion, warm: w.warm, tokenId: w.tokenId, connectedAt: w.now, lastSeen: w.now };
   return db
     .insert(workers)
-    .values({ id: newId("w", w.now), pool: w.pool, name: w.name, createdAt: w.now, ...live })
+    .values({ id: newId("w", w.now), pool: w.pool, name: w.name, createdAt: w.now, ...live, drain: w.draining ? "agent" : null })
     .onConflictDoUpdate({
       target: [workers.pool, workers.name],
       set: {
         ...live,
-        // An agent's own drain ends with the process that asked for it; an operator's stays.
-        drain: sql`CASE WHEN ${workers.drain} = 'agent' THEN NULL ELSE ${workers.drain} END`,
+        // An agent's own drain ends with the process that asked for it, unless it says it still
+        // drains (an upgrade waiting for its jobs); an operator's stays.
+        drain: w.draining ? sql`COALESCE(${workers.drain}, 'agent')` : sql`CASE WHEN ${workers.drain} = 'agent' THEN NULL ELSE ${workers.drain} END`,
       },
       setWhere: sql`${workers.tokenId} = excluded.token_id OR NOT EXISTS (SELECT 1 FROM tokens t WHERE t.id = ${workers.tokenId} AND t.revoked_at IS NULL)`,
     })

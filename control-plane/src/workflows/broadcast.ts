@@ -26,13 +26,16 @@ export interface Candidate {
  */
 export function broadcastTargets(pool: string, workers: readonly Candidate[], listed: readonly string[] | undefined, max: number): { ids: string[] } | { field: string; message: string; status: 400 | 409 | 413 } {
   if (listed) {
+    // The bound first: a body may list tens of thousands of ids.
+    if (listed.length > max) return { field: "workers", message: `workers: ${listed.length} workers; a broadcast runs on at most ${max} (BROADCAST_MAX_WORKERS)`, status: 413 };
     const byId = new Map(workers.map((w) => [w.id, w]));
+    const seen = new Set<string>();
     for (const [i, id] of listed.entries()) {
       const w = byId.get(id);
-      const problem = listed.indexOf(id) !== i ? "is listed twice" : !w ? `is not a worker of pool ${pool}` : !w.online ? `(${w.name}) is offline` : w.draining ? `(${w.name}) is draining` : null;
+      const problem = seen.has(id) ? "is listed twice" : !w ? `is not a worker of pool ${pool}` : !w.online ? `(${w.name}) is offline` : w.draining ? `(${w.name}) is draining` : null;
       if (problem) return { field: `workers.${i}`, message: `workers.${i}: ${id} ${problem}`, status: 400 };
+      seen.add(id);
     }
-    if (listed.length > max) return { field: "workers", message: `workers: ${listed.length} workers; a broadcast runs on at most ${max} (BROADCAST_MAX_WORKERS)`, status: 413 };
     return { ids: [...listed] };
   }
   const ready = workers.filter((w) => w.online && !w.draining).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
