@@ -53,6 +53,19 @@ describe("a job pinned to a worker", () => {
     second!.agent.close();
   });
 
+  it("waiting for a busy worker, however many, do not hide the project's other jobs from an idle one", async () => {
+    const pool = uniquePool();
+    const [one, two] = await fleet(pool, 2);
+    // More than a round reads of a project's queue (its head is at least 32 jobs).
+    const pinned = [];
+    for (let i = 0; i < 40; i++) pinned.push((await submit({ pool, worker: one!.workerId })).json.id);
+    expect((await one!.agent.next("assign_job")).payload.job_id).toBe(pinned[0]);
+    const free = (await submit({ pool })).json;
+    expect((await two!.agent.next("assign_job")).payload.job_id).toBe(free.id);
+    one!.agent.close();
+    two!.agent.close();
+  });
+
   it("is a 400 naming worker when its pool has no such worker", async () => {
     const pool = uniquePool();
     const [other] = await fleet(uniquePool(), 1);

@@ -53,7 +53,8 @@ export async function dispatchRound(c: RoundContext): Promise<{ scheduler: Sched
   const free = views.reduce((n, w) => n + (w.draining ? 0 : Math.max(0, w.slots - w.used.slots) + Math.max(0, prefetchRoom(w))), 0);
   if (free === 0) return { scheduler: c.scheduler, more: false, projects: [] };
   const limit = Math.min(DISPATCH_BATCH, Math.max(DISPATCH_MIN_READ, free * READ_PER_FREE_SLOT));
-  const head = await queuedJobs(c.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ });
+  const withRoom = views.filter((w) => !w.draining && (w.slots - w.used.slots > 0 || prefetchRoom(w) > 0)).map((w) => w.id);
+  const head = await queuedJobs(c.db, pool, { perProject: limit, total: DISPATCH_READ_TOTAL, floor: DISPATCH_MIN_READ, pinnedTo: withRoom });
   const context = await assignmentContext(c.db, c.env, c.settings, pool);
   const queued = await withoutUnstartable(context, head.jobs);
   // Whose jobs' events this round may have written: those it failed as unstartable, or assigned.

@@ -122,10 +122,11 @@ export interface QueuedProject {
  * when many projects share `total` (never fewer than `floor`); at most QUEUE_PROJECTS projects
  * are read, in name order. Read every scheduling round.
  */
-export async function queuedJobs(db: Db, pool: string, read: { perProject: number; total: number; floor: number }): Promise<{ jobs: QueuedRow[]; projects: Map<string, QueuedProject> }> {
+/** `pinnedTo`: the workers whose pinned jobs (`"worker"`) are read; others' wait unread. */
+export async function queuedJobs(db: Db, pool: string, read: { perProject: number; total: number; floor: number; pinnedTo: readonly string[] }): Promise<{ jobs: QueuedRow[]; projects: Map<string, QueuedProject> }> {
   const rows = await db.$client
     .prepare(SQL.queued)
-    .bind(pool, read.perProject, read.total, read.floor, QUEUE_PROJECTS)
+    .bind(pool, read.perProject, read.total, read.floor, QUEUE_PROJECTS, JSON.stringify(read.pinnedTo))
     .raw<[string, number, number, number, string, string, number, string]>();
   const projects = new Map<string, QueuedProject>();
   const head = rows.map((r) => {
@@ -172,7 +173,10 @@ const SQL = {
     "UNION ALL SELECT (SELECT min(project) FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL AND project > n.project) FROM next n WHERE n.project IS NOT NULL LIMIT ?5), " +
     "heads AS MATERIALIZED (SELECT project FROM next WHERE project IS NOT NULL) " +
     "SELECT j.id, j.attempt, j.max_retries, j.queued_at, j.spec, h.project, coalesce(p.weight, 1), coalesce(p.quotas, '{}') " +
-    "FROM heads h JOIN jobs j ON j.id IN (SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL AND project = h.project ORDER BY priority DESC, id " +
+    // A job pinned to a worker is read only while that worker has room (?6): pinned jobs waiting
+    // on a busy or gone worker would otherwise fill the head and hide the project's other jobs.
+    "FROM heads h JOIN jobs j ON j.id IN (SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND hold IS NULL AND project = h.project " +
+    "AND (json_extract(spec, '$.worker') IS NULL OR json_extract(spec, '$.worker') IN (SELECT value FROM json_each(?6))) ORDER BY priority DESC, id " +
     "LIMIT max(?4, min(?2, ?3 / (SELECT count(*) FROM heads)))) LEFT JOIN projects p ON p.name = h.project " +
     // An IN list is probed in key order: the rows are put back in queue order.
     "ORDER BY h.project, j.priority DESC, j.id",

@@ -59,7 +59,8 @@ export async function evaluateAutoscale(c: AutoscaleContext): Promise<void> {
 
 /** The pool's ready queued jobs, less those a new worker would not start: held back by their project's quota, or pinned to one worker. */
 async function demand(db: Db, pool: string): Promise<DemandJob[]> {
-  const head = await queuedJobs(db, pool, { perProject: DEMAND_READ, total: DEMAND_READ, floor: 1 });
+  // Pinned jobs are not demand a new machine meets (fleet/autoscale.ts): none are read.
+  const head = await queuedJobs(db, pool, { perProject: DEMAND_READ, total: DEMAND_READ, floor: 1, pinnedTo: [] });
   const limited = [...head.projects].filter(([, p]) => p.quotas.max_running_jobs !== undefined || p.quotas.max_gpus !== undefined).map(([name]) => name);
   const usage = await usageOf(db, limited);
   return head.jobs.flatMap((j) => {
