@@ -14,9 +14,13 @@ describe("upgradeAction", () => {
   });
 
   it("does not order again while an order is in flight, nor after it failed or rolled back (no rollback loop)", () => {
-    for (const state of ["downloading", "draining", "restarting", "failed", "rolled_back"] as const) {
+    for (const state of ["downloading", "draining", "failed", "rolled_back"] as const) {
       expect(upgradeAction("0.1.0", "0.2.0", { toVersion: "0.2.0", state })).toEqual({ kind: "none" });
     }
+  });
+
+  it("takes a worker that restarted for the target and came back on its old version as rolled back (its own report may be lost)", () => {
+    expect(upgradeAction("0.1.0", "0.2.0", { toVersion: "0.2.0", state: "restarting" })).toEqual({ kind: "rolled_back" });
   });
 
   it("finishes the upgrade of a worker that runs the target, once", () => {

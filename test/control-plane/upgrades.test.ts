@@ -1,4 +1,4 @@
-import { env } from "cloudflare:test";
+import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { pollUntil } from "../helpers/poll.ts";
 import { agentToken, api, FakeAgent, uniquePool } from "./helpers.ts";
@@ -116,12 +116,29 @@ describe("pool upgrades", () => {
     // The new bundle never connected: the launcher brought the old one back, which says so after its hello.
     const rolled = await FakeAgent.join(token, { name: "w", agent_version: "0.1.0" });
     expect(await rolled.agent.receives("upgrade")).toBe(false);
+    // Its hello alone says so (the agent's report may be lost)...
+    const inferred = await pollUntil(() => upgradeOf(pool), (u) => u.workers[0].state === "rolled_back", { timeoutMs: 3000, intervalMs: 50, what: "rolled back at hello" });
+    expect(inferred.workers[0].reason).toBe(`it restarted for ${version} and came back on 0.1.0`);
+    // ...and the agent's report says why.
     rolled.agent.send({ type: "upgrade_status", payload: { version, state: "rolled_back", reason: "no hello accepted within 120 s" } });
-    await pollUntil(() => upgradeOf(pool), (u) => u.workers[0].state === "rolled_back", { timeoutMs: 3000, intervalMs: 50, what: "rolled back" });
+    await pollUntil(() => upgradeOf(pool), (u) => u.workers[0].reason === "no hello accepted within 120 s", { timeoutMs: 3000, intervalMs: 50, what: "the agent's reason" });
     expect((await upgradeOf(pool)).workers[0]).toMatchObject({ from: "0.1.0", to: version, reason: "no hello accepted within 120 s", version: "0.1.0" });
 
     expect((await api(`/v1/pools/${pool}/upgrade`, { method: "POST", json: { version } })).status).toBe(200);
     expect((await rolled.agent.next("upgrade")).payload.version).toBe(version);
+  });
+
+  it("gives an order that was never given (a D1 failure after the target was saved) at the next sweep", async () => {
+    const pool = uniquePool();
+    const version = uniqueVersion();
+    expect((await publish(version, "new bundle")).status).toBe(200);
+    const { agent } = await FakeAgent.join(await agentToken(pool, "late"), { name: "late", agent_version: "0.1.0" });
+    // The target as POST /v1/pools/:pool/upgrade saves it, with no order given after it.
+    await env.DB.prepare("INSERT INTO pool_upgrades (pool, version, requested_by, requested_at) VALUES (?1, ?2, 'admin', ?3)").bind(pool, version, Date.now()).run();
+    await runDurableObjectAlarm(env.COORDINATOR.get(env.COORDINATOR.idFromName(pool)));
+    expect((await agent.next("upgrade")).payload).toMatchObject({ version, sha256: await sha256("new bundle") });
+    expect((await upgradeOf(pool)).workers[0]).toMatchObject({ state: "pending", to: version });
+    agent.close();
   });
 
   it("shows a pool nobody upgraded with no target", async () => {

@@ -49,6 +49,7 @@ import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.t
 import { SocketRegistry } from "./socket-registry.ts";
 import { TUNNEL_HEADER, TunnelHub, TunnelRequest, tunnelBounds, tunnelError } from "./tunnel-hub.ts";
 import { orderUpgrades, recordUpgradeReport, type UpgradeContext } from "./upgrades.ts";
+import { getPoolUpgrade } from "../db/upgrades.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
 const REPORTS: readonly string[] = ["job_accepted", "job_started", "job_result"] satisfies Report["type"][];
@@ -450,6 +451,24 @@ export class Coordinator extends DurableObject<Bindings> {
       await this.rearm();
     }
     await this.autoscale();
+    await this.retryUpgradeOrders();
+  }
+
+  /**
+   * Orders again the connected workers whose upgrade order is still pending: one that a D1
+   * failure kept from being given or recorded (at hello or at the operator's POST) is given at
+   * the next sweep, not at the worker's next reconnect. An order the agent took is not repeated.
+   */
+  private async retryUpgradeOrders(): Promise<void> {
+    const pool = this.pool;
+    if (!pool) return;
+    try {
+      if (!(await getPoolUpgrade(this.db, pool))) return;
+      await this.exclusive(async () => orderUpgrades(this.upgradeContext(), await workersByIds(this.db, this.sockets.workerIds()), Date.now()));
+    } catch (err) {
+      this.count(COUNTERS.alarmFailures);
+      console.error(`coordinator(${pool}): upgrade orders failed; the next sweep gives them`, errorText(err));
+    }
   }
 
   /** The pool's autoscaling hook (fleet/autoscale-hook.ts), after the sweep and its re-arm, so a slow or failing receiver holds back neither. */

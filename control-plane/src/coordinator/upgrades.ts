@@ -31,6 +31,8 @@ export async function orderUpgrades(c: UpgradeContext, workers: { id: string; ag
   const rows: WorkerUpgradeRow[] = [];
   for (const { w, action } of decided) {
     if (action.kind === "done") rows.push({ workerId: w.id, pool: c.pool, fromVersion: records.get(w.id)?.fromVersion ?? w.agentVersion, toVersion: target.version, state: "done", reason: null, updatedAt: now });
+    if (action.kind === "rolled_back")
+      rows.push({ workerId: w.id, pool: c.pool, fromVersion: records.get(w.id)?.fromVersion ?? w.agentVersion, toVersion: target.version, state: "rolled_back", reason: `it restarted for ${target.version} and came back on ${w.agentVersion}`, updatedAt: now });
   }
   if (ordered.length) {
     const bundle = await getBundle(c.db, target.version);

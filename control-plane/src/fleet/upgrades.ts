@@ -19,7 +19,12 @@ export type UpgradeAction =
   /** The worker runs the target now: its upgrade is over. */
   | { kind: "done" }
   /** Tell the worker's agent to fetch and run the target. */
-  | { kind: "order" };
+  | { kind: "order" }
+  /**
+   * It restarted for the target and came back on another version: its launcher rolled the new
+   * bundle back, and the agent's own report of it (with the reason) was lost or is on its way.
+   */
+  | { kind: "rolled_back" };
 
 const GIVEN: readonly UpgradeState[] = ["downloading", "draining", "restarting", "failed", "rolled_back"];
 
@@ -28,6 +33,7 @@ export function upgradeAction(version: string, target: string | null, record: Up
   if (target === null) return { kind: "none" };
   const forTarget = record?.toVersion === target ? record : undefined;
   if (version === target) return forTarget?.state === "done" ? { kind: "none" } : { kind: "done" };
+  if (forTarget?.state === "restarting") return { kind: "rolled_back" };
   if (forTarget && GIVEN.includes(forTarget.state)) return { kind: "none" };
   return { kind: "order" };
 }
