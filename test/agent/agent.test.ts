@@ -129,7 +129,7 @@ describe("Agent", () => {
   it("says hello with its name, slots, caps and version, sending the token as a header", async () => {
     const { coord } = await setup({ slots: 3 });
     const hello = await coord.waitFor("hello");
-    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true });
+    expect(hello.payload).toEqual({ agent_version: "9.9.9", name: "n1", slots: 3, caps, running: [], warm: { envs: [], repos: [] }, batch_frames: true, draining: false });
     expect(coord.headers[0]).toBe("Bearer gxa_secret-token");
   });
 
