@@ -16,14 +16,34 @@ import { buildAgent } from "./build-agent.ts";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const BIN = join(ROOT, "node_modules", ".bin");
 
+/**
+ * A port nothing listens on, for a server started next. Taken below Linux's ephemeral range
+ * (32768 and up): a port the kernel handed out and took back would be handed out again, and
+ * workerd binds several `:0` sockets of its own, so a wrangler dev starting meanwhile could take
+ * it first (seen: "Address already in use" with a dozen test servers starting at once).
+ */
 export async function freePort(): Promise<number> {
+  for (let tries = 0; tries < 100; tries++) {
+    const port = FREE_PORT_FROM + Math.floor(Math.random() * (FREE_PORT_TO - FREE_PORT_FROM));
+    if (await bindable(port)) return port;
+  }
+  throw new Error(`no free port between ${FREE_PORT_FROM} and ${FREE_PORT_TO} in 100 tries`);
+}
+
+const FREE_PORT_FROM = 20_000;
+const FREE_PORT_TO = 32_000;
+
+async function bindable(port: number): Promise<boolean> {
   const server = createServer();
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  const port = (server.address() as { port: number }).port;
-  server.close();
-  await once(server, "close");
-  return port;
+  const bound = await new Promise<boolean>((resolve) => {
+    server.once("error", () => resolve(false));
+    server.listen(port, "127.0.0.1", () => resolve(true));
+  });
+  if (bound) {
+    server.close();
+    await once(server, "close");
+  }
+  return bound;
 }
 
 /** Runs a command to completion; rejects with its output when it fails. */
