@@ -45,6 +45,23 @@ describe("one worker's detail, and forgetting an offline one", () => {
     const audit = await api(`/v1/audit?action=worker.delete`);
     expect(audit.json.events.find((e: { target: string }) => e.target === workerId)).toMatchObject({ action: "worker.delete", actor: "admin" });
   });
+
+  it("fails the queued jobs pinned to a forgotten worker, which no worker will ever be again, and no others", async () => {
+    const pool = uniquePool();
+    const token = await agentToken(pool);
+    const { agent, workerId } = await FakeAgent.join(token, { name: "forget-2" });
+    agent.close();
+    await pollUntil(async () => (await api(`/v1/workers/${workerId}`)).json.status, (s) => s === "offline", { timeoutMs: 10_000, intervalMs: 100, what: "the worker offline" });
+    const pinned = (await submit({ pool, worker: workerId })).json;
+    const free = (await submit({ pool })).json;
+    expect((await api(`/v1/workers/${workerId}`, { method: "DELETE" })).status).toBe(204);
+    expect((await api(`/v1/jobs/${pinned.id}`)).json).toMatchObject({ status: "failed", failure_reason: "unschedulable", failure_message: `unschedulable: pinned to worker ${workerId}, which was deleted` });
+    expect((await api(`/v1/jobs/${free.id}`)).json.status).toBe("queued");
+    // The unpinned one still runs, on the next worker to join.
+    const next = await FakeAgent.join(token, { name: "forget-3" });
+    expect((await next.agent.next("assign_job")).payload.job_id).toBe(free.id);
+    next.agent.close();
+  });
 });
 
 // vitest.config.mts runs this plane with AGENT_MIN_VERSION 0.0.5 and AGENT_RECOMMENDED_VERSION 0.3.0.

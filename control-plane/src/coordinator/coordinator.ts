@@ -23,10 +23,10 @@ import { getJob, type JobRow } from "../db/jobs.ts";
 import { logStreamOf } from "../logs/log-stream.ts";
 import { jobEventsWritten } from "../events/notify.ts";
 import { finishProbe, getProbe } from "../db/probes.ts";
-import { activeTasks, cancelQueuedTasks, releaseRetries } from "../db/workflows.ts";
+import { activeTasks, cancelQueuedTasks, failUnschedulable, queuedPinnedTo, releaseRetries } from "../db/workflows.ts";
 import { enforceDeadlines, expireQueued, requeueLostWorkers, type BackstopContext } from "./backstops.ts";
 import { logResumes, reconcile, type ReconnectContext } from "./reconnect.ts";
-import { markOfflineExcept, setDrain, setOffline, setWarm, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
+import { deleteOfflineWorker, markOfflineExcept, setDrain, setOffline, setWarm, touchWorkers, upsertWorkers, workersByIds } from "../db/workers.ts";
 import type { Bindings } from "../env.ts";
 import { errorText } from "../errors.ts";
 import { agentVersionVerdict } from "../fleet/agent-versions.ts";
@@ -59,6 +59,9 @@ type HelloEvent = { ws: WebSocket; session: Session; hello: AgentMessage<"hello"
 
 /** Starts and results written in one group write, at most. */
 const SETTLE_BATCH = 200;
+
+/** Jobs pinned to a forgotten worker failed per statement. */
+const FORGET_BATCH = 500;
 
 /** Hellos recorded in one round trip, at most: a reconnect storm is recorded in batches. */
 const HELLO_BATCH = 100;
@@ -226,6 +229,26 @@ export class Coordinator extends DurableObject<Bindings> {
     await this.exclusive(() => this.setDrain(workerId, drain ? "operator" : null));
     if (drain) this.sockets.send(workerId, { type: "drain", payload: {} });
     else this.dispatch();
+  }
+
+  /**
+   * Forgets an offline worker (DELETE /v1/workers/:id): first the queued jobs pinned to it fail
+   * `unschedulable`, since no worker will ever be that one again, then its row goes. In that
+   * order, a failure between the two leaves the worker to delete again, never a job stranded.
+   */
+  async forgetWorker(pool: string, workerId: string): Promise<"forgotten" | "online"> {
+    await this.bindPool(pool);
+    return this.exclusive(async () => {
+      if (this.sockets.workerIds().includes(workerId)) return "online";
+      for (;;) {
+        const pinned = await queuedPinnedTo(this.db, pool, workerId, FORGET_BATCH);
+        if (pinned.length === 0) break;
+        const failed = await failUnschedulable(this.db, pinned.map((id) => ({ id, message: `unschedulable: pinned to worker ${workerId}, which was deleted` })), Date.now());
+        void jobEventsWritten(this.env, [...new Set(failed.map((j) => j.project))]);
+        if (pinned.length < FORGET_BATCH) break;
+      }
+      return (await deleteOfflineWorker(this.db, workerId)) ? "forgotten" : "online";
+    });
   }
 
   /**

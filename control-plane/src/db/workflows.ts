@@ -153,6 +153,15 @@ export async function expiredQueued(db: Db, pool: string, now: number, limit: nu
 }
 
 /** Fails jobs that waited out their queue_ttl_s: `unschedulable`, saying why no worker took them. */
+/** Queued jobs of a pool pinned to a worker (the `worker` field), at most `limit`. */
+export async function queuedPinnedTo(db: Db, pool: string, workerId: string, limit: number): Promise<string[]> {
+  const rows = await db.$client
+    .prepare("SELECT id FROM jobs WHERE pool = ?1 AND status = 'queued' AND json_extract(spec, '$.worker') = ?2 LIMIT ?3")
+    .bind(pool, workerId, limit)
+    .raw<[string]>();
+  return rows.map((r) => r[0]);
+}
+
 export async function failUnschedulable(db: Db, failures: readonly { id: string; message: string }[], now: number): Promise<MovedJob[]> {
   if (failures.length === 0) return [];
   const rows = await db.$client

@@ -5,7 +5,7 @@ import { readableProjects } from "../auth/access.ts";
 import { attemptsOfWorker, HOLDING } from "../db/attempts.ts";
 import { createDb } from "../db/client.ts";
 import { attempts } from "../db/schema.ts";
-import { deleteOfflineWorker, getWorker, listWorkers, workerView } from "../db/workers.ts";
+import { getWorker, listWorkers, workerView } from "../db/workers.ts";
 import { coordinatorFor } from "../coordinator/stub.ts";
 import type { AppEnv } from "../env.ts";
 import { AppError } from "../errors.ts";
@@ -117,14 +117,15 @@ export const workerRoutes = router()
       method: "delete",
       path: "/{id}",
       summary: "Forget an offline worker",
-      description: `${admin.description} Its attempts stay in their jobs' history; an agent that connects again under its name is a new worker. An online worker is refused (409): drain it and stop its agent first.`,
+      description: `${admin.description} Its attempts stay in their jobs' history; queued jobs pinned to it (its "worker" field) fail unschedulable; an agent that connects again under its name is a new worker. An online worker is refused (409): drain it and stop its agent first.`,
       request: { params: WorkerParams },
       responses: { 204: { description: "Forgotten." }, ...errors(400, 401, 403, 404, 409) },
     }),
     async (c) => {
       const db = createDb(c.env.DB);
       const worker = await mustGetWorker(db, c.req.valid("param").id);
-      if (!(await deleteOfflineWorker(db, worker.id))) throw new AppError("conflict", `worker ${worker.id} is online; stop its agent first (it is forgotten only while offline)`);
+      // The pool's coordinator forgets it, failing the queued jobs pinned to it first.
+      if ((await coordinatorFor(c.env, worker.pool).forgetWorker(worker.pool, worker.id)) === "online") throw new AppError("conflict", `worker ${worker.id} is online; stop its agent first (it is forgotten only while offline)`);
       await audit(c, "worker.delete", { target: worker.id, detail: { pool: worker.pool, name: worker.name } });
       return c.body(null, 204);
     },
