@@ -2,27 +2,12 @@ import { env, runDurableObjectAlarm } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { pollUntil } from "../helpers/poll.ts";
 import { signatureHeader } from "../../control-plane/src/webhooks/signature.ts";
-import { api, agentToken, FakeAgent, submit, uniquePool, userToken } from "./helpers.ts";
-
-type Received = { url: string; headers: Headers; body: string };
-
-/** Answers POSTs to 127.0.0.1 with `answer`, recording them; other fetches pass through. */
-function receiver(answer: (n: number) => number) {
-  const received: Received[] = [];
-  const real = globalThis.fetch;
-  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
-    const req = new Request(input, init);
-    if (new URL(req.url).hostname !== "127.0.0.1") return real(input, init);
-    received.push({ url: req.url, headers: req.headers, body: await req.text() });
-    return new Response("", { status: answer(received.length) });
-  });
-  return received;
-}
+import { api, agentToken, FakeAgent, receiver, submit, uniquePool, userToken, type ReceivedPost } from "./helpers.ts";
 
 const coordinator = (pool: string) => env.COORDINATOR.get(env.COORDINATOR.idFromName(pool));
 
 /** Runs the pool's sweeps until `pred` holds of what the receiver got at `url` (other tests' coordinators sweep on by themselves). */
-const sweepUntil = (pool: string, received: Received[], url: string, pred: (r: Received[]) => boolean, what: string) =>
+const sweepUntil = (pool: string, received: ReceivedPost[], url: string, pred: (r: ReceivedPost[]) => boolean, what: string) =>
   pollUntil(
     async () => {
       await runDurableObjectAlarm(coordinator(pool));

@@ -1,5 +1,6 @@
 import type { z } from "zod";
 import { SELF } from "cloudflare:test";
+import { vi } from "vitest";
 import { readResponse } from "../helpers/http.ts";
 import { pollUntil } from "../helpers/poll.ts";
 import { CoordinatorToAgent, decodeFrame, encode, type AgentToCoordinator, type WorkerCaps } from "../../protocol/index.ts";
@@ -173,3 +174,22 @@ export function waitForJob(id: string, pred: (job: any) => boolean, timeoutMs = 
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A POST received by `receiver`. */
+export type ReceivedPost = { url: string; headers: Headers; body: string };
+
+/**
+ * Answers POSTs to 127.0.0.1 (webhook and autoscaling receivers) with `answer(n)` for the n-th,
+ * recording them; other fetches pass through. Undone by `vi.restoreAllMocks()`.
+ */
+export function receiver(answer: (n: number) => number): ReceivedPost[] {
+  const received: ReceivedPost[] = [];
+  const real = globalThis.fetch;
+  vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
+    const req = new Request(input, init);
+    if (new URL(req.url).hostname !== "127.0.0.1") return real(input, init);
+    received.push({ url: req.url, headers: req.headers, body: await req.text() });
+    return new Response("", { status: answer(received.length) });
+  });
+  return received;
+}

@@ -10,7 +10,7 @@ import { retryAfterFailure, settle } from "../../control-plane/src/webhooks/back
 import { deliveriesFor } from "../../control-plane/src/webhooks/routing.ts";
 import { newSigningSecret, signatureHeader } from "../../control-plane/src/webhooks/signature.ts";
 import { checkTarget, parseIPv4, type TargetClass } from "../../control-plane/src/webhooks/target.ts";
-import { api, newProject, submit, uniquePool, userToken } from "./helpers.ts";
+import { api, newProject, receiver, submit, uniquePool, userToken } from "./helpers.ts";
 
 const none = new Set<TargetClass>();
 const refusal = (url: string, allowed: ReadonlySet<TargetClass> = none) => {
@@ -261,21 +261,6 @@ describe("/v1/webhooks", () => {
 
 describe("the webhook dispatcher", () => {
   const dispatcher = () => env.WEBHOOKS.get(env.WEBHOOKS.idFromName("webhooks"));
-  type Received = { url: string; headers: Headers; body: string };
-
-  /** Answers the dispatcher's POSTs to 127.0.0.1 with `answer`, recording them; other fetches pass through. */
-  function receiver(answer: (n: number) => number) {
-    const received: Received[] = [];
-    const real = globalThis.fetch;
-    vi.spyOn(globalThis, "fetch").mockImplementation(async (input, init) => {
-      const req = new Request(input, init);
-      if (new URL(req.url).hostname !== "127.0.0.1") return real(input, init);
-      received.push({ url: req.url, headers: req.headers, body: await req.text() });
-      return new Response("", { status: answer(received.length) });
-    });
-    return received;
-  }
-
   afterEach(() => {
     vi.restoreAllMocks();
   });
