@@ -48,7 +48,7 @@ import { CloseCode, sessionOf, setSession, type Session } from "./sessions.ts";
 import { SETTLE_RETRY, SettlementQueue, settleRetryDelay } from "./settlements.ts";
 import { SocketRegistry } from "./socket-registry.ts";
 import { TUNNEL_HEADER, TunnelHub, TunnelRequest, tunnelBounds, tunnelError } from "./tunnel-hub.ts";
-import { orderUpgrades, recordUpgradeReport, type UpgradeContext } from "./upgrades.ts";
+import { orderUpgrades, orderUpgradesTo, recordUpgradeReport, type UpgradeContext } from "./upgrades.ts";
 import { getPoolUpgrade } from "../db/upgrades.ts";
 
 type AgentMessage<T extends AgentToCoordinator["type"]> = MessageOf<AgentToCoordinator, T>["payload"];
@@ -486,8 +486,9 @@ export class Coordinator extends DurableObject<Bindings> {
     const pool = this.pool;
     if (!pool) return;
     try {
-      if (!(await getPoolUpgrade(this.db, pool))) return;
-      await this.exclusive(async () => orderUpgrades(this.upgradeContext(), await workersByIds(this.db, this.sockets.workerIds()), Date.now()));
+      const target = await getPoolUpgrade(this.db, pool);
+      if (!target) return;
+      await this.exclusive(async () => orderUpgradesTo(this.upgradeContext(), target, await workersByIds(this.db, this.sockets.workerIds()), Date.now()));
     } catch (err) {
       this.count(COUNTERS.alarmFailures);
       console.error(`coordinator(${pool}): upgrade orders failed; the next sweep gives them`, errorText(err));

@@ -24,7 +24,12 @@ export interface UpgradeContext {
 export async function orderUpgrades(c: UpgradeContext, workers: { id: string; agentVersion: string }[], now: number): Promise<void> {
   if (workers.length === 0) return;
   const target = await getPoolUpgrade(c.db, c.pool);
-  if (!target) return;
+  if (target) await orderUpgradesTo(c, target, workers, now);
+}
+
+/** `orderUpgrades` with the pool's target already read. */
+export async function orderUpgradesTo(c: UpgradeContext, target: { version: string }, workers: { id: string; agentVersion: string }[], now: number): Promise<void> {
+  if (workers.length === 0) return;
   const records = new Map((await workerUpgradesOf(c.db, workers.map((w) => w.id))).map((r) => [r.workerId, r]));
   const decided = workers.map((w) => ({ w, action: upgradeAction(w.agentVersion, target.version, records.get(w.id)) }));
   const ordered = decided.filter((d) => d.action.kind === "order");
