@@ -36,7 +36,7 @@ const f = stateFile(${JSON.stringify(stateDir)}); writeFileSync(f, JSON.stringif
   };
   const launch = () => spawnSync(process.execPath, [join(root, "bin", "gridx-agent.mjs"), "run", "--state-dir", stateDir], { encoding: "utf8", timeout: 30_000 });
   const state = () => JSON.parse(readFileSync(stateFile(stateDir), "utf8")) as BundleState;
-  return { install, launch, state };
+  return { install, launch, state, stateDir };
 }
 
 describe("the launcher", () => {
@@ -74,5 +74,17 @@ describe("the launcher", () => {
     const run = launch();
     expect(run.status).toBe(RESTART_EXIT);
     expect(state().rolled_back?.reason).toContain("no hello accepted within 1 s");
+  });
+
+  it("starts, running the current bundle and trying nothing, when it cannot write its record (a full or read-only disk)", () => {
+    const { install, launch, state, stateDir } = installation();
+    install("hangs", 1);
+    // The record is written through a temporary file beside it: a folder there makes the write fail.
+    mkdirSync(`${stateFile(stateDir)}.tmp`);
+    const run = launch();
+    expect(run.stdout).toBe("shipped\n");
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain("trying nothing new");
+    expect(state().pending).toMatchObject({ version: "2.0.0", started_at: null });
   });
 });
