@@ -59,12 +59,14 @@ describe("a job pinned to a worker", () => {
     // More than a round reads of a project's queue (its head is at least 32 jobs).
     const pinned = [];
     for (let i = 0; i < 40; i++) pinned.push((await submit({ pool, worker: one!.workerId })).json.id);
-    expect((await one!.agent.next("assign_job")).payload.job_id).toBe(pinned[0]);
+    // Forty submits queue forty scheduling rounds on the pool's coordinator; on a loaded machine
+    // the last one's round comes seconds later, so these waits are longer than next()'s default.
+    expect((await one!.agent.next("assign_job", 20_000)).payload.job_id).toBe(pinned[0]);
     const free = (await submit({ pool })).json;
-    expect((await two!.agent.next("assign_job")).payload.job_id).toBe(free.id);
+    expect((await two!.agent.next("assign_job", 20_000)).payload.job_id).toBe(free.id);
     one!.agent.close();
     two!.agent.close();
-  });
+  }, 60_000);
 
   it("is a 400 naming worker when its pool has no such worker", async () => {
     const pool = uniquePool();
